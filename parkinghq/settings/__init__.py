@@ -1,0 +1,1 @@
+"""Settings modules: ``dev`` (default), ``test`` and ``production``; shared values in ``base``."""

@@ -1,0 +1,23 @@
+"""Root URL configuration: the portal shell plus one include per app."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from parkinghq import views
+
+urlpatterns = [
+    path("", views.home, name="portal-home"),
+    path("accounts/", include("accounts.urls")),
+    path("basket/", include("workflows.basket_urls")),
+    path("workflows/", include("workflows.urls")),
+    path("carparks/", include("carparks.urls")),
+    path("billing/", include("billing.urls")),
+    path("connect/", include("connect.urls")),
+    path("monitoring/", include("monitoring.urls")),
+    path("api/", include("parkinghq.api_urls")),
+    path("django-admin/", admin.site.urls),
+]
+
+handler403 = "parkinghq.views.permission_denied"
+handler404 = "parkinghq.views.page_not_found"
+handler500 = "parkinghq.views.server_error"

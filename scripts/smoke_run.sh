@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Smoke test of the embedded default: `make run` with no DATABASE_URL/REDIS_URL, wait for /health,
+# log in as the demo agent, stop everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PORT="${SMOKE_PORT:-8765}"
+unset DATABASE_URL REDIS_URL
+export PARKINGHQ_VAR_DIR="$(mktemp -d)"
+log="$PARKINGHQ_VAR_DIR/run.log"
+setsid make run >"$log" 2>&1 &
+pid=$!
+cleanup() { kill -TERM -- "-$pid" 2>/dev/null || true; sleep 2; kill -KILL -- "-$pid" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 240); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health" || true)
+  [ "$code" = "200" ] && break
+  sleep 1
+done
+if [ "$code" != "200" ]; then
+  echo "smoke: /health never answered 200 (last: $code)"; tail -50 "$log"; exit 1
+fi
+.venv/bin/python scripts/smoke_login.py "http://127.0.0.1:$PORT" agent demo
+echo "smoke: make run came up, /health is 200 and agent logged in"

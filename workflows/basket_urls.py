@@ -1,0 +1,4 @@
+"""The task basket (mounted at /basket/); views live in workflows."""
+
+
+urlpatterns: list = []
