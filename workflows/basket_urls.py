@@ -1,4 +1,3 @@
 """The task basket (mounted at /basket/); views live in workflows."""
 
-
 urlpatterns: list = []
