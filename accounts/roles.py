@@ -27,6 +27,72 @@ ALL_ROLES = [ADMINISTRATOR, WORKFLOW_ADMIN, SUPERVISOR, AGENT, FINANCE, CARE, MA
 TWO_FACTOR_ROLES = {ADMINISTRATOR, WORKFLOW_ADMIN, SUPERVISOR}
 RESPONSIBLE_PERMISSION = "carparks.responsible_carpark"
 
+# Model permissions each role's group holds, as fnmatch patterns over "app_label.codename".
+# The data migration accounts/0002 grants what exists then; ``role_permissions_sync`` (run after
+# every migrate) grants the same patterns for models added later. Keep the two tables equal.
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    ADMINISTRATOR: [
+        "auth.*",
+        "accounts.*",
+        "workflows.*",
+        "carparks.*",
+        "billing.*",
+        "connect.*",
+        "monitoring.*",
+        "django_otp.*",
+        "otp_totp.*",
+        "otp_static.*",
+    ],
+    WORKFLOW_ADMIN: ["workflows.*", "carparks.view_*", "connect.view_*", "monitoring.view_*"],
+    SUPERVISOR: [
+        "workflows.view_*",
+        "workflows.change_task",
+        "workflows.change_process",
+        "carparks.view_*",
+        "carparks.change_contract",
+        "carparks.change_customer",
+        "billing.view_*",
+        "monitoring.view_*",
+    ],
+    AGENT: [
+        "workflows.view_task",
+        "workflows.change_task",
+        "workflows.view_process",
+        "carparks.view_*",
+        "carparks.add_customer",
+        "carparks.change_customer",
+        "carparks.add_vehicle",
+        "carparks.change_vehicle",
+        "carparks.add_contract",
+        "carparks.change_contract",
+        "carparks.add_credential",
+        "carparks.change_credential",
+    ],
+    FINANCE: ["billing.*", "carparks.view_*", "workflows.view_task", "workflows.change_task", "monitoring.view_*"],
+    CARE: [
+        "carparks.view_*",
+        "carparks.add_customer",
+        "carparks.change_customer",
+        "carparks.add_vehicle",
+        "carparks.change_vehicle",
+        "carparks.add_case",
+        "carparks.change_case",
+        "billing.view_*",
+        "workflows.view_task",
+        "workflows.change_task",
+    ],
+    MANAGER: [
+        "carparks.view_*",
+        "carparks.change_carpark",
+        "carparks.add_product",
+        "carparks.change_product",
+        "connect.view_*",
+        "monitoring.view_*",
+        "workflows.view_task",
+        "workflows.change_task",
+    ],
+}
+
 
 def user_roles(user: Any) -> set[str]:
     """The role names a user holds, cached on the user object for the request."""
@@ -90,3 +156,30 @@ def users_with_role(role: str, *, active_only: bool = True) -> Iterable[Any]:
 
     users = get_user_model().objects.filter(groups__name=role)
     return users.filter(is_active=True) if active_only else users
+
+
+def role_permission_matches(role: str, app_label: str, codename: str) -> bool:
+    """Whether ``ROLE_PERMISSIONS`` grants ``app_label.codename`` to ``role`` (never responsibility itself)."""
+    from fnmatch import fnmatchcase
+
+    name = f"{app_label}.{codename}"
+    if name == RESPONSIBLE_PERMISSION:
+        return False  # responsibility is only ever an object permission, never a group's global one
+    return any(fnmatchcase(name, pattern) for pattern in ROLE_PERMISSIONS.get(role, []))
+
+
+def role_permissions_sync(app_label: str | None = None) -> int:
+    """Grant each role group the permissions its patterns match (additive, idempotent); returns how many."""
+    from django.contrib.auth.models import Group, Permission
+
+    permissions = Permission.objects.select_related("content_type")
+    if app_label:
+        permissions = permissions.filter(content_type__app_label=app_label)
+    permissions = list(permissions)
+    granted = 0
+    for group in Group.objects.filter(name__in=ALL_ROLES):
+        wanted = [p for p in permissions if role_permission_matches(group.name, p.content_type.app_label, p.codename)]
+        if wanted:
+            group.permissions.add(*wanted)
+            granted += len(wanted)
+    return granted

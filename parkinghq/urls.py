@@ -3,10 +3,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from parkinghq import views
+from parkinghq import health, views
 
 urlpatterns = [
     path("", views.home, name="portal-home"),
+    path("health", health.health, name="health"),
     path("accounts/", include("accounts.urls")),
     path("basket/", include("workflows.basket_urls")),
     path("workflows/", include("workflows.urls")),

@@ -1,11 +1,12 @@
 """The portal shell: the start page and error pages in the portal's look."""
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from accounts.roles import role_required
 
-@login_required
+
+@role_required()
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/home.html")
 

@@ -3,7 +3,9 @@
 # log in as the demo agent, stop everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PORT="${SMOKE_PORT:-8765}"
+# A free port, never a fixed one: other checkouts may run their own portal on this machine.
+PORT="${SMOKE_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+export PORT
 unset DATABASE_URL REDIS_URL
 export PARKINGHQ_VAR_DIR="$(mktemp -d)"
 log="$PARKINGHQ_VAR_DIR/run.log"

@@ -1,5 +1,8 @@
 import pytest
+from django.contrib.auth.models import Group
 from django.urls import reverse
+
+from accounts import roles
 
 
 @pytest.mark.django_db
@@ -10,9 +13,19 @@ def test_it_redirects_anonymous_visitors_to_login(client):
 
 
 @pytest.mark.django_db
-def test_it_shows_the_start_page_to_a_logged_in_user(client, django_user_model):
+def test_it_shows_the_start_page_to_a_user_with_a_role(client, django_user_model):
     user = django_user_model.objects.create_user("someone", password="x")
+    user.groups.add(Group.objects.get(name=roles.AGENT))
     client.force_login(user)
     response = client.get(reverse("portal-home"))
     assert response.status_code == 200
     assert b"Welcome" in response.content
+
+
+@pytest.mark.django_db
+def test_it_shows_the_403_page_in_the_portal_look(client, django_user_model):
+    client.force_login(django_user_model.objects.create_user("norole", password="x"))
+    response = client.get(reverse("portal-home"))
+    assert response.status_code == 403
+    assert b"You do not have permission" in response.content
+    assert b"navbar" in response.content

@@ -13,3 +13,6 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 CELERY_TASK_ALWAYS_EAGER = False
 AXES_ENABLED = True
+# Static files come from the finders (no collectstatic before tests), also for live_server.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
