@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django_fsm import FSMField
+from django_fsm import FSMField, transition
 
 PLATE_STRIP = re.compile(r"[\s\-._·]+")
 
@@ -151,8 +151,10 @@ class Contract(models.Model):
         REJECTED = "rejected", "Rejected"
         CANCELLED = "cancelled", "Cancelled"
 
-    # States that hold a place of the product's quota.
-    QUOTA_STATES = (State.OFFERED, State.APPROVED, State.ACTIVE, State.SUSPENDED)
+    # States that hold a place of the product's quota. An application that got a place keeps it
+    # while it is reviewed; applications beyond the quota are waitlisted instead.
+    QUOTA_STATES = (State.APPLIED, State.OFFERED, State.APPROVED, State.ACTIVE, State.SUSPENDED)
+    FINAL_STATES = (State.TERMINATED, State.REJECTED, State.CANCELLED)
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="contracts")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="contracts")
@@ -188,6 +190,110 @@ class Contract(models.Model):
     def workflow_carpark_id(self) -> int:
         return self.product.carpark_id
 
+    @property
+    def holds_place(self) -> bool:
+        return self.state in self.QUOTA_STATES
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in self.FINAL_STATES
+
+    # Lifecycle. Only carparks.services calls these (under a row lock, writing a ContractEvent);
+    # the methods change the state and nothing else.
+
+    @transition(field=state, source=State.APPLIED, target=State.WAITLISTED)
+    def waitlist(self) -> None:
+        """Beyond the quota: queue the application."""
+
+    @transition(
+        field=state, source=State.WAITLISTED, target=State.OFFERED, conditions=[lambda c: c.product_has_free_place()]
+    )
+    def offer(self) -> None:
+        """A place came free: offer it to this waitlisted application."""
+
+    @transition(field=state, source=State.OFFERED, target=State.APPLIED)
+    def accept_offer(self) -> None:
+        """The customer took the offered place; the application goes to review."""
+
+    @transition(
+        field=state,
+        source=State.APPLIED,
+        target=State.APPROVED,
+        conditions=[lambda c: c.product.is_active],
+        permission=lambda c, user: _may_review(c, user),
+    )
+    def approve(self) -> None:
+        """The back office accepted the application."""
+
+    @transition(
+        field=state,
+        source=[State.APPLIED, State.WAITLISTED],
+        target=State.REJECTED,
+        permission=lambda c, user: _may_review(c, user),
+    )
+    def reject(self) -> None:
+        """The back office refused the application."""
+
+    @transition(
+        field=state,
+        source=State.APPROVED,
+        target=State.ACTIVE,
+        conditions=[lambda c: c.vehicles.exists()],
+        permission=lambda c, user: _may_review(c, user),
+    )
+    def activate(self) -> None:
+        """The contract starts: credentials are issued."""
+
+    @transition(
+        field=state, source=State.ACTIVE, target=State.SUSPENDED, permission=lambda c, user: _may_manage(c, user)
+    )
+    def suspend(self) -> None:
+        """Parking is blocked (for example unpaid invoices); the place is kept."""
+
+    @transition(
+        field=state, source=State.SUSPENDED, target=State.ACTIVE, permission=lambda c, user: _may_manage(c, user)
+    )
+    def reactivate(self) -> None:
+        """Lift a suspension."""
+
+    @transition(
+        field=state,
+        source=[State.APPROVED, State.ACTIVE, State.SUSPENDED],
+        target=State.TERMINATED,
+        permission=lambda c, user: _may_manage(c, user),
+    )
+    def terminate(self) -> None:
+        """The contract ends; its place goes to the next in line."""
+
+    @transition(
+        field=state,
+        source=[State.APPLIED, State.WAITLISTED, State.OFFERED, State.APPROVED],
+        target=State.CANCELLED,
+        permission=lambda c, user: _may_manage(c, user),
+    )
+    def cancel(self) -> None:
+        """Withdrawn before it started, or an offer that expired."""
+
+    def product_has_free_place(self) -> bool:
+        taken = Contract.objects.filter(product_id=self.product_id, state__in=self.QUOTA_STATES).count()
+        return taken < self.product.quota
+
+
+def _may_review(contract: Contract, user: object) -> bool:
+    from accounts.roles import ADMINISTRATOR, AGENT, SUPERVISOR, has_role
+    from carparks.access import may_see_carpark
+
+    return has_role(user, AGENT, SUPERVISOR, ADMINISTRATOR) and may_see_carpark(user, contract.product.carpark_id)
+
+
+def _may_manage(contract: Contract, user: object) -> bool:
+    from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, SUPERVISOR, has_role
+    from carparks.access import may_see_carpark
+
+    return has_role(user, AGENT, CARE, FINANCE, SUPERVISOR, ADMINISTRATOR) and may_see_carpark(
+        user, contract.product.carpark_id
+    )
+
 
 class Credential(models.Model):
     class Kind(models.TextChoices):
@@ -203,6 +309,9 @@ class Credential(models.Model):
     valid_until = models.DateField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     cpms_synced_at = models.DateTimeField(null=True, blank=True)
+    # The idempotency key of the system step that issued it, so a re-run issues nothing twice.
+    issue_key = models.CharField(max_length=200, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, null=True)
 
     class Meta:
         ordering = ["identifier"]
@@ -238,3 +347,152 @@ class ContractEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.contract_id}: {self.from_state} → {self.to_state}"
+
+
+class Case(models.Model):
+    """A customer-care case: a complaint, refund request, card replacement or question."""
+
+    class Kind(models.TextChoices):
+        COMPLAINT = "complaint", "Complaint"
+        REFUND = "refund", "Refund request"
+        CARD_REPLACEMENT = "card_replacement", "Card replacement"
+        QUESTION = "question", "Question"
+
+    class Priority(models.TextChoices):
+        LOW = "low", "Low"
+        NORMAL = "normal", "Normal"
+        HIGH = "high", "High"
+        URGENT = "urgent", "Urgent"
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        IN_PROGRESS = "in_progress", "In progress"
+        RESOLVED = "resolved", "Resolved"
+        CLOSED = "closed", "Closed"
+
+    class Channel(models.TextChoices):
+        PORTAL = "portal", "Back office"
+        API = "api", "App / Web"
+        EMAIL = "email", "Email"
+        PHONE = "phone", "Phone"
+
+    OPEN_STATES = (State.OPEN, State.IN_PROGRESS)
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="cases")
+    contract = models.ForeignKey(Contract, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases")
+    # Billing owns invoices; cases only keep the id so carparks does not depend on billing.
+    invoice_id = models.PositiveBigIntegerField(null=True, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.PORTAL)
+    subject = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    state = FSMField(default=State.OPEN, choices=State.choices, protected=True, db_index=True)
+    sla_due_at = models.DateTimeField(db_index=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="carparks_cases"
+    )
+    resolution = models.TextField(blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["sla_due_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"Case {self.pk}: {self.subject}"
+
+    @property
+    def workflow_carpark_id(self) -> int | None:
+        return self.contract.product.carpark_id if self.contract_id else None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES
+
+    @transition(field=state, source=State.OPEN, target=State.IN_PROGRESS)
+    def start(self) -> None:
+        """Someone works on it."""
+
+    @transition(field=state, source=[State.OPEN, State.IN_PROGRESS], target=State.RESOLVED)
+    def resolve(self) -> None:
+        """Answered or fixed."""
+
+    @transition(field=state, source=State.RESOLVED, target=State.IN_PROGRESS)
+    def reopen(self) -> None:
+        """The customer came back."""
+
+    @transition(field=state, source=[State.OPEN, State.IN_PROGRESS, State.RESOLVED], target=State.CLOSED)
+    def close(self) -> None:
+        """Done for good."""
+
+
+class CaseEvent(models.Model):
+    """Append-only history of a case: state changes and notes."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.pk}: {self.from_state} → {self.to_state}"
+
+
+class ApiClient(models.Model):
+    """An integration (eCommerce shop, app, web module) calling the REST API with its own token.
+
+    Only a SHA-256 hash of the token is stored; the token itself is shown once, when created.
+    """
+
+    class Scope(models.TextChoices):
+        CARPARKS_READ = "carparks:read", "Read car parks, products and availability"
+        CONTRACTS_READ = "contracts:read", "Read contracts"
+        CONTRACTS_WRITE = "contracts:write", "Apply for and change contracts"
+        CASES_WRITE = "cases:write", "Open customer-care cases"
+        PROCESSES_READ = "processes:read", "Read processes and their state"
+
+    name = models.CharField(max_length=200, unique=True)
+    token_prefix = models.CharField(max_length=12, db_index=True)
+    token_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list, blank=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # DRF treats request.user as authenticated when this is true.
+    is_authenticated = True
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (self.scopes or [])
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a creating POST with an ``Idempotency-Key``; replays get it again."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="idempotency_records")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True)
+    response_body = models.JSONField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["client", "key"], name="idempotency_unique_key_per_client")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id}: {self.key}"

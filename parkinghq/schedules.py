@@ -7,6 +7,15 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "accounts.tasks.worker_heartbeat",
         "schedule": 30.0,
     },
+    # Safety nets under the waitlist-offer and contract-termination processes (idempotent).
+    "carparks-offers-expire-due": {
+        "task": "carparks.tasks.offers_expire_due",
+        "schedule": 300.0,
+    },
+    "carparks-contracts-end-due": {
+        "task": "carparks.tasks.contracts_end_due",
+        "schedule": crontab(minute=15, hour=0),
+    },
 }
 
 # Keep a reference so linters do not flag the import; apps add crontab entries here.

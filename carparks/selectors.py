@@ -1,0 +1,112 @@
+"""Reads of the car-park domain that are more than a filter (other apps use these too)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+
+from carparks.access import carparks_for_user, cases_for_user, contracts_for_user, customers_for_user
+from carparks.models import CarPark, Case, Contract, Credential, Customer, Product, Vehicle, normalise_plate
+
+# States a contract can be billed in: running, suspended (blocked but still owed), or ended.
+BILLABLE_STATES = (Contract.State.ACTIVE, Contract.State.SUSPENDED, Contract.State.TERMINATED)
+
+
+def contracts_active_in_period(start: date, end: date) -> QuerySet[Contract]:
+    """Contracts that ran on at least one day of ``[start, end]`` (both inclusive).
+
+    Active and suspended contracts, and terminated ones whose end date falls on or after
+    ``start``; each with its product, car park and customer loaded.
+    """
+    return (
+        Contract.objects.filter(state__in=BILLABLE_STATES, start_date__lte=end)
+        .filter(Q(end_date__isnull=True) | Q(end_date__gte=start))
+        .select_related("product__carpark", "customer")
+        .order_by("pk")
+    )
+
+
+def product_places_taken(product: Product) -> int:
+    return Contract.objects.filter(product=product, state__in=Contract.QUOTA_STATES).count()
+
+
+def products_with_availability(qs: QuerySet[Product] | None = None) -> QuerySet[Product]:
+    """Products annotated with ``places_taken``, ``waitlisted`` (and ``places_free`` via the property)."""
+    qs = Product.objects.all() if qs is None else qs
+    return qs.annotate(
+        places_taken=Count("contracts", filter=Q(contracts__state__in=Contract.QUOTA_STATES)),
+        waitlisted=Count("contracts", filter=Q(contracts__state=Contract.State.WAITLISTED)),
+    )
+
+
+def product_waitlist(product: Product) -> QuerySet[Contract]:
+    """The product's queue, first in line first (offers out are listed too, ahead of the queue)."""
+    return (
+        Contract.objects.filter(product=product, state__in=[Contract.State.OFFERED, Contract.State.WAITLISTED])
+        .select_related("customer")
+        .order_by("-state", "waitlist_position", "created_at")
+    )
+
+
+def carparks_with_stats(user: Any) -> QuerySet[CarPark]:
+    return carparks_for_user(user).annotate(
+        product_count=Count("products", distinct=True),
+        active_contracts=Count(
+            "products__contracts", filter=Q(products__contracts__state=Contract.State.ACTIVE), distinct=True
+        ),
+        waitlisted=Count(
+            "products__contracts", filter=Q(products__contracts__state=Contract.State.WAITLISTED), distinct=True
+        ),
+    )
+
+
+def cases_open(user: Any) -> QuerySet[Case]:
+    return cases_for_user(user).filter(state__in=Case.OPEN_STATES).select_related("customer", "contract", "assignee")
+
+
+def search(user: Any, query: str, *, limit: int = 20) -> dict[str, list[Any]]:
+    """Customers, contracts, plates and card numbers matching ``query``, limited to what ``user`` sees."""
+    query = (query or "").strip()
+    result: dict[str, list[Any]] = {"customers": [], "contracts": [], "vehicles": [], "credentials": []}
+    if len(query) < 2:
+        return result
+    plate = normalise_plate(query)
+    customers = customers_for_user(user).filter(
+        Q(name__icontains=query) | Q(email__icontains=query) | Q(company_number__iexact=query)
+    )
+    result["customers"] = list(customers.order_by("name")[:limit])
+    contracts = contracts_for_user(user).select_related("customer", "product__carpark")
+    if query.isdigit():
+        contracts = contracts.filter(Q(pk=int(query)) | Q(customer__name__icontains=query))
+    else:
+        contracts = contracts.filter(customer__name__icontains=query)
+    result["contracts"] = list(contracts.order_by("-created_at")[:limit])
+    if plate:
+        visible_customers = customers_for_user(user).values("pk")
+        result["vehicles"] = list(
+            Vehicle.objects.filter(plate__startswith=plate, customer__in=visible_customers)
+            .select_related("customer")
+            .order_by("plate")[:limit]
+        )
+        visible_contracts = contracts_for_user(user).values("pk")
+        result["credentials"] = list(
+            Credential.objects.filter(identifier__startswith=plate, contract__in=visible_contracts)
+            .select_related("contract__customer", "carpark")
+            .order_by("-is_active", "identifier")[:limit]
+        )
+    return result
+
+
+def customer_history(customer: Customer) -> list[dict[str, Any]]:
+    """Contract and case events of a customer, newest first."""
+    from carparks.models import CaseEvent, ContractEvent
+
+    rows: list[dict[str, Any]] = []
+    for event in ContractEvent.objects.filter(contract__customer=customer).select_related("actor"):
+        rows.append({"at": event.created_at, "what": f"Contract {event.contract_id}", "event": event})
+    for event in CaseEvent.objects.filter(case__customer=customer).select_related("actor"):
+        rows.append({"at": event.created_at, "what": f"Case {event.case_id}", "event": event})
+    rows.sort(key=lambda row: row["at"], reverse=True)
+    return rows

@@ -1,0 +1,880 @@
+"""Every write to car parks, contracts, credentials, waitlists and cases goes through here.
+
+Each service is one transaction. Services that take or free a place of a product's quota lock
+the product row first and the contract row second (always in that order, so two services never
+deadlock); the FSM transition on the model runs under those locks and a ContractEvent is written
+in the same transaction. Emails and signals leave only through ``transaction.on_commit``.
+
+Contract lifecycle::
+
+    applied ──► approved ──► active ◄──► suspended
+       │  ▲                     │            │
+       ▼  │ (offer accepted)    └──► terminated ◄┘
+    waitlisted ──► offered ──► cancelled (offer expired / withdrawn)
+       └──► rejected
+
+An application that finds a free place keeps it while it is reviewed (``applied`` is a quota
+state); an application beyond the quota, or behind people already waiting, is waitlisted. When a
+place comes free (termination, rejection, cancellation, quota rise) the next in line gets an offer
+that expires after ``CARPARKS_OFFER_VALID_DAYS``; an expired offer moves on to the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django_fsm import can_proceed, has_transition_perm
+
+from carparks import signals
+from carparks.models import (
+    Case,
+    CaseEvent,
+    Contract,
+    ContractEvent,
+    Credential,
+    Customer,
+    Product,
+    Vehicle,
+    normalise_plate,
+)
+
+logger = logging.getLogger(__name__)
+
+PLATE_PATTERN = re.compile(r"^[A-Z0-9ÄÖÜ]{1,12}$")
+CASE_SLA = {
+    Case.Priority.URGENT: timedelta(hours=4),
+    Case.Priority.HIGH: timedelta(days=1),
+    Case.Priority.NORMAL: timedelta(days=3),
+    Case.Priority.LOW: timedelta(days=5),
+}
+CASE_DEFAULT_PRIORITY = {
+    Case.Kind.COMPLAINT: Case.Priority.NORMAL,
+    Case.Kind.REFUND: Case.Priority.NORMAL,
+    Case.Kind.CARD_REPLACEMENT: Case.Priority.HIGH,
+    Case.Kind.QUESTION: Case.Priority.LOW,
+}
+
+
+class CarparkError(Exception):
+    """A request the car-park domain refuses; the message is fit to show a person.
+
+    ``field`` names the input at fault where there is one (the API reports it under that name).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TransitionError(CarparkError):
+    """The contract or case is not in a state that allows the change."""
+
+
+def offer_valid_for() -> timedelta:
+    return timedelta(days=getattr(settings, "CARPARKS_OFFER_VALID_DAYS", 7))
+
+
+# --- plates and vehicles ------------------------------------------------------------------------
+
+
+def plate_validate(plate: str, *, field: str = "plate") -> str:
+    """The normalised plate, or a CarparkError naming ``field`` when it cannot be a plate."""
+    normalised = normalise_plate(plate)
+    if not PLATE_PATTERN.match(normalised):
+        raise CarparkError(
+            f"{plate!r} is not a licence plate: use 1 to 12 letters and digits (spaces and dashes are ignored).",
+            field=field,
+        )
+    return normalised
+
+
+@dataclass(frozen=True)
+class PlateInput:
+    plate: str
+    country: str = "D"
+    description: str = ""
+    cost_centre: str = ""
+
+
+def _vehicle_for(customer: Customer, item: PlateInput | dict | str | Vehicle, *, field: str = "vehicles") -> Vehicle:
+    if isinstance(item, Vehicle):
+        if item.customer_id != customer.pk:
+            raise CarparkError(f"Vehicle {item} belongs to another customer.", field=field)
+        return item
+    if isinstance(item, str):
+        item = PlateInput(plate=item)
+    elif isinstance(item, dict):
+        item = PlateInput(**item)
+    plate = plate_validate(item.plate, field=field)
+    vehicle, created = Vehicle.objects.get_or_create(
+        customer=customer,
+        plate=plate,
+        country=(item.country or "D").upper(),
+        defaults={"description": item.description, "cost_centre": item.cost_centre},
+    )
+    return vehicle
+
+
+# --- engine hand-off ----------------------------------------------------------------------------
+
+
+def _process_start(definition_key: str, obj: Any, *, variables: dict | None = None, user: Any = None) -> Any:
+    """Start a process about ``obj`` in the current transaction (so both exist or neither)."""
+    try:
+        from workflows.services import process_start
+    except ImportError:  # the engine is not installed in this build
+        logger.warning("workflow engine unavailable; %s not started for %r", definition_key, obj)
+        return None
+    return process_start(
+        definition_key=definition_key,
+        business_object=obj,
+        variables=variables or {},
+        started_by=_actor(user),
+    )
+
+
+def _message_send(name: str, obj: Any, payload: dict | None = None) -> int:
+    try:
+        from workflows.services import message_send
+    except ImportError:
+        return 0
+    return message_send(name=name, business_object=obj, payload=payload or {})
+
+
+def _actor(user: Any) -> Any:
+    return user if getattr(user, "is_authenticated", False) and getattr(user, "pk", None) else None
+
+
+def _email(template: str, to: str, context: dict) -> None:
+    from parkinghq.emails import send_email
+
+    transaction.on_commit(lambda: send_email(template=template, to=[to], context=context))
+
+
+# --- locking and transitions --------------------------------------------------------------------
+
+
+def _lock_product(product_id: int) -> Product:
+    return Product.objects.select_for_update().select_related("carpark").get(pk=product_id)
+
+
+def _lock_contract(contract_id: int) -> Contract:
+    return (
+        Contract.objects.select_for_update(of=("self",))
+        .select_related("product__carpark", "customer")
+        .get(pk=contract_id)
+    )
+
+
+TRANSITION_LABELS = {
+    "waitlist": "waitlisted",
+    "offer": "offered a place",
+    "accept_offer": "accepted",
+    "approve": "approved",
+    "reject": "rejected",
+    "activate": "activated",
+    "suspend": "suspended",
+    "reactivate": "reactivated",
+    "terminate": "terminated",
+    "cancel": "cancelled",
+}
+
+
+def _transition(
+    obj: Contract | Case,
+    name: str,
+    *,
+    user: Any = None,
+    note: str = "",
+    update_fields: Sequence[str] = (),
+) -> None:
+    """Run FSM transition ``name`` on a locked object, save it and write its history row."""
+    method = getattr(obj, name)
+    label = TRANSITION_LABELS.get(name, name)
+    kind = "Contract" if isinstance(obj, Contract) else "Case"
+    if user is not None and not has_transition_perm(method, user):
+        raise PermissionDenied(f"You may not mark {kind.lower()} {obj.pk} as {label}.")
+    if not can_proceed(method, check_conditions=False):
+        raise TransitionError(f"{kind} {obj.pk} is {obj.get_state_display().lower()} and cannot be {label}.")
+    if not can_proceed(method):
+        raise TransitionError(_condition_message(obj, name))
+    from_state = obj.state
+    method()
+    obj.save(update_fields=["state", "updated_at", *update_fields])
+    if isinstance(obj, Contract):
+        ContractEvent.objects.create(
+            contract=obj, from_state=from_state, to_state=obj.state, actor=_actor(user), note=note
+        )
+        contract, to_state = obj, obj.state
+        transaction.on_commit(
+            lambda: signals.contract_state_changed.send(
+                sender=Contract, contract=contract, from_state=from_state, to_state=to_state
+            )
+        )
+    else:
+        CaseEvent.objects.create(case=obj, from_state=from_state, to_state=obj.state, actor=_actor(user), note=note)
+
+
+def _condition_message(obj: Contract | Case, name: str) -> str:
+    if isinstance(obj, Contract):
+        if name == "offer":
+            return f"{obj.product} has no free place to offer."
+        if name == "approve":
+            return f"{obj.product} is no longer sold."
+        if name == "activate":
+            return f"Contract {obj.pk} has no vehicle; add one before activating it."
+    return f"{obj} cannot change now."
+
+
+def _contract_note(contract: Contract, note: str, user: Any = None) -> None:
+    ContractEvent.objects.create(
+        contract=contract, from_state=contract.state, to_state=contract.state, actor=_actor(user), note=note
+    )
+
+
+# --- customers ----------------------------------------------------------------------------------
+
+
+def customer_create(
+    *,
+    kind: str = Customer.Kind.PRIVATE,
+    name: str,
+    email: str,
+    user: Any = None,
+    **fields: Any,
+) -> Customer:
+    allowed = {f.name for f in Customer._meta.get_fields() if getattr(f, "concrete", False)} - {"id", "created_at"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise CarparkError(f"Unknown customer fields: {', '.join(sorted(unknown))}.")
+    if kind == Customer.Kind.CORPORATE and not fields.get("company_number"):
+        raise CarparkError("A corporate customer needs a company number.", field="company_number")
+    return Customer.objects.create(kind=kind, name=name, email=email, **fields)
+
+
+def customer_find_or_create(*, kind: str, name: str, email: str, **fields: Any) -> Customer:
+    """The existing customer (a company by company number, a person by email and name) or a new one."""
+    with transaction.atomic():
+        existing = None
+        if kind == Customer.Kind.CORPORATE and fields.get("company_number"):
+            existing = Customer.objects.filter(kind=kind, company_number=fields["company_number"]).first()
+        elif kind == Customer.Kind.PRIVATE:
+            existing = Customer.objects.filter(kind=kind, email__iexact=email, name__iexact=name).first()
+        if existing is not None:
+            return existing
+        return customer_create(kind=kind, name=name, email=email, **fields)
+
+
+# --- contracts ----------------------------------------------------------------------------------
+
+
+def first_of_next_month(today: date | None = None) -> date:
+    today = today or timezone.localdate()
+    return (today.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def _places_taken(product_id: int, *, exclude_id: int | None = None) -> int:
+    qs = Contract.objects.filter(product_id=product_id, state__in=Contract.QUOTA_STATES)
+    if exclude_id is not None:
+        qs = qs.exclude(pk=exclude_id)
+    return qs.count()
+
+
+def contract_apply(
+    *,
+    customer: Customer,
+    product: Product,
+    vehicles: Iterable[PlateInput | dict | str | Vehicle],
+    start_date: date | None = None,
+    end_date: date | None = None,
+    cost_centre: str = "",
+    user: Any = None,
+    note: str = "",
+) -> Contract:
+    """A new season application: takes a free place (and starts ``season-contract``) or joins the waitlist."""
+    today = timezone.localdate()
+    start_date = start_date or today
+    if start_date < today:
+        raise CarparkError("The start date cannot be in the past.", field="start_date")
+    if end_date is not None and end_date < start_date:
+        raise CarparkError("The end date must not be before the start date.", field="end_date")
+    with transaction.atomic():
+        product = _lock_product(product.pk)
+        if not product.is_active or not product.carpark.is_active:
+            raise CarparkError(f"{product} is not sold at the moment.", field="product")
+        chosen = [_vehicle_for(customer, item) for item in vehicles]
+        if not chosen:
+            raise CarparkError("Name at least one vehicle.", field="vehicles")
+        contract = Contract.objects.create(
+            customer=customer,
+            product=product,
+            start_date=start_date,
+            end_date=end_date,
+            deposit=product.deposit,
+            monthly_price=product.monthly_price,
+            cost_centre=cost_centre,
+        )
+        contract.vehicles.set({v.pk: v for v in chosen}.values())
+        ContractEvent.objects.create(
+            contract=contract, from_state="", to_state=contract.state, actor=_actor(user), note=note or "Applied."
+        )
+        queue_exists = Contract.objects.filter(product=product, state=Contract.State.WAITLISTED).exists()
+        if queue_exists or _places_taken(product.pk, exclude_id=contract.pk) >= product.quota:
+            last = Contract.objects.filter(product=product).aggregate(m=Max("waitlist_position"))["m"] or 0
+            contract.waitlist_position = last + 1
+            position = Contract.objects.filter(product=product, state=Contract.State.WAITLISTED).count() + 1
+            _transition(
+                contract,
+                "waitlist",
+                note=f"No place free: number {position} on the waitlist.",
+                update_fields=["waitlist_position"],
+            )
+            _email("contract_waitlisted", customer.email, {"contract": contract, "position": position})
+        else:
+            _process_start("season-contract", contract, variables=_contract_variables(contract), user=user)
+    return contract
+
+
+def _contract_variables(contract: Contract) -> dict[str, Any]:
+    return {
+        "contract_id": contract.pk,
+        "customer_id": contract.customer_id,
+        "customer_name": contract.customer.name,
+        "customer_kind": contract.customer.kind,
+        "product": contract.product.name,
+        "carpark": contract.product.carpark.name,
+        "start_date": contract.start_date.isoformat(),
+        "deposit": float(contract.deposit),
+        "monthly_price": float(contract.monthly_price),
+        "plates": [v.plate for v in contract.vehicles.all()],
+    }
+
+
+def contract_approve(*, contract: Contract, user: Any = None, note: str = "") -> Contract:
+    with transaction.atomic():
+        _lock_product(contract.product_id)
+        contract = _lock_contract(contract.pk)
+        if _places_taken(contract.product_id, exclude_id=contract.pk) >= contract.product.quota:
+            # Cannot happen through these services (an applied contract holds its place); guards hand edits.
+            raise CarparkError(f"{contract.product} is sold out.", field="product")
+        contract.monthly_price = contract.product.monthly_price
+        _transition(contract, "approve", user=user, note=note or "Approved.", update_fields=["monthly_price"])
+        _email("contract_approved", contract.customer.email, {"contract": contract})
+    return contract
+
+
+def contract_reject(*, contract: Contract, user: Any = None, reason: str = "") -> Contract:
+    with transaction.atomic():
+        product = _lock_product(contract.product_id)
+        contract = _lock_contract(contract.pk)
+        contract.waitlist_position = None
+        _transition(contract, "reject", user=user, note=reason or "Rejected.", update_fields=["waitlist_position"])
+        _email("contract_rejected", contract.customer.email, {"contract": contract, "reason": reason})
+        waitlist_advance(product=product)
+    return contract
+
+
+def contract_activate(*, contract: Contract, user: Any = None, note: str = "") -> Contract:
+    """Start the contract and issue one licence-plate credential per vehicle."""
+    with transaction.atomic():
+        contract = _lock_contract(contract.pk)
+        _transition(contract, "activate", user=user, note=note or "Activated.")
+        _issue_plate_credentials(contract, contract.vehicles.all())
+    return contract
+
+
+def _issue_plate_credentials(
+    contract: Contract, vehicles: Iterable[Vehicle], *, valid_from: date | None = None
+) -> None:
+    existing = set(
+        contract.credentials.filter(kind=Credential.Kind.PLATE, is_active=True).values_list("identifier", flat=True)
+    )
+    for vehicle in vehicles:
+        if vehicle.plate in existing:
+            continue
+        try:
+            with transaction.atomic():
+                Credential.objects.create(
+                    contract=contract,
+                    carpark_id=contract.product.carpark_id,
+                    kind=Credential.Kind.PLATE,
+                    identifier=vehicle.plate,
+                    valid_from=valid_from or contract.start_date,
+                    valid_until=contract.end_date,
+                )
+        except IntegrityError:
+            raise CarparkError(
+                f"Plate {vehicle.plate} already opens the barrier at {contract.product.carpark} for another contract.",
+                field="plate",
+            ) from None
+    transaction.on_commit(lambda: signals.credentials_changed.send(sender=Contract, contract=contract))
+
+
+def _deactivate_credentials(contract: Contract, *, until: date, qs: Any = None) -> int:
+    qs = contract.credentials.filter(is_active=True) if qs is None else qs
+    changed = qs.update(is_active=False, valid_until=until)
+    if changed:
+        transaction.on_commit(lambda: signals.credentials_changed.send(sender=Contract, contract=contract))
+    return changed
+
+
+def contract_suspend(*, contract: Contract, user: Any = None, reason: str = "") -> Contract:
+    """Block parking (the credentials stop working) but keep the place."""
+    with transaction.atomic():
+        contract = _lock_contract(contract.pk)
+        _transition(contract, "suspend", user=user, note=reason or "Suspended.")
+        contract.credentials.filter(is_active=True).update(is_active=False)
+        transaction.on_commit(lambda: signals.credentials_changed.send(sender=Contract, contract=contract))
+    return contract
+
+
+def contract_reactivate(*, contract: Contract, user: Any = None, reason: str = "") -> Contract:
+    with transaction.atomic():
+        contract = _lock_contract(contract.pk)
+        _transition(contract, "reactivate", user=user, note=reason or "Reactivated.")
+        card = contract.credentials.filter(kind=Credential.Kind.RFID).order_by("-created_at", "-pk").first()
+        if (
+            card is not None
+            and not card.is_active
+            and (card.valid_until is None or card.valid_until >= timezone.localdate())
+        ):
+            try:
+                with transaction.atomic():
+                    Credential.objects.filter(pk=card.pk).update(is_active=True)
+            except IntegrityError:
+                raise CarparkError(
+                    f"Card {card.identifier} is now used by another contract; issue a new card."
+                ) from None
+        _issue_plate_credentials(contract, contract.vehicles.all(), valid_from=timezone.localdate())
+    return contract
+
+
+def contract_terminate(
+    *, contract: Contract, user: Any = None, end_date: date | None = None, reason: str = ""
+) -> Contract:
+    """End the contract now: credentials stop, the place goes to the next in line."""
+    with transaction.atomic():
+        product = _lock_product(contract.product_id)
+        contract = _lock_contract(contract.pk)
+        end = end_date or contract.end_date or timezone.localdate()
+        if contract.end_date is None or end < contract.end_date:
+            contract.end_date = end
+        _transition(
+            contract,
+            "terminate",
+            user=user,
+            note=reason or f"Terminated as of {contract.end_date:%Y-%m-%d}.",
+            update_fields=["end_date"],
+        )
+        _deactivate_credentials(contract, until=contract.end_date)
+        _email("contract_terminated", contract.customer.email, {"contract": contract})
+        waitlist_advance(product=product)
+    return contract
+
+
+def contract_cancel(*, contract: Contract, user: Any = None, reason: str = "") -> Contract:
+    """Withdraw an application or an offer before the contract starts."""
+    with transaction.atomic():
+        product = _lock_product(contract.product_id)
+        contract = _lock_contract(contract.pk)
+        contract.waitlist_position = None
+        contract.offer_expires_at = None
+        _transition(
+            contract,
+            "cancel",
+            user=user,
+            note=reason or "Cancelled.",
+            update_fields=["waitlist_position", "offer_expires_at"],
+        )
+        waitlist_advance(product=product)
+    return contract
+
+
+def earliest_end_date(contract: Contract, today: date | None = None) -> date:
+    return (today or timezone.localdate()) + timedelta(days=contract.product.notice_period_days)
+
+
+def contract_request_termination(
+    *,
+    contract: Contract,
+    user: Any = None,
+    end_date: date | None = None,
+    reason: str = "",
+    enforce_notice: bool = True,
+) -> Contract:
+    """Give notice: record the end date and start ``contract-termination``, which ends it on that date.
+
+    Customers (the API) must respect the product's notice period; staff may waive it.
+    """
+    with transaction.atomic():
+        contract = _lock_contract(contract.pk)
+        if contract.state not in (Contract.State.APPROVED, Contract.State.ACTIVE, Contract.State.SUSPENDED):
+            raise TransitionError(
+                f"Contract {contract.pk} is {contract.get_state_display().lower()}; "
+                "only running contracts can be terminated."
+            )
+        if user is not None and not has_transition_perm(contract.terminate, user):
+            raise PermissionDenied(f"You may not terminate contract {contract.pk}.")
+        earliest = earliest_end_date(contract) if enforce_notice else timezone.localdate()
+        end_date = end_date or earliest
+        if end_date < earliest:
+            raise CarparkError(
+                f"The notice period is {contract.product.notice_period_days} days: "
+                f"the earliest end date is {earliest:%Y-%m-%d}.",
+                field="end_date",
+            )
+        contract.end_date = end_date
+        contract.save(update_fields=["end_date", "updated_at"])
+        _contract_note(contract, f"Termination requested for {end_date:%Y-%m-%d}. {reason}".strip(), user)
+        zone = ZoneInfo(contract.product.carpark.time_zone)
+        terminate_at = datetime.combine(end_date + timedelta(days=1), time.min, tzinfo=zone)
+        process = _process_start(
+            "contract-termination",
+            contract,
+            variables={
+                "contract_id": contract.pk,
+                "end_date": end_date.isoformat(),
+                "terminate_at": terminate_at.isoformat(),
+                "reason": reason,
+                "deposit": float(contract.deposit),
+            },
+            user=user,
+        )
+    if process is None and end_date <= timezone.localdate():
+        # Without the engine nothing would wait for the date; it has come, so end it now.
+        contract = contract_terminate(contract=contract, end_date=end_date, reason=reason)
+    return contract
+
+
+def contracts_end_due(*, today: date | None = None) -> int:
+    """Terminate running contracts whose end date has passed (the safety net under the processes)."""
+    today = today or timezone.localdate()
+    due = Contract.objects.filter(
+        state__in=[Contract.State.ACTIVE, Contract.State.SUSPENDED], end_date__lt=today
+    ).values_list("pk", flat=True)
+    done = 0
+    for pk in list(due):
+        try:
+            contract_terminate(contract=Contract.objects.get(pk=pk), reason="End date reached.")
+            done += 1
+        except TransitionError:
+            continue  # ended meanwhile
+    return done
+
+
+def contract_change_plate(
+    *, contract: Contract, old_plate: str, new_plate: str, country: str = "D", user: Any = None
+) -> Contract:
+    """Swap one vehicle of the contract for another; a running contract's credential follows at once."""
+    old = normalise_plate(old_plate)
+    new = plate_validate(new_plate, field="new_plate")
+    with transaction.atomic():
+        contract = _lock_contract(contract.pk)
+        if contract.is_final:
+            raise TransitionError(f"Contract {contract.pk} is {contract.get_state_display().lower()}.")
+        if user is not None and not has_transition_perm(contract.terminate, user) and contract.state != "applied":
+            raise PermissionDenied(f"You may not change contract {contract.pk}.")
+        current = contract.vehicles.filter(plate=old).first()
+        if current is None:
+            raise CarparkError(f"Plate {old} is not on contract {contract.pk}.", field="old_plate")
+        if new == old and current.country == country.upper():
+            raise CarparkError("The new plate is the same as the old one.", field="new_plate")
+        vehicle = _vehicle_for(contract.customer, PlateInput(plate=new, country=country), field="new_plate")
+        contract.vehicles.remove(current)
+        contract.vehicles.add(vehicle)
+        today = timezone.localdate()
+        if contract.state == Contract.State.ACTIVE:
+            _deactivate_credentials(
+                contract,
+                until=today,
+                qs=contract.credentials.filter(is_active=True, kind=Credential.Kind.PLATE, identifier=old),
+            )
+            _issue_plate_credentials(contract, [vehicle], valid_from=today)
+        _contract_note(contract, f"Plate changed from {old} to {new}.", user)
+    return contract
+
+
+def contract_add_vehicles(
+    *, contract: Contract, vehicles: Iterable[PlateInput | dict | str], user: Any = None
+) -> Contract:
+    """Add vehicles (a corporate fleet) to a contract; a running contract gets their credentials."""
+    with transaction.atomic():
+        contract = _lock_contract(contract.pk)
+        if contract.is_final:
+            raise TransitionError(f"Contract {contract.pk} is {contract.get_state_display().lower()}.")
+        added = [_vehicle_for(contract.customer, item) for item in vehicles]
+        contract.vehicles.add(*added)
+        if contract.state == Contract.State.ACTIVE:
+            _issue_plate_credentials(contract, added, valid_from=timezone.localdate())
+        _contract_note(contract, "Vehicles added: " + ", ".join(v.plate for v in added), user)
+    return contract
+
+
+def credential_issue_card(
+    *, contract: Contract, user: Any = None, identifier: str = "", issue_key: str = "", replace: bool = True
+) -> Credential:
+    """Issue an RFID card for a running contract (replacing its current cards); idempotent per ``issue_key``."""
+    with transaction.atomic():
+        contract = _lock_contract(contract.pk)
+        if issue_key:
+            done = contract.credentials.filter(issue_key=issue_key).first()
+            if done is not None:
+                return done
+        if contract.state not in (Contract.State.APPROVED, Contract.State.ACTIVE):
+            raise TransitionError(f"Contract {contract.pk} is {contract.get_state_display().lower()}.")
+        today = timezone.localdate()
+        if replace:
+            _deactivate_credentials(
+                contract, until=today, qs=contract.credentials.filter(is_active=True, kind=Credential.Kind.RFID)
+            )
+        identifier = identifier or f"{secrets.randbelow(10**10):010d}"
+        try:
+            with transaction.atomic():
+                card = Credential.objects.create(
+                    contract=contract,
+                    carpark_id=contract.product.carpark_id,
+                    kind=Credential.Kind.RFID,
+                    identifier=identifier,
+                    valid_from=today,
+                    valid_until=contract.end_date,
+                    issue_key=issue_key,
+                )
+        except IntegrityError:
+            raise CarparkError(f"Card {identifier} is already in use at this car park.", field="identifier") from None
+        _contract_note(contract, f"RFID card {identifier} issued.", user)
+        transaction.on_commit(lambda: signals.credentials_changed.send(sender=Contract, contract=contract))
+    return card
+
+
+# --- waitlist -----------------------------------------------------------------------------------
+
+
+def waitlist_advance(*, product: Product) -> list[Contract]:
+    """Offer every free place of ``product`` to the next in line. Call with the product row locked."""
+    offered: list[Contract] = []
+    free = product.quota - _places_taken(product.pk)
+    if free <= 0:
+        return offered
+    queue = Contract.objects.filter(product=product, state=Contract.State.WAITLISTED).order_by(
+        "waitlist_position", "created_at", "pk"
+    )
+    for pk in list(queue.values_list("pk", flat=True)[:free]):
+        offered.append(_offer(pk))
+    return offered
+
+
+def _offer(contract_id: int) -> Contract:
+    contract = _lock_contract(contract_id)
+    contract.offer_expires_at = timezone.now() + offer_valid_for()
+    _transition(
+        contract,
+        "offer",
+        note=f"Place offered until {timezone.localtime(contract.offer_expires_at):%Y-%m-%d %H:%M}.",
+        update_fields=["offer_expires_at"],
+    )
+    _email("contract_offered", contract.customer.email, {"contract": contract})
+    _process_start(
+        "waitlist-offer",
+        contract,
+        variables={
+            "contract_id": contract.pk,
+            "customer_name": contract.customer.name,
+            "product": contract.product.name,
+            "offer_expires_at": contract.offer_expires_at.isoformat(),
+        },
+    )
+    return contract
+
+
+def product_set_quota(*, product: Product, quota: int, user: Any = None) -> Product:
+    """Change how many contracts a product may hold; a rise offers the new places to the waitlist."""
+    if quota < 0:
+        raise CarparkError("The quota cannot be negative.", field="quota")
+    with transaction.atomic():
+        product = _lock_product(product.pk)
+        product.quota = quota
+        product.save(update_fields=["quota"])
+        waitlist_advance(product=product)
+    return product
+
+
+def contract_offer_accept(*, contract: Contract, user: Any = None) -> Contract:
+    """The customer takes the offered place: the application goes to review (``season-contract``)."""
+    with transaction.atomic():
+        _lock_product(contract.product_id)
+        contract = _lock_contract(contract.pk)
+        if (
+            contract.state == Contract.State.OFFERED
+            and contract.offer_expires_at
+            and contract.offer_expires_at <= (timezone.now())
+        ):
+            raise TransitionError(f"The offer for contract {contract.pk} has expired.")
+        contract.waitlist_position = None
+        contract.offer_expires_at = None
+        _transition(
+            contract,
+            "accept_offer",
+            user=user,
+            note="Offer accepted.",
+            update_fields=["waitlist_position", "offer_expires_at"],
+        )
+        _message_send("offer.accepted", contract, {"contract_id": contract.pk})
+        _process_start("season-contract", contract, variables=_contract_variables(contract), user=user)
+    return contract
+
+
+def contract_offer_expire(*, contract: Contract, force: bool = False) -> Contract:
+    """Let an unanswered offer lapse and offer the place to the next in line.
+
+    Idempotent: a contract no longer offered, or (unless ``force``) whose offer has not run out,
+    is left as it is.
+    """
+    with transaction.atomic():
+        product = _lock_product(contract.product_id)
+        contract = _lock_contract(contract.pk)
+        if contract.state != Contract.State.OFFERED:
+            return contract
+        if not force and contract.offer_expires_at and contract.offer_expires_at > timezone.now():
+            return contract
+        contract.waitlist_position = None
+        _transition(contract, "cancel", note="Offer expired.", update_fields=["waitlist_position"])
+        waitlist_advance(product=product)
+    return contract
+
+
+def offers_expire_due() -> int:
+    """Expire every offer past its expiry (the safety net under the ``waitlist-offer`` processes)."""
+    due = Contract.objects.filter(state=Contract.State.OFFERED, offer_expires_at__lte=timezone.now())
+    count = 0
+    for pk in list(due.values_list("pk", flat=True)):
+        if contract_offer_expire(contract=Contract(pk=pk, product_id=_product_id(pk))).state == "cancelled":
+            count += 1
+    return count
+
+
+def _product_id(contract_id: int) -> int:
+    return Contract.objects.values_list("product_id", flat=True).get(pk=contract_id)
+
+
+# --- cases --------------------------------------------------------------------------------------
+
+
+def case_open(
+    *,
+    customer: Customer,
+    kind: str,
+    subject: str,
+    description: str = "",
+    contract: Contract | None = None,
+    invoice_id: int | None = None,
+    priority: str | None = None,
+    channel: str = Case.Channel.PORTAL,
+    user: Any = None,
+) -> Case:
+    """Open a customer-care case; its SLA follows from the priority. Starts ``customer-case``."""
+    if kind not in Case.Kind.values:
+        raise CarparkError(f"Unknown case kind {kind!r}.", field="kind")
+    priority = priority or CASE_DEFAULT_PRIORITY[kind]
+    if priority not in Case.Priority.values:
+        raise CarparkError(f"Unknown priority {priority!r}.", field="priority")
+    if contract is not None and contract.customer_id != customer.pk:
+        raise CarparkError("The contract belongs to another customer.", field="contract")
+    if kind == Case.Kind.CARD_REPLACEMENT and contract is None:
+        raise CarparkError("A card replacement needs the contract the card belongs to.", field="contract")
+    with transaction.atomic():
+        case = Case.objects.create(
+            customer=customer,
+            contract=contract,
+            invoice_id=invoice_id,
+            kind=kind,
+            priority=priority,
+            channel=channel,
+            subject=subject,
+            description=description,
+            sla_due_at=timezone.now() + CASE_SLA[priority],
+        )
+        CaseEvent.objects.create(case=case, to_state=case.state, actor=_actor(user), note="Opened.")
+        _process_start(
+            "customer-case",
+            case,
+            variables={
+                "case_id": case.pk,
+                "kind": kind,
+                "priority": priority,
+                "subject": subject,
+                "customer_name": customer.name,
+                "contract_id": contract.pk if contract else None,
+                "invoice_id": invoice_id,
+            },
+            user=user,
+        )
+    return case
+
+
+def _lock_case(case_id: int) -> Case:
+    return Case.objects.select_for_update(of=("self",)).select_related("customer", "contract").get(pk=case_id)
+
+
+def case_assign(*, case: Case, assignee: Any, user: Any = None) -> Case:
+    with transaction.atomic():
+        case = _lock_case(case.pk)
+        case.assignee = assignee
+        case.save(update_fields=["assignee", "updated_at"])
+        if case.state == Case.State.OPEN:
+            _transition(case, "start", user=user, note=f"Assigned to {assignee}.")
+        else:
+            CaseEvent.objects.create(case=case, actor=_actor(user), note=f"Assigned to {assignee}.")
+    return case
+
+
+def case_add_note(*, case: Case, note: str, user: Any = None) -> CaseEvent:
+    if not note.strip():
+        raise CarparkError("Write a note.", field="note")
+    with transaction.atomic():
+        case = _lock_case(case.pk)
+        event = CaseEvent.objects.create(case=case, actor=_actor(user), note=note.strip())
+        if case.state == Case.State.OPEN:
+            _transition(case, "start", user=user)
+    return event
+
+
+def case_resolve(*, case: Case, resolution: str = "", user: Any = None) -> Case:
+    """Mark the case resolved (idempotent: a resolved or closed case stays as it is)."""
+    with transaction.atomic():
+        case = _lock_case(case.pk)
+        if case.state in (Case.State.RESOLVED, Case.State.CLOSED):
+            return case
+        case.resolution = resolution or case.resolution
+        case.resolved_at = timezone.now()
+        _transition(
+            case, "resolve", user=user, note=resolution or "Resolved.", update_fields=["resolution", "resolved_at"]
+        )
+        _email("case_resolved", case.customer.email, {"case": case})
+    return case
+
+
+def case_reopen(*, case: Case, user: Any = None, note: str = "") -> Case:
+    with transaction.atomic():
+        case = _lock_case(case.pk)
+        case.resolved_at = None
+        _transition(case, "reopen", user=user, note=note or "Reopened.", update_fields=["resolved_at"])
+    return case
+
+
+def case_close(*, case: Case, user: Any = None, note: str = "") -> Case:
+    with transaction.atomic():
+        case = _lock_case(case.pk)
+        _transition(case, "close", user=user, note=note or "Closed.")
+    return case

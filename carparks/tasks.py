@@ -1,0 +1,15 @@
+"""Celery tasks of the car-park domain: thin wrappers around services (schedules in parkinghq/schedules.py)."""
+
+from celery import shared_task
+
+from carparks import services
+
+
+@shared_task
+def offers_expire_due() -> int:
+    return services.offers_expire_due()
+
+
+@shared_task
+def contracts_end_due() -> int:
+    return services.contracts_end_due()

@@ -1,0 +1,66 @@
+"""factory_boy factories for the car-park domain."""
+
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from carparks.models import CarPark, Customer, Product
+
+
+class CarParkFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CarPark
+
+    name = factory.Sequence(lambda n: f"Car park {n}")
+    code = factory.Sequence(lambda n: f"cp-{n}")
+    city = "Munich"
+    capacity = 100
+
+
+class ProductFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Product
+
+    carpark = factory.SubFactory(CarParkFactory)
+    name = factory.Sequence(lambda n: f"Season ticket {n}")
+    monthly_price = Decimal("99.00")
+    quota = 10
+    deposit = Decimal("25.00")
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    name = factory.Sequence(lambda n: f"Customer {n}")
+    email = factory.Sequence(lambda n: f"customer{n}@example.com")
+
+
+class CorporateFactory(CustomerFactory):
+    kind = Customer.Kind.CORPORATE
+    name = factory.Sequence(lambda n: f"Company {n} GmbH")
+    company_number = factory.Sequence(lambda n: f"HRB {1000 + n}")
+    billing_contact = "Accounts payable"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.Sequence(lambda n: f"user{n}@parkinghq.example")
+    last_login = factory.LazyFunction(timezone.now)
+
+    @factory.post_generation
+    def roles(self, create, extracted, **kwargs):
+        for role in extracted or []:
+            self.groups.add(Group.objects.get_or_create(name=role)[0])
+
+    @factory.post_generation
+    def password(self, create, extracted, **kwargs):
+        self.set_password(extracted or "demo")
+        self.save()
