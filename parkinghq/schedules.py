@@ -16,6 +16,12 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "carparks.tasks.contracts_end_due",
         "schedule": crontab(minute=15, hour=0),
     },
+    # Fires due workflow timers (escalations, waits, message timeouts, retries); takes rows with
+    # SELECT … FOR UPDATE SKIP LOCKED, so running it twice at once never fires a timer twice.
+    "workflows-tick": {
+        "task": "workflows.tasks.tick",
+        "schedule": 10.0,
+    },
 }
 
 # Keep a reference so linters do not flag the import; apps add crontab entries here.

@@ -1,1 +1,399 @@
-"""Models of the workflows app."""
+"""The engine's data: definitions and their versions, processes, tasks, history, timers and jobs.
+
+Lifecycles are django-fsm fields with protected state; hot paths (claiming a task, taking a job)
+use one conditional UPDATE whose WHERE clause is the transition's source state, so the database
+settles races. A process advances under a row lock on its Process row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from workflows.errors import VersionImmutable
+
+
+class WorkflowDefinition(models.Model):
+    key = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=100, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def published_version(self) -> WorkflowVersion | None:
+        return self.versions.filter(state=WorkflowVersion.State.PUBLISHED).order_by("-number").first()
+
+
+class WorkflowVersion(ConcurrentTransitionMixin, models.Model):
+    """One version of a definition: draft → published → retired. Published content never changes."""
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PUBLISHED = "published", "Published"
+        RETIRED = "retired", "Retired"
+
+    FROZEN_FIELDS = ("spec", "graph", "bpmn_xml", "checksum", "number", "definition_id")
+
+    definition = models.ForeignKey(WorkflowDefinition, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    state = FSMField(default=State.DRAFT, choices=State.choices, protected=True, db_index=True)
+    spec = models.JSONField(help_text="The definition in the compact format, as installed.")
+    graph = models.JSONField(help_text="The compiled graph the engine runs.")
+    bpmn_xml = models.TextField(blank=True, help_text="The BPMN 2.0 XML the editor saved, if any.")
+    checksum = models.CharField(max_length=64, db_index=True)
+    comment = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["definition", "-number"]
+        constraints = [models.UniqueConstraint(fields=["definition", "number"], name="workflow_version_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.definition.key} v{self.number} ({self.state})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        loaded_state = getattr(self, "_loaded_state", None)
+        if self.pk and loaded_state in (self.State.PUBLISHED, self.State.RETIRED):
+            changed = [name for name, value in getattr(self, "_loaded", {}).items() if getattr(self, name) != value]
+            if changed:
+                raise VersionImmutable(
+                    f"{self.definition.key} version {self.number} is {loaded_state} and cannot be changed "
+                    f"({', '.join(changed)}); create a new version instead"
+                )
+        super().save(*args, **kwargs)
+        self._loaded = {name: getattr(self, name) for name in self.FROZEN_FIELDS}
+        self._loaded_state = self.state
+        from workflows.compiler import forget_version
+
+        forget_version(self.pk)
+
+    @classmethod
+    def from_db(cls, db, field_names, values):  # type: ignore[no-untyped-def]
+        instance = super().from_db(db, field_names, values)
+        instance._loaded = {name: getattr(instance, name) for name in cls.FROZEN_FIELDS if name in instance.__dict__}
+        instance._loaded_state = instance.__dict__.get("state")
+        return instance
+
+    @transition(field=state, source=State.DRAFT, target=State.PUBLISHED)
+    def publish(self) -> None:
+        self.published_at = timezone.now()
+
+    @transition(field=state, source=State.PUBLISHED, target=State.RETIRED)
+    def retire(self) -> None:
+        self.retired_at = timezone.now()
+
+    @property
+    def is_editable(self) -> bool:
+        return self.state == self.State.DRAFT
+
+
+class Process(ConcurrentTransitionMixin, models.Model):
+    """One run of a workflow version about one business object."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        SUSPENDED = "suspended", "Suspended"
+
+    definition = models.ForeignKey(WorkflowDefinition, on_delete=models.PROTECT, related_name="processes")
+    version = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="processes")
+    state = FSMField(default=State.RUNNING, choices=State.choices, protected=True, db_index=True)
+    current_step = models.CharField(max_length=100, blank=True, db_index=True)
+    step_seq = models.PositiveIntegerField(default=0, help_text="Counts step entries; tokens timers and jobs.")
+    step_entered_at = models.DateTimeField(null=True, blank=True)
+    variables = models.JSONField(default=dict, blank=True)
+    content_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    object_id = models.PositiveBigIntegerField(null=True, blank=True)
+    business_object = GenericForeignKey("content_type", "object_id")
+    title = models.CharField(max_length=200, blank=True)
+    scope_carpark_id = models.IntegerField(null=True, blank=True, db_index=True)
+    waiting_for = models.CharField(max_length=100, blank=True, help_text="The message a wait step expects.")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    parent_step_seq = models.PositiveIntegerField(null=True, blank=True)
+    result = models.CharField(max_length=100, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="started_processes"
+    )
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    incident_open = models.BooleanField(default=False, db_index=True)
+    incident_step = models.CharField(max_length=100, blank=True)
+    incident_error = models.TextField(blank=True)
+    incident_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["content_type", "object_id"], name="wf_process_object"),
+            models.Index(fields=["definition", "state"], name="wf_process_def_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.definition.name} #{self.pk}" + (f" – {self.title}" if self.title else "")
+
+    @transition(field=state, source=State.RUNNING, target=State.COMPLETED)
+    def complete(self, result: str = "") -> None:
+        self.result = result
+        self.ended_at = timezone.now()
+
+    @transition(field=state, source=[State.RUNNING, State.SUSPENDED], target=State.CANCELLED)
+    def cancel(self) -> None:
+        self.ended_at = timezone.now()
+        self.waiting_for = ""
+
+    @transition(field=state, source=State.RUNNING, target=State.SUSPENDED)
+    def suspend(self) -> None:
+        pass
+
+    @transition(field=state, source=State.SUSPENDED, target=State.RUNNING)
+    def resume(self) -> None:
+        pass
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (self.State.COMPLETED, self.State.CANCELLED)
+
+    @property
+    def graph(self):  # type: ignore[no-untyped-def]
+        from workflows.compiler import graph_for_version
+
+        return graph_for_version(self.version_id)
+
+    @property
+    def current_step_spec(self) -> dict[str, Any] | None:
+        return self.graph.steps.get(self.current_step) if self.current_step else None
+
+    @property
+    def duration(self):  # type: ignore[no-untyped-def]
+        return (self.ended_at or timezone.now()) - self.started_at
+
+
+class Task(ConcurrentTransitionMixin, models.Model):
+    """A work item for a role: open → claimed → completed, or escalated / cancelled."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        CLAIMED = "claimed", "Claimed"
+        COMPLETED = "completed", "Completed"
+        ESCALATED = "escalated", "Escalated"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE_STATES = (State.OPEN, State.CLAIMED)
+
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="tasks")
+    step_id = models.CharField(max_length=100)
+    step_seq = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True)
+    role = models.CharField(max_length=150, db_index=True)
+    scope_carpark_id = models.IntegerField(null=True, blank=True, db_index=True)
+    state = FSMField(default=State.OPEN, choices=State.choices, protected=True, db_index=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="workflow_tasks"
+    )
+    due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    escalation_level = models.PositiveSmallIntegerField(default=0)
+    escalated_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="escalated_to"
+    )
+    outcome = models.CharField(max_length=100, blank=True)
+    inputs = models.JSONField(default=dict, blank=True)
+    comment = models.TextField(blank=True)
+    completed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["due_at", "created_at", "id"]
+        indexes = [models.Index(fields=["state", "role"], name="wf_task_state_role")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+    # Declared transitions (the services run them as conditional UPDATEs with these sources).
+    @transition(field=state, source=State.OPEN, target=State.CLAIMED)
+    def claim(self) -> None:
+        pass
+
+    @transition(field=state, source=State.CLAIMED, target=State.OPEN)
+    def release(self) -> None:
+        pass
+
+    @transition(field=state, source=[State.OPEN, State.CLAIMED], target=State.COMPLETED)
+    def complete(self) -> None:
+        pass
+
+    @transition(field=state, source=[State.OPEN, State.CLAIMED], target=State.ESCALATED)
+    def escalate(self) -> None:
+        pass
+
+    @transition(field=state, source=[State.OPEN, State.CLAIMED], target=State.CANCELLED)
+    def cancel(self) -> None:
+        pass
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE_STATES
+
+    @property
+    def is_overdue(self) -> bool:
+        return bool(self.due_at and self.is_active and self.due_at < timezone.now())
+
+    @property
+    def step(self) -> dict[str, Any]:
+        """The step's compiled spec: inputs, outcomes, instructions, escalation."""
+        from workflows.compiler import graph_for_version
+
+        return graph_for_version(self.process.version_id).step(self.step_id)
+
+    @property
+    def input_fields(self) -> list[dict[str, Any]]:
+        return self.step.get("inputs", [])
+
+    @property
+    def outcome_names(self) -> list[str]:
+        return list(self.step.get("outcomes", {}))
+
+
+class ProcessEvent(models.Model):
+    """Append-only history of a process."""
+
+    class Kind(models.TextChoices):
+        PROCESS_STARTED = "process_started", "Process started"
+        PROCESS_COMPLETED = "process_completed", "Process completed"
+        PROCESS_CANCELLED = "process_cancelled", "Process cancelled"
+        PROCESS_SUSPENDED = "process_suspended", "Process suspended"
+        PROCESS_RESUMED = "process_resumed", "Process resumed"
+        PROCESS_MIGRATED = "process_migrated", "Process migrated"
+        STEP_ENTERED = "step_entered", "Step entered"
+        STEP_LEFT = "step_left", "Step left"
+        DECISION = "decision", "Decision taken"
+        TASK_CREATED = "task_created", "Task created"
+        TASK_CLAIMED = "task_claimed", "Task claimed"
+        TASK_RELEASED = "task_released", "Task released"
+        TASK_DELEGATED = "task_delegated", "Task delegated"
+        TASK_ESCALATED = "task_escalated", "Task escalated"
+        TASK_COMPLETED = "task_completed", "Task completed"
+        TASK_CANCELLED = "task_cancelled", "Task cancelled"
+        SYSTEM_QUEUED = "system_queued", "System step queued"
+        SYSTEM_ATTEMPT = "system_attempt", "System step attempt"
+        INCIDENT_OPENED = "incident_opened", "Incident opened"
+        INCIDENT_RETRIED = "incident_retried", "Incident retried"
+        MESSAGE_RECEIVED = "message_received", "Message received"
+        TIMER_FIRED = "timer_fired", "Timer fired"
+        VARIABLES_CHANGED = "variables_changed", "Variables changed"
+        SUBPROCESS_STARTED = "subprocess_started", "Sub-process started"
+
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=40, choices=Kind.choices, db_index=True)
+    step_id = models.CharField(max_length=100, blank=True)
+    task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    duration_ms = models.BigIntegerField(null=True, blank=True, help_text="For step_left, task_completed, attempts.")
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["process", "at"], name="wf_event_process_at")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.step_id}".strip()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise ValueError("process history is append-only")
+        super().save(*args, **kwargs)
+
+
+class Timer(models.Model):
+    """A due time in the database, fired by the beat tick (SELECT … FOR UPDATE SKIP LOCKED)."""
+
+    class Kind(models.TextChoices):
+        ESCALATION = "escalation", "Escalation"
+        WAIT = "wait", "Wait"
+        MESSAGE_TIMEOUT = "message_timeout", "Message timeout"
+        RETRY = "retry", "System-step retry"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        FIRED = "fired", "Fired"
+        CANCELLED = "cancelled", "Cancelled"
+
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="timers")
+    task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.CASCADE, related_name="timers")
+    job = models.ForeignKey("SystemJob", null=True, blank=True, on_delete=models.CASCADE, related_name="timers")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    step_id = models.CharField(max_length=100)
+    step_seq = models.PositiveIntegerField(default=0)
+    due_at = models.DateTimeField()
+    fired_at = models.DateTimeField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        indexes = [models.Index(fields=["state", "due_at"], name="wf_timer_state_due")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} timer #{self.pk} due {self.due_at:%Y-%m-%d %H:%M}"
+
+
+class SystemJob(models.Model):
+    """One execution of a system step (with its attempts), keyed for idempotency."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed (incident)"
+        CANCELLED = "cancelled", "Cancelled"
+
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="jobs")
+    step_id = models.CharField(max_length=100)
+    step_seq = models.PositiveIntegerField(default=0)
+    task_name = models.CharField(max_length=150)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    backoff_seconds = models.FloatField(default=30)
+    timeout_seconds = models.FloatField(default=300)
+    run_after = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    result = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} for process #{self.process_id} ({self.state})"

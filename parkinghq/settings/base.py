@@ -136,6 +136,10 @@ CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE = BEAT_SCHEDULE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
+# The engine sends a system step to Celery after commit (off in tests: see settings.test).
+WORKFLOWS_DISPATCH = envbool("WORKFLOWS_DISPATCH", True)
+# Who gets a user task escalated with "can't decide" when its step has no escalation chain.
+WORKFLOWS_DEFAULT_ESCALATION_ROLE = envstr("WORKFLOWS_DEFAULT_ESCALATION_ROLE", "Supervisor")
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",

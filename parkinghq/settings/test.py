@@ -16,3 +16,6 @@ AXES_ENABLED = True
 # Static files come from the finders (no collectstatic before tests), also for live_server.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# System steps are run by workflows.testing.run_pending_system_steps (or a test's own worker),
+# not sent to the broker on every commit.
+WORKFLOWS_DISPATCH = False

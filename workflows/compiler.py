@@ -1,0 +1,391 @@
+"""The compact definition format → the compiled graph, with validation that names the step.
+
+The compiled graph is a plain JSON dict (stored on WorkflowVersion.graph)::
+
+    {"key", "name", "category", "description", "start": step_id, "variables": [...],
+     "steps": {step_id: {normalised step}}}
+
+:func:`load_graph` turns it into a :class:`CompiledGraph` with the CEL programs compiled; the
+engine caches those in-process by version id (a published version never changes).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from workflows.durations import parse_duration
+from workflows.errors import DefinitionInvalid, ExpressionError
+from workflows.expressions import Expression, compile_expression, is_identifier
+
+STEP_TYPES = ("start", "user", "system", "decision", "wait", "end", "call")
+INPUT_TYPES = ("text", "number", "date", "choice", "bool", "file")
+SCOPES = (None, "", "carpark")
+BUILTIN_VARIABLES = ("outcome", "now")
+DEFAULT_RETRY = {"max_attempts": 3, "backoff": "PT30S"}
+DEFAULT_TIMEOUT = "PT5M"
+
+
+def _targets(step: dict[str, Any]) -> list[str]:
+    kind = step["type"]
+    out: list[str] = []
+    if (kind in ("start", "system", "call") or (kind == "wait")) and step.get("next"):
+        out.append(step["next"])
+    if kind == "wait" and isinstance(step.get("timeout"), dict) and step["timeout"].get("next"):
+        out.append(step["timeout"]["next"])
+    if kind == "user":
+        out.extend(v for v in (step.get("outcomes") or {}).values() if isinstance(v, str))
+    if kind == "decision":
+        out.extend(b.get("next") for b in step.get("branches") or [] if isinstance(b, dict) and b.get("next"))
+        if step.get("default"):
+            out.append(step["default"])
+    return out
+
+
+def known_variables(spec: dict[str, Any]) -> set[str]:
+    """Names a condition may use: declared variables, task inputs, system-task reads/writes, payloads."""
+    from workflows.registry import get_task, is_registered
+
+    names: set[str] = set(BUILTIN_VARIABLES)
+    declared = spec.get("variables") or []
+    names.update(declared.keys() if isinstance(declared, dict) else [str(v) for v in declared])
+    for step in spec.get("steps") or []:
+        if not isinstance(step, dict):
+            continue
+        for item in step.get("inputs") or []:
+            if isinstance(item, dict) and item.get("name"):
+                names.add(item["name"])
+        if step.get("type") == "system" and isinstance(step.get("task"), str) and is_registered(step["task"]):
+            registered = get_task(step["task"])
+            names.update(registered.reads)
+            names.update(registered.writes)
+        names.update(str(v) for v in step.get("payload") or [])
+        names.update(str(v) for v in step.get("writes") or [])
+        if step.get("type") == "call" and step.get("id"):
+            names.add(f"{step['id']}_result")
+    return names
+
+
+def compile_spec(spec: dict[str, Any], *, check_registry: bool = True) -> dict[str, Any]:
+    """Validate a compact definition and return its compiled graph. Raises DefinitionInvalid."""
+    from workflows.registry import is_registered
+
+    errors: list[str] = []
+    if not isinstance(spec, dict):
+        raise DefinitionInvalid(["the definition must be a JSON object"])
+    key = spec.get("key")
+    if not isinstance(key, str) or not key.strip():
+        errors.append("the definition needs a 'key'")
+    elif len(key) > 100 or not all(c.isalnum() or c in "-_." for c in key):
+        errors.append(f"key {key!r}: use letters, digits, '-', '_' or '.' (at most 100 characters)")
+    raw_steps = spec.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise DefinitionInvalid([*errors, "the definition needs a non-empty list of 'steps'"])
+
+    known = known_variables(spec)
+    steps: OrderedDict[str, dict[str, Any]] = OrderedDict()
+    for index, raw in enumerate(raw_steps):
+        if not isinstance(raw, dict):
+            errors.append(f"step #{index + 1}: must be an object")
+            continue
+        sid = raw.get("id")
+        if not isinstance(sid, str) or not sid.strip():
+            errors.append(f"step #{index + 1}: needs an 'id'")
+            continue
+        if len(sid) > 100:
+            errors.append(f"step '{sid[:40]}…': the id is longer than 100 characters")
+            continue
+        if sid in steps:
+            errors.append(f"step '{sid}': the id is used twice")
+            continue
+        kind = raw.get("type")
+        if kind not in STEP_TYPES:
+            errors.append(f"step '{sid}': unknown type {kind!r} (use one of {', '.join(STEP_TYPES)})")
+            continue
+        steps[sid] = _normalise(sid, kind, raw, known, errors, check_registry, is_registered)
+
+    starts = [sid for sid, s in steps.items() if s["type"] == "start"]
+    if len(starts) != 1:
+        errors.append(
+            "the definition needs exactly one start step" + (f" (found {', '.join(starts)})" if starts else "")
+        )
+    if not any(s["type"] == "end" for s in steps.values()):
+        errors.append("the definition needs at least one end step")
+    for sid, step in steps.items():
+        for target in _targets(step):
+            if target not in steps:
+                errors.append(f"step '{sid}': leads to unknown step '{target}'")
+    if errors:
+        raise DefinitionInvalid(errors)
+
+    start = starts[0]
+    reachable = _reach(steps, [start], forward=True)
+    for sid in steps:
+        if sid not in reachable:
+            errors.append(f"step '{sid}': cannot be reached from the start")
+    ends = [sid for sid, s in steps.items() if s["type"] == "end"]
+    reaches_end = _reach(steps, ends, forward=False)
+    for sid in steps:
+        if sid in reachable and sid not in reaches_end:
+            errors.append(f"step '{sid}': no end can be reached from it")
+    cycle = _cycle_without_wait(steps)
+    if cycle:
+        errors.append(
+            f"step '{cycle[0]}': is part of a loop without a user task or wait ({' → '.join([*cycle, cycle[0]])})"
+        )
+    if errors:
+        raise DefinitionInvalid(errors)
+    declared = spec.get("variables") or []
+    return {
+        "key": key,
+        "name": spec.get("name") or key,
+        "category": spec.get("category") or "",
+        "description": spec.get("description") or "",
+        "start": start,
+        "variables": sorted(declared.keys() if isinstance(declared, dict) else [str(v) for v in declared]),
+        "steps": dict(steps),
+    }
+
+
+def _duration(sid: str, label: str, value: Any, errors: list[str]) -> str | None:
+    if value in (None, ""):
+        return None
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        errors.append(f"step '{sid}': {label}: {exc}")
+        return None
+    return value
+
+
+def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> dict[str, Any]:  # noqa: C901
+    step: dict[str, Any] = {"id": sid, "type": kind, "name": raw.get("name") or sid}
+    if raw.get("description"):
+        step["description"] = str(raw["description"])
+    if kind in ("start", "system", "call", "wait"):
+        nxt = raw.get("next")
+        if not nxt or not isinstance(nxt, str):
+            errors.append(f"step '{sid}': needs 'next'")
+        step["next"] = nxt
+    if kind == "user":
+        role = raw.get("role")
+        if not isinstance(role, str) or not role.strip():
+            errors.append(f"step '{sid}': a user task needs a 'role'")
+        step["role"] = role or ""
+        scope = raw.get("scope") or None
+        if scope not in SCOPES:
+            errors.append(f"step '{sid}': scope must be 'carpark' or empty, not {scope!r}")
+        step["scope"] = scope
+        step["instructions"] = str(raw.get("instructions") or "")
+        step["due_in"] = _duration(sid, "due_in", raw.get("due_in"), errors)
+        chain = []
+        for level, item in enumerate(raw.get("escalation") or [], start=1):
+            if not isinstance(item, dict) or not item.get("to"):
+                errors.append(f"step '{sid}': escalation level {level} needs 'to' (a role)")
+                continue
+            after = _duration(sid, f"escalation level {level} 'after'", item.get("after") or "PT0S", errors)
+            chain.append({"after": after or "PT0S", "to": item["to"]})
+        step["escalation"] = chain
+        inputs = []
+        seen: set[str] = set()
+        for item in raw.get("inputs") or []:
+            if not isinstance(item, dict) or not is_identifier(item.get("name", "")):
+                errors.append(f"step '{sid}': every input needs a 'name' made of letters, digits and '_'")
+                continue
+            name = item["name"]
+            if name in seen:
+                errors.append(f"step '{sid}': input '{name}' is listed twice")
+            seen.add(name)
+            itype = item.get("type", "text")
+            if itype not in INPUT_TYPES:
+                errors.append(f"step '{sid}': input '{name}' has unknown type {itype!r}")
+            field_spec = {
+                "name": name,
+                "label": item.get("label") or name.replace("_", " ").capitalize(),
+                "type": itype,
+                "required": bool(item.get("required", False)),
+            }
+            if itype == "choice":
+                choices = item.get("choices")
+                if not isinstance(choices, list) or not choices:
+                    errors.append(f"step '{sid}': choice input '{name}' needs a list of 'choices'")
+                field_spec["choices"] = [str(c) for c in choices or []]
+            if item.get("help"):
+                field_spec["help"] = str(item["help"])
+            inputs.append(field_spec)
+        step["inputs"] = inputs
+        outcomes = raw.get("outcomes")
+        if isinstance(outcomes, list):
+            outcomes = {str(o): None for o in outcomes}
+        if not isinstance(outcomes, dict) or not outcomes:
+            if raw.get("next"):
+                outcomes = {"done": raw["next"]}
+            else:
+                errors.append(f"step '{sid}': a user task needs 'outcomes' (outcome → next step)")
+                outcomes = {}
+        for outcome, target in outcomes.items():
+            if not isinstance(target, str) or not target:
+                errors.append(f"step '{sid}': outcome '{outcome}' needs a next step")
+        step["outcomes"] = dict(outcomes)
+    elif kind == "system":
+        task = raw.get("task")
+        if not isinstance(task, str) or not task:
+            errors.append(f"step '{sid}': a system task needs 'task' (a registered name)")
+        elif check_registry and not is_registered(task):
+            errors.append(f"step '{sid}': system task '{task}' is not registered")
+        step["task"] = task or ""
+        retry = {**DEFAULT_RETRY, **(raw.get("retry") or {})}
+        try:
+            retry["max_attempts"] = int(retry["max_attempts"])
+            if not 1 <= retry["max_attempts"] <= 100:
+                raise ValueError
+        except (TypeError, ValueError):
+            errors.append(f"step '{sid}': retry.max_attempts must be a whole number from 1 to 100")
+            retry["max_attempts"] = 1
+        retry["backoff"] = _duration(sid, "retry.backoff", retry.get("backoff"), errors) or "PT0S"
+        step["retry"] = {"max_attempts": retry["max_attempts"], "backoff": retry["backoff"]}
+        step["timeout"] = _duration(sid, "timeout", raw.get("timeout") or DEFAULT_TIMEOUT, errors) or DEFAULT_TIMEOUT
+    elif kind == "decision":
+        branches = []
+        for number, branch in enumerate(raw.get("branches") or [], start=1):
+            if not isinstance(branch, dict) or not branch.get("next"):
+                errors.append(f"step '{sid}': branch {number} needs 'when' and 'next'")
+                continue
+            try:
+                compile_expression(branch.get("when", ""), known)
+            except ExpressionError as exc:
+                errors.append(f"step '{sid}': branch {number}: {exc}")
+            branches.append({"when": branch.get("when", ""), "next": branch["next"]})
+        step["branches"] = branches
+        if not raw.get("default"):
+            errors.append(f"step '{sid}': a decision needs a 'default' branch")
+        step["default"] = raw.get("default")
+    elif kind == "wait":
+        modes = [m for m in ("duration", "until_variable", "message") if raw.get(m)]
+        if len(modes) != 1:
+            errors.append(f"step '{sid}': a wait needs exactly one of 'duration', 'until_variable' or 'message'")
+        step["duration"] = _duration(sid, "duration", raw.get("duration"), errors)
+        until = raw.get("until_variable")
+        if until and (not is_identifier(until) or until not in known):
+            errors.append(f"step '{sid}': until_variable '{until}' is not a known variable")
+        step["until_variable"] = until or None
+        step["message"] = raw.get("message") or None
+        timeout = raw.get("timeout")
+        if timeout:
+            if not step["message"]:
+                errors.append(f"step '{sid}': only a wait for a message can have a timeout")
+            if not isinstance(timeout, dict) or not timeout.get("after") or not timeout.get("next"):
+                errors.append(f"step '{sid}': timeout needs 'after' (a duration) and 'next'")
+                timeout = None
+            else:
+                timeout = {"after": _duration(sid, "timeout.after", timeout["after"], errors), "next": timeout["next"]}
+        step["timeout"] = timeout or None
+    elif kind == "call":
+        definition = raw.get("definition")
+        if not isinstance(definition, str) or not definition:
+            errors.append(f"step '{sid}': a call needs 'definition' (the key of another workflow)")
+        step["definition"] = definition or ""
+    elif kind == "end":
+        step["result"] = str(raw.get("result") or "")
+    return step
+
+
+def _reach(steps: dict[str, dict[str, Any]], roots: list[str], *, forward: bool) -> set[str]:
+    edges: dict[str, set[str]] = {sid: set() for sid in steps}
+    for sid, step in steps.items():
+        for target in _targets(step):
+            if forward:
+                edges[sid].add(target)
+            else:
+                edges[target].add(sid)
+    seen = set(roots)
+    stack = list(roots)
+    while stack:
+        for nxt in edges[stack.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def _cycle_without_wait(steps: dict[str, dict[str, Any]]) -> list[str] | None:
+    """A loop through steps none of which waits for a person or a time/message."""
+    nodes = {sid for sid, s in steps.items() if s["type"] not in ("user", "wait")}
+    colour: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(sid: str) -> list[str] | None:
+        colour[sid] = 1
+        path.append(sid)
+        for target in _targets(steps[sid]):
+            if target not in nodes:
+                continue
+            if colour.get(target) == 1:
+                return path[path.index(target) :]
+            if target not in colour and (found := visit(target)):
+                return found
+        colour[sid] = 2
+        path.pop()
+        return None
+
+    for sid in nodes:
+        if sid not in colour and (found := visit(sid)):
+            return found
+    return None
+
+
+@dataclass
+class CompiledGraph:
+    version_id: int | None
+    data: dict[str, Any]
+    conditions: dict[tuple[str, int], Expression] = field(default_factory=dict)
+
+    @property
+    def start(self) -> str:
+        return self.data["start"]
+
+    @property
+    def steps(self) -> dict[str, dict[str, Any]]:
+        return self.data["steps"]
+
+    def step(self, step_id: str) -> dict[str, Any]:
+        return self.data["steps"][step_id]
+
+
+def load_graph(data: dict[str, Any], version_id: int | None = None) -> CompiledGraph:
+    graph = CompiledGraph(version_id=version_id, data=data)
+    for sid, step in data["steps"].items():
+        if step["type"] == "decision":
+            for index, branch in enumerate(step["branches"]):
+                graph.conditions[(sid, index)] = compile_expression(branch["when"])
+    return graph
+
+
+_CACHE: OrderedDict[int, CompiledGraph] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 256
+
+
+def graph_for_version(version_id: int) -> CompiledGraph:
+    """The compiled graph of a version, cached in-process (published versions are immutable)."""
+    with _CACHE_LOCK:
+        graph = _CACHE.get(version_id)
+        if graph is not None:
+            _CACHE.move_to_end(version_id)
+            return graph
+    from workflows.models import WorkflowVersion
+
+    data = WorkflowVersion.objects.values_list("graph", flat=True).get(pk=version_id)
+    graph = load_graph(data, version_id)
+    with _CACHE_LOCK:
+        _CACHE[version_id] = graph
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return graph
+
+
+def forget_version(version_id: int) -> None:
+    with _CACHE_LOCK:
+        _CACHE.pop(version_id, None)

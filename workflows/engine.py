@@ -1,0 +1,713 @@
+"""The engine's core: advancing a process through its compiled graph inside one transaction.
+
+Internal to the workflows app: other apps call :mod:`workflows.services`. A :class:`Run` collects
+every row a transaction writes (events, tasks, timers, jobs) and writes each kind with one
+``bulk_create``; signals and Celery dispatches go out only after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.dispatch import Signal
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from workflows import signals
+from workflows.compiler import CompiledGraph, graph_for_version
+from workflows.durations import add_duration, duration_seconds
+from workflows.errors import (
+    DefinitionNotFound,
+    EscalationNotPossible,
+    ExpressionError,
+    TaskNotAvailable,
+    WorkflowError,
+)
+from workflows.expressions import evaluate
+from workflows.models import Process, ProcessEvent, SystemJob, Task, Timer, WorkflowVersion
+
+log = logging.getLogger(__name__)
+MAX_STEPS_PER_RUN = 500
+_UNSET = object()
+Kind = ProcessEvent.Kind
+
+
+def jsonable(value: Any) -> Any:
+    """Variables are JSON: dates become ISO strings, decimals numbers, model instances their pk."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if hasattr(value, "_meta") and hasattr(value, "pk"):
+        return value.pk
+    return str(value)
+
+
+class Run:
+    """The writes of one transaction that advances processes."""
+
+    def __init__(self, actor: Any = None, now: datetime | None = None):
+        self.actor = actor
+        self.now = now or timezone.now()
+        self.events: list[ProcessEvent] = []
+        self.tasks: list[Task] = []
+        self.timers: list[Timer] = []
+        self.jobs: list[SystemJob] = []
+        self.new_processes: list[Process] = []
+        self.dirty: dict[int, tuple[Process, set[str]]] = {}
+        self.after: list[tuple[Signal, type, dict[str, Any]]] = []
+        self.dispatch: list[SystemJob] = []
+
+    # -- collecting -------------------------------------------------------------------------
+    def event(
+        self,
+        process: Process | int,
+        kind: str,
+        step_id: str = "",
+        *,
+        task: Task | None = None,
+        data: dict[str, Any] | None = None,
+        duration_ms: int | None = None,
+        actor: Any = _UNSET,
+    ) -> None:
+        target = {"process_id": process} if isinstance(process, int) else {"process": process}
+        self.events.append(
+            ProcessEvent(
+                **target,
+                kind=kind,
+                step_id=step_id,
+                task=task,
+                actor=self.actor if actor is _UNSET else actor,
+                at=self.now,
+                data=data or {},
+                duration_ms=duration_ms,
+            )
+        )
+
+    def touch(self, process: Process, *fields: str) -> None:
+        if process.pk is None:
+            return
+        entry = self.dirty.setdefault(id(process), (process, set()))
+        entry[1].update(fields)
+
+    def signal(self, sig: Signal, sender: type, **kwargs: Any) -> None:
+        self.after.append((sig, sender, kwargs))
+
+    # -- writing ----------------------------------------------------------------------------
+    def flush(self) -> None:
+        for process in self.new_processes:
+            process.save(force_insert=True)
+        for process, fields in self.dirty.values():
+            process.save(update_fields=sorted(fields | {"updated_at"}))
+        if self.tasks:
+            Task.objects.bulk_create(self.tasks)
+        if self.jobs:
+            for job in self.jobs:
+                job.idempotency_key = f"{job.process.pk}:{job.step_id}:{job.step_seq}"
+            SystemJob.objects.bulk_create(self.jobs)
+        if self.timers:
+            Timer.objects.bulk_create(self.timers)
+        if self.events:
+            ProcessEvent.objects.bulk_create(self.events)
+        after, dispatch = list(self.after), list(self.dispatch)
+        if after or dispatch:
+            transaction.on_commit(lambda: _after_commit(after, dispatch))
+        self.events, self.tasks, self.timers, self.jobs, self.new_processes = [], [], [], [], []
+        self.dirty, self.after, self.dispatch = {}, [], []
+
+
+def _after_commit(after: list[tuple[Signal, type, dict[str, Any]]], dispatch: list[SystemJob]) -> None:
+    if dispatch:
+        dispatch_jobs(dispatch)
+    for sig, sender, kwargs in after:
+        try:
+            sig.send(sender=sender, **kwargs)
+        except Exception:  # a receiver's bug must not break the engine's caller after commit
+            log.exception("workflow signal receiver failed")
+
+
+def dispatch_jobs(jobs: list[SystemJob]) -> None:
+    """Hand jobs to Celery. A lost message is harmless: the beat tick re-sends stale queued jobs."""
+    if not getattr(settings, "WORKFLOWS_DISPATCH", True):
+        return
+    from workflows.tasks import run_system_step
+
+    for job in jobs:
+        try:
+            run_system_step.apply_async(
+                args=[job.pk],
+                soft_time_limit=max(1, int(job.timeout_seconds)),
+                time_limit=max(1, int(job.timeout_seconds)) + 30,
+            )
+        except Exception:
+            log.exception("could not send system job %s to the broker; the beat tick will retry", job.pk)
+
+
+# -- process helpers ---------------------------------------------------------------------------
+def published_version(key: str) -> WorkflowVersion:
+    version = (
+        WorkflowVersion.objects.filter(definition__key=key, state=WorkflowVersion.State.PUBLISHED)
+        .only("id", "definition_id", "number")
+        .order_by("-number")
+        .first()
+    )
+    if version is None:
+        raise DefinitionNotFound(f"There is no published workflow with the key {key!r}.")
+    return version
+
+
+def new_process(
+    run: Run,
+    version: WorkflowVersion,
+    *,
+    business_object: Any = None,
+    variables: dict[str, Any] | None = None,
+    started_by: Any = None,
+    parent: Process | None = None,
+) -> Process:
+    process = Process(
+        definition_id=version.definition_id,
+        version=version,
+        variables=jsonable(variables or {}),
+        started_by=started_by,
+        started_at=run.now,
+        parent=parent,
+        parent_step_seq=parent.step_seq if parent else None,
+    )
+    if business_object is not None:
+        from django.contrib.contenttypes.models import ContentType
+
+        process.content_type = ContentType.objects.get_for_model(business_object)
+        process.object_id = business_object.pk
+        carpark_id = getattr(business_object, "workflow_carpark_id", None)
+        process.scope_carpark_id = int(carpark_id) if carpark_id is not None else None
+        title = getattr(business_object, "workflow_title", None)
+        process.title = str(title if title is not None else business_object)[:200]
+        process._business_object_cache = business_object
+    run.new_processes.append(process)
+    run.event(process, Kind.PROCESS_STARTED, data={"version": version.number})
+    return process
+
+
+def lock_process(process_id: int) -> Process:
+    return Process.objects.select_for_update().get(pk=process_id)
+
+
+def _set_step(run: Run, process: Process, step_id: str) -> None:
+    process.current_step = step_id
+    process.step_seq += 1
+    process.step_entered_at = run.now
+    run.touch(process, "current_step", "step_seq", "step_entered_at")
+    run.event(process, Kind.STEP_ENTERED, step_id)
+
+
+def leave_step(run: Run, process: Process, data: dict[str, Any] | None = None) -> None:
+    duration = None
+    if process.step_entered_at:
+        duration = int((run.now - process.step_entered_at).total_seconds() * 1000)
+    run.event(process, Kind.STEP_LEFT, process.current_step, data=data, duration_ms=duration)
+
+
+def set_variables(run: Run, process: Process, values: dict[str, Any], *, source: str = "") -> None:
+    if not values:
+        return
+    values = jsonable(values)
+    changed = {k: v for k, v in values.items() if process.variables.get(k, _UNSET) != v}
+    if not changed:
+        return
+    process.variables = {**process.variables, **changed}
+    run.touch(process, "variables")
+    run.event(
+        process,
+        Kind.VARIABLES_CHANGED,
+        process.current_step,
+        data={"source": source, "names": sorted(changed)},
+    )
+
+
+def open_incident(run: Run, process: Process, error: str) -> None:
+    process.incident_open = True
+    process.incident_step = process.current_step
+    process.incident_error = error[:4000]
+    process.incident_at = run.now
+    run.touch(process, "incident_open", "incident_step", "incident_error", "incident_at")
+    run.event(process, Kind.INCIDENT_OPENED, process.current_step, data={"error": error[:2000]})
+    run.signal(signals.incident_opened, Process, process=process)
+
+
+def close_incident(run: Run, process: Process) -> None:
+    process.incident_open = False
+    process.incident_error = ""
+    run.touch(process, "incident_open", "incident_error")
+
+
+# -- advancing ---------------------------------------------------------------------------------
+def enter(run: Run, process: Process, graph: CompiledGraph, step_id: str) -> None:
+    """Enter ``step_id`` and keep going until the process waits (task, job, timer, message) or ends."""
+    for _ in range(MAX_STEPS_PER_RUN):
+        step = graph.step(step_id)
+        _set_step(run, process, step_id)
+        kind = step["type"]
+        if kind == "start":
+            nxt = step["next"]
+        elif kind == "end":
+            leave_step(run, process)
+            finish(run, process, result=step.get("result", ""))
+            return
+        elif kind == "user":
+            create_task(run, process, step)
+            return
+        elif kind == "system":
+            create_job(run, process, step)
+            return
+        elif kind == "decision":
+            try:
+                nxt = decide(run, process, graph, step)
+            except ExpressionError as exc:
+                open_incident(run, process, f"Decision '{step_id}': {exc}")
+                return
+        elif kind == "wait":
+            if start_wait(run, process, step):
+                return
+            nxt = step["next"]
+        elif kind == "call":
+            start_call(run, process, step)
+            return
+        else:  # pragma: no cover - the compiler rejects unknown kinds
+            raise WorkflowError(f"step '{step_id}' has unknown type {kind!r}")
+        leave_step(run, process)
+        step_id = nxt
+    open_incident(run, process, f"More than {MAX_STEPS_PER_RUN} steps in one go; stopped at '{step_id}'.")
+
+
+def decide(run: Run, process: Process, graph: CompiledGraph, step: dict[str, Any]) -> str:
+    for index, branch in enumerate(step["branches"]):
+        value = evaluate(graph.conditions[(step["id"], index)], process.variables, now=run.now)
+        if not isinstance(value, bool):
+            raise ExpressionError(f"the condition {branch['when']!r} gave {value!r}, not true or false")
+        if value:
+            run.event(process, Kind.DECISION, step["id"], data={"branch": index + 1, "when": branch["when"]})
+            return branch["next"]
+    run.event(process, Kind.DECISION, step["id"], data={"branch": "default"})
+    return step["default"]
+
+
+def create_task(run: Run, process: Process, step: dict[str, Any]) -> Task:
+    due_at = add_duration(run.now, step["due_in"]) if step.get("due_in") else None
+    task = Task(
+        process=process,
+        step_id=step["id"],
+        step_seq=process.step_seq,
+        name=step.get("name") or step["id"],
+        instructions=step.get("instructions", ""),
+        role=step["role"],
+        scope_carpark_id=process.scope_carpark_id if step.get("scope") == "carpark" else None,
+        due_at=due_at,
+        created_at=run.now,
+    )
+    run.tasks.append(task)
+    run.event(process, Kind.TASK_CREATED, step["id"], task=task, data={"role": task.role})
+    schedule_escalation(run, process, step, task, level=1)
+    run.signal(signals.task_created, Task, task=task)
+    return task
+
+
+def schedule_escalation(run: Run, process: Process, step: dict[str, Any], task: Task, *, level: int) -> None:
+    chain = step.get("escalation") or []
+    if level > len(chain):
+        return
+    base = task.due_at or run.now
+    run.timers.append(
+        Timer(
+            process=process,
+            task=task,
+            kind=Timer.Kind.ESCALATION,
+            step_id=step["id"],
+            step_seq=process.step_seq,
+            due_at=add_duration(base, chain[level - 1]["after"]),
+            data={"level": level, "to": chain[level - 1]["to"]},
+            created_at=run.now,
+        )
+    )
+
+
+def escalate(run: Run, process: Process, graph: CompiledGraph, task: Task, *, reason: str) -> Task:
+    """Mark ``task`` escalated and create its copy for the next role in the chain (inputs kept)."""
+    step = graph.step(task.step_id)
+    chain = step.get("escalation") or []
+    level = task.escalation_level + 1
+    if level <= len(chain):
+        target = chain[level - 1]["to"]
+    elif not chain and level == 1:
+        target = getattr(settings, "WORKFLOWS_DEFAULT_ESCALATION_ROLE", "Supervisor")
+    else:
+        raise EscalationNotPossible(f"Task '{task.name}' is already at its last escalation level ({task.role}).")
+    updated = Task.objects.filter(pk=task.pk, state__in=Task.ACTIVE_STATES).update(state=Task.State.ESCALATED)
+    if not updated:
+        raise TaskNotAvailable(f"Task '{task.name}' is no longer open, so it cannot be escalated.")
+    task.__dict__["state"] = Task.State.ESCALATED
+    new = Task(
+        process=process,
+        step_id=task.step_id,
+        step_seq=task.step_seq,
+        name=task.name,
+        instructions=task.instructions,
+        role=target,
+        scope_carpark_id=task.scope_carpark_id,
+        due_at=task.due_at,
+        escalation_level=level,
+        escalated_from=task,
+        inputs=dict(task.inputs or {}),
+        created_at=run.now,
+    )
+    run.tasks.append(new)
+    run.event(
+        process,
+        Kind.TASK_ESCALATED,
+        task.step_id,
+        task=new,
+        data={"from_task": task.pk, "from_role": task.role, "to_role": target, "level": level, "reason": reason},
+    )
+    schedule_escalation(run, process, step, new, level=level + 1)
+    run.signal(signals.task_escalated, Task, task=new, previous=task, reason=reason)
+    return new
+
+
+def create_job(run: Run, process: Process, step: dict[str, Any]) -> SystemJob:
+    job = SystemJob(
+        process=process,
+        step_id=step["id"],
+        step_seq=process.step_seq,
+        task_name=step["task"],
+        max_attempts=step["retry"]["max_attempts"],
+        backoff_seconds=duration_seconds(step["retry"]["backoff"]),
+        timeout_seconds=duration_seconds(step["timeout"]),
+        run_after=run.now,
+        created_at=run.now,
+    )
+    run.jobs.append(job)
+    run.dispatch.append(job)
+    return job
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is None and (day := parse_date(value)) is not None:
+            parsed = datetime(day.year, day.month, day.day)
+        if parsed is not None and timezone.is_naive(parsed):
+            parsed = timezone.make_aware(parsed)
+        return parsed
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=timezone.get_current_timezone())
+    return None
+
+
+def start_wait(run: Run, process: Process, step: dict[str, Any]) -> bool:
+    """Set up a wait; False when it is already over (an until date in the past)."""
+    sid = step["id"]
+    if step.get("duration"):
+        due = add_duration(run.now, step["duration"])
+    elif step.get("until_variable"):
+        name = step["until_variable"]
+        due = _as_datetime(process.variables.get(name))
+        if due is None:
+            open_incident(
+                run,
+                process,
+                f"Wait '{sid}': variable '{name}' must hold a date or date-time, not {process.variables.get(name)!r}.",
+            )
+            return True
+        if due <= run.now:
+            return False
+    else:
+        process.waiting_for = step["message"]
+        run.touch(process, "waiting_for")
+        timeout = step.get("timeout")
+        if timeout:
+            run.timers.append(
+                Timer(
+                    process=process,
+                    kind=Timer.Kind.MESSAGE_TIMEOUT,
+                    step_id=sid,
+                    step_seq=process.step_seq,
+                    due_at=add_duration(run.now, timeout["after"]),
+                    data={"next": timeout["next"], "message": step["message"]},
+                    created_at=run.now,
+                )
+            )
+        return True
+    run.timers.append(
+        Timer(
+            process=process,
+            kind=Timer.Kind.WAIT,
+            step_id=sid,
+            step_seq=process.step_seq,
+            due_at=due,
+            created_at=run.now,
+        )
+    )
+    return True
+
+
+def start_call(run: Run, process: Process, step: dict[str, Any]) -> None:
+    try:
+        version = published_version(step["definition"])
+    except DefinitionNotFound as exc:
+        open_incident(run, process, f"Call '{step['id']}': {exc}")
+        return
+    child = new_process(
+        run,
+        version,
+        business_object=process.business_object if process.content_type_id else None,
+        variables=dict(process.variables),
+        started_by=run.actor,
+        parent=process,
+    )
+    child._parent_in_run = process
+    run.event(process, Kind.SUBPROCESS_STARTED, step["id"], data={"definition": step["definition"]})
+    enter(run, child, graph_for_version(version.pk), graph_for_version(version.pk).start)
+
+
+def finish(run: Run, process: Process, *, result: str) -> None:
+    process.complete(result=result)
+    process.waiting_for = ""
+    run.touch(process, "state", "result", "ended_at", "waiting_for")
+    run.event(process, Kind.PROCESS_COMPLETED, process.current_step, data={"result": result})
+    run.signal(signals.process_finished, Process, process=process)
+    if process.parent_id or getattr(process, "_parent_in_run", None):
+        parent = getattr(process, "_parent_in_run", None) or lock_process(process.parent_id)
+        if parent.state != Process.State.RUNNING or parent.step_seq != process.parent_step_seq:
+            return
+        graph = graph_for_version(parent.version_id)
+        step = graph.step(parent.current_step)
+        values = dict(process.variables.items())
+        values[f"{step['id']}_result"] = result
+        set_variables(run, parent, values, source=f"sub-process {process.pk or ''}".strip())
+        leave_step(run, parent, data={"result": result})
+        enter(run, parent, graph, step["next"])
+
+
+def send_after(run: Run, signal: Signal, sender: type, **kwargs: Any) -> None:
+    run.signal(signal, sender, **kwargs)
+
+
+# -- system steps ------------------------------------------------------------------------------
+def execute_job(job_id: int) -> str:
+    """Run one queued system job: the code the Celery worker runs and the test helper calls.
+
+    Returns what happened: "skipped" (not queued / not due / already taken), "stale",
+    "succeeded", "retrying" or "failed".
+    """
+    from workflows.registry import PermanentError, SystemTaskContext, get_task
+
+    now = timezone.now()
+    taken = SystemJob.objects.filter(pk=job_id, state=SystemJob.State.QUEUED, run_after__lte=now).update(
+        state=SystemJob.State.RUNNING, attempts=F("attempts") + 1, started_at=now
+    )
+    if not taken:
+        return "skipped"
+    job = SystemJob.objects.select_related("process").get(pk=job_id)
+    process = job.process
+    if process.state == Process.State.SUSPENDED:
+        SystemJob.objects.filter(pk=job_id).update(state=SystemJob.State.QUEUED, attempts=F("attempts") - 1)
+        return "skipped"
+    if process.state != Process.State.RUNNING or process.step_seq != job.step_seq:
+        SystemJob.objects.filter(pk=job_id).update(state=SystemJob.State.CANCELLED, finished_at=now)
+        return "stale"
+
+    error: str | None = None
+    permanent = False
+    result: dict[str, Any] | None = None
+    started = time.monotonic()
+    try:
+        registered = get_task(job.task_name)
+        ctx = SystemTaskContext(
+            process=process,
+            step_id=job.step_id,
+            variables=dict(process.variables),
+            idempotency_key=job.idempotency_key,
+            attempt=job.attempts,
+        )
+        result = registered.func(ctx)
+        if result is not None and not isinstance(result, dict):
+            raise PermanentError(f"system task {job.task_name} returned {type(result).__name__}, not a dict")
+    except PermanentError as exc:
+        error, permanent = f"{type(exc).__name__}: {exc}", True
+    except KeyError as exc:
+        error, permanent = str(exc.args[0] if exc.args else exc), True
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+
+    with transaction.atomic():
+        process = lock_process(process.pk)
+        if process.state == Process.State.SUSPENDED and error is None:
+            SystemJob.objects.filter(pk=job_id).update(state=SystemJob.State.QUEUED, attempts=F("attempts") - 1)
+            return "skipped"
+        if process.state != Process.State.RUNNING or process.step_seq != job.step_seq:
+            SystemJob.objects.filter(pk=job_id).update(state=SystemJob.State.CANCELLED, finished_at=timezone.now())
+            return "stale"
+        run = Run()
+        graph = graph_for_version(process.version_id)
+        step = graph.step(job.step_id)
+        attempt_data: dict[str, Any] = {"task": job.task_name, "attempt": job.attempts, "ok": error is None}
+        if error is None:
+            SystemJob.objects.filter(pk=job_id).update(
+                state=SystemJob.State.SUCCEEDED, finished_at=run.now, result=jsonable(result), last_error=""
+            )
+            run.event(process, Kind.SYSTEM_ATTEMPT, job.step_id, data=attempt_data, duration_ms=elapsed_ms)
+            set_variables(run, process, result or {}, source=job.task_name)
+            leave_step(run, process)
+            enter(run, process, graph, step["next"])
+            outcome = "succeeded"
+        else:
+            attempt_data["error"] = error[:2000]
+            run.event(process, Kind.SYSTEM_ATTEMPT, job.step_id, data=attempt_data, duration_ms=elapsed_ms)
+            if not permanent and job.attempts < job.max_attempts:
+                delay = min(job.backoff_seconds * (2 ** (job.attempts - 1)), 3600.0)
+                run_after = run.now + timedelta(seconds=delay)
+                SystemJob.objects.filter(pk=job_id).update(
+                    state=SystemJob.State.QUEUED, run_after=run_after, last_error=error
+                )
+                job.run_after = run_after
+                if delay <= 0:
+                    run.dispatch.append(job)
+                else:
+                    run.timers.append(
+                        Timer(
+                            process=process,
+                            job=job,
+                            kind=Timer.Kind.RETRY,
+                            step_id=job.step_id,
+                            step_seq=job.step_seq,
+                            due_at=run_after,
+                            data={"attempt": job.attempts + 1},
+                            created_at=run.now,
+                        )
+                    )
+                outcome = "retrying"
+            else:
+                SystemJob.objects.filter(pk=job_id).update(
+                    state=SystemJob.State.FAILED, finished_at=run.now, last_error=error
+                )
+                tries = f"after {job.attempts} attempt{'s' if job.attempts != 1 else ''}"
+                open_incident(run, process, f"System step '{job.step_id}' ({job.task_name}) failed {tries}: {error}")
+                outcome = "failed"
+        run.flush()
+    return outcome
+
+
+# -- timers ------------------------------------------------------------------------------------
+def fire_timer(run: Run, timer: Timer) -> bool | None:
+    """Fire one locked timer; True when it took effect, False when stale, None to keep it pending."""
+    process = lock_process(timer.process_id)
+    if process.state == Process.State.SUSPENDED:
+        return None  # stays pending until the process is resumed
+    if process.state != Process.State.RUNNING:
+        return False
+    graph = graph_for_version(process.version_id)
+    if timer.kind == Timer.Kind.RETRY:
+        job = SystemJob.objects.filter(pk=timer.job_id, state=SystemJob.State.QUEUED).first()
+        if job is None:
+            return False
+        run.dispatch.append(job)
+        return True
+    if timer.step_seq != process.step_seq:
+        return False
+    if timer.kind == Timer.Kind.ESCALATION:
+        task = Task.objects.filter(pk=timer.task_id, state__in=Task.ACTIVE_STATES).first()
+        if task is None:
+            return False
+        run.event(process, Kind.TIMER_FIRED, timer.step_id, task=task, data={"kind": timer.kind})
+        try:
+            escalate(run, process, graph, task, reason="overdue")
+        except (EscalationNotPossible, TaskNotAvailable):
+            return False
+        return True
+    run.event(process, Kind.TIMER_FIRED, timer.step_id, data={"kind": timer.kind})
+    step = graph.step(timer.step_id)
+    if timer.kind == Timer.Kind.WAIT:
+        leave_step(run, process)
+        enter(run, process, graph, step["next"])
+        return True
+    if timer.kind == Timer.Kind.MESSAGE_TIMEOUT:
+        process.waiting_for = ""
+        run.touch(process, "waiting_for")
+        leave_step(run, process, data={"timeout": True})
+        enter(run, process, graph, timer.data.get("next") or step["timeout"]["next"])
+        return True
+    return False
+
+
+def fire_due_timers(now: datetime | None = None, *, batch: int = 50) -> int:
+    """Fire every due timer; each is taken with SELECT … FOR UPDATE SKIP LOCKED, so concurrent
+    tickers never fire one twice. Returns how many timers took effect."""
+    fired = 0
+    now = now or timezone.now()
+    seen: set[int] = set()
+    while True:
+        with transaction.atomic():
+            timers = list(
+                Timer.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(state=Timer.State.PENDING, due_at__lte=now, process__state=Process.State.RUNNING)
+                .exclude(pk__in=seen)
+                .order_by("due_at", "id")[:batch]
+            )
+            if not timers:
+                return fired
+            for timer in timers:
+                seen.add(timer.pk)
+                run = Run(now=now)
+                try:
+                    with transaction.atomic():
+                        effective = fire_timer(run, timer)
+                        run.flush()
+                except Exception:
+                    log.exception("timer %s failed to fire; it stays pending", timer.pk)
+                    continue
+                if effective is None:
+                    continue
+                Timer.objects.filter(pk=timer.pk).update(
+                    state=Timer.State.FIRED if effective else Timer.State.CANCELLED, fired_at=run.now
+                )
+                fired += int(effective)
+
+
+def recover_jobs(now: datetime | None = None, *, stale_after: float = 120.0) -> int:
+    """Re-send queued jobs whose message may be lost; re-queue running jobs whose worker died."""
+    now = now or timezone.now()
+    requeued = 0
+    for job in SystemJob.objects.filter(state=SystemJob.State.RUNNING).only("id", "started_at", "timeout_seconds")[
+        :200
+    ]:
+        deadline = (job.started_at or now) + timedelta(seconds=job.timeout_seconds + stale_after)
+        if deadline < now:
+            requeued += SystemJob.objects.filter(pk=job.pk, state=SystemJob.State.RUNNING).update(
+                state=SystemJob.State.QUEUED, last_error="the worker did not finish in time; queued again"
+            )
+    stale = list(
+        SystemJob.objects.filter(
+            state=SystemJob.State.QUEUED,
+            run_after__lte=now - timedelta(seconds=stale_after),
+            process__state=Process.State.RUNNING,
+        )[:500]
+    )
+    if stale:
+        dispatch_jobs(stale)
+    return requeued + len(stale)

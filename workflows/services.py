@@ -1,0 +1,526 @@
+"""The engine's public API. Other apps call only these functions (and read the models).
+
+Every function is one transaction. User actions check the user's role and car-park
+responsibility (see :func:`can_work_on`). Errors are :class:`workflows.errors.WorkflowError`
+subclasses whose message can be shown as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.roles import SUPERVISOR, WORKFLOW_ADMIN, has_role, responsible_carpark_ids
+from workflows import signals
+from workflows.compiler import compile_spec, graph_for_version
+from workflows.engine import (
+    Kind,
+    Run,
+    close_incident,
+    enter,
+    escalate,
+    leave_step,
+    lock_process,
+    new_process,
+    published_version,
+    set_variables,
+)
+from workflows.errors import (
+    InvalidInputs,
+    InvalidOutcome,
+    MessageNotExpected,
+    MigrationNotPossible,
+    NoIncident,
+    ProcessNotRunning,
+    TaskNotAvailable,
+    TaskPermissionDenied,
+    WorkflowError,
+)
+from workflows.models import Process, ProcessEvent, SystemJob, Task, Timer, WorkflowDefinition, WorkflowVersion
+
+__all__ = [
+    "can_work_on",
+    "definition_install",
+    "incident_retry",
+    "message_send",
+    "process_cancel",
+    "process_message",
+    "process_migrate",
+    "process_resume",
+    "process_start",
+    "process_suspend",
+    "task_claim",
+    "task_complete",
+    "task_delegate",
+    "task_escalate",
+    "task_release",
+    "version_publish",
+]
+
+
+# -- definitions -------------------------------------------------------------------------------
+def spec_checksum(spec: dict[str, Any], bpmn_xml: str = "") -> str:
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((canonical + "\x00" + (bpmn_xml or "")).encode()).hexdigest()
+
+
+def _audit(user: Any, action: str, target: Any, old: Any = None, new: Any = None) -> None:
+    try:
+        from accounts.services import audit_record  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    audit_record(actor=user, action=action, target=target, old=old, new=new)
+
+
+def definition_install(
+    *, spec: dict[str, Any], user: Any = None, publish: bool = True, bpmn_xml: str = "", comment: str = ""
+) -> WorkflowVersion:
+    """Install a definition in the compact format. A new version only if its content changed.
+
+    With ``publish`` the version is published (retiring the previously published one); otherwise
+    it stays a draft. Raises DefinitionInvalid listing every problem by step.
+    """
+    graph = compile_spec(spec)
+    checksum = spec_checksum(spec, bpmn_xml)
+    with transaction.atomic():
+        definition, created = WorkflowDefinition.objects.select_for_update().get_or_create(
+            key=graph["key"],
+            defaults={"name": graph["name"], "description": graph["description"], "category": graph["category"]},
+        )
+        latest = definition.versions.order_by("-number").first()
+        if latest is not None and latest.checksum == checksum and latest.state != WorkflowVersion.State.RETIRED:
+            if publish and latest.state == WorkflowVersion.State.DRAFT:
+                _publish(latest, user)
+            return latest
+        if not created:
+            changed = {
+                name: graph[name]
+                for name in ("name", "description", "category")
+                if graph[name] and getattr(definition, name) != graph[name]
+            }
+            if changed:
+                WorkflowDefinition.objects.filter(pk=definition.pk).update(**changed, updated_at=timezone.now())
+        version = WorkflowVersion.objects.create(
+            definition=definition,
+            number=(latest.number + 1) if latest else 1,
+            spec=spec,
+            graph=graph,
+            bpmn_xml=bpmn_xml,
+            checksum=checksum,
+            comment=comment[:300],
+            created_by=user if getattr(user, "pk", None) else None,
+        )
+        _audit(user, "workflow.version_created", version, new={"number": version.number})
+        if publish:
+            _publish(version, user)
+    return version
+
+
+def _publish(version: WorkflowVersion, user: Any) -> None:
+    for old in WorkflowVersion.objects.select_for_update().filter(
+        definition_id=version.definition_id, state=WorkflowVersion.State.PUBLISHED
+    ):
+        if old.pk != version.pk:
+            old.retire()
+            old.save(update_fields=["state", "retired_at"])
+    version.publish()
+    version.save(update_fields=["state", "published_at"])
+    _audit(user, "workflow.published", version, new={"number": version.number})
+
+
+def version_publish(*, version: WorkflowVersion, user: Any = None) -> WorkflowVersion:
+    """Validate a draft again (the registry may have changed) and publish it."""
+    compile_spec(version.spec)
+    with transaction.atomic():
+        version = WorkflowVersion.objects.select_for_update().get(pk=version.pk)
+        if version.state != WorkflowVersion.State.DRAFT:
+            raise WorkflowError(f"Version {version.number} is {version.state}; only a draft can be published.")
+        _publish(version, user)
+    return version
+
+
+# -- processes ---------------------------------------------------------------------------------
+def process_start(
+    *, definition_key: str, business_object: Any = None, variables: dict[str, Any] | None = None, started_by: Any = None
+) -> Process:
+    """Start the latest published version of ``definition_key`` about ``business_object``."""
+    version = published_version(definition_key)
+    graph = graph_for_version(version.pk)
+    run = Run(actor=started_by if getattr(started_by, "pk", None) else None)
+    with transaction.atomic():
+        process = new_process(run, version, business_object=business_object, variables=variables, started_by=run.actor)
+        enter(run, process, graph, graph.start)
+        run.flush()
+    return process
+
+
+def _running(process: Process) -> None:
+    if process.state != Process.State.RUNNING:
+        raise ProcessNotRunning(f"Process #{process.pk} is {process.get_state_display().lower()}.")
+
+
+def process_message(*, process: Process, name: str, payload: dict[str, Any] | None = None) -> Process:
+    """Deliver message ``name`` to a process waiting for it; its payload is merged into the variables."""
+    with transaction.atomic():
+        locked = lock_process(process.pk)
+        _running(locked)
+        if not locked.waiting_for or locked.waiting_for != name:
+            waiting = f"it waits for '{locked.waiting_for}'" if locked.waiting_for else "it does not wait for a message"
+            raise MessageNotExpected(f"Process #{locked.pk} cannot take message '{name}': {waiting}.")
+        run = Run()
+        graph = graph_for_version(locked.version_id)
+        step = graph.step(locked.current_step)
+        run.event(locked, Kind.MESSAGE_RECEIVED, locked.current_step, data={"name": name})
+        locked.waiting_for = ""
+        run.touch(locked, "waiting_for")
+        if payload:
+            set_variables(run, locked, dict(payload), source=f"message {name}")
+        leave_step(run, locked, data={"message": name})
+        enter(run, locked, graph, step["next"])
+        run.flush()
+    return locked
+
+
+def message_send(*, name: str, business_object: Any, payload: dict[str, Any] | None = None) -> int:
+    """Deliver ``name`` to every running process about ``business_object`` that waits for it."""
+    content_type = ContentType.objects.get_for_model(business_object)
+    ids = list(
+        Process.objects.filter(
+            content_type=content_type, object_id=business_object.pk, state=Process.State.RUNNING, waiting_for=name
+        ).values_list("pk", flat=True)
+    )
+    resumed = 0
+    for pk in ids:
+        try:
+            process_message(process=Process(pk=pk), name=name, payload=payload)
+        except (MessageNotExpected, ProcessNotRunning):
+            continue
+        resumed += 1
+    return resumed
+
+
+def process_cancel(*, process: Process, user: Any = None, reason: str = "") -> Process:
+    with transaction.atomic():
+        locked = lock_process(process.pk)
+        if locked.is_finished:
+            raise ProcessNotRunning(f"Process #{locked.pk} is already {locked.get_state_display().lower()}.")
+        run = Run(actor=user)
+        _cancel(run, locked, reason)
+        run.flush()
+    return locked
+
+
+def _cancel(run: Run, process: Process, reason: str) -> None:
+    process.cancel()
+    close_incident(run, process)
+    run.touch(process, "state", "ended_at", "waiting_for")
+    Task.objects.filter(process=process, state__in=Task.ACTIVE_STATES).update(state=Task.State.CANCELLED)
+    Timer.objects.filter(
+        pk__in=Timer.objects.select_for_update(skip_locked=True)
+        .filter(process=process, state=Timer.State.PENDING)
+        .values("pk")
+    ).update(state=Timer.State.CANCELLED)
+    SystemJob.objects.filter(process=process, state__in=[SystemJob.State.QUEUED, SystemJob.State.FAILED]).update(
+        state=SystemJob.State.CANCELLED
+    )
+    run.event(process, Kind.PROCESS_CANCELLED, process.current_step, data={"reason": reason})
+    run.signal(signals.process_finished, Process, process=process)
+    for child in Process.objects.select_for_update().filter(
+        parent=process, state__in=[Process.State.RUNNING, Process.State.SUSPENDED]
+    ):
+        _cancel(run, child, f"parent process #{process.pk} cancelled")
+
+
+def process_suspend(*, process: Process, user: Any = None, reason: str = "") -> Process:
+    with transaction.atomic():
+        locked = lock_process(process.pk)
+        _running(locked)
+        run = Run(actor=user)
+        locked.suspend()
+        run.touch(locked, "state")
+        run.event(locked, Kind.PROCESS_SUSPENDED, locked.current_step, data={"reason": reason})
+        run.flush()
+    return locked
+
+
+def process_resume(*, process: Process, user: Any = None, reason: str = "") -> Process:
+    with transaction.atomic():
+        locked = lock_process(process.pk)
+        if locked.state != Process.State.SUSPENDED:
+            raise ProcessNotRunning(f"Process #{locked.pk} is not suspended.")
+        run = Run(actor=user)
+        locked.resume()
+        run.touch(locked, "state")
+        run.event(locked, Kind.PROCESS_RESUMED, locked.current_step, data={"reason": reason})
+        run.dispatch.extend(SystemJob.objects.filter(process=locked, state=SystemJob.State.QUEUED))
+        run.flush()
+    return locked
+
+
+def incident_retry(*, process: Process, user: Any = None) -> Process:
+    """Retry the step that holds the process's incident (a failed system job runs again)."""
+    with transaction.atomic():
+        locked = lock_process(process.pk)
+        if not locked.incident_open:
+            raise NoIncident(f"Process #{locked.pk} holds no incident.")
+        _running(locked)
+        run = Run(actor=user)
+        run.event(locked, Kind.INCIDENT_RETRIED, locked.current_step, data={"error": locked.incident_error[:2000]})
+        close_incident(run, locked)
+        job = (
+            SystemJob.objects.filter(process=locked, step_seq=locked.step_seq, state=SystemJob.State.FAILED)
+            .order_by("-id")
+            .first()
+        )
+        if job is not None:
+            SystemJob.objects.filter(pk=job.pk).update(
+                state=SystemJob.State.QUEUED, attempts=0, run_after=run.now, finished_at=None
+            )
+            run.dispatch.append(job)
+        else:
+            graph = graph_for_version(locked.version_id)
+            enter(run, locked, graph, locked.current_step)
+        run.flush()
+    return locked
+
+
+def process_migrate(*, process: Process, to_version: WorkflowVersion, user: Any = None) -> Process:
+    """Move a running process to another version of its workflow (its current step must exist there)."""
+    with transaction.atomic():
+        locked = lock_process(process.pk)
+        if locked.is_finished:
+            raise ProcessNotRunning(f"Process #{locked.pk} is {locked.get_state_display().lower()}.")
+        if to_version.definition_id != locked.definition_id:
+            raise MigrationNotPossible("The target version belongs to another workflow.")
+        if to_version.state == WorkflowVersion.State.DRAFT:
+            raise MigrationNotPossible("A process can only move to a published (or retired) version.")
+        current = graph_for_version(locked.version_id).steps.get(locked.current_step)
+        target = graph_for_version(to_version.pk).steps.get(locked.current_step)
+        if target is None:
+            raise MigrationNotPossible(
+                f"Version {to_version.number} has no step '{locked.current_step}', where process #{locked.pk} is."
+            )
+        if current is not None and current["type"] != target["type"]:
+            raise MigrationNotPossible(
+                f"Step '{locked.current_step}' is a {current['type']} step here but a {target['type']} step in "
+                f"version {to_version.number}."
+            )
+        run = Run(actor=user)
+        old_number = locked.version.number
+        locked.version = to_version
+        run.touch(locked, "version")
+        run.event(
+            locked, Kind.PROCESS_MIGRATED, locked.current_step, data={"from": old_number, "to": to_version.number}
+        )
+        run.flush()
+    return locked
+
+
+# -- tasks -------------------------------------------------------------------------------------
+def can_work_on(user: Any, task: Task) -> bool:
+    """The user holds the task's role (administrators hold all) and, for a scoped task, is
+    responsible for its car park (workflow admins and supervisors see every car park)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    if not has_role(user, task.role):
+        return False
+    if task.scope_carpark_id is None or has_role(user, WORKFLOW_ADMIN, SUPERVISOR):
+        return True
+    ids = responsible_carpark_ids(user)
+    return ids is None or task.scope_carpark_id in ids
+
+
+def _check_can_work(user: Any, task: Task) -> None:
+    if not can_work_on(user, task):
+        raise TaskPermissionDenied(
+            f"You cannot work on '{task.name}': it needs the role '{task.role}'"
+            + (" and responsibility for its car park." if task.scope_carpark_id else ".")
+        )
+
+
+def _not_available(task: Task, action: str) -> TaskNotAvailable:
+    current = Task.objects.select_related("assignee").filter(pk=task.pk).first()
+    if current is None:
+        return TaskNotAvailable(f"Task #{task.pk} does not exist any more.")
+    who = f" by {current.assignee.get_full_name() or current.assignee.username}" if current.assignee else ""
+    state = current.get_state_display().lower()
+    return TaskNotAvailable(f"Task '{current.name}' cannot be {action}: it is already {state}{who}.")
+
+
+def task_claim(*, task: Task, user: Any) -> Task:
+    _check_can_work(user, task)
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Task.objects.filter(pk=task.pk, state=Task.State.OPEN).update(
+            state=Task.State.CLAIMED, assignee=user, claimed_at=now
+        )
+        if not updated:
+            raise _not_available(task, "claimed")
+        run = Run(actor=user, now=now)
+        run.event(task.process_id, Kind.TASK_CLAIMED, task.step_id, task=task)
+        run.signal(signals.task_assigned, Task, task=task, user=user)
+        run.flush()
+    task.__dict__["state"] = Task.State.CLAIMED
+    task.assignee, task.claimed_at = user, now
+    return task
+
+
+def task_release(*, task: Task, user: Any) -> Task:
+    now = timezone.now()
+    with transaction.atomic():
+        rows = Task.objects.filter(pk=task.pk, state=Task.State.CLAIMED)
+        if not has_role(user, SUPERVISOR, WORKFLOW_ADMIN):
+            rows = rows.filter(assignee=user)
+        if not rows.update(state=Task.State.OPEN, assignee=None, claimed_at=None):
+            raise _not_available(task, "released")
+        run = Run(actor=user, now=now)
+        run.event(task.process_id, Kind.TASK_RELEASED, task.step_id, task=task)
+        run.flush()
+    task.__dict__["state"] = Task.State.OPEN
+    task.assignee = None
+    return task
+
+
+def task_delegate(*, task: Task, user: Any, to_user: Any) -> Task:
+    """Hand a task to ``to_user`` (who must be able to work on it). The assignee or a supervisor may."""
+    if not can_work_on(to_user, task):
+        raise TaskPermissionDenied(
+            f"{to_user.get_full_name() or to_user.username} cannot work on '{task.name}' "
+            f"(needs the role '{task.role}'"
+            + (" and responsibility for its car park)." if task.scope_carpark_id else ").")
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        rows = Task.objects.filter(pk=task.pk, state__in=Task.ACTIVE_STATES)
+        if not has_role(user, SUPERVISOR, WORKFLOW_ADMIN):
+            _check_can_work(user, task)
+            rows = rows.filter(Q(assignee=user) | Q(assignee__isnull=True))
+        if not rows.update(state=Task.State.CLAIMED, assignee=to_user, claimed_at=now):
+            raise _not_available(task, "delegated")
+        run = Run(actor=user, now=now)
+        run.event(task.process_id, Kind.TASK_DELEGATED, task.step_id, task=task, data={"to_user": to_user.pk})
+        run.signal(signals.task_assigned, Task, task=task, user=to_user)
+        run.flush()
+    task.__dict__["state"] = Task.State.CLAIMED
+    task.assignee, task.claimed_at = to_user, now
+    return task
+
+
+def task_escalate(*, task: Task, user: Any, reason: str = "") -> Task:
+    """ "Can't decide": hand the task to the next role of its escalation chain. Returns the new task."""
+    _check_can_work(user, task)
+    with transaction.atomic():
+        process = lock_process(task.process_id)
+        _running(process)
+        run = Run(actor=user)
+        new = escalate(run, process, graph_for_version(process.version_id), task, reason=reason or "escalated by user")
+        run.flush()
+    return new
+
+
+def clean_inputs(step: dict[str, Any], inputs: dict[str, Any] | None) -> dict[str, Any]:
+    """Check and convert inputs against the step's typed input list. Raises InvalidInputs."""
+    inputs = dict(inputs or {})
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for field in step.get("inputs", []):
+        name, kind = field["name"], field["type"]
+        raw = inputs.pop(name, None)
+        empty = raw is None or (isinstance(raw, str) and not raw.strip())
+        if kind == "bool":
+            if isinstance(raw, str):
+                raw = raw.strip().lower() in ("1", "true", "yes", "on")
+            value = bool(raw)
+            if field["required"] and not value and raw is None:
+                errors[name] = "This field is required."
+            cleaned[name] = value
+            continue
+        if empty:
+            if field["required"]:
+                errors[name] = "This field is required."
+            else:
+                cleaned[name] = None
+            continue
+        try:
+            if kind == "number":
+                number = Decimal(str(raw))
+                if not number.is_finite():
+                    raise InvalidOperation
+                cleaned[name] = int(number) if number == number.to_integral_value() else float(number)
+            elif kind == "date":
+                cleaned[name] = raw.isoformat() if isinstance(raw, date) else date.fromisoformat(str(raw)).isoformat()
+            elif kind == "choice":
+                if str(raw) not in field.get("choices", []):
+                    raise ValueError
+                cleaned[name] = str(raw)
+            else:  # text, file (a stored file's name or URL)
+                cleaned[name] = str(raw)[:10_000]
+        except (InvalidOperation, ValueError, TypeError):
+            label = {"number": "a number", "date": "a date (YYYY-MM-DD)", "choice": "one of the choices"}
+            errors[name] = f"Enter {label.get(kind, 'a valid value')}."
+    for name in inputs:
+        errors[name] = "This task has no such input."
+    if errors:
+        raise InvalidInputs(errors)
+    return cleaned
+
+
+def task_complete(
+    *, task: Task, user: Any, outcome: str, inputs: dict[str, Any] | None = None, comment: str = ""
+) -> Task:
+    """Complete an open or claimed task with one of its outcomes; the process moves on at once."""
+    _check_can_work(user, task)
+    graph = graph_for_version(task.process.version_id) if "process" in task._state.fields_cache else None
+    with transaction.atomic():
+        process = lock_process(task.process_id)
+        if graph is None or graph.version_id != process.version_id:
+            graph = graph_for_version(process.version_id)
+        step = graph.step(task.step_id)
+        if outcome not in step["outcomes"]:
+            raise InvalidOutcome(
+                f"'{outcome}' is not an outcome of '{task.name}' (choose {', '.join(step['outcomes'])})."
+            )
+        cleaned = clean_inputs(step, {**(task.inputs or {}), **(inputs or {})})
+        _running(process)
+        now = timezone.now()
+        updated = (
+            Task.objects.filter(pk=task.pk, state__in=Task.ACTIVE_STATES)
+            .filter(Q(assignee__isnull=True) | Q(assignee=user))
+            .update(
+                state=Task.State.COMPLETED,
+                assignee=user,
+                completed_by=user,
+                completed_at=now,
+                outcome=outcome,
+                inputs=cleaned,
+                comment=comment,
+            )
+        )
+        if not updated:
+            raise _not_available(task, "completed")
+        task.__dict__["state"] = Task.State.COMPLETED
+        task.assignee = task.completed_by = user
+        task.completed_at, task.outcome, task.inputs, task.comment = now, outcome, cleaned, comment
+        run = Run(actor=user, now=now)
+        duration = int((now - task.created_at).total_seconds() * 1000) if task.created_at else None
+        run.event(
+            process, Kind.TASK_COMPLETED, task.step_id, task=task, data={"outcome": outcome}, duration_ms=duration
+        )
+        set_variables(run, process, {**cleaned, "outcome": outcome}, source=f"task {task.step_id}")
+        leave_step(run, process, data={"outcome": outcome})
+        enter(run, process, graph, step["outcomes"][outcome])
+        run.signal(signals.task_completed, Task, task=task)
+        run.flush()
+    return task
+
+
+def process_history(process: Process) -> list[ProcessEvent]:
+    return list(process.events.select_related("actor", "task").order_by("at", "id"))

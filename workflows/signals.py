@@ -1,0 +1,22 @@
+"""Signals the engine sends, always after the transaction that caused them has committed.
+
+Every signal's sender is the model class (``Task`` or ``Process``) and carries the object as a
+keyword argument:
+
+- ``task_created(sender=Task, task=task)`` — a new user task (not sent for escalated copies).
+- ``task_assigned(sender=Task, task=task, user=user)`` — claimed by or delegated to ``user``.
+- ``task_escalated(sender=Task, task=new_task, previous=old_task, reason=str)`` — the new task
+  carries the new role and ``escalation_level + 1``.
+- ``task_completed(sender=Task, task=task)``.
+- ``process_finished(sender=Process, process=process)`` — completed or cancelled (see ``state``).
+- ``incident_opened(sender=Process, process=process)`` — retries exhausted or a step failed.
+"""
+
+from django.dispatch import Signal
+
+task_created = Signal()
+task_assigned = Signal()
+task_escalated = Signal()
+task_completed = Signal()
+process_finished = Signal()
+incident_opened = Signal()
