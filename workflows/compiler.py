@@ -269,7 +269,10 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
         step["duration"] = _duration(sid, "duration", raw.get("duration"), errors)
         until = raw.get("until_variable")
         if until and (not is_identifier(until) or until not in known):
-            errors.append(f"step '{sid}': until_variable '{until}' is not a known variable")
+            errors.append(
+                f"step '{sid}': until_variable '{until}' is not a known variable "
+                "(declare process variables in the definition's \"variables\" list)"
+            )
         step["until_variable"] = until or None
         step["message"] = raw.get("message") or None
         timeout = raw.get("timeout")

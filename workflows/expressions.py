@@ -91,7 +91,10 @@ def compile_expression(source: str, known: Iterable[str] | None = None) -> Expre
         allowed = set(known) | BUILTIN_VARIABLES
         unknown = sorted(set(names) - allowed)
         if unknown:
-            raise ExpressionError(f"the condition {source!r} uses unknown variables: {', '.join(unknown)}")
+            raise ExpressionError(
+                f"the condition {source!r} uses unknown variables: {', '.join(unknown)} "
+                "(declare process variables in the definition's \"variables\" list)"
+            )
     return Expression(source=source, program=program, names=names)
 
 
