@@ -271,7 +271,7 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
         if until and (not is_identifier(until) or until not in known):
             errors.append(
                 f"step '{sid}': until_variable '{until}' is not a known variable "
-                "(declare process variables in the definition's \"variables\" list)"
+                '(declare process variables in the definition\'s "variables" list)'
             )
         step["until_variable"] = until or None
         step["message"] = raw.get("message") or None

@@ -93,7 +93,7 @@ def compile_expression(source: str, known: Iterable[str] | None = None) -> Expre
         if unknown:
             raise ExpressionError(
                 f"the condition {source!r} uses unknown variables: {', '.join(unknown)} "
-                "(declare process variables in the definition's \"variables\" list)"
+                '(declare process variables in the definition\'s "variables" list)'
             )
     return Expression(source=source, program=program, names=names)
 
