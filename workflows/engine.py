@@ -665,7 +665,8 @@ def fire_due_timers(now: datetime | None = None, *, batch: int = 50) -> int:
         with transaction.atomic():
             timers = list(
                 Timer.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(state=Timer.State.PENDING, due_at__lte=now, process__state=Process.State.RUNNING)
+                .filter(state=Timer.State.PENDING, due_at__lte=now)
+                .exclude(process__state=Process.State.SUSPENDED)
                 .exclude(pk__in=seen)
                 .order_by("due_at", "id")[:batch]
             )
