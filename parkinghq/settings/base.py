@@ -184,6 +184,7 @@ STATICFILES_DIRS = [
     ("vendor/bootstrap", _NODE / "bootstrap" / "dist"),
     ("vendor/bootstrap-icons", _NODE / "bootstrap-icons" / "font"),
     ("vendor/htmx", _NODE / "htmx.org" / "dist"),
+    ("vendor/bpmn-js", _NODE / "bpmn-js" / "dist"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -1,0 +1,765 @@
+"""BPMN 2.0 XML → compact definition dict.
+
+The subset we run: none start event, end event, user task, service task, exclusive gateway (conditions
+and a default flow; a gateway with one unconditional outgoing flow is a merge and disappears), event-based
+gateway choosing between one message and one timer (a wait with a timeout), timer and message
+intermediate catch events, timer boundary events on user tasks (due time, escalation), call activity.
+Anything else is refused by id and name — never dropped silently.
+
+Parsing is defensive: a size limit, and defusedxml refuses any DTD, entity declaration or external
+reference before a single element is looked at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from xml.etree.ElementTree import Element, ParseError
+
+from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from defusedxml.ElementTree import fromstring
+
+from ._common import (
+    BPMN,
+    BPMNDI,
+    CAMUNDA,
+    DC,
+    DI,
+    MAX_BYTES,
+    PHQ,
+    ZEEBE,
+    Bounds,
+    BpmnError,
+    BpmnImport,
+    Layout,
+    Problem,
+    q,
+)
+from .conditions import strip_expression, to_cel, variable_reference
+
+_DURATION = re.compile(
+    r"^-?P(?!$)(\d+(\.\d+)?Y)?(\d+(\.\d+)?M)?(\d+(\.\d+)?W)?(\d+(\.\d+)?D)?(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?$"
+)
+
+# Elements a process may contain that we run (or that only carry structure).
+_RUN = {
+    "startEvent",
+    "endEvent",
+    "userTask",
+    "serviceTask",
+    "exclusiveGateway",
+    "eventBasedGateway",
+    "intermediateCatchEvent",
+    "boundaryEvent",
+    "callActivity",
+    "sequenceFlow",
+}
+# Artifacts: no behaviour; kept out of the definition with a warning.
+_ARTIFACTS = {
+    "textAnnotation",
+    "association",
+    "group",
+    "dataObject",
+    "dataObjectReference",
+    "dataStoreReference",
+    "documentation",
+    "extensionElements",
+    "laneSet",
+    "property",
+    "ioSpecification",
+    "category",
+}
+_LABELS = {
+    "parallelGateway": "parallel gateway",
+    "inclusiveGateway": "inclusive gateway",
+    "complexGateway": "complex gateway",
+    "scriptTask": "script task",
+    "businessRuleTask": "business rule task",
+    "sendTask": "send task",
+    "receiveTask": "receive task",
+    "manualTask": "manual task",
+    "task": "task without a type",
+    "subProcess": "embedded sub-process",
+    "adHocSubProcess": "ad-hoc sub-process",
+    "transaction": "transaction",
+    "intermediateThrowEvent": "intermediate throw event",
+    "callChoreography": "choreography",
+}
+
+
+def is_duration(value: str) -> bool:
+    return bool(value) and bool(_DURATION.match(value))
+
+
+def parse_xml(data: bytes | str) -> Element:
+    """Parse untrusted XML: size limit, no DTD, no entities, no external references."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > MAX_BYTES:
+        raise BpmnError(
+            f"The file is {len(raw) / 1024 / 1024:.1f} MB; "
+            f"BPMN files up to {MAX_BYTES // 1024 // 1024} MB are accepted."
+        )
+    if not raw.strip():
+        raise BpmnError("The file is empty.")
+    try:
+        return fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DTDForbidden:
+        head = raw[:65536].decode("utf-8", "replace")
+        if re.search(r"<!ENTITY\s+(%\s*)?[\w.:-]+\s+(SYSTEM|PUBLIC)\b", head):
+            reason = "it declares an external entity (a reference to a file or URL outside the document)"
+        elif "<!ENTITY" in head:
+            reason = "it declares XML entities, the makings of an entity-expansion (\u201cbillion laughs\u201d) attack"
+        else:
+            reason = "it has a document type declaration"
+        raise BpmnError(
+            f"The file is refused: {reason}. BPMN files never need a DTD (<!DOCTYPE …>), so entity expansion, "
+            "external entities and DTDs are not accepted."
+        ) from None
+    except EntitiesForbidden as exc:
+        raise BpmnError(
+            f"The file declares the XML entity {exc.name!r}. Entity declarations are refused "
+            "(they enable entity-expansion and external-entity attacks)."
+        ) from None
+    except ExternalReferenceForbidden:
+        raise BpmnError("The file refers to an external resource (external entity); such files are refused.") from None
+    except ParseError as exc:
+        line, column = getattr(exc, "position", (0, 0))
+        raise BpmnError(f"The file is not well-formed XML (line {line}, column {column}): {exc}") from None
+
+
+def _local(element: Element) -> tuple[str, str]:
+    tag = element.tag if isinstance(element.tag, str) else ""
+    if tag.startswith("{"):
+        ns, _, local = tag[1:].partition("}")
+        return ns, local
+    return "", tag
+
+
+def _text(element: Element | None) -> str:
+    return (element.text or "").strip() if element is not None else ""
+
+
+def _ext(element: Element) -> list[Element]:
+    ext = element.find(q(BPMN, "extensionElements"))
+    return list(ext) if ext is not None else []
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"true", "1", "yes"}
+
+
+class _Reader:
+    def __init__(self, root: Element, key: str | None) -> None:
+        self.root = root
+        self.key_override = key
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+        self.layout = Layout()
+
+    # -- helpers -----------------------------------------------------------------------------
+    def refuse(self, element: Element | None, message: str) -> None:
+        if element is None:
+            self.problems.append(Problem(message))
+        else:
+            self.problems.append(Problem(message, element.get("id", ""), element.get("name", "")))
+
+    # -- entry -------------------------------------------------------------------------------
+    def read(self) -> BpmnImport:
+        ns, local = _local(self.root)
+        if (ns, local) != (BPMN, "definitions"):
+            raise BpmnError(
+                f"This is not a BPMN 2.0 file: the root element is <{local}> in namespace {ns or 'none'!r}; "
+                f"expected <definitions> in {BPMN}."
+            )
+        process = self._choose_process()
+        self.messages = {
+            m.get("id", ""): m.get("name") or m.get("id", "") for m in self.root.findall(q(BPMN, "message"))
+        }
+        spec = self._read_process(process)
+        if self.problems:
+            raise BpmnError("The file cannot be imported", self.problems)
+        self._read_diagram(process.get("id", ""))
+        return BpmnImport(spec=spec, layout=self.layout, warnings=self.warnings)
+
+    def _choose_process(self) -> Element:
+        processes = self.root.findall(q(BPMN, "process"))
+        if not processes:
+            raise BpmnError("The file contains no <process>.")
+        if len(processes) == 1:
+            return processes[0]
+        executable = [p for p in processes if _bool(p.get("isExecutable"))]
+        if len(executable) == 1:
+            return executable[0]
+        names = ", ".join(p.get("id", "?") for p in processes)
+        raise BpmnError(
+            f"The file contains several processes ({names}); a workflow is one process. "
+            "Mark exactly one as executable or split the file."
+        )
+
+    # -- the process -------------------------------------------------------------------------
+    def _read_process(self, process: Element) -> dict[str, Any]:
+        key = self.key_override or process.get("id", "")
+        if not key:
+            raise BpmnError("The process has no id; pass a key for it.")
+        self.lane_of: dict[str, str] = {}
+        for lane in process.iter(q(BPMN, "lane")):
+            for ref in lane.findall(q(BPMN, "flowNodeRef")):
+                self.lane_of[_text(ref)] = lane.get("name", "")
+
+        nodes: dict[str, Element] = {}
+        flows: list[Element] = []
+        for child in process:
+            ns, local = _local(child)
+            if ns != BPMN:
+                continue
+            if local == "sequenceFlow":
+                flows.append(child)
+            elif local in _RUN:
+                nodes[child.get("id", "")] = child
+                self._check_loop(child)
+            elif local in _ARTIFACTS:
+                if local in {"textAnnotation", "group", "dataObject", "dataObjectReference", "dataStoreReference"}:
+                    self.warnings.append(f"{local} {child.get('id', '')} is not part of the workflow and was left out.")
+            else:
+                label = _LABELS.get(local, local)
+                self.refuse(
+                    child,
+                    f"{label} is not supported: this engine runs one step at a time "
+                    "(start, user task, service task, exclusive gateway, timer/message catch, "
+                    "call activity, end)",
+                )
+        for flow in flows:
+            if flow.get("sourceRef") not in nodes or flow.get("targetRef") not in nodes:
+                missing = [r for r in (flow.get("sourceRef"), flow.get("targetRef")) if r not in nodes]
+                if not self.problems:  # otherwise it points at an element already refused
+                    self.refuse(flow, f"sequence flow refers to unknown element(s) {', '.join(map(str, missing))}")
+        if self.problems:
+            return {}
+        self.nodes = nodes
+        self.flows = flows
+        self.outgoing: dict[str, list[Element]] = {}
+        self.incoming: dict[str, list[Element]] = {}
+        for flow in flows:
+            self.outgoing.setdefault(flow.get("sourceRef", ""), []).append(flow)
+            self.incoming.setdefault(flow.get("targetRef", ""), []).append(flow)
+        self.boundaries: dict[str, list[Element]] = {}
+        for node in nodes.values():
+            if _local(node)[1] == "boundaryEvent":
+                self.boundaries.setdefault(node.get("attachedToRef", ""), []).append(node)
+        self.merges = {
+            nid for nid, node in nodes.items() if _local(node)[1] == "exclusiveGateway" and self._is_merge(node)
+        }
+        # catch events owned by an event-based gateway (they become part of its wait step)
+        self.owned: set[str] = set()
+        for node in nodes.values():
+            if _local(node)[1] == "eventBasedGateway":
+                for flow in self.outgoing.get(node.get("id", ""), []):
+                    self.owned.add(flow.get("targetRef", ""))
+
+        steps: list[dict[str, Any]] = []
+        starts = [n for n in nodes.values() if _local(n)[1] == "startEvent"]
+        if len(starts) != 1:
+            self.refuse(
+                starts[1] if len(starts) > 1 else None,
+                f"a workflow has exactly one start event; this process has {len(starts)}",
+            )
+        for nid, node in nodes.items():
+            kind = _local(node)[1]
+            if nid in self.merges or nid in self.owned or kind == "boundaryEvent":
+                if kind == "boundaryEvent":
+                    self._check_boundary(node)
+                continue
+            step = getattr(self, f"_step_{kind}")(node)
+            if step is not None:
+                steps.append(step)
+
+        spec: dict[str, Any] = {"key": key, "name": process.get("name") or key}
+        category = process.get(q(PHQ, "category"))
+        if category:
+            spec["category"] = category
+        description = _text(process.find(q(BPMN, "documentation")))
+        if description:
+            spec["description"] = description
+        spec.update(self._extras(process))
+        declared = self._declared_variables(nodes.values())
+        if declared:
+            known = spec.get("variables") or []
+            spec["variables"] = sorted(set(known if isinstance(known, list) else list(known)) | declared)
+        spec["steps"] = steps
+        return spec
+
+    def _declared_variables(self, nodes: Any) -> set[str]:
+        """Variables a Camunda file writes through output mappings (Zeebe ioMapping, Camunda 7 inputOutput)."""
+        names: set[str] = set()
+        for node in nodes:
+            for ext in _ext(node):
+                if ext.tag == q(ZEEBE, "ioMapping"):
+                    names.update(o.get("target", "") for o in ext.findall(q(ZEEBE, "output")))
+                elif ext.tag == q(CAMUNDA, "inputOutput"):
+                    names.update(o.get("name", "") for o in ext.findall(q(CAMUNDA, "outputParameter")))
+        return {n for n in names if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)}
+
+    def _check_loop(self, node: Element) -> None:
+        for tag in ("multiInstanceLoopCharacteristics", "standardLoopCharacteristics"):
+            if node.find(q(BPMN, tag)) is not None:
+                self.refuse(
+                    node,
+                    "multi-instance and loop markers are not supported (a step runs once per visit; "
+                    "loop with a gateway, or process a list inside a system task)",
+                )
+
+    def _is_merge(self, node: Element) -> bool:
+        out = self.outgoing.get(node.get("id", ""), [])
+        return len(out) == 1 and out[0].find(q(BPMN, "conditionExpression")) is None
+
+    def _target(self, flow: Element) -> str:
+        """Where a flow leads, looking through merge gateways."""
+        target = flow.get("targetRef", "")
+        seen: set[str] = set()
+        while target in self.merges and target not in seen:
+            seen.add(target)
+            target = self.outgoing[target][0].get("targetRef", "")
+        return target
+
+    def _base(self, node: Element, kind: str) -> dict[str, Any]:
+        step: dict[str, Any] = {"id": node.get("id", ""), "type": kind}
+        if node.get("name"):
+            step["name"] = node.get("name")
+        return step
+
+    def _single_next(self, node: Element, step: dict[str, Any], what: str) -> None:
+        out = self.outgoing.get(node.get("id", ""), [])
+        if len(out) != 1:
+            self.refuse(
+                node,
+                f"a {what} needs exactly one outgoing sequence flow (it has {len(out)}); "
+                "branch with an exclusive gateway",
+            )
+            return
+        if out[0].find(q(BPMN, "conditionExpression")) is not None:
+            self.refuse(out[0], "a condition on a flow that does not leave an exclusive gateway is not supported")
+        step["next"] = self._target(out[0])
+
+    def _extras(self, node: Element) -> dict[str, Any]:
+        """Keys of our format that have no BPMN home travel as <phq:extra name="…">json</phq:extra>."""
+        extras: dict[str, Any] = {}
+        for ext in _ext(node):
+            if ext.tag == q(PHQ, "extra"):
+                try:
+                    extras[ext.get("name", "")] = json.loads(ext.text or "null")
+                except ValueError:
+                    self.refuse(node, f"phq:extra {ext.get('name')!r} is not valid JSON")
+        return extras
+
+    # -- steps -------------------------------------------------------------------------------
+    def _step_startEvent(self, node: Element) -> dict[str, Any] | None:
+        if self._event_definitions(node):
+            self.refuse(
+                node,
+                f"a {self._event_definitions(node)[0]} start event is not supported; "
+                "processes start through the portal, the API or another process",
+            )
+            return None
+        step = self._base(node, "start")
+        self._single_next(node, step, "start event")
+        step.update(self._extras(node))
+        return step
+
+    def _step_endEvent(self, node: Element) -> dict[str, Any] | None:
+        if self._event_definitions(node):
+            self.refuse(node, f"a {self._event_definitions(node)[0]} end event is not supported; use a none end event")
+            return None
+        step = self._base(node, "end")
+        if node.get(q(PHQ, "result")):
+            step["result"] = node.get(q(PHQ, "result"))
+        if self.outgoing.get(node.get("id", "")):
+            self.refuse(node, "an end event cannot have outgoing flows")
+        step.update(self._extras(node))
+        return step
+
+    def _event_definitions(self, node: Element) -> list[str]:
+        return [_local(c)[1].replace("EventDefinition", "") for c in node if _local(c)[1].endswith("EventDefinition")]
+
+    def _step_userTask(self, node: Element) -> dict[str, Any] | None:
+        nid = node.get("id", "")
+        step = self._base(node, "user")
+        role = node.get(q(PHQ, "role")) or ""
+        if not role and node.get(q(CAMUNDA, "candidateGroups")):
+            role = self._first_group(node, node.get(q(CAMUNDA, "candidateGroups"), ""))
+        assignment = next((e for e in _ext(node) if e.tag == q(ZEEBE, "assignmentDefinition")), None)
+        if not role and assignment is not None and assignment.get("candidateGroups"):
+            role = self._first_group(node, assignment.get("candidateGroups", ""))
+        if not role and self.lane_of.get(nid):
+            role = self.lane_of[nid]
+        if role:
+            step["role"] = role
+        scope = node.get(q(PHQ, "scope"))
+        if scope:
+            step["scope"] = scope
+        instructions = _text(node.find(q(BPMN, "documentation")))
+        if instructions:
+            step["instructions"] = instructions
+
+        due = node.get(q(PHQ, "dueIn")) or ""
+        if not due and node.get(q(CAMUNDA, "dueDate")):
+            due = self._duration_of(node, node.get(q(CAMUNDA, "dueDate"), ""), "camunda:dueDate")
+        schedule = next((e for e in _ext(node) if e.tag == q(ZEEBE, "taskSchedule")), None)
+        if not due and schedule is not None and schedule.get("dueDate"):
+            due = self._duration_of(node, schedule.get("dueDate", ""), "zeebe:taskSchedule dueDate")
+        escalation = [
+            {"after": e.get("after", ""), "to": e.get("to", "")} for e in _ext(node) if e.tag == q(PHQ, "escalation")
+        ]
+        for boundary in self.boundaries.get(nid, []):
+            after = self._boundary_duration(boundary)
+            if after is None:
+                continue
+            target_role = boundary.get(q(PHQ, "escalateTo"))
+            if target_role:
+                escalation.append({"after": after, "to": target_role})
+            elif due and due != after:
+                self.refuse(boundary, f"the task already has a due time ({due}); a second due timer is ambiguous")
+            else:
+                due = after
+        if due:
+            step["due_in"] = due
+        if escalation:
+            step["escalation"] = escalation
+        inputs = self._inputs(node)
+        if inputs:
+            step["inputs"] = inputs
+
+        out = self.outgoing.get(nid, [])
+        if not out:
+            self.refuse(node, "a user task needs at least one outgoing sequence flow")
+        elif len(out) == 1 and not self._outcome_name(out[0]):
+            step["next"] = self._target(out[0])
+        else:
+            outcomes: dict[str, str] = {}
+            for flow in out:
+                name = self._outcome_name(flow)
+                if not name:
+                    self.refuse(
+                        flow,
+                        f"user task {nid!r} has several outgoing flows: name each one with the "
+                        "outcome the employee chooses (phq:outcome or the flow's name)",
+                    )
+                elif name in outcomes:
+                    self.refuse(flow, f"outcome {name!r} appears twice on the flows leaving {nid!r}")
+                else:
+                    outcomes[name] = self._target(flow)
+                if flow.find(q(BPMN, "conditionExpression")) is not None:
+                    self.refuse(flow, "conditions belong on the flows leaving an exclusive gateway, not a user task")
+            step["outcomes"] = outcomes
+        step.update(self._extras(node))
+        return step
+
+    def _first_group(self, node: Element, groups: str) -> str:
+        text = strip_expression(groups).strip("[]")
+        names = [g.strip().strip("\"'") for g in text.split(",") if g.strip()]
+        if len(names) > 1:
+            self.warnings.append(
+                f"{node.get('id')}: several candidate groups ({', '.join(names)}); the first, {names[0]!r}, is used."
+            )
+        return names[0] if names else ""
+
+    def _duration_of(self, node: Element, value: str, what: str) -> str:
+        text = value.strip()
+        if is_duration(text):
+            return text
+        match = re.search(r"(P(?:\d+[YMWD])*(?:T(?:\d+[HMS])+)?)", text)
+        if match and match.group(1) != "P" and is_duration(match.group(1)):
+            return match.group(1)
+        self.refuse(node, f"{what} {value!r} is not an ISO 8601 duration such as P2D or PT4H")
+        return ""
+
+    def _boundary_duration(self, boundary: Element) -> str | None:
+        timer = boundary.find(q(BPMN, "timerEventDefinition"))
+        if timer is None:
+            return None
+        duration = timer.find(q(BPMN, "timeDuration"))
+        if duration is None:
+            self.refuse(boundary, "a timer on a user task needs a duration (timeDuration), e.g. P2D")
+            return None
+        return self._duration_of(boundary, strip_expression(_text(duration)), "timer duration")
+
+    def _check_boundary(self, boundary: Element) -> None:
+        attached = self.nodes.get(boundary.get("attachedToRef", ""))
+        definitions = self._event_definitions(boundary)
+        if attached is None or _local(attached)[1] != "userTask":
+            self.refuse(boundary, "boundary events are supported on user tasks only")
+        elif definitions != ["timer"]:
+            self.refuse(
+                boundary,
+                f"a {definitions[0] if definitions else 'none'} boundary event is not supported; "
+                "only timers (due time, escalation) on user tasks",
+            )
+        elif self.outgoing.get(boundary.get("id", "")):
+            self.refuse(
+                boundary,
+                "a timer on a user task marks its due time or escalation and cannot start a path "
+                "of its own; remove its outgoing flow and set the escalation role (phq:escalateTo)",
+            )
+
+    def _outcome_name(self, flow: Element) -> str:
+        name = flow.get(q(PHQ, "outcome")) or ""
+        if not name and flow.get("name"):
+            name = re.sub(r"[^a-z0-9]+", "_", flow.get("name", "").strip().lower()).strip("_")
+        return name
+
+    def _inputs(self, node: Element) -> list[dict[str, Any]]:
+        inputs: list[dict[str, Any]] = []
+        for ext in _ext(node):
+            if ext.tag == q(PHQ, "input"):
+                item: dict[str, Any] = {
+                    "name": ext.get("name", ""),
+                    "label": ext.get("label") or ext.get("name", ""),
+                    "type": ext.get("type") or "text",
+                    "required": _bool(ext.get("required")),
+                }
+                choices = [c.get("value", "") for c in ext.findall(q(PHQ, "choice"))]
+                if choices or item["type"] == "choice":
+                    item["choices"] = choices
+                inputs.append(item)
+            elif ext.tag == q(CAMUNDA, "formData"):
+                inputs.extend(self._camunda_form(node, ext))
+        return inputs
+
+    def _camunda_form(self, node: Element, form: Element) -> list[dict[str, Any]]:
+        types = {"string": "text", "long": "number", "boolean": "bool", "date": "date", "enum": "choice"}
+        inputs = []
+        for field in form.findall(q(CAMUNDA, "formField")):
+            kind = types.get(field.get("type", "string"))
+            if kind is None:
+                self.refuse(
+                    node, f"form field {field.get('id')!r} has type {field.get('type')!r}, which has no input type here"
+                )
+                continue
+            required = any(c.get("name") == "required" for c in field.iter(q(CAMUNDA, "constraint")))
+            item: dict[str, Any] = {
+                "name": field.get("id", ""),
+                "label": field.get("label") or field.get("id", ""),
+                "type": kind,
+                "required": required,
+            }
+            if kind == "choice":
+                item["choices"] = [v.get("id", "") for v in field.findall(q(CAMUNDA, "value"))]
+            inputs.append(item)
+        return inputs
+
+    def _step_serviceTask(self, node: Element) -> dict[str, Any] | None:
+        step = self._base(node, "system")
+        task = node.get(q(PHQ, "task")) or ""
+        definition = next((e for e in _ext(node) if e.tag == q(ZEEBE, "taskDefinition")), None)
+        if not task and node.get(q(CAMUNDA, "topic")):
+            task = node.get(q(CAMUNDA, "topic"), "")
+        if not task and node.get(q(CAMUNDA, "delegateExpression")):
+            task = strip_expression(node.get(q(CAMUNDA, "delegateExpression"), ""))
+        if not task and definition is not None:
+            task = strip_expression(definition.get("type", ""))
+        if not task:
+            self.refuse(
+                node,
+                "the service task names no system task: set phq:task, or in Camunda Modeler an external "
+                "topic, a delegate expression ${name} or a Zeebe job type",
+            )
+            return None
+        step["task"] = task
+        retry: dict[str, Any] = {}
+        if node.get(q(PHQ, "retries")):
+            retry["max_attempts"] = int(node.get(q(PHQ, "retries"), "0"))
+        elif definition is not None and definition.get("retries"):
+            retry["max_attempts"] = int(strip_expression(definition.get("retries", "0")) or 0)
+        if node.get(q(PHQ, "retryBackoff")):
+            retry["backoff"] = node.get(q(PHQ, "retryBackoff"))
+        cycle = next((e for e in _ext(node) if e.tag == q(CAMUNDA, "failedJobRetryTimeCycle")), None)
+        if cycle is not None and not retry:
+            match = re.fullmatch(r"R(\d+)/(P\S+)", _text(cycle))
+            if match:
+                retry = {"max_attempts": int(match.group(1)), "backoff": match.group(2)}
+        if retry:
+            step["retry"] = retry
+        if node.get(q(PHQ, "timeout")):
+            step["timeout"] = node.get(q(PHQ, "timeout"))
+        self._single_next(node, step, "service task")
+        step.update(self._extras(node))
+        return step
+
+    def _step_callActivity(self, node: Element) -> dict[str, Any] | None:
+        step = self._base(node, "call")
+        called = node.get("calledElement") or ""
+        zeebe = next((e for e in _ext(node) if e.tag == q(ZEEBE, "calledElement")), None)
+        if not called and zeebe is not None:
+            called = strip_expression(zeebe.get("processId", ""))
+        if not called:
+            self.refuse(node, "the call activity names no process to call (calledElement)")
+            return None
+        step["definition"] = called
+        self._single_next(node, step, "call activity")
+        step.update(self._extras(node))
+        return step
+
+    def _step_exclusiveGateway(self, node: Element) -> dict[str, Any] | None:
+        nid = node.get("id", "")
+        step = self._base(node, "decision")
+        default_flow = node.get("default") or ""
+        branches = []
+        default = None
+        for flow in self.outgoing.get(nid, []):
+            condition = flow.find(q(BPMN, "conditionExpression"))
+            if flow.get("id") == default_flow:
+                default = self._target(flow)
+                continue
+            if condition is None or not _text(condition):
+                self.refuse(
+                    flow,
+                    f"the flow from decision {nid!r} to {flow.get('targetRef')!r} has no condition and "
+                    "is not the default flow",
+                )
+                continue
+            language = (condition.get("language") or "").lower()
+            if language and any(s in language for s in ("javascript", "groovy", "python", "ruby", "juel-script")):
+                self.refuse(flow, f"script conditions ({language}) are not run; write a CEL expression")
+                continue
+            branches.append({"when": to_cel(_text(condition)), "next": self._target(flow)})
+        if not self.outgoing.get(nid):
+            self.refuse(node, "a decision needs outgoing sequence flows")
+        step["branches"] = branches
+        if default is not None:
+            step["default"] = default
+        step.update(self._extras(node))
+        return step
+
+    def _step_eventBasedGateway(self, node: Element) -> dict[str, Any] | None:
+        """An event-based gateway choosing between a message and a timer: a wait with a timeout."""
+        nid = node.get("id", "")
+        step = self._base(node, "wait")
+        message = timer = None
+        for flow in self.outgoing.get(nid, []):
+            event = self.nodes.get(flow.get("targetRef", ""))
+            kinds = self._event_definitions(event) if event is not None else []
+            if event is not None and _local(event)[1] == "intermediateCatchEvent" and kinds == ["message"]:
+                message = message or event
+            elif event is not None and _local(event)[1] == "intermediateCatchEvent" and kinds == ["timer"]:
+                timer = timer or event
+            else:
+                self.refuse(
+                    node,
+                    "an event-based gateway must lead to one message catch event and one timer catch "
+                    "event (a wait with a timeout)",
+                )
+                return None
+        if message is None or timer is None or len(self.outgoing.get(nid, [])) != 2:
+            self.refuse(
+                node,
+                "an event-based gateway must lead to exactly one message catch event and one timer "
+                "catch event (a wait with a timeout)",
+            )
+            return None
+        step["message"] = self._message_name(message)
+        after = self._boundary_duration(timer)
+        timeout_target = {}
+        out = self.outgoing.get(timer.get("id", ""), [])
+        if len(out) == 1:
+            timeout_target["next"] = self._target(out[0])
+        else:
+            self.refuse(timer, "the timeout timer needs exactly one outgoing flow")
+        step["timeout"] = {"after": after or "", **timeout_target}
+        self._single_next(message, step, "message catch event")
+        step.update(self._extras(node))
+        self._owned_ids = getattr(self, "_owned_ids", {})
+        self._owned_ids[message.get("id", "")] = f"{nid}__message"
+        self._owned_ids[timer.get("id", "")] = f"{nid}__timeout"
+        return step
+
+    def _message_name(self, event: Element) -> str:
+        definition = event.find(q(BPMN, "messageEventDefinition"))
+        ref = definition.get("messageRef", "") if definition is not None else ""
+        name = self.messages.get(ref, "") if ref else ""
+        if not name:
+            self.refuse(event, "the message catch event names no message (messageRef to a <message name=…>)")
+        return strip_expression(name)
+
+    def _step_intermediateCatchEvent(self, node: Element) -> dict[str, Any] | None:
+        kinds = self._event_definitions(node)
+        step = self._base(node, "wait")
+        if kinds == ["message"]:
+            step["message"] = self._message_name(node)
+        elif kinds == ["timer"]:
+            timer = node.find(q(BPMN, "timerEventDefinition"))
+            assert timer is not None
+            duration, date = timer.find(q(BPMN, "timeDuration")), timer.find(q(BPMN, "timeDate"))
+            variable = node.get(q(PHQ, "untilVariable"))
+            if variable:
+                step["until_variable"] = variable
+            elif duration is not None:
+                step["duration"] = self._duration_of(node, strip_expression(_text(duration)), "timer duration")
+            elif date is not None and variable_reference(_text(date)):
+                step["until_variable"] = variable_reference(_text(date))
+            else:
+                self.refuse(
+                    node,
+                    "a timer catch event waits a duration (timeDuration, e.g. P1D) or until the date in "
+                    "a process variable (timeDate ${variable}); fixed dates and cycles are not supported",
+                )
+                return None
+        else:
+            label = kinds[0] if kinds else "none"
+            self.refuse(node, f"a {label} intermediate catch event is not supported; catch a timer or a message")
+            return None
+        self._single_next(node, step, "catch event")
+        step.update(self._extras(node))
+        return step
+
+    def _step_boundaryEvent(self, node: Element) -> None:  # handled with its user task
+        return None
+
+    # -- diagram -----------------------------------------------------------------------------
+    def _read_diagram(self, process_id: str) -> None:
+        owned = getattr(self, "_owned_ids", {})
+        flow_ends = {
+            f.get("id", ""): (f.get("sourceRef", ""), f.get("targetRef", "")) for f in getattr(self, "flows", [])
+        }
+        boundary_ids: dict[str, str] = {}
+        for task_id, boundaries in getattr(self, "boundaries", {}).items():
+            for boundary in boundaries:
+                if not boundary.get(q(PHQ, "escalateTo")):
+                    boundary_ids[boundary.get("id", "")] = f"{task_id}__due"
+        for diagram in self.root.findall(q(BPMNDI, "BPMNDiagram")):
+            plane = diagram.find(q(BPMNDI, "BPMNPlane"))
+            if plane is None:
+                continue
+            for shape in plane.findall(q(BPMNDI, "BPMNShape")):
+                element = shape.get("bpmnElement", "")
+                bounds = shape.find(q(DC, "Bounds"))
+                if bounds is None:
+                    continue
+                try:
+                    box = Bounds(*(float(bounds.get(a, "0")) for a in ("x", "y", "width", "height")))
+                except ValueError:
+                    continue
+                canonical = owned.get(element) or boundary_ids.get(element) or element
+                self.layout.shapes[canonical] = box
+            for edge in plane.findall(q(BPMNDI, "BPMNEdge")):
+                ends = flow_ends.get(edge.get("bpmnElement", ""))
+                if not ends:
+                    continue
+                points = []
+                for point in edge.findall(q(DI, "waypoint")):
+                    try:
+                        points.append((float(point.get("x", "0")), float(point.get("y", "0"))))
+                    except ValueError:
+                        points = []
+                        break
+                if len(points) >= 2:
+                    source, target = (owned.get(ends[0], ends[0]), owned.get(ends[1], ends[1]))
+                    self.layout.edges[(source, target)] = points
+            break  # the first diagram is the one that shows the process
+
+
+def bpmn_to_definition(data: bytes | str, *, key: str | None = None) -> BpmnImport:
+    """Read a BPMN 2.0 file into our compact definition format; raise BpmnError listing every problem."""
+    root = parse_xml(data)
+    return _Reader(root, key).read()

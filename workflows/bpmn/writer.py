@@ -1,0 +1,409 @@
+"""Compact definition dict → BPMN 2.0 XML with diagram interchange (BPMN DI).
+
+Positions come from a :class:`Layout` (read from the file the editor saved or the file imported);
+a definition without one is laid out left to right automatically. The output opens in bpmn-js and
+Camunda Modeler and reads back (``bpmn_to_definition``) into the same definition.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from typing import Any
+
+from lxml import etree
+
+from ._common import BPMN, BPMNDI, CEL_LANGUAGE, DC, DI, NSMAP, PHQ, SIZES, XSI, Bounds, Layout, q
+
+_KNOWN = {
+    "start": {"id", "type", "name", "next"},
+    "end": {"id", "type", "name", "result"},
+    "user": {
+        "id",
+        "type",
+        "name",
+        "role",
+        "scope",
+        "instructions",
+        "due_in",
+        "escalation",
+        "inputs",
+        "outcomes",
+        "next",
+    },
+    "system": {"id", "type", "name", "task", "retry", "timeout", "next"},
+    "decision": {"id", "type", "name", "branches", "default"},
+    "wait": {"id", "type", "name", "message", "timeout", "duration", "until_variable", "next"},
+    "call": {"id", "type", "name", "definition", "next"},
+}
+_SPEC_KNOWN = {"key", "name", "category", "description", "steps"}
+
+
+def _kind(step: dict[str, Any]) -> str:
+    """Shape family of a step's main element."""
+    if step["type"] in {"start", "end"}:
+        return "event"
+    if step["type"] == "decision":
+        return "gateway"
+    if step["type"] == "wait":
+        return "gateway" if step.get("message") and step.get("timeout") else "event"
+    return "task"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def edges_of(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every sequence flow the export writes: (source element, target element, flow attributes)."""
+    edges: list[tuple[str, str, dict[str, Any]]] = []
+    for step in spec.get("steps", []):
+        sid, kind = step["id"], step["type"]
+        if kind == "user" and step.get("outcomes"):
+            for outcome, target in step["outcomes"].items():
+                edges.append((sid, target, {"outcome": outcome}))
+        elif kind == "decision":
+            for branch in step.get("branches", []):
+                edges.append((sid, branch["next"], {"condition": branch.get("when", "")}))
+            if step.get("default"):
+                edges.append((sid, step["default"], {"default": True}))
+        elif kind == "wait" and step.get("message") and step.get("timeout"):
+            edges.append((sid, f"{sid}__message", {}))
+            edges.append((sid, f"{sid}__timeout", {}))
+            if step.get("next"):
+                edges.append((f"{sid}__message", step["next"], {}))
+            if step["timeout"].get("next"):
+                edges.append((f"{sid}__timeout", step["timeout"]["next"], {"name": "timeout"}))
+        elif step.get("next"):
+            edges.append((sid, step["next"], {}))
+    return edges
+
+
+# -- automatic layout --------------------------------------------------------------------------
+def auto_layout(spec: dict[str, Any]) -> Layout:
+    """Left-to-right layers by distance from the start; rows by order of discovery."""
+    steps = {s["id"]: s for s in spec.get("steps", [])}
+    sizes: dict[str, tuple[float, float]] = {sid: SIZES[_kind(s)] for sid, s in steps.items()}
+    for sid, step in steps.items():
+        if step["type"] == "wait" and step.get("message") and step.get("timeout"):
+            sizes[f"{sid}__message"] = SIZES["event"]
+            sizes[f"{sid}__timeout"] = SIZES["event"]
+    graph: dict[str, list[str]] = {}
+    for source, target, _ in edges_of(spec):
+        graph.setdefault(source, []).append(target)
+    start = next((s["id"] for s in spec.get("steps", []) if s["type"] == "start"), None)
+    order = [start] if start else []
+    layer: dict[str, int] = {start: 0} if start else {}
+    queue = deque(order)
+    while queue:  # breadth first: a node sits one column right of where it is first reached
+        node = queue.popleft()
+        for target in graph.get(node, []):
+            if target in sizes and target not in layer:
+                layer[target] = layer[node] + 1
+                order.append(target)
+                queue.append(target)
+    for node in sizes:  # unreachable nodes go at the end
+        if node not in layer:
+            layer[node] = max(layer.values(), default=-1) + 1
+            order.append(node)
+    rows: dict[int, int] = {}
+    layout = Layout()
+    for node in order:
+        column = layer[node]
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        width, height = sizes[node]
+        center_x = 180 + column * 170
+        center_y = 160 + row * 140
+        layout.shapes[node] = Bounds(center_x - width / 2, center_y - height / 2, width, height)
+    return layout
+
+
+def _route(source: Bounds, target: Bounds) -> list[tuple[float, float]]:
+    sx, sy = source.mid
+    tx, ty = target.mid
+    if target.x >= source.x + source.width:  # forward: right side to left side
+        start = (source.x + source.width, sy)
+        end = (target.x, ty)
+        if abs(sy - ty) < 1:
+            return [start, end]
+        middle = (start[0] + end[0]) / 2
+        return [start, (middle, sy), (middle, ty), end]
+    # backward or same column: leave at the bottom, run below both, enter from the bottom
+    below = max(source.y + source.height, target.y + target.height) + 40
+    return [(sx, source.y + source.height), (sx, below), (tx, below), (tx, target.y + target.height)]
+
+
+# -- the XML -----------------------------------------------------------------------------------
+class _Writer:
+    def __init__(self, spec: dict[str, Any], layout: Layout | None) -> None:
+        self.spec = spec
+        self.steps = {s["id"]: s for s in spec.get("steps", [])}
+        wanted = set(self.steps)
+        for sid, step in self.steps.items():
+            if step["type"] == "wait" and step.get("message") and step.get("timeout"):
+                wanted |= {f"{sid}__message", f"{sid}__timeout"}
+        if layout and wanted <= set(layout.shapes):
+            self.layout = layout
+        else:
+            self.layout = auto_layout(spec)
+            if layout:  # keep the edited positions of what is there; new elements get automatic places
+                for element in wanted & set(layout.shapes):
+                    self.layout.shapes[element] = layout.shapes[element]
+                self.layout.edges = dict(layout.edges)
+        self.saved_edges = layout.edges if layout else {}
+        self.messages: dict[str, str] = {}
+        self.flow_ids: list[tuple[str, str, str]] = []  # (flow id, source, target)
+        self.outgoing: dict[str, list[str]] = {}
+        self.incoming: dict[str, list[str]] = {}
+
+    def write(self) -> bytes:
+        definitions = etree.Element(q(BPMN, "definitions"), nsmap=NSMAP)
+        key = self.spec["key"]
+        definitions.set("id", f"Definitions_{_slug(key)}")
+        definitions.set("targetNamespace", "https://parkinghq.example/bpmn")
+        definitions.set("expressionLanguage", CEL_LANGUAGE)
+        definitions.set("exporter", "ParkingHQ Business Workflow")
+        definitions.set("exporterVersion", "1.0")
+
+        for step in self.spec.get("steps", []):
+            if step["type"] == "wait" and step.get("message"):
+                self.messages.setdefault(step["message"], f"Message_{_slug(step['message'])}")
+        for name, message_id in self.messages.items():
+            etree.SubElement(definitions, q(BPMN, "message"), id=message_id, name=name)
+
+        process = etree.SubElement(definitions, q(BPMN, "process"), id=key, isExecutable="true")
+        process.set("name", self.spec.get("name") or key)
+        if self.spec.get("category"):
+            process.set(q(PHQ, "category"), self.spec["category"])
+        if self.spec.get("description"):
+            etree.SubElement(process, q(BPMN, "documentation")).text = self.spec["description"]
+        self._extras(process, {k: v for k, v in self.spec.items() if k not in _SPEC_KNOWN})
+
+        flows = []
+        for number, (source, target, attrs) in enumerate(edges_of(self.spec), start=1):
+            label = attrs.get("outcome") or ("default" if attrs.get("default") else str(number))
+            flow_id = f"Flow_{_slug(source)}_{_slug(label)}"
+            if any(f[0] == flow_id for f in self.flow_ids):
+                flow_id = f"{flow_id}_{number}"
+            self.flow_ids.append((flow_id, source, target))
+            self.outgoing.setdefault(source, []).append(flow_id)
+            self.incoming.setdefault(target, []).append(flow_id)
+            flows.append((flow_id, source, target, attrs))
+
+        for step in self.spec.get("steps", []):
+            getattr(self, f"_write_{step['type']}")(process, step)
+        for flow_id, source, target, attrs in flows:
+            flow = etree.SubElement(process, q(BPMN, "sequenceFlow"), id=flow_id, sourceRef=source, targetRef=target)
+            if attrs.get("outcome"):
+                flow.set("name", attrs["outcome"])
+                flow.set(q(PHQ, "outcome"), attrs["outcome"])
+            if attrs.get("name"):
+                flow.set("name", attrs["name"])
+            if "condition" in attrs:
+                condition = etree.SubElement(flow, q(BPMN, "conditionExpression"))
+                condition.set(q(XSI, "type"), "bpmn:tFormalExpression")
+                condition.text = attrs["condition"]
+                flow.set("name", attrs["condition"][:60])
+        self._diagram(definitions, key)
+        return etree.tostring(definitions, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+    # -- elements --------------------------------------------------------------------------
+    def _node(
+        self,
+        process: etree._Element,
+        tag: str,
+        step: dict[str, Any],
+        element_id: str | None = None,
+        name: str | None = None,
+    ) -> etree._Element:
+        element_id = element_id or step["id"]
+        node = etree.SubElement(process, q(BPMN, tag), id=element_id)
+        label = name if name is not None else step.get("name")
+        if label:
+            node.set("name", label)
+        return node
+
+    def _flows(self, node: etree._Element, element_id: str) -> None:
+        for flow_id in self.incoming.get(element_id, []):
+            etree.SubElement(node, q(BPMN, "incoming")).text = flow_id
+        for flow_id in self.outgoing.get(element_id, []):
+            etree.SubElement(node, q(BPMN, "outgoing")).text = flow_id
+
+    def _extension(self, node: etree._Element) -> etree._Element:
+        ext = node.find(q(BPMN, "extensionElements"))
+        if ext is None:
+            ext = etree.SubElement(node, q(BPMN, "extensionElements"))
+        return ext
+
+    def _extras(self, node: etree._Element, extras: dict[str, Any]) -> None:
+        for name, value in sorted(extras.items()):
+            extra = etree.SubElement(self._extension(node), q(PHQ, "extra"), name=name)
+            extra.text = json.dumps(value, sort_keys=True)
+
+    def _step_extras(self, node: etree._Element, step: dict[str, Any]) -> None:
+        self._extras(node, {k: v for k, v in step.items() if k not in _KNOWN[step["type"]]})
+
+    def _write_start(self, process: etree._Element, step: dict[str, Any]) -> None:
+        node = self._node(process, "startEvent", step)
+        self._step_extras(node, step)
+        self._flows(node, step["id"])
+
+    def _write_end(self, process: etree._Element, step: dict[str, Any]) -> None:
+        node = self._node(process, "endEvent", step)
+        if step.get("result"):
+            node.set(q(PHQ, "result"), str(step["result"]))
+        self._step_extras(node, step)
+        self._flows(node, step["id"])
+
+    def _write_user(self, process: etree._Element, step: dict[str, Any]) -> None:
+        node = self._node(process, "userTask", step)
+        if step.get("role"):
+            node.set(q(PHQ, "role"), step["role"])
+        if step.get("scope"):
+            node.set(q(PHQ, "scope"), step["scope"])
+        if step.get("instructions"):
+            etree.SubElement(node, q(BPMN, "documentation")).text = step["instructions"]
+        for level in step.get("escalation", []):
+            etree.SubElement(self._extension(node), q(PHQ, "escalation"), after=level["after"], to=level["to"])
+        for item in step.get("inputs", []):
+            attrs = {
+                "name": item["name"],
+                "label": item.get("label") or item["name"],
+                "type": item.get("type", "text"),
+                "required": "true" if item.get("required") else "false",
+            }
+            element = etree.SubElement(self._extension(node), q(PHQ, "input"), **attrs)
+            for choice in item.get("choices", []):
+                etree.SubElement(element, q(PHQ, "choice"), value=str(choice))
+        self._step_extras(node, step)
+        self._flows(node, step["id"])
+        if step.get("due_in"):
+            boundary = etree.SubElement(
+                process,
+                q(BPMN, "boundaryEvent"),
+                id=f"{step['id']}__due",
+                name="Due",
+                cancelActivity="false",
+                attachedToRef=step["id"],
+            )
+            timer = etree.SubElement(boundary, q(BPMN, "timerEventDefinition"))
+            duration = etree.SubElement(timer, q(BPMN, "timeDuration"))
+            duration.set(q(XSI, "type"), "bpmn:tFormalExpression")
+            duration.text = step["due_in"]
+
+    def _write_system(self, process: etree._Element, step: dict[str, Any]) -> None:
+        node = self._node(process, "serviceTask", step)
+        node.set(q(PHQ, "task"), step["task"])
+        retry = step.get("retry") or {}
+        if "max_attempts" in retry:
+            node.set(q(PHQ, "retries"), str(retry["max_attempts"]))
+        if retry.get("backoff"):
+            node.set(q(PHQ, "retryBackoff"), retry["backoff"])
+        if step.get("timeout"):
+            node.set(q(PHQ, "timeout"), step["timeout"])
+        extra = {k: v for k, v in retry.items() if k not in {"max_attempts", "backoff"}}
+        if extra:
+            self._extras(node, {"retry": retry})
+        self._step_extras(node, step)
+        self._flows(node, step["id"])
+
+    def _write_decision(self, process: etree._Element, step: dict[str, Any]) -> None:
+        node = self._node(process, "exclusiveGateway", step)
+        if step.get("default"):
+            default_id = next(f for f, s, t in self.flow_ids if s == step["id"] and f.endswith("_default"))
+            node.set("default", default_id)
+        self._step_extras(node, step)
+        self._flows(node, step["id"])
+
+    def _write_call(self, process: etree._Element, step: dict[str, Any]) -> None:
+        node = self._node(process, "callActivity", step)
+        node.set("calledElement", step["definition"])
+        self._step_extras(node, step)
+        self._flows(node, step["id"])
+
+    def _write_wait(self, process: etree._Element, step: dict[str, Any]) -> None:
+        sid = step["id"]
+        if step.get("message") and step.get("timeout"):
+            gateway = self._node(process, "eventBasedGateway", step)
+            self._step_extras(gateway, step)
+            self._flows(gateway, sid)
+            message = self._node(process, "intermediateCatchEvent", step, f"{sid}__message", step["message"])
+            self._flows(message, f"{sid}__message")
+            etree.SubElement(message, q(BPMN, "messageEventDefinition"), messageRef=self.messages[step["message"]])
+            timer = self._node(
+                process, "intermediateCatchEvent", step, f"{sid}__timeout", f"After {step['timeout'].get('after', '')}"
+            )
+            self._flows(timer, f"{sid}__timeout")
+            definition = etree.SubElement(timer, q(BPMN, "timerEventDefinition"))
+            duration = etree.SubElement(definition, q(BPMN, "timeDuration"))
+            duration.set(q(XSI, "type"), "bpmn:tFormalExpression")
+            duration.text = step["timeout"].get("after", "")
+            return
+        node = self._node(process, "intermediateCatchEvent", step)
+        self._step_extras(node, step)
+        self._flows(node, sid)
+        if step.get("message"):
+            etree.SubElement(node, q(BPMN, "messageEventDefinition"), messageRef=self.messages[step["message"]])
+        else:
+            definition = etree.SubElement(node, q(BPMN, "timerEventDefinition"))
+            if step.get("until_variable"):
+                node.set(q(PHQ, "untilVariable"), step["until_variable"])
+                date = etree.SubElement(definition, q(BPMN, "timeDate"))
+                date.set(q(XSI, "type"), "bpmn:tFormalExpression")
+                date.text = "${" + step["until_variable"] + "}"
+            else:
+                duration = etree.SubElement(definition, q(BPMN, "timeDuration"))
+                duration.set(q(XSI, "type"), "bpmn:tFormalExpression")
+                duration.text = step.get("duration", "")
+
+    # -- diagram interchange ---------------------------------------------------------------
+    def _diagram(self, definitions: etree._Element, key: str) -> None:
+        diagram = etree.SubElement(definitions, q(BPMNDI, "BPMNDiagram"), id=f"BPMNDiagram_{_slug(key)}")
+        plane = etree.SubElement(diagram, q(BPMNDI, "BPMNPlane"), id=f"BPMNPlane_{_slug(key)}", bpmnElement=key)
+        shapes = self.layout.shapes
+
+        def shape(element_id: str, bounds: Bounds, marker: bool = False) -> None:
+            node = etree.SubElement(plane, q(BPMNDI, "BPMNShape"), id=f"{element_id}_di", bpmnElement=element_id)
+            if marker:
+                node.set("isMarkerVisible", "true")
+            etree.SubElement(
+                node,
+                q(DC, "Bounds"),
+                x=_num(bounds.x),
+                y=_num(bounds.y),
+                width=_num(bounds.width),
+                height=_num(bounds.height),
+            )
+
+        for element_id, bounds in shapes.items():
+            step = self.steps.get(element_id)
+            if step is None and "__" not in element_id:
+                continue
+            if element_id.endswith("__due"):
+                continue
+            shape(element_id, bounds, marker=bool(step and step["type"] == "decision"))
+        for step in self.steps.values():
+            if step["type"] == "user" and step.get("due_in"):
+                task = shapes[step["id"]]
+                bounds = shapes.get(f"{step['id']}__due") or Bounds(
+                    task.x + task.width - 28, task.y + task.height - 18, 36, 36
+                )
+                shape(f"{step['id']}__due", bounds)
+        for flow_id, source, target in self.flow_ids:
+            points = self.saved_edges.get((source, target))
+            if not points:
+                points = _route(shapes[source], shapes[target])
+            edge = etree.SubElement(plane, q(BPMNDI, "BPMNEdge"), id=f"{flow_id}_di", bpmnElement=flow_id)
+            for x, y in points:
+                etree.SubElement(edge, q(DI, "waypoint"), x=_num(x), y=_num(y))
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def definition_to_bpmn(spec: dict[str, Any], *, layout: Layout | None = None) -> str:
+    """Write a compact definition as BPMN 2.0 XML with diagram interchange."""
+    return _Writer(spec, layout).write().decode("utf-8")
