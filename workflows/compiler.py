@@ -23,6 +23,8 @@ from workflows.expressions import Expression, compile_expression, is_identifier
 STEP_TYPES = ("start", "user", "system", "decision", "wait", "end", "call")
 INPUT_TYPES = ("text", "number", "date", "choice", "bool", "file")
 SCOPES = (None, "", "carpark")
+# A user task's priority in the basket (Task.Priority values).
+PRIORITIES = {"low": 1, "normal": 2, "high": 3, "urgent": 4}
 BUILTIN_VARIABLES = ("outcome", "now")
 DEFAULT_RETRY = {"max_attempts": 3, "backoff": "PT30S"}
 DEFAULT_TIMEOUT = "PT5M"
@@ -180,6 +182,10 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
         step["scope"] = scope
         step["instructions"] = str(raw.get("instructions") or "")
         step["due_in"] = _duration(sid, "due_in", raw.get("due_in"), errors)
+        priority = raw.get("priority") or "normal"
+        if priority not in PRIORITIES:
+            errors.append(f"step '{sid}': priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+        step["priority"] = PRIORITIES.get(priority, 2)
         chain = []
         for level, item in enumerate(raw.get("escalation") or [], start=1):
             if not isinstance(item, dict) or not item.get("to"):

@@ -318,6 +318,7 @@ def create_task(run: Run, process: Process, step: dict[str, Any]) -> Task:
         role=step["role"],
         scope_carpark_id=process.scope_carpark_id if step.get("scope") == "carpark" else None,
         due_at=due_at,
+        priority=step.get("priority", Task.Priority.NORMAL),
         created_at=run.now,
     )
     run.tasks.append(task)
@@ -370,6 +371,7 @@ def escalate(run: Run, process: Process, graph: CompiledGraph, task: Task, *, re
         role=target,
         scope_carpark_id=task.scope_carpark_id,
         due_at=task.due_at,
+        priority=task.priority,
         escalation_level=level,
         escalated_from=task,
         inputs=dict(task.inputs or {}),

@@ -198,6 +198,12 @@ class Task(ConcurrentTransitionMixin, models.Model):
         ESCALATED = "escalated", "Escalated"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Priority(models.IntegerChoices):
+        LOW = 1, "Low"
+        NORMAL = 2, "Normal"
+        HIGH = 3, "High"
+        URGENT = 4, "Urgent"
+
     ACTIVE_STATES = (State.OPEN, State.CLAIMED)
 
     process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="tasks")
@@ -212,6 +218,7 @@ class Task(ConcurrentTransitionMixin, models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="workflow_tasks"
     )
     due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     escalation_level = models.PositiveSmallIntegerField(default=0)
     escalated_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="escalated_to"
@@ -228,7 +235,29 @@ class Task(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         ordering = ["due_at", "created_at", "id"]
-        indexes = [models.Index(fields=["state", "role"], name="wf_task_state_role")]
+        indexes = [
+            models.Index(fields=["state", "role"], name="wf_task_state_role"),
+            # The basket reads active tasks (a small share of all) by role and car park, by
+            # assignee and by due time, and a user's completed tasks newest first.
+            models.Index(
+                fields=["role", "scope_carpark_id", "due_at"],
+                name="wf_task_active_role_scope",
+                condition=models.Q(state__in=["open", "claimed"]),
+            ),
+            models.Index(
+                fields=["assignee", "due_at"],
+                name="wf_task_active_assignee",
+                condition=models.Q(state__in=["open", "claimed"]),
+            ),
+            models.Index(
+                fields=["due_at", "id"], name="wf_task_active_due", condition=models.Q(state__in=["open", "claimed"])
+            ),
+            models.Index(
+                fields=["completed_by", "-completed_at"],
+                name="wf_task_done_by",
+                condition=models.Q(state="completed"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.pk})"

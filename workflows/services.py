@@ -326,11 +326,12 @@ def process_migrate(*, process: Process, to_version: WorkflowVersion, user: Any 
 
 # -- tasks -------------------------------------------------------------------------------------
 def can_work_on(user: Any, task: Task) -> bool:
-    """The user holds the task's role (administrators hold all) and, for a scoped task, is
-    responsible for its car park (workflow admins and supervisors see every car park)."""
+    """The user holds the task's role (administrators hold all; supervisors may take over any task
+    of their team) and, for a scoped task, is responsible for its car park (workflow admins and
+    supervisors see every car park)."""
     if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
         return False
-    if not has_role(user, task.role):
+    if not has_role(user, task.role, SUPERVISOR):
         return False
     if task.scope_carpark_id is None or has_role(user, WORKFLOW_ADMIN, SUPERVISOR):
         return True
