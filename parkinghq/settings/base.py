@@ -240,7 +240,18 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Season parking, contracts, cases and processes for eCommerce, App and Web modules.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "CustomerKindEnum": "carparks.models.Customer.Kind",
+        "CaseKindEnum": "carparks.models.Case.Kind",
+        "CredentialKindEnum": "carparks.models.Credential.Kind",
+        "ContractStateEnum": "carparks.models.Contract.State",
+        "CaseStateEnum": "carparks.models.Case.State",
+    },
 }
+# Requests per API client (carparks.api.throttling).
+CARPARKS_API_RATE = envstr("CARPARKS_API_RATE", "600/minute")
+# How long a waitlist offer stays open.
+CARPARKS_OFFER_VALID_DAYS = envint("CARPARKS_OFFER_VALID_DAYS", 7)
 
 # Stripe (localstripe in development and tests).
 STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY", "sk_test_parkinghq_local")
