@@ -1,1 +1,408 @@
-"""Models of the billing app."""
+"""Invoices, credit notes, payment methods, the payment ledger, Stripe events and accounting exports.
+
+Our ledger (``Invoice``, ``CreditNote``, ``Payment``) is the truth; Stripe only moves the money.
+Every issued document carries a gap-free number from a ``NumberSeries`` row that is locked
+while numbers are allocated, and an issued invoice is never deleted: a ``CreditNote`` reverses it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django_fsm import FSMField, transition
+
+ZERO = Decimal("0.00")
+
+
+class NumberSeries(models.Model):
+    """One gap-free counter, e.g. ``RE2026`` for invoices issued in 2026."""
+
+    key = models.CharField(max_length=20, unique=True)
+    next_number = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        verbose_name_plural = "number series"
+
+    def __str__(self) -> str:
+        return f"{self.key} (next {self.next_number})"
+
+
+class InvoicingRun(models.Model):
+    """One invoicing run for a period, with its progress (shown to Finance while it runs)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    period_start = models.DateField()
+    period_end = models.DateField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    contracts_total = models.PositiveIntegerField(default=0)
+    contracts_done = models.PositiveIntegerField(default=0)
+    invoices_created = models.PositiveIntegerField(default=0)
+    lines_created = models.PositiveIntegerField(default=0)
+    exceptions_created = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Invoicing run {self.period_start:%Y-%m} ({self.state})"
+
+    @property
+    def percent(self) -> int:
+        if not self.contracts_total:
+            return 100 if self.state == self.State.DONE else 0
+        return int(100 * self.contracts_done / self.contracts_total)
+
+
+class Invoice(models.Model):
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ISSUED = "issued", "Issued"
+        OPEN = "open", "Open (payment failed)"
+        PAID = "paid", "Paid"
+        VOID = "void", "Void (credited)"
+
+    customer = models.ForeignKey("carparks.Customer", on_delete=models.PROTECT, related_name="invoices")
+    period_start = models.DateField()
+    period_end = models.DateField()
+    state = FSMField(default=State.DRAFT, choices=State.choices, protected=True, db_index=True)
+    series = models.CharField(max_length=20, blank=True)
+    number = models.PositiveIntegerField(null=True, blank=True)
+    issue_date = models.DateField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True)
+    currency = models.CharField(max_length=3, default="EUR")
+    net_total = models.DecimalField(max_digits=12, decimal_places=2, default=ZERO)
+    vat_total = models.DecimalField(max_digits=12, decimal_places=2, default=ZERO)
+    gross_total = models.DecimalField(max_digits=12, decimal_places=2, default=ZERO)
+    vat_breakdown = models.JSONField(default=list, blank=True, help_text="[{rate, net, vat, gross}] per VAT rate.")
+    billing_address = models.JSONField(default=dict, blank=True, help_text="The customer's address when issued.")
+    pdf = models.FileField(upload_to="billing/invoices/%Y/%m/", blank=True)
+    facturx_xml = models.TextField(blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    run = models.ForeignKey(InvoicingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-period_start", "-number", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["series", "number"], condition=Q(number__isnull=False), name="invoice_unique_number"
+            ),
+            models.CheckConstraint(
+                condition=Q(state="draft") | Q(number__isnull=False), name="invoice_issued_has_number"
+            ),
+        ]
+        indexes = [models.Index(fields=["customer", "period_start"])]
+
+    def __str__(self) -> str:
+        return self.display_number
+
+    @property
+    def display_number(self) -> str:
+        if self.number is None:
+            return f"Draft {self.pk}"
+        return f"{self.series}-{self.number:06d}"
+
+    @property
+    def is_payable(self) -> bool:
+        return self.state in (self.State.ISSUED, self.State.OPEN)
+
+    @property
+    def workflow_carpark_id(self) -> int | None:
+        line = self.lines.select_related("contract__product").first()
+        return line.contract.product.carpark_id if line else None
+
+    @transition(field=state, source=State.DRAFT, target=State.ISSUED)
+    def issue(self) -> None:
+        pass
+
+    @transition(field=state, source=State.ISSUED, target=State.OPEN)
+    def mark_open(self) -> None:
+        pass
+
+    @transition(field=state, source=[State.ISSUED, State.OPEN], target=State.PAID)
+    def mark_paid(self) -> None:
+        pass
+
+    @transition(field=state, source=[State.ISSUED, State.OPEN, State.PAID], target=State.VOID)
+    def void(self) -> None:
+        pass
+
+
+class InvoiceEvent(models.Model):
+    """Append-only history of an invoice's lifecycle."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=10)
+    to_state = models.CharField(max_length=10)
+    note = models.TextField(blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+
+class InvoiceLine(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    contract = models.ForeignKey("carparks.Contract", on_delete=models.PROTECT, related_name="invoice_lines")
+    vehicle = models.ForeignKey(
+        "carparks.Vehicle", null=True, blank=True, on_delete=models.SET_NULL, related_name="invoice_lines"
+    )
+    cost_centre = models.CharField(max_length=50, blank=True)
+    description = models.CharField(max_length=300)
+    period_start = models.DateField(help_text="First day of the billing period (not of the days billed).")
+    service_start = models.DateField()
+    service_end = models.DateField()
+    days = models.PositiveSmallIntegerField()
+    days_in_period = models.PositiveSmallIntegerField()
+    monthly_price = models.DecimalField(max_digits=10, decimal_places=2, help_text="Gross monthly price billed.")
+    vat_rate = models.DecimalField(max_digits=5, decimal_places=2)
+    net = models.DecimalField(max_digits=12, decimal_places=2)
+    vat = models.DecimalField(max_digits=12, decimal_places=2)
+    gross = models.DecimalField(max_digits=12, decimal_places=2)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["contract", "period_start"], name="invoiceline_one_per_contract_period")
+        ]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class CreditNote(models.Model):
+    """Reverses an issued invoice in full; the invoice becomes void but is kept."""
+
+    invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, related_name="credit_note")
+    series = models.CharField(max_length=20)
+    number = models.PositiveIntegerField()
+    issue_date = models.DateField()
+    reason = models.TextField()
+    net_total = models.DecimalField(max_digits=12, decimal_places=2)
+    vat_total = models.DecimalField(max_digits=12, decimal_places=2)
+    gross_total = models.DecimalField(max_digits=12, decimal_places=2)
+    vat_breakdown = models.JSONField(default=list, blank=True)
+    pdf = models.FileField(upload_to="billing/credit-notes/%Y/%m/", blank=True)
+    facturx_xml = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-issue_date", "-number"]
+        constraints = [models.UniqueConstraint(fields=["series", "number"], name="creditnote_unique_number")]
+
+    def __str__(self) -> str:
+        return self.display_number
+
+    @property
+    def display_number(self) -> str:
+        return f"{self.series}-{self.number:06d}"
+
+    @property
+    def customer(self):  # noqa: ANN201 - the invoice's customer
+        return self.invoice.customer
+
+
+class PaymentMethod(models.Model):
+    """A card saved at Stripe through a SetupIntent; we keep only its ids and what to show."""
+
+    customer = models.ForeignKey("carparks.Customer", on_delete=models.CASCADE, related_name="payment_methods")
+    stripe_customer_id = models.CharField(max_length=100)
+    stripe_payment_method_id = models.CharField(max_length=100, unique=True)
+    stripe_setup_intent_id = models.CharField(max_length=100, blank=True)
+    brand = models.CharField(max_length=30, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    is_default = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    detached_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-is_default", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer"],
+                condition=Q(is_default=True, detached_at__isnull=True),
+                name="paymentmethod_one_default_per_customer",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.brand or 'card'} •••• {self.last4}"
+
+
+class Payment(models.Model):
+    """One row of the payment ledger: a charge attempt or a refund for an invoice."""
+
+    class Kind(models.TextChoices):
+        CHARGE = "charge", "Charge"
+        REFUND = "refund", "Refund"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CHARGE)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, help_text="Always positive; kind gives the sign.")
+    currency = models.CharField(max_length=3, default="EUR")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    payment_method = models.ForeignKey(PaymentMethod, null=True, blank=True, on_delete=models.SET_NULL)
+    stripe_payment_intent_id = models.CharField(max_length=100, blank=True, db_index=True)
+    stripe_charge_id = models.CharField(max_length=100, blank=True)
+    stripe_refund_id = models.CharField(max_length=100, blank=True)
+    failure_code = models.CharField(max_length=100, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # The ledger's guard against charging twice: at most one live charge per invoice.
+            models.UniqueConstraint(
+                fields=["invoice"],
+                condition=Q(kind="charge", status__in=["pending", "succeeded"]),
+                name="payment_one_live_charge_per_invoice",
+            ),
+            models.UniqueConstraint(
+                fields=["invoice", "kind", "attempt"],
+                condition=Q(kind="charge"),
+                name="payment_unique_charge_attempt",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount} {self.currency} ({self.status})"
+
+    @property
+    def signed_amount(self) -> Decimal:
+        return -self.amount if self.kind == self.Kind.REFUND else self.amount
+
+
+class StripeEvent(models.Model):
+    """A webhook event we processed; its id is stored so each event is processed once."""
+
+    event_id = models.CharField(max_length=100, unique=True)
+    type = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict)
+    result = models.CharField(max_length=200, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class AccountingExport(models.Model):
+    class Format(models.TextChoices):
+        DATEV = "datev", "DATEV Buchungsstapel (EXTF)"
+        JOURNAL = "journal", "Journal CSV"
+
+    period_start = models.DateField()
+    period_end = models.DateField()
+    format = models.CharField(max_length=10, choices=Format.choices)
+    sequence = models.PositiveSmallIntegerField(default=1, help_text="Second and later files of a period hold only late documents.")
+    file = models.FileField(upload_to="billing/exports/", blank=True)
+    delivered_to = models.CharField(max_length=500, blank=True)
+    invoice_count = models.PositiveIntegerField(default=0)
+    credit_note_count = models.PositiveIntegerField(default=0)
+    net_total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    vat_total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    gross_total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-period_start", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["format", "period_start", "sequence"], name="export_unique_file_per_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_format_display()} {self.period_start:%Y-%m} #{self.sequence}"
+
+    @property
+    def filename(self) -> str:
+        stem = "EXTF_Buchungsstapel" if self.format == self.Format.DATEV else "Journal"
+        return f"{stem}_{self.period_start:%Y%m}_{self.sequence:02d}.csv"
+
+
+class ExportedDocument(models.Model):
+    """Which invoice or credit note went into which export: each at most once per format."""
+
+    export = models.ForeignKey(AccountingExport, on_delete=models.PROTECT, related_name="documents")
+    format = models.CharField(max_length=10, choices=AccountingExport.Format.choices)
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="exports")
+    credit_note = models.ForeignKey(
+        CreditNote, null=True, blank=True, on_delete=models.PROTECT, related_name="exports"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["format", "invoice"], name="exported_invoice_once_per_format"),
+            models.UniqueConstraint(fields=["format", "credit_note"], name="exported_creditnote_once_per_format"),
+            models.CheckConstraint(
+                condition=Q(invoice__isnull=False, credit_note__isnull=True)
+                | Q(invoice__isnull=True, credit_note__isnull=False),
+                name="exported_document_is_one_thing",
+            ),
+        ]
+
+
+class BillingException(models.Model):
+    """Something Finance must look at (shown on the Finance pages; a Finance task once the engine runs)."""
+
+    class Kind(models.TextChoices):
+        MISSING_PAYMENT_METHOD = "missing_payment_method", "Missing payment method"
+        ZERO_AMOUNT = "zero_amount", "Zero amount"
+        PRICE_CHANGED = "price_changed", "Price changed"
+        CHARGE_FAILED = "charge_failed", "Charge failed"
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    dedupe_key = models.CharField(max_length=200, unique=True, help_text="Keeps reruns from repeating an exception.")
+    message = models.TextField()
+    customer = models.ForeignKey("carparks.Customer", null=True, blank=True, on_delete=models.CASCADE)
+    contract = models.ForeignKey("carparks.Contract", null=True, blank=True, on_delete=models.CASCADE)
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.CASCADE)
+    run = models.ForeignKey(InvoicingRun, null=True, blank=True, on_delete=models.SET_NULL)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolution = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["resolved_at", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.message}"
+
+    @property
+    def workflow_carpark_id(self) -> int | None:
+        if self.contract_id:
+            return self.contract.product.carpark_id
+        return None

@@ -259,6 +259,32 @@ STRIPE_PUBLISHABLE_KEY = envstr("STRIPE_PUBLISHABLE_KEY", "pk_test_parkinghq_loc
 STRIPE_API_BASE = envstr("STRIPE_API_BASE", "")
 STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET", "whsec_parkinghq_local")
 
+# Billing: the operator's letterhead, payment terms, DATEV and where accounting exports are delivered.
+BILLING_OPERATOR = {
+    "name": envstr("BILLING_OPERATOR_NAME", "ParkingHQ Parking GmbH"),
+    "street": envstr("BILLING_OPERATOR_STREET", "Parkstraße 1"),
+    "postcode": envstr("BILLING_OPERATOR_POSTCODE", "80331"),
+    "city": envstr("BILLING_OPERATOR_CITY", "München"),
+    "country": envstr("BILLING_OPERATOR_COUNTRY", "DE"),
+    "vat_id": envstr("BILLING_OPERATOR_VAT_ID", "DE123456789"),
+    "email": envstr("BILLING_OPERATOR_EMAIL", "billing@parkinghq.example"),
+    "phone": envstr("BILLING_OPERATOR_PHONE", "+49 89 123456-0"),
+    "iban": envstr("BILLING_OPERATOR_IBAN", "DE02120300000000202051"),
+    "bic": envstr("BILLING_OPERATOR_BIC", "BYLADEM1001"),
+    "register": envstr("BILLING_OPERATOR_REGISTER", "Amtsgericht München HRB 000000"),
+}
+BILLING_FONT_DIR = envstr("BILLING_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
+BILLING_PAYMENT_TERMS_DAYS = envint("BILLING_PAYMENT_TERMS_DAYS", 14)
+BILLING_CARD_LINK_MAX_AGE_DAYS = envint("BILLING_CARD_LINK_MAX_AGE_DAYS", 14)
+ACCOUNTING_EXPORT_DIR = Path(envstr("ACCOUNTING_EXPORT_DIR", str(VAR_DIR / "accounting-export")))
+DATEV_CONSULTANT_NUMBER = envint("DATEV_CONSULTANT_NUMBER", 1001)
+DATEV_CLIENT_NUMBER = envint("DATEV_CLIENT_NUMBER", 1)
+DATEV_FISCAL_YEAR_START_MONTH = envint("DATEV_FISCAL_YEAR_START_MONTH", 1)
+DATEV_ACCOUNT_LENGTH = envint("DATEV_ACCOUNT_LENGTH", 4)
+DATEV_DEBTOR_ACCOUNT = envint("DATEV_DEBTOR_ACCOUNT", 10000)
+# Revenue account per VAT rate (SKR03: 8400 at 19 %, 8300 at 7 %, 8100 tax-free).
+DATEV_REVENUE_ACCOUNTS = {"19.00": 8400, "7.00": 8300, "0.00": 8100}
+
 # The bundled CPMS simulator (Connect).
 CPMS_SIMULATOR_URL = envstr("CPMS_SIMULATOR_URL", "http://127.0.0.1:8010")
 # Key for secrets stored at rest (Fernet); derived from SECRET_KEY when not set.

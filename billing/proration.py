@@ -1,0 +1,75 @@
+"""Pure calculations: billing periods, pro-rata days and VAT splits (no database)."""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+CENT = Decimal("0.01")
+HUNDRED = Decimal("100")
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def month_period(day: date) -> tuple[date, date]:
+    """The calendar month containing ``day`` as (first day, last day)."""
+    last = calendar.monthrange(day.year, day.month)[1]
+    return day.replace(day=1), day.replace(day=last)
+
+
+def previous_month(day: date) -> tuple[date, date]:
+    return month_period(day.replace(day=1) - timedelta(days=1))
+
+
+@dataclass(frozen=True)
+class ProRata:
+    service_start: date
+    service_end: date
+    days: int
+    days_in_period: int
+    gross: Decimal
+
+
+def pro_rata(
+    *, monthly_price: Decimal, period_start: date, period_end: date, start_date: date, end_date: date | None
+) -> ProRata | None:
+    """Bill the days of [start_date, end_date] (both inclusive) that fall in the period.
+
+    A full month costs exactly the monthly price; a part month costs price × days ÷ days of that
+    month (so 1 day of February 2028 is 1/29). ``None`` when the contract has no day in the period.
+    """
+    service_start = max(start_date, period_start)
+    service_end = min(end_date, period_end) if end_date else period_end
+    if service_end < service_start:
+        return None
+    days = (service_end - service_start).days + 1
+    days_in_period = (period_end - period_start).days + 1
+    if days == days_in_period:
+        gross = money(monthly_price)
+    else:
+        gross = money(monthly_price * days / days_in_period)
+    return ProRata(service_start, service_end, days, days_in_period, gross)
+
+
+def split_gross(gross: Decimal, vat_rate: Decimal) -> tuple[Decimal, Decimal]:
+    """(net, vat) of a gross amount at ``vat_rate`` percent; net + vat == gross exactly."""
+    net = money(gross * HUNDRED / (HUNDRED + vat_rate))
+    return net, gross - net
+
+
+def vat_breakdown(lines: list[tuple[Decimal, Decimal, Decimal, Decimal]]) -> list[dict[str, str]]:
+    """Group (vat_rate, net, vat, gross) lines by rate: one entry per rate, amounts as strings."""
+    groups: dict[Decimal, list[Decimal]] = {}
+    for rate, net, vat, gross in lines:
+        total = groups.setdefault(rate, [Decimal("0"), Decimal("0"), Decimal("0")])
+        total[0] += net
+        total[1] += vat
+        total[2] += gross
+    return [
+        {"rate": str(rate), "net": str(money(n)), "vat": str(money(v)), "gross": str(money(g))}
+        for rate, (n, v, g) in sorted(groups.items())
+    ]

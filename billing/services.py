@@ -1,0 +1,868 @@
+"""Every write of the billing app: invoicing runs, numbering, credit notes, charges, refunds, webhooks.
+
+Side effects (email, Celery, documents) leave a transaction only through ``transaction.on_commit``.
+Stripe calls for a charge are made while the invoice row is locked, so two workers can never charge
+one invoice twice; the ledger's partial unique constraint is the second guard.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.core import signing
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from billing import selectors
+from billing.models import (
+    BillingException,
+    CreditNote,
+    Invoice,
+    InvoiceEvent,
+    InvoiceLine,
+    InvoicingRun,
+    NumberSeries,
+    Payment,
+    PaymentMethod,
+    StripeEvent,
+)
+from billing.proration import month_period, pro_rata, split_gross, vat_breakdown
+from billing.stripe_api import stripe_client, to_cents
+from carparks.models import Contract, Customer
+
+logger = logging.getLogger(__name__)
+
+INVOICE_SERIES_PREFIX = "INV"
+CREDIT_NOTE_SERIES_PREFIX = "CN"
+CARD_SETUP_SALT = "billing.card-setup"
+DUNNING_DEFINITION = "failed-payment"
+
+
+class BillingError(Exception):
+    """A billing operation that cannot be done as asked (shown to the user)."""
+
+
+# --- numbering -----------------------------------------------------------------------------------
+
+
+def number_allocate(*, key: str, count: int = 1) -> int:
+    """Reserve ``count`` consecutive numbers of series ``key``; returns the first.
+
+    Must run inside the transaction that stores the numbered documents: the series row stays locked
+    until it commits, and a rollback gives the numbers back, so the series has no gaps.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("number_allocate must run inside a transaction")
+    NumberSeries.objects.get_or_create(key=key)
+    series = NumberSeries.objects.select_for_update().get(key=key)
+    first = series.next_number
+    series.next_number = first + count
+    series.save(update_fields=["next_number"])
+    return first
+
+
+def _invoice_event(invoice: Invoice, from_state: str, note: str = "", actor: Any = None) -> InvoiceEvent:
+    return InvoiceEvent(invoice=invoice, from_state=from_state, to_state=invoice.state, note=note, actor=actor)
+
+
+def _address_snapshot(customer: Customer) -> dict[str, str]:
+    return {
+        "name": customer.name,
+        "contact": customer.billing_contact,
+        "street": customer.street,
+        "postcode": customer.postcode,
+        "city": customer.city,
+        "country": customer.country,
+        "vat_id": customer.vat_id,
+        "email": customer.invoice_email,
+    }
+
+
+def _apply_totals(invoice: Invoice, lines: list[InvoiceLine]) -> None:
+    invoice.net_total = sum((line.net for line in lines), Decimal("0.00"))
+    invoice.vat_total = sum((line.vat for line in lines), Decimal("0.00"))
+    invoice.gross_total = sum((line.gross for line in lines), Decimal("0.00"))
+    invoice.vat_breakdown = vat_breakdown([(line.vat_rate, line.net, line.vat, line.gross) for line in lines])
+
+
+def invoice_finalise(*, invoice: Invoice, user: Any = None, issue_date: date | None = None) -> Invoice:
+    """Give a draft invoice its number and issue it (locks the invoice and its number series)."""
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if invoice.state != Invoice.State.DRAFT:
+            return invoice
+        lines = list(invoice.lines.all())
+        if not lines:
+            raise BillingError("An invoice without lines cannot be issued.")
+        issued_on = issue_date or timezone.localdate()
+        _apply_totals(invoice, lines)
+        invoice.series = f"{INVOICE_SERIES_PREFIX}{issued_on.year}"
+        invoice.number = number_allocate(key=invoice.series)
+        invoice.issue_date = issued_on
+        invoice.due_date = issued_on + timedelta(days=settings.BILLING_PAYMENT_TERMS_DAYS)
+        invoice.billing_address = _address_snapshot(invoice.customer)
+        invoice.issue()
+        invoice.save()
+        _invoice_event(invoice, Invoice.State.DRAFT, actor=user).save()
+    return invoice
+
+
+# --- the invoicing run ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Billable:
+    contract: Contract
+    line: InvoiceLine
+
+
+def _line_for(contract: Contract, period_start: date, period_end: date) -> InvoiceLine | None:
+    share = pro_rata(
+        monthly_price=contract.monthly_price,
+        period_start=period_start,
+        period_end=period_end,
+        start_date=contract.start_date,
+        end_date=contract.end_date,
+    )
+    if share is None:
+        return None
+    vat_rate = contract.product.vat_rate
+    net, vat = split_gross(share.gross, vat_rate)
+    vehicles = list(contract.vehicles.all())
+    vehicle = vehicles[0] if vehicles else None
+    plates = ", ".join(v.plate for v in vehicles)
+    cost_centre = contract.cost_centre or (vehicle.cost_centre if vehicle else "")
+    description = f"{contract.product.name}, {contract.product.carpark.name}"
+    if plates:
+        description += f" ({plates})"
+    return InvoiceLine(
+        contract=contract,
+        vehicle=vehicle,
+        cost_centre=cost_centre,
+        description=description[:300],
+        period_start=period_start,
+        service_start=share.service_start,
+        service_end=share.service_end,
+        days=share.days,
+        days_in_period=share.days_in_period,
+        monthly_price=contract.monthly_price,
+        vat_rate=vat_rate,
+        net=net,
+        vat=vat,
+        gross=share.gross,
+    )
+
+
+def invoicing_run_create(*, period_start: date, user: Any = None) -> InvoicingRun:
+    start, end = month_period(period_start)
+    return InvoicingRun.objects.create(period_start=start, period_end=end, started_by=user)
+
+
+def invoicing_run_execute(*, run: InvoicingRun, chunk_size: int = 500, deliver: bool = True) -> InvoicingRun:
+    """Bill every due contract for the run's period: one invoice per customer, issued and numbered.
+
+    Idempotent: contracts that already have a line for the period are skipped (and the unique
+    constraint on lines would refuse a second one). Customers are processed in chunks, each in its
+    own transaction under the invoice number series lock, so progress is visible while it runs.
+    """
+    period_start, period_end = run.period_start, run.period_end
+    InvoicingRun.objects.filter(pk=run.pk).update(state=InvoicingRun.State.RUNNING)
+    try:
+        contracts = list(selectors.contracts_due_for_invoicing(period_start=period_start, period_end=period_end))
+        by_customer: dict[int, list[Contract]] = defaultdict(list)
+        for contract in contracts:
+            by_customer[contract.customer_id].append(contract)
+        InvoicingRun.objects.filter(pk=run.pk).update(contracts_total=len(contracts))
+        previous_start, _ = month_period(period_start - timedelta(days=1))
+        previous_prices = dict(
+            InvoiceLine.objects.filter(
+                period_start=previous_start, contract_id__in=[c.pk for c in contracts]
+            ).values_list("contract_id", "monthly_price")
+        )
+        customer_ids = list(by_customer)
+        for offset in range(0, len(customer_ids), chunk_size):
+            chunk = {cid: by_customer[cid] for cid in customer_ids[offset : offset + chunk_size]}
+            _invoice_chunk(run, chunk, previous_prices, deliver=deliver)
+        InvoicingRun.objects.filter(pk=run.pk).update(state=InvoicingRun.State.DONE, finished_at=timezone.now())
+    except Exception as exc:
+        InvoicingRun.objects.filter(pk=run.pk).update(
+            state=InvoicingRun.State.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+        raise
+    run.refresh_from_db()
+    return run
+
+
+def _invoice_chunk(
+    run: InvoicingRun, chunk: dict[int, list[Contract]], previous_prices: dict[int, Decimal], *, deliver: bool
+) -> None:
+    period_start, period_end = run.period_start, run.period_end
+    issued_on = timezone.localdate()
+    series_key = f"{INVOICE_SERIES_PREFIX}{issued_on.year}"
+    with transaction.atomic():
+        # Taking the series lock first serialises concurrent runs; the re-check below then sees
+        # every line a parallel run committed.
+        NumberSeries.objects.get_or_create(key=series_key)
+        series = NumberSeries.objects.select_for_update().get(key=series_key)
+        contract_ids = [c.pk for contracts in chunk.values() for c in contracts]
+        already = set(
+            InvoiceLine.objects.filter(period_start=period_start, contract_id__in=contract_ids).values_list(
+                "contract_id", flat=True
+            )
+        )
+        with_method = selectors.customers_with_payment_method(list(chunk))
+        customers = {c.customer_id: c.customer for contracts in chunk.values() for c in contracts}
+        exceptions: list[BillingException] = []
+        invoices: list[Invoice] = []
+        invoice_lines: list[list[InvoiceLine]] = []
+        for customer_id, contracts in chunk.items():
+            lines: list[InvoiceLine] = []
+            for contract in contracts:
+                if contract.pk in already:
+                    continue
+                line = _line_for(contract, period_start, period_end)
+                if line is None:
+                    continue
+                if line.gross <= 0:
+                    exceptions.append(
+                        _exception(
+                            BillingException.Kind.ZERO_AMOUNT,
+                            f"zero:{contract.pk}:{period_start}",
+                            f"Contract {contract.pk} comes to {line.gross} for {period_start:%m/%Y}; not billed.",
+                            run,
+                            customer_id=customer_id,
+                            contract=contract,
+                        )
+                    )
+                    continue
+                previous = previous_prices.get(contract.pk)
+                if previous is not None and previous != contract.monthly_price:
+                    exceptions.append(
+                        _exception(
+                            BillingException.Kind.PRICE_CHANGED,
+                            f"price:{contract.pk}:{period_start}",
+                            f"Contract {contract.pk}: monthly price changed from {previous} to "
+                            f"{contract.monthly_price} since the last period. Billed at the new price.",
+                            run,
+                            customer_id=customer_id,
+                            contract=contract,
+                        )
+                    )
+                lines.append(line)
+            if not lines:
+                continue
+            if customer_id not in with_method:
+                exceptions.append(
+                    _exception(
+                        BillingException.Kind.MISSING_PAYMENT_METHOD,
+                        f"nopm:{customer_id}:{period_start}",
+                        f"{customers[customer_id].name} has no saved card; the invoice for "
+                        f"{period_start:%m/%Y} must be paid by bank transfer or a card link sent.",
+                        run,
+                        customer_id=customer_id,
+                    )
+                )
+            invoice = Invoice(
+                customer_id=customer_id,
+                period_start=period_start,
+                period_end=period_end,
+                run=run,
+                series=series_key,
+                issue_date=issued_on,
+                due_date=issued_on + timedelta(days=settings.BILLING_PAYMENT_TERMS_DAYS),
+                billing_address=_address_snapshot(customers[customer_id]),
+            )
+            _apply_totals(invoice, lines)
+            invoice.issue()
+            invoices.append(invoice)
+            invoice_lines.append(lines)
+
+        first = series.next_number
+        for offset, invoice in enumerate(invoices):
+            invoice.number = first + offset
+        series.next_number = first + len(invoices)
+        series.save(update_fields=["next_number"])
+        Invoice.objects.bulk_create(invoices)
+        all_lines = []
+        for invoice, lines in zip(invoices, invoice_lines, strict=True):
+            for line in lines:
+                line.invoice = invoice
+                all_lines.append(line)
+        InvoiceLine.objects.bulk_create(all_lines)
+        InvoiceEvent.objects.bulk_create(
+            [_invoice_event(invoice, Invoice.State.DRAFT, note="Invoicing run") for invoice in invoices]
+        )
+        created_exceptions = BillingException.objects.bulk_create(exceptions, ignore_conflicts=True)
+        InvoicingRun.objects.filter(pk=run.pk).update(
+            contracts_done=models_F("contracts_done") + sum(len(c) for c in chunk.values()),
+            invoices_created=models_F("invoices_created") + len(invoices),
+            lines_created=models_F("lines_created") + len(all_lines),
+            exceptions_created=models_F("exceptions_created") + len(created_exceptions),
+        )
+        if deliver and invoices:
+            ids = [invoice.pk for invoice in invoices]
+            transaction.on_commit(lambda: _queue_delivery(ids))
+
+
+def models_F(name: str):  # noqa: ANN201, N802 - short alias for F()
+    from django.db.models import F
+
+    return F(name)
+
+
+def _exception(
+    kind: str,
+    key: str,
+    message: str,
+    run: InvoicingRun | None,
+    *,
+    customer_id: int | None = None,
+    contract: Contract | None = None,
+    invoice: Invoice | None = None,
+) -> BillingException:
+    return BillingException(
+        kind=kind, dedupe_key=key, message=message, run=run, customer_id=customer_id, contract=contract, invoice=invoice
+    )
+
+
+def billing_exception_raise(
+    *, kind: str, key: str, message: str, customer_id: int | None = None, invoice: Invoice | None = None
+) -> BillingException:
+    exc, _ = BillingException.objects.get_or_create(
+        dedupe_key=key, defaults={"kind": kind, "message": message, "customer_id": customer_id, "invoice": invoice}
+    )
+    return exc
+
+
+def billing_exception_resolve(*, exception: BillingException, user: Any, resolution: str = "") -> BillingException:
+    BillingException.objects.filter(pk=exception.pk, resolved_at__isnull=True).update(
+        resolved_at=timezone.now(), resolved_by=user, resolution=resolution
+    )
+    exception.refresh_from_db()
+    return exception
+
+
+def _queue_delivery(invoice_ids: list[int]) -> None:
+    from billing import tasks
+
+    for invoice_id in invoice_ids:
+        tasks.invoice_deliver.delay(invoice_id)
+
+
+# --- credit notes --------------------------------------------------------------------------------
+
+
+def credit_note_issue(*, invoice: Invoice, reason: str, user: Any = None) -> CreditNote:
+    """Reverse an issued invoice in full: a numbered credit note, and the invoice becomes void."""
+    if not reason.strip():
+        raise BillingError("Give a reason for the credit note.")
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if invoice.state == Invoice.State.DRAFT:
+            raise BillingError("A draft invoice has nothing to reverse.")
+        if invoice.state == Invoice.State.VOID or CreditNote.objects.filter(invoice=invoice).exists():
+            raise BillingError(f"Invoice {invoice.display_number} is already reversed.")
+        issued_on = timezone.localdate()
+        series = f"{CREDIT_NOTE_SERIES_PREFIX}{issued_on.year}"
+        note = CreditNote.objects.create(
+            invoice=invoice,
+            series=series,
+            number=number_allocate(key=series),
+            issue_date=issued_on,
+            reason=reason.strip(),
+            net_total=invoice.net_total,
+            vat_total=invoice.vat_total,
+            gross_total=invoice.gross_total,
+            vat_breakdown=invoice.vat_breakdown,
+            created_by=user,
+        )
+        from_state = invoice.state
+        invoice.void()
+        invoice.save(update_fields=["state"])
+        _invoice_event(invoice, from_state, note=f"Reversed by credit note {note.display_number}: {reason}", actor=user).save()
+        transaction.on_commit(lambda: _queue_credit_note_documents(note.pk))
+    return note
+
+
+def _queue_credit_note_documents(credit_note_id: int) -> None:
+    from billing import tasks
+
+    tasks.credit_note_render.delay(credit_note_id)
+
+
+# --- Stripe customers and cards ------------------------------------------------------------------
+
+
+def stripe_customer_ensure(*, customer: Customer) -> str:
+    """The customer's Stripe id, creating the Stripe customer once (a conditional update settles races)."""
+    if customer.stripe_customer_id:
+        return customer.stripe_customer_id
+    created = stripe_client().v1.customers.create(
+        params={"email": customer.invoice_email, "name": customer.name, "metadata": {"customer_id": str(customer.pk)}}
+    )
+    updated = Customer.objects.filter(pk=customer.pk, stripe_customer_id="").update(stripe_customer_id=created.id)
+    if not updated:
+        customer.refresh_from_db(fields=["stripe_customer_id"])
+        return customer.stripe_customer_id
+    customer.stripe_customer_id = created.id
+    return created.id
+
+
+def card_setup_token(*, customer: Customer) -> str:
+    return signing.dumps({"customer": customer.pk}, salt=CARD_SETUP_SALT)
+
+
+def card_setup_customer(*, token: str) -> Customer:
+    try:
+        data = signing.loads(token, salt=CARD_SETUP_SALT, max_age=settings.BILLING_CARD_LINK_MAX_AGE_DAYS * 86400)
+    except signing.BadSignature as exc:
+        raise BillingError("This link is invalid or has expired. Ask us for a new one.") from exc
+    return Customer.objects.get(pk=data["customer"])
+
+
+def card_setup_link(*, customer: Customer) -> str:
+    return settings.SITE_URL.rstrip("/") + reverse("billing:card-setup", args=[card_setup_token(customer=customer)])
+
+
+def setup_intent_create(*, customer: Customer) -> Any:
+    """A SetupIntent for saving a card for later off-session charges."""
+    stripe_id = stripe_customer_ensure(customer=customer)
+    return stripe_client().v1.setup_intents.create(
+        params={
+            "customer": stripe_id,
+            "usage": "off_session",
+            "payment_method_types": ["card"],
+            "metadata": {"customer_id": str(customer.pk)},
+        }
+    )
+
+
+def payment_method_save(*, customer: Customer, setup_intent_id: str) -> PaymentMethod:
+    """Record the card a succeeded SetupIntent saved, and make it the customer's default."""
+    client = stripe_client()
+    intent = client.v1.setup_intents.retrieve(setup_intent_id)
+    stripe_id = stripe_customer_ensure(customer=customer)
+    if intent.customer != stripe_id:
+        raise BillingError("This card setup does not belong to this customer.")
+    if intent.status != "succeeded" or not intent.payment_method:
+        raise BillingError("The card was not saved; please try again.")
+    pm_id = intent.payment_method if isinstance(intent.payment_method, str) else intent.payment_method.id
+    method = client.v1.payment_methods.retrieve(pm_id)
+    if not getattr(method, "customer", None):
+        method = client.v1.payment_methods.attach(pm_id, params={"customer": stripe_id})
+    card = method.card
+    with transaction.atomic():
+        Customer.objects.select_for_update().get(pk=customer.pk)
+        existing = PaymentMethod.objects.filter(stripe_payment_method_id=pm_id).first()
+        if existing:
+            return existing
+        PaymentMethod.objects.filter(customer=customer, is_default=True).update(is_default=False)
+        saved = PaymentMethod.objects.create(
+            customer=customer,
+            stripe_customer_id=stripe_id,
+            stripe_payment_method_id=pm_id,
+            stripe_setup_intent_id=setup_intent_id,
+            brand=card.brand or "",
+            last4=card.last4 or "",
+            exp_month=int(card.exp_month) if card.exp_month else None,
+            exp_year=int(card.exp_year) if card.exp_year else None,
+            is_default=True,
+        )
+        BillingException.objects.filter(
+            customer=customer, kind=BillingException.Kind.MISSING_PAYMENT_METHOD, resolved_at__isnull=True
+        ).update(resolved_at=timezone.now(), resolution=f"Card {saved} saved by the customer.")
+    return saved
+
+
+# --- charges -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChargeResult:
+    payment: Payment | None
+    status: str  # "succeeded", "failed", "pending", "no_payment_method", "not_payable"
+
+    @property
+    def paid(self) -> bool:
+        return self.status == "succeeded"
+
+
+def invoice_charge(*, invoice: Invoice, user: Any = None, start_dunning: bool = True) -> ChargeResult:
+    """Charge the invoice's gross total to the customer's saved card, off-session, at most once.
+
+    The invoice row stays locked for the whole attempt, so a re-run or a parallel job waits and then
+    finds the succeeded ledger row. The idempotency key ``invoice-<id>-charge-<attempt>`` is sent to
+    Stripe too: after a crash between Stripe's answer and our commit, the same attempt number comes
+    round again and Stripe answers with the same PaymentIntent.
+    """
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
+        live = selectors.live_charge(invoice)
+        if live is not None and live.status == Payment.Status.SUCCEEDED:
+            return ChargeResult(live, "succeeded")
+        if not invoice.is_payable:
+            return ChargeResult(live, "not_payable")
+        if live is not None and live.stripe_payment_intent_id:
+            intent = stripe_client().v1.payment_intents.retrieve(live.stripe_payment_intent_id)
+            return _charge_settle(invoice, live, intent.status, None, user=user, start_dunning=start_dunning)
+        method = selectors.default_payment_method(invoice.customer_id)
+        if method is None:
+            billing_exception_raise(
+                kind=BillingException.Kind.MISSING_PAYMENT_METHOD,
+                key=f"nopm-charge:{invoice.pk}",
+                message=f"Invoice {invoice.display_number} cannot be charged: {invoice.customer} has no saved card.",
+                customer_id=invoice.customer_id,
+                invoice=invoice,
+            )
+            return ChargeResult(None, "no_payment_method")
+        if live is None:
+            attempt = invoice.payments.filter(kind=Payment.Kind.CHARGE).count() + 1
+            live = Payment.objects.create(
+                invoice=invoice,
+                kind=Payment.Kind.CHARGE,
+                amount=invoice.gross_total,
+                currency=invoice.currency,
+                attempt=attempt,
+                idempotency_key=f"invoice-{invoice.pk}-charge-{attempt}",
+                payment_method=method,
+                created_by=user,
+            )
+        failure: tuple[str, str] | None = None
+        try:
+            intent = stripe_client().v1.payment_intents.create(
+                params={
+                    "amount": to_cents(invoice.gross_total),
+                    "currency": invoice.currency.lower(),
+                    "customer": method.stripe_customer_id,
+                    "payment_method": method.stripe_payment_method_id,
+                    "off_session": True,
+                    "confirm": True,
+                    "metadata": {"invoice_id": str(invoice.pk), "payment_id": str(live.pk)},
+                },
+                options={"idempotency_key": live.idempotency_key},
+            )
+            live.stripe_payment_intent_id = intent.id
+            live.stripe_charge_id = _charge_id(intent)
+            status = intent.status
+            if status != "succeeded" and getattr(intent, "last_payment_error", None):
+                error = intent.last_payment_error
+                failure = (getattr(error, "code", "") or "", getattr(error, "message", "") or "")
+        except stripe.CardError as exc:
+            error = exc.error
+            intent_obj = getattr(error, "payment_intent", None) if error else None
+            if intent_obj is not None:
+                live.stripe_payment_intent_id = intent_obj.id
+            status = "failed"
+            failure = (getattr(error, "code", "") or "card_error", exc.user_message or str(exc))
+        return _charge_settle(invoice, live, status, failure, user=user, start_dunning=start_dunning)
+
+
+def _charge_id(intent: Any) -> str:
+    charge = getattr(intent, "latest_charge", None)
+    if charge is None:
+        return ""
+    return charge if isinstance(charge, str) else getattr(charge, "id", "")
+
+
+def _charge_settle(
+    invoice: Invoice,
+    payment: Payment,
+    status: str,
+    failure: tuple[str, str] | None,
+    *,
+    user: Any,
+    start_dunning: bool,
+) -> ChargeResult:
+    """Write a charge's outcome to the ledger (caller holds the invoice lock)."""
+    if status == "succeeded":
+        payment.status = Payment.Status.SUCCEEDED
+        payment.save()
+        _invoice_paid(invoice, payment, user=user)
+        return ChargeResult(payment, "succeeded")
+    if status in ("processing", "requires_capture"):
+        payment.save()
+        return ChargeResult(payment, "pending")
+    payment.status = Payment.Status.FAILED
+    payment.failure_code, payment.failure_message = (failure or ("", f"Payment {status}"))
+    payment.failure_message = payment.failure_message[:500]
+    payment.save()
+    if status == "requires_action" and payment.stripe_payment_intent_id:
+        # Off-session 3-D Secure: the customer must act; cancel so the intent does not linger.
+        try:
+            stripe_client().v1.payment_intents.cancel(payment.stripe_payment_intent_id)
+        except stripe.StripeError:
+            logger.warning("could not cancel payment intent %s", payment.stripe_payment_intent_id)
+    _invoice_payment_failed(invoice, payment, user=user, start_dunning=start_dunning)
+    return ChargeResult(payment, "failed")
+
+
+def _invoice_paid(invoice: Invoice, payment: Payment, *, user: Any = None) -> None:
+    if invoice.state not in (Invoice.State.ISSUED, Invoice.State.OPEN):
+        return
+    from_state = invoice.state
+    invoice.mark_paid()
+    invoice.paid_at = timezone.now()
+    invoice.save(update_fields=["state", "paid_at"])
+    _invoice_event(invoice, from_state, note=f"Paid by card ({payment.stripe_payment_intent_id})", actor=user).save()
+    BillingException.objects.filter(invoice=invoice, resolved_at__isnull=True).update(
+        resolved_at=timezone.now(), resolution="Invoice paid."
+    )
+    invoice_id = invoice.pk
+    transaction.on_commit(lambda: _after_payment(invoice_id))
+
+
+def _after_payment(invoice_id: int) -> None:
+    from billing import tasks
+
+    tasks.payment_received.delay(invoice_id)
+
+
+def _invoice_payment_failed(invoice: Invoice, payment: Payment, *, user: Any, start_dunning: bool) -> None:
+    if invoice.state == Invoice.State.ISSUED:
+        invoice.mark_open()
+        invoice.save(update_fields=["state"])
+        _invoice_event(
+            invoice, Invoice.State.ISSUED, note=f"Card payment failed: {payment.failure_message}", actor=user
+        ).save()
+    if start_dunning:
+        dunning_start(invoice=invoice, payment=payment)
+
+
+def dunning_start(*, invoice: Invoice, payment: Payment | None = None) -> Any:
+    """Start the failed-payment process for the invoice (once); a Finance exception until the engine exists."""
+    try:
+        from workflows import services as workflow_services
+    except ImportError:
+        workflow_services = None
+    start = getattr(workflow_services, "process_start", None)
+    if start is not None:
+        if _dunning_running(invoice):
+            return None
+        try:
+            with transaction.atomic():
+                return start(
+                    definition_key=DUNNING_DEFINITION,
+                    business_object=invoice,
+                    variables={
+                        "invoice_id": invoice.pk,
+                        "invoice_number": invoice.display_number,
+                        "customer_id": invoice.customer_id,
+                        "amount": str(invoice.gross_total),
+                        "failure": payment.failure_message if payment else "",
+                    },
+                )
+        except Exception:  # the engine refuses (e.g. definition not installed): Finance still hears of it
+            logger.exception("could not start the %s process for invoice %s", DUNNING_DEFINITION, invoice.pk)
+    return billing_exception_raise(
+        kind=BillingException.Kind.CHARGE_FAILED,
+        key=f"charge-failed:{invoice.pk}",
+        message=f"Card payment for invoice {invoice.display_number} failed"
+        + (f": {payment.failure_message}" if payment and payment.failure_message else "."),
+        customer_id=invoice.customer_id,
+        invoice=invoice,
+    )
+
+
+def _dunning_running(invoice: Invoice) -> bool:
+    try:
+        from django.contrib.contenttypes.models import ContentType
+
+        from workflows.models import Process
+    except ImportError:
+        return False
+    processes = Process.objects.filter(
+        content_type=ContentType.objects.get_for_model(Invoice), object_id=invoice.pk, state="running"
+    )
+    return processes.exists()
+
+
+# --- refunds -------------------------------------------------------------------------------------
+
+
+def refund_create(*, payment: Payment, amount: Decimal, reason: str, user: Any = None) -> Payment:
+    """Refund (part of) a succeeded charge through Stripe and record it in the ledger."""
+    if amount <= 0:
+        raise BillingError("The refund amount must be positive.")
+    with transaction.atomic():
+        Invoice.objects.select_for_update().get(pk=payment.invoice_id)
+        payment = Payment.objects.get(pk=payment.pk)
+        if payment.kind != Payment.Kind.CHARGE or payment.status != Payment.Status.SUCCEEDED:
+            raise BillingError("Only a succeeded card payment can be refunded.")
+        available = selectors.refundable_amount(payment)
+        if amount > available:
+            raise BillingError(f"At most {available} {payment.currency} can still be refunded.")
+        number = Payment.objects.filter(invoice_id=payment.invoice_id, kind=Payment.Kind.REFUND).count() + 1
+        refund = Payment.objects.create(
+            invoice_id=payment.invoice_id,
+            kind=Payment.Kind.REFUND,
+            amount=amount,
+            currency=payment.currency,
+            attempt=number,
+            idempotency_key=f"payment-{payment.pk}-refund-{number}",
+            stripe_payment_intent_id=payment.stripe_payment_intent_id,
+            stripe_charge_id=payment.stripe_charge_id,
+            reason=reason[:300],
+            created_by=user,
+        )
+        try:
+            result = stripe_client().v1.refunds.create(
+                params={"payment_intent": payment.stripe_payment_intent_id, "amount": to_cents(amount)},
+                options={"idempotency_key": refund.idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise BillingError(f"Stripe refused the refund: {exc.user_message or exc}") from exc
+        refund.stripe_refund_id = result.id
+        refund.status = Payment.Status.SUCCEEDED if result.status == "succeeded" else Payment.Status.PENDING
+        refund.save()
+        InvoiceEvent.objects.create(
+            invoice_id=payment.invoice_id,
+            from_state=payment.invoice.state,
+            to_state=payment.invoice.state,
+            note=f"Refunded {amount} {payment.currency}: {reason}",
+            actor=user,
+        )
+    return refund
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+def stripe_event_process(*, event: Any) -> str:
+    """Process one verified Stripe event exactly once (its id is stored in the same transaction)."""
+    data = event.to_dict() if hasattr(event, "to_dict") else dict(event)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record = StripeEvent.objects.create(event_id=data["id"], type=data.get("type", ""), payload=data)
+        except IntegrityError:
+            return "duplicate"
+        obj = (data.get("data") or {}).get("object") or {}
+        handler = _EVENT_HANDLERS.get(record.type)
+        result = handler(obj) if handler else "ignored"
+        record.result = result[:200]
+        record.save(update_fields=["result"])
+    return result
+
+
+def _payment_for_intent(obj: dict[str, Any]) -> tuple[Invoice | None, Payment | None]:
+    invoice_id = (obj.get("metadata") or {}).get("invoice_id")
+    if not invoice_id or not str(invoice_id).isdigit():
+        return None, None
+    invoice = Invoice.objects.select_for_update().filter(pk=int(invoice_id)).first()
+    if invoice is None:
+        return None, None
+    payment = Payment.objects.filter(
+        invoice=invoice, kind=Payment.Kind.CHARGE, stripe_payment_intent_id=obj.get("id", "")
+    ).first()
+    if payment is None:
+        payment_id = (obj.get("metadata") or {}).get("payment_id")
+        if payment_id and str(payment_id).isdigit():
+            payment = Payment.objects.filter(
+                pk=int(payment_id), invoice=invoice, kind=Payment.Kind.CHARGE, stripe_payment_intent_id=""
+            ).first()
+    return invoice, payment
+
+
+def _on_intent_succeeded(obj: dict[str, Any]) -> str:
+    invoice, payment = _payment_for_intent(obj)
+    if invoice is None or payment is None:
+        return "unknown payment intent"
+    if payment.status == Payment.Status.SUCCEEDED:
+        return "already recorded"
+    payment.status = Payment.Status.SUCCEEDED
+    payment.stripe_payment_intent_id = obj.get("id", "")
+    payment.stripe_charge_id = payment.stripe_charge_id or _charge_id_from_dict(obj)
+    payment.failure_code = payment.failure_message = ""
+    payment.save()
+    _invoice_paid(invoice, payment)
+    return f"invoice {invoice.display_number} paid"
+
+
+def _on_intent_failed(obj: dict[str, Any]) -> str:
+    invoice, payment = _payment_for_intent(obj)
+    if invoice is None or payment is None:
+        return "unknown payment intent"
+    if payment.status != Payment.Status.PENDING:
+        return f"already {payment.status}"
+    error = obj.get("last_payment_error") or {}
+    payment.status = Payment.Status.FAILED
+    payment.stripe_payment_intent_id = obj.get("id", "")
+    payment.failure_code = (error.get("code") or "")[:100]
+    payment.failure_message = (error.get("message") or "Payment failed")[:500]
+    payment.save()
+    _invoice_payment_failed(invoice, payment, user=None, start_dunning=True)
+    return f"invoice {invoice.display_number} payment failed"
+
+
+def _charge_id_from_dict(obj: dict[str, Any]) -> str:
+    charge = obj.get("latest_charge")
+    if isinstance(charge, dict):
+        return charge.get("id", "")
+    return charge or ""
+
+
+def _on_setup_succeeded(obj: dict[str, Any]) -> str:
+    customer_id = (obj.get("metadata") or {}).get("customer_id")
+    if not customer_id or not str(customer_id).isdigit():
+        return "setup intent without customer"
+    customer = Customer.objects.filter(pk=int(customer_id)).first()
+    if customer is None:
+        return "unknown customer"
+    if PaymentMethod.objects.filter(stripe_setup_intent_id=obj.get("id", "")).exists():
+        return "card already saved"
+    transaction.on_commit(lambda: _queue_card_save(customer.pk, obj.get("id", "")))
+    return "card save queued"
+
+
+def _queue_card_save(customer_id: int, setup_intent_id: str) -> None:
+    from billing import tasks
+
+    tasks.payment_method_save_task.delay(customer_id, setup_intent_id)
+
+
+_EVENT_HANDLERS = {
+    "payment_intent.succeeded": _on_intent_succeeded,
+    "payment_intent.payment_failed": _on_intent_failed,
+    "setup_intent.succeeded": _on_setup_succeeded,
+}
+
+
+# --- contract consequences of dunning ------------------------------------------------------------
+
+
+def invoice_contracts(invoice: Invoice) -> list[Contract]:
+    ids = invoice.lines.values_list("contract_id", flat=True)
+    return list(Contract.objects.filter(pk__in=list(ids)))
+
+
+def dunning_suspend_contracts(*, invoice: Invoice, reason: str) -> list[int]:
+    """Suspend the invoice's active contracts (and revoke their credentials when Connect offers it)."""
+    from carparks import services as carpark_services
+
+    suspended = []
+    for contract in invoice_contracts(invoice):
+        if contract.state != Contract.State.ACTIVE:
+            continue
+        carpark_services.contract_suspend(contract=contract, reason=reason)
+        suspended.append(contract.pk)
+    return suspended
+
+
+def dunning_reactivate_contracts(*, invoice: Invoice, reason: str) -> list[int]:
+    from carparks import services as carpark_services
+
+    reactivated = []
+    for contract in invoice_contracts(invoice):
+        if contract.state != Contract.State.SUSPENDED:
+            continue
+        carpark_services.contract_reactivate(contract=contract, reason=reason)
+        reactivated.append(contract.pk)
+    return reactivated
