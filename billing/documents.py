@@ -216,7 +216,9 @@ def document_pdf(invoice: Invoice, xml: bytes, *, credit_note: CreditNote | None
             "operator": settings.BILLING_OPERATOR,
             "address": invoice.billing_address,
             "payment_terms_days": settings.BILLING_PAYMENT_TERMS_DAYS,
-            "has_card": PaymentMethod.objects.filter(customer_id=invoice.customer_id, detached_at__isnull=True).exists(),
+            "has_card": PaymentMethod.objects.filter(
+                customer_id=invoice.customer_id, detached_at__isnull=True
+            ).exists(),
         },
     )
     pdf = render_pdf(html)

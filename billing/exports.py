@@ -128,8 +128,17 @@ def _bookings(invoices: list[Invoice], credit_notes: list[CreditNote]) -> list[B
         for (rate, cost_centre), (net, vat, gross) in sorted(groups.items()):
             bookings.append(
                 Booking(
-                    day, kind, number, reference, invoice.customer_id, invoice.customer.name, cost_centre, rate,
-                    net, vat, gross,
+                    day,
+                    kind,
+                    number,
+                    reference,
+                    invoice.customer_id,
+                    invoice.customer.name,
+                    cost_centre,
+                    rate,
+                    net,
+                    vat,
+                    gross,
                 )  # fmt: skip
             )
 

@@ -124,6 +124,17 @@ class Invoice(models.Model):
         line = self.lines.select_related("contract__product").first()
         return line.contract.product.carpark_id if line else None
 
+    def refresh_from_db(self, using=None, fields=None, from_queryset=None) -> None:  # noqa: ANN001
+        # The protected FSM field refuses assignment; let the reload set it afresh.
+        if fields is None or "state" in fields:
+            self.__dict__.pop("state", None)
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+
+    def delete(self, *args, **kwargs):  # noqa: ANN201
+        if self.state != self.State.DRAFT:
+            raise models.ProtectedError("An issued invoice is never deleted; issue a credit note.", {self})
+        return super().delete(*args, **kwargs)
+
     @transition(field=state, source=State.DRAFT, target=State.ISSUED)
     def issue(self) -> None:
         pass
@@ -153,6 +164,9 @@ class InvoiceEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id}: {self.from_state} → {self.to_state}"
 
 
 class InvoiceLine(models.Model):
@@ -265,6 +279,7 @@ class Payment(models.Model):
     currency = models.CharField(max_length=3, default="EUR")
     attempt = models.PositiveSmallIntegerField(default=1)
     idempotency_key = models.CharField(max_length=100, unique=True)
+    job_key = models.CharField(max_length=200, blank=True, db_index=True, help_text="The system step that made it.")
     payment_method = models.ForeignKey(PaymentMethod, null=True, blank=True, on_delete=models.SET_NULL)
     stripe_payment_intent_id = models.CharField(max_length=100, blank=True, db_index=True)
     stripe_charge_id = models.CharField(max_length=100, blank=True)
@@ -324,7 +339,9 @@ class AccountingExport(models.Model):
     period_start = models.DateField()
     period_end = models.DateField()
     format = models.CharField(max_length=10, choices=Format.choices)
-    sequence = models.PositiveSmallIntegerField(default=1, help_text="Second and later files of a period hold only late documents.")
+    sequence = models.PositiveSmallIntegerField(
+        default=1, help_text="Second and later files of a period hold only late documents."
+    )
     file = models.FileField(upload_to="billing/exports/", blank=True)
     delivered_to = models.CharField(max_length=500, blank=True)
     invoice_count = models.PositiveIntegerField(default=0)
@@ -356,9 +373,7 @@ class ExportedDocument(models.Model):
     export = models.ForeignKey(AccountingExport, on_delete=models.PROTECT, related_name="documents")
     format = models.CharField(max_length=10, choices=AccountingExport.Format.choices)
     invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="exports")
-    credit_note = models.ForeignKey(
-        CreditNote, null=True, blank=True, on_delete=models.PROTECT, related_name="exports"
-    )
+    credit_note = models.ForeignKey(CreditNote, null=True, blank=True, on_delete=models.PROTECT, related_name="exports")
 
     class Meta:
         constraints = [
@@ -370,6 +385,9 @@ class ExportedDocument(models.Model):
                 name="exported_document_is_one_thing",
             ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.export} ← {self.invoice_id or self.credit_note_id}"
 
 
 class BillingException(models.Model):
@@ -406,3 +424,19 @@ class BillingException(models.Model):
         if self.contract_id:
             return self.contract.product.carpark_id
         return None
+
+
+class SentEmail(models.Model):
+    """An email sent for one idempotency key (a re-run job does not email twice)."""
+
+    key = models.CharField(max_length=200, unique=True)
+    template = models.CharField(max_length=100)
+    to = models.CharField(max_length=300)
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-sent_at"]
+
+    def __str__(self) -> str:
+        return f"{self.template} to {self.to}"

@@ -48,10 +48,7 @@ def pro_rata(
         return None
     days = (service_end - service_start).days + 1
     days_in_period = (period_end - period_start).days + 1
-    if days == days_in_period:
-        gross = money(monthly_price)
-    else:
-        gross = money(monthly_price * days / days_in_period)
+    gross = money(monthly_price) if days == days_in_period else money(monthly_price * days / days_in_period)
     return ProRata(service_start, service_end, days, days_in_period, gross)
 
 

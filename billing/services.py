@@ -387,7 +387,9 @@ def credit_note_issue(*, invoice: Invoice, reason: str, user: Any = None) -> Cre
         from_state = invoice.state
         invoice.void()
         invoice.save(update_fields=["state"])
-        _invoice_event(invoice, from_state, note=f"Reversed by credit note {note.display_number}: {reason}", actor=user).save()
+        _invoice_event(
+            invoice, from_state, note=f"Reversed by credit note {note.display_number}: {reason}", actor=user
+        ).save()
         transaction.on_commit(lambda: _queue_credit_note_documents(note.pk))
     return note
 
@@ -591,7 +593,7 @@ def _charge_settle(
         payment.save()
         return ChargeResult(payment, "pending")
     payment.status = Payment.Status.FAILED
-    payment.failure_code, payment.failure_message = (failure or ("", f"Payment {status}"))
+    payment.failure_code, payment.failure_message = failure or ("", f"Payment {status}")
     payment.failure_message = payment.failure_message[:500]
     payment.save()
     if status == "requires_action" and payment.stripe_payment_intent_id:
@@ -866,3 +868,113 @@ def dunning_reactivate_contracts(*, invoice: Invoice, reason: str) -> list[int]:
         carpark_services.contract_reactivate(contract=contract, reason=reason)
         reactivated.append(contract.pk)
     return reactivated
+
+
+# --- emails to the customer ----------------------------------------------------------------------
+
+
+def _email_once(
+    *,
+    key: str,
+    template: str,
+    to: str,
+    context: dict[str, Any],
+    invoice: Invoice | None = None,
+    attachments: tuple = (),
+) -> bool:
+    """Send an email at most once for ``key`` (the SentEmail row and the send share one transaction)."""
+    from billing.models import SentEmail
+    from parkinghq.emails import send_email
+
+    if not to:
+        return False
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                SentEmail.objects.create(key=key, template=template, to=to, invoice=invoice)
+        except IntegrityError:
+            return False
+        send_email(template=template, to=[to], context=context, attachments=attachments)
+    return True
+
+
+def invoice_send(*, invoice: Invoice, key: str | None = None) -> bool:
+    """Email the invoice PDF (with its embedded e-invoice) to the customer, once."""
+    from billing.documents import invoice_documents_render
+
+    invoice = invoice_documents_render(invoice=invoice)
+    with invoice.pdf.open("rb") as handle:
+        pdf = handle.read()
+    sent = _email_once(
+        key=key or f"invoice:{invoice.pk}",
+        template="billing_invoice",
+        to=invoice.customer.invoice_email,
+        context={"invoice": invoice, "customer": invoice.customer, "operator": settings.BILLING_OPERATOR},
+        invoice=invoice,
+        attachments=((f"{invoice.display_number}.pdf", pdf, "application/pdf"),),
+    )
+    if sent:
+        Invoice.objects.filter(pk=invoice.pk, emailed_at__isnull=True).update(emailed_at=timezone.now())
+    return sent
+
+
+def credit_note_send(*, credit_note: CreditNote) -> bool:
+    from billing.documents import credit_note_documents_render
+
+    credit_note = credit_note_documents_render(credit_note=credit_note)
+    with credit_note.pdf.open("rb") as handle:
+        pdf = handle.read()
+    invoice = credit_note.invoice
+    return _email_once(
+        key=f"credit-note:{credit_note.pk}",
+        template="billing_credit_note",
+        to=invoice.customer.invoice_email,
+        context={"credit_note": credit_note, "invoice": invoice, "operator": settings.BILLING_OPERATOR},
+        invoice=invoice,
+        attachments=((f"{credit_note.display_number}.pdf", pdf, "application/pdf"),),
+    )
+
+
+def payment_reminder_send(*, invoice: Invoice, level: int, key: str) -> bool:
+    """A friendly reminder that the card payment failed, with a link to save a new card."""
+    return _email_once(
+        key=key,
+        template="billing_payment_reminder",
+        to=invoice.customer.invoice_email,
+        context={
+            "invoice": invoice,
+            "level": level,
+            "card_link": card_setup_link(customer=invoice.customer),
+            "operator": settings.BILLING_OPERATOR,
+        },
+        invoice=invoice,
+    )
+
+
+def card_link_send(*, customer: Customer, key: str) -> bool:
+    return _email_once(
+        key=key,
+        template="billing_card_link",
+        to=customer.invoice_email,
+        context={
+            "customer": customer,
+            "card_link": card_setup_link(customer=customer),
+            "operator": settings.BILLING_OPERATOR,
+        },
+    )
+
+
+def payment_received(*, invoice: Invoice) -> None:
+    """After an invoice is paid: the receipt, and the news for a waiting dunning process."""
+    _email_once(
+        key=f"receipt:{invoice.pk}",
+        template="billing_payment_received",
+        to=invoice.customer.invoice_email,
+        context={"invoice": invoice, "operator": settings.BILLING_OPERATOR},
+        invoice=invoice,
+    )
+    try:
+        from workflows.services import message_send
+    except ImportError:
+        return
+    message_send(name="payment.succeeded", business_object=invoice, payload={"invoice_id": invoice.pk})

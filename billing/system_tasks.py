@@ -1,0 +1,145 @@
+"""System tasks the billing processes name (failed-payment) and that any process may use.
+
+Each is idempotent for its ``ctx.idempotency_key``: a re-delivered job charges, emails or
+suspends nothing twice.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from billing import services
+from billing.models import Invoice, InvoicingRun, Payment
+from carparks.models import Contract, Customer
+from workflows.registry import PermanentError, SystemTaskContext, system_task
+
+
+def _invoice(ctx: SystemTaskContext) -> Invoice:
+    obj = ctx.business_object
+    invoice_id = obj.pk if isinstance(obj, Invoice) else ctx.variables.get("invoice_id")
+    try:
+        return Invoice.objects.select_related("customer").get(pk=invoice_id)
+    except (Invoice.DoesNotExist, ValueError, TypeError):
+        raise PermanentError(f"invoice {invoice_id!r} does not exist") from None
+
+
+def _customer(ctx: SystemTaskContext) -> Customer:
+    obj = ctx.business_object
+    if isinstance(obj, Customer):
+        return obj
+    if isinstance(obj, Contract | Invoice):
+        return obj.customer
+    try:
+        return Customer.objects.get(pk=ctx.variables.get("customer_id"))
+    except (Customer.DoesNotExist, ValueError, TypeError):
+        raise PermanentError("the process names no customer (business object or customer_id)") from None
+
+
+@system_task(
+    "billing.invoicing_run",
+    reads=["period_start"],
+    writes=["invoicing_run_id", "invoices_created"],
+    description="Bill every active contract for the month (pro rata); one invoice per customer.",
+)
+def invoicing_run(ctx: SystemTaskContext) -> dict[str, Any]:
+    raw = ctx.variables.get("period_start")
+    period = date.fromisoformat(raw) if raw else None
+    run = services.invoicing_run_create(period_start=period or date.today())
+    run = services.invoicing_run_execute(run=run)
+    if run.state != InvoicingRun.State.DONE:
+        raise RuntimeError(run.error or "invoicing run failed")
+    return {"invoicing_run_id": run.pk, "invoices_created": run.invoices_created}
+
+
+@system_task(
+    "billing.charge_invoice",
+    reads=["invoice_id"],
+    writes=["paid", "charge_status", "charge_attempts"],
+    description="Charge the invoice to the customer's saved card off-session (once per step).",
+)
+def charge_invoice(ctx: SystemTaskContext) -> dict[str, Any]:
+    invoice = _invoice(ctx)
+    done = Payment.objects.filter(invoice=invoice, kind=Payment.Kind.CHARGE, job_key=ctx.idempotency_key).first()
+    if done is None:
+        result = services.invoice_charge(invoice=invoice, start_dunning=False)
+        if result.payment is not None and not result.payment.job_key:
+            Payment.objects.filter(pk=result.payment.pk, job_key="").update(job_key=ctx.idempotency_key)
+        status = result.status
+    else:
+        status = done.status
+    invoice.refresh_from_db()
+    attempts = Payment.objects.filter(invoice=invoice, kind=Payment.Kind.CHARGE).count()
+    return {"paid": invoice.state == Invoice.State.PAID, "charge_status": status, "charge_attempts": attempts}
+
+
+@system_task(
+    "billing.send_invoice",
+    reads=["invoice_id"],
+    writes=["invoice_sent"],
+    description="Render the invoice PDF with its Factur-X e-invoice and email it to the customer.",
+)
+def send_invoice(ctx: SystemTaskContext) -> dict[str, Any]:
+    invoice = _invoice(ctx)
+    if invoice.state == Invoice.State.DRAFT:
+        raise PermanentError(f"invoice {invoice.pk} is a draft")
+    services.invoice_send(invoice=invoice)
+    return {"invoice_sent": True}
+
+
+@system_task(
+    "billing.setup_payment_link",
+    reads=["customer_id", "contract_id"],
+    writes=["card_link_sent"],
+    description="Email the customer a link to save a card for recurring payments (Stripe SetupIntent).",
+)
+def setup_payment_link(ctx: SystemTaskContext) -> dict[str, Any]:
+    customer = _customer(ctx)
+    sent = services.card_link_send(customer=customer, key=f"card-link:{ctx.idempotency_key}")
+    return {"card_link_sent": sent or True}
+
+
+@system_task(
+    "billing.send_payment_reminder",
+    reads=["invoice_id", "reminder_level"],
+    writes=["reminder_level"],
+    description="Email a payment reminder for the invoice with a link to update the card.",
+)
+def send_payment_reminder(ctx: SystemTaskContext) -> dict[str, Any]:
+    invoice = _invoice(ctx)
+    level = int(ctx.variables.get("reminder_level") or 0) + 1
+    if invoice.state in (Invoice.State.PAID, Invoice.State.VOID):
+        return {"reminder_level": level - 1}
+    services.payment_reminder_send(invoice=invoice, level=level, key=f"reminder:{ctx.idempotency_key}")
+    return {"reminder_level": level}
+
+
+@system_task(
+    "billing.suspend_contracts",
+    reads=["invoice_id"],
+    writes=["suspended_contracts"],
+    description="Suspend the unpaid invoice's contracts and revoke their credentials.",
+)
+def suspend_contracts(ctx: SystemTaskContext) -> dict[str, Any]:
+    invoice = _invoice(ctx)
+    if invoice.state == Invoice.State.PAID:
+        return {"suspended_contracts": []}
+    suspended = services.dunning_suspend_contracts(
+        invoice=invoice, reason=f"Invoice {invoice.display_number} unpaid after reminders."
+    )
+    # contract_suspend deactivates the credentials and signals Connect, which revokes them in the CPMS.
+    return {"suspended_contracts": suspended}
+
+
+@system_task(
+    "billing.reactivate_contracts",
+    reads=["invoice_id"],
+    writes=["reactivated_contracts"],
+    description="Reactivate the contracts suspended for an invoice that is now paid.",
+)
+def reactivate_contracts(ctx: SystemTaskContext) -> dict[str, Any]:
+    invoice = _invoice(ctx)
+    reactivated = services.dunning_reactivate_contracts(
+        invoice=invoice, reason=f"Invoice {invoice.display_number} paid."
+    )
+    return {"reactivated_contracts": reactivated}

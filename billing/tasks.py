@@ -1,0 +1,70 @@
+"""Celery tasks of the billing app: thin wrappers that load by id and call a service."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+from billing import exports, services
+from billing.models import CreditNote, Invoice, InvoicingRun, PaymentMethod
+from carparks.models import Customer
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True)
+def invoicing_run_task(run_id: int, deliver: bool = True) -> int:
+    run = InvoicingRun.objects.get(pk=run_id)
+    if run.state in (InvoicingRun.State.DONE, InvoicingRun.State.RUNNING):
+        return run.invoices_created
+    return services.invoicing_run_execute(run=run, deliver=deliver).invoices_created
+
+
+@shared_task
+def invoicing_run_monthly() -> int:
+    """Beat: on the first of the month, bill the month (in advance) for every active contract."""
+    run = services.invoicing_run_create(period_start=timezone.localdate())
+    return services.invoicing_run_execute(run=run).invoices_created
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5, default_retry_delay=60)
+def invoice_deliver(self, invoice_id: int) -> str:  # noqa: ANN001
+    """Render and email the invoice, then charge the saved card (each step happens once)."""
+    invoice = Invoice.objects.select_related("customer").get(pk=invoice_id)
+    try:
+        services.invoice_send(invoice=invoice)
+    except Exception as exc:  # rendering or SMTP trouble: retry later, the charge still goes ahead
+        logger.exception("sending invoice %s failed", invoice_id)
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc) from exc
+    if PaymentMethod.objects.filter(customer_id=invoice.customer_id, detached_at__isnull=True).exists():
+        return services.invoice_charge(invoice=invoice).status
+    return "no_payment_method"
+
+
+@shared_task(acks_late=True)
+def invoice_charge_task(invoice_id: int) -> str:
+    return services.invoice_charge(invoice=Invoice.objects.get(pk=invoice_id)).status
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), max_retries=5, default_retry_delay=60)
+def credit_note_render(credit_note_id: int) -> bool:
+    return services.credit_note_send(credit_note=CreditNote.objects.get(pk=credit_note_id))
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), max_retries=5, default_retry_delay=30)
+def payment_received(invoice_id: int) -> None:
+    services.payment_received(invoice=Invoice.objects.select_related("customer").get(pk=invoice_id))
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), max_retries=5, default_retry_delay=30)
+def payment_method_save_task(customer_id: int, setup_intent_id: str) -> int:
+    customer = Customer.objects.get(pk=customer_id)
+    return services.payment_method_save(customer=customer, setup_intent_id=setup_intent_id).pk
+
+
+@shared_task
+def accounting_export_nightly() -> list[int]:
+    return [export.pk for export in exports.accounting_exports_nightly()]
