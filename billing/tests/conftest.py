@@ -47,7 +47,9 @@ def localstripe_url():
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"localstripe did not start: {(Path(tmp) / 'localstripe.log').read_text()}")
+                raise RuntimeError(
+                    f"localstripe did not start: {(Path(tmp) / 'localstripe.log').read_text()}"
+                ) from None
             time.sleep(0.1)
     yield url
     process.terminate()

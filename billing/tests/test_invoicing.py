@@ -77,11 +77,11 @@ def test_the_database_refuses_a_second_line_for_one_contract_and_period():
     invoice = Invoice.objects.create(
         customer=contract.customer, period_start=date(2026, 3, 1), period_end=date(2026, 3, 31)
     )
-    values = dict(
-        invoice=invoice, contract=contract, description="x", period_start=date(2026, 3, 1),
-        service_start=date(2026, 3, 1), service_end=date(2026, 3, 31), days=31, days_in_period=31,
-        monthly_price=1, vat_rate=19, net=1, vat=0, gross=1,
-    )  # fmt: skip
+    values = {
+        "invoice": invoice, "contract": contract, "description": "x", "period_start": date(2026, 3, 1),
+        "service_start": date(2026, 3, 1), "service_end": date(2026, 3, 31), "days": 31, "days_in_period": 31,
+        "monthly_price": 1, "vat_rate": 19, "net": 1, "vat": 0, "gross": 1,
+    }  # fmt: skip
     InvoiceLine.objects.create(**values)
     with pytest.raises(IntegrityError):
         InvoiceLine.objects.create(**values)
