@@ -7,6 +7,7 @@ factur-x embeds the XML, checks it against the EN 16931 XSD and writes the Factu
 
 from __future__ import annotations
 
+import atexit
 import functools
 from datetime import date
 from decimal import Decimal
@@ -195,6 +196,10 @@ def _renderer() -> tuple[Any, Any]:
     css = css.replace("{{ font_dir }}", font_dir.as_uri())
     stylesheet = CSS(string=css, font_config=font_config, url_fetcher=_local_only_fetcher)
     return font_config, stylesheet
+
+
+# Drop the font configuration while its C library is still loaded (avoids a noisy __del__ at exit).
+atexit.register(_renderer.cache_clear)
 
 
 def render_pdf(html: str) -> bytes:

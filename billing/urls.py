@@ -1,2 +1,30 @@
+from django.urls import path
+
+from billing import views
+
 app_name = "billing"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.invoice_list, name="invoice-list"),
+    path("invoices/<int:pk>/", views.invoice_detail, name="invoice-detail"),
+    path("invoices/<int:pk>/pdf/", views.invoice_pdf, name="invoice-pdf"),
+    path("invoices/<int:pk>/xml/", views.invoice_xml, name="invoice-xml"),
+    path("invoices/<int:pk>/charge/", views.invoice_charge, name="invoice-charge"),
+    path("invoices/<int:pk>/send/", views.invoice_send, name="invoice-send"),
+    path("invoices/<int:pk>/card-link/", views.card_link_send, name="card-link-send"),
+    path("invoices/<int:pk>/credit-note/", views.credit_note_create, name="credit-note-create"),
+    path("payments/", views.payment_list, name="payment-list"),
+    path("payments/<int:pk>/refund/", views.refund_create, name="refund-create"),
+    path("credit-notes/", views.credit_note_list, name="credit-note-list"),
+    path("credit-notes/<int:pk>/pdf/", views.credit_note_pdf, name="credit-note-pdf"),
+    path("exceptions/", views.exception_list, name="exception-list"),
+    path("exceptions/<int:pk>/resolve/", views.exception_resolve, name="exception-resolve"),
+    path("runs/", views.run_create, name="run-create"),
+    path("runs/<int:pk>/", views.run_detail, name="run-detail"),
+    path("exports/", views.export_list, name="export-list"),
+    path("exports/new/", views.export_create, name="export-create"),
+    path("exports/<int:pk>/download/", views.export_download, name="export-download"),
+    # Public: the customer's card page (signed link) and Stripe's webhook (signature-checked).
+    path("card/<str:token>/", views.card_setup, name="card-setup"),
+    path("card/<str:token>/done/", views.card_setup_return, name="card-setup-return"),
+    path("stripe/webhook/", views.stripe_webhook, name="stripe-webhook"),
+]

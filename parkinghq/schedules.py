@@ -22,6 +22,15 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "workflows.tasks.tick",
         "schedule": 10.0,
     },
+    # Billing: the month is billed in advance on the 1st (UTC); yesterday's month is exported nightly.
+    "billing-invoicing-run-monthly": {
+        "task": "billing.tasks.invoicing_run_monthly",
+        "schedule": crontab(minute=0, hour=4, day_of_month=1),
+    },
+    "billing-accounting-export-nightly": {
+        "task": "billing.tasks.accounting_export_nightly",
+        "schedule": crontab(minute=30, hour=2),
+    },
 }
 
 # Keep a reference so linters do not flag the import; apps add crontab entries here.

@@ -1,0 +1,248 @@
+"""Card payments against a real localstripe server (started once per test session)."""
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from django.core import mail
+from django.db import close_old_connections, connection
+from django.urls import reverse
+
+from billing import services, tasks
+from billing.models import BillingException, Invoice, InvoiceEvent, Payment, PaymentMethod, StripeEvent
+from billing.stripe_api import stripe_client
+from billing.tests.conftest import engine_available
+from billing.tests.factories import ContractFactory
+from carparks.tests.factories import CustomerFactory
+
+pytestmark = pytest.mark.django_db
+
+GOOD_CARD = "4242424242424242"
+DECLINED_ON_CHARGE = "4000000000000341"
+
+
+def save_card(client, customer, number=GOOD_CARD) -> PaymentMethod:
+    """What the customer does: open the link, let Stripe.js confirm the SetupIntent, come back."""
+    token = services.card_setup_token(customer=customer)
+    page = client.get(reverse("billing:card-setup", args=[token]))
+    assert page.status_code == 200
+    setup_intent_id = page.context["setup_intent_id"]
+    stripe_client().v1.setup_intents.confirm(
+        setup_intent_id,
+        params={
+            "payment_method_data": {
+                "type": "card",
+                "card": {"number": number, "exp_month": "12", "exp_year": "2030", "cvc": "123"},
+            }
+        },
+    )
+    done = client.get(reverse("billing:card-setup-return", args=[token]), {"setup_intent": setup_intent_id})
+    assert done.status_code == 200, done.content
+    return PaymentMethod.objects.get(customer=customer, stripe_setup_intent_id=setup_intent_id)
+
+
+def issued_invoice(customer) -> Invoice:
+    ContractFactory(customer=customer, monthly_price=Decimal("119.00"), start_date=date(2026, 1, 1))
+    run = services.invoicing_run_create(period_start=date(2026, 3, 1))
+    services.invoicing_run_execute(run=run, deliver=False)
+    return Invoice.objects.get(customer=customer)
+
+
+def stripe_charges(customer) -> list:
+    customer.refresh_from_db()
+    return list(stripe_client().v1.charges.list(params={"customer": customer.stripe_customer_id, "limit": 100}))
+
+
+def test_it_saves_a_card_through_a_setup_intent(client, stripe_settings):
+    customer = CustomerFactory()
+    method = save_card(client, customer)
+    customer.refresh_from_db()
+    assert customer.stripe_customer_id.startswith("cus_")
+    assert (method.brand, method.last4, method.is_default) == ("visa", "4242", True)
+    remote = stripe_client().v1.payment_methods.retrieve(method.stripe_payment_method_id)
+    assert remote.customer == customer.stripe_customer_id
+    # The page is public, but a forged or foreign token is refused.
+    assert client.get(reverse("billing:card-setup", args=["forged"])).status_code == 400
+
+
+def test_a_charge_succeeds_and_pays_the_invoice(client, stripe_settings, django_capture_on_commit_callbacks):
+    customer = CustomerFactory()
+    save_card(client, customer)
+    invoice = issued_invoice(customer)
+
+    with django_capture_on_commit_callbacks(execute=False):
+        result = services.invoice_charge(invoice=invoice)
+
+    assert result.status == "succeeded"
+    invoice.refresh_from_db()
+    assert invoice.state == Invoice.State.PAID and invoice.paid_at is not None
+    payment = Payment.objects.get(invoice=invoice)
+    assert payment.status == Payment.Status.SUCCEEDED and payment.stripe_payment_intent_id.startswith("pi_")
+    assert payment.idempotency_key == f"invoice-{invoice.pk}-charge-1"
+    charges = stripe_charges(customer)
+    assert [(c.amount, c.status) for c in charges] == [(11900, "succeeded")]
+
+
+def test_a_declined_card_leaves_the_invoice_open_and_starts_dunning(client, stripe_settings):
+    customer = CustomerFactory()
+    save_card(client, customer, DECLINED_ON_CHARGE)
+    invoice = issued_invoice(customer)
+
+    result = services.invoice_charge(invoice=invoice)
+
+    assert result.status == "failed"
+    invoice.refresh_from_db()
+    assert invoice.state == Invoice.State.OPEN
+    payment = Payment.objects.get(invoice=invoice)
+    assert payment.status == Payment.Status.FAILED and payment.failure_code == "card_declined"
+    if engine_available():
+        from workflows.models import Process
+
+        process = Process.objects.get(object_id=invoice.pk, version__definition__key="failed-payment")
+        assert process.state == "running"
+        assert process.variables["invoice_id"] == invoice.pk
+    else:
+        assert BillingException.objects.get(invoice=invoice).kind == BillingException.Kind.CHARGE_FAILED
+    # A second failure for the same invoice does not start a second dunning.
+    services.invoice_charge(invoice=invoice)
+    assert Payment.objects.filter(invoice=invoice, status="failed").count() == 2
+    if not engine_available():
+        assert BillingException.objects.filter(invoice=invoice).count() == 1
+
+
+def test_a_rerun_charge_job_charges_once(client, stripe_settings):
+    customer = CustomerFactory()
+    save_card(client, customer)
+    invoice = issued_invoice(customer)
+
+    assert tasks.invoice_charge_task(invoice.pk) == "succeeded"
+    assert tasks.invoice_charge_task(invoice.pk) == "succeeded"
+    services.invoice_charge(invoice=invoice)
+
+    assert Payment.objects.filter(invoice=invoice).count() == 1
+    assert len(stripe_charges(customer)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_charge_jobs_for_one_invoice_charge_once(client, stripe_settings):
+    customer = CustomerFactory()
+    save_card(client, customer)
+    invoice = issued_invoice(customer)
+    barrier = threading.Barrier(3)
+    results = []
+
+    def job():
+        try:
+            barrier.wait()
+            results.append(services.invoice_charge(invoice=invoice).status)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=job) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert results == ["succeeded"] * 3
+    assert Payment.objects.filter(invoice=invoice).count() == 1
+    assert len(stripe_charges(customer)) == 1
+
+
+def test_finance_refunds_a_payment_from_the_portal(client, stripe_settings, finance_user):
+    customer = CustomerFactory()
+    save_card(client, customer)
+    invoice = issued_invoice(customer)
+    payment = services.invoice_charge(invoice=invoice).payment
+    client.force_login(finance_user)
+
+    response = client.post(
+        reverse("billing:refund-create", args=[payment.pk]), {"amount": "19,00", "reason": "Goodwill"}
+    )
+    assert response.status_code == 302
+    refund = Payment.objects.get(invoice=invoice, kind=Payment.Kind.REFUND)
+    assert (refund.amount, refund.status) == (Decimal("19.00"), Payment.Status.SUCCEEDED)
+    remote = stripe_client().v1.refunds.retrieve(refund.stripe_refund_id)
+    assert remote.amount == 1900
+    # More than what is left is refused, and nothing reaches Stripe.
+    client.post(reverse("billing:refund-create", args=[payment.pk]), {"amount": "200", "reason": "Too much"})
+    assert Payment.objects.filter(kind=Payment.Kind.REFUND).count() == 1
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+def signed(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    timestamp = timestamp or int(time.time())
+    signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={signature}"
+
+
+@pytest.fixture
+def pending_charge(client, stripe_settings):
+    """A charge Stripe made whose outcome our ledger has not heard yet (e.g. a worker died)."""
+    customer = CustomerFactory()
+    method = save_card(client, customer)
+    invoice = issued_invoice(customer)
+    payment = Payment.objects.create(
+        invoice=invoice, amount=invoice.gross_total, idempotency_key=f"invoice-{invoice.pk}-charge-1",
+        payment_method=method,
+    )  # fmt: skip
+    intent = stripe_client().v1.payment_intents.create(
+        params={
+            "amount": 11900, "currency": "eur", "customer": method.stripe_customer_id,
+            "payment_method": method.stripe_payment_method_id, "off_session": True, "confirm": True,
+            "metadata": {"invoice_id": str(invoice.pk), "payment_id": str(payment.pk)},
+        }
+    )  # fmt: skip
+    event = {
+        "id": "evt_test_paid_1",
+        "object": "event",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "data": {"object": intent.to_dict()},
+    }
+    return invoice, payment, json.dumps(event).encode()
+
+
+def post_webhook(client, payload: bytes, signature: str):
+    return client.post(
+        reverse("billing:stripe-webhook"), payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature
+    )
+
+
+def test_a_webhook_with_a_bad_signature_gets_400_and_changes_nothing(client, settings, pending_charge):
+    invoice, payment, payload = pending_charge
+    response = post_webhook(client, payload, signed(payload, "whsec_wrong"))
+    assert response.status_code == 400
+    tampered = payload.replace(b"11900", b"100")
+    assert post_webhook(client, tampered, signed(payload, settings.STRIPE_WEBHOOK_SECRET)).status_code == 400
+    assert post_webhook(client, payload, "").status_code == 400
+    assert StripeEvent.objects.count() == 0
+    assert Payment.objects.get(pk=payment.pk).status == Payment.Status.PENDING
+    assert Invoice.objects.get(pk=invoice.pk).state == Invoice.State.ISSUED
+
+
+def test_the_same_webhook_twice_changes_things_once(
+    client, settings, pending_charge, django_capture_on_commit_callbacks
+):
+    invoice, payment, payload = pending_charge
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        first = post_webhook(client, payload, signed(payload, settings.STRIPE_WEBHOOK_SECRET))
+        second = post_webhook(client, payload, signed(payload, settings.STRIPE_WEBHOOK_SECRET))
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.content == b"duplicate"
+    assert Payment.objects.get(pk=payment.pk).status == Payment.Status.SUCCEEDED
+    assert Invoice.objects.get(pk=invoice.pk).state == Invoice.State.PAID
+    assert StripeEvent.objects.count() == 1
+    assert InvoiceEvent.objects.filter(invoice=invoice, to_state="paid").count() == 1
+    assert len(callbacks) == 1  # one receipt / payment.succeeded hand-off queued
+    tasks.payment_received(invoice.pk)
+    tasks.payment_received(invoice.pk)  # a re-delivered job
+    assert [m.subject for m in mail.outbox] == [f"Payment received for invoice {invoice.display_number}"]

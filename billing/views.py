@@ -1,0 +1,424 @@
+"""Finance pages (invoices, payments, credit notes, exceptions, exports, invoicing runs), the
+customer's card page (signed link, no login) and the Stripe webhook (signature-checked)."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal, InvalidOperation
+
+import stripe
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Q
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.roles import FINANCE, role_required
+from billing import exports, selectors, services
+from billing.models import (
+    AccountingExport,
+    BillingException,
+    CreditNote,
+    Invoice,
+    InvoicingRun,
+    Payment,
+)
+from billing.stripe_api import stripe_js_url
+from carparks.models import Customer
+
+logger = logging.getLogger(__name__)
+PAGE_SIZE = 25
+
+
+def _page(request: HttpRequest, queryset):  # noqa: ANN001, ANN202
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def _get_invoice(pk: int) -> Invoice:
+    return get_object_or_404(Invoice.objects.select_related("customer"), pk=pk)
+
+
+# --- invoices ------------------------------------------------------------------------------------
+
+
+@role_required(FINANCE)
+@require_GET
+def invoice_list(request: HttpRequest) -> HttpResponse:
+    invoices = Invoice.objects.select_related("customer").order_by("-period_start", "-number", "-pk")
+    state = request.GET.get("state", "")
+    if state in Invoice.State.values:
+        invoices = invoices.filter(state=state)
+    query = request.GET.get("q", "").strip()
+    if query:
+        invoices = invoices.filter(Q(customer__name__icontains=query) | Q(customer__email__icontains=query))
+        if "-" in query and query.rsplit("-", 1)[1].isdigit():
+            series, number = query.rsplit("-", 1)
+            invoices = Invoice.objects.filter(series__iexact=series, number=int(number)).select_related("customer")
+    return render(
+        request,
+        "billing/invoice_list.html",
+        {
+            "page": _page(request, invoices),
+            "states": Invoice.State.choices,
+            "state": state,
+            "q": query,
+            "open_exceptions": selectors.open_exceptions().count(),
+            "last_run": InvoicingRun.objects.first(),
+            "today": timezone.localdate(),
+        },
+    )
+
+
+@role_required(FINANCE)
+@require_GET
+def invoice_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    invoice = _get_invoice(pk)
+    payments = list(invoice.payments.select_related("payment_method", "created_by"))
+    return render(
+        request,
+        "billing/invoice_detail.html",
+        {
+            "invoice": invoice,
+            "lines": invoice.lines.select_related("contract__product__carpark", "vehicle"),
+            "payments": payments,
+            "refundable": {
+                p.pk: selectors.refundable_amount(p)
+                for p in payments
+                if p.kind == Payment.Kind.CHARGE and p.status == Payment.Status.SUCCEEDED
+            },
+            "events": invoice.events.select_related("actor"),
+            "credit_note": CreditNote.objects.filter(invoice=invoice).first(),
+            "exceptions": invoice.billingexception_set.all(),
+            "payment_method": selectors.default_payment_method(invoice.customer_id),
+            "card_link": services.card_setup_link(customer=invoice.customer),
+        },
+    )
+
+
+@role_required(FINANCE)
+@require_GET
+def invoice_pdf(request: HttpRequest, pk: int) -> HttpResponse:
+    from billing.documents import invoice_documents_render
+
+    invoice = _get_invoice(pk)
+    if invoice.state == Invoice.State.DRAFT:
+        raise Http404("A draft has no PDF.")
+    invoice = invoice_documents_render(invoice=invoice)
+    return FileResponse(invoice.pdf.open("rb"), content_type="application/pdf", filename=f"{invoice}.pdf")
+
+
+@role_required(FINANCE)
+@require_GET
+def invoice_xml(request: HttpRequest, pk: int) -> HttpResponse:
+    from billing.documents import invoice_documents_render
+
+    invoice = _get_invoice(pk)
+    if invoice.state == Invoice.State.DRAFT:
+        raise Http404("A draft has no e-invoice.")
+    invoice = invoice_documents_render(invoice=invoice)
+    response = HttpResponse(invoice.facturx_xml, content_type="application/xml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{invoice}-factur-x.xml"'
+    return response
+
+
+@role_required(FINANCE)
+@require_POST
+def invoice_charge(request: HttpRequest, pk: int) -> HttpResponse:
+    invoice = _get_invoice(pk)
+    try:
+        result = services.invoice_charge(invoice=invoice, user=request.user)
+    except stripe.StripeError as exc:
+        messages.error(request, f"Stripe did not answer as expected: {exc.user_message or exc}. Try again later.")
+        return redirect("billing:invoice-detail", pk=pk)
+    text = {
+        "succeeded": ("success", "The card was charged; the invoice is paid."),
+        "failed": ("error", "The card was declined. The failed-payment process has started."),
+        "pending": ("info", "The payment is processing; Stripe will tell us the outcome."),
+        "no_payment_method": ("warning", "The customer has no saved card. Send them the card link."),
+        "not_payable": ("warning", "This invoice cannot be charged in its current state."),
+    }[result.status]
+    getattr(messages, text[0])(request, text[1])
+    return redirect("billing:invoice-detail", pk=pk)
+
+
+@role_required(FINANCE)
+@require_POST
+def invoice_send(request: HttpRequest, pk: int) -> HttpResponse:
+    invoice = _get_invoice(pk)
+    if invoice.state == Invoice.State.DRAFT:
+        messages.error(request, "A draft cannot be sent.")
+    else:
+        key = f"invoice-resend:{invoice.pk}:{timezone.now():%Y%m%d%H%M%S}"
+        services.invoice_send(invoice=invoice, key=key if invoice.emailed_at else None)
+        messages.success(request, f"Invoice {invoice} was emailed to {invoice.customer.invoice_email}.")
+    return redirect("billing:invoice-detail", pk=pk)
+
+
+@role_required(FINANCE)
+@require_POST
+def card_link_send(request: HttpRequest, pk: int) -> HttpResponse:
+    invoice = _get_invoice(pk)
+    services.card_link_send(
+        customer=invoice.customer, key=f"card-link:manual:{invoice.pk}:{timezone.now():%Y%m%d%H%M%S}"
+    )
+    messages.success(request, f"The card link was emailed to {invoice.customer.invoice_email}.")
+    return redirect("billing:invoice-detail", pk=pk)
+
+
+@role_required(FINANCE)
+@require_POST
+def credit_note_create(request: HttpRequest, pk: int) -> HttpResponse:
+    invoice = _get_invoice(pk)
+    try:
+        note = services.credit_note_issue(invoice=invoice, reason=request.POST.get("reason", ""), user=request.user)
+    except services.BillingError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Credit note {note} reverses invoice {invoice}.")
+    return redirect("billing:invoice-detail", pk=pk)
+
+
+@role_required(FINANCE)
+@require_POST
+def refund_create(request: HttpRequest, pk: int) -> HttpResponse:
+    payment = get_object_or_404(Payment, pk=pk)
+    try:
+        amount = Decimal(request.POST.get("amount", "").replace(",", "."))
+    except InvalidOperation:
+        messages.error(request, "Enter the refund amount as a number, for example 12.50.")
+        return redirect("billing:invoice-detail", pk=payment.invoice_id)
+    try:
+        refund = services.refund_create(
+            payment=payment, amount=amount, reason=request.POST.get("reason", ""), user=request.user
+        )
+    except services.BillingError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Refunded {refund.amount} {refund.currency} to the customer's card.")
+    return redirect("billing:invoice-detail", pk=payment.invoice_id)
+
+
+# --- payments, credit notes, exceptions ----------------------------------------------------------
+
+
+@role_required(FINANCE)
+@require_GET
+def payment_list(request: HttpRequest) -> HttpResponse:
+    payments = Payment.objects.select_related("invoice__customer", "payment_method").order_by("-created_at", "-pk")
+    status = request.GET.get("status", "")
+    if status in Payment.Status.values:
+        payments = payments.filter(status=status)
+    return render(
+        request,
+        "billing/payment_list.html",
+        {"page": _page(request, payments), "statuses": Payment.Status.choices, "status": status},
+    )
+
+
+@role_required(FINANCE)
+@require_GET
+def credit_note_list(request: HttpRequest) -> HttpResponse:
+    notes = CreditNote.objects.select_related("invoice__customer").order_by("-issue_date", "-number")
+    return render(request, "billing/credit_note_list.html", {"page": _page(request, notes)})
+
+
+@role_required(FINANCE)
+@require_GET
+def credit_note_pdf(request: HttpRequest, pk: int) -> HttpResponse:
+    from billing.documents import credit_note_documents_render
+
+    note = credit_note_documents_render(credit_note=get_object_or_404(CreditNote, pk=pk))
+    return FileResponse(note.pdf.open("rb"), content_type="application/pdf", filename=f"{note}.pdf")
+
+
+@role_required(FINANCE)
+@require_GET
+def exception_list(request: HttpRequest) -> HttpResponse:
+    show = request.GET.get("show", "open")
+    items = BillingException.objects.select_related("customer", "contract", "invoice", "resolved_by")
+    if show != "all":
+        items = items.filter(resolved_at__isnull=True)
+    return render(
+        request, "billing/exception_list.html", {"page": _page(request, items.order_by("-created_at")), "show": show}
+    )
+
+
+@role_required(FINANCE)
+@require_POST
+def exception_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    item = get_object_or_404(BillingException, pk=pk)
+    services.billing_exception_resolve(exception=item, user=request.user, resolution=request.POST.get("resolution", ""))
+    messages.success(request, "Marked as resolved.")
+    return redirect("billing:exception-list")
+
+
+# --- invoicing runs ------------------------------------------------------------------------------
+
+
+@role_required(FINANCE)
+@require_POST
+def run_create(request: HttpRequest) -> HttpResponse:
+    from datetime import date
+
+    raw = request.POST.get("period", "")
+    try:
+        period = date.fromisoformat(f"{raw}-01") if raw else timezone.localdate()
+    except ValueError:
+        messages.error(request, "Choose the month to bill.")
+        return redirect("billing:invoice-list")
+    if InvoicingRun.objects.filter(state__in=[InvoicingRun.State.QUEUED, InvoicingRun.State.RUNNING]).exists():
+        messages.warning(request, "An invoicing run is already in progress.")
+        return redirect("billing:run-detail", pk=InvoicingRun.objects.first().pk)
+    with transaction.atomic():
+        run = services.invoicing_run_create(period_start=period, user=request.user)
+        transaction.on_commit(lambda: _queue_run(run.pk))
+    return redirect("billing:run-detail", pk=run.pk)
+
+
+def _queue_run(run_id: int) -> None:
+    from billing.tasks import invoicing_run_task
+
+    invoicing_run_task.delay(run_id)
+
+
+@role_required(FINANCE)
+@require_GET
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(InvoicingRun, pk=pk)
+    template = "billing/_run_progress.html" if request.htmx else "billing/run_detail.html"
+    return render(request, template, {"run": run})
+
+
+# --- accounting exports --------------------------------------------------------------------------
+
+
+@role_required(FINANCE)
+@require_GET
+def export_list(request: HttpRequest) -> HttpResponse:
+    items = AccountingExport.objects.select_related("created_by").order_by("-period_start", "-created_at")
+    return render(
+        request,
+        "billing/export_list.html",
+        {"page": _page(request, items), "formats": AccountingExport.Format.choices, "today": timezone.localdate()},
+    )
+
+
+@role_required(FINANCE)
+@require_POST
+def export_create(request: HttpRequest) -> HttpResponse:
+    from datetime import date
+
+    try:
+        period = date.fromisoformat(f"{request.POST.get('period', '')}-01")
+    except ValueError:
+        messages.error(request, "Choose the month to export.")
+        return redirect("billing:export-list")
+    fmt = request.POST.get("format", "")
+    if fmt not in AccountingExport.Format.values:
+        messages.error(request, "Choose an export format.")
+        return redirect("billing:export-list")
+    export = exports.accounting_export_create(period_start=period, format=fmt, user=request.user)
+    if export is None:
+        messages.info(request, f"Nothing new to export for {period:%m/%Y}: every document was exported already.")
+    else:
+        messages.success(
+            request,
+            f"Exported {export.invoice_count} invoices and {export.credit_note_count} credit notes "
+            f"({export.gross_total} € gross) to {export.filename}.",
+        )
+    return redirect("billing:export-list")
+
+
+@role_required(FINANCE)
+@require_GET
+def export_download(request: HttpRequest, pk: int) -> HttpResponse:
+    export = get_object_or_404(AccountingExport, pk=pk)
+    if not export.file:
+        raise Http404("This export has no file.")
+    return FileResponse(export.file.open("rb"), content_type="text/csv", as_attachment=True, filename=export.filename)
+
+
+# --- the customer's card page (signed link, no login) --------------------------------------------
+
+
+def _stripe_origin() -> str:
+    url = stripe_js_url()
+    return url.split("/js.stripe.com")[0] if settings.STRIPE_API_BASE else "https://js.stripe.com"
+
+
+@require_GET
+def card_setup(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        customer = services.card_setup_customer(token=token)
+    except (services.BillingError, Customer.DoesNotExist) as exc:
+        return render(request, "billing/card_setup_invalid.html", {"error": str(exc)}, status=400)
+    try:
+        intent = services.setup_intent_create(customer=customer)
+    except stripe.StripeError:
+        logger.exception("could not create a SetupIntent for customer %s", customer.pk)
+        return render(
+            request,
+            "billing/card_setup_invalid.html",
+            {"error": "Our payment provider is not reachable right now. Please try again in a few minutes."},
+            status=503,
+        )
+    response = render(
+        request,
+        "billing/card_setup.html",
+        {
+            "customer": customer,
+            "client_secret": intent.client_secret,
+            "setup_intent_id": intent.id,
+            "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+            "stripe_js": stripe_js_url(),
+            "return_url": request.build_absolute_uri(reverse("billing:card-setup-return", args=[token])),
+            "operator": settings.BILLING_OPERATOR,
+        },
+    )
+    # Stripe.js (and its card fields) come from Stripe; this page alone may load them.
+    origin = _stripe_origin()
+    response._csp_update = {"script-src": [origin], "frame-src": [origin], "connect-src": [origin]}
+    return response
+
+
+@require_GET
+def card_setup_return(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        customer = services.card_setup_customer(token=token)
+        setup_intent_id = request.GET.get("setup_intent", "")
+        if not setup_intent_id.startswith("seti_"):
+            raise services.BillingError("The card setup did not finish. Please open the link again.")
+        method = services.payment_method_save(customer=customer, setup_intent_id=setup_intent_id)
+    except (services.BillingError, Customer.DoesNotExist) as exc:
+        return render(request, "billing/card_setup_invalid.html", {"error": str(exc)}, status=400)
+    except stripe.StripeError:
+        return render(
+            request,
+            "billing/card_setup_invalid.html",
+            {"error": "We could not confirm the card with our payment provider. Please try again."},
+            status=400,
+        )
+    return render(request, "billing/card_setup_done.html", {"method": method, "operator": settings.BILLING_OPERATOR})
+
+
+# --- Stripe webhook ------------------------------------------------------------------------------
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Verify the signature on the raw body, then process the event once."""
+    try:
+        event = stripe.Webhook.construct_event(
+            request.body, request.headers.get("Stripe-Signature", ""), settings.STRIPE_WEBHOOK_SECRET
+        )
+    except (ValueError, stripe.SignatureVerificationError):
+        return HttpResponseBadRequest("invalid payload or signature")
+    result = services.stripe_event_process(event=event)
+    return HttpResponse(result, content_type="text/plain")
