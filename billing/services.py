@@ -681,7 +681,10 @@ def _dunning_running(invoice: Invoice) -> bool:
     except ImportError:
         return False
     processes = Process.objects.filter(
-        content_type=ContentType.objects.get_for_model(Invoice), object_id=invoice.pk, state="running"
+        content_type=ContentType.objects.get_for_model(Invoice),
+        object_id=invoice.pk,
+        state="running",
+        definition__key=DUNNING_DEFINITION,
     )
     return processes.exists()
 
