@@ -133,16 +133,23 @@ def _vehicle_for(customer: Customer, item: PlateInput | dict | str | Vehicle, *,
 def _process_start(definition_key: str, obj: Any, *, variables: dict | None = None, user: Any = None) -> Any:
     """Start a process about ``obj`` in the current transaction (so both exist or neither)."""
     try:
+        from workflows.errors import DefinitionNotFound
         from workflows.services import process_start
     except ImportError:  # the engine is not installed in this build
         logger.warning("workflow engine unavailable; %s not started for %r", definition_key, obj)
         return None
-    return process_start(
-        definition_key=definition_key,
-        business_object=obj,
-        variables=variables or {},
-        started_by=_actor(user),
-    )
+    try:
+        return process_start(
+            definition_key=definition_key,
+            business_object=obj,
+            variables=variables or {},
+            started_by=_actor(user),
+        )
+    except DefinitionNotFound:
+        # The definitions are installed by `manage.py workflow_sync` (deploy, demo_load). Without them
+        # the contract still changes; the back office sees it in the lists, and the error is logged.
+        logger.error("process %s is not installed; not started for %r", definition_key, obj)
+        return None
 
 
 def _message_send(name: str, obj: Any, payload: dict | None = None) -> int:
