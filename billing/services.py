@@ -44,6 +44,7 @@ INVOICE_SERIES_PREFIX = "INV"
 CREDIT_NOTE_SERIES_PREFIX = "CN"
 CARD_SETUP_SALT = "billing.card-setup"
 DUNNING_DEFINITION = "failed-payment"
+EXCEPTION_DEFINITION = "billing-exception"
 
 
 class BillingError(Exception):
@@ -300,7 +301,14 @@ def _invoice_chunk(
         InvoiceEvent.objects.bulk_create(
             [_invoice_event(invoice, Invoice.State.DRAFT, note="Invoicing run") for invoice in invoices]
         )
-        created_exceptions = BillingException.objects.bulk_create(exceptions, ignore_conflicts=True)
+        known = set(
+            BillingException.objects.filter(dedupe_key__in=[e.dedupe_key for e in exceptions]).values_list(
+                "dedupe_key", flat=True
+            )
+        )
+        created_exceptions = [e for e in exceptions if e.dedupe_key not in known]
+        BillingException.objects.bulk_create(created_exceptions)
+        exception_tasks_start(exceptions=created_exceptions)
         InvoicingRun.objects.filter(pk=run.pk).update(
             contracts_done=models_F("contracts_done") + sum(len(c) for c in chunk.values()),
             invoices_created=models_F("invoices_created") + len(invoices),
@@ -336,15 +344,80 @@ def _exception(
 def billing_exception_raise(
     *, kind: str, key: str, message: str, customer_id: int | None = None, invoice: Invoice | None = None
 ) -> BillingException:
-    exc, _ = BillingException.objects.get_or_create(
+    exc, created = BillingException.objects.get_or_create(
         dedupe_key=key, defaults={"kind": kind, "message": message, "customer_id": customer_id, "invoice": invoice}
     )
+    if created:
+        exception_tasks_start(exceptions=[exc])
     return exc
 
 
-def billing_exception_resolve(*, exception: BillingException, user: Any, resolution: str = "") -> BillingException:
-    BillingException.objects.filter(pk=exception.pk, resolved_at__isnull=True).update(
-        resolved_at=timezone.now(), resolved_by=user, resolution=resolution
+def _engine() -> Any:
+    try:
+        from workflows import services as workflow_services
+    except ImportError:
+        return None
+    return workflow_services if hasattr(workflow_services, "process_start") else None
+
+
+def exception_tasks_start(*, exceptions: list[BillingException]) -> int:
+    """Give Finance a task per new exception (the billing-exception process), once the engine exists."""
+    engine = _engine()
+    if engine is None:
+        return 0
+    started = 0
+    for item in exceptions:
+        try:
+            with transaction.atomic():
+                engine.process_start(
+                    definition_key=EXCEPTION_DEFINITION,
+                    business_object=item,
+                    variables={
+                        "exception_id": item.pk,
+                        "kind": item.kind,
+                        "message": item.message,
+                        "customer_id": item.customer_id,
+                        "invoice_id": item.invoice_id,
+                    },
+                )
+            started += 1
+        except Exception:  # e.g. the definition is not installed yet: the Finance page still lists it
+            logger.exception("could not start the %s process for exception %s", EXCEPTION_DEFINITION, item.pk)
+    return started
+
+
+def _exceptions_resolve(queryset: Any, *, resolution: str, user: Any = None, cancel_tasks: bool = True) -> int:
+    """Mark open exceptions resolved; their Finance tasks are cancelled (nothing left to do)."""
+    ids = list(queryset.filter(resolved_at__isnull=True).values_list("pk", flat=True))
+    if not ids:
+        return 0
+    BillingException.objects.filter(pk__in=ids, resolved_at__isnull=True).update(
+        resolved_at=timezone.now(), resolved_by=user, resolution=resolution[:2000]
+    )
+    engine = _engine()
+    if engine is not None and cancel_tasks:
+        from django.contrib.contenttypes.models import ContentType
+
+        from workflows.models import Process
+
+        processes = Process.objects.filter(
+            content_type=ContentType.objects.get_for_model(BillingException),
+            object_id__in=ids,
+            state=Process.State.RUNNING,
+        )
+        for process in processes:
+            engine.process_cancel(process=process, user=user, reason=f"Exception resolved: {resolution}"[:200])
+    return len(ids)
+
+
+def billing_exception_resolve(
+    *, exception: BillingException, user: Any, resolution: str = "", cancel_tasks: bool = True
+) -> BillingException:
+    _exceptions_resolve(
+        BillingException.objects.filter(pk=exception.pk),
+        resolution=resolution or "Resolved.",
+        user=user,
+        cancel_tasks=cancel_tasks,
     )
     exception.refresh_from_db()
     return exception
@@ -478,9 +551,10 @@ def payment_method_save(*, customer: Customer, setup_intent_id: str) -> PaymentM
             exp_year=int(card.exp_year) if card.exp_year else None,
             is_default=True,
         )
-        BillingException.objects.filter(
-            customer=customer, kind=BillingException.Kind.MISSING_PAYMENT_METHOD, resolved_at__isnull=True
-        ).update(resolved_at=timezone.now(), resolution=f"Card {saved} saved by the customer.")
+        _exceptions_resolve(
+            BillingException.objects.filter(customer=customer, kind=BillingException.Kind.MISSING_PAYMENT_METHOD),
+            resolution=f"Card {saved} saved by the customer.",
+        )
     return saved
 
 
@@ -614,9 +688,7 @@ def _invoice_paid(invoice: Invoice, payment: Payment, *, user: Any = None) -> No
     invoice.paid_at = timezone.now()
     invoice.save(update_fields=["state", "paid_at"])
     _invoice_event(invoice, from_state, note=f"Paid by card ({payment.stripe_payment_intent_id})", actor=user).save()
-    BillingException.objects.filter(invoice=invoice, resolved_at__isnull=True).update(
-        resolved_at=timezone.now(), resolution="Invoice paid."
-    )
+    _exceptions_resolve(BillingException.objects.filter(invoice=invoice), resolution="Invoice paid.", user=user)
     invoice_id = invoice.pk
     transaction.on_commit(lambda: _after_payment(invoice_id))
 

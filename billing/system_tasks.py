@@ -10,7 +10,7 @@ from datetime import date
 from typing import Any
 
 from billing import services
-from billing.models import Invoice, InvoicingRun, Payment
+from billing.models import BillingException, Invoice, InvoicingRun, Payment
 from carparks.models import Contract, Customer
 from workflows.registry import PermanentError, SystemTaskContext, system_task
 
@@ -143,3 +143,21 @@ def reactivate_contracts(ctx: SystemTaskContext) -> dict[str, Any]:
         invoice=invoice, reason=f"Invoice {invoice.display_number} paid."
     )
     return {"reactivated_contracts": reactivated}
+
+
+@system_task(
+    "billing.exception_resolve",
+    reads=["exception_id", "resolution"],
+    writes=["exception_resolved"],
+    description="Record Finance's resolution of a billing exception.",
+)
+def exception_resolve(ctx: SystemTaskContext) -> dict[str, Any]:
+    obj = ctx.business_object
+    exception_id = obj.pk if isinstance(obj, BillingException) else ctx.variables.get("exception_id")
+    item = BillingException.objects.filter(pk=exception_id).first()
+    if item is None:
+        raise PermanentError(f"billing exception {exception_id!r} does not exist")
+    services.billing_exception_resolve(
+        exception=item, user=None, resolution=str(ctx.variables.get("resolution") or "Resolved."), cancel_tasks=False
+    )
+    return {"exception_resolved": True}

@@ -1,0 +1,125 @@
+"""The failed-payment process end to end: real engine, real localstripe, the clock moved by time_machine."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.utils import timezone
+
+from billing import services
+from billing.models import Invoice, Payment
+from billing.tests.conftest import engine_available
+from billing.tests.test_stripe import DECLINED_ON_CHARGE, GOOD_CARD, issued_invoice, save_card
+from carparks.models import Contract
+from carparks.tests.factories import CustomerFactory
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(not engine_available(), reason="needs the workflow engine"),
+]
+
+
+def process_for(invoice):
+    from workflows.models import Process
+
+    return Process.objects.get(definition__key="failed-payment", object_id=invoice.pk)
+
+
+def advance(days: float):
+    from workflows.testing import fire_due_timers, run_pending_system_steps
+
+    with time_machine.travel(timezone.now() + timedelta(days=days), tick=False):
+        fire_due_timers()
+        run_pending_system_steps()
+
+
+def reminders():
+    return [m for m in mail.outbox if "payment for invoice" in m.subject]
+
+
+def test_dunning_retries_reminds_hands_over_to_finance_suspends_and_reactivates(client, stripe_settings, finance_user):
+    from workflows.models import Task
+    from workflows.services import task_complete
+    from workflows.testing import run_pending_system_steps
+
+    customer = CustomerFactory()
+    save_card(client, customer, DECLINED_ON_CHARGE)
+    invoice = issued_invoice(customer)
+    contract = invoice.lines.get().contract
+
+    assert services.invoice_charge(invoice=invoice).status == "failed"
+    run_pending_system_steps()
+    process = process_for(invoice)
+    assert process.current_step == "wait_1" and len(reminders()) == 1
+
+    advance(3.01)  # first retry fails, second reminder
+    process = process_for(invoice)
+    assert process.current_step == "wait_2" and len(reminders()) == 2
+    assert Payment.objects.filter(invoice=invoice, status="failed").count() == 2
+
+    advance(7.02)  # last retry fails: Finance decides
+    assert Payment.objects.filter(invoice=invoice, status="failed").count() == 3
+    task = Task.objects.get(process=process, state__in=["open", "escalated"])
+    assert task.role == "Finance"
+    task_complete(task=task, user=finance_user, outcome="suspend", inputs={"finance_note": "No answer"})
+    run_pending_system_steps()
+    assert Contract.objects.get(pk=contract.pk).state == Contract.State.SUSPENDED
+    assert process_for(invoice).current_step == "wait_payment"
+
+    # The customer saves a new card; Finance charges the invoice from its page.
+    save_card(client, customer, GOOD_CARD)
+    assert services.invoice_charge(invoice=invoice).status == "succeeded"
+    services.payment_received(invoice=Invoice.objects.get(pk=invoice.pk))  # the task queued on commit
+    run_pending_system_steps()
+
+    process = process_for(invoice)
+    assert process.state == "completed" and process.result == "paid after suspension"
+    assert Contract.objects.get(pk=contract.pk).state == Contract.State.ACTIVE
+
+
+def test_a_payment_while_waiting_ends_dunning_without_suspension(client, stripe_settings):
+    from workflows.testing import run_pending_system_steps
+
+    customer = CustomerFactory()
+    save_card(client, customer, DECLINED_ON_CHARGE)
+    invoice = issued_invoice(customer)
+    services.invoice_charge(invoice=invoice)
+    run_pending_system_steps()
+
+    save_card(client, customer, GOOD_CARD)
+    services.invoice_charge(invoice=invoice)
+    services.payment_received(invoice=Invoice.objects.get(pk=invoice.pk))
+
+    process = process_for(invoice)
+    assert (process.state, process.result) == ("completed", "paid")
+    assert invoice.lines.get().contract.state == Contract.State.ACTIVE
+
+
+def test_billing_exceptions_become_finance_tasks(finance_user):
+    from datetime import date
+
+    from billing.models import BillingException
+    from billing.tests.factories import ContractFactory
+    from workflows.models import Process, Task
+    from workflows.services import task_complete
+    from workflows.testing import run_pending_system_steps
+
+    first, second = ContractFactory(), ContractFactory()
+    run = services.invoicing_run_create(period_start=date(2026, 3, 1))
+    services.invoicing_run_execute(run=run, deliver=False)
+    services.invoicing_run_execute(run=services.invoicing_run_create(period_start=date(2026, 3, 1)), deliver=False)
+
+    items = {e.customer_id: e for e in BillingException.objects.filter(kind="missing_payment_method")}
+    assert set(items) == {first.customer_id, second.customer_id}
+    tasks = Task.objects.filter(process__definition__key="billing-exception", role="Finance")
+    assert tasks.count() == 2  # the rerun started none
+
+    task = tasks.get(process__object_id=items[first.customer_id].pk)
+    task_complete(task=task, user=finance_user, outcome="resolved", inputs={"resolution": "Pays by transfer"})
+    run_pending_system_steps()
+    assert BillingException.objects.get(pk=items[first.customer_id].pk).resolution == "Pays by transfer"
+
+    services.billing_exception_resolve(exception=items[second.customer_id], user=finance_user, resolution="Called")
+    process = Process.objects.get(definition__key="billing-exception", object_id=items[second.customer_id].pk)
+    assert process.state == "cancelled"
