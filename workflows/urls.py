@@ -1,2 +1,4 @@
+from workflows.editor_urls import urlpatterns as editor_urlpatterns
+
 app_name = "workflows"
-urlpatterns: list = []
+urlpatterns: list = [*editor_urlpatterns]

@@ -1,0 +1,308 @@
+"""Authoring workflows: drafts saved from the editor, BPMN import/export, publishing, the change summary
+between versions and the best-practice library. Every change is audited.
+
+A draft may be saved while it still has validation errors (an admin saves half-done work); the errors
+come back naming the step, which the editor marks on the diagram. Publishing validates again and only
+a valid draft is published. A refused BPMN file changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from workflows.bpmn import BpmnError, BpmnImport, bpmn_to_definition, definition_to_bpmn, layout_of
+from workflows.compiler import compile_spec
+from workflows.errors import DefinitionInvalid, DefinitionNotFound, WorkflowError
+from workflows.models import WorkflowDefinition, WorkflowVersion
+from workflows.services import spec_checksum, version_publish
+
+LIBRARY_DIR = Path(__file__).resolve().parent / "library"
+_STEP_IN_MESSAGE = re.compile(r"^step '([^']+)'")
+
+
+def audit(user: Any, action: str, target: Any, old: Any = None, new: Any = None) -> None:
+    from accounts.services import audit_record
+
+    audit_record(actor=user, action=action, target=target, old=old, new=new)
+
+
+def problems_from_errors(errors: list[str]) -> list[dict[str, str]]:
+    """The engine's validation messages, each tied to the diagram element of the step it names."""
+    problems = []
+    for message in errors:
+        match = _STEP_IN_MESSAGE.match(message)
+        element_id = match.group(1) if match else ""
+        text = message[match.end() :].lstrip(": ") if match else message
+        problems.append({"element_id": element_id, "element_name": "", "message": text or message})
+    return problems
+
+
+def problems_from_bpmn(error: BpmnError) -> list[dict[str, str]]:
+    return [p.as_dict() for p in error.problems]
+
+
+def validate_spec(spec: dict[str, Any]) -> list[dict[str, str]]:
+    try:
+        compile_spec(spec)
+    except DefinitionInvalid as exc:
+        return problems_from_errors(exc.errors)
+    return []
+
+
+@dataclass
+class SaveResult:
+    version: WorkflowVersion | None
+    problems: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    created: bool = False
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+
+def current_draft(definition: WorkflowDefinition) -> WorkflowVersion | None:
+    """The draft being edited: a draft newer than every published version."""
+    latest = definition.versions.order_by("-number").first()
+    return latest if latest is not None and latest.state == WorkflowVersion.State.DRAFT else None
+
+
+def draft_save(*, spec: dict[str, Any], bpmn_xml: str = "", user: Any = None, comment: str = "") -> SaveResult:
+    """Save ``spec`` (and the diagram it came from) as the definition's draft; validation errors are returned.
+
+    Updates the current draft in place, or starts a new one after the latest published version.
+    Saving unchanged content changes nothing.
+    """
+    key = str(spec.get("key") or "").strip()
+    if not key:
+        return SaveResult(None, [{"element_id": "", "element_name": "", "message": "the workflow needs a key"}])
+    problems = validate_spec(spec)
+    graph: dict[str, Any] = {}
+    if not problems:
+        graph = compile_spec(spec)
+    checksum = spec_checksum(spec, bpmn_xml)
+    with transaction.atomic():
+        definition, _ = WorkflowDefinition.objects.select_for_update().get_or_create(
+            key=key, defaults={"name": spec.get("name") or key, "category": spec.get("category") or ""}
+        )
+        changed = {
+            name: spec.get(name) or ""
+            for name in ("name", "description", "category")
+            if spec.get(name) and getattr(definition, name) != spec.get(name)
+        }
+        if changed:
+            WorkflowDefinition.objects.filter(pk=definition.pk).update(**changed, updated_at=timezone.now())
+        draft = current_draft(definition)
+        if draft is not None and draft.checksum == checksum:
+            return SaveResult(draft, problems)
+        latest = definition.versions.order_by("-number").first()
+        if latest is not None and latest.state != WorkflowVersion.State.DRAFT and latest.checksum == checksum:
+            return SaveResult(latest, problems)  # same as what is published: no new draft
+        if draft is None:
+            draft = WorkflowVersion.objects.create(
+                definition=definition,
+                number=(latest.number + 1) if latest else 1,
+                spec=spec,
+                graph=graph,
+                bpmn_xml=bpmn_xml,
+                checksum=checksum,
+                comment=comment[:300],
+                created_by=user if getattr(user, "pk", None) else None,
+            )
+            audit(user, "workflow.draft_created", draft, new={"number": draft.number, "steps": len(spec["steps"])})
+            return SaveResult(draft, problems, created=True)
+        old = {"checksum": draft.checksum, "steps": len(draft.spec.get("steps", []))}
+        draft.spec, draft.graph, draft.bpmn_xml, draft.checksum = spec, graph, bpmn_xml, checksum
+        if comment:
+            draft.comment = comment[:300]
+        draft.save(update_fields=["spec", "graph", "bpmn_xml", "checksum", "comment"])
+        audit(user, "workflow.draft_saved", draft, old=old, new={"checksum": checksum, "steps": len(spec["steps"])})
+    return SaveResult(draft, problems)
+
+
+def draft_save_bpmn(*, xml: str | bytes, key: str | None = None, user: Any = None, comment: str = "") -> SaveResult:
+    """Read a BPMN file and save it as the draft. A refused file raises BpmnError and changes nothing."""
+    result = bpmn_to_definition(xml, key=key)
+    text = xml.decode("utf-8") if isinstance(xml, bytes) else xml
+    saved = draft_save(spec=result.spec, bpmn_xml=text, user=user, comment=comment)
+    saved.warnings = result.warnings
+    return saved
+
+
+def draft_publish(*, version: WorkflowVersion, user: Any = None) -> SaveResult:
+    """Publish a draft when it is valid; otherwise return the problems and leave everything as it was."""
+    problems = validate_spec(version.spec)
+    if problems:
+        return SaveResult(version, problems)
+    if not version.graph:
+        version.graph = compile_spec(version.spec)
+        version.save(update_fields=["graph"])
+    try:
+        version = version_publish(version=version, user=user)
+    except DefinitionInvalid as exc:
+        return SaveResult(version, problems_from_errors(exc.errors))
+    return SaveResult(version)
+
+
+def definition_import(
+    *, data: str | bytes, key: str | None = None, user: Any = None, publish: bool = False, comment: str = ""
+) -> SaveResult:
+    """``workflow_import``: a BPMN file becomes the definition's draft (and is published with ``publish``)."""
+    saved = draft_save_bpmn(xml=data, key=key, user=user, comment=comment or "Imported from BPMN")
+    if publish and saved.version is not None and saved.valid and saved.version.state == WorkflowVersion.State.DRAFT:
+        published = draft_publish(version=saved.version, user=user)
+        published.warnings = saved.warnings
+        return published
+    return saved
+
+
+def version_for(key: str, number: int | None = None) -> WorkflowVersion:
+    try:
+        definition = WorkflowDefinition.objects.get(key=key)
+    except WorkflowDefinition.DoesNotExist:
+        raise DefinitionNotFound(f"No workflow with the key {key!r}.") from None
+    versions = definition.versions.order_by("-number")
+    if number is not None:
+        version = versions.filter(number=number).first()
+        if version is None:
+            raise DefinitionNotFound(f"{key} has no version {number}.")
+        return version
+    version = versions.filter(state=WorkflowVersion.State.PUBLISHED).first() or versions.first()
+    if version is None:
+        raise DefinitionNotFound(f"{key} has no versions yet.")
+    return version
+
+
+def version_bpmn(version: WorkflowVersion) -> str:
+    """BPMN 2.0 of a version: the diagram it was saved with, or one laid out from its definition."""
+    if version.bpmn_xml:
+        try:
+            if _same_graph(bpmn_to_definition(version.bpmn_xml).spec, version.spec):
+                return version.bpmn_xml
+        except BpmnError:
+            pass
+    return definition_to_bpmn(version.spec, layout=layout_of(version.bpmn_xml))
+
+
+def _same_graph(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return comparable(a) == comparable(b)
+
+
+def comparable(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec in a form two equivalent definitions share: compiled when valid, sorted steps otherwise."""
+    try:
+        return compile_spec(spec, check_registry=False)
+    except (DefinitionInvalid, WorkflowError):
+        return {**spec, "steps": sorted(spec.get("steps", []), key=lambda s: str(s.get("id")))}
+
+
+def version_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Steps added, removed and changed (with the fields that differ) between two definitions."""
+    old_steps = {s["id"]: s for s in comparable(old).get("steps", {}).values()} if _compiles(old) else _by_id(old)
+    new_steps = {s["id"]: s for s in comparable(new).get("steps", {}).values()} if _compiles(new) else _by_id(new)
+    changed = []
+    for sid in sorted(set(old_steps) & set(new_steps)):
+        fields = sorted(
+            k for k in set(old_steps[sid]) | set(new_steps[sid]) if old_steps[sid].get(k) != new_steps[sid].get(k)
+        )
+        if fields:
+            changed.append(
+                {
+                    "id": sid,
+                    "name": new_steps[sid].get("name") or sid,
+                    "fields": [
+                        {"field": f, "old": _show(old_steps[sid].get(f)), "new": _show(new_steps[sid].get(f))}
+                        for f in fields
+                    ],
+                }
+            )
+    meta = [
+        {"field": k, "old": _show(old.get(k)), "new": _show(new.get(k))}
+        for k in ("name", "category", "description")
+        if (old.get(k) or "") != (new.get(k) or "")
+    ]
+    return {
+        "added": [new_steps[s] for s in sorted(set(new_steps) - set(old_steps))],
+        "removed": [old_steps[s] for s in sorted(set(old_steps) - set(new_steps))],
+        "changed": changed,
+        "meta": meta,
+    }
+
+
+def _compiles(spec: dict[str, Any]) -> bool:
+    try:
+        compile_spec(spec, check_registry=False)
+    except (DefinitionInvalid, WorkflowError):
+        return False
+    return True
+
+
+def _by_id(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(s.get("id")): s for s in spec.get("steps", []) if isinstance(s, dict)}
+
+
+def _show(value: Any) -> str:
+    if value is None or value == "" or value == [] or value == {}:
+        return "—"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+# -- the best-practice library -------------------------------------------------------------------
+@dataclass(frozen=True)
+class LibraryItem:
+    slug: str
+    path: Path
+    key: str
+    name: str
+    category: str
+    description: str
+    steps: int
+
+    def read(self) -> BpmnImport:
+        return bpmn_to_definition(self.path.read_bytes())
+
+
+def library_items() -> list[LibraryItem]:
+    items = []
+    for path in sorted(LIBRARY_DIR.glob("*.bpmn")):
+        result = bpmn_to_definition(path.read_bytes())
+        spec = result.spec
+        items.append(
+            LibraryItem(
+                slug=path.stem,
+                path=path,
+                key=spec["key"],
+                name=spec.get("name") or spec["key"],
+                category=spec.get("category", ""),
+                description=spec.get("description", ""),
+                steps=len(spec["steps"]),
+            )
+        )
+    return items
+
+
+def library_item(slug: str) -> LibraryItem:
+    for item in library_items():
+        if item.slug == slug:
+            return item
+    raise DefinitionNotFound(f"The library has no workflow {slug!r}.")
+
+
+def library_install(*, slug: str, user: Any = None, key: str | None = None) -> SaveResult:
+    """Install a library workflow as a draft the admin then adapts (publishing is a separate step)."""
+    item = library_item(slug)
+    saved = draft_save_bpmn(
+        xml=item.path.read_bytes(), key=key or item.key, user=user, comment=f"Installed from the library ({item.name})"
+    )
+    if saved.version is not None:
+        audit(user, "workflow.library_installed", saved.version, new={"library": slug, "key": key or item.key})
+    return saved

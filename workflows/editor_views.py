@@ -1,0 +1,359 @@
+"""Pages of the workflow editor: the definition list, versions, the bpmn-js editor and its JSON endpoints,
+BPMN import/export, the change summary between two versions, and the best-practice library.
+
+Workflow admins and administrators edit and publish; supervisors may look.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from csp.decorators import csp_update
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count, Max, Q
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.roles import ADMINISTRATOR, ALL_ROLES, SUPERVISOR, WORKFLOW_ADMIN, has_role, role_required
+from workflows import authoring
+from workflows.bpmn import MAX_BYTES, BpmnError, bpmn_to_definition, definition_to_bpmn
+from workflows.errors import DefinitionNotFound, ExpressionError
+from workflows.models import WorkflowDefinition, WorkflowVersion
+from workflows.registry import registered_tasks
+
+EDITORS = (ADMINISTRATOR, WORKFLOW_ADMIN)
+READERS = (ADMINISTRATOR, WORKFLOW_ADMIN, SUPERVISOR)
+# bpmn-js sets style attributes on the SVG it draws; scripts stay 'self' only.
+EDITOR_CSP = {"style-src": ["'unsafe-inline'"]}
+
+
+def _definition(key: str) -> WorkflowDefinition:
+    return get_object_or_404(WorkflowDefinition, key=key)
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _problem(message: str) -> dict[str, str]:
+    return {"element_id": "", "element_name": "", "message": message}
+
+
+# -- lists and versions ------------------------------------------------------------------------------
+@require_GET
+@role_required(*READERS)
+def definition_list(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()
+    definitions = WorkflowDefinition.objects.annotate(
+        published_number=Max("versions__number", filter=Q(versions__state=WorkflowVersion.State.PUBLISHED)),
+        latest_number=Max("versions__number"),
+        version_count=Count("versions"),
+    ).order_by("category", "name")
+    if query:
+        definitions = definitions.filter(Q(name__icontains=query) | Q(key__icontains=query))
+    page = Paginator(definitions, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "workflows/definition_list.html",
+        {"page": page, "query": query, "can_edit": has_role(request.user, *EDITORS)},
+    )
+
+
+@require_GET
+@role_required(*READERS)
+def definition_detail(request: HttpRequest, key: str) -> HttpResponse:
+    definition = _definition(key)
+    versions = definition.versions.select_related("created_by").order_by("-number")
+    page = Paginator(versions, 20).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "workflows/definition_detail.html",
+        {
+            "definition": definition,
+            "page": page,
+            "numbers": list(versions.values_list("number", flat=True)),
+            "draft": authoring.current_draft(definition),
+            "published": definition.published_version(),
+            "can_edit": has_role(request.user, *EDITORS),
+        },
+    )
+
+
+@require_GET
+@role_required(*READERS)
+def version_compare(request: HttpRequest, key: str) -> HttpResponse:
+    definition = _definition(key)
+    try:
+        a, b = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
+    except ValueError:
+        messages.error(request, "Choose two versions to compare.")
+        return redirect("workflows:definition-detail", key=key)
+    old = get_object_or_404(definition.versions, number=min(a, b))
+    new = get_object_or_404(definition.versions, number=max(a, b))
+    changes = authoring.version_changes(old.spec, new.spec)
+    return render(
+        request, "workflows/version_compare.html", {"definition": definition, "old": old, "new": new, "changes": changes}
+    )
+
+
+@require_GET
+@role_required(*READERS)
+def version_export(request: HttpRequest, key: str, number: int | None = None) -> HttpResponse:
+    try:
+        version = authoring.version_for(key, number)
+    except DefinitionNotFound as exc:
+        raise Http404(str(exc)) from None
+    response = HttpResponse(authoring.version_bpmn(version), content_type="application/xml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{key}-v{version.number}.bpmn"'
+    return response
+
+
+# -- the editor --------------------------------------------------------------------------------------
+def _editor_config(request: HttpRequest, definition: WorkflowDefinition, version: WorkflowVersion | None,
+                   mode: str, xml: str) -> dict[str, Any]:
+    key = definition.key
+
+    def url(name: str) -> str:
+        return reverse(f"workflows:{name}", kwargs={"key": key})
+
+    problems = authoring.validate_spec(version.spec) if version is not None and mode == "edit" else []
+    return {
+        "mode": mode,
+        "key": key,
+        "xml": xml,
+        "save_url": url("editor-save"),
+        "validate_url": url("editor-validate"),
+        "publish_url": url("editor-publish"),
+        "check_url": url("editor-check"),
+        "expression_url": reverse("workflows:expression-validate"),
+        "roles": list(ALL_ROLES),
+        "system_tasks": [
+            {"name": t.name, "description": t.description, "reads": list(t.reads), "writes": list(t.writes)}
+            for t in registered_tasks()
+        ],
+        "definitions": list(WorkflowDefinition.objects.exclude(pk=definition.pk).values_list("key", flat=True)),
+        "problems": problems,
+    }
+
+
+@csp_update(EDITOR_CSP)
+@require_GET
+@role_required(*EDITORS)
+def editor(request: HttpRequest, key: str) -> HttpResponse:
+    definition = _definition(key)
+    draft = authoring.current_draft(definition)
+    version = draft or definition.published_version() or definition.versions.order_by("-number").first()
+    xml = authoring.version_bpmn(version) if version else ""
+    config = _editor_config(request, definition, version, "edit", xml)
+    return render(
+        request,
+        "workflows/editor.html",
+        {"definition": definition, "version": version, "draft": draft, "config": config, "read_only": False},
+    )
+
+
+@csp_update(EDITOR_CSP)
+@require_GET
+@role_required(*READERS)
+def version_view(request: HttpRequest, key: str, number: int) -> HttpResponse:
+    definition = _definition(key)
+    version = get_object_or_404(definition.versions.select_related("created_by"), number=number)
+    config = _editor_config(request, definition, version, "view", authoring.version_bpmn(version))
+    return render(
+        request,
+        "workflows/editor.html",
+        {"definition": definition, "version": version, "config": config, "read_only": True,
+         "can_edit": has_role(request.user, *EDITORS)},
+    )
+
+
+def _read_posted(request: HttpRequest, key: str) -> tuple[dict[str, Any] | None, str, JsonResponse | None]:
+    body = _json_body(request)
+    xml = body.get("xml")
+    if not isinstance(xml, str) or not xml.strip():
+        return None, "", JsonResponse({"ok": False, "message": "No diagram was sent.", "errors": []}, status=400)
+    try:
+        result = bpmn_to_definition(xml, key=key)
+    except BpmnError as exc:
+        return None, xml, JsonResponse(
+            {"ok": False, "refused": True, "message": exc.summary, "errors": authoring.problems_from_bpmn(exc)}
+        )
+    return {"spec": result.spec, "warnings": result.warnings, "comment": str(body.get("comment") or "")}, xml, None
+
+
+@require_POST
+@role_required(*EDITORS)
+def editor_save(request: HttpRequest, key: str) -> JsonResponse:
+    _definition(key)
+    parsed, xml, refusal = _read_posted(request, key)
+    if refusal is not None:
+        return refusal
+    assert parsed is not None
+    saved = authoring.draft_save(spec=parsed["spec"], bpmn_xml=xml, user=request.user, comment=parsed["comment"])
+    version = saved.version
+    if version is not None and version.state != WorkflowVersion.State.DRAFT:
+        message = f"Nothing changed: this is version {version.number} as published."
+    elif saved.valid:
+        message = f"Draft saved as version {version.number if version else '?'}. It is valid and can be published."
+    else:
+        message = (
+            f"Draft saved as version {version.number if version else '?'}. "
+            f"Fix {len(saved.problems)} problem(s) before publishing."
+        )
+    return JsonResponse(
+        {"ok": True, "valid": saved.valid, "message": message, "errors": saved.problems,
+         "warnings": parsed["warnings"], "version": version.number if version else None}
+    )
+
+
+@require_POST
+@role_required(*EDITORS)
+def editor_validate(request: HttpRequest, key: str) -> JsonResponse:
+    _definition(key)
+    parsed, _, refusal = _read_posted(request, key)
+    if refusal is not None:
+        return refusal
+    assert parsed is not None
+    problems = authoring.validate_spec(parsed["spec"])
+    return JsonResponse(
+        {"ok": not problems, "errors": problems, "warnings": parsed["warnings"],
+         "message": "" if problems else "The workflow is valid and can be published."}
+    )
+
+
+@require_POST
+@role_required(*EDITORS)
+def editor_publish(request: HttpRequest, key: str) -> JsonResponse:
+    definition = _definition(key)
+    parsed, xml, refusal = _read_posted(request, key)
+    if refusal is not None:
+        return refusal
+    assert parsed is not None
+    saved = authoring.draft_save(spec=parsed["spec"], bpmn_xml=xml, user=request.user, comment=parsed["comment"])
+    if not saved.valid or saved.version is None:
+        return JsonResponse({"ok": False, "errors": saved.problems,
+                             "message": "The draft was saved but cannot be published: fix the problems listed."})
+    if saved.version.state != WorkflowVersion.State.DRAFT:
+        return JsonResponse({"ok": True, "errors": [], "message": f"Version {saved.version.number} is already published.",
+                             "redirect": reverse("workflows:definition-detail", kwargs={"key": definition.key})})
+    published = authoring.draft_publish(version=saved.version, user=request.user)
+    if not published.valid:
+        return JsonResponse({"ok": False, "errors": published.problems, "message": "The draft cannot be published."})
+    messages.success(request, f"{definition.name}: version {saved.version.number} is published.")
+    return JsonResponse({"ok": True, "errors": [], "message": f"Version {saved.version.number} is published.",
+                         "redirect": reverse("workflows:definition-detail", kwargs={"key": definition.key})})
+
+
+@require_POST
+@role_required(*EDITORS)
+def editor_check(request: HttpRequest, key: str) -> JsonResponse:
+    """A file opened in the editor: refuse it (with reasons) before it reaches the canvas."""
+    _definition(key)
+    parsed, xml, refusal = _read_posted(request, key)
+    if refusal is not None:
+        return refusal
+    assert parsed is not None
+    return JsonResponse({"ok": True, "xml": xml, "warnings": parsed["warnings"], "errors": []})
+
+
+@require_POST
+@role_required(*EDITORS)
+def expression_validate(request: HttpRequest) -> JsonResponse:
+    """Live validation of one decision condition against the variables the workflow knows."""
+    from workflows.compiler import known_variables
+    from workflows.expressions import compile_expression
+
+    body = _json_body(request)
+    expression = str(body.get("expression") or "")
+    known = None
+    xml = body.get("xml")
+    if isinstance(xml, str) and xml.strip():
+        try:
+            known = known_variables(bpmn_to_definition(xml).spec)
+        except BpmnError:
+            known = None
+    try:
+        compile_expression(expression, known)
+    except ExpressionError as exc:
+        return JsonResponse({"ok": False, "error": str(exc)})
+    return JsonResponse({"ok": True, "error": ""})
+
+
+# -- new, import, library ---------------------------------------------------------------------------
+@role_required(*EDITORS)
+def definition_new(request: HttpRequest) -> HttpResponse:
+    errors: dict[str, str] = {}
+    values = {"key": "", "name": ""}
+    if request.method == "POST":
+        values = {"key": request.POST.get("key", "").strip(), "name": request.POST.get("name", "").strip()}
+        if not values["key"] or not all(c.isalnum() or c in "-_." for c in values["key"]):
+            errors["key"] = "Use letters, digits, '-', '_' or '.'."
+        elif WorkflowDefinition.objects.filter(key=values["key"]).exists():
+            errors["key"] = "A workflow with this key exists already."
+        if not values["name"]:
+            errors["name"] = "Give the workflow a name."
+        if not errors:
+            spec = {
+                "key": values["key"],
+                "name": values["name"],
+                "steps": [{"id": "start", "type": "start", "next": "end"}, {"id": "end", "type": "end"}],
+            }
+            authoring.draft_save(spec=spec, bpmn_xml=definition_to_bpmn(spec), user=request.user,
+                                 comment="New workflow")
+            return redirect("workflows:editor", key=values["key"])
+    return render(request, "workflows/definition_new.html", {"errors": errors, "values": values})
+
+
+@role_required(*EDITORS)
+def definition_import(request: HttpRequest) -> HttpResponse:
+    problems: list[dict[str, str]] = []
+    summary = ""
+    key = request.POST.get("key", "").strip() if request.method == "POST" else ""
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        if upload is None:
+            summary = "Choose a BPMN file to import."
+        elif upload.size > MAX_BYTES:
+            summary = f"The file is larger than {MAX_BYTES // 1024 // 1024} MB."
+        else:
+            try:
+                saved = authoring.draft_save_bpmn(xml=upload.read(), key=key or None, user=request.user,
+                                                  comment=f"Imported from {upload.name}"[:300])
+            except BpmnError as exc:
+                summary, problems = exc.summary, authoring.problems_from_bpmn(exc)
+            else:
+                assert saved.version is not None
+                for warning in saved.warnings:
+                    messages.warning(request, warning)
+                messages.success(request, f"Imported {upload.name} as version {saved.version.number} (draft).")
+                return redirect("workflows:editor", key=saved.version.definition.key)
+    return render(request, "workflows/definition_import.html", {"problems": problems, "summary": summary, "key": key})
+
+
+@require_GET
+@role_required(*EDITORS)
+def library(request: HttpRequest) -> HttpResponse:
+    items = authoring.library_items()
+    installed = set(WorkflowDefinition.objects.filter(key__in=[i.key for i in items]).values_list("key", flat=True))
+    return render(request, "workflows/library.html", {"items": items, "installed": installed})
+
+
+@require_POST
+@role_required(*EDITORS)
+def library_install(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        saved = authoring.library_install(slug=slug, user=request.user)
+    except DefinitionNotFound as exc:
+        raise Http404(str(exc)) from None
+    assert saved.version is not None
+    messages.success(request, f"{saved.version.definition.name} is installed as a draft (version "
+                              f"{saved.version.number}). Adapt it, then publish.")
+    return redirect("workflows:editor", key=saved.version.definition.key)

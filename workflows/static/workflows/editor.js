@@ -1,0 +1,594 @@
+/* The BPMN workflow editor: bpmn-js with a palette limited to what the engine runs and a small
+ * properties form for our attributes (namespace phq). The server reads the saved XML with
+ * workflows.bpmn and validates it with the engine's compiler; errors come back with the element id
+ * and are marked on the diagram. No inline scripts (CSP): configuration arrives in a JSON element. */
+(function () {
+  'use strict';
+
+  var PHQ_URI = 'https://parkinghq.example/schema/bpmn/1.0';
+  var PHQ_MODDLE = {
+    name: 'ParkingHQ', uri: PHQ_URI, prefix: 'phq', xml: { tagAlias: 'lowerCase' }, associations: [],
+    types: [
+      { name: 'ProcessProps', extends: ['bpmn:Process'], isAbstract: true,
+        properties: [{ name: 'category', isAttr: true, type: 'String' }] },
+      { name: 'UserTaskProps', extends: ['bpmn:UserTask'], isAbstract: true,
+        properties: [{ name: 'role', isAttr: true, type: 'String' }, { name: 'scope', isAttr: true, type: 'String' },
+          { name: 'dueIn', isAttr: true, type: 'String' }] },
+      { name: 'ServiceTaskProps', extends: ['bpmn:ServiceTask'], isAbstract: true,
+        properties: [{ name: 'task', isAttr: true, type: 'String' }, { name: 'retries', isAttr: true, type: 'String' },
+          { name: 'retryBackoff', isAttr: true, type: 'String' }, { name: 'timeout', isAttr: true, type: 'String' }] },
+      { name: 'FlowProps', extends: ['bpmn:SequenceFlow'], isAbstract: true,
+        properties: [{ name: 'outcome', isAttr: true, type: 'String' }] },
+      { name: 'EndProps', extends: ['bpmn:EndEvent'], isAbstract: true,
+        properties: [{ name: 'result', isAttr: true, type: 'String' }] },
+      { name: 'CatchProps', extends: ['bpmn:IntermediateCatchEvent'], isAbstract: true,
+        properties: [{ name: 'untilVariable', isAttr: true, type: 'String' }] },
+      { name: 'BoundaryProps', extends: ['bpmn:BoundaryEvent'], isAbstract: true,
+        properties: [{ name: 'escalateTo', isAttr: true, type: 'String' }] },
+      { name: 'Escalation', superClass: ['Element'],
+        properties: [{ name: 'after', isAttr: true, type: 'String' }, { name: 'to', isAttr: true, type: 'String' }] },
+      { name: 'Input', superClass: ['Element'],
+        properties: [{ name: 'name', isAttr: true, type: 'String' }, { name: 'label', isAttr: true, type: 'String' },
+          { name: 'type', isAttr: true, type: 'String' }, { name: 'required', isAttr: true, type: 'String' },
+          { name: 'choices', type: 'Choice', isMany: true }] },
+      { name: 'Choice', superClass: ['Element'], properties: [{ name: 'value', isAttr: true, type: 'String' }] },
+      { name: 'Extra', superClass: ['Element'],
+        properties: [{ name: 'name', isAttr: true, type: 'String' }, { name: 'body', isBody: true, type: 'String' }] }
+    ]
+  };
+
+  var configElement = document.getElementById('editor-config');
+  if (!configElement) { return; }
+  var config = JSON.parse(configElement.textContent);
+  var readOnly = config.mode !== 'edit';
+
+  // ---- palette, context pad and replace menu limited to what the engine runs ---------------
+  function RunnableOnly(palette, contextPad, popupMenu, create, elementFactory, autoPlace, translate) {
+    function shapeAction(attrs, title, className, group) {
+      function start(event) { create.start(event, elementFactory.createShape(attrs)); }
+      return { group: group, className: className, title: title, action: { dragstart: start, click: start } };
+    }
+    function appendAction(attrs, title, className) {
+      return {
+        group: 'model', className: className, title: title,
+        action: { click: function (event, element) { autoPlace.append(element, elementFactory.createShape(attrs)); } }
+      };
+    }
+    var TIMER = { type: 'bpmn:IntermediateCatchEvent', eventDefinitionType: 'bpmn:TimerEventDefinition' };
+    var MESSAGE = { type: 'bpmn:IntermediateCatchEvent', eventDefinitionType: 'bpmn:MessageEventDefinition' };
+    palette.registerProvider(500, {
+      getPaletteEntries: function () {
+        return function (entries) {
+          var keep = {};
+          ['hand-tool', 'lasso-tool', 'space-tool', 'global-connect-tool', 'tool-separator',
+            'create.start-event', 'create.end-event', 'create.exclusive-gateway'].forEach(function (id) {
+            if (entries[id]) { keep[id] = entries[id]; }
+          });
+          keep['create.user-task'] = shapeAction({ type: 'bpmn:UserTask' }, 'Create user task', 'bpmn-icon-user-task', 'activity');
+          keep['create.service-task'] = shapeAction({ type: 'bpmn:ServiceTask' }, 'Create system task', 'bpmn-icon-service-task', 'activity');
+          keep['create.call-activity'] = shapeAction({ type: 'bpmn:CallActivity' }, 'Create call of another workflow', 'bpmn-icon-call-activity', 'activity');
+          keep['create.timer-catch'] = shapeAction(TIMER, 'Create timer wait', 'bpmn-icon-intermediate-event-catch-timer', 'event');
+          keep['create.message-catch'] = shapeAction(MESSAGE, 'Create message wait', 'bpmn-icon-intermediate-event-catch-message', 'event');
+          keep['create.event-gateway'] = shapeAction({ type: 'bpmn:EventBasedGateway' }, 'Create wait with timeout (event-based gateway)', 'bpmn-icon-gateway-eventbased', 'gateway');
+          return keep;
+        };
+      }
+    });
+    contextPad.registerProvider(500, {
+      getContextPadEntries: function (element) {
+        return function (entries) {
+          var keep = {};
+          ['append.end-event', 'append.gateway', 'delete', 'connect', 'replace',
+            'append.timer-intermediate-event', 'append.message-intermediate-event'].forEach(function (id) {
+            if (entries[id]) { keep[id] = entries[id]; }
+          });
+          var type = element.type;
+          if (type !== 'bpmn:EndEvent' && type !== 'bpmn:SequenceFlow' && type !== 'label' && entries['append.end-event']) {
+            keep['append.user-task'] = appendAction({ type: 'bpmn:UserTask' }, 'Append user task', 'bpmn-icon-user-task');
+            keep['append.service-task'] = appendAction({ type: 'bpmn:ServiceTask' }, 'Append system task', 'bpmn-icon-service-task');
+            keep['append.timer-catch'] = appendAction(TIMER, 'Append timer wait', 'bpmn-icon-intermediate-event-catch-timer');
+          }
+          return keep;
+        };
+      }
+    });
+    var replaceable = /^replace-with-(none-start|none-end|user-task|service-task|call-activity|exclusive-gateway|event-based-gateway|message-intermediate-catch|timer-intermediate-catch|sequence-flow|default-flow|conditional-flow|timer-non-interrupting-boundary|timer-boundary)/;
+    popupMenu.registerProvider('bpmn-replace', 500, {
+      getPopupMenuEntries: function () {
+        return function (entries) {
+          var keep = {};
+          Object.keys(entries).forEach(function (id) { if (replaceable.test(id)) { keep[id] = entries[id]; } });
+          return keep;
+        };
+      },
+      getPopupMenuHeaderEntries: function () { return function () { return {}; }; }
+    });
+    if (popupMenu._eventBus) {
+      ['bpmn-append', 'bpmn-create'].forEach(function (menu) {
+        popupMenu.registerProvider(menu, 500, {
+          getPopupMenuEntries: function () { return function () { return {}; }; }
+        });
+      });
+    }
+  }
+  RunnableOnly.$inject = ['palette', 'contextPad', 'popupMenu', 'create', 'elementFactory', 'autoPlace', 'translate'];
+
+  var options = { container: '#canvas', moddleExtensions: { phq: PHQ_MODDLE } };
+  if (!readOnly) {
+    options.additionalModules = [{ __init__: ['runnableOnly'], runnableOnly: ['type', RunnableOnly] }];
+    options.keyboard = { bindTo: document };
+  }
+  var modeler = new window.BpmnJS(options);
+  window.phqModeler = modeler;  // for the browser test and the console
+
+  var statusBox = document.getElementById('editor-status');
+  var problemList = document.getElementById('editor-problems');
+  var form = document.getElementById('properties');
+
+  function setStatus(kind, text) {
+    statusBox.className = 'alert alert-' + kind + ' py-2 mb-2';
+    statusBox.textContent = text;
+    statusBox.hidden = false;
+  }
+
+  // ---- helpers on the BPMN model --------------------------------------------------------------
+  function svc(name) { return modeler.get(name); }
+  function bo(element) { return element.businessObject; }
+  function is(element, type) { return bo(element) && bo(element).$instanceOf(type); }
+  function definitions() { return modeler.getDefinitions(); }
+  function processBo() {
+    var root = svc('canvas').getRootElement();
+    var r = bo(root);
+    if (r && r.$instanceOf('bpmn:Collaboration')) { return r.participants[0].processRef; }
+    return r;
+  }
+  function update(element, props) { svc('modeling').updateProperties(element, props); }
+  function documentation(obj) { return (obj.documentation && obj.documentation[0] && obj.documentation[0].text) || ''; }
+  function setDocumentation(element, text) {
+    var docs = text ? [svc('moddle').create('bpmn:Documentation', { text: text })] : [];
+    update(element, { documentation: docs });
+  }
+  function extensionValues(obj, type) {
+    var ext = obj.extensionElements;
+    return ext && ext.values ? ext.values.filter(function (v) { return v.$instanceOf(type); }) : [];
+  }
+  function setExtensionValues(element, type, values) {
+    var moddle = svc('moddle');
+    var obj = bo(element);
+    var ext = obj.extensionElements || moddle.create('bpmn:ExtensionElements', { values: [] });
+    var others = (ext.values || []).filter(function (v) { return !v.$instanceOf(type); });
+    values.forEach(function (v) { v.$parent = ext; });
+    ext.values = others.concat(values);
+    ext.$parent = obj;
+    update(element, { extensionElements: ext });
+  }
+  function formal(text) { return svc('moddle').create('bpmn:FormalExpression', { body: text }); }
+  function eventDefinition(element, type) {
+    var defs = bo(element).eventDefinitions || [];
+    return defs.filter(function (d) { return d.$instanceOf(type); })[0];
+  }
+  function dueBoundary(element) {
+    return (element.attachers || []).filter(function (a) {
+      return eventDefinition(a, 'bpmn:TimerEventDefinition') && !bo(a).get('phq:escalateTo');
+    })[0];
+  }
+
+  // ---- the properties form ------------------------------------------------------------------
+  var fieldCounter = 0;
+  function field(labelText, control, help) {
+    var wrap = document.createElement('div');
+    wrap.className = 'mb-2';
+    var id = 'prop-' + (++fieldCounter);
+    var label = document.createElement('label');
+    label.className = 'form-label small fw-semibold mb-0';
+    label.htmlFor = id;
+    label.textContent = labelText;
+    control.id = id;
+    wrap.appendChild(label);
+    wrap.appendChild(control);
+    if (help) {
+      var small = document.createElement('div');
+      small.className = 'form-text';
+      small.textContent = help;
+      wrap.appendChild(small);
+    }
+    form.appendChild(wrap);
+    return control;
+  }
+  function input(value, onChange, attrs) {
+    var el = document.createElement(attrs && attrs.multiline ? 'textarea' : 'input');
+    el.className = 'form-control form-control-sm';
+    if (attrs && attrs.multiline) { el.rows = attrs.rows || 3; }
+    el.value = value || '';
+    if (attrs && attrs.placeholder) { el.placeholder = attrs.placeholder; }
+    if (attrs && attrs.name) { el.name = attrs.name; }
+    el.readOnly = readOnly;
+    el.addEventListener('change', function () { onChange(el.value.trim()); });
+    return el;
+  }
+  function select(value, choices, onChange, name) {
+    var el = document.createElement('select');
+    el.className = 'form-select form-select-sm';
+    el.name = name || '';
+    el.disabled = readOnly;
+    var blank = document.createElement('option');
+    blank.value = '';
+    blank.textContent = '— choose —';
+    el.appendChild(blank);
+    choices.forEach(function (choice) {
+      var option = document.createElement('option');
+      option.value = choice.value;
+      option.textContent = choice.label;
+      el.appendChild(option);
+    });
+    if (value && !choices.some(function (c) { return c.value === value; })) {
+      var unknown = document.createElement('option');
+      unknown.value = value;
+      unknown.textContent = value + ' (unknown)';
+      el.appendChild(unknown);
+    }
+    el.value = value || '';
+    el.addEventListener('change', function () { onChange(el.value); });
+    return el;
+  }
+  function heading(text) {
+    var h = document.createElement('h2');
+    h.className = 'h6 border-bottom pb-1';
+    h.textContent = text;
+    form.appendChild(h);
+  }
+  function note(text) {
+    var p = document.createElement('p');
+    p.className = 'small text-body-secondary';
+    p.textContent = text;
+    form.appendChild(p);
+  }
+
+  function renderForm(element) {
+    form.textContent = '';
+    if (!element || element.type === 'label') { element = null; }
+    var root = svc('canvas').getRootElement();
+    if (!element || element === root) { return renderProcess(); }
+    var obj = bo(element);
+    heading(labelOf(element) + ' · ' + obj.id);
+    if (!is(element, 'bpmn:SequenceFlow')) {
+      field('Name', input(obj.name, function (v) { update(element, { name: v || undefined }); }, { name: 'name' }));
+    }
+    if (is(element, 'bpmn:UserTask')) { return renderUserTask(element); }
+    if (is(element, 'bpmn:ServiceTask')) { return renderServiceTask(element); }
+    if (is(element, 'bpmn:SequenceFlow')) { return renderFlow(element); }
+    if (is(element, 'bpmn:EndEvent')) {
+      field('Result', input(obj.get('phq:result'), function (v) { update(element, { 'phq:result': v || undefined }); }, { name: 'result' }),
+        'Recorded on the process when it ends here, e.g. approved.');
+      return;
+    }
+    if (is(element, 'bpmn:CallActivity')) {
+      var defs = (config.definitions || []).map(function (k) { return { value: k, label: k }; });
+      field('Workflow to run', select(obj.calledElement, defs, function (v) { update(element, { calledElement: v || undefined }); }, 'calledElement'));
+      return;
+    }
+    if (is(element, 'bpmn:IntermediateCatchEvent') || is(element, 'bpmn:BoundaryEvent')) { return renderCatch(element); }
+    if (is(element, 'bpmn:ExclusiveGateway')) {
+      note('Set a condition on each outgoing flow and mark one flow as the default (select the flow).');
+      return;
+    }
+    if (is(element, 'bpmn:EventBasedGateway')) {
+      note('Waits for whichever comes first: the message or the timer that follow it.');
+    }
+  }
+
+  function labelOf(element) {
+    var map = {
+      'bpmn:UserTask': 'User task', 'bpmn:ServiceTask': 'System task', 'bpmn:ExclusiveGateway': 'Decision',
+      'bpmn:StartEvent': 'Start', 'bpmn:EndEvent': 'End', 'bpmn:SequenceFlow': 'Flow', 'bpmn:CallActivity': 'Call',
+      'bpmn:IntermediateCatchEvent': 'Wait', 'bpmn:BoundaryEvent': 'Timer on task', 'bpmn:EventBasedGateway': 'Wait with timeout'
+    };
+    return map[element.type] || element.type.replace('bpmn:', '');
+  }
+
+  function renderProcess() {
+    var proc = processBo();
+    heading('Workflow');
+    if (!proc) { return; }
+    var rootElement = svc('canvas').getRootElement();
+    function updateProc(props) {
+      svc('modeling').updateModdleProperties(rootElement, proc, props);
+    }
+    field('Name', input(proc.name, function (v) { updateProc({ name: v }); }, { name: 'process-name' }));
+    field('Category', input(proc.get('phq:category'), function (v) { updateProc({ 'phq:category': v || undefined }); }, { name: 'category' }));
+    var desc = input(documentation(proc), function (v) {
+      updateProc({ documentation: v ? [svc('moddle').create('bpmn:Documentation', { text: v })] : [] });
+    }, { multiline: true, name: 'description' });
+    field('Description', desc);
+    note('Select an element to edit it. Only the elements the engine runs are in the palette.');
+  }
+
+  function renderUserTask(element) {
+    var obj = bo(element);
+    var roles = (config.roles || []).map(function (r) { return { value: r, label: r }; });
+    field('Role', select(obj.get('phq:role'), roles, function (v) { update(element, { 'phq:role': v || undefined }); }, 'role'),
+      'Everyone with this role (responsible for the car park, if scoped) sees the task in their basket.');
+    var scope = document.createElement('input');
+    scope.type = 'checkbox';
+    scope.className = 'form-check-input ms-2';
+    scope.name = 'scope';
+    scope.checked = obj.get('phq:scope') === 'carpark';
+    scope.disabled = readOnly;
+    scope.addEventListener('change', function () { update(element, { 'phq:scope': scope.checked ? 'carpark' : undefined }); });
+    field('Only for the car park\u2019s responsible staff', scope);
+    field('Instructions', input(documentation(obj), function (v) { setDocumentation(element, v); }, { multiline: true, name: 'instructions' }));
+    var boundary = dueBoundary(element);
+    var dueValue = obj.get('phq:dueIn') || '';
+    if (boundary) {
+      var timer = eventDefinition(boundary, 'bpmn:TimerEventDefinition');
+      dueValue = (timer.timeDuration && timer.timeDuration.body) || dueValue;
+    }
+    field('Due in', input(dueValue, function (v) {
+      var b = dueBoundary(element);
+      if (b) {
+        if (!v) { svc('modeling').removeElements([b]); return; }
+        var t = eventDefinition(b, 'bpmn:TimerEventDefinition');
+        svc('modeling').updateModdleProperties(b, t, { timeDuration: formal(v) });
+      } else {
+        update(element, { 'phq:dueIn': v || undefined });
+      }
+    }, { placeholder: 'P2D', name: 'due_in' }), 'ISO 8601 duration: P2D = two days, PT4H = four hours.');
+    var chain = extensionValues(obj, 'phq:Escalation').map(function (e) { return e.after + ' ' + e.to; }).join('\n');
+    field('Escalation chain', input(chain, function (v) {
+      var moddle = svc('moddle');
+      var values = v.split('\n').map(function (line) { return line.trim(); }).filter(Boolean).map(function (line) {
+        var space = line.indexOf(' ');
+        return moddle.create('phq:Escalation', { after: space > 0 ? line.slice(0, space) : 'PT0S', to: space > 0 ? line.slice(space + 1).trim() : line });
+      });
+      setExtensionValues(element, 'phq:Escalation', values);
+    }, { multiline: true, placeholder: 'PT0S Supervisor\nP1D Administrator', name: 'escalation' }),
+    'One line per level: how long after the due time, then the role it goes to.');
+    var inputs = extensionValues(obj, 'phq:Input').map(function (i) {
+      var parts = [i.name, i.label || '', i.type || 'text', i.required === 'true' ? 'required' : 'optional'];
+      if (i.choices && i.choices.length) { parts.push(i.choices.map(function (c) { return c.value; }).join(', ')); }
+      return parts.join(' | ');
+    }).join('\n');
+    field('Inputs', input(inputs, function (v) {
+      var moddle = svc('moddle');
+      var values = v.split('\n').map(function (l) { return l.trim(); }).filter(Boolean).map(function (line) {
+        var p = line.split('|').map(function (s) { return s.trim(); });
+        var item = moddle.create('phq:Input', {
+          name: p[0], label: p[1] || p[0], type: p[2] || 'text', required: p[3] === 'required' ? 'true' : 'false'
+        });
+        if (p[4]) {
+          item.choices = p[4].split(',').map(function (c) { return moddle.create('phq:Choice', { value: c.trim() }); });
+          item.choices.forEach(function (c) { c.$parent = item; });
+        }
+        return item;
+      });
+      setExtensionValues(element, 'phq:Input', values);
+    }, { multiline: true, rows: 4, placeholder: 'note | Note | text | optional\nkind | Kind | choice | required | private, company', name: 'inputs' }),
+    'One line per field: name | label | type (text, number, date, choice, bool, file) | required or optional | choices.');
+    note('Name the outcomes on the outgoing flows (select a flow). One unnamed flow means the outcome \u201cdone\u201d.');
+  }
+
+  function renderServiceTask(element) {
+    var obj = bo(element);
+    var tasks = (config.system_tasks || []).map(function (t) { return { value: t.name, label: t.name }; });
+    var chosen = obj.get('phq:task');
+    var describe = document.createElement('div');
+    function showDescription(name) {
+      var task = (config.system_tasks || []).filter(function (t) { return t.name === name; })[0];
+      describe.textContent = task ? task.description + (task.writes.length ? ' Writes: ' + task.writes.join(', ') + '.' : '') : '';
+    }
+    field('System task', select(chosen, tasks, function (v) { update(element, { 'phq:task': v || undefined }); showDescription(v); }, 'task'));
+    describe.className = 'form-text mb-2';
+    form.appendChild(describe);
+    showDescription(chosen);
+    field('Attempts', input(obj.get('phq:retries'), function (v) { update(element, { 'phq:retries': v || undefined }); }, { placeholder: '3', name: 'retries' }));
+    field('Wait between attempts', input(obj.get('phq:retryBackoff'), function (v) { update(element, { 'phq:retryBackoff': v || undefined }); }, { placeholder: 'PT30S', name: 'backoff' }));
+    field('Time limit per attempt', input(obj.get('phq:timeout'), function (v) { update(element, { 'phq:timeout': v || undefined }); }, { placeholder: 'PT5M', name: 'timeout' }));
+  }
+
+  function renderCatch(element) {
+    var message = eventDefinition(element, 'bpmn:MessageEventDefinition');
+    var timer = eventDefinition(element, 'bpmn:TimerEventDefinition');
+    if (message) {
+      var current = message.messageRef ? message.messageRef.name : '';
+      field('Message', input(current, function (v) {
+        if (!v) { return; }
+        var defs = definitions();
+        var existing = (defs.rootElements || []).filter(function (e) { return e.$instanceOf('bpmn:Message') && e.name === v; })[0];
+        if (!existing) {
+          existing = svc('moddle').create('bpmn:Message', { id: 'Message_' + v.replace(/[^A-Za-z0-9_.-]/g, '_'), name: v });
+          existing.$parent = defs;
+          defs.rootElements.push(existing);
+        }
+        svc('modeling').updateModdleProperties(element, message, { messageRef: existing });
+      }, { placeholder: 'deposit.paid', name: 'message' }), 'The process waits here until this message arrives for its business object.');
+    } else if (timer) {
+      var duration = timer.timeDuration ? timer.timeDuration.body : '';
+      field('Wait for', input(duration, function (v) {
+        svc('modeling').updateModdleProperties(element, timer, { timeDuration: v ? formal(v) : undefined, timeDate: undefined });
+        if (is(element, 'bpmn:IntermediateCatchEvent')) { update(element, { 'phq:untilVariable': undefined }); }
+      }, { placeholder: 'P1D', name: 'duration' }), 'ISO 8601 duration.');
+      if (is(element, 'bpmn:IntermediateCatchEvent')) {
+        field('…or until the date in variable', input(bo(element).get('phq:untilVariable'), function (v) {
+          update(element, { 'phq:untilVariable': v || undefined });
+        }, { placeholder: 'offer_expires_at', name: 'until_variable' }));
+      } else {
+        field('Escalate to role', select(bo(element).get('phq:escalateTo'), (config.roles || []).map(function (r) { return { value: r, label: r }; }),
+          function (v) { update(element, { 'phq:escalateTo': v || undefined }); }, 'escalate_to'),
+        'Empty: this timer is the task\u2019s due time. A role: the task escalates to it after this time.');
+      }
+    }
+  }
+
+  var conditionTimer = null;
+  function renderFlow(element) {
+    var obj = bo(element);
+    var source = element.source;
+    if (source && is(source, 'bpmn:UserTask')) {
+      field('Outcome', input(obj.get('phq:outcome') || obj.name, function (v) {
+        update(element, { 'phq:outcome': v || undefined, name: v || undefined });
+      }, { placeholder: 'approve', name: 'outcome' }), 'The button the employee presses to take this path.');
+    } else if (source && is(source, 'bpmn:ExclusiveGateway')) {
+      var isDefault = bo(source).default === obj;
+      var box = document.createElement('input');
+      box.type = 'checkbox';
+      box.className = 'form-check-input ms-2';
+      box.name = 'default';
+      box.checked = isDefault;
+      box.disabled = readOnly;
+      box.addEventListener('change', function () {
+        update(source, { default: box.checked ? obj : undefined });
+        if (box.checked) { update(element, { conditionExpression: undefined }); }
+        renderForm(element);
+      });
+      field('Default flow (taken when no condition holds)', box);
+      if (!isDefault) {
+        var feedback = document.createElement('div');
+        var condition = input(obj.conditionExpression ? obj.conditionExpression.body : '', function (v) {
+          update(element, { conditionExpression: v ? formal(v) : undefined, name: v ? v.slice(0, 60) : undefined });
+        }, { placeholder: 'deposit > 0 && approved', name: 'condition' });
+        condition.addEventListener('input', function () {
+          clearTimeout(conditionTimer);
+          conditionTimer = setTimeout(function () { checkCondition(condition, feedback); }, 300);
+        });
+        field('Condition (CEL)', condition);
+        feedback.className = 'small mb-2';
+        feedback.id = 'condition-feedback';
+        form.appendChild(feedback);
+        if (condition.value) { checkCondition(condition, feedback); }
+      }
+    } else {
+      note('A plain flow.');
+    }
+  }
+
+  function checkCondition(control, feedback) {
+    modeler.saveXML().then(function (result) {
+      return post(config.expression_url, { expression: control.value, xml: result.xml });
+    }).then(function (answer) {
+      control.classList.toggle('is-invalid', !answer.ok);
+      control.classList.toggle('is-valid', answer.ok);
+      feedback.className = 'small mb-2 ' + (answer.ok ? 'text-success' : 'text-danger');
+      feedback.textContent = answer.ok ? 'Valid condition.' : answer.error;
+    });
+  }
+
+  // ---- talking to the server ----------------------------------------------------------------
+  function csrfToken() {
+    var match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+    if (match) { return decodeURIComponent(match[1]); }
+    var field = document.querySelector('input[name=csrfmiddlewaretoken]');
+    return field ? field.value : '';
+  }
+  function post(url, body) {
+    return fetch(url, {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRFToken': csrfToken(), 'Accept': 'application/json' },
+      body: JSON.stringify(body)
+    }).then(function (response) {
+      return response.json().catch(function () { return { ok: false, errors: [{ message: 'The server answered ' + response.status + '.' }] }; });
+    });
+  }
+
+  var marked = [];
+  function clearProblems() {
+    var canvas = svc('canvas');
+    marked.forEach(function (id) { try { canvas.removeMarker(id, 'phq-error'); } catch (e) { /* element gone */ } });
+    marked = [];
+    svc('overlays').remove({ type: 'phq-error' });
+    problemList.textContent = '';
+  }
+  function showProblems(problems) {
+    clearProblems();
+    var registry = svc('elementRegistry');
+    (problems || []).forEach(function (problem) {
+      var li = document.createElement('li');
+      li.className = 'list-group-item list-group-item-danger small phq-problem';
+      li.textContent = (problem.element_id ? problem.element_id + ': ' : '') + problem.message;
+      if (problem.element_id) { li.dataset.elementId = problem.element_id; }
+      problemList.appendChild(li);
+      var element = problem.element_id && registry.get(problem.element_id);
+      if (element) {
+        svc('canvas').addMarker(element, 'phq-error');
+        marked.push(problem.element_id);
+        var badge = document.createElement('div');
+        badge.className = 'phq-error-badge';
+        badge.title = problem.message;
+        badge.textContent = '!';
+        svc('overlays').add(element, 'phq-error', { position: { top: -10, right: 10 }, html: badge });
+        li.addEventListener('click', function () { svc('selection').select(element); });
+      }
+    });
+  }
+
+  function send(url, extra, successText) {
+    return modeler.saveXML({ format: true }).then(function (result) {
+      var comment = document.getElementById('version-comment');
+      var body = Object.assign({ xml: result.xml, comment: comment ? comment.value : '' }, extra || {});
+      return post(url, body);
+    }).then(function (answer) {
+      showProblems(answer.errors);
+      if (answer.ok) {
+        setStatus('success', answer.message || successText);
+        if (answer.redirect) { window.location.assign(answer.redirect); }
+      } else {
+        setStatus('danger', answer.message || 'Please fix the problems listed below the diagram.');
+      }
+      return answer;
+    });
+  }
+
+  function bind(id, handler) {
+    var button = document.getElementById(id);
+    if (button) { button.addEventListener('click', function (event) { event.preventDefault(); handler(); }); }
+  }
+  bind('btn-save', function () { send(config.save_url, {}, 'Draft saved.'); });
+  bind('btn-validate', function () { send(config.validate_url, {}, 'The workflow is valid and can be published.'); });
+  bind('btn-publish', function () { send(config.publish_url, {}, 'Published.'); });
+  bind('btn-fit', function () { svc('canvas').zoom('fit-viewport', 'auto'); });
+  bind('btn-download', function () {
+    modeler.saveXML({ format: true }).then(function (result) {
+      var blob = new Blob([result.xml], { type: 'application/xml' });
+      var link = document.createElement('a');
+      link.href = URL.createObjectURL(blob);
+      link.download = (config.key || 'workflow') + '.bpmn';
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+    });
+  });
+  var fileInput = document.getElementById('open-file');
+  if (fileInput) {
+    fileInput.addEventListener('change', function () {
+      var file = fileInput.files[0];
+      if (!file) { return; }
+      file.text().then(function (text) {
+        return post(config.check_url, { xml: text }).then(function (answer) {
+          if (!answer.ok && answer.refused) {
+            setStatus('danger', answer.message);
+            showProblems(answer.errors);
+            return;
+          }
+          return modeler.importXML(answer.xml || text).then(function () {
+            svc('canvas').zoom('fit-viewport', 'auto');
+            setStatus('info', 'Opened ' + file.name + '. Save the draft to keep it.');
+            showProblems([]);
+          });
+        });
+      }).catch(function (error) { setStatus('danger', 'Could not open the file: ' + error.message); });
+    });
+  }
+
+  modeler.importXML(config.xml).then(function (result) {
+    svc('canvas').zoom('fit-viewport', 'auto');
+    if (result.warnings && result.warnings.length) {
+      setStatus('warning', result.warnings.length + ' parts of the diagram could not be shown.');
+    }
+    svc('eventBus').on('selection.changed', function (event) { renderForm(event.newSelection[0]); });
+    svc('eventBus').on('elements.changed', function () { document.body.dataset.dirty = 'true'; });
+    renderForm(null);
+    if (config.problems && config.problems.length) { showProblems(config.problems); }
+    document.body.dataset.editorReady = 'true';
+  }).catch(function (error) {
+    setStatus('danger', 'The diagram could not be opened: ' + error.message);
+  });
+})();
