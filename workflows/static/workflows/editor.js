@@ -116,7 +116,6 @@
   var options = { container: '#canvas', moddleExtensions: { phq: PHQ_MODDLE } };
   if (!readOnly) {
     options.additionalModules = [{ __init__: ['runnableOnly'], runnableOnly: ['type', RunnableOnly] }];
-    options.keyboard = { bindTo: document };
   }
   var modeler = new window.BpmnJS(options);
   window.phqModeler = modeler;  // for the browser test and the console
