@@ -91,7 +91,9 @@ def test_it_edits_validates_publishes_and_runs_a_new_version(live_server, page, 
         }"""
     )
     assert new_id, "the user task was not inserted between start and review"
-    page.evaluate(f"() => window.phqModeler.get('selection').select(window.phqModeler.get('elementRegistry').get('{new_id}'))")
+    page.evaluate(
+        f"() => window.phqModeler.get('selection').select(window.phqModeler.get('elementRegistry').get('{new_id}'))"
+    )
     page.get_by_label("Name").fill("Check documents")
     page.get_by_label("Name").press("Tab")
     page.get_by_label("Role").select_option(roles.AGENT)

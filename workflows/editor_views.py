@@ -100,7 +100,9 @@ def version_compare(request: HttpRequest, key: str) -> HttpResponse:
     new = get_object_or_404(definition.versions, number=max(a, b))
     changes = authoring.version_changes(old.spec, new.spec)
     return render(
-        request, "workflows/version_compare.html", {"definition": definition, "old": old, "new": new, "changes": changes}
+        request,
+        "workflows/version_compare.html",
+        {"definition": definition, "old": old, "new": new, "changes": changes},
     )
 
 
@@ -117,8 +119,9 @@ def version_export(request: HttpRequest, key: str, number: int | None = None) ->
 
 
 # -- the editor --------------------------------------------------------------------------------------
-def _editor_config(request: HttpRequest, definition: WorkflowDefinition, version: WorkflowVersion | None,
-                   mode: str, xml: str) -> dict[str, Any]:
+def _editor_config(
+    request: HttpRequest, definition: WorkflowDefinition, version: WorkflowVersion | None, mode: str, xml: str
+) -> dict[str, Any]:
     key = definition.key
 
     def url(name: str) -> str:
@@ -170,8 +173,13 @@ def version_view(request: HttpRequest, key: str, number: int) -> HttpResponse:
     return render(
         request,
         "workflows/editor.html",
-        {"definition": definition, "version": version, "config": config, "read_only": True,
-         "can_edit": has_role(request.user, *EDITORS)},
+        {
+            "definition": definition,
+            "version": version,
+            "config": config,
+            "read_only": True,
+            "can_edit": has_role(request.user, *EDITORS),
+        },
     )
 
 
@@ -183,8 +191,12 @@ def _read_posted(request: HttpRequest, key: str) -> tuple[dict[str, Any] | None,
     try:
         result = bpmn_to_definition(xml, key=key)
     except BpmnError as exc:
-        return None, xml, JsonResponse(
-            {"ok": False, "refused": True, "message": exc.summary, "errors": authoring.problems_from_bpmn(exc)}
+        return (
+            None,
+            xml,
+            JsonResponse(
+                {"ok": False, "refused": True, "message": exc.summary, "errors": authoring.problems_from_bpmn(exc)}
+            ),
         )
     return {"spec": result.spec, "warnings": result.warnings, "comment": str(body.get("comment") or "")}, xml, None
 
@@ -209,8 +221,14 @@ def editor_save(request: HttpRequest, key: str) -> JsonResponse:
             f"Fix {len(saved.problems)} problem(s) before publishing."
         )
     return JsonResponse(
-        {"ok": True, "valid": saved.valid, "message": message, "errors": saved.problems,
-         "warnings": parsed["warnings"], "version": version.number if version else None}
+        {
+            "ok": True,
+            "valid": saved.valid,
+            "message": message,
+            "errors": saved.problems,
+            "warnings": parsed["warnings"],
+            "version": version.number if version else None,
+        }
     )
 
 
@@ -224,8 +242,12 @@ def editor_validate(request: HttpRequest, key: str) -> JsonResponse:
     assert parsed is not None
     problems = authoring.validate_spec(parsed["spec"])
     return JsonResponse(
-        {"ok": not problems, "errors": problems, "warnings": parsed["warnings"],
-         "message": "" if problems else "The workflow is valid and can be published."}
+        {
+            "ok": not problems,
+            "errors": problems,
+            "warnings": parsed["warnings"],
+            "message": "" if problems else "The workflow is valid and can be published.",
+        }
     )
 
 
@@ -239,17 +261,34 @@ def editor_publish(request: HttpRequest, key: str) -> JsonResponse:
     assert parsed is not None
     saved = authoring.draft_save(spec=parsed["spec"], bpmn_xml=xml, user=request.user, comment=parsed["comment"])
     if not saved.valid or saved.version is None:
-        return JsonResponse({"ok": False, "errors": saved.problems,
-                             "message": "The draft was saved but cannot be published: fix the problems listed."})
+        return JsonResponse(
+            {
+                "ok": False,
+                "errors": saved.problems,
+                "message": "The draft was saved but cannot be published: fix the problems listed.",
+            }
+        )
     if saved.version.state != WorkflowVersion.State.DRAFT:
-        return JsonResponse({"ok": True, "errors": [], "message": f"Version {saved.version.number} is already published.",
-                             "redirect": reverse("workflows:definition-detail", kwargs={"key": definition.key})})
+        return JsonResponse(
+            {
+                "ok": True,
+                "errors": [],
+                "message": f"Version {saved.version.number} is already published.",
+                "redirect": reverse("workflows:definition-detail", kwargs={"key": definition.key}),
+            }
+        )
     published = authoring.draft_publish(version=saved.version, user=request.user)
     if not published.valid:
         return JsonResponse({"ok": False, "errors": published.problems, "message": "The draft cannot be published."})
     messages.success(request, f"{definition.name}: version {saved.version.number} is published.")
-    return JsonResponse({"ok": True, "errors": [], "message": f"Version {saved.version.number} is published.",
-                         "redirect": reverse("workflows:definition-detail", kwargs={"key": definition.key})})
+    return JsonResponse(
+        {
+            "ok": True,
+            "errors": [],
+            "message": f"Version {saved.version.number} is published.",
+            "redirect": reverse("workflows:definition-detail", kwargs={"key": definition.key}),
+        }
+    )
 
 
 @require_POST
@@ -306,8 +345,9 @@ def definition_new(request: HttpRequest) -> HttpResponse:
                 "name": values["name"],
                 "steps": [{"id": "start", "type": "start", "next": "end"}, {"id": "end", "type": "end"}],
             }
-            authoring.draft_save(spec=spec, bpmn_xml=definition_to_bpmn(spec), user=request.user,
-                                 comment="New workflow")
+            authoring.draft_save(
+                spec=spec, bpmn_xml=definition_to_bpmn(spec), user=request.user, comment="New workflow"
+            )
             return redirect("workflows:editor", key=values["key"])
     return render(request, "workflows/definition_new.html", {"errors": errors, "values": values})
 
@@ -325,8 +365,9 @@ def definition_import(request: HttpRequest) -> HttpResponse:
             summary = f"The file is larger than {MAX_BYTES // 1024 // 1024} MB."
         else:
             try:
-                saved = authoring.draft_save_bpmn(xml=upload.read(), key=key or None, user=request.user,
-                                                  comment=f"Imported from {upload.name}"[:300])
+                saved = authoring.draft_save_bpmn(
+                    xml=upload.read(), key=key or None, user=request.user, comment=f"Imported from {upload.name}"[:300]
+                )
             except BpmnError as exc:
                 summary, problems = exc.summary, authoring.problems_from_bpmn(exc)
             else:
@@ -354,6 +395,9 @@ def library_install(request: HttpRequest, slug: str) -> HttpResponse:
     except DefinitionNotFound as exc:
         raise Http404(str(exc)) from None
     assert saved.version is not None
-    messages.success(request, f"{saved.version.definition.name} is installed as a draft (version "
-                              f"{saved.version.number}). Adapt it, then publish.")
+    messages.success(
+        request,
+        f"{saved.version.definition.name} is installed as a draft (version "
+        f"{saved.version.number}). Adapt it, then publish.",
+    )
     return redirect("workflows:editor", key=saved.version.definition.key)

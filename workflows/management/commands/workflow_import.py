@@ -46,7 +46,9 @@ class Command(BaseCommand):
         assert version is not None
         key = version.definition.key
         if saved.problems:
-            self.stdout.write(self.style.WARNING(f"{key}: saved as draft version {version.number}; it cannot be published yet:"))
+            self.stdout.write(
+                self.style.WARNING(f"{key}: saved as draft version {version.number}; it cannot be published yet:")
+            )
             for problem in saved.problems:
                 where = f"{problem['element_id']}: " if problem["element_id"] else ""
                 self.stdout.write(f"  - {where}{problem['message']}")
