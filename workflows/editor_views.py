@@ -48,8 +48,8 @@ def _problem(message: str) -> dict[str, str]:
 
 
 # -- lists and versions ------------------------------------------------------------------------------
-@require_GET
 @role_required(*READERS)
+@require_GET
 def definition_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     definitions = WorkflowDefinition.objects.annotate(
@@ -67,8 +67,8 @@ def definition_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
 @role_required(*READERS)
+@require_GET
 def definition_detail(request: HttpRequest, key: str) -> HttpResponse:
     definition = _definition(key)
     versions = definition.versions.select_related("created_by").order_by("-number")
@@ -87,8 +87,8 @@ def definition_detail(request: HttpRequest, key: str) -> HttpResponse:
     )
 
 
-@require_GET
 @role_required(*READERS)
+@require_GET
 def version_compare(request: HttpRequest, key: str) -> HttpResponse:
     definition = _definition(key)
     try:
@@ -106,8 +106,8 @@ def version_compare(request: HttpRequest, key: str) -> HttpResponse:
     )
 
 
-@require_GET
 @role_required(*READERS)
+@require_GET
 def version_export(request: HttpRequest, key: str, number: int | None = None) -> HttpResponse:
     try:
         version = authoring.version_for(key, number)
@@ -148,8 +148,8 @@ def _editor_config(
 
 
 @csp_update(EDITOR_CSP)
-@require_GET
 @role_required(*EDITORS)
+@require_GET
 def editor(request: HttpRequest, key: str) -> HttpResponse:
     definition = _definition(key)
     draft = authoring.current_draft(definition)
@@ -164,8 +164,8 @@ def editor(request: HttpRequest, key: str) -> HttpResponse:
 
 
 @csp_update(EDITOR_CSP)
-@require_GET
 @role_required(*READERS)
+@require_GET
 def version_view(request: HttpRequest, key: str, number: int) -> HttpResponse:
     definition = _definition(key)
     version = get_object_or_404(definition.versions.select_related("created_by"), number=number)
@@ -201,8 +201,8 @@ def _read_posted(request: HttpRequest, key: str) -> tuple[dict[str, Any] | None,
     return {"spec": result.spec, "warnings": result.warnings, "comment": str(body.get("comment") or "")}, xml, None
 
 
-@require_POST
 @role_required(*EDITORS)
+@require_POST
 def editor_save(request: HttpRequest, key: str) -> JsonResponse:
     _definition(key)
     parsed, xml, refusal = _read_posted(request, key)
@@ -232,8 +232,8 @@ def editor_save(request: HttpRequest, key: str) -> JsonResponse:
     )
 
 
-@require_POST
 @role_required(*EDITORS)
+@require_POST
 def editor_validate(request: HttpRequest, key: str) -> JsonResponse:
     _definition(key)
     parsed, _, refusal = _read_posted(request, key)
@@ -251,8 +251,8 @@ def editor_validate(request: HttpRequest, key: str) -> JsonResponse:
     )
 
 
-@require_POST
 @role_required(*EDITORS)
+@require_POST
 def editor_publish(request: HttpRequest, key: str) -> JsonResponse:
     definition = _definition(key)
     parsed, xml, refusal = _read_posted(request, key)
@@ -291,8 +291,8 @@ def editor_publish(request: HttpRequest, key: str) -> JsonResponse:
     )
 
 
-@require_POST
 @role_required(*EDITORS)
+@require_POST
 def editor_check(request: HttpRequest, key: str) -> JsonResponse:
     """A file opened in the editor: refuse it (with reasons) before it reaches the canvas."""
     _definition(key)
@@ -303,8 +303,8 @@ def editor_check(request: HttpRequest, key: str) -> JsonResponse:
     return JsonResponse({"ok": True, "xml": xml, "warnings": parsed["warnings"], "errors": []})
 
 
-@require_POST
 @role_required(*EDITORS)
+@require_POST
 def expression_validate(request: HttpRequest) -> JsonResponse:
     """Live validation of one decision condition against the variables the workflow knows."""
     from workflows.compiler import known_variables
@@ -379,16 +379,16 @@ def definition_import(request: HttpRequest) -> HttpResponse:
     return render(request, "workflows/definition_import.html", {"problems": problems, "summary": summary, "key": key})
 
 
-@require_GET
 @role_required(*EDITORS)
+@require_GET
 def library(request: HttpRequest) -> HttpResponse:
     items = authoring.library_items()
     installed = set(WorkflowDefinition.objects.filter(key__in=[i.key for i in items]).values_list("key", flat=True))
     return render(request, "workflows/library.html", {"items": items, "installed": installed})
 
 
-@require_POST
 @role_required(*EDITORS)
+@require_POST
 def library_install(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         saved = authoring.library_install(slug=slug, user=request.user)
