@@ -33,3 +33,17 @@ def is_multi_checkbox(field: BoundField) -> bool:
 @register.filter
 def is_checkbox(field: BoundField) -> bool:
     return isinstance(field.field.widget, forms.CheckboxInput)
+
+
+@register.filter
+def audit_value(value: object) -> str:
+    """A JSON value of the audit log for people: lists joined, mappings as key: value, None as a dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(audit_value(item) for item in value) if value else "(none)"
+    if isinstance(value, dict):
+        return "; ".join(f"{key}: {audit_value(item)}" for key, item in value.items()) if value else "(none)"
+    return str(value)

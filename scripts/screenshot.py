@@ -1,0 +1,70 @@
+"""Take screenshots of a running portal with headless Chromium (Playwright driving /usr/bin/chromium).
+
+    .venv/bin/python scripts/screenshot.py http://127.0.0.1:8000 docs/screenshot.png [--user agent] [--path /basket/]
+
+Logs in as the given demo user (password demo). For a two-factor user without a device it enrols one
+from the secret shown on the enrolment page, so run it against demo data only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+
+from django_otp.oath import totp
+from playwright.sync_api import sync_playwright
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("base")
+    parser.add_argument("output")
+    parser.add_argument("--user", default="agent")
+    parser.add_argument("--password", default="demo")
+    parser.add_argument(
+        "--path", action="append", help="page(s) to shoot; with several, output gets -1, -2, … suffixes"
+    )
+    parser.add_argument("--width", type=int, default=1360)
+    parser.add_argument("--height", type=int, default=820)
+    parser.add_argument("--full-page", action="store_true")
+    args = parser.parse_args()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_page(viewport={"width": args.width, "height": args.height})
+        page.goto(f"{args.base}/accounts/login/")
+        page.get_by_label("Username").fill(args.user)
+        page.get_by_label("Password").fill(args.password)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_load_state()
+        if "/two-factor/enrol/" in page.url:
+            secret = page.get_by_test_id("otp-secret").inner_text().replace(" ", "")
+            key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+            page.get_by_label("Six-digit code from your authenticator app").fill(f"{totp(key):06d}")
+            page.get_by_role("button", name="Confirm and continue").click()
+            page.wait_for_load_state()
+        elif "/two-factor/" in page.url:
+            print("this user has an authenticator already; use a fresh demo database", file=sys.stderr)
+            return 1
+        paths = args.path or ["/"]
+        for index, path in enumerate(paths, start=1):
+            output = args.output if len(paths) == 1 else args.output.replace(".png", f"-{index}.png")
+            page.goto(f"{args.base}{path}")
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=output, full_page=args.full_page)
+            print(f"saved {output} ({path})")
+        browser.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
