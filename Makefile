@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: run test setup lint format loadtest bench clean
+.PHONY: run test setup lint format loadtest bench clean screenshot
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -20,10 +20,9 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(VENV)/.installed node_modules/.installed
 
-## Bring the portal up with demo data on SQLite and an embedded broker (no services needed).
+## Bring the portal up with demo data on SQLite and an embedded broker (no services needed);
+## migrates, loads the demo data and starts web + worker + beat on 127.0.0.1:$(PORT).
 run: setup
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo_load
 	$(PY) scripts/run_all.py
 
 ## Lint, then the whole test suite against PostgreSQL and Redis.
@@ -41,5 +40,9 @@ format:
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+## Screenshot of a running portal (make run in another shell) into docs/screenshot.png.
+screenshot:
+	$(PY) scripts/screenshot.py http://127.0.0.1:$(PORT) docs/screenshot.png --user agent
+
 clean:
-	rm -rf var staticfiles db.sqlite3
+	rm -rf var staticfiles

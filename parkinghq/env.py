@@ -10,12 +10,13 @@ class ConfigError(Exception):
 
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def envstr(name: str, default: str | None = None, *, required: bool = False) -> str:
+    """The variable's value; unset or empty (as in a copied .env.example) means the default."""
     value = os.environ.get(name)
-    if value is None or (required and value == ""):
+    if value is None or value == "":
         if required:
             raise ConfigError(f"{name} must be set (see .env.example)")
         return default if default is not None else ""
@@ -24,7 +25,7 @@ def envstr(name: str, default: str | None = None, *, required: bool = False) -> 
 
 def envbool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
-    if value is None:
+    if value is None or value.strip() == "":
         return default
     lowered = value.strip().lower()
     if lowered in _TRUE:
@@ -46,6 +47,6 @@ def envint(name: str, default: int) -> int:
 
 def envlist(name: str, default: list[str] | None = None) -> list[str]:
     value = os.environ.get(name)
-    if value is None:
+    if value is None or value.strip() == "":
         return list(default or [])
     return [item.strip() for item in value.split(",") if item.strip()]

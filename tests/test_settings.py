@@ -23,6 +23,15 @@ def test_it_reads_typed_values(monkeypatch):
     assert envstr("PHQ_UNSET_VARIABLE", "fallback") == "fallback"
 
 
+def test_an_empty_value_means_the_default(monkeypatch):
+    for name in ("PHQ_EMPTY_STR", "PHQ_EMPTY_BOOL", "PHQ_EMPTY_INT", "PHQ_EMPTY_LIST"):
+        monkeypatch.setenv(name, "")
+    assert envstr("PHQ_EMPTY_STR", "fallback") == "fallback"
+    assert envbool("PHQ_EMPTY_BOOL", True) is True
+    assert envint("PHQ_EMPTY_INT", 7) == 7
+    assert envlist("PHQ_EMPTY_LIST", ["a"]) == ["a"]
+
+
 @pytest.mark.parametrize(
     ("reader", "value"),
     [(lambda: envbool("PHQ_BAD", False), "maybe"), (lambda: envint("PHQ_BAD", 1), "4x2")],
