@@ -9,8 +9,9 @@ urlpatterns = [
     path("", views.home, name="portal-home"),
     path("health", health.health, name="health"),
     path("accounts/", include("accounts.urls")),
-    path("basket/", include("workflows.basket_urls")),
-    path("workflows/", include("workflows.urls")),
+    # /basket/ and /workflows/, both in the "workflows" namespace
+    path("", include("workflows.portal_urls")),
+    path("notifications/", include("notifications.urls")),
     path("carparks/", include("carparks.urls")),
     path("billing/", include("billing.urls")),
     path("connect/", include("connect.urls")),

@@ -13,7 +13,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RoutePattern
 
-OUR_APPS = {"parkinghq", "accounts", "workflows", "carparks", "billing", "connect", "monitoring"}
+OUR_APPS = {"parkinghq", "accounts", "workflows", "carparks", "billing", "connect", "monitoring", "notifications"}
 # Pages every visitor may reach, or that are not portal pages at all.
 PUBLIC = re.compile(
     r"^/(accounts/(login|logout|password-reset|reset|locked)|health|api/|static/|media/|django-admin/|__"

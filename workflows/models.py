@@ -7,6 +7,7 @@ settles races. A process advances under a row lock on its Process row.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django.conf import settings
@@ -426,3 +427,28 @@ class SystemJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} for process #{self.process_id} ({self.state})"
+
+
+class Absence(models.Model):
+    """A person away for a period: tasks routed to them (delegated, reassigned) go to the substitute."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="absences")
+    substitute = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="substitutions")
+    starts_on = models.DateField()
+    ends_on = models.DateField()
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["starts_on", "id"]
+        indexes = [models.Index(fields=["user", "ends_on"], name="wf_absence_user_end")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(ends_on__gte=models.F("starts_on")), name="wf_absence_period"),
+            models.CheckConstraint(condition=~models.Q(user=models.F("substitute")), name="wf_absence_not_self"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} away {self.starts_on}–{self.ends_on}, substitute {self.substitute}"
+
+    def covers(self, day: date) -> bool:
+        return self.starts_on <= day <= self.ends_on

@@ -367,7 +367,7 @@ def task_claim(*, task: Task, user: Any) -> Task:
             raise _not_available(task, "claimed")
         run = Run(actor=user, now=now)
         run.event(task.process_id, Kind.TASK_CLAIMED, task.step_id, task=task)
-        run.signal(signals.task_assigned, Task, task=task, user=user)
+        run.signal(signals.task_assigned, Task, task=task, user=user, by=user)
         run.flush()
     task.__dict__["state"] = Task.State.CLAIMED
     task.assignee, task.claimed_at = user, now
@@ -408,7 +408,7 @@ def task_delegate(*, task: Task, user: Any, to_user: Any) -> Task:
             raise _not_available(task, "delegated")
         run = Run(actor=user, now=now)
         run.event(task.process_id, Kind.TASK_DELEGATED, task.step_id, task=task, data={"to_user": to_user.pk})
-        run.signal(signals.task_assigned, Task, task=task, user=to_user)
+        run.signal(signals.task_assigned, Task, task=task, user=to_user, by=user)
         run.flush()
     task.__dict__["state"] = Task.State.CLAIMED
     task.assignee, task.claimed_at = to_user, now

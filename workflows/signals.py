@@ -4,7 +4,8 @@ Every signal's sender is the model class (``Task`` or ``Process``) and carries t
 keyword argument:
 
 - ``task_created(sender=Task, task=task)`` — a new user task (not sent for escalated copies).
-- ``task_assigned(sender=Task, task=task, user=user)`` — claimed by or delegated to ``user``.
+- ``task_assigned(sender=Task, task=task, user=user, by=actor)`` — claimed by (``by`` is ``user``) or
+  delegated to ``user`` by ``by``.
 - ``task_escalated(sender=Task, task=new_task, previous=old_task, reason=str)`` — the new task
   carries the new role and ``escalation_level + 1``.
 - ``task_completed(sender=Task, task=task)``.

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "billing",
     "connect",
     "monitoring",
+    "notifications",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,65 @@
+"""Notifications for the engine's task signals (sent after commit): assignment, escalation, overdue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.dispatch import receiver
+from django.urls import reverse
+
+from notifications.models import Notification
+from notifications.services import notification_send
+from workflows.signals import task_assigned, task_escalated
+
+
+def _task_url(task: Any) -> str:
+    return reverse("workflows:task-detail", args=[task.pk])
+
+
+def _context(task: Any, **extra: Any) -> dict[str, Any]:
+    return {"task": task, "task_url": _task_url(task), **extra}
+
+
+@receiver(task_assigned, dispatch_uid="notifications.task_assigned")
+def on_task_assigned(sender: Any, task: Any, user: Any, by: Any = None, **kwargs: Any) -> None:
+    if by is not None and getattr(by, "pk", None) == user.pk:
+        return  # claimed it themself
+    who = (by.get_full_name() or by.username) if by is not None else "The workflow"
+    notification_send(
+        users=[user],
+        kind=Notification.Kind.ASSIGNMENT,
+        title=f"Assigned to you: {task.name}",
+        body=f"{who} handed you the task '{task.name}'.",
+        url=_task_url(task),
+        email_context=_context(task, by=by),
+    )
+
+
+@receiver(task_escalated, dispatch_uid="notifications.task_escalated")
+def on_task_escalated(sender: Any, task: Any, previous: Any, reason: str = "", **kwargs: Any) -> None:
+    """Everyone who may now work on the escalated task is told; when it escalated because it was
+    overdue, whoever held it is told too."""
+    from workflows.basket_selectors import colleagues_for, substitute_for
+
+    overdue = reason == "overdue"
+    targets = {user.pk: user for user in colleagues_for(task)}
+    # Someone away is represented by their substitute.
+    recipients = {sub.pk: sub for sub in (substitute_for(user) for user in targets.values())}
+    why = "it is overdue" if overdue else f"“{reason}”"
+    notification_send(
+        users=recipients.values(),
+        kind=Notification.Kind.ESCALATION,
+        title=f"Escalated to {task.role}: {task.name}",
+        body=f"'{task.name}' was escalated to {task.role} (level {task.escalation_level}): {why}.",
+        url=_task_url(task),
+        email_context=_context(task, previous=previous, reason=reason, overdue=overdue),
+    )
+    if overdue and previous is not None and previous.assignee_id:
+        notification_send(
+            users=[previous.assignee],
+            kind=Notification.Kind.OVERDUE,
+            title=f"Overdue: {task.name}",
+            body=f"'{task.name}' passed its due time and went to {task.role}.",
+            url=_task_url(task),
+            email_context=_context(task, previous=previous),
+        )

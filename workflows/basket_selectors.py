@@ -1,0 +1,302 @@
+"""Reads of the task basket: who sees which task, the tabs, their counts, search and summaries.
+
+Visibility follows :func:`workflows.services.can_work_on`: a task is visible to users who hold
+its role and, when it is scoped to a car park, responsibility for that car park (guardian
+permission ``carparks.responsible_carpark``); supervisors and workflow admins see every car park,
+administrators see everything. Every list here is a constant number of queries, however many
+tasks there are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, F, Q, QuerySet
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+
+from accounts.roles import (
+    ADMINISTRATOR,
+    RESPONSIBLE_PERMISSION,
+    SUPERVISOR,
+    WORKFLOW_ADMIN,
+    has_role,
+    responsible_carpark_ids,
+    user_roles,
+)
+from workflows.models import Absence, Task, WorkflowVersion
+from workflows.services import can_work_on
+
+TABS = ("queue", "mine", "team", "done")
+SORTS = {
+    "due": (F("due_at").asc(nulls_last=True), "id"),
+    "priority": ("-priority", F("due_at").asc(nulls_last=True), "id"),
+    "age": ("created_at", "id"),
+}
+# Roles whose members oversee every car park (as in ``can_work_on``).
+ALL_CARPARK_ROLES = (WORKFLOW_ADMIN, SUPERVISOR)
+
+
+def is_supervisor(user: Any) -> bool:
+    """Supervisors (and workflow admins, administrators) see the team, reassign and take over."""
+    return has_role(user, SUPERVISOR, WORKFLOW_ADMIN)
+
+
+def role_scope_q(user: Any) -> Q | None:
+    """Tasks whose role the user holds, in car parks the user answers for; ``None``: no task at all."""
+    roles = user_roles(user)
+    if not roles:
+        return None
+    if ADMINISTRATOR in roles:
+        return Q()
+    q = Q(role__in=sorted(roles))
+    if roles.intersection(ALL_CARPARK_ROLES):
+        return q
+    carparks = responsible_carpark_ids(user)
+    if carparks is None:
+        return q
+    return q & (Q(scope_carpark_id__isnull=True) | Q(scope_carpark_id__in=sorted(carparks)))
+
+
+def can_see_task(user: Any, task: Task) -> bool:
+    """The task page: whoever may work on it, whoever holds or completed it, and supervisors."""
+    return (
+        can_work_on(user, task)
+        or is_supervisor(user)
+        or (user.pk is not None and user.pk in (task.assignee_id, task.completed_by_id))
+    )
+
+
+@dataclass
+class BasketFilters:
+    workflow: str = ""
+    step: str = ""
+    carpark: int | None = None
+    overdue: bool = False
+    escalated: bool = False
+    priority: int | None = None
+    q: str = ""
+    sort: str = "due"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def basket_tasks(user: Any, *, tab: str, filters: BasketFilters | None = None) -> QuerySet[Task]:
+    """The rows of one basket tab, filtered and sorted (not yet paginated)."""
+    filters = filters or BasketFilters()
+    rows = Task.objects.select_related("process__definition", "assignee").defer(
+        "instructions", "inputs", "comment", "process__variables", "process__incident_error"
+    )
+    if tab == "done":
+        rows = rows.filter(state=Task.State.COMPLETED, completed_by=user).order_by("-completed_at", "-id")
+    elif tab == "mine":
+        rows = rows.filter(state=Task.State.CLAIMED, assignee=user)
+    elif tab == "team":
+        if not is_supervisor(user):
+            return Task.objects.none()
+        rows = rows.filter(state__in=Task.ACTIVE_STATES).exclude(assignee=user)
+    else:
+        scope = role_scope_q(user)
+        if scope is None:
+            return Task.objects.none()
+        rows = rows.filter(scope, state=Task.State.OPEN)
+    rows = apply_filters(rows, filters)
+    if tab != "done":
+        rows = rows.order_by(*SORTS.get(filters.sort, SORTS["due"]))
+    return rows
+
+
+def apply_filters(rows: QuerySet[Task], filters: BasketFilters) -> QuerySet[Task]:
+    if filters.workflow:
+        rows = rows.filter(process__definition__key=filters.workflow)
+    if filters.step:
+        rows = rows.filter(step_id=filters.step)
+    if filters.carpark is not None:
+        rows = rows.filter(scope_carpark_id=filters.carpark)
+    if filters.overdue:
+        rows = rows.filter(due_at__lt=timezone.now())
+    if filters.escalated:
+        rows = rows.filter(escalation_level__gt=0)
+    if filters.priority is not None:
+        rows = rows.filter(priority=filters.priority)
+    if filters.q.strip():
+        rows = rows.filter(search_q(filters.q))
+    return rows
+
+
+def search_q(text: str) -> Q:
+    """Tasks whose process is about a customer, contract, vehicle or case matching ``text``:
+    a customer's name (part) or email, a contract number, a plate (any spelling).
+
+    The process's business object is a generic relation, so each kind is matched by its content
+    type and an ``object_id IN (subquery)`` that PostgreSQL runs once: no per-row lookups.
+    """
+    from carparks.models import Case, Contract, Customer, Vehicle, normalise_plate
+
+    text = text.strip()[:100]
+    types = ContentType.objects.get_for_models(Contract, Customer, Vehicle, Case)  # cached after first use
+    plate = normalise_plate(text)
+    customers = Customer.objects.filter(Q(name__icontains=text) | Q(email__iexact=text)).values("pk")
+    vehicles = Vehicle.objects.filter(plate=plate).values("pk") if plate else Vehicle.objects.none().values("pk")
+    contract_match = Q(customer__in=customers) | Q(vehicles__in=vehicles)
+    number = text.upper().removeprefix("C-").removeprefix("#")
+    if number.isdigit() and len(number) < 18:
+        contract_match |= Q(pk=int(number))
+    contracts = Contract.objects.filter(contract_match).values("pk")
+    cases = Case.objects.filter(Q(customer__in=customers) | Q(contract__in=contracts)).values("pk")
+
+    def about(model: type, ids: QuerySet) -> Q:
+        return Q(process__content_type=types[model], process__object_id__in=ids)
+
+    return about(Contract, contracts) | about(Customer, customers) | about(Vehicle, vehicles) | about(Case, cases)
+
+
+def basket_counts(user: Any) -> dict[str, int]:
+    """Open tasks in the queue, my claimed tasks and (supervisors) the team's active tasks: one query."""
+    scope = role_scope_q(user)
+    supervisor = is_supervisor(user)
+    aggregates: dict[str, Any] = {"mine": Count("pk", filter=Q(state=Task.State.CLAIMED, assignee=user))}
+    relevant = Q(assignee=user)
+    if scope is not None:
+        aggregates["queue"] = Count("pk", filter=scope & Q(state=Task.State.OPEN))
+        relevant |= scope
+    if supervisor:
+        aggregates["team"] = Count("pk", filter=~Q(assignee=user) | Q(assignee__isnull=True))
+        relevant = Q()
+    counts = Task.objects.filter(relevant, state__in=Task.ACTIVE_STATES).aggregate(**aggregates)
+    return {"queue": counts.get("queue") or 0, "mine": counts["mine"] or 0, "team": counts.get("team") or 0}
+
+
+def filter_choices(user: Any) -> dict[str, list]:
+    """Choices for the filter form: workflows with their user steps (one query) and car parks (one)."""
+    from carparks.models import CarPark
+
+    workflows: list[tuple[str, str]] = []
+    steps: dict[str, str] = {}
+    for key, name, graph in (
+        WorkflowVersion.objects.filter(state=WorkflowVersion.State.PUBLISHED)
+        .order_by("definition__name")
+        .values_list("definition__key", "definition__name", "graph")
+    ):
+        workflows.append((key, name))
+        for step_id, step in (graph.get("steps") or {}).items():
+            if step.get("type") == "user":
+                steps.setdefault(step_id, step.get("name") or step_id)
+    carparks = CarPark.objects.order_by("name")
+    ids = None if has_role(user, *ALL_CARPARK_ROLES) else responsible_carpark_ids(user)
+    if ids is not None:
+        carparks = carparks.filter(pk__in=sorted(ids))
+    return {
+        "workflows": workflows,
+        "steps": sorted(steps.items(), key=lambda item: item[1].lower()),
+        "carparks": list(carparks.values_list("pk", "name")),
+    }
+
+
+def carpark_names(ids: set[int]) -> dict[int, str]:
+    from carparks.models import CarPark
+
+    ids = {i for i in ids if i is not None}
+    return dict(CarPark.objects.filter(pk__in=sorted(ids)).values_list("pk", "name")) if ids else {}
+
+
+def colleagues_for(task: Task, *, exclude: Any = None) -> QuerySet:
+    """Active users who may work on ``task`` (as ``can_work_on`` decides), in one query."""
+    from guardian.models import GroupObjectPermission, UserObjectPermission
+
+    from carparks.models import CarPark
+
+    users = get_user_model().objects.filter(is_active=True)
+    users = users.filter(Q(groups__name__in=[task.role, SUPERVISOR, ADMINISTRATOR]) | Q(is_superuser=True))
+    if task.scope_carpark_id is not None:
+        carpark_type = ContentType.objects.get_for_model(CarPark)
+        app_label, codename = RESPONSIBLE_PERMISSION.split(".")
+        permission = {
+            "permission__codename": codename,
+            "permission__content_type": carpark_type,
+            "content_type": carpark_type,
+            "object_pk": str(task.scope_carpark_id),
+        }
+        users = users.filter(
+            Q(pk__in=UserObjectPermission.objects.filter(**permission).values("user_id"))
+            | Q(groups__in=GroupObjectPermission.objects.filter(**permission).values("group_id"))
+            | Q(groups__name__in=[*ALL_CARPARK_ROLES, ADMINISTRATOR])
+            | Q(is_superuser=True)
+        )
+    if exclude is not None:
+        users = users.exclude(pk=exclude.pk)
+    return users.distinct().order_by("first_name", "last_name", "username")
+
+
+def active_absence(user: Any, day: date | None = None) -> Absence | None:
+    day = day or timezone.localdate()
+    return (
+        Absence.objects.select_related("substitute")
+        .filter(user=user, starts_on__lte=day, ends_on__gte=day)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def substitute_for(user: Any, day: date | None = None) -> Any:
+    """Whom work for ``user`` goes to today: their substitute while they are away (following a
+    substitute who is away too, never in a circle); the user when present."""
+    current, seen = user, {user.pk}
+    for _ in range(5):
+        absence = active_absence(current, day)
+        if absence is None or absence.substitute_id in seen:
+            break
+        current = absence.substitute
+        seen.add(current.pk)
+    return current
+
+
+def _link(obj: Any) -> str | None:
+    if hasattr(obj, "get_absolute_url"):
+        try:
+            return obj.get_absolute_url()
+        except NoReverseMatch:
+            return None
+    meta = obj._meta
+    try:
+        return reverse(f"{meta.app_label}:{meta.model_name}-detail", args=[obj.pk])
+    except NoReverseMatch:
+        return None
+
+
+def business_summary(obj: Any) -> list[dict[str, Any]]:
+    """What the task is about: the object and its customer, contract, car park (as applicable), with links."""
+    if obj is None:
+        return []
+    items: list[dict[str, Any]] = []
+    seen: set[tuple[str, int]] = set()
+
+    def add(label: str, thing: Any, detail: str = "") -> None:
+        if thing is None:
+            return
+        key = (thing._meta.label, thing.pk)
+        if key in seen:
+            return
+        seen.add(key)
+        items.append({"label": label, "text": str(thing), "detail": detail, "url": _link(thing)})
+
+    model = obj._meta.model_name
+    state = getattr(obj, "get_state_display", None)
+    add(obj._meta.verbose_name.capitalize(), obj, state() if callable(state) else "")
+    for attr, label in (("customer", "Customer"), ("contract", "Contract"), ("invoice", "Invoice"), ("case", "Case")):
+        related = getattr(obj, attr, None)
+        if related is not None and hasattr(related, "_meta"):
+            add(label, related)
+    carpark = getattr(obj, "carpark", None)
+    if carpark is None and model == "contract":
+        carpark = obj.product.carpark
+    if carpark is not None and hasattr(carpark, "_meta"):
+        add("Car park", carpark)
+    if model == "contract":
+        plates = ", ".join(v.plate for v in obj.vehicles.all())
+        if plates:
+            items.append({"label": "Vehicles", "text": plates, "detail": "", "url": None})
+    return items

@@ -1,0 +1,83 @@
+"""Writes of the task basket, on top of the engine's services (never around them).
+
+- :func:`task_save_draft` keeps what an employee has entered on the task (``Task.inputs``), so an
+  escalation ("Can't decide") hands every entered input on; ``task_complete`` merges the draft.
+- :func:`task_cant_decide` = save the draft + ``task_escalate`` in one transaction.
+- :func:`task_route` hands a task to a colleague (delegate, reassign) through absences: while the
+  colleague is away it goes to their substitute.
+- :func:`task_take_over`: a supervisor assigns a task to themself.
+- :func:`absence_create` / :func:`absence_delete`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from django.db import transaction
+
+from workflows.basket_selectors import is_supervisor, substitute_for
+from workflows.errors import TaskNotAvailable, TaskPermissionDenied, WorkflowError
+from workflows.models import Absence, Task
+from workflows.services import can_work_on, task_delegate, task_escalate
+
+
+def _check_may_edit(task: Task, user: Any) -> None:
+    if not can_work_on(user, task):
+        raise TaskPermissionDenied(f"You cannot work on '{task.name}'.")
+    if task.assignee_id not in (None, user.pk) and not is_supervisor(user):
+        raise TaskNotAvailable(f"Task '{task.name}' is claimed by someone else.")
+
+
+def task_save_draft(*, task: Task, user: Any, inputs: dict[str, Any]) -> Task:
+    """Keep the inputs entered so far on an active task (they need not be complete or valid yet)."""
+    _check_may_edit(task, user)
+    allowed = {spec["name"] for spec in task.input_fields}
+    draft = {**(task.inputs or {}), **{k: v for k, v in inputs.items() if k in allowed}}
+    with transaction.atomic():
+        if not Task.objects.filter(pk=task.pk, state__in=Task.ACTIVE_STATES).update(inputs=draft):
+            raise TaskNotAvailable(f"Task '{task.name}' is no longer open.")
+    task.inputs = draft
+    return task
+
+
+def task_cant_decide(*, task: Task, user: Any, reason: str, inputs: dict[str, Any] | None = None) -> Task:
+    """Escalate with a reason, keeping every input entered so far. Returns the escalated task."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise WorkflowError("Say why you cannot decide, so the next person knows where to look.")
+    with transaction.atomic():
+        if inputs:
+            task_save_draft(task=task, user=user, inputs=inputs)
+        return task_escalate(task=task, user=user, reason=reason)
+
+
+def task_route(*, task: Task, user: Any, to_user: Any) -> tuple[Task, Any]:
+    """Delegate (the assignee) or reassign (a supervisor) ``task`` to ``to_user``, or to their
+    substitute while ``to_user`` is away. Returns the task and who got it."""
+    target = substitute_for(to_user)
+    if target.pk != to_user.pk and not can_work_on(target, task):
+        target = to_user  # the substitute cannot take this kind of task: it stays with the colleague
+    return task_delegate(task=task, user=user, to_user=target), target
+
+
+def task_take_over(*, task: Task, user: Any) -> Task:
+    if not is_supervisor(user):
+        raise TaskPermissionDenied("Only a supervisor can take over a task.")
+    return task_delegate(task=task, user=user, to_user=user)
+
+
+def absence_create(*, user: Any, substitute: Any, starts_on: date, ends_on: date, note: str = "") -> Absence:
+    if substitute.pk == user.pk:
+        raise WorkflowError("Choose someone else as your substitute.")
+    if ends_on < starts_on:
+        raise WorkflowError("The absence must end on or after its first day.")
+    if not substitute.is_active:
+        raise WorkflowError(f"{substitute} cannot stand in: the account is inactive.")
+    return Absence.objects.create(user=user, substitute=substitute, starts_on=starts_on, ends_on=ends_on, note=note)
+
+
+def absence_delete(*, absence: Absence, user: Any) -> None:
+    if absence.user_id != user.pk and not is_supervisor(user):
+        raise TaskPermissionDenied("You can only cancel your own absences.")
+    absence.delete()

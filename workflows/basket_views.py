@@ -1,0 +1,354 @@
+"""The task basket's pages: the tabs with filters, the task page and its actions, absences.
+
+Views are thin: check login, role and the right on the task, call a service, redirect. Every
+action is a POST with CSRF; a user without the right gets 403.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.roles import role_required
+from workflows import basket_selectors as sel
+from workflows.basket_forms import AbsenceForm, BasketFilterForm, DelegateForm, EscalateForm, TaskInputsForm
+from workflows.basket_services import (
+    absence_create,
+    absence_delete,
+    task_cant_decide,
+    task_route,
+    task_save_draft,
+    task_take_over,
+)
+from workflows.errors import InvalidInputs, TaskPermissionDenied, WorkflowError
+from workflows.models import Absence, Task
+from workflows.services import can_work_on, process_history, task_claim, task_complete, task_release
+
+PAGE_SIZE = 25
+
+
+def _name(user: Any) -> str:
+    return user.get_full_name() or user.username
+
+
+# -- the basket ----------------------------------------------------------------------------------
+@role_required()
+@require_GET
+def basket(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    tab = request.GET.get("tab") or "queue"
+    supervisor = sel.is_supervisor(user)
+    if tab not in sel.TABS or (tab == "team" and not supervisor):
+        tab = "queue"
+    form = BasketFilterForm(request.GET, choices=sel.filter_choices(user))
+    filters = form.filters()
+    rows = sel.basket_tasks(user, tab=tab, filters=filters)
+    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    tasks = list(page.object_list)
+    names = sel.carpark_names({t.scope_carpark_id for t in tasks})
+    for task in tasks:
+        task.carpark_name = names.get(task.scope_carpark_id, "")
+    context = {
+        "tab": tab,
+        "form": form,
+        "page": page,
+        "tasks": tasks,
+        "supervisor": supervisor,
+        "counts": sel.basket_counts(user),
+        "query": _query_without(request, "page"),
+        "tab_query": _query_without(request, "page", "tab"),
+    }
+    target = request.htmx.target if request.htmx else None
+    if target == "basket-results":
+        return render(request, "workflows/basket/_results.html", context)
+    if target == "basket-body":
+        return render(request, "workflows/basket/_body.html", context)
+    return render(request, "workflows/basket/basket.html", context)
+
+
+def _query_without(request: HttpRequest, *names: str) -> str:
+    query = request.GET.copy()
+    for name in names:
+        query.pop(name, None)
+    return query.urlencode()
+
+
+@role_required()
+@require_GET
+def basket_count(request: HttpRequest) -> HttpResponse:
+    """The navigation badge (polled by htmx): open tasks in my queue plus my claimed ones."""
+    counts = sel.basket_counts(request.user)
+    return render(
+        request, "workflows/basket/_count.html", {"counts": counts, "total": counts["queue"] + counts["mine"]}
+    )
+
+
+# -- the task page -------------------------------------------------------------------------------
+def _task_for(request: HttpRequest, pk: int) -> Task:
+    task = get_object_or_404(
+        Task.objects.select_related("process__definition", "process__version", "assignee", "completed_by"), pk=pk
+    )
+    if not sel.can_see_task(request.user, task):
+        raise PermissionDenied
+    return task
+
+
+def _back(request: HttpRequest, task: Task) -> HttpResponseRedirect:
+    return redirect("workflows:task-detail", pk=task.pk)
+
+
+@role_required()
+@require_GET
+def task_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    task = _task_for(request, pk)
+    return _render_task(request, task)
+
+
+def _render_task(
+    request: HttpRequest,
+    task: Task,
+    *,
+    inputs_form: TaskInputsForm | None = None,
+    escalate_form: EscalateForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    user = request.user
+    may_work = can_work_on(user, task)
+    supervisor = sel.is_supervisor(user)
+    mine = task.assignee_id == user.pk
+    active = task.is_active
+    process = task.process
+    business = process.business_object if process.content_type_id else None
+    colleagues = sel.colleagues_for(task, exclude=user) if active and (may_work or supervisor) else None
+    context = {
+        "task": task,
+        "process": process,
+        "summary": sel.business_summary(business),
+        "carpark_name": sel.carpark_names({task.scope_carpark_id}).get(task.scope_carpark_id, ""),
+        "history": process_history(process),
+        "outcomes": task.outcome_names if active else [],
+        "inputs_form": inputs_form or TaskInputsForm(task=task),
+        "escalate_form": escalate_form or EscalateForm(),
+        "delegate_form": DelegateForm(colleagues=colleagues) if colleagues is not None else None,
+        "may_work": may_work and active and (task.assignee_id is None or mine),
+        "may_claim": may_work and task.state == Task.State.OPEN,
+        "may_release": task.state == Task.State.CLAIMED and (mine or supervisor),
+        "may_delegate": active and may_work and (mine or task.assignee_id is None),
+        "may_reassign": active and supervisor,
+        "may_take_over": active and supervisor and not mine,
+        "supervisor": supervisor,
+        "absence": sel.active_absence(task.assignee) if task.assignee_id and not mine else None,
+    }
+    return render(request, "workflows/basket/task.html", context, status=status)
+
+
+@role_required()
+@require_POST
+def task_claim_view(request: HttpRequest, pk: int) -> HttpResponse:
+    task = _task_for(request, pk)
+    try:
+        task_claim(task=task, user=request.user)
+    except TaskPermissionDenied as exc:
+        raise PermissionDenied(str(exc)) from exc
+    except WorkflowError as exc:
+        messages.error(request, str(exc))
+        return redirect(_next(request) or reverse("workflows:basket"))
+    messages.success(request, f"You claimed '{task.name}'.")
+    return _back(request, task)
+
+
+def _next(request: HttpRequest) -> str | None:
+    url = request.POST.get("next") or ""
+    if url and url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()}):
+        return url
+    return None
+
+
+@role_required()
+@require_POST
+def task_release_view(request: HttpRequest, pk: int) -> HttpResponse:
+    task = _task_for(request, pk)
+    if not (task.assignee_id == request.user.pk or sel.is_supervisor(request.user)):
+        raise PermissionDenied
+    try:
+        task_release(task=task, user=request.user)
+    except WorkflowError as exc:
+        messages.error(request, str(exc))
+        return _back(request, task)
+    messages.success(request, f"'{task.name}' is back in the queue.")
+    return redirect("workflows:basket")
+
+
+@role_required()
+@require_POST
+def task_complete_view(request: HttpRequest, pk: int) -> HttpResponse:
+    task = _task_for(request, pk)
+    user = request.user
+    if not can_work_on(user, task) or task.assignee_id not in (None, user.pk):
+        raise PermissionDenied
+    form = TaskInputsForm(request.POST, request.FILES, task=task)
+    if request.POST.get("action") == "save":
+        try:
+            task_save_draft(task=task, user=user, inputs=form.draft())
+        except TaskPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        except WorkflowError as exc:
+            messages.error(request, str(exc))
+            return _back(request, task)
+        messages.success(request, "Your entries are saved on the task.")
+        return _back(request, task)
+    outcome = request.POST.get("outcome", "")
+    if outcome not in task.outcome_names:
+        messages.error(request, "Choose one of the task's outcomes.")
+        return _render_task(request, task, inputs_form=form, status=400)
+    if not form.is_valid():
+        return _render_task(request, task, inputs_form=form, status=400)
+    try:
+        task_complete(task=task, user=user, outcome=outcome, inputs=form.inputs(), comment=form.cleaned_data["comment"])
+    except InvalidInputs as exc:
+        for name, error in exc.field_errors.items():
+            form.add_error(name if name in form.fields else None, error)
+        return _render_task(request, task, inputs_form=form, status=400)
+    except TaskPermissionDenied as exc:
+        raise PermissionDenied(str(exc)) from exc
+    except WorkflowError as exc:
+        messages.error(request, str(exc))
+        return _back(request, task)
+    messages.success(request, f"'{task.name}' completed: {outcome}.")
+    return redirect("workflows:basket")
+
+
+@role_required()
+@require_POST
+def task_escalate_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """ "Can't decide": keep what was entered, escalate with a reason."""
+    task = _task_for(request, pk)
+    user = request.user
+    if not can_work_on(user, task) or task.assignee_id not in (None, user.pk):
+        raise PermissionDenied
+    form = EscalateForm(request.POST)
+    inputs_form = TaskInputsForm(request.POST, request.FILES, task=task)
+    if not form.is_valid():
+        return _render_task(request, task, inputs_form=inputs_form, escalate_form=form, status=400)
+    try:
+        new = task_cant_decide(task=task, user=user, reason=form.cleaned_data["reason"], inputs=inputs_form.draft())
+    except TaskPermissionDenied as exc:
+        raise PermissionDenied(str(exc)) from exc
+    except WorkflowError as exc:
+        messages.error(request, str(exc))
+        return _back(request, task)
+    messages.success(request, f"'{task.name}' was escalated to {new.role} with everything you entered.")
+    return redirect("workflows:basket")
+
+
+def _route(request: HttpRequest, pk: int, *, reassign: bool) -> HttpResponse:
+    task = _task_for(request, pk)
+    user = request.user
+    if reassign:
+        if not sel.is_supervisor(user):
+            raise PermissionDenied
+    elif not can_work_on(user, task) or task.assignee_id not in (None, user.pk):
+        raise PermissionDenied
+    form = DelegateForm(request.POST, colleagues=sel.colleagues_for(task, exclude=user))
+    if not form.is_valid():
+        messages.error(request, "Choose a colleague who can work on this task.")
+        return _back(request, task)
+    colleague = form.cleaned_data["to_user"]
+    try:
+        _, target = task_route(task=task, user=user, to_user=colleague)
+    except WorkflowError as exc:
+        messages.error(request, str(exc))
+        return _back(request, task)
+    if target.pk != colleague.pk:
+        messages.success(
+            request, f"{_name(colleague)} is away; '{task.name}' went to their substitute {_name(target)}."
+        )
+    else:
+        messages.success(request, f"'{task.name}' is now with {_name(target)}.")
+    return redirect("workflows:basket") if not reassign else _back(request, task)
+
+
+@role_required()
+@require_POST
+def task_delegate_view(request: HttpRequest, pk: int) -> HttpResponse:
+    return _route(request, pk, reassign=False)
+
+
+@role_required()
+@require_POST
+def task_reassign_view(request: HttpRequest, pk: int) -> HttpResponse:
+    return _route(request, pk, reassign=True)
+
+
+@role_required()
+@require_POST
+def task_take_over_view(request: HttpRequest, pk: int) -> HttpResponse:
+    task = _task_for(request, pk)
+    if not sel.is_supervisor(request.user):
+        raise PermissionDenied
+    try:
+        task_take_over(task=task, user=request.user)
+    except WorkflowError as exc:
+        messages.error(request, str(exc))
+        return _back(request, task)
+    messages.success(request, f"You took over '{task.name}'.")
+    return _back(request, task)
+
+
+# -- absences ------------------------------------------------------------------------------------
+def _substitutes(user: Any) -> Any:
+    return (
+        get_user_model()
+        .objects.filter(is_active=True, groups__isnull=False)
+        .exclude(pk=user.pk)
+        .distinct()
+        .order_by("first_name", "last_name", "username")
+    )
+
+
+@role_required()
+def absence_list(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    form = AbsenceForm(request.POST or None, substitutes=_substitutes(user))
+    if request.method == "POST" and form.is_valid():
+        try:
+            absence = absence_create(user=user, **form.cleaned_data)
+        except WorkflowError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(
+                request,
+                f"While you are away ({absence.starts_on:%d.%m.%Y}–{absence.ends_on:%d.%m.%Y}) tasks routed to you "
+                f"go to {_name(absence.substitute)}.",
+            )
+            return redirect("workflows:absence-list")
+    absences = Absence.objects.select_related("substitute").filter(user=user).order_by("-starts_on")
+    standing_in = Absence.objects.select_related("user").filter(substitute=user).order_by("-starts_on")[:20]
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "workflows/basket/absences.html",
+        {"form": form, "absences": absences, "standing_in": standing_in},
+        status=status,
+    )
+
+
+@role_required()
+@require_POST
+def absence_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
+    absence = get_object_or_404(Absence, pk=pk)
+    try:
+        absence_delete(absence=absence, user=request.user)
+    except TaskPermissionDenied as exc:
+        raise PermissionDenied(str(exc)) from exc
+    messages.success(request, "The absence is cancelled.")
+    return redirect("workflows:absence-list")
