@@ -162,7 +162,7 @@ def dispatch_jobs(jobs: list[SystemJob]) -> None:
 def published_version(key: str) -> WorkflowVersion:
     version = (
         WorkflowVersion.objects.filter(definition__key=key, state=WorkflowVersion.State.PUBLISHED)
-        .only("id", "definition_id", "number")
+        .only("id", "definition_id", "number", "state")
         .order_by("-number")
         .first()
     )
@@ -510,6 +510,47 @@ def send_after(run: Run, signal: Signal, sender: type, **kwargs: Any) -> None:
 
 
 # -- system steps ------------------------------------------------------------------------------
+def _from_row(model: type, fields: list, values: list, db_connection: Any) -> Any:
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        if value is not None and hasattr(field, "from_db_value"):
+            value = field.from_db_value(value, None, db_connection)
+        converted.append(value)
+    return model.from_db(db_connection.alias, [f.attname for f in fields], converted)
+
+
+def take_job(job_id: int, now: datetime) -> SystemJob | None:
+    """Mark a queued, due job running (attempts + 1) and load it with its process.
+
+    One conditional UPDATE decides who runs the job; on PostgreSQL it also returns the job and
+    its process in the same statement.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        taken = SystemJob.objects.filter(pk=job_id, state=SystemJob.State.QUEUED, run_after__lte=now).update(
+            state=SystemJob.State.RUNNING, attempts=F("attempts") + 1, started_at=now
+        )
+        return SystemJob.objects.select_related("process").get(pk=job_id) if taken else None
+    job_fields = list(SystemJob._meta.concrete_fields)
+    process_fields = list(Process._meta.concrete_fields)
+    columns = ", ".join([f'j."{f.column}"' for f in job_fields] + [f'p."{f.column}"' for f in process_fields])
+    job_table, process_table = SystemJob._meta.db_table, Process._meta.db_table
+    sql = (
+        f'WITH j AS (UPDATE "{job_table}" SET "state" = %s, "attempts" = "attempts" + 1, "started_at" = %s '  # noqa: S608 (table names from model meta)
+        f'WHERE "id" = %s AND "state" = %s AND "run_after" <= %s RETURNING *) '
+        f'SELECT {columns} FROM j JOIN "{process_table}" p ON p."id" = j."process_id"'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [SystemJob.State.RUNNING, now, job_id, SystemJob.State.QUEUED, now])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    job = _from_row(SystemJob, job_fields, list(row[: len(job_fields)]), connection)
+    job.process = _from_row(Process, process_fields, list(row[len(job_fields) :]), connection)
+    return job
+
+
 def execute_job(job_id: int) -> str:
     """Run one queued system job: the code the Celery worker runs and the test helper calls.
 
@@ -519,12 +560,9 @@ def execute_job(job_id: int) -> str:
     from workflows.registry import PermanentError, SystemTaskContext, get_task
 
     now = timezone.now()
-    taken = SystemJob.objects.filter(pk=job_id, state=SystemJob.State.QUEUED, run_after__lte=now).update(
-        state=SystemJob.State.RUNNING, attempts=F("attempts") + 1, started_at=now
-    )
-    if not taken:
+    job = take_job(job_id, now)
+    if job is None:
         return "skipped"
-    job = SystemJob.objects.select_related("process").get(pk=job_id)
     process = job.process
     if process.state == Process.State.SUSPENDED:
         SystemJob.objects.filter(pk=job_id).update(state=SystemJob.State.QUEUED, attempts=F("attempts") - 1)

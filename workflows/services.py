@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -356,17 +356,39 @@ def _not_available(task: Task, action: str) -> TaskNotAvailable:
     return TaskNotAvailable(f"Task '{current.name}' cannot be {action}: it is already {state}{who}.")
 
 
+def _claim_with_event(task: Task, user: Any, now: Any) -> bool:
+    """open → claimed by one conditional UPDATE; the history row is written by the same statement
+    on PostgreSQL (a data-modifying CTE), so a claim costs one round trip."""
+    if connection.vendor != "postgresql":
+        if not Task.objects.filter(pk=task.pk, state=Task.State.OPEN).update(
+            state=Task.State.CLAIMED, assignee=user, claimed_at=now
+        ):
+            return False
+        ProcessEvent.objects.create(
+            process_id=task.process_id, kind=Kind.TASK_CLAIMED, step_id=task.step_id, task=task, actor=user, at=now
+        )
+        return True
+    sql = (
+        f'WITH claimed AS (UPDATE "{Task._meta.db_table}" SET "state" = %s, "assignee_id" = %s, "claimed_at" = %s '  # noqa: S608 (table names from model meta)
+        f'WHERE "id" = %s AND "state" = %s RETURNING "id", "process_id", "step_id") '
+        f'INSERT INTO "{ProcessEvent._meta.db_table}" '
+        f'("process_id", "kind", "step_id", "task_id", "actor_id", "at", "duration_ms", "data") '
+        f'SELECT "process_id", %s, "step_id", "id", %s, %s, NULL, \'{{}}\'::jsonb FROM claimed RETURNING "id"'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql, [Task.State.CLAIMED, user.pk, now, task.pk, Task.State.OPEN, Kind.TASK_CLAIMED, user.pk, now]
+        )
+        return cursor.fetchone() is not None
+
+
 def task_claim(*, task: Task, user: Any) -> Task:
     _check_can_work(user, task)
     now = timezone.now()
     with transaction.atomic():
-        updated = Task.objects.filter(pk=task.pk, state=Task.State.OPEN).update(
-            state=Task.State.CLAIMED, assignee=user, claimed_at=now
-        )
-        if not updated:
+        if not _claim_with_event(task, user, now):
             raise _not_available(task, "claimed")
         run = Run(actor=user, now=now)
-        run.event(task.process_id, Kind.TASK_CLAIMED, task.step_id, task=task)
         run.signal(signals.task_assigned, Task, task=task, user=user, by=user)
         run.flush()
     task.__dict__["state"] = Task.State.CLAIMED

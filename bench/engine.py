@@ -1,0 +1,253 @@
+"""Benchmark of the workflow engine on PostgreSQL (issue 3).
+
+N processes of the season-contract shape — start → user task "review application" (1 in 10
+rejected → end) → decision → system task "activate credential" → user task "confirm payment
+setup" → end — driven end to end with one transaction per user action exactly as the views do it
+(the view loads the task by id, then calls task_claim; again for task_complete), system steps
+executed by the very code the Celery worker runs (workflows.engine.execute_job, handed the job id
+the broker message would carry), full history on.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/phq_engine .venv/bin/python bench/engine.py \
+        [--processes 2000] [--workers 2] [--json FILE] [--record]
+
+It works in a throw-away database ``<name>_bench`` next to DATABASE_URL's (created, migrated and
+dropped). SQL statements are counted with ``connection.execute_wrapper`` in every worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SPEC = {
+    "key": "bench-season",
+    "name": "Bench season contract",
+    "variables": ["deposit", "contract_id"],
+    "steps": [
+        {"id": "start", "type": "start", "next": "review"},
+        {
+            "id": "review",
+            "type": "user",
+            "name": "Review application",
+            "role": "Back-office agent",
+            "due_in": "P2D",
+            "escalation": [{"after": "PT0S", "to": "Supervisor"}],
+            "inputs": [
+                {"name": "note", "type": "text"},
+                {"name": "deposit_ok", "type": "bool", "required": True},
+            ],
+            "outcomes": {"approve": "needs_deposit", "reject": "rejected"},
+        },
+        {
+            "id": "needs_deposit",
+            "type": "decision",
+            "branches": [{"when": "deposit > 0", "next": "activate_credential"}],
+            "default": "activate_credential",
+        },
+        {
+            "id": "activate_credential",
+            "type": "system",
+            "task": "bench.activate_credential",
+            "retry": {"max_attempts": 3, "backoff": "PT30S"},
+            "next": "confirm_payment",
+        },
+        {
+            "id": "confirm_payment",
+            "type": "user",
+            "name": "Confirm payment setup",
+            "role": "Back-office agent",
+            "outcomes": {"done": "approved"},
+        },
+        {"id": "approved", "type": "end", "result": "approved"},
+        {"id": "rejected", "type": "end", "result": "rejected"},
+    ],
+}
+
+
+def _bench_url(url: str) -> tuple[str, str, str]:
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/") or "postgres"
+    bench = f"{name}_bench"
+    return urlunparse(parsed._replace(path=f"/{bench}")), urlunparse(parsed._replace(path="/postgres")), bench
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parkinghq.settings.test")
+    import django
+
+    django.setup()
+    from workflows.registry import system_task
+
+    @system_task("bench.activate_credential", reads=["contract_id"], writes=["credential_id"])
+    def activate_credential(ctx):  # type: ignore[no-untyped-def]
+        return {"credential_id": f"C-{ctx.variables.get('contract_id')}"}
+
+
+def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[no-untyped-def]
+    _setup_django()
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    from workflows import engine, services, signals
+    from workflows.models import Task
+
+    user = get_user_model().objects.get(username="bench-agent")
+    services.can_work_on(user, Task(role="Back-office agent"))  # the request's role cache, as in a view
+
+    created: list[int] = []
+    dispatched: list[int] = []
+    signals.task_created.connect(lambda sender, task, **kw: created.append(task.pk), weak=False)
+    engine.dispatch_jobs = lambda jobs: dispatched.extend(job.pk for job in jobs)  # the broker
+
+    statements = 0
+
+    def counter(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        nonlocal statements
+        statements += 1
+        return execute(sql, params, many, context)
+
+    def user_task(outcome: str, inputs: dict | None = None) -> None:
+        task_id = created.pop()
+        task = Task.objects.get(pk=task_id)  # the claim view loads the task
+        services.task_claim(task=task, user=user)
+        task = Task.objects.get(pk=task_id)  # the complete view loads it again
+        services.task_complete(task=task, user=user, outcome=outcome, inputs=inputs)
+
+    tasks_done = 0
+    started = time.perf_counter()
+    with connection.execute_wrapper(counter):
+        for n in range(first, first + count):
+            services.process_start(definition_key="bench-season", variables={"deposit": n % 3 * 50, "contract_id": n})
+            if n % 10 == 0:
+                user_task("reject", {"deposit_ok": False})
+                tasks_done += 1
+                continue
+            user_task("approve", {"deposit_ok": True, "note": "ok"})
+            engine.execute_job(dispatched.pop())  # what run_system_step does in the worker
+            user_task("done")
+            tasks_done += 2
+    elapsed = time.perf_counter() - started
+    connection.close()
+    queue.put({"worker": index, "processes": count, "tasks": tasks_done, "statements": statements, "seconds": elapsed})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processes", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2, help="OS processes driving processes in parallel")
+    parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--record", action="store_true", help="write the figures into docs/benchmarks.md")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    args = parser.parse_args()
+
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parkinghq")
+    if not url.startswith(("postgres://", "postgresql://")):
+        print("bench/engine.py needs DATABASE_URL to point at PostgreSQL", file=sys.stderr)
+        return 2
+    bench_url, admin_url, bench_name = _bench_url(url)
+    import psycopg
+
+    with psycopg.connect(admin_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{bench_name}"')
+        conn.execute(f'CREATE DATABASE "{bench_name}"')
+    os.environ["DATABASE_URL"] = bench_url
+    try:
+        _setup_django()
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Group
+        from django.core.management import call_command
+        from django.db import connection, connections
+
+        call_command("migrate", verbosity=0)
+        from workflows.models import Process, ProcessEvent, SystemJob, Task, Timer
+        from workflows.services import definition_install
+
+        definition_install(spec=SPEC)
+        agent = get_user_model().objects.create_user("bench-agent", first_name="Bench")
+        agent.groups.add(Group.objects.get_or_create(name="Back-office agent")[0])
+        connections.close_all()
+
+        workers = max(1, args.workers)
+        share = [args.processes // workers + (1 if i < args.processes % workers else 0) for i in range(workers)]
+        queue = multiprocessing.get_context("fork").Queue()
+        procs, first = [], 0
+        wall = time.perf_counter()
+        for i, count in enumerate(share):
+            proc = multiprocessing.get_context("fork").Process(target=_worker, args=(i, count, first, queue))
+            proc.start()
+            procs.append(proc)
+            first += count
+        results = [queue.get() for _ in procs]
+        for proc in procs:
+            proc.join()
+        wall = time.perf_counter() - wall
+
+        completed = Process.objects.filter(state="completed").count()
+        rows = sum(m.objects.count() for m in (Process, Task, ProcessEvent, SystemJob, Timer))
+        events = ProcessEvent.objects.count()
+        connection.close()
+    finally:
+        if not args.keep:
+            from django.db import connections
+
+            connections.close_all()
+            with psycopg.connect(admin_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{bench_name}" WITH (FORCE)')
+
+    total_tasks = sum(r["tasks"] for r in results)
+    total_sql = sum(r["statements"] for r in results)
+    figures = {
+        "processes": args.processes,
+        "workers": workers,
+        "completed": completed,
+        "seconds": round(wall, 2),
+        "processes_per_s": round(args.processes / wall, 1),
+        "tasks_per_s": round(total_tasks / wall, 1),
+        "sql_per_process": round(total_sql / args.processes, 2),
+        "rows_per_process": round(rows / args.processes, 2),
+        "events_per_process": round(events / args.processes, 2),
+    }
+    print(json.dumps(figures, indent=2))
+    if completed != args.processes:
+        print(f"only {completed} of {args.processes} processes completed", file=sys.stderr)
+        return 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    if args.record:
+        from bench._record import record
+
+        ok_rate = "met" if figures["processes_per_s"] >= 150 else "**missed**"
+        ok_sql = "met" if figures["sql_per_process"] <= 25 else "**missed**"
+        record(
+            "engine",
+            f"""
+`bench/engine.py --processes {args.processes} --workers {workers}` on PostgreSQL (local, 2 cores shared by
+the bench's {workers} driver processes and the server). Shape: start → review (user; 1 in 10 rejected → end) →
+decision → activate credential (system, run by `workflows.engine.execute_job` as the worker does) →
+confirm payment setup (user) → end. Every user action is its own transaction after the view's task load;
+full history (events) on.
+
+| figure | value | target |
+| --- | --- | --- |
+| processes/s | {figures["processes_per_s"]} | ≥ 150 ({ok_rate}) |
+| tasks/s | {figures["tasks_per_s"]} | |
+| SQL statements per process (views' task loads and history included) | {figures["sql_per_process"]} | ≤ 25 ({ok_sql}) |
+| rows stored per process (process, tasks, events, jobs, timers) | {figures["rows_per_process"]} | |
+| history events per process | {figures["events_per_process"]} | |
+| wall time for {args.processes} processes | {figures["seconds"]} s | |
+""",
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
