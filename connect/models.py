@@ -1,1 +1,198 @@
-"""Models of the connect app."""
+"""Connections to car-park management systems (CPMS), per-car-park links and sync history."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from carparks.models import CarPark
+
+from . import crypto
+from .adapters import ADAPTERS, CpmsAdapter, CpmsRejected
+
+ENV_REFERENCE = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+class CpmsConnection(models.Model):
+    class Kind(models.TextChoices):
+        APDS = "apds", "APDS 4 (HTTP + JSON, push and pull)"
+        DATEX2 = "datex2", "DATEX II v2 XML (pull)"
+        PARKAPI = "parkapi", "ParkAPI JSON (pull)"
+
+    class Status(models.TextChoices):
+        UNKNOWN = "unknown", "Not checked yet"
+        OK = "ok", "Working"
+        FAILING = "failing", "Failing"
+
+    name = models.CharField(max_length=200)
+    code = models.SlugField(
+        max_length=30,
+        unique=True,
+        help_text="Short code; car parks imported from this CPMS get codes starting with it.",
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.APDS)
+    base_url = models.URLField(max_length=500, help_text="Where the CPMS answers, for example https://cpms.example/v4.")
+    secret_encrypted = models.TextField(blank=True, editable=False)
+    secret_reference = models.CharField(
+        max_length=100, blank=True, help_text="Instead of storing the secret: env:VARIABLE_NAME read at run time."
+    )
+    options = models.JSONField(default=dict, blank=True, help_text="Adapter options, for example paths of feeds.")
+    timeout_seconds = models.FloatField(default=10.0, help_text="How long to wait for an answer, in seconds.")
+    is_active = models.BooleanField(default=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNKNOWN)
+    status_message = models.CharField(max_length=500, blank=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.secret_reference and not ENV_REFERENCE.match(self.secret_reference):
+            raise ValidationError({"secret_reference": "Write the reference as env:VARIABLE_NAME."})
+
+    # --- secrets ----------------------------------------------------------------------------
+    def set_secret(self, value: str) -> None:
+        """Store a secret: ``env:VAR`` is kept as a reference, anything else is encrypted."""
+        value = (value or "").strip()
+        if ENV_REFERENCE.match(value):
+            self.secret_reference, self.secret_encrypted = value, ""
+        elif value:
+            self.secret_reference, self.secret_encrypted = "", crypto.encrypt(value)
+        else:
+            self.secret_reference, self.secret_encrypted = "", ""
+
+    def get_secret(self) -> str:
+        if self.secret_reference:
+            match = ENV_REFERENCE.match(self.secret_reference)
+            if not match:
+                raise CpmsRejected(f"secret reference {self.secret_reference!r} is not env:VARIABLE_NAME")
+            value = os.environ.get(match.group(1))
+            if value is None:
+                raise CpmsRejected(f"environment variable {match.group(1)} named by the secret reference is not set")
+            return value
+        if self.secret_encrypted:
+            try:
+                return crypto.decrypt(self.secret_encrypted)
+            except crypto.SecretUnreadable as exc:
+                raise CpmsRejected(str(exc)) from None
+        return ""
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret_reference or self.secret_encrypted)
+
+    @property
+    def masked_secret(self) -> str:
+        """What pages show: the reference itself (it is not the secret) or a masked value."""
+        if self.secret_reference:
+            return self.secret_reference
+        if self.secret_encrypted:
+            try:
+                return crypto.mask(crypto.decrypt(self.secret_encrypted))
+            except crypto.SecretUnreadable:
+                return "unreadable — enter it again"
+        return ""
+
+    # --- the adapter ------------------------------------------------------------------------
+    @property
+    def adapter_class(self) -> type[CpmsAdapter]:
+        return ADAPTERS[self.kind]
+
+    def adapter(self) -> CpmsAdapter:
+        return self.adapter_class(
+            base_url=self.base_url,
+            secret=self.get_secret(),
+            timeout=float(self.timeout_seconds),
+            options=self.options or {},
+        )
+
+    @property
+    def supports_push(self) -> bool:
+        return self.adapter_class.supports_push
+
+    def last_run(self, kind: str) -> SyncRun | None:
+        return self.runs.filter(kind=kind).order_by("-started_at").first()
+
+
+class CarParkLink(models.Model):
+    """Which CPMS a car park lives in, under which id, and what the CPMS last said about it."""
+
+    connection = models.ForeignKey(CpmsConnection, on_delete=models.PROTECT, related_name="links")
+    carpark = models.OneToOneField(CarPark, on_delete=models.CASCADE, related_name="cpms_link")
+    external_id = models.CharField(
+        max_length=100, help_text="The car park's id in the CPMS (copied to cpms_reference)."
+    )
+    cpms_status = models.CharField(max_length=30, blank=True, help_text="Last state the CPMS reported.")
+    occupancy_observed_at = models.DateTimeField(null=True, blank=True)
+    tariffs = models.JSONField(default=list, blank=True)
+    last_static_sync_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["carpark__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "external_id"], name="connect_link_unique_external_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.carpark} ↔ {self.connection} ({self.external_id})"
+
+
+class SyncRun(models.Model):
+    class Kind(models.TextChoices):
+        STATIC = "static", "Car-park data"
+        OCCUPANCY = "occupancy", "Occupancy"
+        PUSH = "push", "Credential push"
+        REVOKE = "revoke", "Credential revocation"
+        RECONCILE = "reconcile", "Reconciliation"
+        TEST = "test", "Connection test"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        RETRYING = "retrying", "Failed, will retry"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    connection = models.ForeignKey(CpmsConnection, on_delete=models.CASCADE, related_name="runs")
+    carpark = models.ForeignKey(CarPark, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    key = models.CharField(
+        max_length=200, blank=True, db_index=True, help_text="Celery task id or idempotency key: one run per job."
+    )
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="Readable error messages, newest last.")
+    details = models.JSONField(default=dict, blank=True)
+    incident = models.BooleanField(default=False, db_index=True)
+    triggered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        indexes = [models.Index(fields=["connection", "kind", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.connection} at {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def duration(self) -> timedelta | None:
+        return self.finished_at - self.started_at if self.finished_at else None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)

@@ -10,6 +10,7 @@ NAVIGATION = [
     ("Car parks", "carparks:carpark-list", "p-square"),
     ("Customers & contracts", "carparks:customer-list", "people"),
     ("Billing", "billing:invoice-list", "receipt"),
+    ("CPMS", "connect:connection-list", "plug"),
     ("Monitoring", "monitoring:dashboard", "graph-up"),
     ("Administration", "accounts:user-list", "gear"),
 ]

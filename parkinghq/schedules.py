@@ -31,6 +31,19 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "billing.tasks.accounting_export_nightly",
         "schedule": crontab(minute=30, hour=2),
     },
+    # Connect: car-park data nightly, occupancy every five minutes, whitelist reconciliation nightly.
+    "connect-sync-static-nightly": {
+        "task": "connect.tasks.sync_static_all",
+        "schedule": crontab(hour=2, minute=15),
+    },
+    "connect-sync-occupancy": {
+        "task": "connect.tasks.sync_occupancy_all",
+        "schedule": crontab(minute="*/5"),
+    },
+    "connect-reconcile-nightly": {
+        "task": "connect.tasks.reconcile_all",
+        "schedule": crontab(hour=3, minute=30),
+    },
 }
 
 # Keep a reference so linters do not flag the import; apps add crontab entries here.

@@ -1,0 +1,578 @@
+"""Connect's writes: syncing car parks and occupancy, pushing credentials, reconciling whitelists.
+
+Every operation is recorded as a :class:`SyncRun`. The CPMS is asked first and its answer is
+parsed and validated completely (the adapters raise on anything they cannot read); only then
+are the changes written, in one transaction. A timeout, a 5xx or a malformed body therefore
+leaves stored data exactly as it was: the run records the error and the caller retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.text import slugify
+
+from carparks.models import CarPark, Contract, Credential
+
+from .adapters import (
+    CarParkRecord,
+    CpmsError,
+    CpmsNotSupported,
+    CpmsRejected,
+    CredentialEntry,
+    HealthResult,
+    OccupancyRecord,
+    TariffRecord,
+)
+from .models import CarParkLink, CpmsConnection, SyncRun
+from .signals import sync_incident
+
+logger = logging.getLogger(__name__)
+
+REVIEW_DEFINITION = "cpms-reconciliation-review"
+STATIC_FIELDS = (
+    "name",
+    "capacity",
+    "street",
+    "postcode",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "time_zone",
+    "operator",
+    "opening_hours",
+)
+# Fields a feed may leave empty without blanking what we already know.
+OPTIONAL_FIELDS = set(STATIC_FIELDS) - {"name", "capacity"}
+
+
+class CarParkNotLinked(CpmsRejected):
+    """The car park has no CPMS connection, so there is nowhere to push to."""
+
+
+# --- run bookkeeping --------------------------------------------------------------------------
+def sync_run_begin(
+    *, connection: CpmsConnection, kind: str, key: str = "", carpark: CarPark | None = None, user: Any = None
+) -> SyncRun:
+    """Start (or, for a retried job with the same key, resume) a run and count the attempt."""
+    now = timezone.now()
+    run = None
+    if key:
+        run = SyncRun.objects.filter(connection=connection, kind=kind, key=key).first()
+    if run is None:
+        run = SyncRun(connection=connection, kind=kind, key=key, carpark=carpark, started_at=now, triggered_by=user)
+    elif run.status == SyncRun.Status.SUCCEEDED:
+        return run
+    run.status = SyncRun.Status.RUNNING
+    run.attempts += 1
+    run.finished_at = None
+    run.save()
+    return run
+
+
+def sync_run_failed(*, run: SyncRun, error: Exception | str, final: bool) -> SyncRun:
+    """Record a failed attempt; the last one (or one not worth retrying) becomes an incident."""
+    message = str(error) or error.__class__.__name__
+    retryable = getattr(error, "retryable", False)
+    final = final or not retryable
+    run.errors = [*run.errors, f"Attempt {run.attempts}: {message}"][-50:]
+    run.status = SyncRun.Status.FAILED if final else SyncRun.Status.RETRYING
+    run.incident = final
+    if final:
+        run.finished_at = timezone.now()
+    run.save(update_fields=["errors", "status", "incident", "finished_at"])
+    _connection_status(run.connection, ok=False, message=message)
+    if final:
+        logger.error("CPMS %s of %s failed for good: %s", run.kind, run.connection, message)
+        transaction.on_commit(lambda: sync_incident.send(sender=SyncRun, run=run))
+    return run
+
+
+def _run_succeeded(run: SyncRun, *, created=0, updated=0, unchanged=0, failed=0, errors=(), details=None) -> SyncRun:
+    run.created, run.updated, run.unchanged, run.failed = created, updated, unchanged, failed
+    if errors:
+        run.errors = [*run.errors, *errors][-200:]
+    if details is not None:
+        run.details = details
+    run.status = SyncRun.Status.SUCCEEDED
+    run.incident = False
+    run.finished_at = timezone.now()
+    run.save()
+    _connection_status(run.connection, ok=True, message=f"{run.get_kind_display()} succeeded")
+    return run
+
+
+def _connection_status(connection: CpmsConnection, *, ok: bool, message: str) -> None:
+    CpmsConnection.objects.filter(pk=connection.pk).update(
+        status=CpmsConnection.Status.OK if ok else CpmsConnection.Status.FAILING,
+        status_message=message[:500],
+        last_checked_at=timezone.now(),
+    )
+
+
+def _ask(run: SyncRun, final: bool, question: Any) -> Any:
+    """Call the CPMS; on failure record the attempt and re-raise for the caller's retry policy."""
+    try:
+        return question()
+    except CpmsError as exc:
+        sync_run_failed(run=run, error=exc, final=final)
+        raise
+
+
+# --- connection settings -----------------------------------------------------------------------
+@transaction.atomic
+def connection_save(
+    *, connection: CpmsConnection, secret: str = "", clear_secret: bool = False, user: Any = None
+) -> CpmsConnection:
+    """Save a connection's settings; a new secret replaces the stored one, an empty one keeps it."""
+    if clear_secret:
+        connection.set_secret("")
+    elif secret:
+        connection.set_secret(secret)
+    connection.full_clean()
+    connection.save()
+    logger.info("CPMS connection %s saved by %s", connection.code, getattr(user, "username", "system"))
+    return connection
+
+
+# --- connection test ---------------------------------------------------------------------------
+def connection_test(*, connection: CpmsConnection, user: Any = None) -> tuple[SyncRun, HealthResult]:
+    """Ask the CPMS whether it answers, record the result and update the connection's status."""
+    run = sync_run_begin(connection=connection, kind=SyncRun.Kind.TEST, user=user)
+    try:
+        result = connection.adapter().health_check()
+    except CpmsError as exc:
+        result = HealthResult(ok=False, message=str(exc))
+    details = {"ok": result.ok, "message": result.message, "latency_ms": result.latency_ms, **result.details}
+    if result.ok:
+        _run_succeeded(run, details=details)
+    else:
+        # A failed test is an answer for the person who asked, not an incident.
+        run.details = details
+        run.errors = [*run.errors, result.message]
+        run.status = SyncRun.Status.FAILED
+        run.finished_at = timezone.now()
+        run.save(update_fields=["details", "errors", "status", "finished_at"])
+        _connection_status(connection, ok=False, message=result.message)
+    return run, result
+
+
+# --- static data -------------------------------------------------------------------------------
+def sync_static(*, connection: CpmsConnection, key: str = "", user: Any = None, final: bool = True) -> SyncRun:
+    """Import the CPMS's car parks: create the new ones, update the changed ones, idempotently."""
+    run = sync_run_begin(connection=connection, kind=SyncRun.Kind.STATIC, key=key, user=user)
+    if run.status == SyncRun.Status.SUCCEEDED:
+        return run
+    adapter = _ask(run, final, connection.adapter)
+    records: list[CarParkRecord] = _ask(run, final, adapter.pull_carparks)
+    tariffs: list[TariffRecord] = _ask(run, final, adapter.pull_tariffs) if adapter.supports_tariffs else []
+    with transaction.atomic():
+        counts = _apply_static(connection, records, tariffs)
+        return _run_succeeded(run, **counts)
+
+
+def _record_values(record: CarParkRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in STATIC_FIELDS}
+
+
+def _apply_static(
+    connection: CpmsConnection, records: list[CarParkRecord], tariffs: list[TariffRecord]
+) -> dict[str, Any]:
+    now = timezone.now()
+    links = {link.external_id: link for link in connection.links.select_related("carpark")}
+    tariffs_by_place: dict[str, list[dict[str, Any]]] = {}
+    for tariff in tariffs:
+        for place_id in tariff.place_ids:
+            tariffs_by_place.setdefault(place_id, []).append(
+                {
+                    "id": tariff.external_id,
+                    "name": tariff.name,
+                    "currency": tariff.currency,
+                    "lines": list(tariff.lines),
+                }
+            )
+    # Car parks that already carry the CPMS id (entered by hand or by the demo) are adopted, not duplicated.
+    unlinked = {
+        carpark.cpms_reference: carpark
+        for carpark in CarPark.objects.filter(
+            cpms_reference__in=[r.external_id for r in records if r.external_id not in links], cpms_link__isnull=True
+        )
+    }
+    taken_codes = set(CarPark.objects.filter(code__startswith=slugify(connection.code)).values_list("code", flat=True))
+    created, updated, unchanged = 0, 0, 0
+    new_carparks: list[tuple[CarPark, CarParkRecord]] = []
+    changed_carparks: list[CarPark] = []
+    changed_fields: set[str] = set()
+    changed_links: list[CarParkLink] = []
+    new_links: list[CarParkLink] = []
+    for record in records:
+        values = _record_values(record)
+        link = links.get(record.external_id)
+        carpark = link.carpark if link else unlinked.get(record.external_id)
+        place_tariffs = tariffs_by_place.get(record.external_id, [])
+        if carpark is None:
+            carpark = CarPark(
+                code=_new_code(connection, record.external_id, taken_codes),
+                cpms_reference=record.external_id,
+                **{k: v for k, v in values.items() if v not in ("", None)},
+            )
+            if not carpark.country:
+                carpark.country = "DE"
+            new_carparks.append((carpark, record))
+            created += 1
+            continue
+        diff = {
+            name: value
+            for name, value in values.items()
+            if not (name in OPTIONAL_FIELDS and value in ("", None)) and getattr(carpark, name) != value
+        }
+        if carpark.cpms_reference != record.external_id:
+            diff["cpms_reference"] = record.external_id
+        if diff:
+            for name, value in diff.items():
+                setattr(carpark, name, value)
+            carpark.updated_at = now
+            changed_fields.update(diff)
+            changed_carparks.append(carpark)
+        if link is None:
+            new_links.append(
+                CarParkLink(
+                    connection=connection,
+                    carpark=carpark,
+                    external_id=record.external_id,
+                    tariffs=place_tariffs,
+                    last_static_sync_at=now,
+                )
+            )
+        else:
+            link_changed = link.tariffs != place_tariffs
+            link.tariffs = place_tariffs
+            link.last_static_sync_at = now
+            changed_links.append(link)
+            diff = diff or ({"tariffs": True} if link_changed else {})
+        if diff or link is None:
+            updated += 1
+        else:
+            unchanged += 1
+    if new_carparks:
+        CarPark.objects.bulk_create([carpark for carpark, _ in new_carparks], batch_size=500)
+        new_links.extend(
+            CarParkLink(
+                connection=connection,
+                carpark=carpark,
+                external_id=record.external_id,
+                tariffs=tariffs_by_place.get(record.external_id, []),
+                last_static_sync_at=now,
+            )
+            for carpark, record in new_carparks
+        )
+    if changed_carparks:
+        CarPark.objects.bulk_update(changed_carparks, sorted(changed_fields | {"updated_at"}), batch_size=500)
+    if changed_links:
+        CarParkLink.objects.bulk_update(changed_links, ["tariffs", "last_static_sync_at"], batch_size=500)
+    if new_links:
+        CarParkLink.objects.bulk_create(new_links, batch_size=500)
+    seen = {record.external_id for record in records}
+    gone = sorted(external_id for external_id in links if external_id not in seen)
+    details: dict[str, Any] = {"records": len(records), "tariffs": len(tariffs)}
+    errors = []
+    if gone:
+        details["missing_from_feed"] = gone[:200]
+        errors.append(f"{len(gone)} linked car park(s) are no longer in the feed: {', '.join(gone[:10])}")
+    return {"created": created, "updated": updated, "unchanged": unchanged, "details": details, "errors": errors}
+
+
+def _new_code(connection: CpmsConnection, external_id: str, taken: set[str]) -> str:
+    base = slugify(f"{connection.code}-{external_id}")[:46] or slugify(connection.code)
+    code, number = base, 1
+    while code in taken:
+        number += 1
+        code = f"{base}-{number}"
+    taken.add(code)
+    return code
+
+
+# --- occupancy ---------------------------------------------------------------------------------
+def sync_occupancy(*, connection: CpmsConnection, key: str = "", user: Any = None, final: bool = True) -> SyncRun:
+    """Copy how full each linked car park is; places we do not know are reported, not created."""
+    run = sync_run_begin(connection=connection, kind=SyncRun.Kind.OCCUPANCY, key=key, user=user)
+    if run.status == SyncRun.Status.SUCCEEDED:
+        return run
+    adapter = _ask(run, final, connection.adapter)
+    records: list[OccupancyRecord] = _ask(run, final, adapter.pull_occupancy)
+    with transaction.atomic():
+        counts = _apply_occupancy(connection, records)
+        return _run_succeeded(run, **counts)
+
+
+def _apply_occupancy(connection: CpmsConnection, records: list[OccupancyRecord]) -> dict[str, Any]:
+    now = timezone.now()
+    links = {link.external_id: link for link in connection.links.select_related("carpark")}
+    carparks, changed_links = [], []
+    updated = unchanged = failed = 0
+    errors = []
+    for record in records:
+        link = links.get(record.external_id)
+        if link is None:
+            failed += 1
+            if len(errors) < 20:
+                errors.append(f"Place {record.external_id} is not linked to a car park; run the car-park import first.")
+            continue
+        carpark = link.carpark
+        occupied = _occupied(record, carpark)
+        if occupied is None:
+            unchanged += 1
+            continue
+        observed = record.observed_at or now
+        if carpark.occupancy == occupied and link.cpms_status == record.status:
+            unchanged += 1
+        else:
+            updated += 1
+        carpark.occupancy, carpark.occupancy_updated_at = occupied, now
+        link.cpms_status, link.occupancy_observed_at = record.status, observed
+        carparks.append(carpark)
+        changed_links.append(link)
+    CarPark.objects.bulk_update(carparks, ["occupancy", "occupancy_updated_at"], batch_size=1000)
+    CarParkLink.objects.bulk_update(changed_links, ["cpms_status", "occupancy_observed_at"], batch_size=1000)
+    if failed > len(errors):
+        errors.append(f"… and {failed - len(errors)} more unknown place(s).")
+    return {
+        "updated": updated,
+        "unchanged": unchanged,
+        "failed": failed,
+        "errors": errors,
+        "details": {"records": len(records)},
+    }
+
+
+def _occupied(record: OccupancyRecord, carpark: CarPark) -> int | None:
+    if record.occupied is not None:
+        return max(record.occupied, 0)
+    capacity = record.capacity if record.capacity is not None else carpark.capacity
+    if record.vacant is not None and capacity:
+        return max(capacity - record.vacant, 0)
+    return None
+
+
+# --- credentials -------------------------------------------------------------------------------
+def right_id_for(credential: Credential) -> str:
+    """The assigned right's id in the CPMS: stable, so a re-push updates instead of duplicating."""
+    return f"phq-credential-{credential.pk}"
+
+
+def credential_entry(credential: Credential, link: CarParkLink) -> CredentialEntry:
+    return CredentialEntry(
+        right_id=right_id_for(credential),
+        place_id=link.external_id,
+        kind=credential.kind,
+        identifier=credential.identifier,
+        valid_from=credential.valid_from,
+        valid_until=credential.valid_until,
+    )
+
+
+def whitelisted_credentials(*, carparks: Iterable[CarPark] | None = None) -> Any:
+    """Credentials that should open the barrier today: active rows of active contracts, still valid."""
+    today = timezone.localdate()
+    queryset = Credential.objects.filter(is_active=True, contract__state=Contract.State.ACTIVE, valid_from__lte=today)
+    queryset = queryset.filter(Q(valid_until__isnull=True) | Q(valid_until__gte=today))
+    if carparks is not None:
+        queryset = queryset.filter(carpark__in=list(carparks))
+    return queryset
+
+
+def _link_for(carpark: CarPark) -> CarParkLink:
+    try:
+        return CarParkLink.objects.select_related("connection").get(carpark=carpark)
+    except CarParkLink.DoesNotExist:
+        raise CarParkNotLinked(f"car park {carpark} is not connected to a CPMS") from None
+
+
+def credentials_push(*, contract: Contract, key: str = "", user: Any = None, final: bool = True) -> SyncRun:
+    """Make the CPMS whitelist match this contract: push its valid credentials, revoke the rest.
+
+    Idempotent: every credential is an assigned right with a stable id written with PUT, so
+    pushing twice leaves one entry, and revoking an absent right counts as done.
+    """
+    carpark = contract.carpark
+    link = _link_for(carpark)
+    run = sync_run_begin(connection=link.connection, kind=SyncRun.Kind.PUSH, key=key, carpark=carpark, user=user)
+    if run.status == SyncRun.Status.SUCCEEDED:
+        return run
+    credentials = list(contract.credentials.filter(carpark=carpark).order_by("pk"))
+    valid_ids = set(whitelisted_credentials(carparks=[carpark]).filter(contract=contract).values_list("pk", flat=True))
+    adapter = _ask(run, final, link.connection.adapter)
+    if not adapter.supports_push:
+        sync_run_failed(run=run, error=CpmsNotSupported(f"{adapter.label} cannot receive credentials"), final=True)
+        raise CpmsNotSupported(f"{adapter.label} cannot receive credentials")
+    outcomes: list[tuple[Credential, str]] = []
+
+    def push_all() -> None:
+        for credential in credentials:
+            if credential.pk in valid_ids:
+                outcomes.append((credential, adapter.push_credential(credential_entry(credential, link)).outcome))
+            else:
+                outcomes.append((credential, adapter.revoke_credential(right_id_for(credential)).outcome))
+
+    _ask(run, final, push_all)
+    with transaction.atomic():
+        pushed = [credential.pk for credential, outcome in outcomes if outcome in ("created", "updated")]
+        Credential.objects.filter(pk__in=pushed).update(cpms_synced_at=timezone.now())
+        return _run_succeeded(
+            run,
+            created=sum(1 for _, outcome in outcomes if outcome == "created"),
+            updated=sum(1 for _, outcome in outcomes if outcome in ("updated", "deleted")),
+            unchanged=sum(1 for _, outcome in outcomes if outcome == "absent"),
+            details={
+                "contract_id": contract.pk,
+                "credentials": [
+                    {"id": c.pk, "identifier": c.identifier, "kind": c.kind, "outcome": outcome}
+                    for c, outcome in outcomes
+                ],
+            },
+        )
+
+
+def credentials_revoke(*, contract: Contract, key: str = "", user: Any = None, final: bool = True) -> SyncRun:
+    """Remove every credential of the contract from the CPMS whitelist (termination)."""
+    carpark = contract.carpark
+    link = _link_for(carpark)
+    run = sync_run_begin(connection=link.connection, kind=SyncRun.Kind.REVOKE, key=key, carpark=carpark, user=user)
+    if run.status == SyncRun.Status.SUCCEEDED:
+        return run
+    credentials = list(contract.credentials.filter(carpark=carpark).order_by("pk"))
+    adapter = _ask(run, final, link.connection.adapter)
+    outcomes: list[tuple[Credential, str]] = []
+
+    def revoke_all() -> None:
+        for credential in credentials:
+            outcomes.append((credential, adapter.revoke_credential(right_id_for(credential)).outcome))
+
+    _ask(run, final, revoke_all)
+    with transaction.atomic():
+        return _run_succeeded(
+            run,
+            updated=sum(1 for _, outcome in outcomes if outcome == "deleted"),
+            unchanged=sum(1 for _, outcome in outcomes if outcome == "absent"),
+            details={
+                "contract_id": contract.pk,
+                "credentials": [
+                    {"id": c.pk, "identifier": c.identifier, "kind": c.kind, "outcome": outcome}
+                    for c, outcome in outcomes
+                ],
+            },
+        )
+
+
+# --- reconciliation ------------------------------------------------------------------------------
+def reconcile(
+    *,
+    connection: CpmsConnection,
+    carparks: Iterable[CarPark] | None = None,
+    key: str = "",
+    user: Any = None,
+    final: bool = True,
+    start_review: bool = True,
+) -> SyncRun:
+    """Compare the CPMS whitelist with our valid credentials, car park by car park.
+
+    Missing = valid here but not in the CPMS; extra = in the CPMS but not valid here. When a
+    car park differs, a ``cpms-reconciliation-review`` process asks its manager to look.
+    """
+    run = sync_run_begin(connection=connection, kind=SyncRun.Kind.RECONCILE, key=key, user=user)
+    if run.status == SyncRun.Status.SUCCEEDED:
+        return run
+    links = list(connection.links.select_related("carpark").order_by("external_id"))
+    if carparks is not None:
+        wanted = {carpark.pk for carpark in carparks}
+        links = [link for link in links if link.carpark_id in wanted]
+    adapter = _ask(run, final, connection.adapter)
+    remote: dict[int, list[CredentialEntry]] = {}
+
+    def read_all() -> None:
+        for link in links:
+            remote[link.carpark_id] = adapter.list_credentials(link.external_id)
+
+    _ask(run, final, read_all)
+    local: dict[int, list[Credential]] = {}
+    for credential in whitelisted_credentials(carparks=[link.carpark for link in links]).order_by("identifier"):
+        local.setdefault(credential.carpark_id, []).append(credential)
+    differences = []
+    for link in links:
+        ours = {(c.kind, c.identifier): c for c in local.get(link.carpark_id, [])}
+        theirs = {(e.kind, e.identifier): e for e in remote.get(link.carpark_id, [])}
+        missing = [
+            {"kind": kind, "identifier": identifier, "credential_id": ours[(kind, identifier)].pk}
+            for kind, identifier in sorted(ours.keys() - theirs.keys())
+        ]
+        extra = [
+            {"kind": kind, "identifier": identifier, "right_id": theirs[(kind, identifier)].right_id}
+            for kind, identifier in sorted(theirs.keys() - ours.keys())
+        ]
+        if missing or extra:
+            differences.append(
+                {
+                    "carpark_id": link.carpark_id,
+                    "carpark": link.carpark.name,
+                    "code": link.carpark.code,
+                    "missing": missing,
+                    "extra": extra,
+                }
+            )
+    with transaction.atomic():
+        run = _run_succeeded(
+            run,
+            unchanged=len(links) - len(differences),
+            failed=len(differences),
+            details={
+                "carparks_compared": len(links),
+                "differences": differences,
+                "missing": sum(len(d["missing"]) for d in differences),
+                "extra": sum(len(d["extra"]) for d in differences),
+            },
+        )
+    if differences and start_review:
+        _start_reviews(run, differences)
+    return run
+
+
+def _start_reviews(run: SyncRun, differences: list[dict[str, Any]]) -> None:
+    """Open one review process per car park that differs (once the workflow engine is there)."""
+    try:
+        from workflows import services as workflow_services
+    except ImportError:
+        workflow_services = None
+    process_start = getattr(workflow_services, "process_start", None)
+    started, problems = [], []
+    for difference in differences:
+        if process_start is None:
+            problems.append("Review not started: the workflow engine is not installed yet.")
+            break
+        carpark = CarPark.objects.get(pk=difference["carpark_id"])
+        try:
+            process = process_start(
+                definition_key=REVIEW_DEFINITION,
+                business_object=carpark,
+                variables={
+                    "sync_run_id": run.pk,
+                    "connection_id": run.connection_id,
+                    "carpark_id": carpark.pk,
+                    "missing": difference["missing"],
+                    "extra": difference["extra"],
+                    "missing_count": len(difference["missing"]),
+                    "extra_count": len(difference["extra"]),
+                },
+            )
+        except Exception as exc:  # noqa: BLE001 - the comparison is recorded either way; say why no review
+            problems.append(f"Review for {carpark} not started: {exc}")
+            continue
+        started.append(process.pk)
+    run.details = {**run.details, "review_processes": started}
+    run.errors = [*run.errors, *problems]
+    run.save(update_fields=["details", "errors"])

@@ -1,0 +1,135 @@
+"""Credential push, revocation and whitelist reconciliation against the simulator."""
+
+from __future__ import annotations
+
+import pytest
+
+from carparks.models import CarPark, Contract, Credential
+from connect import services
+from connect.models import SyncRun
+from connect.tasks import push_credentials_task
+
+from .conftest import make_contract
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def carpark(sim, connection) -> CarPark:
+    services.sync_static(connection=connection)
+    return CarPark.objects.get(cpms_reference="SIM-0001")
+
+
+def terminate(contract: Contract) -> Contract:
+    # Until carparks.services.contract_terminate is on main: the state change it makes.
+    Contract.objects.filter(pk=contract.pk).update(state=Contract.State.TERMINATED)
+    contract.credentials.update(is_active=False)
+    return Contract.objects.get(pk=contract.pk)
+
+
+def test_a_pushed_credential_is_in_the_whitelist_and_gone_after_termination(sim, carpark):
+    contract = make_contract(carpark, plates=("M-AB 123",))
+    credential = contract.credentials.get()
+
+    run = services.credentials_push(contract=contract)
+
+    right_id = f"phq-credential-{credential.pk}"
+    assert run.status == "succeeded" and run.created == 1
+    assert sim.rights() == [right_id]
+    right = sim.right(right_id)
+    assert right["rightHolder"]["credentials"] == [
+        {"type": "licensePlate", "identifier": {"id": "MAB123", "className": "LicensePlate"}}
+    ]
+    assert right["rightSpecification"]["id"] == "SIM-0001-season"
+    credential.refresh_from_db()
+    assert credential.cpms_synced_at is not None
+
+    contract = terminate(contract)
+    revoked = services.credentials_revoke(contract=contract)
+
+    assert revoked.status == "succeeded" and revoked.updated == 1
+    assert sim.rights() == []
+
+
+def test_pushing_the_same_credential_twice_leaves_one_entry(sim, carpark):
+    contract = make_contract(carpark, plates=("B-XY 42",))
+
+    first = services.credentials_push(contract=contract)
+    second = services.credentials_push(contract=contract)
+
+    assert (first.created, second.created, second.updated) == (1, 0, 1)
+    assert len(sim.rights()) == 1
+
+
+def test_the_same_idempotency_key_pushes_once(sim, carpark):
+    contract = make_contract(carpark)
+
+    first = services.credentials_push(contract=contract, key="process-7:push:1")
+    again = services.credentials_push(contract=contract, key="process-7:push:1")
+
+    assert first.pk == again.pk and again.attempts == 1
+    assert SyncRun.objects.filter(kind="push").count() == 1
+
+
+def test_a_changed_vehicle_replaces_the_old_plate(sim, carpark):
+    contract = make_contract(carpark, plates=("M-AB 123",))
+    services.credentials_push(contract=contract)
+    old = contract.credentials.get()
+    old.is_active = False
+    old.save()
+    new = Credential.objects.create(
+        contract=contract, carpark=carpark, kind="plate", identifier="M-CD 456", valid_from=old.valid_from
+    )
+
+    run = services.credentials_push(contract=contract)
+
+    assert sim.rights() == [f"phq-credential-{new.pk}"]
+    assert {item["outcome"] for item in run.details["credentials"]} == {"created", "deleted"}
+
+
+def test_push_fails_over_to_an_incident_when_the_cpms_stays_down(sim, carpark):
+    contract = make_contract(carpark)
+    sim.faults("error")
+
+    result = push_credentials_task.apply(args=[contract.pk])
+
+    run = SyncRun.objects.get(kind="push")
+    assert result.failed()
+    assert (run.status, run.incident, run.attempts) == ("failed", True, 4)
+    assert contract.credentials.get().cpms_synced_at is None
+
+
+def test_reconciliation_finds_a_missing_and_an_extra_credential(sim, connection, carpark):
+    pushed = make_contract(carpark, plates=("M-AB 123",))
+    services.credentials_push(contract=pushed)
+    never_pushed = make_contract(carpark, plates=("HH-NO 1",))
+    stranger = {
+        "id": "cpms-local-77",
+        "version": 1,
+        "rightHolder": {"credentials": [{"type": "licensePlate", "identifier": {"id": "BOX999", "className": "X"}}]},
+        "rightSpecification": {"id": "SIM-0001-season", "version": 1},
+    }
+    import requests
+
+    assert requests.put(f"{sim.url}/rights/assigned/cpms-local-77", json=stranger, timeout=5).status_code == 201
+
+    run = services.reconcile(connection=connection, start_review=False)
+
+    assert run.status == "succeeded"
+    assert run.details["missing"] == 1 and run.details["extra"] == 1
+    [difference] = run.details["differences"]
+    assert difference["carpark_id"] == carpark.pk
+    assert difference["missing"] == [
+        {"kind": "plate", "identifier": "HHNO1", "credential_id": never_pushed.credentials.get().pk}
+    ]
+    assert difference["extra"] == [{"kind": "plate", "identifier": "BOX999", "right_id": "cpms-local-77"}]
+    assert run.unchanged == 4 and run.failed == 1
+
+
+def test_reconciliation_of_an_agreeing_whitelist_reports_no_difference(sim, connection, carpark):
+    services.credentials_push(contract=make_contract(carpark))
+
+    run = services.reconcile(connection=connection)
+
+    assert run.details["differences"] == [] and run.failed == 0
+    assert "review_processes" not in run.details

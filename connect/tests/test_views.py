@@ -1,0 +1,179 @@
+"""Pages: who sees which connections, the test button, the car-park CPMS panel, masked secrets."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.urls import reverse
+from guardian.shortcuts import assign_perm
+
+from accounts.roles import ADMINISTRATOR, AGENT, MANAGER, SUPERVISOR
+from carparks.models import CarPark
+from connect import services
+from connect.models import CpmsConnection, SyncRun
+
+pytestmark = pytest.mark.django_db
+
+
+def user_with(role: str, username: str) -> User:
+    user = User.objects.create_user(username, password="x")
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+@pytest.fixture
+def imported(sim, connection) -> CpmsConnection:
+    services.sync_static(connection=connection)
+    services.sync_occupancy(connection=connection)
+    return connection
+
+
+@pytest.fixture
+def other_connection() -> CpmsConnection:
+    other = CpmsConnection.objects.create(name="Far away CPMS", code="far", base_url="http://127.0.0.1:9/")
+    carpark = CarPark.objects.create(name="Elsewhere", code="elsewhere")
+    other.links.create(carpark=carpark, external_id="X1")
+    return other
+
+
+def test_it_lists_connections_with_status_for_administrators(client, imported, other_connection):
+    client.force_login(user_with(ADMINISTRATOR, "admin"))
+
+    response = client.get(reverse("connect:connection-list"))
+
+    assert response.status_code == 200
+    assert b"Simulator" in response.content and b"Far away CPMS" in response.content
+    assert b"Working" in response.content
+    assert b"Test connection" in response.content
+
+
+def test_a_manager_sees_only_connections_of_their_carparks(client, imported, other_connection):
+    manager = user_with(MANAGER, "manager")
+    mine = CarPark.objects.get(cpms_reference="SIM-0001")
+    assign_perm("carparks.responsible_carpark", manager, mine)
+    client.force_login(manager)
+
+    listing = client.get(reverse("connect:connection-list"))
+    detail = client.get(reverse("connect:connection-detail", args=[imported.pk]))
+    hidden = client.get(reverse("connect:connection-detail", args=[other_connection.pk]))
+
+    assert b"Simulator" in listing.content and b"Far away CPMS" not in listing.content
+    assert detail.status_code == 200 and hidden.status_code == 404
+    assert mine.name.encode() in detail.content
+    other = CarPark.objects.get(cpms_reference="SIM-0002")
+    assert other.name.encode() not in detail.content
+
+
+def test_agents_may_not_see_connections(client, imported):
+    client.force_login(user_with(AGENT, "agent"))
+    assert client.get(reverse("connect:connection-list")).status_code == 403
+
+
+def test_the_test_button_shows_the_result(client, imported):
+    client.force_login(user_with(SUPERVISOR, "supervisor"))
+
+    response = client.post(reverse("connect:connection-test", args=[imported.pk]), HTTP_HX_REQUEST="true")
+
+    assert response.status_code == 200
+    assert b"APDS 4 endpoint answered: 5 places published." in response.content
+    assert SyncRun.objects.filter(kind="test", status="succeeded").count() == 1
+
+
+def test_a_failing_test_says_why(client, other_connection):
+    client.force_login(user_with(ADMINISTRATOR, "admin"))
+
+    response = client.post(reverse("connect:connection-test", args=[other_connection.pk]), follow=True)
+
+    assert b"Connection test: GET http://127.0.0.1:9/places" in response.content
+    other_connection.refresh_from_db()
+    assert other_connection.status == "failing"
+
+
+def test_the_test_button_needs_post(client, imported):
+    client.force_login(user_with(ADMINISTRATOR, "admin"))
+    assert client.get(reverse("connect:connection-test", args=[imported.pk])).status_code == 405
+
+
+def test_the_secret_is_encrypted_at_rest_and_masked_in_pages(client, imported):
+    imported.set_secret("sk-live-very-secret-1234")
+    imported.save()
+    stored = CpmsConnection.objects.values_list("secret_encrypted", flat=True).get(pk=imported.pk)
+    client.force_login(user_with(ADMINISTRATOR, "admin"))
+
+    detail = client.get(reverse("connect:connection-detail", args=[imported.pk]))
+    form = client.get(reverse("connect:connection-edit", args=[imported.pk]))
+
+    assert "very-secret" not in stored
+    assert CpmsConnection.objects.get(pk=imported.pk).get_secret() == "sk-live-very-secret-1234"
+    for page in (detail, form):
+        assert b"very-secret" not in page.content
+        assert "••••••••1234".encode() in page.content
+
+
+def test_a_secret_can_be_an_environment_reference(imported, monkeypatch):
+    imported.set_secret("env:CPMS_TEST_TOKEN")
+    imported.save()
+    monkeypatch.setenv("CPMS_TEST_TOKEN", "from-the-environment")
+
+    assert imported.secret_encrypted == "" and imported.masked_secret == "env:CPMS_TEST_TOKEN"
+    assert imported.get_secret() == "from-the-environment"
+
+
+def test_an_administrator_edits_a_connection_and_keeps_the_secret(client, imported):
+    imported.set_secret("keep-me-please")
+    imported.save()
+    client.force_login(user_with(ADMINISTRATOR, "admin"))
+
+    response = client.post(
+        reverse("connect:connection-edit", args=[imported.pk]),
+        {
+            "name": "Simulator renamed",
+            "code": "sim",
+            "kind": "apds",
+            "base_url": imported.base_url,
+            "timeout_seconds": "2.5",
+            "options": "{}",
+            "is_active": "on",
+            "secret": "",
+        },
+    )
+
+    assert response.status_code == 302
+    imported.refresh_from_db()
+    assert (imported.name, imported.timeout_seconds) == ("Simulator renamed", 2.5)
+    assert imported.get_secret() == "keep-me-please"
+
+
+def test_the_carpark_panel_shows_live_occupancy(client, sim, imported):
+    carpark = CarPark.objects.get(cpms_reference="SIM-0001")
+    manager = user_with(MANAGER, "manager")
+    assign_perm("carparks.responsible_carpark", manager, carpark)
+    client.force_login(manager)
+    sim.set_place("SIM-0001", occupied=77)
+
+    refreshed = client.post(reverse("connect:carpark-cpms-refresh", args=[carpark.pk]), HTTP_HX_REQUEST="true")
+    polled = client.get(reverse("connect:carpark-cpms", args=[carpark.pk]))
+    foreign = client.get(reverse("connect:carpark-cpms", args=[CarPark.objects.get(cpms_reference="SIM-0002").pk]))
+
+    assert f"77 / {carpark.capacity}".encode() in refreshed.content
+    assert b'hx-trigger="every 60s"' in polled.content and b"77 / " in polled.content
+    assert foreign.status_code == 404
+
+
+def test_the_carpark_panel_has_an_empty_state(client):
+    carpark = CarPark.objects.create(name="Unconnected", code="unconnected")
+    client.force_login(user_with(ADMINISTRATOR, "admin"))
+    response = client.get(reverse("connect:carpark-cpms", args=[carpark.pk]))
+    assert b"not connected to a CPMS" in response.content
+
+
+def test_a_reconciliation_run_page_lists_the_differences(client, sim, imported):
+    from .conftest import make_contract
+
+    make_contract(CarPark.objects.get(cpms_reference="SIM-0001"), plates=("HH-NO 1",))
+    run = services.reconcile(connection=imported, start_review=False)
+    client.force_login(user_with(ADMINISTRATOR, "admin"))
+
+    response = client.get(reverse("connect:run-detail", args=[run.pk]))
+
+    assert b"Missing in the CPMS" in response.content and b"HHNO1" in response.content

@@ -1,0 +1,134 @@
+"""System tasks, beat schedules, the review definition, the demo loader and the simulator command."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+
+from carparks.models import CarPark
+from connect import demo
+from connect.models import CarParkLink, CpmsConnection
+from workflows.registry import SystemTaskContext, get_task
+
+from .conftest import make_contract
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = [
+    "connect.sync_static",
+    "connect.sync_occupancy",
+    "connect.push_credentials",
+    "connect.revoke_credentials",
+    "connect.reconcile",
+]
+
+
+def test_the_system_tasks_are_registered():
+    for name in NAMES:
+        assert get_task(name).description
+
+
+def test_beat_schedules_static_nightly_occupancy_every_five_minutes_and_reconciliation():
+    tasks = {entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert tasks["connect.tasks.sync_occupancy_all"].minute == set(range(0, 60, 5))
+    assert len(tasks["connect.tasks.sync_static_all"].hour) == 1
+    assert len(tasks["connect.tasks.reconcile_all"].hour) == 1
+
+
+def test_the_review_definition_asks_the_carpark_manager():
+    spec = json.loads((ROOT / "connect" / "definitions" / "cpms-reconciliation-review.json").read_text())
+    review = next(step for step in spec["steps"] if step["type"] == "user")
+    assert spec["key"] == "cpms-reconciliation-review"
+    assert (review["role"], review["scope"]) == ("Car-park manager", "carpark")
+    assert any(step.get("task") == "connect.reconcile" for step in spec["steps"])
+
+
+class _Process:
+    """The two attributes of an engine Process a system task reads."""
+
+    def __init__(self, business_object):
+        self.business_object = business_object
+
+
+@pytest.mark.django_db
+def test_push_and_revoke_system_tasks_read_the_contract_from_the_process(sim, connection):
+    from connect import services
+
+    services.sync_static(connection=connection)
+    contract = make_contract(CarPark.objects.get(cpms_reference="SIM-0003"))
+    push = get_task("connect.push_credentials").func
+    revoke = get_task("connect.revoke_credentials").func
+
+    pushed = push(SystemTaskContext(_Process(contract), "push", {}, "p1:push:1"))
+    again = push(SystemTaskContext(_Process(contract), "push", {}, "p1:push:1"))
+    assert pushed["credentials_pushed"] == 1 and again == pushed
+    assert len(sim.rights()) == 1
+
+    revoked = revoke(SystemTaskContext(_Process(contract), "revoke", {}, "p1:revoke:1"))
+    assert revoked["credentials_revoked"] == 1 and sim.rights() == []
+
+
+@pytest.mark.django_db
+def test_a_pull_only_feed_makes_push_a_permanent_error(feed_server):
+    from workflows.registry import PermanentError
+
+    connection = CpmsConnection.objects.create(name="Feed", code="feed", kind="parkapi", base_url=feed_server)
+    carpark = CarPark.objects.create(name="Lot", code="lot")
+    CarParkLink.objects.create(connection=connection, carpark=carpark, external_id="lot")
+    contract = make_contract(carpark)
+    with pytest.raises(PermanentError, match="cannot receive credentials"):
+        get_task("connect.push_credentials").func(SystemTaskContext(_Process(contract), "push", {}, "k"))
+
+
+@pytest.mark.django_db
+def test_the_demo_links_every_carpark_to_the_simulator_idempotently():
+    CarPark.objects.create(name="Demo Mitte", code="demo-mitte")
+    CarPark.objects.create(name="Demo Nord", code="demo-nord", cpms_reference="NORTH-1")
+
+    demo.load(io.StringIO())
+    demo.load(io.StringIO())
+
+    connection = CpmsConnection.objects.get(code="simulator")
+    assert connection.base_url == settings.CPMS_SIMULATOR_URL
+    assert dict(connection.links.values_list("carpark__code", "external_id")) == {
+        "demo-mitte": "SIM-DEMO-MITTE",
+        "demo-nord": "NORTH-1",
+    }
+    assert CarPark.objects.get(code="demo-mitte").cpms_reference == "SIM-DEMO-MITTE"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_management_command_serves_the_simulator():
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "cpms_simulator", "--port", str(port), "--carparks", "3", "--seed", "5"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        body = None
+        for _ in range(100):
+            try:
+                body = requests.get(f"http://127.0.0.1:{port}/places", timeout=1).json()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert body is not None and body["meta"]["total"] == 3
+        assert [place["id"] for place in body["data"]] == ["SIM-0001", "SIM-0002", "SIM-0003"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,145 @@
+"""Pages of connect: CPMS connections, their sync history, and the car-park CPMS panel."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.roles import ADMINISTRATOR, MANAGER, SUPERVISOR, has_role, role_required
+from carparks.models import CarPark
+
+from . import selectors, services, tasks
+from .adapters import CpmsError
+from .forms import ConnectionForm
+from .models import CpmsConnection, SyncRun
+
+VIEW_ROLES = (ADMINISTRATOR, SUPERVISOR, MANAGER)
+SYNC_TASKS = {
+    "static": tasks.sync_static_task,
+    "occupancy": tasks.sync_occupancy_task,
+    "reconcile": tasks.reconcile_task,
+}
+
+
+def _get_connection_for_user(request: HttpRequest, pk: int) -> CpmsConnection:
+    """The connection if the user may see it (a manager: one of their car parks is linked), else 404."""
+    return get_object_or_404(selectors.connections_for(request.user), pk=pk)
+
+
+def _get_carpark_for_user(request: HttpRequest, pk: int) -> CarPark:
+    scope = selectors.carpark_scope(request.user)
+    carpark = get_object_or_404(CarPark.objects.select_related("cpms_link__connection"), pk=pk)
+    if scope is not None and carpark.pk not in scope:
+        raise Http404
+    return carpark
+
+
+@role_required(*VIEW_ROLES)
+def connection_list(request: HttpRequest) -> HttpResponse:
+    connections = list(selectors.connections_for(request.user))
+    return render(
+        request,
+        "connect/connection_list.html",
+        {"connections": connections, "can_edit": has_role(request.user, ADMINISTRATOR)},
+    )
+
+
+@role_required(*VIEW_ROLES)
+def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = _get_connection_for_user(request, pk)
+    runs = Paginator(selectors.runs_for(request.user, connection), 25).get_page(request.GET.get("page"))
+    links = Paginator(selectors.links_for(request.user, connection), 50).get_page(request.GET.get("carparks"))
+    return render(
+        request,
+        "connect/connection_detail.html",
+        {
+            "connection": connection,
+            "runs": runs,
+            "links": links,
+            "can_edit": has_role(request.user, ADMINISTRATOR),
+            "can_sync": has_role(request.user, SUPERVISOR),
+            "last_test": connection.last_run(SyncRun.Kind.TEST),
+        },
+    )
+
+
+@role_required(ADMINISTRATOR)
+def connection_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    connection = get_object_or_404(CpmsConnection, pk=pk) if pk else CpmsConnection()
+    form = ConnectionForm(request.POST or None, instance=connection)
+    if request.method == "POST" and form.is_valid():
+        connection = services.connection_save(
+            connection=form.save(commit=False),
+            secret=form.cleaned_data["secret"],
+            clear_secret=form.cleaned_data["clear_secret"],
+            user=request.user,
+        )
+        messages.success(request, f"Connection “{connection.name}” saved.")
+        return redirect("connect:connection-detail", pk=connection.pk)
+    return render(request, "connect/connection_form.html", {"form": form, "connection": connection})
+
+
+@require_POST
+@role_required(*VIEW_ROLES)
+def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
+    connection = _get_connection_for_user(request, pk)
+    run, result = services.connection_test(connection=connection, user=request.user)
+    if request.htmx:
+        return render(request, "connect/_test_result.html", {"run": run, "result": result})
+    (messages.success if result.ok else messages.error)(request, f"Connection test: {result.message}")
+    return redirect("connect:connection-detail", pk=connection.pk)
+
+
+@require_POST
+@role_required(ADMINISTRATOR, SUPERVISOR)
+def connection_sync(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+    connection = _get_connection_for_user(request, pk)
+    task = SYNC_TASKS.get(kind)
+    if task is None:
+        raise Http404
+    transaction.on_commit(lambda: task.delay(connection.pk))
+    label = dict(SyncRun.Kind.choices)[kind]
+    messages.info(request, f"{label} of “{connection.name}” queued; it appears in the history when it starts.")
+    return redirect("connect:connection-detail", pk=connection.pk)
+
+
+@role_required(*VIEW_ROLES)
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(SyncRun.objects.select_related("connection", "carpark", "triggered_by"), pk=pk)
+    connection = _get_connection_for_user(request, run.connection_id)
+    scope = selectors.carpark_scope(request.user)
+    if run.carpark_id and scope is not None and run.carpark_id not in scope:
+        raise Http404
+    return render(
+        request,
+        "connect/run_detail.html",
+        {"run": run, "connection": connection, "differences": selectors.differences_for(request.user, run)},
+    )
+
+
+@role_required()
+def carpark_cpms(request: HttpRequest, pk: int) -> HttpResponse:
+    """The CPMS panel of a car park, re-fetched by htmx every minute."""
+    return render(request, "connect/_carpark_cpms.html", {"carpark": _get_carpark_for_user(request, pk)})
+
+
+@require_POST
+@role_required(*VIEW_ROLES)
+def carpark_cpms_refresh(request: HttpRequest, pk: int) -> HttpResponse:
+    """Ask the CPMS for current occupancy now (all car parks of that connection come along)."""
+    carpark = _get_carpark_for_user(request, pk)
+    link = getattr(carpark, "cpms_link", None)
+    error = ""
+    if link is None:
+        error = "This car park is not connected to a CPMS."
+    else:
+        try:
+            services.sync_occupancy(connection=link.connection, user=request.user)
+        except CpmsError as exc:
+            error = f"The CPMS did not answer usefully: {exc}"
+        carpark = _get_carpark_for_user(request, pk)
+    return render(request, "connect/_carpark_cpms.html", {"carpark": carpark, "cpms_error": error})
