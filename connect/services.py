@@ -542,6 +542,21 @@ def reconcile(
     return run
 
 
+def _review_open(carpark: CarPark) -> bool:
+    from django.contrib.contenttypes.models import ContentType
+
+    try:
+        from workflows.models import Process
+    except ImportError:
+        return False
+    return Process.objects.filter(
+        definition__key=REVIEW_DEFINITION,
+        state__in=[Process.State.RUNNING, Process.State.SUSPENDED],
+        content_type=ContentType.objects.get_for_model(CarPark),
+        object_id=carpark.pk,
+    ).exists()
+
+
 def _start_reviews(run: SyncRun, differences: list[dict[str, Any]]) -> None:
     """Open one review process per car park that differs (once the workflow engine is there)."""
     try:
@@ -555,6 +570,9 @@ def _start_reviews(run: SyncRun, differences: list[dict[str, Any]]) -> None:
             problems.append("Review not started: the workflow engine is not installed yet.")
             break
         carpark = CarPark.objects.get(pk=difference["carpark_id"])
+        if _review_open(carpark):
+            problems.append(f"Review for {carpark} not started: one is already open.")
+            continue
         try:
             process = process_start(
                 definition_key=REVIEW_DEFINITION,

@@ -83,8 +83,8 @@ def connection_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse
     return render(request, "connect/connection_form.html", {"form": form, "connection": connection})
 
 
-@require_POST
 @role_required(*VIEW_ROLES)
+@require_POST
 def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
     connection = _get_connection_for_user(request, pk)
     run, result = services.connection_test(connection=connection, user=request.user)
@@ -94,8 +94,8 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("connect:connection-detail", pk=connection.pk)
 
 
-@require_POST
 @role_required(ADMINISTRATOR, SUPERVISOR)
+@require_POST
 def connection_sync(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     connection = _get_connection_for_user(request, pk)
     task = SYNC_TASKS.get(kind)
@@ -127,8 +127,8 @@ def carpark_cpms(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "connect/_carpark_cpms.html", {"carpark": _get_carpark_for_user(request, pk)})
 
 
-@require_POST
 @role_required(*VIEW_ROLES)
+@require_POST
 def carpark_cpms_refresh(request: HttpRequest, pk: int) -> HttpResponse:
     """Ask the CPMS for current occupancy now (all car parks of that connection come along)."""
     carpark = _get_carpark_for_user(request, pk)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.urls import reverse
-from guardian.shortcuts import assign_perm
 
 from accounts.roles import ADMINISTRATOR, AGENT, MANAGER, SUPERVISOR
 from carparks.models import CarPark
@@ -15,10 +13,14 @@ from connect.models import CpmsConnection, SyncRun
 pytestmark = pytest.mark.django_db
 
 
-def user_with(role: str, username: str) -> User:
-    user = User.objects.create_user(username, password="x")
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
-    return user
+@pytest.fixture
+def as_user(client, make_user, login):
+    """Create a user with one role (and car parks), log the test client in as them."""
+
+    def make(role: str, username: str, carparks=()):
+        return login(client, make_user(username, role, carparks=carparks))
+
+    return make
 
 
 @pytest.fixture
@@ -36,8 +38,8 @@ def other_connection() -> CpmsConnection:
     return other
 
 
-def test_it_lists_connections_with_status_for_administrators(client, imported, other_connection):
-    client.force_login(user_with(ADMINISTRATOR, "admin"))
+def test_it_lists_connections_with_status_for_administrators(as_user, client, imported, other_connection):
+    as_user(ADMINISTRATOR, "admin")
 
     response = client.get(reverse("connect:connection-list"))
 
@@ -47,11 +49,9 @@ def test_it_lists_connections_with_status_for_administrators(client, imported, o
     assert b"Test connection" in response.content
 
 
-def test_a_manager_sees_only_connections_of_their_carparks(client, imported, other_connection):
-    manager = user_with(MANAGER, "manager")
+def test_a_manager_sees_only_connections_of_their_carparks(as_user, client, imported, other_connection):
     mine = CarPark.objects.get(cpms_reference="SIM-0001")
-    assign_perm("carparks.responsible_carpark", manager, mine)
-    client.force_login(manager)
+    as_user(MANAGER, "manager", carparks=[mine])
 
     listing = client.get(reverse("connect:connection-list"))
     detail = client.get(reverse("connect:connection-detail", args=[imported.pk]))
@@ -64,13 +64,13 @@ def test_a_manager_sees_only_connections_of_their_carparks(client, imported, oth
     assert other.name.encode() not in detail.content
 
 
-def test_agents_may_not_see_connections(client, imported):
-    client.force_login(user_with(AGENT, "agent"))
+def test_agents_may_not_see_connections(as_user, client, imported):
+    as_user(AGENT, "agent")
     assert client.get(reverse("connect:connection-list")).status_code == 403
 
 
-def test_the_test_button_shows_the_result(client, imported):
-    client.force_login(user_with(SUPERVISOR, "supervisor"))
+def test_the_test_button_shows_the_result(as_user, client, imported):
+    as_user(SUPERVISOR, "supervisor")
 
     response = client.post(reverse("connect:connection-test", args=[imported.pk]), HTTP_HX_REQUEST="true")
 
@@ -79,8 +79,8 @@ def test_the_test_button_shows_the_result(client, imported):
     assert SyncRun.objects.filter(kind="test", status="succeeded").count() == 1
 
 
-def test_a_failing_test_says_why(client, other_connection):
-    client.force_login(user_with(ADMINISTRATOR, "admin"))
+def test_a_failing_test_says_why(as_user, client, other_connection):
+    as_user(ADMINISTRATOR, "admin")
 
     response = client.post(reverse("connect:connection-test", args=[other_connection.pk]), follow=True)
 
@@ -89,16 +89,16 @@ def test_a_failing_test_says_why(client, other_connection):
     assert other_connection.status == "failing"
 
 
-def test_the_test_button_needs_post(client, imported):
-    client.force_login(user_with(ADMINISTRATOR, "admin"))
+def test_the_test_button_needs_post(as_user, client, imported):
+    as_user(ADMINISTRATOR, "admin")
     assert client.get(reverse("connect:connection-test", args=[imported.pk])).status_code == 405
 
 
-def test_the_secret_is_encrypted_at_rest_and_masked_in_pages(client, imported):
+def test_the_secret_is_encrypted_at_rest_and_masked_in_pages(as_user, client, imported):
     imported.set_secret("sk-live-very-secret-1234")
     imported.save()
     stored = CpmsConnection.objects.values_list("secret_encrypted", flat=True).get(pk=imported.pk)
-    client.force_login(user_with(ADMINISTRATOR, "admin"))
+    as_user(ADMINISTRATOR, "admin")
 
     detail = client.get(reverse("connect:connection-detail", args=[imported.pk]))
     form = client.get(reverse("connect:connection-edit", args=[imported.pk]))
@@ -119,10 +119,10 @@ def test_a_secret_can_be_an_environment_reference(imported, monkeypatch):
     assert imported.get_secret() == "from-the-environment"
 
 
-def test_an_administrator_edits_a_connection_and_keeps_the_secret(client, imported):
+def test_an_administrator_edits_a_connection_and_keeps_the_secret(as_user, client, imported):
     imported.set_secret("keep-me-please")
     imported.save()
-    client.force_login(user_with(ADMINISTRATOR, "admin"))
+    as_user(ADMINISTRATOR, "admin")
 
     response = client.post(
         reverse("connect:connection-edit", args=[imported.pk]),
@@ -144,11 +144,9 @@ def test_an_administrator_edits_a_connection_and_keeps_the_secret(client, import
     assert imported.get_secret() == "keep-me-please"
 
 
-def test_the_carpark_panel_shows_live_occupancy(client, sim, imported):
+def test_the_carpark_panel_shows_live_occupancy(as_user, client, sim, imported):
     carpark = CarPark.objects.get(cpms_reference="SIM-0001")
-    manager = user_with(MANAGER, "manager")
-    assign_perm("carparks.responsible_carpark", manager, carpark)
-    client.force_login(manager)
+    as_user(MANAGER, "manager", carparks=[carpark])
     sim.set_place("SIM-0001", occupied=77)
 
     refreshed = client.post(reverse("connect:carpark-cpms-refresh", args=[carpark.pk]), HTTP_HX_REQUEST="true")
@@ -160,19 +158,19 @@ def test_the_carpark_panel_shows_live_occupancy(client, sim, imported):
     assert foreign.status_code == 404
 
 
-def test_the_carpark_panel_has_an_empty_state(client):
+def test_the_carpark_panel_has_an_empty_state(as_user, client):
     carpark = CarPark.objects.create(name="Unconnected", code="unconnected")
-    client.force_login(user_with(ADMINISTRATOR, "admin"))
+    as_user(ADMINISTRATOR, "admin")
     response = client.get(reverse("connect:carpark-cpms", args=[carpark.pk]))
     assert b"not connected to a CPMS" in response.content
 
 
-def test_a_reconciliation_run_page_lists_the_differences(client, sim, imported):
+def test_a_reconciliation_run_page_lists_the_differences(as_user, client, sim, imported):
     from .conftest import make_contract
 
     make_contract(CarPark.objects.get(cpms_reference="SIM-0001"), plates=("HH-NO 1",))
     run = services.reconcile(connection=imported, start_review=False)
-    client.force_login(user_with(ADMINISTRATOR, "admin"))
+    as_user(ADMINISTRATOR, "admin")
 
     response = client.get(reverse("connect:run-detail", args=[run.pk]))
 

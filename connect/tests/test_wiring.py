@@ -51,31 +51,6 @@ def test_the_review_definition_asks_the_carpark_manager():
     assert any(step.get("task") == "connect.reconcile" for step in spec["steps"])
 
 
-class _Process:
-    """The two attributes of an engine Process a system task reads."""
-
-    def __init__(self, business_object):
-        self.business_object = business_object
-
-
-@pytest.mark.django_db
-def test_push_and_revoke_system_tasks_read_the_contract_from_the_process(sim, connection):
-    from connect import services
-
-    services.sync_static(connection=connection)
-    contract = make_contract(CarPark.objects.get(cpms_reference="SIM-0003"))
-    push = get_task("connect.push_credentials").func
-    revoke = get_task("connect.revoke_credentials").func
-
-    pushed = push(SystemTaskContext(_Process(contract), "push", {}, "p1:push:1"))
-    again = push(SystemTaskContext(_Process(contract), "push", {}, "p1:push:1"))
-    assert pushed["credentials_pushed"] == 1 and again == pushed
-    assert len(sim.rights()) == 1
-
-    revoked = revoke(SystemTaskContext(_Process(contract), "revoke", {}, "p1:revoke:1"))
-    assert revoked["credentials_revoked"] == 1 and sim.rights() == []
-
-
 @pytest.mark.django_db
 def test_a_pull_only_feed_makes_push_a_permanent_error(feed_server):
     from workflows.registry import PermanentError
@@ -85,7 +60,7 @@ def test_a_pull_only_feed_makes_push_a_permanent_error(feed_server):
     CarParkLink.objects.create(connection=connection, carpark=carpark, external_id="lot")
     contract = make_contract(carpark)
     with pytest.raises(PermanentError, match="cannot receive credentials"):
-        get_task("connect.push_credentials").func(SystemTaskContext(_Process(contract), "push", {}, "k"))
+        get_task("connect.push_credentials").func(SystemTaskContext(None, "push", {"contract_id": contract.pk}, "k"))
 
 
 @pytest.mark.django_db
