@@ -84,6 +84,14 @@ class Product(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.carpark})"
 
+    @property
+    def places_free(self) -> int:
+        """Free places of the quota (uses the ``places_taken`` annotation of the selectors when present)."""
+        taken = getattr(self, "places_taken", None)
+        if taken is None:
+            taken = self.contracts.filter(state__in=Contract.QUOTA_STATES).count()
+        return max(self.quota - taken, 0)
+
 
 class Customer(models.Model):
     class Kind(models.TextChoices):

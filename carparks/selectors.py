@@ -110,3 +110,33 @@ def customer_history(customer: Customer) -> list[dict[str, Any]]:
         rows.append({"at": event.created_at, "what": f"Case {event.case_id}", "event": event})
     rows.sort(key=lambda row: row["at"], reverse=True)
     return rows
+
+
+def processes_about(obj: Any) -> list[Any]:
+    """The engine's processes about ``obj`` (newest first) with their open tasks; empty without the engine."""
+    try:
+        from workflows.models import Process, Task
+    except ImportError:
+        return []
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.models import Prefetch
+
+    return list(
+        Process.objects.filter(content_type=ContentType.objects.get_for_model(type(obj)), object_id=obj.pk)
+        .select_related("definition")
+        .prefetch_related(
+            Prefetch(
+                "tasks",
+                queryset=Task.objects.filter(state__in=["open", "claimed", "escalated"]).select_related("assignee"),
+                to_attr="open_tasks",
+            )
+        )
+        .order_by("-pk")
+    )
+
+
+def under_review(processes: list[Any]) -> bool:
+    """True while a running season-contract process waits for its review task."""
+    return any(
+        p.definition.key == "season-contract" and p.state == "running" and p.current_step == "review" for p in processes
+    )

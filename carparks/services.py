@@ -211,10 +211,10 @@ def _transition(
     method = getattr(obj, name)
     label = TRANSITION_LABELS.get(name, name)
     kind = "Contract" if isinstance(obj, Contract) else "Case"
-    if user is not None and not has_transition_perm(method, user):
-        raise PermissionDenied(f"You may not mark {kind.lower()} {obj.pk} as {label}.")
     if not can_proceed(method, check_conditions=False):
         raise TransitionError(f"{kind} {obj.pk} is {obj.get_state_display().lower()} and cannot be {label}.")
+    if user is not None and not has_transition_perm(method, user):
+        raise PermissionDenied(f"You may not mark {kind.lower()} {obj.pk} as {label}.")
     if not can_proceed(method):
         raise TransitionError(_condition_message(obj, name))
     from_state = obj.state

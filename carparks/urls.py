@@ -1,2 +1,24 @@
+from django.urls import path
+
+from carparks import views
+
 app_name = "carparks"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.carpark_list, name="carpark-list"),
+    path("<int:pk>/", views.carpark_detail, name="carpark-detail"),
+    path("products/", views.product_list, name="product-list"),
+    path("products/<int:pk>/quota/", views.product_quota, name="product-quota"),
+    path("customers/", views.customer_list, name="customer-list"),
+    path("customers/<int:pk>/", views.customer_detail, name="customer-detail"),
+    path("customers/<int:customer_pk>/cases/new/", views.case_create, name="case-create"),
+    path("contracts/<int:pk>/", views.contract_detail, name="contract-detail"),
+    path("contracts/<int:pk>/terminate/", views.contract_terminate, name="contract-terminate"),
+    path("contracts/<int:pk>/plate/", views.contract_plate, name="contract-plate"),
+    path("contracts/<int:pk>/vehicles/", views.contract_vehicles_add, name="contract-vehicles-add"),
+    path("contracts/<int:pk>/card/", views.contract_card, name="contract-card"),
+    path("contracts/<int:pk>/<slug:action>/", views.contract_action, name="contract-action"),
+    path("cases/", views.case_list, name="case-list"),
+    path("cases/<int:pk>/", views.case_detail, name="case-detail"),
+    path("cases/<int:pk>/<slug:action>/", views.case_action, name="case-action"),
+    path("search/", views.search, name="search"),
+]

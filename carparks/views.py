@@ -1,0 +1,474 @@
+"""Back-office pages for car parks, products, customers, contracts and cases.
+
+Every view checks the role; objects that belong to a car park are looked up through the
+``*_for_user`` querysets of :mod:`carparks.access`, so a car park the user is not responsible
+for answers 404 and lists show only what the user may see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, MANAGER, SUPERVISOR, has_role, role_required
+from carparks import selectors, services
+from carparks.access import (
+    carparks_for_user,
+    cases_for_user,
+    contracts_for_user,
+    customers_for_user,
+    get_for_user,
+    visible_carpark_ids,
+)
+from carparks.forms import (
+    CaseFilterForm,
+    CaseForm,
+    CaseNoteForm,
+    CaseResolveForm,
+    CustomerFilterForm,
+    PlateChangeForm,
+    QuotaForm,
+    ReasonForm,
+    TerminationForm,
+    VehiclesAddForm,
+)
+from carparks.models import Case, Contract, Credential, Product
+
+VIEW_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE, FINANCE, MANAGER)
+CASE_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE)
+QUOTA_ROLES = (ADMINISTRATOR, SUPERVISOR, MANAGER)
+CONTRACT_EDIT_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE)
+
+# Transitions a person may trigger from the contract page (the others belong to the system).
+CONTRACT_ACTIONS = {
+    "approve": ("Approve", "success"),
+    "activate": ("Activate", "success"),
+    "accept_offer": ("Accept offer (for the customer)", "primary"),
+    "suspend": ("Suspend", "warning"),
+    "reactivate": ("Lift suspension", "success"),
+    "reject": ("Reject", "danger"),
+    "cancel": ("Cancel", "danger"),
+}
+
+
+def _page(request: HttpRequest, qs: Any, per_page: int = 25) -> Any:
+    return Paginator(qs, per_page).get_page(request.GET.get("page"))
+
+
+def _error(request: HttpRequest, exc: Exception) -> None:
+    messages.error(request, str(exc) or "That is not allowed.")
+
+
+# --- car parks and products ---------------------------------------------------------------------
+
+
+@role_required(*VIEW_ROLES)
+def carpark_list(request: HttpRequest) -> HttpResponse:
+    qs = selectors.carparks_with_stats(request.user).order_by("name")
+    q = request.GET.get("q", "").strip()
+    if q:
+        qs = qs.filter(Q(name__icontains=q) | Q(city__icontains=q) | Q(code__icontains=q))
+    page = _page(request, qs)
+    return render(request, "carparks/carpark_list.html", {"page": page, "carparks": page.object_list, "q": q})
+
+
+@role_required(*VIEW_ROLES)
+def carpark_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    carpark = get_for_user(carparks_for_user(request.user), pk)
+    products = list(selectors.products_with_availability(carpark.products.all()).order_by("name"))
+    waitlists = [(product, list(selectors.product_waitlist(product)[:20])) for product in products]
+    active = (
+        Contract.objects.filter(product__carpark=carpark, state=Contract.State.ACTIVE)
+        .select_related("customer", "product")
+        .order_by("customer__name")
+    )
+    page = _page(request, active)
+    return render(
+        request,
+        "carparks/carpark_detail.html",
+        {
+            "carpark": carpark,
+            "products": products,
+            "waitlists": [(p, w) for p, w in waitlists if w],
+            "page": page,
+            "contracts": page.object_list,
+            "sold": sum(p.places_taken for p in products),
+            "may_set_quota": has_role(request.user, *QUOTA_ROLES),
+        },
+    )
+
+
+@role_required(*VIEW_ROLES)
+def product_list(request: HttpRequest) -> HttpResponse:
+    qs = selectors.products_with_availability(
+        Product.objects.filter(carpark__in=carparks_for_user(request.user)).select_related("carpark")
+    ).order_by("carpark__name", "name")
+    page = _page(request, qs, 50)
+    return render(
+        request,
+        "carparks/product_list.html",
+        {"page": page, "products": page.object_list, "may_set_quota": has_role(request.user, *QUOTA_ROLES)},
+    )
+
+
+@role_required(*QUOTA_ROLES)
+@require_POST
+def product_quota(request: HttpRequest, pk: int) -> HttpResponse:
+    product = get_for_user(Product.objects.filter(carpark__in=carparks_for_user(request.user)), pk)
+    form = QuotaForm(request.POST)
+    if form.is_valid():
+        before = product.quota
+        product = services.product_set_quota(product=product, quota=form.cleaned_data["quota"], user=request.user)
+        messages.success(request, f"Quota of {product.name} changed from {before} to {product.quota}.")
+    else:
+        messages.error(request, "Enter a quota of 0 or more.")
+    return redirect("carparks:carpark-detail", pk=product.carpark_id)
+
+
+# --- customers ----------------------------------------------------------------------------------
+
+
+@role_required(*VIEW_ROLES)
+def customer_list(request: HttpRequest) -> HttpResponse:
+    form = CustomerFilterForm(request.GET or None)
+    qs = customers_for_user(request.user)
+    if form.is_valid():
+        if form.cleaned_data["q"]:
+            q = form.cleaned_data["q"]
+            qs = qs.filter(Q(name__icontains=q) | Q(email__icontains=q) | Q(company_number__iexact=q))
+        if form.cleaned_data["kind"]:
+            qs = qs.filter(kind=form.cleaned_data["kind"])
+    qs = qs.annotate(
+        contract_count=Count("contracts", distinct=True),
+        active_count=Count("contracts", filter=Q(contracts__state=Contract.State.ACTIVE), distinct=True),
+        vehicle_count=Count("vehicles", distinct=True),
+    ).order_by("name")
+    page = _page(request, qs)
+    return render(request, "carparks/customer_list.html", {"form": form, "page": page, "customers": page.object_list})
+
+
+def _invoices_template() -> str | None:
+    """Billing may provide ``billing/_customer_invoices.html`` (context: ``customer``); shown when it exists."""
+    try:
+        get_template("billing/_customer_invoices.html")
+    except TemplateDoesNotExist:
+        return None
+    return "billing/_customer_invoices.html"
+
+
+@role_required(*VIEW_ROLES)
+def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    customer = get_for_user(customers_for_user(request.user), pk)
+    contracts = contracts_for_user(request.user, customer.contracts.all()).select_related("product__carpark")
+    credentials = Credential.objects.filter(contract__in=contracts.values("pk")).select_related("carpark", "contract")
+    return render(
+        request,
+        "carparks/customer_detail.html",
+        {
+            "customer": customer,
+            "contracts": contracts,
+            "vehicles": customer.vehicles.prefetch_related("contracts"),
+            "credentials": credentials.order_by("-is_active", "identifier"),
+            "cases": customer.cases.select_related("contract", "assignee").order_by("-created_at"),
+            "history": selectors.customer_history(customer)[:100],
+            "invoices_template": _invoices_template(),
+            "may_open_case": has_role(request.user, *CASE_ROLES),
+        },
+    )
+
+
+# --- contracts ----------------------------------------------------------------------------------
+
+
+def _contract_for(request: HttpRequest, pk: int) -> Contract:
+    qs = contracts_for_user(request.user).select_related("customer", "product__carpark", "next_product")
+    return get_for_user(qs, pk)
+
+
+@role_required(*VIEW_ROLES)
+def contract_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    contract = _contract_for(request, pk)
+    processes = selectors.processes_about(contract)
+    reviewing = selectors.under_review(processes)
+    actions = []
+    for transition in contract.get_available_user_state_transitions(request.user):
+        if transition.name in CONTRACT_ACTIONS and not (reviewing and transition.name in ("approve", "reject")):
+            label, style = CONTRACT_ACTIONS[transition.name]
+            actions.append({"name": transition.name, "label": label, "style": style})
+    running = contract.state in (Contract.State.APPROVED, Contract.State.ACTIVE, Contract.State.SUSPENDED)
+    may_edit = has_role(request.user, *CONTRACT_EDIT_ROLES) and not contract.is_final
+    return render(
+        request,
+        "carparks/contract_detail.html",
+        {
+            "contract": contract,
+            "vehicles": contract.vehicles.all(),
+            "credentials": contract.credentials.order_by("-is_active", "kind", "identifier"),
+            "events": contract.events.select_related("actor"),
+            "cases": contract.cases.order_by("-created_at"),
+            "processes": processes,
+            "reviewing": reviewing,
+            "actions": actions,
+            "may_terminate": running and has_transition_perm_safe(contract, request.user),
+            "termination_form": TerminationForm(initial={"end_date": services.earliest_end_date(contract)}),
+            "plate_form": PlateChangeForm(contract=contract) if may_edit else None,
+            "vehicles_form": VehiclesAddForm() if may_edit else None,
+            "may_issue_card": may_edit and contract.state in (Contract.State.APPROVED, Contract.State.ACTIVE),
+            "earliest_end": services.earliest_end_date(contract),
+            "waitlist_rank": _waitlist_rank(contract),
+        },
+    )
+
+
+def has_transition_perm_safe(contract: Contract, user: Any) -> bool:
+    from django_fsm import has_transition_perm
+
+    return has_transition_perm(contract.terminate, user)
+
+
+def _waitlist_rank(contract: Contract) -> int | None:
+    if contract.state != Contract.State.WAITLISTED:
+        return None
+    return (
+        Contract.objects.filter(
+            product_id=contract.product_id,
+            state=Contract.State.WAITLISTED,
+            waitlist_position__lt=contract.waitlist_position,
+        ).count()
+        + 1
+    )
+
+
+@role_required(*VIEW_ROLES)
+@require_POST
+def contract_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    contract = _contract_for(request, pk)
+    form = ReasonForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    user = request.user
+    calls = {
+        "approve": lambda: services.contract_approve(contract=contract, user=user, note=reason),
+        "activate": lambda: services.contract_activate(contract=contract, user=user, note=reason),
+        "accept_offer": lambda: services.contract_offer_accept(contract=contract, user=user),
+        "suspend": lambda: services.contract_suspend(contract=contract, user=user, reason=reason),
+        "reactivate": lambda: services.contract_reactivate(contract=contract, user=user, reason=reason),
+        "reject": lambda: services.contract_reject(contract=contract, user=user, reason=reason),
+        "cancel": lambda: services.contract_cancel(contract=contract, user=user, reason=reason),
+    }
+    if action not in calls:
+        messages.error(request, f"'{action}' is not an action on contracts.")
+        return redirect("carparks:contract-detail", pk=pk)
+    try:
+        updated = calls[action]()
+    except (services.CarparkError, PermissionDenied) as exc:
+        _error(request, exc)
+    else:
+        messages.success(request, f"Contract {pk} is now {updated.get_state_display().lower()}.")
+    return redirect("carparks:contract-detail", pk=pk)
+
+
+@role_required(*VIEW_ROLES)
+@require_POST
+def contract_terminate(request: HttpRequest, pk: int) -> HttpResponse:
+    contract = _contract_for(request, pk)
+    form = TerminationForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Enter a valid end date.")
+        return redirect("carparks:contract-detail", pk=pk)
+    waive = form.cleaned_data["waive_notice"]
+    if waive and not has_role(request.user, SUPERVISOR, ADMINISTRATOR):
+        messages.error(request, "Only supervisors may waive the notice period.")
+        return redirect("carparks:contract-detail", pk=pk)
+    try:
+        contract = services.contract_request_termination(
+            contract=contract,
+            user=request.user,
+            end_date=form.cleaned_data["end_date"],
+            reason=form.cleaned_data["reason"],
+            enforce_notice=not waive,
+        )
+    except (services.CarparkError, PermissionDenied) as exc:
+        _error(request, exc)
+    else:
+        messages.success(request, f"Contract {pk} ends on {contract.end_date:%Y-%m-%d}.")
+    return redirect("carparks:contract-detail", pk=pk)
+
+
+@role_required(*CONTRACT_EDIT_ROLES)
+@require_POST
+def contract_plate(request: HttpRequest, pk: int) -> HttpResponse:
+    contract = _contract_for(request, pk)
+    form = PlateChangeForm(request.POST, contract=contract)
+    if not form.is_valid():
+        messages.error(request, "Choose the current plate and enter the new one.")
+        return redirect("carparks:contract-detail", pk=pk)
+    try:
+        services.contract_change_plate(contract=contract, user=request.user, **form.cleaned_data)
+    except (services.CarparkError, PermissionDenied) as exc:
+        _error(request, exc)
+    else:
+        messages.success(request, f"Plate changed to {form.cleaned_data['new_plate']}.")
+    return redirect("carparks:contract-detail", pk=pk)
+
+
+@role_required(*CONTRACT_EDIT_ROLES)
+@require_POST
+def contract_vehicles_add(request: HttpRequest, pk: int) -> HttpResponse:
+    contract = _contract_for(request, pk)
+    form = VehiclesAddForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Enter at least one plate, one per line.")
+        return redirect("carparks:contract-detail", pk=pk)
+    try:
+        services.contract_add_vehicles(contract=contract, vehicles=form.cleaned_data["plates"], user=request.user)
+    except (services.CarparkError, PermissionDenied) as exc:
+        _error(request, exc)
+    else:
+        messages.success(request, f"{len(form.cleaned_data['plates'])} vehicle(s) added.")
+    return redirect("carparks:contract-detail", pk=pk)
+
+
+@role_required(*CONTRACT_EDIT_ROLES)
+@require_POST
+def contract_card(request: HttpRequest, pk: int) -> HttpResponse:
+    contract = _contract_for(request, pk)
+    try:
+        card = services.credential_issue_card(contract=contract, user=request.user)
+    except services.CarparkError as exc:
+        _error(request, exc)
+    else:
+        messages.success(request, f"RFID card {card.identifier} issued; earlier cards stop working.")
+    return redirect("carparks:contract-detail", pk=pk)
+
+
+# --- cases --------------------------------------------------------------------------------------
+
+
+@role_required(*CASE_ROLES)
+def case_list(request: HttpRequest) -> HttpResponse:
+    form = CaseFilterForm(request.GET or {"state": "open"})
+    qs = cases_for_user(request.user).select_related("customer", "contract", "assignee")
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["state"] == "open":
+            qs = qs.filter(state__in=Case.OPEN_STATES)
+        elif data["state"]:
+            qs = qs.filter(state=data["state"])
+        if data["kind"]:
+            qs = qs.filter(kind=data["kind"])
+        if data["priority"]:
+            qs = qs.filter(priority=data["priority"])
+        if data["mine"]:
+            qs = qs.filter(assignee=request.user)
+    page = _page(request, qs.order_by("sla_due_at", "pk"))
+    return render(
+        request,
+        "carparks/case_list.html",
+        {"form": form, "page": page, "cases": page.object_list, "now": timezone.now()},
+    )
+
+
+@role_required(*CASE_ROLES)
+def case_create(request: HttpRequest, customer_pk: int) -> HttpResponse:
+    customer = get_for_user(customers_for_user(request.user), customer_pk)
+    form = CaseForm(request.POST or None, customer=customer, initial={"contract": request.GET.get("contract")})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            case = services.case_open(
+                customer=customer,
+                kind=data["kind"],
+                subject=data["subject"],
+                description=data["description"],
+                contract=data["contract"],
+                invoice_id=data["invoice_id"],
+                priority=data["priority"] or None,
+                user=request.user,
+            )
+        except services.CarparkError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            messages.success(
+                request, f"Case {case.pk} opened; due {timezone.localtime(case.sla_due_at):%Y-%m-%d %H:%M}."
+            )
+            return redirect("carparks:case-detail", pk=case.pk)
+    return render(request, "carparks/case_form.html", {"form": form, "customer": customer})
+
+
+def _case_for(request: HttpRequest, pk: int) -> Case:
+    return get_for_user(cases_for_user(request.user).select_related("customer", "contract", "assignee"), pk)
+
+
+@role_required(*CASE_ROLES)
+def case_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    case = _case_for(request, pk)
+    return render(
+        request,
+        "carparks/case_detail.html",
+        {
+            "case": case,
+            "events": case.events.select_related("actor"),
+            "processes": selectors.processes_about(case),
+            "note_form": CaseNoteForm(),
+            "resolve_form": CaseResolveForm(),
+            "now": timezone.now(),
+        },
+    )
+
+
+@role_required(*CASE_ROLES)
+@require_POST
+def case_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    case = _case_for(request, pk)
+    try:
+        if action == "take":
+            services.case_assign(case=case, assignee=request.user, user=request.user)
+            messages.success(request, f"Case {pk} is assigned to you.")
+        elif action == "note":
+            form = CaseNoteForm(request.POST)
+            if not form.is_valid():
+                raise services.CarparkError("Write a note.")
+            services.case_add_note(case=case, note=form.cleaned_data["note"], user=request.user)
+            messages.success(request, "Note added.")
+        elif action == "resolve":
+            form = CaseResolveForm(request.POST)
+            if not form.is_valid():
+                raise services.CarparkError("Write the resolution the customer will read.")
+            services.case_resolve(case=case, resolution=form.cleaned_data["resolution"], user=request.user)
+            messages.success(request, f"Case {pk} is resolved.")
+        elif action == "reopen":
+            services.case_reopen(case=case, user=request.user)
+            messages.success(request, f"Case {pk} is open again.")
+        elif action == "close":
+            services.case_close(case=case, user=request.user)
+            messages.success(request, f"Case {pk} is closed.")
+        else:
+            messages.error(request, f"'{action}' is not an action on cases.")
+    except services.CarparkError as exc:
+        _error(request, exc)
+    return redirect("carparks:case-detail", pk=pk)
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+@role_required(*VIEW_ROLES)
+def search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()
+    results = selectors.search(request.user, query)
+    total = sum(len(rows) for rows in results.values())
+    return render(
+        request,
+        "carparks/search.html",
+        {"q": query, "results": results, "total": total, "scoped": visible_carpark_ids(request.user) is not None},
+    )
