@@ -1,0 +1,198 @@
+"""The processes list and process detail pages (with incident retry, cancel, suspend, resume).
+
+Administrators, workflow admins and supervisors see every process; everybody else with a role
+sees the processes of the car parks they are responsible for. Administrators and workflow
+admins act on processes (retry an incident, cancel, suspend, resume).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, time
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_role, responsible_carpark_ids, role_required
+from workflows import services
+from workflows.errors import WorkflowError
+from workflows.models import Process, SystemJob, Timer, WorkflowDefinition
+
+SEE_ALL = (ADMINISTRATOR, WORKFLOW_ADMIN, SUPERVISOR)
+ACT = (ADMINISTRATOR, WORKFLOW_ADMIN)
+PAGE_SIZE = 50
+
+
+def visible_processes(user: Any) -> QuerySet[Process]:
+    """Processes the user may see (see the module docstring)."""
+    processes = Process.objects.all()
+    if has_role(user, *SEE_ALL):
+        return processes
+    carparks = responsible_carpark_ids(user)
+    if carparks is None:
+        return processes
+    return processes.filter(scope_carpark_id__in=carparks)
+
+
+def _carpark_names(ids: set[int]) -> dict[int, str]:
+    label = getattr(settings, "WORKFLOWS_CARPARK_MODEL", "carparks.CarPark")
+    try:
+        model = apps.get_model(label)
+    except (LookupError, ValueError):
+        return {}
+    return {pk: str(obj) for pk, obj in model.objects.in_bulk(list(ids)).items()} if ids else {}
+
+
+def _day(value: str, *, end: bool = False) -> datetime | None:
+    day = parse_date(value or "")
+    if day is None:
+        return None
+    return timezone.make_aware(datetime.combine(day, time.max if end else time.min))
+
+
+@role_required()
+@require_GET
+def process_list(request: HttpRequest) -> HttpResponse:
+    params = request.GET
+    processes = visible_processes(request.user).select_related("definition", "version")
+    errors: list[str] = []
+    if key := params.get("workflow", "").strip():
+        processes = processes.filter(definition__key=key)
+    state = params.get("state", "").strip()
+    if state == "incident":
+        processes = processes.filter(incident_open=True)
+    elif state in Process.State.values:
+        processes = processes.filter(state=state)
+    if step := params.get("step", "").strip():
+        processes = processes.filter(current_step=step)
+    if carpark := params.get("carpark", "").strip():
+        if carpark.isdigit():
+            processes = processes.filter(scope_carpark_id=int(carpark))
+        else:
+            errors.append("Car park must be chosen from the list.")
+    for name, end in (("started_from", False), ("started_to", True)):
+        raw = params.get(name, "").strip()
+        if raw:
+            moment = _day(raw, end=end)
+            if moment is None:
+                errors.append(f"“{raw}” is not a date (use YYYY-MM-DD).")
+            else:
+                processes = processes.filter(**{"started_at__lte" if end else "started_at__gte": moment})
+    if query := params.get("q", "").strip():
+        match = Q(title__icontains=query) | Q(definition__name__icontains=query)
+        if query.lstrip("#").isdigit():
+            number = int(query.lstrip("#"))
+            match |= Q(pk=number) | Q(object_id=number)
+        processes = processes.filter(match)
+
+    page = Paginator(processes.order_by("-started_at", "-id"), PAGE_SIZE).get_page(params.get("page"))
+    visible = visible_processes(request.user)
+    carpark_ids = set(visible.exclude(scope_carpark_id=None).values_list("scope_carpark_id", flat=True).distinct())
+    names = _carpark_names(carpark_ids)
+    for process in page.object_list:
+        process.carpark_name = names.get(process.scope_carpark_id) if process.scope_carpark_id else None
+    filters = request.GET.copy()
+    filters.pop("page", None)
+    return render(
+        request,
+        "workflows/process_list.html",
+        {
+            "page": page,
+            "errors": errors,
+            "params": params,
+            "filter_query": filters.urlencode(),
+            "definitions": WorkflowDefinition.objects.order_by("name"),
+            "states": [*Process.State.choices, ("incident", "With incident")],
+            "carparks": sorted(((pk, names.get(pk, f"Car park #{pk}")) for pk in carpark_ids), key=lambda c: c[1]),
+            "any_filter": any(
+                params.get(k) for k in ("workflow", "state", "step", "carpark", "started_from", "started_to", "q")
+            ),
+        },
+    )
+
+
+def _process_for(request: HttpRequest, pk: int) -> Process:
+    process = get_object_or_404(Process.objects.select_related("definition", "version", "started_by"), pk=pk)
+    if not visible_processes(request.user).filter(pk=pk).exists():
+        raise PermissionDenied
+    return process
+
+
+@role_required()
+@require_GET
+def process_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    process = _process_for(request, pk)
+    graph = process.graph
+    step = graph.steps.get(process.current_step) if process.current_step else None
+    business_object = None
+    if process.content_type_id:
+        try:
+            business_object = process.business_object
+        except Exception:  # the object's model may be gone; show its type and id
+            business_object = None
+    object_url = getattr(business_object, "get_absolute_url", None)
+    events = list(process.events.select_related("actor", "task").order_by("at", "id"))
+    return render(
+        request,
+        "workflows/process_detail.html",
+        {
+            "process": process,
+            "step": step,
+            "steps": graph.steps,
+            "variables_json": json.dumps(process.variables, indent=2, sort_keys=True, ensure_ascii=False),
+            "business_object": business_object,
+            "object_url": object_url() if callable(object_url) else None,
+            "events": events,
+            "tasks": process.tasks.select_related("assignee").order_by("created_at", "id"),
+            "timers": process.timers.filter(state=Timer.State.PENDING, step_seq=process.step_seq),
+            "jobs": process.jobs.order_by("-created_at", "-id")[:10],
+            "children": process.children.select_related("definition"),
+            "can_act": has_role(request.user, *ACT),
+            "carpark_name": _carpark_names({process.scope_carpark_id}).get(process.scope_carpark_id)
+            if process.scope_carpark_id
+            else None,
+            "failed_job": process.jobs.filter(state=SystemJob.State.FAILED).order_by("-id").first(),
+        },
+    )
+
+
+@role_required(*ACT)
+@require_POST
+def process_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    process = _process_for(request, pk)
+    reason = request.POST.get("reason", "").strip()[:500]
+    actions = {
+        "retry": (lambda: services.incident_retry(process=process, user=request.user), "The failed step runs again."),
+        "cancel": (
+            lambda: services.process_cancel(process=process, user=request.user, reason=reason),
+            "The process was cancelled.",
+        ),
+        "suspend": (
+            lambda: services.process_suspend(process=process, user=request.user, reason=reason),
+            "The process is suspended.",
+        ),
+        "resume": (
+            lambda: services.process_resume(process=process, user=request.user, reason=reason),
+            "The process runs again.",
+        ),
+    }
+    if action not in actions:
+        raise PermissionDenied
+    run, done = actions[action]
+    try:
+        run()
+    except WorkflowError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done)
+    return redirect("workflows:process-detail", pk=process.pk)
