@@ -210,6 +210,7 @@ def _apply_static(
     changed_carparks: list[CarPark] = []
     changed_fields: set[str] = set()
     changed_links: list[CarParkLink] = []
+    seen_links: list[int] = []
     new_links: list[CarParkLink] = []
     for record in records:
         values = _record_values(record)
@@ -251,11 +252,11 @@ def _apply_static(
                 )
             )
         else:
-            link_changed = link.tariffs != place_tariffs
-            link.tariffs = place_tariffs
-            link.last_static_sync_at = now
-            changed_links.append(link)
-            diff = diff or ({"tariffs": True} if link_changed else {})
+            seen_links.append(link.pk)
+            if link.tariffs != place_tariffs:
+                link.tariffs = place_tariffs
+                changed_links.append(link)
+                diff = diff or {"tariffs": True}
         if diff or link is None:
             updated += 1
         else:
@@ -275,7 +276,9 @@ def _apply_static(
     if changed_carparks:
         CarPark.objects.bulk_update(changed_carparks, sorted(changed_fields | {"updated_at"}), batch_size=500)
     if changed_links:
-        CarParkLink.objects.bulk_update(changed_links, ["tariffs", "last_static_sync_at"], batch_size=500)
+        CarParkLink.objects.bulk_update(changed_links, ["tariffs"], batch_size=500)
+    # One statement stamps every link seen; per-row updates only where something changed.
+    CarParkLink.objects.filter(pk__in=seen_links).update(last_static_sync_at=now)
     if new_links:
         CarParkLink.objects.bulk_create(new_links, batch_size=500)
     seen = {record.external_id for record in records}
@@ -314,7 +317,9 @@ def sync_occupancy(*, connection: CpmsConnection, key: str = "", user: Any = Non
 def _apply_occupancy(connection: CpmsConnection, records: list[OccupancyRecord]) -> dict[str, Any]:
     now = timezone.now()
     links = {link.external_id: link for link in connection.links.select_related("carpark")}
-    carparks, changed_links = [], []
+    changed_carparks: list[CarPark] = []
+    seen_carparks: list[int] = []
+    link_groups: dict[tuple[str, Any], list[int]] = {}
     updated = unchanged = failed = 0
     errors = []
     for record in records:
@@ -329,17 +334,30 @@ def _apply_occupancy(connection: CpmsConnection, records: list[OccupancyRecord])
         if occupied is None:
             unchanged += 1
             continue
+        seen_carparks.append(carpark.pk)
         observed = record.observed_at or now
         if carpark.occupancy == occupied and link.cpms_status == record.status:
             unchanged += 1
         else:
             updated += 1
-        carpark.occupancy, carpark.occupancy_updated_at = occupied, now
-        link.cpms_status, link.occupancy_observed_at = record.status, observed
-        carparks.append(carpark)
-        changed_links.append(link)
-    CarPark.objects.bulk_update(carparks, ["occupancy", "occupancy_updated_at"], batch_size=1000)
-    CarParkLink.objects.bulk_update(changed_links, ["cpms_status", "occupancy_observed_at"], batch_size=1000)
+        if carpark.occupancy != occupied:
+            carpark.occupancy = occupied
+            changed_carparks.append(carpark)
+        if (link.cpms_status, link.occupancy_observed_at) != (record.status, observed):
+            link_groups.setdefault((record.status, observed), []).append(link.pk)
+    # Feeds stamp a whole document at once, so links fall into few (status, time) groups:
+    # a handful of UPDATE statements instead of one per car park.
+    CarPark.objects.bulk_update(changed_carparks, ["occupancy"], batch_size=1000)
+    CarPark.objects.filter(pk__in=seen_carparks).update(occupancy_updated_at=now)
+    if len(link_groups) <= 50:
+        for (status, observed), pks in link_groups.items():
+            CarParkLink.objects.filter(pk__in=pks).update(cpms_status=status, occupancy_observed_at=observed)
+    else:
+        by_pk = {pk: key for key, pks in link_groups.items() for pk in pks}
+        changed = [link for link in links.values() if link.pk in by_pk]
+        for link in changed:
+            link.cpms_status, link.occupancy_observed_at = by_pk[link.pk]
+        CarParkLink.objects.bulk_update(changed, ["cpms_status", "occupancy_observed_at"], batch_size=1000)
     if failed > len(errors):
         errors.append(f"… and {failed - len(errors)} more unknown place(s).")
     return {
