@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import deque
 from typing import Any
 
 from lxml import etree
@@ -93,20 +92,43 @@ def auto_layout(spec: dict[str, Any]) -> Layout:
     for source, target, _ in edges_of(spec):
         graph.setdefault(source, []).append(target)
     start = next((s["id"] for s in spec.get("steps", []) if s["type"] == "start"), None)
-    order = [start] if start else []
-    layer: dict[str, int] = {start: 0} if start else {}
-    queue = deque(order)
-    while queue:  # breadth first: a node sits one column right of where it is first reached
-        node = queue.popleft()
-        for target in graph.get(node, []):
-            if target in sizes and target not in layer:
-                layer[target] = layer[node] + 1
-                order.append(target)
-                queue.append(target)
-    for node in sizes:  # unreachable nodes go at the end
-        if node not in layer:
-            layer[node] = max(layer.values(), default=-1) + 1
+    # Longest-path layering over the graph without its back edges (found by a depth-first walk), so a
+    # step sits right of every step that leads to it and the ends line up on the right.
+    order: list[str] = []
+    back: set[tuple[str, str]] = set()
+    state: dict[str, int] = {}
+    stack: list[tuple[str, int]] = [(start, 0)] if start else []
+    if start:
+        state[start] = 1
+        order.append(start)
+    while stack:
+        node, index = stack[-1]
+        targets = [t for t in graph.get(node, []) if t in sizes]
+        if index >= len(targets):
+            state[node] = 2
+            stack.pop()
+            continue
+        stack[-1] = (node, index + 1)
+        target = targets[index]
+        if state.get(target) == 1:
+            back.add((node, target))
+        elif target not in state:
+            state[target] = 1
+            order.append(target)
+            stack.append((target, 0))
+    for node in sizes:  # unreachable nodes still get a place
+        if node not in state:
             order.append(node)
+    layer: dict[str, int] = {node: 0 for node in order}
+    for _ in range(len(order)):
+        changed = False
+        for source in order:
+            for target in graph.get(source, []):
+                if target in layer and (source, target) not in back and layer[target] < layer[source] + 1:
+                    layer[target] = layer[source] + 1
+                    changed = True
+        if not changed:
+            break
     rows: dict[int, int] = {}
     layout = Layout()
     for node in order:
