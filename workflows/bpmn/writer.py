@@ -119,7 +119,7 @@ def auto_layout(spec: dict[str, Any]) -> Layout:
     for node in sizes:  # unreachable nodes still get a place
         if node not in state:
             order.append(node)
-    layer: dict[str, int] = {node: 0 for node in order}
+    layer: dict[str, int] = dict.fromkeys(order, 0)
     for _ in range(len(order)):
         changed = False
         for source in order:
