@@ -17,6 +17,8 @@ from billing.tests.conftest import localstripe_url, stripe_settings  # noqa: F40
 from billing.tests.test_stripe import GOOD_CARD, issued_invoice, save_card
 from carparks.models import CarPark, Case, Contract, Credential, Customer, Product, Vehicle
 from carparks.tests.factories import CarParkFactory, CorporateFactory, CustomerFactory
+from connect import services as connect_services
+from connect.tests.conftest import connection, sim  # noqa: F401  (fixtures)
 from workflows import authoring
 from workflows.bpmn import bpmn_to_definition, definition_to_bpmn
 from workflows.compiler import compile_spec
@@ -25,14 +27,7 @@ from workflows.registry import is_registered
 from workflows.services import process_message, process_start, task_complete
 from workflows.testing import fire_due_timers, run_pending_system_steps
 
-try:
-    from connect.tests.conftest import connection, sim  # noqa: F401  (fixtures)
-
-    from connect import services as connect_services
-
-    HAVE_CONNECT = is_registered("connect.push_credentials")
-except ImportError:  # connect not merged yet
-    HAVE_CONNECT = False
+HAVE_CONNECT = is_registered("connect.push_credentials")
 
 ITEMS = {item.slug: item for item in authoring.library_items()}
 needs_connect = pytest.mark.skipif(not HAVE_CONNECT, reason="needs connect's system tasks and CPMS simulator")
