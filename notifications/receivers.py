@@ -42,7 +42,7 @@ def on_task_escalated(sender: Any, task: Any, previous: Any, reason: str = "", *
     from workflows.basket_selectors import colleagues_for, substitute_for
 
     overdue = reason == "overdue"
-    targets = {user.pk: user for user in colleagues_for(task)}
+    targets = {user.pk: user for user in colleagues_for(task, role_holders_only=True)}
     # Someone away is represented by their substitute.
     recipients = {sub.pk: sub for sub in (substitute_for(user) for user in targets.values())}
     why = "it is overdue" if overdue else f"“{reason}”"

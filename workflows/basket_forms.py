@@ -40,7 +40,8 @@ class BasketFilterForm(forms.Form):
         self.fields["carpark"].choices = [("", "All car parks"), *[(str(pk), n) for pk, n in choices["carparks"]]]
 
     def filters(self) -> BasketFilters:
-        data = self.cleaned_data if self.is_valid() else {}
+        self.is_valid()  # a value that is not a choice (an old link) is left out, the rest still filter
+        data = self.cleaned_data
         sort = data.get("sort") or "due"
         return BasketFilters(
             workflow=data.get("workflow") or "",

@@ -203,14 +203,21 @@ def carpark_names(ids: set[int]) -> dict[int, str]:
     return dict(CarPark.objects.filter(pk__in=sorted(ids)).values_list("pk", "name")) if ids else {}
 
 
-def colleagues_for(task: Task, *, exclude: Any = None) -> QuerySet:
-    """Active users who may work on ``task`` (as ``can_work_on`` decides), in one query."""
+def colleagues_for(task: Task, *, exclude: Any = None, role_holders_only: bool = False) -> QuerySet:
+    """Active users who may work on ``task`` (as ``can_work_on`` decides), in one query.
+
+    With ``role_holders_only`` only those who hold the task's role itself (not supervisors or
+    administrators, who may work on anything): the people a task addressed to the role is for.
+    """
     from guardian.models import GroupObjectPermission, UserObjectPermission
 
     from carparks.models import CarPark
 
     users = get_user_model().objects.filter(is_active=True)
-    users = users.filter(Q(groups__name__in=[task.role, SUPERVISOR, ADMINISTRATOR]) | Q(is_superuser=True))
+    if role_holders_only:
+        users = users.filter(groups__name=task.role)
+    else:
+        users = users.filter(Q(groups__name__in=[task.role, SUPERVISOR, ADMINISTRATOR]) | Q(is_superuser=True))
     if task.scope_carpark_id is not None:
         carpark_type = ContentType.objects.get_for_model(CarPark)
         app_label, codename = RESPONSIBLE_PERMISSION.split(".")
