@@ -32,9 +32,11 @@ def test_overdue_escalation_fires_once_at_the_due_time_and_emails_the_target(dja
         task = start_review(carpark)
         Task.objects.filter(pk=task.pk).update(state=Task.State.CLAIMED, assignee=agent)
     assert task.due_at == START + dt.timedelta(days=1)
-    with time_machine.travel(task.due_at - dt.timedelta(seconds=1), tick=False):
-        with django_capture_on_commit_callbacks(execute=True):
-            assert fire_due_timers() == 0
+    with (
+        time_machine.travel(task.due_at - dt.timedelta(seconds=1), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert fire_due_timers() == 0
     assert mail.outbox == [] and not Notification.objects.exists()
     with time_machine.travel(task.due_at, tick=False), django_capture_on_commit_callbacks(execute=True):
         assert fire_due_timers() == 1
@@ -49,9 +51,11 @@ def test_overdue_escalation_fires_once_at_the_due_time_and_emails_the_target(dja
     assert reverse("workflows:task-detail", args=[escalated.pk]) in supervisor_mail.body
     assert Notification.objects.get(user=agent).kind == Notification.Kind.OVERDUE
     # Running the tick again (or later) changes nothing until the next level is due.
-    with time_machine.travel(task.due_at + dt.timedelta(hours=1), tick=False):
-        with django_capture_on_commit_callbacks(execute=True):
-            assert fire_due_timers() == 0
+    with (
+        time_machine.travel(task.due_at + dt.timedelta(hours=1), tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert fire_due_timers() == 0
     assert len(mail.outbox) == 2
     assert Notification.objects.filter(user=supervisor).count() == 1
 
