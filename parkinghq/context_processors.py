@@ -17,4 +17,10 @@ NAVIGATION = [
 
 
 def portal(request: HttpRequest) -> dict:
-    return {"portal_navigation": NAVIGATION}
+    from accounts.two_factor import is_two_factor_pending
+
+    user = getattr(request, "user", None)
+    # Live badges (basket count, unread notifications) poll portal URLs: not while the second
+    # factor is pending, when every such request would be sent to the two-factor page.
+    live = bool(user is not None and user.is_authenticated and not is_two_factor_pending(user))
+    return {"portal_navigation": NAVIGATION, "portal_live_badges": live}
