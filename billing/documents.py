@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +32,9 @@ NS = {
 }
 EN16931 = "urn:cen.eu:en16931:2017"
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "billing" / "pdf"
+# WeasyPrint and factur-x narrate every document at INFO; keep workers' logs for what matters.
+logging.getLogger("weasyprint").setLevel(logging.WARNING)
+logging.getLogger("factur-x").setLevel(logging.WARNING)
 
 
 class XmlBuilder:
@@ -175,17 +179,15 @@ def facturx_check(xml: bytes) -> None:
 # --- PDF -----------------------------------------------------------------------------------------
 
 
-def _local_only_fetcher(url: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """WeasyPrint may read local files (fonts, logo) but never fetch from the network."""
-    from weasyprint import default_url_fetcher
+def _local_only_fetcher() -> Any:
+    """WeasyPrint may read local files (fonts) and data: URLs, but never fetch from the network."""
+    from weasyprint.urls import URLFetcher
 
-    if not url.startswith(("file:", "data:")):
-        raise ValueError(f"refusing to fetch {url!r} while rendering a document")
-    return default_url_fetcher(url, *args, **kwargs)
+    return URLFetcher(allowed_protocols={"file", "data"})
 
 
 @functools.lru_cache(maxsize=1)
-def _renderer() -> tuple[Any, Any]:
+def _renderer() -> tuple[Any, Any, Any]:
     """One FontConfiguration and stylesheet per process (loading fonts is the slow part)."""
     from weasyprint import CSS
     from weasyprint.text.fonts import FontConfiguration
@@ -194,8 +196,9 @@ def _renderer() -> tuple[Any, Any]:
     font_dir = Path(settings.BILLING_FONT_DIR)
     css = (STATIC_DIR / "invoice.css").read_text()
     css = css.replace("{{ font_dir }}", font_dir.as_uri())
-    stylesheet = CSS(string=css, font_config=font_config, url_fetcher=_local_only_fetcher)
-    return font_config, stylesheet
+    fetcher = _local_only_fetcher()
+    stylesheet = CSS(string=css, font_config=font_config, url_fetcher=fetcher)
+    return font_config, stylesheet, fetcher
 
 
 # Drop the font configuration while its C library is still loaded (avoids a noisy __del__ at exit).
@@ -205,8 +208,8 @@ atexit.register(_renderer.cache_clear)
 def render_pdf(html: str) -> bytes:
     from weasyprint import HTML
 
-    font_config, stylesheet = _renderer()
-    document = HTML(string=html, base_url=str(STATIC_DIR), url_fetcher=_local_only_fetcher)
+    font_config, stylesheet, fetcher = _renderer()
+    document = HTML(string=html, base_url=str(STATIC_DIR), url_fetcher=fetcher)
     return document.write_pdf(stylesheets=[stylesheet], font_config=font_config, pdf_variant="pdf/a-3b")
 
 

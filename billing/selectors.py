@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from billing.models import BillingException, Invoice, Payment, PaymentMethod
 from carparks.models import Contract
+
+
+def _due(period_start: date, period_end: date) -> Q:
+    overlaps = Q(start_date__lte=period_end) & (Q(end_date__isnull=True) | Q(end_date__gte=period_start))
+    states = Q(state=Contract.State.ACTIVE) | Q(state=Contract.State.TERMINATED, end_date__gte=period_start)
+    return overlaps & states
 
 
 def contracts_due_for_invoicing(*, period_start: date, period_end: date) -> QuerySet[Contract]:
@@ -16,14 +24,55 @@ def contracts_due_for_invoicing(*, period_start: date, period_end: date) -> Quer
     Active contracts, plus contracts already terminated whose last day falls in the period (they
     used the car park until then). Suspended contracts are not billed.
     """
-    overlaps = Q(start_date__lte=period_end) & (Q(end_date__isnull=True) | Q(end_date__gte=period_start))
-    states = Q(state=Contract.State.ACTIVE) | Q(state=Contract.State.TERMINATED, end_date__gte=period_start)
     return (
-        Contract.objects.filter(overlaps & states)
+        Contract.objects.filter(_due(period_start, period_end))
         .select_related("product__carpark", "customer")
-        .prefetch_related("vehicles")
+        .prefetch_related(Prefetch("vehicles", to_attr="vehicle_list"))
         .order_by("customer_id", "pk")
     )
+
+
+@dataclass(slots=True)
+class BillableContract:
+    """What the invoicing run needs of a contract (plain values: 10,000 of them load fast)."""
+
+    pk: int
+    customer_id: int
+    start_date: date
+    end_date: date | None
+    monthly_price: Decimal
+    cost_centre: str
+    product_name: str
+    vat_rate: Decimal
+    carpark_name: str
+    vehicles: list[tuple[int, str, str]] = field(default_factory=list)  # (id, plate, cost centre)
+
+
+def billable_contracts(*, period_start: date, period_end: date) -> list[BillableContract]:
+    """Due contracts that have no invoice line for the period yet, ordered by customer."""
+    due = Contract.objects.filter(_due(period_start, period_end)).exclude(invoice_lines__period_start=period_start)
+    rows = [
+        BillableContract(*row)
+        for row in due.order_by("customer_id", "pk").values_list(
+            "pk",
+            "customer_id",
+            "start_date",
+            "end_date",
+            "monthly_price",
+            "cost_centre",
+            "product__name",
+            "product__vat_rate",
+            "product__carpark__name",
+        )
+    ]
+    by_pk = {row.pk: row for row in rows}
+    through = Contract.vehicles.through.objects.filter(contract_id__in=due.values("pk"))
+    for contract_id, vehicle_id, plate, cost_centre in through.order_by("vehicle__plate").values_list(
+        "contract_id", "vehicle_id", "vehicle__plate", "vehicle__cost_centre"
+    ):
+        if contract_id in by_pk:
+            by_pk[contract_id].vehicles.append((vehicle_id, plate, cost_centre))
+    return rows
 
 
 def default_payment_method(customer_id: int) -> PaymentMethod | None:

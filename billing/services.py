@@ -119,13 +119,7 @@ def invoice_finalise(*, invoice: Invoice, user: Any = None, issue_date: date | N
 # --- the invoicing run ---------------------------------------------------------------------------
 
 
-@dataclass
-class _Billable:
-    contract: Contract
-    line: InvoiceLine
-
-
-def _line_for(contract: Contract, period_start: date, period_end: date) -> InvoiceLine | None:
+def _line_for(contract: selectors.BillableContract, period_start: date, period_end: date) -> InvoiceLine | None:
     share = pro_rata(
         monthly_price=contract.monthly_price,
         period_start=period_start,
@@ -135,19 +129,16 @@ def _line_for(contract: Contract, period_start: date, period_end: date) -> Invoi
     )
     if share is None:
         return None
-    vat_rate = contract.product.vat_rate
-    net, vat = split_gross(share.gross, vat_rate)
-    vehicles = list(contract.vehicles.all())
-    vehicle = vehicles[0] if vehicles else None
-    plates = ", ".join(v.plate for v in vehicles)
-    cost_centre = contract.cost_centre or (vehicle.cost_centre if vehicle else "")
-    description = f"{contract.product.name}, {contract.product.carpark.name}"
+    net, vat = split_gross(share.gross, contract.vat_rate)
+    vehicle_id, _, vehicle_cost_centre = contract.vehicles[0] if contract.vehicles else (None, "", "")
+    plates = ", ".join(plate for _, plate, _ in contract.vehicles)
+    description = f"{contract.product_name}, {contract.carpark_name}"
     if plates:
         description += f" ({plates})"
     return InvoiceLine(
-        contract=contract,
-        vehicle=vehicle,
-        cost_centre=cost_centre,
+        contract_id=contract.pk,
+        vehicle_id=vehicle_id,
+        cost_centre=contract.cost_centre or vehicle_cost_centre,
         description=description[:300],
         period_start=period_start,
         service_start=share.service_start,
@@ -155,7 +146,7 @@ def _line_for(contract: Contract, period_start: date, period_end: date) -> Invoi
         days=share.days,
         days_in_period=share.days_in_period,
         monthly_price=contract.monthly_price,
-        vat_rate=vat_rate,
+        vat_rate=contract.vat_rate,
         net=net,
         vat=vat,
         gross=share.gross,
@@ -177,16 +168,14 @@ def invoicing_run_execute(*, run: InvoicingRun, chunk_size: int = 500, deliver: 
     period_start, period_end = run.period_start, run.period_end
     InvoicingRun.objects.filter(pk=run.pk).update(state=InvoicingRun.State.RUNNING)
     try:
-        contracts = list(selectors.contracts_due_for_invoicing(period_start=period_start, period_end=period_end))
-        by_customer: dict[int, list[Contract]] = defaultdict(list)
+        contracts = selectors.billable_contracts(period_start=period_start, period_end=period_end)
+        by_customer: dict[int, list[selectors.BillableContract]] = defaultdict(list)
         for contract in contracts:
             by_customer[contract.customer_id].append(contract)
         InvoicingRun.objects.filter(pk=run.pk).update(contracts_total=len(contracts))
         previous_start, _ = month_period(period_start - timedelta(days=1))
         previous_prices = dict(
-            InvoiceLine.objects.filter(
-                period_start=previous_start, contract_id__in=[c.pk for c in contracts]
-            ).values_list("contract_id", "monthly_price")
+            InvoiceLine.objects.filter(period_start=previous_start).values_list("contract_id", "monthly_price")
         )
         customer_ids = list(by_customer)
         for offset in range(0, len(customer_ids), chunk_size):
@@ -203,7 +192,11 @@ def invoicing_run_execute(*, run: InvoicingRun, chunk_size: int = 500, deliver: 
 
 
 def _invoice_chunk(
-    run: InvoicingRun, chunk: dict[int, list[Contract]], previous_prices: dict[int, Decimal], *, deliver: bool
+    run: InvoicingRun,
+    chunk: dict[int, list[selectors.BillableContract]],
+    previous_prices: dict[int, Decimal],
+    *,
+    deliver: bool,
 ) -> None:
     period_start, period_end = run.period_start, run.period_end
     issued_on = timezone.localdate()
@@ -213,14 +206,13 @@ def _invoice_chunk(
         # every line a parallel run committed.
         NumberSeries.objects.get_or_create(key=series_key)
         series = NumberSeries.objects.select_for_update().get(key=series_key)
-        contract_ids = [c.pk for contracts in chunk.values() for c in contracts]
         already = set(
-            InvoiceLine.objects.filter(period_start=period_start, contract_id__in=contract_ids).values_list(
+            InvoiceLine.objects.filter(period_start=period_start, invoice__customer_id__in=list(chunk)).values_list(
                 "contract_id", flat=True
             )
         )
         with_method = selectors.customers_with_payment_method(list(chunk))
-        customers = {c.customer_id: c.customer for contracts in chunk.values() for c in contracts}
+        customers = Customer.objects.in_bulk(list(chunk))
         exceptions: list[BillingException] = []
         invoices: list[Invoice] = []
         invoice_lines: list[list[InvoiceLine]] = []
@@ -333,11 +325,17 @@ def _exception(
     run: InvoicingRun | None,
     *,
     customer_id: int | None = None,
-    contract: Contract | None = None,
+    contract: selectors.BillableContract | None = None,
     invoice: Invoice | None = None,
 ) -> BillingException:
     return BillingException(
-        kind=kind, dedupe_key=key, message=message, run=run, customer_id=customer_id, contract=contract, invoice=invoice
+        kind=kind,
+        dedupe_key=key,
+        message=message,
+        run=run,
+        customer_id=customer_id,
+        contract_id=contract.pk if contract else None,
+        invoice=invoice,
     )
 
 

@@ -70,6 +70,8 @@ def test_the_pdf_is_pdfa3_with_the_facturx_xml_embedded(invoice):
         "pdfaid" in metadata.rdf_root.toxml()
         or b"pdfaid:part" in reader.trailer["/Root"]["/Metadata"].get_object().get_data()
     )
+    fonts = reader.pages[0]["/Resources"]["/Font"]
+    assert all("Letterhead" in f.get_object()["/BaseFont"] for f in fonts.values())  # our local font, embedded
     text = reader.pages[0].extract_text()
     assert invoice.display_number in text and "CC-7" in text
 
