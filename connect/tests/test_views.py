@@ -175,3 +175,14 @@ def test_a_reconciliation_run_page_lists_the_differences(as_user, client, sim, i
     response = client.get(reverse("connect:run-detail", args=[run.pk]))
 
     assert b"Missing in the CPMS" in response.content and b"HHNO1" in response.content
+
+
+def test_the_carpark_detail_page_includes_the_cpms_panel(as_user, client, sim, imported):
+    carpark = CarPark.objects.get(cpms_reference="SIM-0004")
+    as_user(MANAGER, "manager", carparks=[carpark])
+
+    response = client.get(reverse("carparks:carpark-detail", args=[carpark.pk]))
+
+    assert response.status_code == 200
+    assert f'id="cpms-carpark-{carpark.pk}"'.encode() in response.content
+    assert f"{carpark.occupancy} / {carpark.capacity}".encode() in response.content
