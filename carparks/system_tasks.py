@@ -38,6 +38,18 @@ def _refuse(exc: services.CarparkError) -> PermanentError:
     return PermanentError(str(exc))
 
 
+def cpms_linked(carpark_id: int) -> bool:
+    """Whether connect can push credentials to this car park's CPMS (the processes skip the push otherwise)."""
+    try:
+        from connect.models import CarParkLink
+        from connect.receivers import PUSH_KINDS
+    except ImportError:
+        return False
+    return CarParkLink.objects.filter(
+        carpark_id=carpark_id, connection__is_active=True, connection__kind__in=PUSH_KINDS
+    ).exists()
+
+
 @system_task(
     "carparks.contract_approve",
     reads=["contract_id", "note"],
@@ -61,7 +73,7 @@ def contract_approve(ctx: SystemTaskContext) -> dict[str, Any]:
 @system_task(
     "carparks.contract_activate",
     reads=["contract_id"],
-    writes=["contract_state", "credentials"],
+    writes=["contract_state", "credentials", "cpms_linked"],
     description="Activate the contract and issue one licence-plate credential per vehicle.",
 )
 def contract_activate(ctx: SystemTaskContext) -> dict[str, Any]:
@@ -74,7 +86,11 @@ def contract_activate(ctx: SystemTaskContext) -> dict[str, Any]:
     elif contract.state not in (Contract.State.ACTIVE, Contract.State.SUSPENDED):
         raise PermanentError(f"contract {contract.pk} is {contract.state} and cannot be activated")
     identifiers = list(contract.credentials.filter(is_active=True).values_list("identifier", flat=True))
-    return {"contract_state": contract.state, "credentials": identifiers}
+    return {
+        "contract_state": contract.state,
+        "credentials": identifiers,
+        "cpms_linked": cpms_linked(contract.product.carpark_id),
+    }
 
 
 @system_task(
@@ -96,7 +112,7 @@ def contract_reject(ctx: SystemTaskContext) -> dict[str, Any]:
 @system_task(
     "carparks.contract_terminate",
     reads=["contract_id", "end_date", "reason"],
-    writes=["contract_state"],
+    writes=["contract_state", "cpms_linked"],
     description="End the contract on its end date: credentials stop, the place is offered to the waitlist.",
 )
 def contract_terminate(ctx: SystemTaskContext) -> dict[str, Any]:
@@ -108,7 +124,7 @@ def contract_terminate(ctx: SystemTaskContext) -> dict[str, Any]:
             end_date=date.fromisoformat(end) if end else None,
             reason=str(ctx.variables.get("reason") or ""),
         )
-    return {"contract_state": contract.state}
+    return {"contract_state": contract.state, "cpms_linked": cpms_linked(contract.product.carpark_id)}
 
 
 @system_task(
@@ -125,7 +141,7 @@ def offer_expire(ctx: SystemTaskContext) -> dict[str, Any]:
 @system_task(
     "carparks.card_replace",
     reads=["case_id", "contract_id"],
-    writes=["card_number"],
+    writes=["card_number", "contract_id", "cpms_linked"],
     description="Issue a replacement RFID card for the case's contract (the old card stops working).",
 )
 def card_replace(ctx: SystemTaskContext) -> dict[str, Any]:
@@ -136,7 +152,11 @@ def card_replace(ctx: SystemTaskContext) -> dict[str, Any]:
         card = services.credential_issue_card(contract=case.contract, issue_key=ctx.idempotency_key)
     except services.CarparkError as exc:
         raise _refuse(exc) from exc
-    return {"card_number": card.identifier, "contract_id": case.contract_id}
+    return {
+        "card_number": card.identifier,
+        "contract_id": case.contract_id,
+        "cpms_linked": cpms_linked(case.contract.product.carpark_id),
+    }
 
 
 @system_task(

@@ -167,3 +167,45 @@ def test_an_application_still_goes_through_when_the_definition_is_missing(caplog
     contract = services.contract_apply(customer=CustomerFactory(), product=ProductFactory(), vehicles=["M1"])
     assert contract.state == Contract.State.APPLIED
     assert "season-contract is not installed" in caplog.text
+
+
+def test_with_a_cpms_the_processes_push_and_revoke_the_credentials():
+    """Against connect's real CPMS simulator: activation pushes the plates, termination revokes them."""
+    from carparks.models import CarPark
+    from connect import services as connect_services
+    from connect.models import CpmsConnection
+    from connect.simulator import start_simulator
+
+    running = start_simulator(carparks=1, seed=7)
+    try:
+        connection = CpmsConnection(name="Sim", code="sim", kind=CpmsConnection.Kind.APDS, base_url=running.url)
+        connection.set_secret("any-token")
+        connection.save()
+        connect_services.sync_static(connection=connection)
+        carpark = CarPark.objects.get(cpms_reference="SIM-0001")
+        product = ProductFactory(carpark=carpark, deposit=0)
+        contract = services.contract_apply(customer=CustomerFactory(), product=product, vehicles=["M AB 1", "M AB 2"])
+        season = processes(contract, "season-contract").get()
+        wf.task_complete(task=open_task(season), user=agent_for(carpark), outcome="approve")
+        run_pending_system_steps()
+        season.refresh_from_db()
+        assert (season.state, season.result) == (Process.State.COMPLETED, "approved")
+        assert season.events.filter(step_id="push_credentials").exists()
+        rights = connect_services_rights(running.url)
+        assert len(rights) == 2
+
+        services.contract_request_termination(contract=contract, enforce_notice=False)
+        with time_machine.travel(timezone.now() + timedelta(days=2)):
+            fire_due_timers()
+            run_pending_system_steps()
+        ended = processes(contract, "contract-termination").get()
+        assert (ended.state, ended.result) == (Process.State.COMPLETED, "terminated")
+        assert connect_services_rights(running.url) == []
+    finally:
+        running.stop()
+
+
+def connect_services_rights(url):
+    import requests
+
+    return requests.get(f"{url}/_sim/state", timeout=5).json()["rights"]
