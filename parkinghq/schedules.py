@@ -44,6 +44,19 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "connect.tasks.reconcile_all",
         "schedule": crontab(hour=3, minute=30),
     },
+    # Monitoring: daily figures from the history (idempotent per day), alert rules, statements.
+    "monitoring-aggregate-daily": {
+        "task": "monitoring.tasks.aggregate_daily",
+        "schedule": crontab(minute=20, hour=0),
+    },
+    "monitoring-evaluate-alerts": {
+        "task": "monitoring.tasks.evaluate_alerts",
+        "schedule": 300.0,
+    },
+    "monitoring-send-statements": {
+        "task": "monitoring.tasks.send_statements",
+        "schedule": crontab(minute=0, hour=6),
+    },
 }
 
 # Keep a reference so linters do not flag the import; apps add crontab entries here.

@@ -1,0 +1,197 @@
+"""Daily, weekly and monthly statements: figures of a closed period, an HTML email and a PDF.
+
+``statement_build`` stores the figures and the PDF (one Statement per frequency and period, built
+again when asked twice); ``statement_send`` mails it to the subscribers once; ``statements_send_due``
+is what the beat runs every morning.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from accounts import roles
+from monitoring.aggregation import aggregate_day
+from monitoring.models import AggregatedDay, Statement, StatementSubscription
+from monitoring.selectors import Scope, billing_figures, cpms_figures, per_workflow, totals
+from parkinghq.emails import send_email
+
+Frequency = StatementSubscription.Frequency
+SUBSCRIBER_ROLES = (roles.ADMINISTRATOR, roles.SUPERVISOR, roles.WORKFLOW_ADMIN, roles.FINANCE)
+
+
+def period_for(frequency: str, today: date) -> tuple[date, date]:
+    """The last closed period before ``today``: yesterday, last Monday–Sunday, or last month."""
+    if frequency == Frequency.DAILY:
+        day = today - timedelta(days=1)
+        return day, day
+    if frequency == Frequency.WEEKLY:
+        end = today - timedelta(days=today.weekday() + 1)
+        return end - timedelta(days=6), end
+    if frequency == Frequency.MONTHLY:
+        end = today.replace(day=1) - timedelta(days=1)
+        return end.replace(day=1), end
+    raise ValueError(f"unknown frequency {frequency!r}")
+
+
+def _plain(value: Any) -> Any:
+    """Figures are stored as JSON: dates as ISO strings, decimals as strings with two places."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def statement_figures(day_from: date, day_to: date) -> dict[str, Any]:
+    """Everything a statement reports for the period (closed days are aggregated first if needed)."""
+    today = timezone.localdate()
+    stored = set(AggregatedDay.objects.filter(day__gte=day_from, day__lte=day_to).values_list("day", flat=True))
+    day = day_from
+    while day <= day_to and day < today:
+        if day not in stored:
+            aggregate_day(day)
+        day += timedelta(days=1)
+    scope = Scope(day_from=day_from, day_to=day_to)
+    workflows = per_workflow(scope)
+    fields = (
+        "definition",
+        "key",
+        "started",
+        "completed",
+        "cancelled",
+        "tasks_created",
+        "tasks_completed",
+        "sla_due",
+        "sla_met",
+        "sla_percent",
+        "escalations",
+        "escalation_rate",
+        "incidents",
+        "reentered",
+    )
+    rows = [{k: r[k] for k in fields} for r in workflows if any(r[k] for k in ("started", "completed", "entered"))]
+    return _plain(
+        {
+            "period_start": day_from,
+            "period_end": day_to,
+            "workflows": rows,
+            "totals": totals(workflows),
+            "billing": billing_figures(day_from, day_to),
+            "cpms": cpms_figures(day_from, day_to),
+        }
+    )
+
+
+@lru_cache(maxsize=1)
+def _pdf_renderer() -> Any:
+    """One FontConfiguration per process; fonts are the system's local ones (no network)."""
+    from weasyprint.text.fonts import FontConfiguration
+
+    return FontConfiguration()
+
+
+def _local_only(url: str, *args: Any, **kwargs: Any) -> dict:
+    from weasyprint import default_url_fetcher
+
+    if not url.startswith(("file:", "data:")):
+        raise ValueError(f"statements load no remote resources ({url})")
+    return default_url_fetcher(url, *args, **kwargs)
+
+
+def render_pdf(html: str) -> bytes:
+    from weasyprint import HTML
+
+    font_config = _pdf_renderer()
+    return HTML(string=html, base_url=str(settings.BASE_DIR), url_fetcher=_local_only).write_pdf(
+        font_config=font_config
+    )
+
+
+def statement_context(statement: Statement) -> dict[str, Any]:
+    return {
+        "statement": statement,
+        "f": statement.figures,
+        "title": f"{statement.get_frequency_display()} statement",
+        "generated_at": timezone.localtime(statement.created_at),
+    }
+
+
+def statement_build(*, frequency: str, day_from: date, day_to: date) -> Statement:
+    """Compute the figures of the period and render the PDF; stores (or refreshes) the Statement."""
+    started = time.monotonic()
+    figures = statement_figures(day_from, day_to)
+    statement = Statement.objects.filter(frequency=frequency, period_start=day_from).first() or Statement(
+        frequency=frequency, period_start=day_from
+    )
+    statement.period_end = day_to
+    statement.figures = figures
+    statement.created_at = timezone.now()
+    statement.pdf = render_pdf(render_to_string("monitoring/statement_pdf.html", statement_context(statement)))
+    statement.build_ms = int((time.monotonic() - started) * 1000)
+    statement.save()
+    return statement
+
+
+def subscribers(frequency: str) -> list[Any]:
+    subs = StatementSubscription.objects.filter(frequency=frequency, user__is_active=True).select_related("user")
+    return [s.user for s in subs if s.user.email and roles.has_role(s.user, *SUBSCRIBER_ROLES)]
+
+
+def statement_send(statement: Statement) -> int:
+    """Email the statement (HTML with the PDF attached) to its subscribers, once. Returns how many."""
+    with transaction.atomic():
+        locked = Statement.objects.select_for_update().get(pk=statement.pk)
+        if locked.sent_at is not None:
+            return 0
+        users = subscribers(locked.frequency)
+        addresses = sorted({u.email for u in users})
+        locked.sent_at = timezone.now()
+        locked.recipients = addresses
+        locked.save(update_fields=["sent_at", "recipients"])
+        context = statement_context(locked)
+        attachment = (locked.filename, bytes(locked.pdf), "application/pdf")
+
+        def deliver() -> None:
+            for address in addresses:  # one email each: recipients never see each other
+                send_email(template="monitoring_statement", to=[address], context=context, attachments=[attachment])
+
+        transaction.on_commit(deliver)
+    statement.sent_at, statement.recipients = locked.sent_at, locked.recipients
+    return len(addresses)
+
+
+def statements_due(today: date) -> list[str]:
+    due = [Frequency.DAILY]
+    if today.weekday() == 0:
+        due.append(Frequency.WEEKLY)
+    if today.day == 1:
+        due.append(Frequency.MONTHLY)
+    return due
+
+
+def statements_send_due(today: date | None = None) -> list[Statement]:
+    """Build and send the statements whose period closed (idempotent: a sent one is not sent again)."""
+    today = today or timezone.localdate()
+    done = []
+    for frequency in statements_due(today):
+        day_from, day_to = period_for(frequency, today)
+        existing = Statement.objects.filter(frequency=frequency, period_start=day_from, sent_at__isnull=False).first()
+        if existing:
+            continue
+        statement = statement_build(frequency=frequency, day_from=day_from, day_to=day_to)
+        statement_send(statement)
+        done.append(statement)
+    return done

@@ -1,0 +1,458 @@
+"""Monitoring pages: dashboard, drill-down list, analytics with the BPMN heatmap, alerts, statements.
+
+Views are thin: each checks the role, builds a :class:`~monitoring.selectors.Scope` limited to the
+car parks the user may see, and renders what the selectors return.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Exists, F, OuterRef, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts import roles
+from accounts.roles import role_required
+from carparks.models import CarPark
+from monitoring import alerts, selectors
+from monitoring.aggregation import day_bounds
+from monitoring.forms import AlertRuleForm, FilterForm, SubscriptionForm
+from monitoring.models import AlertEvent, AlertRule, Statement, StatementSubscription
+from monitoring.selectors import Scope
+from monitoring.statements import SUBSCRIBER_ROLES, period_for, statement_build
+from workflows.models import ProcessEvent, Task, WorkflowDefinition, WorkflowVersion
+
+VIEW_ROLES = (roles.ADMINISTRATOR, roles.SUPERVISOR, roles.WORKFLOW_ADMIN, roles.FINANCE, roles.MANAGER)
+ALERT_ROLES = (roles.ADMINISTRATOR, roles.SUPERVISOR, roles.WORKFLOW_ADMIN, roles.FINANCE)
+RULE_ROLES = (roles.ADMINISTRATOR, roles.WORKFLOW_ADMIN)
+Kind = ProcessEvent.Kind
+
+
+def _carpark_choices(visible: set[int] | None) -> list[tuple[int, str]]:
+    carparks = CarPark.objects.order_by("name")
+    if visible is not None:
+        carparks = carparks.filter(pk__in=visible)
+    return list(carparks.values_list("pk", "name"))
+
+
+def _scope(request: HttpRequest) -> tuple[Scope, FilterForm]:
+    """The filter bar's scope, never wider than the car parks the user may see."""
+    visible = selectors.visible_carpark_ids(request.user)
+    form = FilterForm(request.GET or None, carparks=_carpark_choices(visible))
+    start, end = FilterForm.defaults()
+    definition = None
+    carpark_ids = visible
+    if form.is_bound and form.is_valid():
+        start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+        definition = form.cleaned_data.get("workflow")
+        chosen = form.cleaned_data.get("carpark")
+        if chosen is not None:
+            if visible is not None and chosen not in visible:
+                raise Http404("No such car park among yours.")
+            carpark_ids = {chosen}
+    return Scope(day_from=start, day_to=end, definition=definition, carpark_ids=carpark_ids), form
+
+
+def _filter_query(request: HttpRequest) -> str:
+    keep = {k: v for k, v in request.GET.items() if k in ("period", "day_from", "day_to", "workflow", "carpark") and v}
+    from urllib.parse import urlencode
+
+    return urlencode(keep)
+
+
+@role_required(*VIEW_ROLES)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    scope, form = _scope(request)
+    now = timezone.now()
+    live = selectors.live_counts(scope, now)
+    flow = selectors.throughput(scope)
+    workflows = selectors.per_workflow(scope)
+    by_role, by_person = selectors.basket_load(scope, now)
+    unrestricted = scope.carpark_ids is None or selectors.visible_carpark_ids(request.user) is None
+    billing = selectors.billing_figures(scope.day_from, scope.day_to) if selectors.sees_billing(request.user) else None
+    cpms = selectors.cpms_figures(scope.day_from, scope.day_to) if unrestricted else None
+    chart = {
+        "days": [d["day"].strftime("%d %b") for d in flow],
+        "started": [d["started"] for d in flow],
+        "completed": [d["completed"] for d in flow],
+        "roles": [r["role"] for r in by_role],
+        "role_open": [r["open"] for r in by_role],
+        "role_claimed": [r["claimed"] for r in by_role],
+        "sla_labels": [w["definition"] for w in workflows if w["sla_due"]],
+        "sla_percent": [w["sla_percent"] for w in workflows if w["sla_due"]],
+    }
+    open_alerts = (
+        AlertEvent.objects.filter(cleared_at=None).select_related("rule")[:5]
+        if roles.has_role(request.user, *ALERT_ROLES)
+        else []
+    )
+    context = {
+        "form": form,
+        "scope": scope,
+        "filter_query": _filter_query(request),
+        "live": live,
+        "live_totals": {s: sum(r[s] for r in live) for s in selectors.LIVE_STATUSES},
+        "flow": flow,
+        "flow_totals": {k: sum(d[k] for d in flow) for k in ("started", "completed", "cancelled")},
+        "workflows": workflows,
+        "totals": selectors.totals(workflows),
+        "by_role": by_role,
+        "by_person": by_person,
+        "billing": billing,
+        "cpms": cpms,
+        "chart": chart,
+        "open_alerts": open_alerts,
+        "restricted": scope.carpark_ids is not None,
+    }
+    return render(request, "monitoring/dashboard.html", context)
+
+
+# -- drill-down ---------------------------------------------------------------------------------------
+DRILL_STATUSES = {
+    "running": "Running now",
+    "waiting": "Waiting now (message, timer or an unclaimed task)",
+    "overdue": "With an overdue task now",
+    "escalated": "With an escalated task now",
+    "incident": "With an open incident",
+    "started": "Started in the period",
+    "completed": "Completed in the period",
+    "cancelled": "Cancelled in the period",
+    "entered": "Entered the step in the period",
+    "rework": "Entered the step again in the period (rework)",
+    "escalations": "Had a task escalated in the period",
+    "incidents_opened": "Had an incident opened in the period",
+    "tasks_completed": "Had a task completed in the period",
+    "sla_met": "Had a task completed on time in the period",
+    "sla_missed": "Had a task completed late in the period",
+    "basket": "With an active task (basket)",
+}
+
+
+def drill_processes(request: HttpRequest, scope: Scope) -> tuple[QuerySet, list[str]]:
+    """The processes behind a number: the same definitions as the figures they come from."""
+    status = request.GET.get("status", "")
+    step = request.GET.get("step")
+    version = request.GET.get("version")
+    described = []
+    if status and status not in DRILL_STATUSES:
+        raise Http404("Unknown status filter.")
+    if status in selectors.LIVE_STATUSES:
+        qs = selectors.live_processes(scope, status)
+        if step is not None:
+            qs = qs.filter(**{"incident_step" if status == "incident" else "current_step": step})
+    else:
+        qs = scope.processes()
+        start, _ = day_bounds(scope.day_from)
+        _, end = day_bounds(scope.day_to)
+        in_period = ProcessEvent.objects.filter(process_id=OuterRef("pk"), at__gte=start, at__lt=end)
+        if step is not None:
+            in_period = in_period.filter(step_id=step)
+        kinds = {
+            "started": Kind.PROCESS_STARTED,
+            "completed": Kind.PROCESS_COMPLETED,
+            "cancelled": Kind.PROCESS_CANCELLED,
+            "entered": Kind.STEP_ENTERED,
+            "escalations": Kind.TASK_ESCALATED,
+            "incidents_opened": Kind.INCIDENT_OPENED,
+            "tasks_completed": Kind.TASK_COMPLETED,
+        }
+        if status in ("started", "completed", "cancelled"):
+            qs = qs.filter(
+                Exists(
+                    ProcessEvent.objects.filter(
+                        process_id=OuterRef("pk"), at__gte=start, at__lt=end, kind=kinds[status]
+                    )
+                )
+            )
+        elif status in kinds:
+            qs = qs.filter(Exists(in_period.filter(kind=kinds[status])))
+        elif status == "rework":
+            earlier = ProcessEvent.objects.filter(
+                process_id=OuterRef("process_id"),
+                kind=Kind.STEP_ENTERED,
+                step_id=OuterRef("step_id"),
+                id__lt=OuterRef("id"),
+            )
+            qs = qs.filter(Exists(in_period.filter(kind=Kind.STEP_ENTERED).filter(Exists(earlier))))
+        elif status in ("sla_met", "sla_missed"):
+            done = in_period.filter(kind=Kind.TASK_COMPLETED, task__due_at__isnull=False)
+            done = (
+                done.filter(at__lte=F("task__due_at")) if status == "sla_met" else done.filter(at__gt=F("task__due_at"))
+            )
+            qs = qs.filter(Exists(done))
+        elif status == "basket":
+            active = Task.objects.filter(process_id=OuterRef("pk"), state__in=Task.ACTIVE_STATES)
+            if request.GET.get("role"):
+                active = active.filter(role=request.GET["role"])
+                described.append(f"role {request.GET['role']}")
+            if request.GET.get("assignee", "").isdigit():
+                active = active.filter(assignee_id=int(request.GET["assignee"]))
+                described.append("claimed by the chosen person")
+            if request.GET.get("task_state") in ("open", "claimed"):
+                active = active.filter(state=request.GET["task_state"])
+                described.append(f"task {request.GET['task_state']}")
+            if request.GET.get("overdue"):
+                active = active.filter(due_at__lt=timezone.now())
+                described.append("overdue")
+            qs = qs.filter(Exists(active))
+    if version and version.isdigit():
+        qs = qs.filter(version_id=int(version))
+        described.append(f"version #{version}")
+    if status:
+        described.insert(0, DRILL_STATUSES[status])
+    if step is not None:
+        described.append(f"step “{step}”")
+    return qs, described
+
+
+@role_required(*VIEW_ROLES)
+def processes(request: HttpRequest) -> HttpResponse:
+    scope, form = _scope(request)
+    qs, described = drill_processes(request, scope)
+    qs = qs.select_related("definition", "version").order_by("-started_at", "-id")
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "monitoring/processes.html",
+        {"form": form, "scope": scope, "page": page, "described": described, "filter_query": _filter_query(request)},
+    )
+
+
+# -- analytics and heatmap ---------------------------------------------------------------------------
+def _version_for(request: HttpRequest, definition: WorkflowDefinition, param: str = "version") -> WorkflowVersion:
+    versions = definition.versions.exclude(state=WorkflowVersion.State.DRAFT)
+    raw = request.GET.get(param, "")
+    if raw.isdigit():
+        version = versions.filter(pk=int(raw)).first()
+        if version is None:
+            raise Http404("No such version of this workflow.")
+        return version
+    version = versions.order_by("-number").first() or definition.versions.order_by("-number").first()
+    if version is None:
+        raise Http404("This workflow has no version yet.")
+    return version
+
+
+@role_required(*VIEW_ROLES)
+def analytics(request: HttpRequest) -> HttpResponse:
+    scope, form = _scope(request)
+    definitions = WorkflowDefinition.objects.filter(versions__isnull=False).distinct().order_by("name")
+    definition = scope.definition or definitions.first()
+    context: dict[str, Any] = {"form": form, "scope": scope, "filter_query": _filter_query(request)}
+    if definition is not None:
+        version = _version_for(request, definition)
+        rows = selectors.step_analytics([version], scope.day_from, scope.day_to, scope.carpark_ids)
+        context.update(
+            definition=definition,
+            version=version,
+            versions=definition.versions.exclude(state=WorkflowVersion.State.DRAFT).order_by("-number"),
+            rows=rows,
+            summary=selectors.process_summary([version], scope.day_from, scope.day_to, scope.carpark_ids),
+        )
+    return render(request, "monitoring/analytics.html", context)
+
+
+@role_required(*VIEW_ROLES)
+def heatmap(request: HttpRequest, version_id: int) -> HttpResponse:
+    scope, form = _scope(request)
+    version = get_object_or_404(WorkflowVersion.objects.select_related("definition"), pk=version_id)
+    data = selectors.heatmap(version, scope.day_from, scope.day_to, scope.carpark_ids)
+    names = {s: n for s, n, _ in selectors.step_order(version)}
+    return render(
+        request,
+        "monitoring/heatmap.html",
+        {
+            "form": form,
+            "scope": scope,
+            "version": version,
+            "data": data,
+            "rows": [{"step": s, "name": names.get(s, s), **e} for s, e in data["elements"].items()],
+            "filter_query": _filter_query(request),
+            "xml_url": reverse("monitoring:heatmap-xml", args=[version.pk]),
+            "data_url": reverse("monitoring:heatmap-data", args=[version.pk]) + "?" + _filter_query(request),
+        },
+    )
+
+
+@role_required(*VIEW_ROLES)
+def heatmap_data(request: HttpRequest, version_id: int) -> JsonResponse:
+    scope, _ = _scope(request)
+    version = get_object_or_404(WorkflowVersion.objects.select_related("definition"), pk=version_id)
+    return JsonResponse(selectors.heatmap(version, scope.day_from, scope.day_to, scope.carpark_ids))
+
+
+def version_bpmn(version: WorkflowVersion) -> str | None:
+    """The version's BPMN 2.0 XML: the file the editor saved, else the engine's export of its spec."""
+    if version.bpmn_xml:
+        return version.bpmn_xml
+    try:
+        from workflows.bpmn import definition_to_bpmn
+    except ImportError:  # the BPMN interchange is not installed: the page shows the figures as a table
+        return None
+    xml = definition_to_bpmn(version.spec)
+    return xml.decode() if isinstance(xml, bytes) else xml
+
+
+@role_required(*VIEW_ROLES)
+def heatmap_xml(request: HttpRequest, version_id: int) -> HttpResponse:
+    version = get_object_or_404(WorkflowVersion, pk=version_id)
+    xml = version_bpmn(version)
+    if xml is None:
+        raise Http404("No BPMN diagram is available for this version.")
+    return HttpResponse(xml, content_type="application/xml; charset=utf-8")
+
+
+@role_required(*VIEW_ROLES)
+def compare(request: HttpRequest) -> HttpResponse:
+    scope, form = _scope(request)
+    definition = scope.definition
+    if definition is None:
+        messages.info(request, "Choose a workflow to compare two of its versions.")
+        return redirect(reverse("monitoring:analytics") + "?" + _filter_query(request))
+    versions = list(definition.versions.exclude(state=WorkflowVersion.State.DRAFT).order_by("-number"))
+    if len(versions) < 2:
+        messages.info(request, f"“{definition.name}” has only one version so far: nothing to compare.")
+        return redirect(reverse("monitoring:analytics") + "?" + _filter_query(request))
+    a = _version_for(request, definition, "a") if request.GET.get("a") else versions[1]
+    b = _version_for(request, definition, "b") if request.GET.get("b") else versions[0]
+    rows_a = {r["step"]: r for r in selectors.step_analytics([a], scope.day_from, scope.day_to, scope.carpark_ids)}
+    rows_b = {r["step"]: r for r in selectors.step_analytics([b], scope.day_from, scope.day_to, scope.carpark_ids)}
+    steps = list(dict.fromkeys([*rows_b, *rows_a]))
+    return render(
+        request,
+        "monitoring/compare.html",
+        {
+            "form": form,
+            "scope": scope,
+            "definition": definition,
+            "versions": versions,
+            "a": a,
+            "b": b,
+            "summary_a": selectors.process_summary([a], scope.day_from, scope.day_to, scope.carpark_ids),
+            "summary_b": selectors.process_summary([b], scope.day_from, scope.day_to, scope.carpark_ids),
+            "rows": [(s, rows_a.get(s), rows_b.get(s)) for s in steps],
+            "filter_query": _filter_query(request),
+        },
+    )
+
+
+# -- alerts ----------------------------------------------------------------------------------------
+@role_required(*ALERT_ROLES)
+def alert_list(request: HttpRequest) -> HttpResponse:
+    show = request.GET.get("show", "open")
+    events = AlertEvent.objects.select_related("rule", "acknowledged_by")
+    if show == "open":
+        events = events.filter(cleared_at=None)
+    page = Paginator(events.order_by("-opened_at", "-id"), 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "monitoring/alerts.html",
+        {
+            "page": page,
+            "show": show,
+            "rules": AlertRule.objects.all(),
+            "can_edit": roles.has_role(request.user, *RULE_ROLES),
+        },
+    )
+
+
+@require_POST
+@role_required(*ALERT_ROLES)
+def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    event = get_object_or_404(AlertEvent, pk=pk)
+    alerts.alert_acknowledge(event=event, user=request.user)
+    messages.success(request, f"Acknowledged: {event.rule.name}.")
+    return redirect(request.POST.get("next") or reverse("monitoring:alerts"))
+
+
+@role_required(*RULE_ROLES)
+def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk) if pk else None
+    form = AlertRuleForm(request.POST or None, instance=rule)
+    if request.method == "POST" and form.is_valid():
+        saved = form.save(commit=False)
+        if rule is None:
+            saved.created_by = request.user
+        saved.save()
+        messages.success(request, f"Alert rule “{saved.name}” saved; it is checked within five minutes.")
+        return redirect("monitoring:alerts")
+    return render(request, "monitoring/rule_form.html", {"form": form, "rule": rule, "help": AlertRule.HELP})
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk)
+    rule.delete()
+    messages.success(request, f"Alert rule “{rule.name}” deleted.")
+    return redirect("monitoring:alerts")
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def rules_evaluate(request: HttpRequest) -> HttpResponse:
+    result = alerts.alerts_evaluate()
+    messages.success(
+        request, f"Rules checked: {result['opened']} new, {result['held']} still holding, {result['cleared']} cleared."
+    )
+    return redirect("monitoring:alerts")
+
+
+# -- statements ----------------------------------------------------------------------------------------
+@role_required(*SUBSCRIBER_ROLES)
+def statement_list(request: HttpRequest) -> HttpResponse:
+    mine = set(StatementSubscription.objects.filter(user=request.user).values_list("frequency", flat=True))
+    form = SubscriptionForm(request.POST or None, initial={"frequencies": sorted(mine)})
+    if request.method == "POST" and form.is_valid():
+        wanted = set(form.cleaned_data["frequencies"])
+        StatementSubscription.objects.filter(user=request.user).exclude(frequency__in=wanted).delete()
+        for frequency in wanted - mine:
+            StatementSubscription.objects.get_or_create(user=request.user, frequency=frequency)
+        if wanted and not request.user.email:
+            messages.warning(request, "Subscriptions saved, but your account has no email address to send them to.")
+        else:
+            messages.success(request, "Your statement subscriptions are saved.")
+        return redirect("monitoring:statements")
+    statements = Statement.objects.defer("pdf").order_by("-period_start", "frequency")
+    page = Paginator(statements, 30).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "monitoring/statements.html",
+        {"form": form, "page": page, "can_build": roles.has_role(request.user, *RULE_ROLES)},
+    )
+
+
+@role_required(*SUBSCRIBER_ROLES)
+def statement_pdf(request: HttpRequest, pk: int) -> HttpResponse:
+    statement = get_object_or_404(Statement, pk=pk)
+    response = HttpResponse(bytes(statement.pdf), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{statement.filename}"'
+    return response
+
+
+@role_required(*SUBSCRIBER_ROLES)
+def statement_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    statement = get_object_or_404(Statement.objects.defer("pdf"), pk=pk)
+    from monitoring.statements import statement_context
+
+    return render(request, "monitoring/statement_detail.html", statement_context(statement))
+
+
+@require_POST
+@role_required(*RULE_ROLES)
+def statement_build_now(request: HttpRequest) -> HttpResponse:
+    """Build (or rebuild) the statement of the last closed period without sending it."""
+    frequency = request.POST.get("frequency", "")
+    if frequency not in StatementSubscription.Frequency.values:
+        messages.error(request, "Choose daily, weekly or monthly.")
+        return redirect("monitoring:statements")
+    day_from, day_to = period_for(frequency, timezone.localdate())
+    statement = statement_build(frequency=frequency, day_from=day_from, day_to=day_to)
+    messages.success(request, f"{statement} built in {statement.build_ms} ms.")
+    return redirect("monitoring:statement-detail", pk=statement.pk)
