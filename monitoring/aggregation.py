@@ -174,9 +174,11 @@ def aggregate_pending(*, today: date | None = None, lookback_days: int = 3, back
 def _live_rows(day: date) -> dict[Key, dict[str, int]]:
     """A day's figures computed from the history (today's briefly cached: the dashboard reloads often)."""
     start, end = day_bounds(day)
-    if day != timezone.localdate():
+    if not LIVE_CACHE_SECONDS or day != timezone.localdate():
         return compute_rows(start, end)
-    cache_key = f"monitoring:live:{day.isoformat()}"
+    # Keyed by the newest event: a new event makes a new key, so the cache never hides one.
+    last_id = ProcessEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    cache_key = f"monitoring:live:{day.isoformat()}:{last_id}"
     rows = cache.get(cache_key)
     if rows is None:
         rows = compute_rows(start, end)

@@ -18,7 +18,7 @@ from statistics import median
 
 BASELINE_DAYS = 28
 DEFAULT_THRESHOLD = 3.5
-MIN_BASELINE_DAYS = 14
+MIN_BASELINE_DAYS = 21
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ is what the beat runs every morning.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import date, timedelta
 from decimal import Decimal
@@ -25,6 +26,7 @@ from monitoring.selectors import Scope, billing_figures, cpms_figures, per_workf
 from parkinghq.emails import send_email
 
 Frequency = StatementSubscription.Frequency
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)  # one INFO line per layout step otherwise
 SUBSCRIBER_ROLES = (roles.ADMINISTRATOR, roles.SUPERVISOR, roles.WORKFLOW_ADMIN, roles.FINANCE)
 
 

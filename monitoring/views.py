@@ -362,8 +362,8 @@ def alert_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_POST
 @role_required(*ALERT_ROLES)
+@require_POST
 def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     event = get_object_or_404(AlertEvent, pk=pk)
     alerts.alert_acknowledge(event=event, user=request.user)
@@ -385,8 +385,8 @@ def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     return render(request, "monitoring/rule_form.html", {"form": form, "rule": rule, "help": AlertRule.HELP})
 
 
-@require_POST
 @role_required(*RULE_ROLES)
+@require_POST
 def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk)
     rule.delete()
@@ -394,8 +394,8 @@ def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("monitoring:alerts")
 
 
-@require_POST
 @role_required(*RULE_ROLES)
+@require_POST
 def rules_evaluate(request: HttpRequest) -> HttpResponse:
     result = alerts.alerts_evaluate()
     messages.success(
@@ -444,8 +444,8 @@ def statement_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "monitoring/statement_detail.html", statement_context(statement))
 
 
-@require_POST
 @role_required(*RULE_ROLES)
+@require_POST
 def statement_build_now(request: HttpRequest) -> HttpResponse:
     """Build (or rebuild) the statement of the last closed period without sending it."""
     frequency = request.POST.get("frequency", "")

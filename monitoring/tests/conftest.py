@@ -57,6 +57,12 @@ def at(day: str, hour: int = 9, minute: int = 0) -> datetime:
     return datetime.fromisoformat(day).replace(hour=hour, minute=minute, tzinfo=BERLIN)
 
 
+@pytest.fixture(autouse=True)
+def _no_live_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test databases reuse ids across runs; a cached 'today' from another run must never leak in."""
+    monkeypatch.setattr("monitoring.aggregation.LIVE_CACHE_SECONDS", 0)
+
+
 @pytest.fixture
 def spec() -> dict:
     return copy.deepcopy(SPEC)
@@ -111,7 +117,9 @@ class Story:
         with time_machine.travel(when, tick=False):
             fire_due_timers()
 
-    def full(self, start: datetime, carpark: CarPark, *, wait: int = 10, work: int = 20, rework: bool = False) -> Process:
+    def full(
+        self, start: datetime, carpark: CarPark, *, wait: int = 10, work: int = 20, rework: bool = False
+    ) -> Process:
         """start → review (claimed after ``wait`` min, done after ``work`` more) [→ review again] → check → done."""
         process = self.start(start, carpark)
         now = start
