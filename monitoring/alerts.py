@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts import roles
@@ -213,14 +214,31 @@ def rule_conditions(rule: AlertRule, now: Any = None) -> list[Condition]:
     return CHECKS[rule.kind](rule, now or timezone.now())
 
 
+def _in_app(users: list[Any], event: AlertEvent) -> None:
+    """A notification in each person's portal inbox (the notifications app), when it is installed."""
+    try:
+        from notifications.models import Notification
+        from notifications.services import notification_send
+    except ImportError:  # the alert list page is the in-app view then
+        return
+    notification_send(
+        users=users,
+        kind=Notification.Kind.INFO,
+        title=f"Alert: {event.rule.name}"[:200],
+        body=event.message,
+        url=reverse("monitoring:alerts"),
+    )
+
+
 def _notify(event: AlertEvent) -> None:
-    """Email everyone with the rule's notify role (after commit); the event itself is the in-app notice."""
+    """Tell everyone with the rule's notify role (and the administrators): in-app, and by email after commit."""
     rule = event.rule
-    users = [u for u in roles.users_with_role(rule.notify_role) if u.email]
+    users = list(roles.users_with_role(rule.notify_role))
     if rule.notify_role != roles.ADMINISTRATOR:
-        users += [u for u in roles.users_with_role(roles.ADMINISTRATOR) if u.email and u not in users]
-    addresses = sorted({u.email for u in users})
+        users += [u for u in roles.users_with_role(roles.ADMINISTRATOR) if u not in users]
+    addresses = sorted({u.email for u in users if u.email})
     AlertEvent.objects.filter(pk=event.pk).update(notified_at=timezone.now(), notified_to=addresses)
+    _in_app(users, event)
     if rule.send_email and addresses:
         context = {"event": event, "rule": rule}
         transaction.on_commit(

@@ -45,12 +45,17 @@ def test_an_overdue_rule_fires_once_notifies_does_not_repeat_and_clears(
     assert len(mail.outbox) == 1
     assert sorted(mail.outbox[0].to) == ["admin@example.com", "supervisor@example.com"]
     assert "Agents' overdue tasks" in mail.outbox[0].subject
+    from notifications.models import Notification
+
+    inbox = Notification.objects.filter(title="Alert: Agents' overdue tasks")
+    assert sorted(inbox.values_list("user__username", flat=True)) == ["admin", "supervisor"]
 
     # Still overdue five minutes later: the same event is kept, nobody is emailed again.
     with time_machine.travel(at("2026-03-02", 11, 50), tick=False), django_capture_on_commit_callbacks(execute=True):
         assert alerts_evaluate() == {"opened": 0, "held": 1, "cleared": 0}
     assert AlertEvent.objects.count() == 1
     assert len(mail.outbox) == 1
+    assert inbox.count() == 2
 
     alert_acknowledge(event=event, user=staff["supervisor"])
     event.refresh_from_db()

@@ -130,6 +130,8 @@ def test_a_statement_reports_billing_totals_and_payment_failures(story, carparks
                 period_start=date(2026, 3, 1),
                 period_end=date(2026, 3, 31),
                 state="issued",
+                series="TEST",
+                number=n + 1,
                 issue_date=date(2026, 3, 3),
                 gross_total=Decimal(gross),
                 net_total=(Decimal(gross) / Decimal("1.19")).quantize(Decimal("0.01")),
