@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
 import time_machine
 from django.core import mail
+from django.core.management import call_command
 from django.utils import timezone
 
 from accounts import roles
@@ -66,6 +68,15 @@ def test_a_library_workflow_exports_and_reimports_to_the_same_compiled_graph(slu
     tasks = {s["task"] for s in first.spec["steps"] if s["type"] == "system"}
     assert tasks and all(t.split(".")[0] in {"billing", "connect", "carparks"} for t in tasks)
     assert all(is_registered(t) for t in tasks if not t.startswith("connect.") or HAVE_CONNECT)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("slug", sorted(REQUIRED))
+def test_an_installed_library_workflow_exports_with_workflow_export_and_reimports_to_its_graph(slug, tmp_path):
+    version = publish(slug)
+    out = tmp_path / f"{slug}.bpmn"
+    call_command("workflow_export", version.definition.key, "--output", str(out), stderr=StringIO())
+    assert compile_spec(bpmn_to_definition(out.read_bytes()).spec) == version.graph
 
 
 # -- running them ------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from ._common import (
     q,
 )
 from .conditions import strip_expression, to_cel, variable_reference
+from .writer import humanize
 
 _DURATION = re.compile(
     r"^-?P(?!$)(\d+(\.\d+)?Y)?(\d+(\.\d+)?M)?(\d+(\.\d+)?W)?(\d+(\.\d+)?D)?(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?$"
@@ -326,8 +327,11 @@ class _Reader:
 
     def _base(self, node: Element, kind: str) -> dict[str, Any]:
         step: dict[str, Any] = {"id": node.get("id", ""), "type": kind}
-        if node.get("name"):
-            step["name"] = node.get("name")
+        name = node.get("name")
+        if name and _bool(node.get(q(PHQ, "autoName"))) and name == humanize(step["id"]):
+            name = None  # the label the exporter gave an unnamed step; an edited label is a real name
+        if name:
+            step["name"] = name
         return step
 
     def _single_next(self, node: Element, step: dict[str, Any], what: str) -> None:

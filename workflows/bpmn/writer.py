@@ -50,6 +50,12 @@ def _kind(step: dict[str, Any]) -> str:
     return "task"
 
 
+def humanize(step_id: str) -> str:
+    """``approve_contract`` → ``Approve contract``: the label of a step that has no name."""
+    words = re.sub(r"[_\-.]+", " ", step_id).strip()
+    return words[:1].upper() + words[1:]
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
@@ -243,6 +249,10 @@ class _Writer:
         element_id = element_id or step["id"]
         node = etree.SubElement(process, q(BPMN, tag), id=element_id)
         label = name if name is not None else step.get("name")
+        if not label and tag in {"userTask", "serviceTask", "callActivity"}:
+            # an unnamed task would be a blank box: show its id in words, marked so it reads back as unnamed
+            label = humanize(step["id"])
+            node.set(q(PHQ, "autoName"), "true")
         if label:
             node.set("name", label)
         return node

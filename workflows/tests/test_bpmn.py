@@ -283,3 +283,19 @@ def test_it_translates_simple_feel_and_juel_conditions_to_cel(source, cel):
 
 def test_an_empty_layout_is_falsy():
     assert not Layout()
+
+
+def test_an_unnamed_task_shows_its_id_in_words_and_reads_back_unnamed():
+    spec = {
+        "key": "k",
+        "steps": [
+            {"id": "start", "type": "start", "next": "approve_contract"},
+            {"id": "approve_contract", "type": "system", "task": "carparks.contract_approve", "next": "done"},
+            {"id": "done", "type": "end"},
+        ],
+    }
+    xml = definition_to_bpmn(spec)
+    assert 'name="Approve contract"' in xml
+    assert bpmn_to_definition(xml).spec["steps"] == spec["steps"]
+    renamed = xml.replace('name="Approve contract"', 'name="Approve the contract"')
+    assert bpmn_to_definition(renamed).spec["steps"][1]["name"] == "Approve the contract"
