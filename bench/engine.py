@@ -123,6 +123,7 @@ def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[
         services.task_complete(task=task, user=user, outcome=outcome, inputs=inputs)
 
     tasks_done = 0
+    cpu = time.process_time()
     started = time.perf_counter()
     with connection.execute_wrapper(counter):
         for n in range(first, first + count):
@@ -136,8 +137,18 @@ def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[
             user_task("done")
             tasks_done += 2
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     connection.close()
-    queue.put({"worker": index, "processes": count, "tasks": tasks_done, "statements": statements, "seconds": elapsed})
+    queue.put(
+        {
+            "worker": index,
+            "processes": count,
+            "tasks": tasks_done,
+            "statements": statements,
+            "seconds": elapsed,
+            "cpu_seconds": cpu,
+        }
+    )
 
 
 def main() -> int:
@@ -154,6 +165,7 @@ def main() -> int:
         print("bench/engine.py needs DATABASE_URL to point at PostgreSQL", file=sys.stderr)
         return 2
     bench_url, admin_url, bench_name = _bench_url(url)
+    load_before = list(os.getloadavg())
     import psycopg
 
     with psycopg.connect(admin_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
@@ -215,6 +227,9 @@ def main() -> int:
         "sql_per_process": round(total_sql / args.processes, 2),
         "rows_per_process": round(rows / args.processes, 2),
         "events_per_process": round(events / args.processes, 2),
+        "driver_cpu_ms_per_process": round(sum(r["cpu_seconds"] for r in results) * 1000 / args.processes, 2),
+        "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()),
     }
     print(json.dumps(figures, indent=2))
     if completed != args.processes:
