@@ -685,7 +685,8 @@ def _invoice_paid(invoice: Invoice, payment: Payment, *, user: Any = None) -> No
     invoice.mark_paid()
     invoice.paid_at = timezone.now()
     invoice.save(update_fields=["state", "paid_at"])
-    _invoice_event(invoice, from_state, note=f"Paid by card ({payment.stripe_payment_intent_id})", actor=user).save()
+    how = f"card ({payment.stripe_payment_intent_id})" if payment.stripe_payment_intent_id else payment.reason
+    _invoice_event(invoice, from_state, note=f"Paid: {how}", actor=user).save()
     _exceptions_resolve(BillingException.objects.filter(invoice=invoice), resolution="Invoice paid.", user=user)
     invoice_id = invoice.pk
     transaction.on_commit(lambda: _after_payment(invoice_id))
@@ -757,6 +758,32 @@ def _dunning_running(invoice: Invoice) -> bool:
         definition__key=DUNNING_DEFINITION,
     )
     return processes.exists()
+
+
+def invoice_record_transfer(*, invoice: Invoice, reference: str, user: Any = None) -> Payment:
+    """Record that the invoice was paid by bank transfer (outside Stripe): a ledger row, invoice paid."""
+    if not reference.strip():
+        raise BillingError("Give the bank reference of the transfer.")
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if not invoice.is_payable:
+            raise BillingError(f"Invoice {invoice.display_number} is {invoice.get_state_display().lower()}.")
+        if selectors.live_charge(invoice) is not None:
+            raise BillingError("A card payment for this invoice is in progress or done.")
+        attempt = invoice.payments.filter(kind=Payment.Kind.CHARGE).count() + 1
+        payment = Payment.objects.create(
+            invoice=invoice,
+            kind=Payment.Kind.CHARGE,
+            status=Payment.Status.SUCCEEDED,
+            amount=invoice.gross_total,
+            currency=invoice.currency,
+            attempt=attempt,
+            idempotency_key=f"invoice-{invoice.pk}-transfer-{attempt}",
+            reason=f"Bank transfer: {reference.strip()}"[:300],
+            created_by=user,
+        )
+        _invoice_paid(invoice, payment, user=user)
+    return payment
 
 
 # --- refunds -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ urlpatterns = [
     path("invoices/<int:pk>/pdf/", views.invoice_pdf, name="invoice-pdf"),
     path("invoices/<int:pk>/xml/", views.invoice_xml, name="invoice-xml"),
     path("invoices/<int:pk>/charge/", views.invoice_charge, name="invoice-charge"),
+    path("invoices/<int:pk>/transfer/", views.invoice_transfer, name="invoice-transfer"),
     path("invoices/<int:pk>/send/", views.invoice_send, name="invoice-send"),
     path("invoices/<int:pk>/card-link/", views.card_link_send, name="card-link-send"),
     path("invoices/<int:pk>/credit-note/", views.credit_note_create, name="credit-note-create"),

@@ -149,6 +149,21 @@ def invoice_charge(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(FINANCE)
 @require_POST
+def invoice_transfer(request: HttpRequest, pk: int) -> HttpResponse:
+    invoice = _get_invoice(pk)
+    try:
+        services.invoice_record_transfer(
+            invoice=invoice, reference=request.POST.get("reference", ""), user=request.user
+        )
+    except services.BillingError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Invoice {invoice} is recorded as paid by bank transfer.")
+    return redirect("billing:invoice-detail", pk=pk)
+
+
+@role_required(FINANCE)
+@require_POST
 def invoice_send(request: HttpRequest, pk: int) -> HttpResponse:
     invoice = _get_invoice(pk)
     if invoice.state == Invoice.State.DRAFT:
