@@ -379,8 +379,8 @@ def exception_tasks_start(*, exceptions: list[BillingException]) -> int:
                     },
                 )
             started += 1
-        except Exception:  # e.g. the definition is not installed yet: the Finance page still lists it
-            logger.exception("could not start the %s process for exception %s", EXCEPTION_DEFINITION, item.pk)
+        except Exception as exc:  # e.g. the definition is not installed yet: the Finance page still lists it
+            logger.warning("no Finance task for billing exception %s: %s", item.pk, exc)
     return started
 
 
