@@ -14,3 +14,8 @@ class ConnectConfig(AppConfig):
         from . import receivers
 
         credentials_changed.connect(receivers.push_changed_credentials, dispatch_uid="connect.push_changed_credentials")
+        try:
+            from workflows.signals import incident_opened
+        except ImportError:  # pragma: no cover - the engine ships with the product
+            return
+        incident_opened.connect(receivers.close_runs_of_failed_step, dispatch_uid="connect.close_runs_of_failed_step")

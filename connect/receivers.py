@@ -30,3 +30,19 @@ def push_changed_credentials(sender: Any, contract: Any, **kwargs: Any) -> None:
         push_credentials_task.delay(contract.pk)
     except Exception:  # the nightly reconciliation finds what a lost message left behind
         logger.exception("could not queue the CPMS push for contract %s", contract.pk)
+
+
+def close_runs_of_failed_step(sender: Any, process: Any, **kwargs: Any) -> None:
+    """The engine gave up on a connect step: its run is no longer 'retrying' but failed, an incident.
+
+    System steps key their runs with the engine's idempotency key ``<process>:<step>:<seq>``.
+    """
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from .models import SyncRun
+
+    prefix = f"{process.pk}:{process.current_step}:"
+    SyncRun.objects.filter(Q(key__startswith=prefix), status=SyncRun.Status.RETRYING).update(
+        status=SyncRun.Status.FAILED, incident=True, finished_at=timezone.now()
+    )

@@ -138,7 +138,7 @@ class SimulatorState:
                     {"order": 0, "type": "street", "text": [{"language": "de", "string": place["street"]}]}
                 ],
             }
-        if everything or "pointLocation" in expand:
+        if (everything or "pointLocation" in expand) and place.get("latitude") is not None:
             element["indicativePointLocation"] = {
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": [place["longitude"], place["latitude"]]},

@@ -10,6 +10,7 @@ from django.contrib.contenttypes.models import ContentType
 from carparks import services as carpark_services
 from carparks.models import CarPark, Contract, Customer, Product, Vehicle
 from connect import services
+from connect.models import SyncRun
 from parkinghq.celery import app as celery_app
 from workflows.models import Process, Task
 from workflows.services import process_start
@@ -110,3 +111,37 @@ def test_reconciliation_opens_a_review_task_for_the_carparks_manager(sim, connec
     assert (task.role, task.scope_carpark_id, task.state) == ("Car-park manager", carpark.pk, "open")
     assert again.details["review_processes"] == []
     assert "already open" in again.errors[-1]
+
+
+def test_a_sync_step_the_engine_gives_up_on_becomes_an_incident_run(
+    sim, connection, carpark, django_capture_on_commit_callbacks
+):
+    install_definition(
+        {
+            "key": "test-cpms-occupancy",
+            "name": "Occupancy once",
+            "steps": [
+                {"id": "start", "type": "start", "next": "occupancy"},
+                {
+                    "id": "occupancy",
+                    "type": "system",
+                    "task": "connect.sync_occupancy",
+                    "retry": {"max_attempts": 1, "backoff": "PT1S"},
+                    "next": "done",
+                },
+                {"id": "done", "type": "end"},
+            ],
+        }
+    )
+    sim.faults("error")
+    before = carpark.occupancy
+    process = process_start(definition_key="test-cpms-occupancy", variables={"connection_id": connection.pk})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run_pending_system_steps()
+
+    run = SyncRun.objects.get(kind="occupancy", key__startswith=f"{process.pk}:occupancy:")
+    assert (run.status, run.incident) == ("failed", True)
+    assert "HTTP 500" in run.errors[0]
+    carpark.refresh_from_db()
+    assert carpark.occupancy == before

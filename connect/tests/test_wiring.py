@@ -107,3 +107,32 @@ def test_the_management_command_serves_the_simulator():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.django_db
+def test_the_simulator_serves_the_demo_carparks_and_their_credentials_unchanged():
+    from connect import services
+    from connect.management.commands.cpms_simulator import adopt_database
+    from connect.simulator import start_simulator
+
+    carpark = CarPark.objects.create(name="Demo Mitte", code="demo-mitte", capacity=250, city="Berlin")
+    demo.load(io.StringIO())
+    contract = make_contract(carpark, plates=("B-DM 1",))
+    simulator = start_simulator(carparks=0)
+    try:
+        places, rights = adopt_database(simulator.state, "simulator")
+        connection = CpmsConnection.objects.get(code="simulator")
+        connection.base_url = simulator.url
+        connection.save()
+
+        services.sync_static(connection=connection)  # brings the simulator's tariffs along
+        static = services.sync_static(connection=connection)
+        reconciled = services.reconcile(connection=connection, start_review=False)
+    finally:
+        simulator.stop()
+    assert (places, rights) == (1, 1)
+    assert sorted(simulator.state.rights) == [f"phq-credential-{contract.credentials.get().pk}"]
+    assert (static.created, static.updated, static.unchanged) == (0, 0, 1)
+    carpark.refresh_from_db()
+    assert (carpark.name, carpark.capacity, carpark.city, carpark.latitude) == ("Demo Mitte", 250, "Berlin", None)
+    assert reconciled.details["differences"] == []
