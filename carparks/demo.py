@@ -302,7 +302,7 @@ def _cases(rng: random.Random, customers: list[Customer], contracts: list[Contra
         customer = contract.customer if contract else rng.choice(customers)
         state = [Case.State.OPEN, Case.State.IN_PROGRESS, Case.State.RESOLVED, Case.State.CLOSED][i % 4]
         priority = rng.choice(list(Case.Priority.values))
-        created = now - timedelta(hours=rng.randint(1, 240))
+        created = now - timedelta(hours=rng.randint(1, 96))
         cases.append(
             Case(
                 customer=customer,

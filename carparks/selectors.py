@@ -46,7 +46,7 @@ def product_waitlist(product: Product) -> QuerySet[Contract]:
     return (
         Contract.objects.filter(product=product, state__in=[Contract.State.OFFERED, Contract.State.WAITLISTED])
         .select_related("customer")
-        .order_by("-state", "waitlist_position", "created_at")
+        .order_by("state", "waitlist_position", "created_at")  # "offered" sorts before "waitlisted"
     )
 
 

@@ -269,3 +269,37 @@ class TestSelfService:
     def test_processes_for_an_unknown_object_is_404(self, shop):
         assert shop.get("/api/v1/processes/?object_type=contract&object_id=99999").status_code == 404
         assert shop.get("/api/v1/processes/?object_type=nope&object_id=1").status_code == 400
+
+
+class TestDocs:
+    def test_the_schema_and_the_docs_are_served_without_external_assets(self, client):
+        schema = client.get("/api/schema/")
+        assert schema.status_code == 200
+        assert b"/api/v1/applications/" in schema.content
+        docs = client.get("/api/docs/")
+        assert docs.status_code == 200
+        page = docs.content.decode()
+        assert "cdn" not in page.lower()
+        assert "<script>" not in page  # the init script is its own request (strict script-src)
+        assert "swagger-ui-bundle.js" in page
+        script = client.get("/api/docs/?script=")
+        assert script.status_code == 200
+        assert b"SwaggerUIBundle" in script.content
+
+
+class TestProcesses:
+    def test_an_application_reports_its_process_and_open_task(self, shop):
+        pytest.importorskip("workflows.services")
+        created = shop.post("/api/v1/applications/", application(ProductFactory()), format="json").json()
+        assert created["process_id"]
+        rows = shop.get(f"/api/v1/processes/?object_type=contract&object_id={created['contract_id']}").json()
+        (row,) = rows
+        assert row["id"] == created["process_id"]
+        assert (row["definition"], row["state"], row["current_step"]) == ("season-contract", "running", "review")
+        assert row["open_tasks"][0]["name"] == "Review application"
+        one = shop.get(f"/api/v1/processes/{row['id']}/").json()
+        assert one["business_object"] == {"type": "contract", "id": created["contract_id"]}
+
+    def test_it_needs_the_processes_scope(self):
+        reader = client_with("contracts:read")
+        assert reader.get("/api/v1/processes/?object_type=contract&object_id=1").status_code == 403

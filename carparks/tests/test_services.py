@@ -344,3 +344,12 @@ class TestCases:
         cards = contract.credentials.filter(kind="rfid")
         assert list(cards.filter(is_active=True).values_list("pk", flat=True)) == [second.pk]
         assert cards.count() == 2
+
+
+def test_the_waitlist_lists_open_offers_first_then_the_queue_in_order():
+    product = ProductFactory(quota=1)
+    holder = apply(product, "H1")
+    queue = [apply(product, f"Q{i}") for i in range(3)]
+    services.contract_cancel(contract=holder)
+    assert [c.pk for c in product_waitlist(product)] == [q.pk for q in queue]
+    assert product_waitlist(product)[0].state == Contract.State.OFFERED

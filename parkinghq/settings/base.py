@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "guardian",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_filters",
     "accounts",
     "workflows",
@@ -243,6 +244,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Season parking, contracts, cases and processes for eCommerce, App and Web modules.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from our own static files (no CDN is reachable, and the CSP allows only 'self').
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "CustomerKindEnum": "carparks.models.Customer.Kind",
         "CaseKindEnum": "carparks.models.Case.Kind",
