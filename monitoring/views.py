@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from csp.decorators import csp_update
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Exists, F, OuterRef, QuerySet
@@ -32,6 +33,8 @@ VIEW_ROLES = (roles.ADMINISTRATOR, roles.SUPERVISOR, roles.WORKFLOW_ADMIN, roles
 ALERT_ROLES = (roles.ADMINISTRATOR, roles.SUPERVISOR, roles.WORKFLOW_ADMIN, roles.FINANCE)
 RULE_ROLES = (roles.ADMINISTRATOR, roles.WORKFLOW_ADMIN)
 Kind = ProcessEvent.Kind
+# bpmn-js draws its SVG with inline style attributes; scripts stay 'self' (as on the editor's page).
+DIAGRAM_CSP = {"style-src": ["'unsafe-inline'"]}
 
 
 def _carpark_choices(visible: set[int] | None) -> list[tuple[int, str]]:
@@ -259,6 +262,7 @@ def analytics(request: HttpRequest) -> HttpResponse:
 
 
 @role_required(*VIEW_ROLES)
+@csp_update(DIAGRAM_CSP)
 def heatmap(request: HttpRequest, version_id: int) -> HttpResponse:
     scope, form = _scope(request)
     version = get_object_or_404(WorkflowVersion.objects.select_related("definition"), pk=version_id)
