@@ -125,6 +125,22 @@ def _ask(run: SyncRun, final: bool, question: Any) -> Any:
         raise
 
 
+def _write(run: SyncRun, final: bool, apply: Any) -> SyncRun:
+    """Store a validated answer in one transaction, one writer per connection at a time.
+
+    The row lock on the connection serialises two syncs of the same CPMS (a beat job and a
+    "sync now"), so the second one sees the first one's car parks instead of creating them again.
+    If storing fails, nothing of it stays and the run says why.
+    """
+    try:
+        with transaction.atomic():
+            CpmsConnection.objects.select_for_update().filter(pk=run.connection_id).first()
+            return _run_succeeded(run, **apply())
+    except Exception as exc:
+        sync_run_failed(run=run, error=f"Storing the answer failed: {exc}", final=final)
+        raise
+
+
 # --- connection settings -----------------------------------------------------------------------
 @transaction.atomic
 def connection_save(
@@ -172,9 +188,7 @@ def sync_static(*, connection: CpmsConnection, key: str = "", user: Any = None, 
     adapter = _ask(run, final, connection.adapter)
     records: list[CarParkRecord] = _ask(run, final, adapter.pull_carparks)
     tariffs: list[TariffRecord] = _ask(run, final, adapter.pull_tariffs) if adapter.supports_tariffs else []
-    with transaction.atomic():
-        counts = _apply_static(connection, records, tariffs)
-        return _run_succeeded(run, **counts)
+    return _write(run, final, lambda: _apply_static(connection, records, tariffs))
 
 
 def _record_values(record: CarParkRecord) -> dict[str, Any]:
@@ -309,9 +323,7 @@ def sync_occupancy(*, connection: CpmsConnection, key: str = "", user: Any = Non
         return run
     adapter = _ask(run, final, connection.adapter)
     records: list[OccupancyRecord] = _ask(run, final, adapter.pull_occupancy)
-    with transaction.atomic():
-        counts = _apply_occupancy(connection, records)
-        return _run_succeeded(run, **counts)
+    return _write(run, final, lambda: _apply_occupancy(connection, records))
 
 
 def _apply_occupancy(connection: CpmsConnection, records: list[OccupancyRecord]) -> dict[str, Any]:

@@ -136,3 +136,32 @@ def test_a_refused_token_fails_at_once_without_retrying(connection):
     assert result.failed()
     assert (run.status, run.incident, run.attempts) == ("failed", True, 1)
     assert "refused our credentials" in run.errors[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_imports_at_once_create_each_carpark_once(sim, connection):
+    import threading
+
+    from django.db import connection as db_connection
+
+    barrier = threading.Barrier(2)
+    runs, errors = [], []
+
+    def import_once() -> None:
+        try:
+            barrier.wait(timeout=10)
+            runs.append(services.sync_static(connection=connection))
+        except Exception as exc:  # pragma: no cover - shown by the assertion below
+            errors.append(exc)
+        finally:
+            db_connection.close()
+
+    threads = [threading.Thread(target=import_once) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert sorted(run.created for run in runs) == [0, 5]
+    assert CarPark.objects.count() == 5 and CarParkLink.objects.count() == 5
