@@ -246,3 +246,73 @@ def test_the_same_webhook_twice_changes_things_once(
     tasks.payment_received(invoice.pk)
     tasks.payment_received(invoice.pk)  # a re-delivered job
     assert [m.subject for m in mail.outbox] == [f"Payment received for invoice {invoice.display_number}"]
+
+
+def test_the_monthly_run_emails_each_invoice_and_charges_the_saved_card(
+    client, stripe_settings, django_capture_on_commit_callbacks
+):
+    customer = CustomerFactory()
+    save_card(client, customer)
+    ContractFactory(customer=customer, monthly_price=Decimal("119.00"), start_date=date(2026, 1, 1))
+    run = services.invoicing_run_create(period_start=date(2026, 3, 1))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.invoicing_run_execute(run=run)
+    assert len(callbacks) == 1  # the delivery of the chunk's invoices is queued after commit
+    invoice = Invoice.objects.get(customer=customer)
+
+    assert tasks.invoice_deliver(invoice.pk) == "succeeded"  # what the worker runs
+    assert tasks.invoice_deliver(invoice.pk) == "succeeded"  # a re-delivered message
+
+    assert [m.subject for m in mail.outbox] == [f"Your invoice {invoice.display_number} for season parking March 2026"]
+    assert mail.outbox[0].attachments[0][2] == "application/pdf"
+    assert Invoice.objects.get(pk=invoice.pk).state == Invoice.State.PAID
+    assert len(stripe_charges(customer)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_localstripe_delivers_a_signed_webhook_that_we_verify(client, stripe_settings, live_server, settings):
+    """localstripe signs and POSTs the event itself: the real signature format, the real raw body."""
+    import urllib.request
+
+    customer = CustomerFactory()
+    method = save_card(client, customer)
+    invoice = issued_invoice(customer)
+    payment = Payment.objects.create(
+        invoice=invoice, amount=invoice.gross_total, idempotency_key=f"invoice-{invoice.pk}-charge-1",
+        payment_method=method,
+    )  # fmt: skip
+    hook = urllib.request.Request(
+        f"{settings.STRIPE_API_BASE}/_config/webhooks/parkinghq-test",
+        data=(
+            f"url={live_server.url}{reverse('billing:stripe-webhook')}&secret={settings.STRIPE_WEBHOOK_SECRET}"
+            "&events[]=payment_intent.succeeded"
+        ).encode(),
+        method="POST",
+    )
+    urllib.request.urlopen(hook, timeout=5).close()  # noqa: S310 - our local localstripe
+    try:
+        intent = stripe_client().v1.payment_intents.create(
+            params={
+                "amount": 11900, "currency": "eur", "customer": method.stripe_customer_id,
+                "payment_method": method.stripe_payment_method_id, "off_session": True, "confirm": True,
+                "metadata": {"invoice_id": str(invoice.pk), "payment_id": str(payment.pk)},
+            }
+        )  # fmt: skip
+        ours = StripeEvent.objects.filter(payload__data__object__id=intent.id)
+        deadline = time.monotonic() + 15  # localstripe posts about a second later, from its own loop
+        while time.monotonic() < deadline and not ours.exists():
+            time.sleep(0.2)
+    finally:
+        # Point the hook somewhere harmless so later events of this session are not sent to a dead server.
+        urllib.request.urlopen(  # noqa: S310
+            urllib.request.Request(
+                f"{settings.STRIPE_API_BASE}/_config/webhooks/parkinghq-test",
+                data=b"url=http://127.0.0.1:9/&secret=x&events[]=none",
+                method="POST",
+            ),
+            timeout=5,
+        ).close()
+    event = ours.get()
+    assert event.type == "payment_intent.succeeded" and event.result == f"invoice {invoice.display_number} paid"
+    assert Payment.objects.get(pk=payment.pk).status == Payment.Status.SUCCEEDED
+    assert Invoice.objects.get(pk=invoice.pk).state == Invoice.State.PAID
