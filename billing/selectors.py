@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
 
@@ -107,3 +108,18 @@ def refundable_amount(payment: Payment):  # noqa: ANN201 - Decimal
 
 def open_exceptions() -> QuerySet[BillingException]:
     return BillingException.objects.filter(resolved_at__isnull=True).select_related("customer", "contract", "invoice")
+
+
+def processes_about(obj: Any) -> list[Any]:
+    """Workflow processes about ``obj`` (e.g. dunning for an invoice), newest first; [] without the engine."""
+    try:
+        from django.contrib.contenttypes.models import ContentType
+
+        from workflows.models import Process
+    except ImportError:
+        return []
+    return list(
+        Process.objects.filter(content_type=ContentType.objects.get_for_model(obj), object_id=obj.pk)
+        .select_related("definition")
+        .order_by("-started_at")
+    )

@@ -97,6 +97,7 @@ def invoice_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "exceptions": invoice.billingexception_set.all(),
             "payment_method": selectors.default_payment_method(invoice.customer_id),
             "card_link": services.card_setup_link(customer=invoice.customer),
+            "processes": selectors.processes_about(invoice),
         },
     )
 

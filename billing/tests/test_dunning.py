@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.core import mail
+from django.urls import reverse
 from django.utils import timezone
 
 from billing import services
@@ -52,6 +53,10 @@ def test_dunning_retries_reminds_hands_over_to_finance_suspends_and_reactivates(
     run_pending_system_steps()
     process = process_for(invoice)
     assert process.current_step == "wait_1" and len(reminders()) == 1
+    client.force_login(finance_user)
+    page = client.get(reverse("billing:invoice-detail", args=[invoice.pk]))
+    assert b"Failed card payment (dunning)" in page.content and b"at wait_1" in page.content
+    client.logout()
 
     advance(3.01)  # first retry fails, second reminder
     process = process_for(invoice)
