@@ -5,6 +5,9 @@ from django.urls import include, path
 
 from parkinghq import health, views
 
+admin.site.login = views.django_admin_login
+admin.site.site_header = "ParkingHQ Workflow — technical administration"
+
 urlpatterns = [
     path("", views.home, name="portal-home"),
     path("health", health.health, name="health"),

@@ -1,9 +1,21 @@
 """The portal shell: the start page and error pages in the portal's look."""
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import logging
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseServerError
+from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from accounts.roles import role_required
+
+logger = logging.getLogger(__name__)
+
+PLAIN_500 = (
+    "<!doctype html><title>Server error</title><h1>Something went wrong</h1>"
+    "<p>The error has been logged. Please try again in a moment.</p>"
+)
 
 
 @role_required()
@@ -20,4 +32,24 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return render(request, "500.html", status=500)
+    # The portal look needs the session and the database; when they are what failed, stay plain.
+    try:
+        return render(request, "500.html", status=500)
+    except Exception:
+        logger.exception("rendering the 500 page failed")
+        return HttpResponseServerError(PLAIN_500)
+
+
+def django_admin_login(request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+    """The Django admin has no login of its own: the portal's (lockout, two factors) is the only one."""
+    from django.contrib import admin
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.GET.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = reverse("admin:index")
+    if request.user.is_authenticated:
+        if admin.site.has_permission(request):
+            return redirect(target)
+        raise PermissionDenied  # logged in, but not staff: no loop back to the login page
+    return redirect_to_login(target)

@@ -29,3 +29,15 @@ def test_it_shows_the_403_page_in_the_portal_look(client, django_user_model):
     assert response.status_code == 403
     assert b"You do not have permission" in response.content
     assert b"navbar" in response.content
+
+
+@pytest.mark.django_db
+def test_the_django_admin_logs_in_through_the_portal_login_only(client, make_user, login):
+    response = client.get("/django-admin/", follow=True)
+    assert response.redirect_chain[-1][0] == "/accounts/login/?next=/django-admin/"
+    client.force_login(make_user("agent", roles.AGENT))
+    assert client.get("/django-admin/", follow=True).status_code == 403
+    staff = make_user("tech", roles.ADMINISTRATOR, is_staff=True)
+    login(client, staff)
+    assert client.get("/django-admin/login/?next=/django-admin/")["Location"] == "/django-admin/"
+    assert client.get("/django-admin/").status_code == 200
