@@ -86,3 +86,14 @@ def test_it_forbids_every_back_office_page_to_a_user_without_a_role(client, djan
     assert response.status_code == 403, f"GET {path} answered {response.status_code} to a user without a role"
     response = client.post(path, {})
     assert response.status_code in (403, 405), f"POST {path} answered {response.status_code} to a role-less user"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", [p for p in PATHS if not p.startswith("/accounts/two-factor/")])
+def test_it_keeps_an_administrator_without_the_second_factor_out_of_every_page(client, make_user, path):
+    from accounts.roles import ADMINISTRATOR
+
+    client.force_login(make_user("halfway", ADMINISTRATOR))  # password step only
+    response = client.get(path)
+    assert response.status_code == 302, f"GET {path} answered {response.status_code} before the second factor"
+    assert response["Location"].startswith("/accounts/two-factor/enrol/")
