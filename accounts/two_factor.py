@@ -69,12 +69,10 @@ class TwoFactorMiddleware:
         if is_two_factor_pending(request.user) and not self._is_allowed(request.path_info):
             if request.path_info.startswith("/api/"):
                 return JsonResponse({"detail": "Two-factor verification required."}, status=403)
-            target = second_step_url(request.user, request.get_full_path())
             if request.headers.get("HX-Request"):
-                response = HttpResponse(status=204)
-                response["HX-Redirect"] = target
-                return response
-            return redirect(target)
+                # Background htmx requests (badges, polls) must not drag the page anywhere.
+                return HttpResponse("Two-factor verification required.", status=403)
+            return redirect(second_step_url(request.user, request.get_full_path()))
         return self.get_response(request)
 
     def _is_allowed(self, path: str) -> bool:

@@ -16,11 +16,20 @@ NAVIGATION = [
 ]
 
 
+# Links only some roles may follow; the others do not see them (the views check anyway).
+NAVIGATION_ROLES = {"accounts:user-list": ("Administrator",)}
+
+
 def portal(request: HttpRequest) -> dict:
+    from accounts.roles import has_any_role, has_role
     from accounts.two_factor import is_two_factor_pending
 
     user = getattr(request, "user", None)
-    # Live badges (basket count, unread notifications) poll portal URLs: not while the second
-    # factor is pending, when every such request would be sent to the two-factor page.
-    live = bool(user is not None and user.is_authenticated and not is_two_factor_pending(user))
-    return {"portal_navigation": NAVIGATION, "portal_live_badges": live}
+    # A user between the password and the TOTP step, or without any role, gets no navigation
+    # (and so none of its htmx polls): every link would only send them back or answer 403.
+    ready = bool(user and has_any_role(user) and not is_two_factor_pending(user))
+    navigation = [
+        entry for entry in NAVIGATION if entry[1] not in NAVIGATION_ROLES or has_role(user, *NAVIGATION_ROLES[entry[1]])
+    ]
+    # portal_live_badges: the basket and notification badges poll portal URLs only when ready.
+    return {"portal_navigation": navigation if ready else [], "portal_ready": ready, "portal_live_badges": ready}

@@ -35,6 +35,8 @@ def test_an_administrator_enrols_an_authenticator_at_first_login(page, live_serv
     browser_login(page, live_server, "admin", "s3cret-pass")
     expect(page).to_have_url(f"{live_server.url}/accounts/two-factor/enrol/?next=%2F")
     expect(page.locator("svg.otp-qr")).to_be_visible()
+    # No navigation (and none of its htmx polls) before the second factor.
+    expect(page.locator("#mainnav .nav-link")).to_have_count(1)  # only the user menu
 
     secret = page.get_by_test_id("otp-secret").inner_text().replace(" ", "")
     key = base64.b32decode(secret + "=" * (-len(secret) % 8))

@@ -41,3 +41,11 @@ def test_the_django_admin_logs_in_through_the_portal_login_only(client, make_use
     login(client, staff)
     assert client.get("/django-admin/login/?next=/django-admin/")["Location"] == "/django-admin/"
     assert client.get("/django-admin/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_only_administrators_see_the_administration_link(client, make_user, login):
+    login(client, make_user("agent", roles.AGENT))
+    assert b"/accounts/users/" not in client.get(reverse("portal-home")).content
+    login(client, make_user("boss", roles.ADMINISTRATOR))
+    assert b"/accounts/users/" in client.get(reverse("portal-home")).content

@@ -176,3 +176,14 @@ def test_it_enforces_csrf_on_a_post(make_user):
     assert response.status_code == 302
     target.refresh_from_db()
     assert not target.is_active
+
+
+@pytest.mark.django_db
+def test_it_refuses_background_htmx_requests_before_the_second_factor(client, make_user):
+    client.force_login(make_user("admin", roles.ADMINISTRATOR))
+    response = client.get("/accounts/users/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 403
+    assert "HX-Redirect" not in response
+    page = client.get(reverse("accounts:otp-enrol"))
+    assert b'id="mainnav"' in page.content
+    assert b"Administration" not in page.content  # no navigation before the second factor
