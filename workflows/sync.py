@@ -29,7 +29,8 @@ def sync_definitions(*, user=None, stdout=None) -> list[tuple[str, int, bool]]: 
 
     installed = []
     files = definition_files()
-    # Called workflows first, so a definition can call another that ships in the same sync.
+    # A call step names its sub-process by key and finds it when it runs, so the order of
+    # installation does not matter.
     specs = []
     for path in files:
         try:

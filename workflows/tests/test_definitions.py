@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from workflows import services
 from workflows.compiler import compile_spec
@@ -87,6 +88,10 @@ def test_install_is_idempotent_and_a_published_version_cannot_be_changed(season_
     with pytest.raises(VersionImmutable, match="is published and cannot be changed"):
         version.save()
     assert WorkflowVersion.objects.get(pk=v1.pk).spec["name"] == "Test season contract"
+    # Not even a queryset update gets past the database's guard.
+    with pytest.raises(IntegrityError, match="cannot be changed"), transaction.atomic():
+        WorkflowVersion.objects.filter(pk=v1.pk).update(graph={"steps": {}})
+    assert WorkflowVersion.objects.get(pk=v1.pk).graph["start"] == "start"
 
 
 def test_running_processes_keep_their_version_after_a_new_publish_and_can_be_migrated(season_spec, agent):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from accounts import roles
 from workflows import services
@@ -128,7 +129,9 @@ def test_a_claimed_task_cannot_be_claimed_or_completed_by_someone_else(season_sp
     assert Task.objects.get(pk=review.pk).assignee == other
 
 
-def test_escalation_by_timer_moves_the_task_up_the_chain_and_keeps_inputs(season_spec, agent, time_machine):
+def test_escalation_by_timer_moves_the_task_up_the_chain_and_keeps_inputs(
+    season_spec, agent, time_machine, django_capture_on_commit_callbacks
+):
     from workflows.signals import task_escalated
 
     received = []
@@ -141,7 +144,8 @@ def test_escalation_by_timer_moves_the_task_up_the_chain_and_keeps_inputs(season
         Task.objects.filter(pk=review.pk).update(inputs={"note": "half done"})
         assert fire_due_timers() == 0
         time_machine.move_to("2026-01-07 09:00:01Z", tick=False)  # due (P2D) + PT0S
-        assert fire_due_timers() == 1
+        with django_capture_on_commit_callbacks(execute=True):
+            assert fire_due_timers() == 1
         review.refresh_from_db()
         assert review.state == "escalated"
         escalated = Task.objects.get(process=process, state="open")
@@ -158,3 +162,37 @@ def test_escalation_by_timer_moves_the_task_up_the_chain_and_keeps_inputs(season
         assert process.events.filter(kind=ProcessEvent.Kind.TASK_ESCALATED).count() == 2
     finally:
         task_escalated.disconnect(dispatch_uid="t-esc")
+
+
+def test_manual_escalation_goes_to_the_next_level_and_a_lost_worker_job_is_queued_again(
+    season_spec, agent, time_machine
+):
+    from workflows.engine import recover_jobs
+    from workflows.errors import EscalationNotPossible
+
+    time_machine.move_to("2026-06-01 08:00Z", tick=False)
+    install_definition(season_spec)
+    process = services.process_start(definition_key="test-season", variables={"deposit": 1})
+    review = process.tasks.get()
+    escalated = services.task_escalate(task=review, user=agent, reason="can't decide")
+    assert (escalated.role, escalated.escalation_level) == (roles.SUPERVISOR, 1)
+    top = services.task_escalate(task=escalated, user=agent.__class__.objects.create_superuser("root"), reason="?")
+    assert top.role == roles.ADMINISTRATOR
+    with pytest.raises(EscalationNotPossible, match="last escalation level"):
+        services.task_escalate(task=top, user=agent.__class__.objects.get(username="root"), reason="?")
+    event = process.events.filter(kind="task_escalated").first()
+    assert event.data["reason"] == "can't decide" and event.actor == agent
+
+    services.task_complete(
+        task=top, user=agent.__class__.objects.get(username="root"), outcome="approve", inputs={"deposit_ok": True}
+    )
+    job = SystemJob.objects.get(process=process)
+    SystemJob.objects.filter(pk=job.pk).update(state="running", attempts=1, started_at=timezone.now())
+    assert recover_jobs() == 0  # still within its timeout
+    time_machine.move_to("2026-06-01 08:30Z", tick=False)
+    assert recover_jobs() >= 1
+    job.refresh_from_db()
+    assert job.state == "queued"
+    assert run_pending_system_steps() == 1
+    process.refresh_from_db()
+    assert process.current_step == "confirm"
