@@ -177,6 +177,8 @@ def main() -> None:
         f"| invoice document (Factur-X XML + XSD check + WeasyPrint PDF/A-3 + embedding), mean of {PDFS} | "
         f"{per_pdf * 1000:.0f} ms → {60 / per_pdf:,.0f} invoices/min per worker process |",
         "",
+        f"Load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work shares "
+        "the machine). "
         f"Seeding the data took {seeded:.1f} s (not part of the run). Run: `python bench/billing.py` "
         "(BENCH_CONTRACTS, BENCH_PDFS to change the sizes).",
     ]
