@@ -184,7 +184,7 @@ def main() -> None:
     ]
     report = "\n".join(lines_md)
     print(report)
-    record("billing", "## Billing\n\n" + report)
+    record("billing", report)
 
 
 if __name__ == "__main__":
