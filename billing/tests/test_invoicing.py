@@ -179,3 +179,35 @@ def test_a_credit_note_reverses_an_issued_invoice(finance_user):
         invoice.delete()
     with pytest.raises(ProtectedError):
         Invoice.objects.filter(pk=invoice.pk).delete()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_at_once_bill_each_contract_once():
+    customers = [CustomerFactory() for _ in range(6)]
+    for customer in customers:
+        ContractFactory(customer=customer)
+        ContractFactory(customer=customer)
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def run():
+        try:
+            barrier.wait()
+            services.invoicing_run_execute(
+                run=services.invoicing_run_create(period_start=date(2026, 3, 1)), chunk_size=2, deliver=False
+            )
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert InvoiceLine.objects.count() == 12
+    assert Invoice.objects.count() == 6
+    assert sorted(Invoice.objects.values_list("number", flat=True)) == list(range(1, 7))
