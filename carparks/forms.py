@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from carparks.models import Case, Contract, Customer
+from carparks.models import Case, Contract, Customer, Product
 
 
 class CustomerFilterForm(forms.Form):
@@ -89,3 +89,21 @@ class CaseResolveForm(forms.Form):
     resolution = forms.CharField(
         label="Resolution", widget=forms.Textarea(attrs={"rows": 3}), help_text="Sent to the customer."
     )
+
+
+class StageChangeForm(forms.Form):
+    next_product = forms.ModelChoiceField(label="Next product", required=False, queryset=Product.objects.none())
+    next_plate = forms.CharField(label="Next vehicle (plate)", required=False, max_length=30)
+    country = forms.CharField(label="Country code", max_length=3, initial="D")
+    on = forms.DateField(
+        label="Takes effect on",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Leave empty for the first of next month.",
+    )
+
+    def __init__(self, *args, contract: Contract, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["next_product"].queryset = Product.objects.filter(
+            carpark_id=contract.product.carpark_id, is_active=True
+        ).exclude(pk=contract.product_id)

@@ -629,6 +629,101 @@ def contract_add_vehicles(
     return contract
 
 
+def contract_stage_change(
+    *,
+    contract: Contract,
+    next_product: Product | None = None,
+    next_plate: str = "",
+    country: str = "D",
+    on: date | None = None,
+    user: Any = None,
+) -> Contract:
+    """Stage a product and/or vehicle change that takes effect on ``on`` (default: the first of next month)."""
+    on = on or first_of_next_month()
+    if on <= timezone.localdate():
+        raise CarparkError("A staged change takes effect on a future day.", field="on")
+    if next_product is None and not next_plate:
+        raise CarparkError("Choose the next product or the next vehicle.", field="next_product")
+    with transaction.atomic():
+        contract = _lock_contract(contract.pk)
+        if contract.state not in (Contract.State.APPROVED, Contract.State.ACTIVE, Contract.State.SUSPENDED):
+            raise TransitionError(f"Contract {contract.pk} is {contract.get_state_display().lower()}.")
+        if user is not None and not has_transition_perm(contract.terminate, user):
+            raise PermissionDenied(f"You may not change contract {contract.pk}.")
+        if next_product is not None and (not next_product.is_active or next_product.pk == contract.product_id):
+            raise CarparkError("Choose another product that is sold.", field="next_product")
+        contract.next_product = next_product
+        contract.next_vehicle = (
+            _vehicle_for(contract.customer, PlateInput(plate=next_plate, country=country), field="next_plate")
+            if next_plate
+            else None
+        )
+        contract.next_change_on = on
+        contract.save(update_fields=["next_product", "next_vehicle", "next_change_on", "updated_at"])
+        parts = [
+            f"product {next_product.name}" if next_product else "",
+            f"vehicle {contract.next_vehicle}" if next_plate else "",
+        ]
+        _contract_note(contract, f"Change staged for {on:%Y-%m-%d}: " + " and ".join(p for p in parts if p) + ".", user)
+    return contract
+
+
+def contract_apply_staged_change(*, contract: Contract) -> Contract:
+    """Carry out a due staged change. A next product without a free place stays staged (noted in the history)."""
+    current = Contract.objects.values("product_id", "next_product_id").get(pk=contract.pk)
+    with transaction.atomic():
+        # Lock order as everywhere: products (by id), then the contract.
+        product_ids = sorted({current["product_id"], current["next_product_id"]} - {None})
+        locked = {pk: _lock_product(pk) for pk in product_ids}
+        contract = _lock_contract(contract.pk)
+        today = timezone.localdate()
+        if contract.next_change_on is None or contract.next_change_on > today:
+            return contract
+        if contract.state not in (Contract.State.APPROVED, Contract.State.ACTIVE, Contract.State.SUSPENDED):
+            return contract
+        if contract.next_product_id not in (None, current["next_product_id"]):
+            return contract  # staged again meanwhile; the next run takes it
+        notes = []
+        old_product = contract.product
+        target = locked.get(contract.next_product_id) if contract.next_product_id else None
+        if target is not None:
+            if _places_taken(target.pk) >= target.quota:
+                _contract_note(contract, f"Staged move to {target.name} waits: no free place.")
+                return contract
+            contract.product = target
+            contract.monthly_price = target.monthly_price
+            notes.append(f"product {old_product.name} → {target.name}")
+        if contract.next_vehicle_id is not None:
+            old = [v.plate for v in contract.vehicles.all()]
+            contract.vehicles.set([contract.next_vehicle])
+            notes.append(f"vehicle {', '.join(old)} → {contract.next_vehicle.plate}")
+        contract.next_product = None
+        contract.next_vehicle = None
+        contract.next_change_on = None
+        contract.save(
+            update_fields=["product", "monthly_price", "next_product", "next_vehicle", "next_change_on", "updated_at"]
+        )
+        if contract.state == Contract.State.ACTIVE:
+            # Credentials follow the (possibly other) car park and the vehicles.
+            _deactivate_credentials(contract, until=today)
+            _issue_plate_credentials(contract, contract.vehicles.all(), valid_from=today)
+        _contract_note(contract, "Staged change carried out: " + "; ".join(notes) + ".")
+        if target is not None:
+            waitlist_advance(product=locked[old_product.pk])
+    return contract
+
+
+def contracts_apply_staged_changes(*, today: date | None = None) -> int:
+    """Carry out every staged change that is due (daily beat task)."""
+    today = today or timezone.localdate()
+    due = Contract.objects.filter(next_change_on__lte=today).values_list("pk", flat=True)
+    done = 0
+    for pk in list(due):
+        contract = contract_apply_staged_change(contract=Contract.objects.get(pk=pk))
+        done += contract.next_change_on is None
+    return done
+
+
 def credential_issue_card(
     *, contract: Contract, user: Any = None, identifier: str = "", issue_key: str = "", replace: bool = True
 ) -> Credential:
@@ -885,3 +980,14 @@ def case_close(*, case: Case, user: Any = None, note: str = "") -> Case:
         case = _lock_case(case.pk)
         _transition(case, "close", user=user, note=note or "Closed.")
     return case
+
+
+# --- API housekeeping ---------------------------------------------------------------------------
+
+
+def idempotency_records_purge(*, older_than: timedelta = timedelta(days=7)) -> int:
+    """Forget idempotency keys after a week (clients retry within minutes, not weeks)."""
+    from carparks.models import IdempotencyRecord
+
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - older_than).delete()
+    return deleted

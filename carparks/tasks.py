@@ -13,3 +13,13 @@ def offers_expire_due() -> int:
 @shared_task
 def contracts_end_due() -> int:
     return services.contracts_end_due()
+
+
+@shared_task
+def contracts_apply_staged_changes() -> int:
+    return services.contracts_apply_staged_changes()
+
+
+@shared_task
+def idempotency_records_purge() -> int:
+    return services.idempotency_records_purge()

@@ -16,6 +16,7 @@ urlpatterns = [
     path("contracts/<int:pk>/plate/", views.contract_plate, name="contract-plate"),
     path("contracts/<int:pk>/vehicles/", views.contract_vehicles_add, name="contract-vehicles-add"),
     path("contracts/<int:pk>/card/", views.contract_card, name="contract-card"),
+    path("contracts/<int:pk>/stage/", views.contract_stage, name="contract-stage"),
     path("contracts/<int:pk>/<slug:action>/", views.contract_action, name="contract-action"),
     path("cases/", views.case_list, name="case-list"),
     path("cases/<int:pk>/", views.case_detail, name="case-detail"),

@@ -39,6 +39,7 @@ from carparks.forms import (
     PlateChangeForm,
     QuotaForm,
     ReasonForm,
+    StageChangeForm,
     TerminationForm,
     VehiclesAddForm,
 )
@@ -223,6 +224,7 @@ def contract_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "termination_form": TerminationForm(initial={"end_date": services.earliest_end_date(contract)}),
             "plate_form": PlateChangeForm(contract=contract) if may_edit else None,
             "vehicles_form": VehiclesAddForm() if may_edit else None,
+            "stage_form": StageChangeForm(contract=contract) if may_edit and running else None,
             "may_issue_card": may_edit and contract.state in (Contract.State.APPROVED, Contract.State.ACTIVE),
             "earliest_end": services.earliest_end_date(contract),
             "waitlist_rank": _waitlist_rank(contract),
@@ -335,6 +337,23 @@ def contract_vehicles_add(request: HttpRequest, pk: int) -> HttpResponse:
         _error(request, exc)
     else:
         messages.success(request, f"{len(form.cleaned_data['plates'])} vehicle(s) added.")
+    return redirect("carparks:contract-detail", pk=pk)
+
+
+@role_required(*CONTRACT_EDIT_ROLES)
+@require_POST
+def contract_stage(request: HttpRequest, pk: int) -> HttpResponse:
+    contract = _contract_for(request, pk)
+    form = StageChangeForm(request.POST, contract=contract)
+    if not form.is_valid():
+        messages.error(request, "Choose a product of this car park and a valid date.")
+        return redirect("carparks:contract-detail", pk=pk)
+    try:
+        contract = services.contract_stage_change(contract=contract, user=request.user, **form.cleaned_data)
+    except (services.CarparkError, PermissionDenied) as exc:
+        _error(request, exc)
+    else:
+        messages.success(request, f"Change staged for {contract.next_change_on:%Y-%m-%d}.")
     return redirect("carparks:contract-detail", pk=pk)
 
 

@@ -16,6 +16,14 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "carparks.tasks.contracts_end_due",
         "schedule": crontab(minute=15, hour=0),
     },
+    "carparks-staged-changes": {
+        "task": "carparks.tasks.contracts_apply_staged_changes",
+        "schedule": crontab(minute=30, hour=0),
+    },
+    "carparks-idempotency-purge": {
+        "task": "carparks.tasks.idempotency_records_purge",
+        "schedule": crontab(minute=45, hour=3),
+    },
     # Fires due workflow timers (escalations, waits, message timeouts, retries); takes rows with
     # SELECT … FOR UPDATE SKIP LOCKED, so running it twice at once never fires a timer twice.
     "workflows-tick": {

@@ -21,14 +21,23 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def api_client_create(*, name: str, scopes: list[str]) -> tuple[ApiClient, str]:
+def token_new() -> tuple[str, str, str]:
+    """A fresh token with its prefix and hash (only the last two are stored)."""
+    prefix = secrets.token_hex(4)
+    token = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    return token, prefix, token_hash(token)
+
+
+def api_client_create(*, name: str, scopes: list[str], actor: Any = None) -> tuple[ApiClient, str]:
     """Create a client and return it with its token; the token is not stored and cannot be shown again."""
+    from accounts.services import audit_record
+
     unknown = set(scopes) - set(ApiClient.Scope.values)
     if unknown:
         raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
-    prefix = secrets.token_hex(4)
-    token = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    client = ApiClient.objects.create(name=name, token_prefix=prefix, token_hash=token_hash(token), scopes=scopes)
+    token, prefix, digest = token_new()
+    client = ApiClient.objects.create(name=name, token_prefix=prefix, token_hash=digest, scopes=scopes)
+    audit_record(actor=actor, action="api_client.created", target=client, new={"scopes": scopes})
     return client, token
 
 

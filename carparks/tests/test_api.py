@@ -303,3 +303,23 @@ class TestProcesses:
     def test_it_needs_the_processes_scope(self):
         reader = client_with("contracts:read")
         assert reader.get("/api/v1/processes/?object_type=contract&object_id=1").status_code == 403
+
+
+def test_an_admin_creates_an_api_client_and_sees_the_token_once(client, admin_user):
+    from accounts.models import AuditEntry
+    from conftest import verify_two_factor
+
+    client.force_login(admin_user)
+    verify_two_factor(client, admin_user)
+    response = client.post(
+        "/django-admin/carparks/apiclient/add/",
+        {"name": "Web shop", "scopes": ["carparks:read"], "is_active": "on"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    client = ApiClient.objects.get(name="Web shop")
+    token = next(str(m) for m in response.context["messages"] if "phq_" in str(m)).split(": ")[-1]
+    api = APIClient(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api.get("/api/v1/carparks/").status_code == 200
+    assert client.token_hash != token
+    assert AuditEntry.objects.filter(action="api_client.created").exists()

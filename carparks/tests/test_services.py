@@ -353,3 +353,44 @@ def test_the_waitlist_lists_open_offers_first_then_the_queue_in_order():
     services.contract_cancel(contract=holder)
     assert [c.pk for c in product_waitlist(product)] == [q.pk for q in queue]
     assert product_waitlist(product)[0].state == Contract.State.OFFERED
+
+
+class TestStagedChanges:
+    def test_a_staged_product_and_vehicle_change_takes_effect_on_its_day(self):
+        product = ProductFactory(quota=1)
+        better = ProductFactory(carpark=product.carpark, quota=2, monthly_price=150)
+        contract = running(product, "M AB 1")
+        waiting = apply(product, "W1")
+        day = timezone.localdate() + timedelta(days=10)
+        services.contract_stage_change(contract=contract, next_product=better, next_plate="M XY 2", on=day)
+        assert services.contracts_apply_staged_changes() == 0  # not due yet
+        with time_machine.travel(timezone.now() + timedelta(days=11)):
+            assert services.contracts_apply_staged_changes() == 1
+        contract = Contract.objects.get(pk=contract.pk)
+        assert (contract.product, contract.monthly_price, contract.next_change_on) == (better, 150, None)
+        assert list(contract.credentials.filter(is_active=True).values_list("identifier", flat=True)) == ["MXY2"]
+        assert Contract.objects.get(pk=waiting.pk).state == Contract.State.OFFERED  # the old place moved on
+
+    def test_a_move_to_a_full_product_waits(self):
+        product = ProductFactory(quota=2)
+        full = ProductFactory(carpark=product.carpark, quota=1)
+        running(full, "F1")
+        contract = running(product, "M AB 1")
+        services.contract_stage_change(contract=contract, next_product=full, on=timezone.localdate() + timedelta(1))
+        with time_machine.travel(timezone.now() + timedelta(days=2)):
+            assert services.contracts_apply_staged_changes() == 0
+        contract = Contract.objects.get(pk=contract.pk)
+        assert contract.product == product
+        assert contract.next_product == full
+        assert "no free place" in contract.events.last().note
+
+
+def test_old_idempotency_keys_are_purged():
+    from carparks.api.authentication import api_client_create
+    from carparks.models import IdempotencyRecord
+
+    client, _ = api_client_create(name="c", scopes=[])
+    IdempotencyRecord.objects.create(client=client, key="k", method="POST", path="/", request_hash="x")
+    assert services.idempotency_records_purge() == 0
+    with time_machine.travel(timezone.now() + timedelta(days=8)):
+        assert services.idempotency_records_purge() == 1

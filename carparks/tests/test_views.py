@@ -231,3 +231,16 @@ class TestSearch:
         login(client, AGENT)
         page = client.get(reverse("carparks:carpark-list")).content.decode()
         assert f'action="{reverse("carparks:search")}"' in page
+
+
+def test_stage_a_change_from_the_contract_page(client):
+    product = ProductFactory()
+    other = ProductFactory(carpark=product.carpark, name="Nights")
+    contract = running(product)
+    login(client, AGENT, carparks=[product.carpark])
+    page = client.get(reverse("carparks:contract-detail", args=[contract.pk])).content.decode()
+    assert "Stage a change" in page and "Nights" in page
+    client.post(reverse("carparks:contract-stage", args=[contract.pk]), {"next_product": other.pk, "country": "D"})
+    contract = Contract.objects.get(pk=contract.pk)
+    assert contract.next_product == other
+    assert contract.next_change_on == services.first_of_next_month()

@@ -1,0 +1,99 @@
+"""Django admin (/django-admin/) for master data and API clients.
+
+Contracts and cases are read-only here: their lifecycle changes only through the services
+(the portal pages and the processes), so the history stays complete.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from carparks.api.authentication import token_new
+from carparks.models import ApiClient, CarPark, Case, Contract, Customer, Product
+
+
+@admin.register(CarPark)
+class CarParkAdmin(admin.ModelAdmin):
+    list_display = ["name", "code", "city", "capacity", "occupancy", "is_active"]
+    list_filter = ["is_active", "city"]
+    search_fields = ["name", "code", "city", "cpms_reference"]
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["name", "carpark", "monthly_price", "quota", "validity", "is_active"]
+    list_filter = ["is_active", "validity", "vehicle_class", "carpark"]
+    search_fields = ["name", "carpark__name"]
+    # A quota change offers freed places to the waitlist: use the car-park page (services.product_set_quota).
+    readonly_fields = ["quota"]
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "email", "company_number"]
+    list_filter = ["kind"]
+    search_fields = ["name", "email", "company_number"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Contract)
+class ContractAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "customer", "product", "state", "start_date", "end_date"]
+    list_filter = ["state"]
+    search_fields = ["customer__name", "vehicles__plate"]
+
+
+@admin.register(Case)
+class CaseAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "subject", "customer", "kind", "priority", "state", "sla_due_at"]
+    list_filter = ["state", "kind", "priority"]
+
+
+class ApiClientForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=ApiClient.Scope.choices, widget=forms.CheckboxSelectMultiple, required=False
+    )
+
+    class Meta:
+        model = ApiClient
+        fields = ["name", "scopes", "is_active"]
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    form = ApiClientForm
+    list_display = ["name", "token_prefix", "scopes", "is_active", "last_used_at"]
+    readonly_fields = ["token_prefix", "created_at", "last_used_at"]
+
+    def save_model(self, request: HttpRequest, obj: ApiClient, form: Any, change: bool) -> None:
+        from accounts.services import audit_record
+
+        old = None
+        if change:
+            before = ApiClient.objects.get(pk=obj.pk)
+            old = {"scopes": before.scopes, "is_active": before.is_active}
+        else:
+            token, obj.token_prefix, obj.token_hash = token_new()
+            messages.warning(request, f"API token for {obj.name} (shown only now, copy it): {token}")
+        super().save_model(request, obj, form, change)
+        audit_record(
+            actor=request.user,
+            action="api_client.updated" if change else "api_client.created",
+            target=obj,
+            old=old,
+            new={"scopes": obj.scopes, "is_active": obj.is_active},
+        )
