@@ -83,6 +83,19 @@ class BasketFilters:
     sort: str = "due"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def is_empty(self) -> bool:
+        """No filter narrows the tab (sorting does not)."""
+        return not (
+            self.workflow
+            or self.step
+            or self.carpark is not None
+            or self.overdue
+            or self.escalated
+            or self.priority is not None
+            or self.q.strip()
+        )
+
 
 def basket_tasks(user: Any, *, tab: str, filters: BasketFilters | None = None) -> QuerySet[Task]:
     """The rows of one basket tab, filtered and sorted (not yet paginated)."""
@@ -123,35 +136,77 @@ def apply_filters(rows: QuerySet[Task], filters: BasketFilters) -> QuerySet[Task
     if filters.priority is not None:
         rows = rows.filter(priority=filters.priority)
     if filters.q.strip():
-        rows = rows.filter(search_q(filters.q))
+        rows = rows.filter(search_q(filters.q, rows))
     return rows
 
 
-def search_q(text: str) -> Q:
+SEARCH_LIMIT = 1000  # matching objects per kind when searching everything; a search is for narrowing down
+SEARCH_SCAN_LIMIT = 2000  # up to this many candidate tasks, the search starts from them
+
+
+def search_q(text: str, rows: QuerySet[Task] | None = None) -> Q:
     """Tasks whose process is about a customer, contract, vehicle or case matching ``text``:
     a customer's name (part) or email, a contract number, a plate (any spelling).
 
-    The process's business object is a generic relation, so each kind is matched by its content
-    type and an ``object_id IN (subquery)`` that PostgreSQL runs once: no per-row lookups.
+    The process's business object is a generic relation, so each kind of object is matched on its
+    own table. The search starts from the smaller side: when the tab holds at most
+    ``SEARCH_SCAN_LIMIT`` tasks (an agent's queue: a few hundred), only their objects are checked,
+    by primary key; otherwise the objects are looked up first and the processes about them found
+    through the (content type, object id) index. Either way a handful of queries, however many
+    tasks there are.
     """
     from carparks.models import Case, Contract, Customer, Vehicle, normalise_plate
 
     text = text.strip()[:100]
     types = ContentType.objects.get_for_models(Contract, Customer, Vehicle, Case)  # cached after first use
     plate = normalise_plate(text)
-    customers = Customer.objects.filter(Q(name__icontains=text) | Q(email__iexact=text)).values("pk")
-    vehicles = Vehicle.objects.filter(plate=plate).values("pk") if plate else Vehicle.objects.none().values("pk")
-    contract_match = Q(customer__in=customers) | Q(vehicles__in=vehicles)
     number = text.upper().removeprefix("C-").removeprefix("#")
-    if number.isdigit() and len(number) < 18:
-        contract_match |= Q(pk=int(number))
-    contracts = Contract.objects.filter(contract_match).values("pk")
-    cases = Case.objects.filter(Q(customer__in=customers) | Q(contract__in=contracts)).values("pk")
+    number = int(number) if number.isdigit() and len(number) < 18 else None
+    person = Q(name__icontains=text) | Q(email__iexact=text)
 
-    def about(model: type, ids: QuerySet) -> Q:
-        return Q(process__content_type=types[model], process__object_id__in=ids)
+    def via(prefix: str) -> Q:
+        return Q(**{f"{prefix}name__icontains": text}) | Q(**{f"{prefix}email__iexact": text})
 
-    return about(Contract, contracts) | about(Customer, customers) | about(Vehicle, vehicles) | about(Case, cases)
+    matchers: dict[type, Q] = {
+        Customer: person,
+        Vehicle: Q(plate=plate) if plate else Q(pk__in=[]),
+        Contract: via("customer__") | (Q(vehicles__plate=plate) if plate else Q(pk__in=[])),
+        Case: via("customer__") | (Q(contract__vehicles__plate=plate) if plate else Q(pk__in=[])),
+    }
+    if number is not None:
+        matchers[Contract] |= Q(pk=number)
+        matchers[Case] |= Q(contract_id=number)
+
+    candidates = None
+    if rows is not None:
+        candidates = list(
+            rows.order_by().values_list("process_id", "process__content_type_id", "process__object_id")[
+                : SEARCH_SCAN_LIMIT + 1
+            ]
+        )
+        if len(candidates) > SEARCH_SCAN_LIMIT:
+            candidates = None
+    if candidates is not None:
+        by_type: dict[int, set[int]] = {}
+        for _, type_id, object_id in candidates:
+            if type_id is not None:
+                by_type.setdefault(type_id, set()).add(object_id)
+        matched: set[tuple[int, int]] = set()
+        for model, match in matchers.items():
+            object_ids = by_type.get(types[model].pk)
+            if object_ids:
+                found = model.objects.filter(match, pk__in=sorted(object_ids)).values_list("pk", flat=True)
+                matched.update((types[model].pk, pk) for pk in found.distinct().order_by())
+        return Q(process_id__in=sorted({pid for pid, type_id, oid in candidates if (type_id, oid) in matched}))
+
+    about = Q(pk__in=[])
+    for model, match in matchers.items():
+        object_ids = list(model.objects.filter(match).values_list("pk", flat=True).distinct().order_by()[:SEARCH_LIMIT])
+        if object_ids:
+            about |= Q(content_type=types[model], object_id__in=object_ids)
+    from workflows.models import Process
+
+    return Q(process_id__in=Process.objects.filter(about).values("pk"))
 
 
 def basket_counts(user: Any) -> dict[str, int]:
