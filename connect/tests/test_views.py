@@ -186,3 +186,42 @@ def test_the_carpark_detail_page_includes_the_cpms_panel(as_user, client, sim, i
     assert response.status_code == 200
     assert f'id="cpms-carpark-{carpark.pk}"'.encode() in response.content
     assert f"{carpark.occupancy} / {carpark.capacity}".encode() in response.content
+
+
+def test_the_connection_list_does_not_grow_queries_with_rows(as_user, client):
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    def queries() -> int:
+        with CaptureQueriesContext(db) as captured:
+            assert client.get(reverse("connect:connection-list")).status_code == 200
+        return len(captured)
+
+    as_user(ADMINISTRATOR, "admin")
+    CpmsConnection.objects.create(name="One", code="one", base_url="http://127.0.0.1:9/")
+    few = queries()
+    for number in range(2, 8):
+        CpmsConnection.objects.create(name=f"C{number}", code=f"c{number}", base_url="http://127.0.0.1:9/")
+    assert queries() == few
+
+
+def test_a_new_connection_with_a_bad_secret_reference_is_refused_with_a_clear_message(as_user, client):
+    as_user(ADMINISTRATOR, "admin")
+    data = {
+        "name": "Garage Nord",
+        "code": "nord",
+        "kind": "datex2",
+        "base_url": "https://nap.example/parking",
+        "timeout_seconds": "10",
+        "options": '{"table_path": "table.xml"}',
+        "is_active": "on",
+    }
+
+    refused = client.post(reverse("connect:connection-create"), {**data, "secret": "env:not a name"})
+    created = client.post(reverse("connect:connection-create"), {**data, "secret": "env:NORD_TOKEN"})
+
+    assert refused.status_code == 200
+    assert b"Write the reference as env:VARIABLE_NAME" in refused.content
+    connection = CpmsConnection.objects.get(code="nord")
+    assert created.status_code == 302 and connection.secret_reference == "env:NORD_TOKEN"
+    assert connection.options == {"table_path": "table.xml"}
