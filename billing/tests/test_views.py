@@ -95,3 +95,26 @@ def test_finance_exports_a_month_and_downloads_it(client, finance_user, invoice)
     assert b"".join(response.streaming_content).startswith(b'"EXTF";700;21')
     client.post(reverse("billing:export-create"), {"period": "2026-03", "format": "datev"})
     assert AccountingExport.objects.count() == 1
+
+
+def test_list_pages_make_the_same_number_of_queries_for_more_rows(client, finance_user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(finance_user)
+
+    def queries(url):
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured)
+
+    def bill(count, month):
+        for _ in range(count):
+            ContractFactory()
+        services.invoicing_run_execute(run=services.invoicing_run_create(period_start=month), deliver=False)
+
+    bill(2, date(2026, 3, 1))
+    urls = [reverse(name) for name in ("billing:invoice-list", "billing:payment-list", "billing:exception-list")]
+    few = [queries(url) for url in urls]
+    bill(12, date(2026, 4, 1))
+    assert [queries(url) for url in urls] == few
