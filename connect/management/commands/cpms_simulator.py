@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from connect.simulator import SimulatorServer, SimulatorState
 
@@ -36,8 +37,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         state = SimulatorState(carparks=options["carparks"], seed=options["seed"], token=options["token"])
         if options["from_database"]:
-            adopted, rights = adopt_database(state, options["from_database"])
-            self.stdout.write(f"Serving {adopted} linked car park(s) and {rights} credential(s) from the database.")
+            try:
+                adopted, rights = adopt_database(state, options["from_database"])
+            except DatabaseError as exc:  # not migrated yet: serve what we have rather than stop `make run`
+                self.stderr.write(f"CPMS simulator: could not read linked car parks ({exc}); serving none.")
+            else:
+                self.stdout.write(f"Serving {adopted} linked car park(s) and {rights} credential(s) from the database.")
         try:
             server = SimulatorServer((options["host"], options["port"]), state, verbose=options["verbose"])
         except OSError as exc:
