@@ -70,7 +70,7 @@ def search(user: Any, query: str, *, limit: int = 20) -> dict[str, list[Any]]:
     """Customers, contracts, plates and card numbers matching ``query``, limited to what ``user`` sees."""
     query = (query or "").strip()
     result: dict[str, list[Any]] = {"customers": [], "contracts": [], "vehicles": [], "credentials": []}
-    if len(query) < 2:
+    if len(query) < 2 and not query.isdigit():  # a contract number may be a single digit
         return result
     plate = normalise_plate(query)
     customers = customers_for_user(user).filter(

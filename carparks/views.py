@@ -167,6 +167,14 @@ def _invoices_template() -> str | None:
     return "billing/_customer_invoices.html"
 
 
+def _invoices(customer: Any) -> list[Any] | None:
+    """The customer's latest invoices when billing is installed (billing's reverse relation ``invoices``)."""
+    related = getattr(customer, "invoices", None)
+    if related is None:
+        return None
+    return list(related.order_by("-period_start", "-pk")[:24])
+
+
 @role_required(*VIEW_ROLES)
 def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     customer = get_for_user(customers_for_user(request.user), pk)
@@ -183,6 +191,7 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "cases": customer.cases.select_related("contract", "assignee").order_by("-created_at"),
             "history": selectors.customer_history(customer)[:100],
             "invoices_template": _invoices_template(),
+            "invoices": _invoices(customer),
             "may_open_case": has_role(request.user, *CASE_ROLES),
         },
     )
