@@ -58,7 +58,7 @@ def sim() -> Iterator[Sim]:
 @pytest.fixture
 def connection(sim: Sim) -> CpmsConnection:
     connection = CpmsConnection(name="Simulator", code="sim", kind=CpmsConnection.Kind.APDS, base_url=sim.url)
-    connection.timeout_seconds = 0.5
+    connection.timeout_seconds = 5.0
     connection.set_secret("any-token")
     connection.save()
     return connection

@@ -92,6 +92,8 @@ def test_broken_answers_retry_then_raise_an_incident_and_change_nothing(sim, con
     services.sync_occupancy(connection=connection)
     before = snapshot()
     sim.set_place("SIM-0001", name="Renamed while broken", occupied=1)
+    connection.timeout_seconds = 0.5
+    connection.save(update_fields=["timeout_seconds"])
     sim.faults(mode, delay=1.5)
 
     static = sync_static_task.apply(args=[connection.pk])
