@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -32,7 +33,9 @@ def notification_list(request: HttpRequest) -> HttpResponse:
 @role_required()
 @require_GET
 def unread_badge(request: HttpRequest) -> HttpResponse:
-    return render(request, "notifications/_unread.html", {"unread": unread_count(request.user)})
+    # Stripped: an empty badge must be empty (Bootstrap hides .badge:empty).
+    html = render_to_string("notifications/_unread.html", {"unread": unread_count(request.user)}, request)
+    return HttpResponse(html.strip())
 
 
 @role_required()

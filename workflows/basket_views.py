@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
@@ -95,9 +96,9 @@ def _query_without(request: HttpRequest, *names: str) -> str:
 def basket_count(request: HttpRequest) -> HttpResponse:
     """The navigation badge (polled by htmx): open tasks in my queue plus my claimed ones."""
     counts = sel.basket_counts(request.user)
-    return render(
-        request, "workflows/basket/_count.html", {"counts": counts, "total": counts["queue"] + counts["mine"]}
-    )
+    context = {"counts": counts, "total": counts["queue"] + counts["mine"]}
+    # Stripped: an empty badge must be empty (Bootstrap hides .badge:empty).
+    return HttpResponse(render_to_string("workflows/basket/_count.html", context, request).strip())
 
 
 # -- the task page -------------------------------------------------------------------------------
