@@ -12,7 +12,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -66,7 +66,7 @@ class Run:
     def __init__(self, actor: Any = None, now: datetime | None = None):
         self.actor = actor
         self.now = now or timezone.now()
-        self.events: list[ProcessEvent] = []
+        self.events: list[PendingEvent] = []
         self.tasks: list[Task] = []
         self.timers: list[Timer] = []
         self.jobs: list[SystemJob] = []
@@ -87,18 +87,9 @@ class Run:
         duration_ms: int | None = None,
         actor: Any = _UNSET,
     ) -> None:
-        target = {"process_id": process} if isinstance(process, int) else {"process": process}
+        who = self.actor if actor is _UNSET else actor
         self.events.append(
-            ProcessEvent(
-                **target,
-                kind=kind,
-                step_id=step_id,
-                task=task,
-                actor=self.actor if actor is _UNSET else actor,
-                at=self.now,
-                data=data or {},
-                duration_ms=duration_ms,
-            )
+            PendingEvent(process, kind, step_id, task, getattr(who, "pk", None), self.now, duration_ms, data or {})
         )
 
     def touch(self, process: Process, *fields: str) -> None:
@@ -117,13 +108,13 @@ class Run:
         for process, fields in self.dirty.values():
             save_process(process, fields)
         if self.tasks:
-            Task.objects.bulk_create(self.tasks)
+            insert_rows(self.tasks)
         if self.jobs:
             for job in self.jobs:
                 job.idempotency_key = f"{job.process.pk}:{job.step_id}:{job.step_seq}"
-            SystemJob.objects.bulk_create(self.jobs)
+            insert_rows(self.jobs)
         if self.timers:
-            Timer.objects.bulk_create(self.timers)
+            insert_rows(self.timers)
         if self.events:
             insert_events(self.events)
         after, dispatch = list(self.after), list(self.dispatch)
@@ -133,31 +124,57 @@ class Run:
         self.dirty, self.after, self.dispatch = {}, [], []
 
 
-def insert_events(events: list[ProcessEvent]) -> None:
+class PendingEvent(NamedTuple):
+    """A history row waiting for the transaction's single INSERT."""
+
+    process: Process | int
+    kind: str
+    step_id: str
+    task: Task | None
+    actor_id: int | None
+    at: datetime
+    duration_ms: int | None
+    data: dict[str, Any]
+
+    @property
+    def process_id(self) -> int:
+        return self.process if isinstance(self.process, int) else self.process.pk
+
+
+def insert_events(events: list[PendingEvent]) -> None:
     """Append history rows with one INSERT. On PostgreSQL the statement is written directly (the
     ORM's per-field preparation of ~25 rows per process was the engine's largest CPU cost)."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
-        ProcessEvent.objects.bulk_create(events)
+        ProcessEvent.objects.bulk_create(
+            [
+                ProcessEvent(
+                    process_id=e.process_id,
+                    kind=e.kind,
+                    step_id=e.step_id,
+                    task_id=e.task.pk if e.task is not None else None,
+                    actor_id=e.actor_id,
+                    at=e.at,
+                    duration_ms=e.duration_ms,
+                    data=e.data,
+                )
+                for e in events
+            ]
+        )
         return
     params: list[Any] = []
-    for event in events:
-        process_id = event.process_id if event.process_id is not None else event.process.pk
-        task_id = event.task_id
-        if task_id is None and event.task is not None:
-            task_id = event.task.pk
-        actor_id = event.actor_id
+    for e in events:
         params.extend(
             (
-                process_id,
-                event.kind,
-                event.step_id,
-                task_id,
-                actor_id,
-                event.at,
-                event.duration_ms,
-                json.dumps(event.data, cls=DjangoJSONEncoder),
+                e.process_id,
+                e.kind,
+                e.step_id,
+                e.task.pk if e.task is not None else None,
+                e.actor_id,
+                e.at,
+                e.duration_ms,
+                json.dumps(e.data, cls=DjangoJSONEncoder),
             )
         )
     row = "(%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
@@ -168,6 +185,67 @@ def insert_events(events: list[ProcessEvent]) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def update_row(model: type, pk: int, values: dict[str, Any], *, where: str = "", where_params: tuple = ()) -> int:
+    """UPDATE one row's fields by primary key (plus an optional raw condition); returns the row count.
+    Written directly on PostgreSQL, through the ORM elsewhere."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql" and not where:
+        return model.objects.filter(pk=pk).update(**values)
+    assignments, params = [], []
+    for name, value in values.items():
+        field = model._meta.get_field(name)
+        assignments.append(f'"{field.column}" = %s')
+        params.append(field.get_db_prep_save(value, connection))
+    sql = f'UPDATE "{model._meta.db_table}" SET {", ".join(assignments)} WHERE "id" = %s'  # noqa: S608
+    params.append(pk)
+    if where:
+        sql += f" AND ({where})"
+        params.extend(where_params)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+_INSERT_FIELDS: dict[type, list[Any]] = {}
+
+
+def insert_rows(objs: list[Any]) -> None:
+    """INSERT new rows of one model in one statement and set their primary keys (like bulk_create,
+    without the ORM's per-object machinery on PostgreSQL)."""
+    from django.db import connection
+
+    model = type(objs[0])
+    if connection.vendor != "postgresql":
+        model.objects.bulk_create(objs)
+        return
+    fields = _INSERT_FIELDS.get(model)
+    if fields is None:
+        fields = _INSERT_FIELDS[model] = [f for f in model._meta.concrete_fields if not f.primary_key]
+    params: list[Any] = []
+    for obj in objs:
+        for field in fields:
+            if field.is_relation and getattr(obj, field.attname) is None:
+                related = obj._state.fields_cache.get(field.name)
+                if related is not None:
+                    setattr(obj, field.attname, related.pk)
+            params.append(field.get_db_prep_save(getattr(obj, field.attname), connection))
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    sql = (
+        f'INSERT INTO "{model._meta.db_table}" ({columns}) VALUES '  # noqa: S608 (names from model meta)
+        + ", ".join([row] * len(objs))
+        + ' RETURNING "id"'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [r[0] for r in cursor.fetchall()]
+    for obj, pk in zip(objs, ids, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = connection.alias
 
 
 def _after_commit(after: list[tuple[Signal, type, dict[str, Any]]], dispatch: list[SystemJob]) -> None:
@@ -691,8 +769,15 @@ def execute_job(job_id: int) -> str:
         step = graph.step(job.step_id)
         attempt_data: dict[str, Any] = {"task": job.task_name, "attempt": job.attempts, "ok": error is None}
         if error is None:
-            SystemJob.objects.filter(pk=job_id).update(
-                state=SystemJob.State.SUCCEEDED, finished_at=run.now, result=jsonable(result), last_error=""
+            update_row(
+                SystemJob,
+                job_id,
+                {
+                    "state": SystemJob.State.SUCCEEDED,
+                    "finished_at": run.now,
+                    "result": jsonable(result),
+                    "last_error": "",
+                },
             )
             run.event(process, Kind.SYSTEM_ATTEMPT, job.step_id, data=attempt_data, duration_ms=elapsed_ms)
             set_variables(run, process, result or {}, source=job.task_name)

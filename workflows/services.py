@@ -32,6 +32,7 @@ from workflows.engine import (
     new_process,
     published_version,
     set_variables,
+    update_row,
 )
 from workflows.errors import (
     InvalidInputs,
@@ -514,18 +515,21 @@ def task_complete(
         cleaned = clean_inputs(step, {**(task.inputs or {}), **(inputs or {})})
         _running(process)
         now = timezone.now()
-        updated = (
-            Task.objects.filter(pk=task.pk, state__in=Task.ACTIVE_STATES)
-            .filter(Q(assignee__isnull=True) | Q(assignee=user))
-            .update(
-                state=Task.State.COMPLETED,
-                assignee=user,
-                completed_by=user,
-                completed_at=now,
-                outcome=outcome,
-                inputs=cleaned,
-                comment=comment,
-            )
+        # open/claimed → completed, only if nobody else holds the task (one conditional UPDATE).
+        updated = update_row(
+            Task,
+            task.pk,
+            {
+                "state": Task.State.COMPLETED,
+                "assignee": user.pk,
+                "completed_by": user.pk,
+                "completed_at": now,
+                "outcome": outcome,
+                "inputs": cleaned,
+                "comment": comment,
+            },
+            where='"state" IN (%s, %s) AND ("assignee_id" IS NULL OR "assignee_id" = %s)',
+            where_params=(Task.State.OPEN, Task.State.CLAIMED, user.pk),
         )
         if not updated:
             raise _not_available(task, "completed")
