@@ -8,7 +8,9 @@ Follows the DATEX II v2.3 XML schema (namespace ``http://datex2.eu/schema/2/2_0`
   (MultilingualString ``values/value[@lang]``), ``parkingNumberOfSpaces``, ``parkingLocation`` →
   ``pointByCoordinates/pointCoordinates/latitude|longitude``, ``parkingSiteAddress`` (ContactDetails:
   ``contactDetailsStreet``, ``contactDetailsHouseNumber``, ``contactDetailsPostcode``,
-  ``contactDetailsCity``, ``country``) and ``operator/contactOrganisationName``.
+  ``contactDetailsCity``, ``country``), ``operator/contactOrganisationName`` and tariffs in
+  ``tariffsAndPayment/chargeBand`` (``chargeCurrency``, ``chargeBandName``, ``charge`` with
+  ``charge``, ``chargeInterval`` in seconds and ``chargeType``).
 - ``ParkingStatusPublication`` — ``parkingRecordStatus`` (``ParkingSiteStatus``) with
   ``parkingRecordReference/@id``, ``parkingStatusOriginTime``, ``parkingOccupancy`` →
   ``parkingNumberOfSpacesOverride``, ``parkingNumberOfVacantSpaces``,
@@ -22,6 +24,7 @@ no network access. Options: ``table_path`` and ``status_path`` relative to the b
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError
 
@@ -33,6 +36,7 @@ from .base import (
     CpmsAdapter,
     CpmsMalformed,
     OccupancyRecord,
+    TariffRecord,
     clean_coordinate,
     clean_id,
     clean_int,
@@ -104,13 +108,23 @@ class Datex2Adapter(CpmsAdapter):
     kind = "datex2"
     label = "DATEX II v2"
     spec_version = "DATEX II 2.3 (ParkingTablePublication, ParkingStatusPublication)"
+    supports_tariffs = True
 
     def _document(self, option: str, default: str) -> Element:
         path = self.options.get(option) or default
         return parse_document(self.get_bytes(path), f"DATEX II {path}")
 
+    def _table(self) -> Element:
+        # The table carries car parks and tariffs; one sync reads it once.
+        if getattr(self, "_table_cache", None) is None:
+            self._table_cache = self._document("table_path", "parkingTable.xml")
+        return self._table_cache
+
     def pull_carparks(self) -> list[CarParkRecord]:
-        return parse_parking_table(self._document("table_path", "parkingTable.xml"))
+        return parse_parking_table(self._table())
+
+    def pull_tariffs(self) -> list[TariffRecord]:
+        return parse_charge_bands(self._table())
 
     def pull_occupancy(self) -> list[OccupancyRecord]:
         return parse_parking_status(self._document("status_path", "parkingStatus.xml"))
@@ -162,6 +176,44 @@ def parse_parking_table(root: Element) -> list[CarParkRecord]:
             )
         )
     return records
+
+
+def parse_charge_bands(root: Element) -> list[TariffRecord]:
+    publication = _publication(root, "parkingTablePublication", "ParkingTablePublication")
+    tariffs: list[TariffRecord] = []
+    for record in publication.findall(_path("parkingTable", "parkingRecord")):
+        record_id = clean_id(record.get("id"), "parkingRecord id")
+        for band in record.findall(_path("tariffsAndPayment", "chargeBand")):
+            band_id = clean_id(band.get("id") or f"{record_id}-band", f"parkingRecord {record_id} chargeBand id")
+            what = f"chargeBand {band_id}"
+            lines = []
+            for charge in band.findall(_q("charge")):
+                amount = _text(charge, "charge")
+                try:
+                    value = float(Decimal(amount or ""))
+                except (InvalidOperation, ValueError):
+                    raise CpmsMalformed(f"{what}: charge {amount!r} is not an amount") from None
+                interval = _text(charge, "chargeInterval")
+                seconds = clean_int(float(interval), f"{what} chargeInterval", maximum=10**8) if interval else None
+                lines.append(
+                    {
+                        "description": _text(charge, "chargeType") or "",
+                        "type": _text(charge, "chargeType") or "",
+                        "value": value,
+                        "increment": f"PT{seconds}S" if seconds else "",
+                        "max_value": None,
+                    }
+                )
+            tariffs.append(
+                TariffRecord(
+                    external_id=band_id,
+                    name=_multilingual(band.find(_q("chargeBandName"))) or band_id,
+                    currency=clean_text(_text(band, "chargeCurrency"), f"{what} chargeCurrency", max_length=3).upper(),
+                    lines=tuple(lines),
+                    place_ids=(record_id,),
+                )
+            )
+    return tariffs
 
 
 def parse_parking_status(root: Element) -> list[OccupancyRecord]:

@@ -55,6 +55,10 @@ def test_a_datex2_parking_table_imports(datex):
     assert altmarkt.operator == "Stadtwerke Musterstadt GmbH"
     assert (altmarkt.latitude, altmarkt.longitude) == (Decimal("51.049259"), Decimal("13.738144"))
     assert CarPark.objects.get(cpms_reference="PR-NORD").name == "P+R Musterstadt Nord"
+    [tariff] = altmarkt.cpms_link.tariffs
+    assert (tariff["id"], tariff["name"], tariff["currency"]) == ("PH-ALTMARKT-TAG", "Tagestarif", "EUR")
+    assert [(line["value"], line["increment"]) for line in tariff["lines"]] == [(2.5, "PT3600S"), (18.0, "PT86400S")]
+    assert CarPark.objects.get(cpms_reference="PR-NORD").cpms_link.tariffs == []
 
     assert services.sync_static(connection=datex).unchanged == 3
 
