@@ -281,6 +281,12 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
             )
         step["until_variable"] = until or None
         step["message"] = raw.get("message") or None
+        payload = raw.get("payload")
+        if payload is not None:
+            if not isinstance(payload, list) or not all(is_identifier(str(p)) for p in payload):
+                errors.append(f"step '{sid}': payload must be a list of variable names")
+                payload = []
+            step["payload"] = [str(p) for p in payload]
         timeout = raw.get("timeout")
         if timeout:
             if not step["message"]:

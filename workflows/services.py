@@ -183,7 +183,11 @@ def process_message(*, process: Process, name: str, payload: dict[str, Any] | No
         locked.waiting_for = ""
         run.touch(locked, "waiting_for")
         if payload:
-            set_variables(run, locked, dict(payload), source=f"message {name}")
+            # A wait step that lists its payload names takes only those (a webhook cannot overwrite
+            # other variables); without a list the whole payload is merged.
+            allowed = step.get("payload")
+            values = {k: v for k, v in dict(payload).items() if allowed is None or k in allowed}
+            set_variables(run, locked, values, source=f"message {name}")
         leave_step(run, locked, data={"message": name})
         enter(run, locked, graph, step["next"])
         run.flush()

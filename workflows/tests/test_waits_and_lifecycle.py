@@ -60,9 +60,12 @@ def test_waits_resume_on_time_and_on_the_message_not_before(time_machine):
     process.refresh_from_db()
     assert process.state == "running" and process.current_step == "paid"
 
-    process = services.process_message(process=process, name="payment.succeeded", payload={"amount": 42})
+    process = services.process_message(
+        process=process, name="payment.succeeded", payload={"amount": 42, "offer_expires_at": "overwritten"}
+    )
     assert (process.state, process.result) == ("completed", "paid")
     assert process.variables["amount"] == 42
+    assert process.variables["offer_expires_at"] == "2026-04-05T12:00:00+00:00"  # not in the step's payload list
     assert process.events.filter(kind="message_received").count() == 1
     time_machine.move_to("2026-04-30 12:00Z", tick=False)
     assert fire_due_timers() == 0  # the timeout timer is stale now
