@@ -56,6 +56,13 @@ def test_a_failing_system_task_retries_then_holds_an_incident_and_retry_complete
     assert process.variables["flaky_done"] is True
     # every attempt used the one idempotency key of this step execution
     assert set(CALLS["flaky"]) == {job.idempotency_key}
+    services.task_complete(task=process.tasks.get(step_id="confirm"), user=agent, outcome="done")
+    process.refresh_from_db()
+    assert (process.state, process.result) == ("completed", "approved")
+    assert list(process.events.filter(kind__startswith="incident").values_list("kind", flat=True)) == [
+        "incident_opened",
+        "incident_retried",
+    ]
     with pytest.raises(NoIncident):
         services.incident_retry(process=process)
 
