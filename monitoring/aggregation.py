@@ -195,11 +195,13 @@ def summed(
     version_ids: Iterable[int] | None = None,
     carpark_ids: Iterable[int] | None = None,
     step_ids: Iterable[str] | None = None,
+    memo: dict[date, dict[Key, dict[str, int]]] | None = None,
 ) -> dict[tuple[Any, ...], dict[str, int]]:
     """Figures between two days (inclusive), summed per ``group`` (names from ``day`` and DIMENSIONS).
 
     Stored days are summed by the database; days without stored figures are computed live.
-    ``carpark_ids`` limits to those car parks (0 stands for processes without one).
+    ``carpark_ids`` limits to those car parks (0 stands for processes without one). ``memo`` keeps
+    live days between calls of one request, so a page computes today once.
     """
     group = tuple(group)
     if day_to < day_from:
@@ -236,7 +238,13 @@ def summed(
     today = timezone.localdate()
     while day <= min(day_to, today):
         if day not in stored:
-            for (d, v, s, c), figures in _live_rows(day).items():
+            if memo is None:
+                live = _live_rows(day)
+            else:
+                live = memo.get(day)
+                if live is None:
+                    live = memo[day] = _live_rows(day)
+            for (d, v, s, c), figures in live.items():
                 if definition_ids is not None and d not in definition_ids:
                     continue
                 if version_ids is not None and v not in version_ids:

@@ -120,7 +120,7 @@ def _card_failure_rate(rule: AlertRule, now: Any) -> list[Condition]:
         Condition(
             key=f"day:{today.isoformat()}",
             message=f"{counts['failed']} of {finished} card payments failed today ({rate:g} %, alert above "
-            f"{rule.threshold:g} %).",
+            f"{float(rule.threshold):g} %).",
             value=rate,
         )
     ]

@@ -7,6 +7,7 @@ car parks the user may see, and renders what the selectors return.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from csp.decorators import csp_update
 from django.contrib import messages
@@ -14,7 +15,7 @@ from django.core.paginator import Paginator
 from django.db.models import Exists, F, OuterRef, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -64,8 +65,6 @@ def _scope(request: HttpRequest) -> tuple[Scope, FilterForm]:
 
 def _filter_query(request: HttpRequest) -> str:
     keep = {k: v for k, v in request.GET.items() if k in ("period", "day_from", "day_to", "workflow", "carpark") and v}
-    from urllib.parse import urlencode
-
     return urlencode(keep)
 
 
@@ -95,11 +94,38 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         if roles.has_role(request.user, *ALERT_ROLES)
         else []
     )
+    # The per-day table is built here (not with template tags): a year is 365 rows with two links each.
+    base = (
+        reverse("monitoring:processes")
+        + "?"
+        + urlencode(
+            {
+                k: v
+                for k, v in {
+                    "workflow": scope.definition.key if scope.definition else "",
+                    "carpark": request.GET.get("carpark", ""),
+                }.items()
+                if v
+            }
+        )
+    )
+    flow_rows = []
+    for d in reversed(flow):
+        one_day = f"&period=custom&day_from={d['day'].isoformat()}&day_to={d['day'].isoformat()}"
+        flow_rows.append(
+            {
+                **d,
+                "label": d["day"].strftime("%a %d %b %Y"),
+                "started_url": f"{base}&status=started{one_day}",
+                "completed_url": f"{base}&status=completed{one_day}",
+            }
+        )
     context = {
         "form": form,
         "scope": scope,
         "filter_query": _filter_query(request),
         "live": live,
+        "flow_rows": flow_rows,
         "live_totals": {s: sum(r[s] for r in live) for s in selectors.LIVE_STATUSES},
         "flow": flow,
         "flow_totals": {k: sum(d[k] for d in flow) for k in ("started", "completed", "cancelled")},
@@ -223,8 +249,39 @@ def processes(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "monitoring/processes.html",
-        {"form": form, "scope": scope, "page": page, "described": described, "filter_query": _filter_query(request)},
+        {
+            "form": form,
+            "scope": scope,
+            "page": page,
+            "described": described,
+            "filter_query": _filter_query(request),
+            "engine_url": _engine_list_url(request, scope),
+        },
     )
+
+
+def _engine_list_url(request: HttpRequest, scope: Scope) -> str:
+    """The same processes in the engine's process list, where its filters can say the same thing."""
+    status = request.GET.get("status", "")
+    params: dict[str, str] = {}
+    if status in ("running", "incident"):
+        params["state"] = status
+        if request.GET.get("step") is not None and status == "running":
+            params["step"] = request.GET["step"]
+    elif status == "started" and request.GET.get("step") is None:
+        params["started_from"], params["started_to"] = scope.day_from.isoformat(), scope.day_to.isoformat()
+    else:
+        return ""
+    if request.GET.get("version") or (status == "incident" and request.GET.get("step") is not None):
+        return ""
+    if scope.definition:
+        params["workflow"] = scope.definition.key
+    if request.GET.get("carpark"):
+        params["carpark"] = request.GET["carpark"]
+    try:
+        return reverse("workflows:process-list") + "?" + urlencode(params)
+    except NoReverseMatch:
+        return ""
 
 
 # -- analytics and heatmap ---------------------------------------------------------------------------

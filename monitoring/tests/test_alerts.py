@@ -135,3 +135,69 @@ def test_the_volume_rule_explains_a_spike_in_started_processes(story, carparks, 
     event = AlertEvent.objects.get(rule=rule)
     assert event.message.startswith("The number of started “Monitoring review” processes on Sun 01 Mar 2026 was 12")
     assert "above the usual 2" in event.message
+
+
+def test_a_failed_cpms_sync_alerts_until_a_later_sync_succeeds(carparks, staff, django_capture_on_commit_callbacks):
+    from connect.models import CpmsConnection, SyncRun
+
+    AlertRule.objects.create(name="CPMS", kind=AlertRule.Kind.CPMS_SYNC_FAILED, notify_role=roles.ADMINISTRATOR)
+    connection = CpmsConnection.objects.create(name="Simulator", code="sim", base_url="http://127.0.0.1:1/")
+    with time_machine.travel(at("2026-03-02", 2), tick=False):
+        SyncRun.objects.create(connection=connection, kind="static", status="succeeded", started_at=at("2026-03-02", 2))
+        SyncRun.objects.create(
+            connection=connection,
+            kind="occupancy",
+            status="failed",
+            started_at=at("2026-03-02", 2, 5),
+            finished_at=at("2026-03-02", 2, 6),
+            errors=["the CPMS answered 503"],
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            assert alerts_evaluate()["opened"] == 1
+    event = AlertEvent.objects.get()
+    assert event.message == "The occupancy sync with Simulator failed at 02 Mar 02:06: the CPMS answered 503"
+    assert mail.outbox[0].to == ["admin@example.com"]
+    SyncRun.objects.create(connection=connection, kind="occupancy", status="succeeded", started_at=at("2026-03-02", 3))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alerts_evaluate()["cleared"] == 1
+
+
+def test_card_failures_above_the_rate_today_alert_finance(carparks, staff, django_capture_on_commit_callbacks):
+    from decimal import Decimal
+
+    from billing.models import Invoice, Payment
+    from carparks.models import Customer
+
+    AlertRule.objects.create(
+        name="Card failures", kind=AlertRule.Kind.CARD_FAILURE_RATE, threshold=Decimal("25"), notify_role=roles.FINANCE
+    )
+    customer = Customer.objects.create(name="Erika Muster", email="erika@example.com")
+    with time_machine.travel(at("2026-03-02", 10), tick=False):
+        for n, status in enumerate(["succeeded", "failed", "succeeded", "failed"]):
+            invoice = Invoice.objects.create(
+                customer=customer, period_start=date(2026, 3, 1), period_end=date(2026, 3, 31), state="issued",
+                series="T", number=n + 1, issue_date=date(2026, 3, 1), gross_total=Decimal("10.00"),
+            )  # fmt: skip
+            Payment.objects.create(
+                invoice=invoice, kind="charge", status=status, amount=Decimal("10.00"), idempotency_key=f"k{n}"
+            )
+        with django_capture_on_commit_callbacks(execute=True):
+            assert alerts_evaluate()["opened"] == 1
+    assert AlertEvent.objects.get().message == "2 of 4 card payments failed today (50 %, alert above 25 %)."
+    assert sorted(mail.outbox[0].to) == ["admin@example.com", "finance@example.com"]
+    # The next day has no failures yet: the condition of yesterday clears.
+    with time_machine.travel(at("2026-03-03", 10), tick=False), django_capture_on_commit_callbacks(execute=True):
+        assert alerts_evaluate()["cleared"] == 1
+
+
+def test_no_invoicing_run_by_the_chosen_day_alerts(staff, django_capture_on_commit_callbacks):
+    from billing.models import InvoicingRun
+
+    AlertRule.objects.create(name="Invoicing", kind=AlertRule.Kind.NO_INVOICING_RUN, threshold=3)
+    with time_machine.travel(at("2026-03-02", 10), tick=False), django_capture_on_commit_callbacks(execute=True):
+        assert alerts_evaluate()["opened"] == 0  # not expected before the 3rd
+    with time_machine.travel(at("2026-03-04", 10), tick=False), django_capture_on_commit_callbacks(execute=True):
+        assert alerts_evaluate()["opened"] == 1
+        assert "No invoicing run has finished in March 2026" in AlertEvent.objects.get().message
+        InvoicingRun.objects.create(period_start=date(2026, 3, 1), period_end=date(2026, 3, 31), state="done")
+        assert alerts_evaluate()["cleared"] == 1

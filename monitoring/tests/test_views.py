@@ -62,6 +62,8 @@ def test_the_dashboard_shows_live_counts_throughput_and_basket_load(client, logi
         for status, expected in [("running", 2), ("waiting", 1), ("overdue", 2)]:
             link = re.search(rf'href="([^"]*status={status}[^"]*)"', html).group(1)
             assert drill_count(client, link) == expected
+        running = client.get(reverse("monitoring:processes"), {"period": "7", "status": "running"})
+        assert running.context["engine_url"] == reverse("workflows:process-list") + "?state=running"
         started_link = re.search(r'href="([^"]*status=started[^"]*day_from=2026-03-02[^"]*)"', html).group(1)
         assert drill_count(client, started_link) == 2
 
