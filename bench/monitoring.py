@@ -411,7 +411,6 @@ def main() -> None:
     agg_ms, days = timed(aggregation.aggregate_pending, backfill_days=DAYS + 10)
     print(f"aggregated {len(days)} days in {agg_ms / 1000:.1f} s ({agg_ms / max(1, len(days)):.0f} ms per day)")
 
-    aggregation.LIVE_CACHE_SECONDS = 0  # worst case: today's live figures recomputed on every request
     users = get_user_model().objects
     finance = users.get(username="bench-finance-0")
     manager, _ = users.get_or_create(username="bench-manager")
@@ -434,17 +433,31 @@ def main() -> None:
     ]
     for _, client, params in variants:  # warm-up
         assert client.get("/monitoring/", params).status_code == 200
-    times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-    for n in range(args.requests):
-        name, client, params = variants[n % len(variants)]
-        ms, response = timed(client.get, "/monitoring/", params)
-        assert response.status_code == 200
-        times[name].append(ms)
-    every = [t for values in times.values() for t in values]
+
+    def run(label: str) -> tuple[dict[str, list[float]], list[float]]:
+        times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        for n in range(args.requests):
+            name, client, params = variants[n % len(variants)]
+            ms, response = timed(client.get, "/monitoring/", params)
+            assert response.status_code == 200
+            times[name].append(ms)
+        every = [t for values in times.values() for t in values]
+        print(
+            f"dashboard, {label}: {len(every)} requests, p50 {statistics.median(every):.0f} ms, "
+            f"p95 {percentile(every, 0.95):.0f} ms, max {max(every):.0f} ms"
+        )
+        for name, values in times.items():
+            print(f"  {name}: median {statistics.median(values):.0f} ms")
+        return times, every
+
+    # As deployed: today's period figures are cached for 30 s (the live counts are always live).
+    times, every = run("as deployed")
     p50, p95 = statistics.median(every), percentile(every, 0.95)
-    print(f"dashboard: {len(every)} requests, p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {max(every):.0f} ms")
-    for name, values in times.items():
-        print(f"  {name}: median {statistics.median(values):.0f} ms")
+    # Worst case: today's figures recomputed from the history on every request.
+    aggregation.LIVE_CACHE_SECONDS = 0
+    cold_times, cold = run("today recomputed on every request")
+    cold_p50, cold_p95 = statistics.median(cold), percentile(cold, 0.95)
+    aggregation.LIVE_CACHE_SECONDS = 30
 
     an_ms, response = timed(central.get, "/monitoring/analytics/", {"workflow": "bench-season", "period": "90"})
     assert response.status_code == 200
@@ -470,27 +483,34 @@ def main() -> None:
 
     dash = f"p50 {p50:.0f} ms, **p95 {p95:.0f} ms**, max {max(every):.0f} ms"
     per_day = f"{agg_ms / 1000:.1f} s ({agg_ms / max(1, len(days)):.0f} ms per day)"
-    rows = "\n".join(f"| {name} | {statistics.median(values):.0f} ms |" for name, values in times.items())
+    rows = "\n".join(
+        f"| {name} | {statistics.median(values):.0f} ms | {statistics.median(cold_times[name]):.0f} ms |"
+        for name, values in times.items()
+    )
     markdown = f"""
 History: **{events:,} events** in PostgreSQL ({BENCH_DB}), two years, 4 workflows, 20 car parks. {generated}
 
 | figure | result | target |
 | --- | --- | --- |
 | dashboard server time, {len(every)} requests over 6 filters | {dash} | p95 ≤ 300 ms |
+| dashboard, today recomputed on every request | p50 {cold_p50:.0f} ms, p95 {cold_p95:.0f} ms | – |
 | monthly statement ({day_from:%b %Y}), from stored daily figures, PDF included | **{warm_ms / 1000:.2f} s** | ≤ 10 s |
 | monthly statement, month not aggregated yet (aggregates 1 month first) | {cold_ms / 1000:.2f} s | ≤ 10 s |
 | daily aggregation of all {len(days)} days (nightly job does one) | {per_day} | – |
 | analytics page, 90 days (p50/p90 from raw events) | {an_ms:.0f} ms | – |
 | heatmap figures, one year | {hm_ms:.0f} ms | – |
 
-Dashboard median per filter (today's live figures recomputed on every request, cache off):
+Dashboard median per filter:
 
-| filter | median |
-| --- | --- |
+| filter | as deployed | today recomputed |
+| --- | --- | --- |
 {rows}
 
 Server time is measured around Django's test client in the same process (middleware, queries,
-template rendering; no network). Run: `.venv/bin/python bench/monitoring.py` (add `--regenerate`
+template rendering; no network). "As deployed": the day-so-far figures of today are cached for 30 s
+(the live counts — running, waiting, overdue, escalated, incidents, baskets — are always queried);
+stored days come from `DailyStepStat`. Load average on the shared 2-core machine during the run:
+{os.getloadavg()[0]:.1f}. Run: `.venv/bin/python bench/monitoring.py` (add `--regenerate`
 to build the history again).
 """
     if not args.no_record:

@@ -15,12 +15,12 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.core.cache import cache
-from django.db import transaction
-from django.db.models import Count, Exists, Max, OuterRef, Subquery, Sum
+from django.db import connection, transaction
+from django.db.models import Max, Sum
 from django.utils import timezone
 
 from monitoring.models import AggregatedDay, DailyStepStat
-from workflows.models import ProcessEvent
+from workflows.models import Process, ProcessEvent, Task
 
 Kind = ProcessEvent.Kind
 DIMENSIONS = ("definition_id", "version_id", "step_id", "carpark_id")
@@ -76,59 +76,82 @@ def _ms(delta: timedelta) -> int:
 
 
 def compute_rows(start: datetime, end: datetime) -> dict[Key, dict[str, int]]:
-    """Figures of the history between ``start`` and ``end`` per (definition, version, step, car park)."""
+    """Figures of the history between ``start`` and ``end`` per (definition, version, step, car park).
+
+    A handful of index lookups (events by time, their processes by id, earlier entries and first
+    claims by process and task) and the counting in Python: joining the whole process table in SQL
+    is what makes a day slow on years of history.
+    """
     rows: dict[Key, dict[str, int]] = defaultdict(empty_row)
-    events = ProcessEvent.objects.filter(at__gte=start, at__lt=end)
-    dims = ("process__definition_id", "process__version_id", "step_id", "process__scope_carpark_id")
-
-    counted = (
-        events.filter(kind__in=list(KIND_FIELD))
-        .values(*dims, "kind")
-        .annotate(n=Count("id"), dsum=Sum("duration_ms"), dmax=Max("duration_ms"))
+    events = list(
+        ProcessEvent.objects.filter(at__gte=start, at__lt=end, kind__in=list(KIND_FIELD))
+        .values_list("id", "process_id", "kind", "step_id", "task_id", "duration_ms")
         .order_by()
     )
-    for r in counted:
-        kind = r["kind"]
-        step = "" if kind in PROCESS_KINDS else r["step_id"]
-        row = rows[(r["process__definition_id"], r["process__version_id"], step, r["process__scope_carpark_id"] or 0)]
-        row[KIND_FIELD[kind]] += r["n"]
+    if not events:
+        return {}
+    # Timestamps only where they are needed (parsing thousands of them is the slow part).
+    completed_at = dict(
+        ProcessEvent.objects.filter(at__gte=start, at__lt=end, kind=Kind.TASK_COMPLETED)
+        .values_list("id", "at")
+        .order_by()
+    )
+    process_ids = {e[1] for e in events}
+    dims = {
+        pk: (definition_id, version_id, carpark_id or 0)
+        for pk, definition_id, version_id, carpark_id in Process.objects.filter(pk__in=process_ids)
+        .values_list("pk", "definition_id", "version_id", "scope_carpark_id")
+        .order_by()
+    }
+    # Rework: an entry into a step the same process had entered before (perhaps on an earlier day).
+    entries: dict[tuple[int, str], int] = {}
+    for process_id, step_id, event_id in (
+        ProcessEvent.objects.filter(process_id__in=process_ids, kind=Kind.STEP_ENTERED, at__lt=end)
+        .values_list("process_id", "step_id", "id")
+        .order_by()
+    ):
+        key = (process_id, step_id)
+        entries[key] = min(entries.get(key, event_id), event_id)
+    completed_tasks = {e[4] for e in events if e[2] == Kind.TASK_COMPLETED and e[4] is not None}
+    tasks = {
+        pk: (created_at, due_at)
+        for pk, created_at, due_at in Task.objects.filter(pk__in=completed_tasks)
+        .values_list("pk", "created_at", "due_at")
+        .order_by()
+    }
+    first_claims: dict[int, datetime] = {}
+    for task_id, claimed_at in (
+        ProcessEvent.objects.filter(task_id__in=completed_tasks, kind__in=[Kind.TASK_CLAIMED, Kind.TASK_DELEGATED])
+        .values_list("task_id", "at")
+        .order_by()
+    ):
+        if task_id not in first_claims or claimed_at < first_claims[task_id]:
+            first_claims[task_id] = claimed_at
+
+    for event_id, process_id, kind, step_id, task_id, duration_ms in events:
+        definition_id, version_id, carpark_id = dims[process_id]
+        step = "" if kind in PROCESS_KINDS else step_id
+        row = rows[(definition_id, version_id, step, carpark_id)]
+        row[KIND_FIELD[kind]] += 1
         if kind == Kind.STEP_LEFT:
-            row["duration_ms_sum"] += r["dsum"] or 0
-            row["duration_ms_max"] = max(row["duration_ms_max"], r["dmax"] or 0)
-
-    # Rework: an entry into a step the same process had entered before.
-    earlier = ProcessEvent.objects.filter(
-        process_id=OuterRef("process_id"), kind=Kind.STEP_ENTERED, step_id=OuterRef("step_id"), id__lt=OuterRef("id")
-    )
-    again = (
-        events.filter(kind=Kind.STEP_ENTERED).filter(Exists(earlier)).values(*dims).annotate(n=Count("id")).order_by()
-    )
-    for r in again:
-        key = (r["process__definition_id"], r["process__version_id"], r["step_id"], r["process__scope_carpark_id"] or 0)
-        rows[key]["reentered"] += r["n"]
-
-    # Tasks completed in the range: waiting (created → first claimed) versus working (→ completed), SLA.
-    first_claim = (
-        ProcessEvent.objects.filter(task_id=OuterRef("task_id"), kind__in=[Kind.TASK_CLAIMED, Kind.TASK_DELEGATED])
-        .order_by("at", "id")
-        .values("at")[:1]
-    )
-    completions = (
-        events.filter(kind=Kind.TASK_COMPLETED, task__isnull=False)
-        .annotate(first_claim=Subquery(first_claim))
-        .values_list(*dims, "at", "task__created_at", "task__due_at", "first_claim")
-        .order_by()
-    )
-    for definition_id, version_id, step_id, carpark_id, at, created_at, due_at, claimed_at in completions:
-        row = rows[(definition_id, version_id, step_id, carpark_id or 0)]
-        if claimed_at is None or claimed_at > at:
-            row["wait_ms_sum"] += _ms(at - created_at)
-        else:
-            row["wait_ms_sum"] += _ms(claimed_at - created_at)
-            row["work_ms_sum"] += _ms(at - claimed_at)
-        if due_at is not None:
-            row["sla_due"] += 1
-            row["sla_met"] += int(at <= due_at)
+            row["duration_ms_sum"] += duration_ms or 0
+            row["duration_ms_max"] = max(row["duration_ms_max"], duration_ms or 0)
+        elif kind == Kind.STEP_ENTERED:
+            if entries.get((process_id, step_id), event_id) < event_id:
+                row["reentered"] += 1
+        elif kind == Kind.TASK_COMPLETED and task_id in tasks:
+            # Waiting (created → first claimed) versus working (→ completed), and the SLA.
+            created_at, due_at = tasks[task_id]
+            at = completed_at[event_id]
+            claimed_at = first_claims.get(task_id)
+            if claimed_at is None or claimed_at > at:
+                row["wait_ms_sum"] += _ms(at - created_at)
+            else:
+                row["wait_ms_sum"] += _ms(claimed_at - created_at)
+                row["work_ms_sum"] += _ms(at - claimed_at)
+            if due_at is not None:
+                row["sla_due"] += 1
+                row["sla_met"] += int(at <= due_at)
     return dict(rows)
 
 
@@ -176,9 +199,8 @@ def _live_rows(day: date) -> dict[Key, dict[str, int]]:
     start, end = day_bounds(day)
     if not LIVE_CACHE_SECONDS or day != timezone.localdate():
         return compute_rows(start, end)
-    # Keyed by the newest event: a new event makes a new key, so the cache never hides one.
-    last_id = ProcessEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    cache_key = f"monitoring:live:{day.isoformat()}:{last_id}"
+    # Today's period figures may lag by LIVE_CACHE_SECONDS; the live counts (running, overdue, …) never do.
+    cache_key = f"monitoring:live:{connection.settings_dict['NAME']}:{day.isoformat()}"
     rows = cache.get(cache_key)
     if rows is None:
         rows = compute_rows(start, end)

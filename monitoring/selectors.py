@@ -62,6 +62,7 @@ class Scope:
             self.day_to,
             definition_ids=self.definition_ids,
             carpark_ids=self.carpark_ids,
+            memo=self.extra.setdefault("live", {}),
             **kwargs,
         )
 
