@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from django.utils import timezone
+
 from billing import services
 from billing.models import BillingException, Invoice, InvoicingRun, Payment
 from carparks.models import Contract, Customer
@@ -45,7 +47,7 @@ def _customer(ctx: SystemTaskContext) -> Customer:
 def invoicing_run(ctx: SystemTaskContext) -> dict[str, Any]:
     raw = ctx.variables.get("period_start")
     period = date.fromisoformat(raw) if raw else None
-    run = services.invoicing_run_create(period_start=period or date.today())
+    run = services.invoicing_run_create(period_start=period or timezone.localdate())
     run = services.invoicing_run_execute(run=run)
     if run.state != InvoicingRun.State.DONE:
         raise RuntimeError(run.error or "invoicing run failed")

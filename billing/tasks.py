@@ -17,8 +17,9 @@ logger = logging.getLogger(__name__)
 @shared_task(acks_late=True)
 def invoicing_run_task(run_id: int, deliver: bool = True) -> int:
     run = InvoicingRun.objects.get(pk=run_id)
-    if run.state in (InvoicingRun.State.DONE, InvoicingRun.State.RUNNING):
+    if run.state == InvoicingRun.State.DONE:
         return run.invoices_created
+    # A re-delivered message after a worker died resumes the run: billed contracts are skipped.
     return services.invoicing_run_execute(run=run, deliver=deliver).invoices_created
 
 

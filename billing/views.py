@@ -4,6 +4,7 @@ customer's card page (signed link, no login) and the Stripe webhook (signature-c
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 import stripe
@@ -288,9 +289,13 @@ def run_create(request: HttpRequest) -> HttpResponse:
     except ValueError:
         messages.error(request, "Choose the month to bill.")
         return redirect("billing:invoice-list")
-    if InvoicingRun.objects.filter(state__in=[InvoicingRun.State.QUEUED, InvoicingRun.State.RUNNING]).exists():
+    busy = InvoicingRun.objects.filter(
+        state__in=[InvoicingRun.State.QUEUED, InvoicingRun.State.RUNNING],
+        created_at__gte=timezone.now() - timedelta(hours=1),  # an older one died with its worker
+    ).first()
+    if busy is not None:
         messages.warning(request, "An invoicing run is already in progress.")
-        return redirect("billing:run-detail", pk=InvoicingRun.objects.first().pk)
+        return redirect("billing:run-detail", pk=busy.pk)
     with transaction.atomic():
         run = services.invoicing_run_create(period_start=period, user=request.user)
         transaction.on_commit(lambda: _queue_run(run.pk))
