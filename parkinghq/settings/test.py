@@ -18,4 +18,4 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 # System steps are run by workflows.testing.run_pending_system_steps (or a test's own worker),
 # not sent to the broker on every commit.
-WORKFLOWS_DISPATCH = False
+WORKFLOWS_DISPATCH = envbool("WORKFLOWS_DISPATCH", False)  # noqa: F405
