@@ -394,3 +394,14 @@ def test_old_idempotency_keys_are_purged():
     assert services.idempotency_records_purge() == 0
     with time_machine.travel(timezone.now() + timedelta(days=8)):
         assert services.idempotency_records_purge() == 1
+
+
+def test_the_customer_is_emailed_after_commit(mailoutbox, django_capture_on_commit_callbacks):
+    product = ProductFactory(quota=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        contract = services.contract_approve(contract=apply(product, customer=CustomerFactory(email="eve@example.com")))
+        waiting = apply(product, "W1", customer=CustomerFactory(email="wait@example.com"))
+    assert [m.to for m in mailoutbox] == [["eve@example.com"], ["wait@example.com"]]
+    assert f"contract {contract.pk} is approved" in mailoutbox[0].subject
+    assert "number 1 on the waitlist" in mailoutbox[1].body
+    assert waiting.state == Contract.State.WAITLISTED

@@ -1,0 +1,33 @@
+"""A back-office journey in headless Chromium: top-bar search for a plate, open the contract, suspend it."""
+
+import pytest
+from playwright.sync_api import expect
+
+from accounts import roles
+from carparks import services
+from carparks.models import Contract
+from carparks.tests.factories import CustomerFactory, ProductFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_an_agent_finds_a_plate_from_the_top_bar_and_suspends_its_contract(page, live_server, make_user, browser_login):
+    product = ProductFactory(carpark__name="Hauptbahnhof")
+    contract = services.contract_apply(
+        customer=CustomerFactory(name="Paula Plate"), product=product, vehicles=["M-PP 777"]
+    )
+    contract = services.contract_activate(contract=services.contract_approve(contract=contract))
+    make_user("agent", roles.AGENT, password="s3cret-pass", carparks=[product.carpark])
+    browser_login(page, live_server, "agent", "s3cret-pass")
+
+    page.get_by_label("Search customers, contracts, plates and cards").fill("m pp 777")
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    page.get_by_role("link", name=f"contract {contract.pk}").click()
+    expect(page.get_by_role("heading", name=f"Contract {contract.pk}")).to_contain_text("Active")
+
+    page.get_by_label("Reason or note (kept in the history)").fill("Card payment failed")
+    page.get_by_role("button", name="Suspend").click()
+    expect(page.get_by_role("alert")).to_contain_text(f"Contract {contract.pk} is now suspended")
+    assert Contract.objects.get(pk=contract.pk).state == Contract.State.SUSPENDED
+    expect(page.get_by_text("Card payment failed")).to_be_visible()
