@@ -12,6 +12,7 @@ docs_view = csp_update({"style-src": ["'unsafe-inline'"], "img-src": ["data:"]})
 
 urlpatterns = [
     path("v1/", include("carparks.api.urls")),
+    path("v1/", include("billing.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", docs_view, name="api-docs"),
 ]
