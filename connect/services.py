@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -50,6 +51,10 @@ STATIC_FIELDS = (
 )
 # Fields a feed may leave empty without blanking what we already know.
 OPTIONAL_FIELDS = set(STATIC_FIELDS) - {"name", "capacity"}
+
+
+# Occupancy runs every five minutes: keep a month of the successful ones, every failure forever.
+ROUTINE_RUN_RETENTION = timedelta(days=30)
 
 
 class CarParkNotLinked(CpmsRejected):
@@ -391,6 +396,15 @@ def _occupied(record: OccupancyRecord, carpark: CarPark) -> int | None:
 
 
 # --- credentials -------------------------------------------------------------------------------
+def sync_runs_prune(*, now: Any = None) -> int:
+    """Delete successful occupancy and test runs older than the retention; failures stay."""
+    cutoff = (now or timezone.now()) - ROUTINE_RUN_RETENTION
+    deleted, _ = SyncRun.objects.filter(
+        kind__in=[SyncRun.Kind.OCCUPANCY, SyncRun.Kind.TEST], status=SyncRun.Status.SUCCEEDED, started_at__lt=cutoff
+    ).delete()
+    return deleted
+
+
 def right_id_for(credential: Credential) -> str:
     """The assigned right's id in the CPMS: stable, so a re-push updates instead of duplicating."""
     return f"phq-credential-{credential.pk}"

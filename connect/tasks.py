@@ -79,7 +79,8 @@ def _fan_out(task: Task, *, linked_only: bool) -> int:
 
 @shared_task
 def sync_static_all() -> int:
-    """Beat, nightly: import car parks from every active connection."""
+    """Beat, nightly: import car parks from every active connection (and prune old routine runs)."""
+    services.sync_runs_prune()
     return _fan_out(sync_static_task, linked_only=False)
 
 

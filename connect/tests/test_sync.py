@@ -167,3 +167,21 @@ def test_two_imports_at_once_create_each_carpark_once(sim, connection):
     assert errors == []
     assert sorted(run.created for run in runs) == [0, 5]
     assert CarPark.objects.count() == 5 and CarParkLink.objects.count() == 5
+
+
+def test_old_routine_runs_are_pruned_and_failures_kept(sim, connection):
+    import time_machine
+
+    with time_machine.travel("2026-09-01 12:00 +00:00"):
+        old_ok = services.sync_static(connection=connection)
+        old_occupancy = services.sync_occupancy(connection=connection)
+        sim.faults("error", count=1)
+        with pytest.raises(Exception, match="HTTP 500"):
+            services.sync_occupancy(connection=connection)
+    recent = services.sync_occupancy(connection=connection)
+
+    assert services.sync_runs_prune() == 1
+    remaining = set(SyncRun.objects.values_list("pk", flat=True))
+    assert old_occupancy.pk not in remaining
+    assert {old_ok.pk, recent.pk} <= remaining
+    assert SyncRun.objects.filter(status="failed").count() == 1
