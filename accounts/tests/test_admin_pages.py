@@ -159,3 +159,29 @@ def test_the_profile_page_changes_the_password(client, make_user, login):
     user.refresh_from_db()
     assert user.check_password("N3w-long-pass!")
     assert AuditEntry.objects.filter(action="user.password", target_id=str(user.pk)).exists()
+
+
+@pytest.mark.django_db
+def test_an_admin_resets_the_two_factor_devices_of_a_user_who_lost_the_phone(admin_client, make_user):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    sup = make_user("sup", roles.SUPERVISOR)
+    TOTPDevice.objects.create(user=sup, name="old phone", confirmed=True)
+    response = admin_client.post(reverse("accounts:user-reset-two-factor", args=[sup.pk]))
+    assert response.status_code == 302
+    assert not TOTPDevice.objects.filter(user=sup).exists()
+    entry = AuditEntry.objects.get(action="user.2fa-reset", target_id=str(sup.pk))
+    assert (entry.old, entry.new) == (["old phone"], [])
+
+
+@pytest.mark.django_db
+def test_a_user_removes_their_own_device_but_not_someone_elses(client, make_user, login):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = make_user("agent", roles.AGENT)
+    other = TOTPDevice.objects.create(user=make_user("care", roles.CARE), name="theirs", confirmed=True)
+    mine = TOTPDevice.objects.create(user=user, name="mine", confirmed=True)
+    login(client, user)
+    assert client.post(reverse("accounts:device-remove", args=[other.pk])).status_code == 404
+    assert client.post(reverse("accounts:device-remove", args=[mine.pk])).status_code == 302
+    assert list(TOTPDevice.objects.values_list("name", flat=True)) == ["theirs"]

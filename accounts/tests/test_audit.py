@@ -48,3 +48,23 @@ def test_it_refuses_to_change_or_delete_an_entry(django_user_model):
     with pytest.raises(TypeError):
         AuditEntry.objects.all().delete()
     assert AuditEntry.objects.get(pk=entry.pk).action == "test.thing"
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_to_rewrite_or_delete_an_entry(django_user_model):
+    from django.db import connection, transaction
+    from django.db.utils import DatabaseError
+
+    actor = django_user_model.objects.create_user("boss")
+    entry = audit_record(actor=actor, action="user.roles", target=actor, old=[], new=["Administrator"])
+    for sql in (
+        "UPDATE accounts_auditentry SET action = 'forged' WHERE id = %s",
+        "DELETE FROM accounts_auditentry WHERE id = %s",
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [entry.pk])
+    # Deleting the actor is still possible: the entry keeps who it was.
+    actor.delete()
+    entry = AuditEntry.objects.get(pk=entry.pk)
+    assert entry.actor is None
+    assert entry.actor_username == "boss"
