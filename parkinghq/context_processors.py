@@ -17,7 +17,7 @@ NAVIGATION = [
 
 
 # Links only some roles may follow; the others do not see them (the views check anyway).
-NAVIGATION_ROLES = {"accounts:user-list": ("Administrator",)}
+NAVIGATION_ROLES = {"accounts:user-list": ("Administrator",), "billing:invoice-list": ("Finance",)}
 
 
 def portal(request: HttpRequest) -> dict:

@@ -50,8 +50,11 @@ def test_administrators_see_billing_too(client, admin_user_role, invoice):
     assert client.get(reverse("billing:invoice-detail", args=[invoice.pk])).status_code in (200, 302)
 
 
-def test_other_roles_get_403(client, agent_user, invoice):
+def test_other_roles_get_403_and_see_no_billing_link(client, agent_user, finance_user, invoice):
+    client.force_login(finance_user)
+    assert reverse("billing:invoice-list").encode() in client.get(reverse("portal-home")).content
     client.force_login(agent_user)
+    assert reverse("billing:invoice-list").encode() not in client.get(reverse("portal-home")).content
     for url in finance_pages(invoice):
         assert client.get(url).status_code == 403, url
     assert client.post(reverse("billing:credit-note-create", args=[invoice.pk]), {"reason": "x"}).status_code == 403
