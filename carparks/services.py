@@ -509,6 +509,35 @@ def contract_cancel(*, contract: Contract, user: Any = None, reason: str = "") -
     return contract
 
 
+def contract_processes_close(*, contract: Contract, user: Any = None, reason: str = "") -> int:
+    """Cancel the review and offer processes still running about a contract that a person ended by hand
+    (cancelled or rejected from the contract page), so no task waits for a decision already taken."""
+    try:
+        from django.contrib.contenttypes.models import ContentType
+
+        from workflows.errors import WorkflowError
+        from workflows.models import Process
+        from workflows.services import process_cancel
+    except ImportError:
+        return 0
+    running = Process.objects.filter(
+        content_type=ContentType.objects.get_for_model(Contract),
+        object_id=contract.pk,
+        state=Process.State.RUNNING,
+        definition__key__in=["season-contract", "waitlist-offer"],
+    )
+    closed = 0
+    for process in running:
+        try:
+            process_cancel(
+                process=process, user=_actor(user), reason=reason or f"Contract {contract.pk} ended by hand."
+            )
+        except WorkflowError:
+            continue  # finished meanwhile
+        closed += 1
+    return closed
+
+
 def earliest_end_date(contract: Contract, today: date | None = None) -> date:
     return (today or timezone.localdate()) + timedelta(days=contract.product.notice_period_days)
 

@@ -284,6 +284,8 @@ def contract_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     except (services.CarparkError, PermissionDenied) as exc:
         _error(request, exc)
     else:
+        if updated.is_final:
+            services.contract_processes_close(contract=updated, user=user, reason=reason)
         messages.success(request, f"Contract {pk} is now {updated.get_state_display().lower()}.")
     return redirect("carparks:contract-detail", pk=pk)
 

@@ -209,3 +209,21 @@ def connect_services_rights(url):
     import requests
 
     return requests.get(f"{url}/_sim/state", timeout=5).json()["rights"]
+
+
+def test_cancelling_an_application_by_hand_closes_its_review(client):
+    from django.urls import reverse
+
+    from accounts.roles import SUPERVISOR
+    from conftest import verify_two_factor
+
+    contract = services.contract_apply(customer=CustomerFactory(), product=ProductFactory(), vehicles=["X1"])
+    season = processes(contract, "season-contract").get()
+    supervisor = UserFactory(roles=[SUPERVISOR])
+    client.force_login(supervisor)
+    verify_two_factor(client, supervisor)
+    client.post(reverse("carparks:contract-action", args=[contract.pk, "cancel"]), {"reason": "Customer withdrew"})
+    assert Contract.objects.get(pk=contract.pk).state == Contract.State.CANCELLED
+    season.refresh_from_db()
+    assert season.state == Process.State.CANCELLED
+    assert not season.tasks.filter(state__in=["open", "claimed"]).exists()
