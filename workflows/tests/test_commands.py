@@ -50,3 +50,23 @@ def test_process_start_show_list_and_timers_fire(season_spec):
         run("process_start", "missing")
     with pytest.raises(CommandError, match="no process"):
         run("process_show", "999999")
+
+
+def test_the_beat_tick_fires_due_timers(season_spec, time_machine):
+    from parkinghq.schedules import BEAT_SCHEDULE
+    from workflows.tasks import tick
+
+    assert BEAT_SCHEDULE["workflows-tick"]["task"] == tick.name
+    time_machine.move_to("2026-07-01 08:00Z", tick=False)
+    install_definition(season_spec)
+    process = services_start()
+    time_machine.move_to("2026-07-03 08:00:01Z", tick=False)
+    assert tick() == {"timers": 1, "jobs": 0}
+    assert tick() == {"timers": 0, "jobs": 0}
+    assert process.tasks.filter(state="escalated").count() == 1
+
+
+def services_start():
+    from workflows.services import process_start
+
+    return process_start(definition_key="test-season", variables={"deposit": 1})
