@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +21,22 @@ from accounts import roles
 DEFINITIONS = Path(__file__).resolve().parent.parent / "definitions"
 
 
+# The `localstripe` console script, except that its state file (hard-wired to /tmp/localstripe.pickle,
+# shared by every instance on the machine) goes to this server's own TMPDIR.
+LOCALSTRIPE_PRIVATE_STATE = """
+import os, pickle, tempfile
+from localstripe import resources
+path = os.path.join(tempfile.gettempdir(), "localstripe.pickle")
+def dump(self):
+    with open(path, "wb") as handle:
+        pickle.dump(self, handle, protocol=pickle.HIGHEST_PROTOCOL)
+resources.Store.dump_to_disk = dump
+resources.Store.try_load_from_disk = lambda self: None
+from localstripe.server import start
+start()
+"""
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -30,12 +47,15 @@ def _free_port() -> int:
 def localstripe_url():
     """Start ``localstripe`` on a free port with its own TMPDIR; stop it after the session."""
     port = _free_port()
-    binary = Path(sys.executable).with_name("localstripe")
     tmp = tempfile.mkdtemp(prefix="localstripe-")
     env = {**os.environ, "TMPDIR": tmp}
     log = open(Path(tmp) / "localstripe.log", "wb")  # noqa: SIM115 - kept open while the server runs
     process = subprocess.Popen(
-        [str(binary), "--port", str(port), "--from-scratch"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp
+        [sys.executable, "-c", LOCALSTRIPE_PRIVATE_STATE, "--port", str(port), "--from-scratch"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=tmp,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -58,6 +78,7 @@ def localstripe_url():
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
