@@ -233,6 +233,13 @@ def test_the_task_page_shows_instructions_summary_timeline_and_the_generated_for
     body = client.get(task_url(task)).content.decode()
     assert "Check the application and the deposit." in body
     assert "Erika Mustermann" in body and "Altstadt" in body and "MAB123" in body  # customer, car park, plate
+    contract = task.process.business_object
+    for url in (
+        reverse("carparks:contract-detail", args=[contract.pk]),
+        reverse("carparks:customer-detail", args=[contract.customer_id]),
+        reverse("carparks:carpark-detail", args=[world["a"].pk]),
+    ):
+        assert f'href="{url}"' in body
     assert "Task created" in body and "Process started" in body  # timeline
     for field in ('name="note"', 'name="amount"', 'type="date"', '<select name="channel"', 'type="checkbox"'):
         assert field in body
@@ -297,6 +304,17 @@ def test_cant_decide_needs_a_reason(client, login, world):
     task = world["task_a"]
     response = client.post(task_url(task, "escalate"), {"reason": "", "note": "x"})
     assert response.status_code == 400
+    task.refresh_from_db()
+    assert task.state == Task.State.OPEN
+
+
+def test_actions_need_the_csrf_token(world, login):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    login(client, world["agent_a"])
+    task = world["task_a"]
+    assert client.post(task_url(task, "claim")).status_code == 403
     task.refresh_from_db()
     assert task.state == Task.State.OPEN
 
