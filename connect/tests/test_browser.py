@@ -30,14 +30,17 @@ def test_a_manager_tests_the_connection_and_refreshes_occupancy(
 
     browser_login(page, live_server, "mia", "s3cret-pass")
     page.goto(f"{live_server.url}/connect/")
+    page.wait_for_function("() => window.htmx !== undefined")  # before that, the button posts the whole page
     page.get_by_role("button", name="Test connection").click()
-    page.get_by_text("APDS 4 endpoint answered: 5 places published.").wait_for()
+    result = page.locator(f"#test-result-{connection.pk}")
+    result.get_by_text("APDS 4 endpoint answered: 5 places published.").first.wait_for()
     assert page.url == f"{live_server.url}/connect/"  # answered in place by htmx, no reload
 
     sim.set_place("SIM-0001", occupied=123)
     page.goto(f"{live_server.url}/carparks/{carpark.pk}/")
+    page.wait_for_function("() => window.htmx !== undefined")
     panel = page.locator(f"#cpms-carpark-{carpark.pk}")
     assert "No occupancy received yet" in panel.inner_text()
     panel.get_by_role("button", name="Refresh occupancy").click()
-    page.get_by_text(f"123 / {carpark.capacity}").wait_for()
+    panel.get_by_text(f"123 / {carpark.capacity}").first.wait_for()
     assert errors == []  # no CSP violation, no missing asset
