@@ -42,7 +42,7 @@ format:
 
 ## Screenshot of a running portal (make run in another shell) into docs/screenshot.png.
 screenshot:
-	$(PY) scripts/screenshot.py http://127.0.0.1:$(PORT) docs/screenshot.png --user agent
+	$(PY) scripts/screenshot.py http://127.0.0.1:$(PORT) docs/screenshot.png --user agent --path /basket/ --width 1600 --height 900
 
 clean:
 	rm -rf var staticfiles

@@ -17,6 +17,8 @@ if not ALLOWED_HOSTS:
     raise ConfigError("ALLOWED_HOSTS must list the portal's host names in production")
 
 SECURE_SSL_REDIRECT = True
+# Load balancers and container health checks probe /health over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
