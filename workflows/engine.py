@@ -103,8 +103,8 @@ class Run:
 
     # -- writing ----------------------------------------------------------------------------
     def flush(self) -> None:
-        for process in self.new_processes:
-            process.save(force_insert=True)
+        for process in self.new_processes:  # one by one: a sub-process refers to its parent
+            insert_rows([process])
         for process, fields in self.dirty.values():
             save_process(process, fields)
         if self.tasks:
@@ -231,7 +231,7 @@ def insert_rows(objs: list[Any]) -> None:
                 related = obj._state.fields_cache.get(field.name)
                 if related is not None:
                     setattr(obj, field.attname, related.pk)
-            params.append(field.get_db_prep_save(getattr(obj, field.attname), connection))
+            params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     columns = ", ".join(f'"{f.column}"' for f in fields)
     sql = (
