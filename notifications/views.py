@@ -33,7 +33,7 @@ def notification_list(request: HttpRequest) -> HttpResponse:
 @role_required()
 @require_GET
 def unread_badge(request: HttpRequest) -> HttpResponse:
-    # Stripped: an empty badge must be empty (Bootstrap hides .badge:empty).
+    # The navigation takes only #notifications-count from the answer (hx-select), as for the basket.
     html = render_to_string("notifications/_unread.html", {"unread": unread_count(request.user)}, request)
     return HttpResponse(html.strip())
 

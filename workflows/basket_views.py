@@ -97,7 +97,8 @@ def basket_count(request: HttpRequest) -> HttpResponse:
     """The navigation badge (polled by htmx): open tasks in my queue plus my claimed ones."""
     counts = sel.basket_counts(request.user)
     context = {"counts": counts, "total": counts["queue"] + counts["mine"]}
-    # Stripped: an empty badge must be empty (Bootstrap hides .badge:empty).
+    # The navigation takes only #basket-count from the answer (hx-select): should the session have
+    # expired, the login page it is redirected to puts nothing into the badge.
     return HttpResponse(render_to_string("workflows/basket/_count.html", context, request).strip())
 
 

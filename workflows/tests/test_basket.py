@@ -179,11 +179,12 @@ def test_the_navigation_badge_counts_queue_and_mine(client, login, world):
     login(client, world["agent_a"])
     start_review(world["a"])
     response = client.get(reverse("workflows:basket-count"))
-    assert response.content.decode().strip().endswith("2")
+    assert response.content.decode().endswith("Open tasks: </span>2</span>")
     client.post(task_url(world["task_a"], "claim"))
-    assert client.get(reverse("workflows:basket-count")).content.decode().strip().endswith("2")
+    assert client.get(reverse("workflows:basket-count")).content.decode().endswith("</span>2</span>")
     page = client.get(reverse("portal-home")).content.decode()
     assert 'hx-get="/basket/count/"' in page and 'hx-trigger="load, every 30s"' in page
+    assert 'hx-select="#basket-count"' in page
 
 
 def test_the_basket_page_makes_the_same_number_of_queries_for_5_and_50_tasks(client, login, world):
