@@ -226,7 +226,8 @@ def generate(target_events: int) -> dict[str, int]:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE workflows_processevent, workflows_task, workflows_timer, workflows_systemjob, "
-            "workflows_process, monitoring_dailystepstat, monitoring_aggregatedday, monitoring_statement CASCADE"
+            "workflows_process, monitoring_dailystepstat, monitoring_dailyworkflowstat, monitoring_aggregatedday, "
+            "monitoring_statement CASCADE"
         )
         cursor.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ANY(%s) AND indexname NOT LIKE %s",

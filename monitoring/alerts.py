@@ -173,7 +173,7 @@ def _anomalies(field: str) -> Callable[[AlertRule, Any], list[Condition]]:
         threshold = float(rule.threshold) or anomalies.DEFAULT_THRESHOLD
         conditions = []
         first = day - timedelta(days=anomalies.BASELINE_DAYS)
-        active = summed(("definition_id",), first, day, step_ids=[""] if field == "started" else None)
+        active = summed(("definition_id",), first, day)
         for definition in WorkflowDefinition.objects.filter(pk__in=[k[0] for k in active]):
             value, baseline = _series(field, day, definition.pk)
             if value is None:

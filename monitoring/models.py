@@ -72,6 +72,44 @@ class DailyStepStat(models.Model):
         return f"{self.day} {self.version_id}:{self.step_id or '(process)'}"
 
 
+class DailyWorkflowStat(models.Model):
+    """The same figures summed over the steps: one row per day, workflow and car park.
+
+    The dashboard and the statements read only per-workflow and per-day totals; this roll-up keeps
+    a year of them to a few tens of thousands of rows however many steps and versions there are.
+    """
+
+    day = models.DateField()
+    definition = models.ForeignKey("workflows.WorkflowDefinition", on_delete=models.CASCADE, related_name="+")
+    carpark_id = models.IntegerField(default=0, help_text="The process's car park; 0 when it has none.")
+    started = models.PositiveIntegerField(default=0)
+    completed = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    entered = models.PositiveIntegerField(default=0)
+    reentered = models.PositiveIntegerField(default=0)
+    left = models.PositiveIntegerField(default=0)
+    duration_ms_sum = models.BigIntegerField(default=0)
+    duration_ms_max = models.BigIntegerField(default=0)
+    tasks_created = models.PositiveIntegerField(default=0)
+    tasks_completed = models.PositiveIntegerField(default=0)
+    escalations = models.PositiveIntegerField(default=0)
+    incidents = models.PositiveIntegerField(default=0)
+    sla_due = models.PositiveIntegerField(default=0)
+    sla_met = models.PositiveIntegerField(default=0)
+    wait_ms_sum = models.BigIntegerField(default=0)
+    work_ms_sum = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["day", "definition_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "definition", "carpark_id"], name="mon_daily_workflow_unique")
+        ]
+        indexes = [models.Index(fields=["definition", "day"], name="mon_dailywf_def_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.definition_id}"
+
+
 class AlertRule(models.Model):
     """A condition an administrator wants to hear about, evaluated by the beat every few minutes."""
 

@@ -142,7 +142,7 @@ def live_counts(scope: Scope, now: Any = None) -> list[dict[str, Any]]:
 
 # -- period figures -------------------------------------------------------------------------------
 def throughput(scope: Scope) -> list[dict[str, Any]]:
-    per_day = scope.summed(("day",), step_ids=[""])
+    per_day = scope.summed(("day",))
     return [
         {
             "day": day,

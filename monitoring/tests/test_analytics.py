@@ -10,7 +10,7 @@ import time_machine
 
 from monitoring import selectors
 from monitoring.aggregation import aggregate_day, aggregate_pending, summed
-from monitoring.models import AggregatedDay, DailyStepStat
+from monitoring.models import AggregatedDay, DailyStepStat, DailyWorkflowStat
 from workflows.models import ProcessEvent
 
 from .conftest import at
@@ -65,13 +65,17 @@ def test_stored_days_give_the_same_figures_as_the_live_history(story, carparks, 
     build_history(story, carparks)
     with time_machine.travel(at("2026-03-04", 10), tick=False):
         live = summed(("day", "step_id", "carpark_id"), date(2026, 3, 2), date(2026, 3, 3))
+        live_totals = summed(("day", "definition_id"), date(2026, 3, 2), date(2026, 3, 3))
         assert aggregate_day(date(2026, 3, 2)) > 0
         assert aggregate_day(date(2026, 3, 3)) > 0
         rows_once = sorted(DailyStepStat.objects.values_list("day", "step_id", "carpark_id", "entered", "left"))
         aggregate_day(date(2026, 3, 2))  # idempotent: the day is replaced, not added twice
         rows_twice = sorted(DailyStepStat.objects.values_list("day", "step_id", "carpark_id", "entered", "left"))
         stored = summed(("day", "step_id", "carpark_id"), date(2026, 3, 2), date(2026, 3, 3))
+        stored_totals = summed(("day", "definition_id"), date(2026, 3, 2), date(2026, 3, 3))
     assert rows_once == rows_twice
+    assert stored_totals == live_totals  # the per-workflow roll-up holds the same sums
+    assert DailyWorkflowStat.objects.filter(day=date(2026, 3, 2)).count() == 2  # one per car park
     assert AggregatedDay.objects.count() == 2
     assert stored == live
 
