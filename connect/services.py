@@ -442,9 +442,19 @@ def credentials_push(*, contract: Contract, key: str = "", user: Any = None, fin
     """Make the CPMS whitelist match this contract: push its valid credentials, revoke the rest.
 
     Idempotent: every credential is an assigned right with a stable id written with PUT, so
-    pushing twice leaves one entry, and revoking an absent right counts as done.
+    pushing twice leaves one entry, and revoking an absent right counts as done. Credentials the
+    contract left behind at another connected car park (a product change) are revoked there.
     """
     carpark = contract.carpark
+    earlier = CarPark.objects.filter(
+        credentials__contract=contract, credentials__cpms_synced_at__isnull=False, cpms_link__isnull=False
+    ).exclude(pk=carpark.pk)
+    for other in earlier.distinct().order_by("pk"):
+        _push_at(contract, other, key=f"{key}:{other.pk}" if key else "", user=user, final=final)
+    return _push_at(contract, carpark, key=key, user=user, final=final)
+
+
+def _push_at(contract: Contract, carpark: CarPark, *, key: str, user: Any, final: bool) -> SyncRun:
     link = _link_for(carpark)
     run = sync_run_begin(connection=link.connection, kind=SyncRun.Kind.PUSH, key=key, carpark=carpark, user=user)
     if run.status == SyncRun.Status.SUCCEEDED:
@@ -468,6 +478,10 @@ def credentials_push(*, contract: Contract, key: str = "", user: Any = None, fin
     with transaction.atomic():
         pushed = [credential.pk for credential, outcome in outcomes if outcome in ("created", "updated")]
         Credential.objects.filter(pk__in=pushed).update(cpms_synced_at=timezone.now())
+        # cpms_synced_at means "in the CPMS whitelist since": a revoked credential is no longer there.
+        Credential.objects.filter(pk__in=[c.pk for c, o in outcomes if o in ("deleted", "absent")]).update(
+            cpms_synced_at=None
+        )
         return _run_succeeded(
             run,
             created=sum(1 for _, outcome in outcomes if outcome == "created"),
@@ -500,6 +514,7 @@ def credentials_revoke(*, contract: Contract, key: str = "", user: Any = None, f
 
     _ask(run, final, revoke_all)
     with transaction.atomic():
+        Credential.objects.filter(pk__in=[c.pk for c, _ in outcomes]).update(cpms_synced_at=None)
         return _run_succeeded(
             run,
             updated=sum(1 for _, outcome in outcomes if outcome == "deleted"),

@@ -133,3 +133,32 @@ def test_reconciliation_of_an_agreeing_whitelist_reports_no_difference(sim, conn
 
     assert run.details["differences"] == [] and run.failed == 0
     assert "review_processes" not in run.details
+
+
+def test_a_contract_moved_to_another_carpark_is_revoked_at_the_old_one(sim, carpark):
+    contract = make_contract(carpark, plates=("M-AB 123",))
+    services.credentials_push(contract=contract)
+    old = contract.credentials.get()
+    other = CarPark.objects.get(cpms_reference="SIM-0002")
+    product = contract.product.__class__.objects.create(carpark=other, name="Season", monthly_price="80.00", quota=5)
+    Contract.objects.filter(pk=contract.pk).update(product=product)
+    Credential.objects.filter(pk=old.pk).update(is_active=False)
+    new = Credential.objects.create(
+        contract=contract, carpark=other, kind="plate", identifier="M-AB 123", valid_from=old.valid_from
+    )
+
+    run = services.credentials_push(contract=Contract.objects.get(pk=contract.pk))
+
+    assert sim.rights() == [f"phq-credential-{new.pk}"]
+    assert run.carpark == other
+    assert sim.right(f"phq-credential-{new.pk}")["rightSpecification"]["id"] == "SIM-0002-season"
+
+
+def test_revoking_clears_the_synced_stamp(sim, carpark):
+    contract = make_contract(carpark)
+    services.credentials_push(contract=contract)
+    assert contract.credentials.get().cpms_synced_at is not None
+
+    services.credentials_revoke(contract=contract)
+
+    assert contract.credentials.get().cpms_synced_at is None
