@@ -28,6 +28,7 @@ from accounts.roles import (
     responsible_carpark_ids,
     user_roles,
 )
+from workflows.compiler import graph_for_version
 from workflows.models import Absence, Task, WorkflowVersion
 from workflows.services import can_work_on
 
@@ -231,13 +232,14 @@ def filter_choices(user: Any) -> dict[str, list]:
 
     workflows: list[tuple[str, str]] = []
     steps: dict[str, str] = {}
-    for key, name, graph in (
+    for version_id, key, name in (
         WorkflowVersion.objects.filter(state=WorkflowVersion.State.PUBLISHED)
         .order_by("definition__name")
-        .values_list("definition__key", "definition__name", "graph")
+        .values_list("pk", "definition__key", "definition__name")
     ):
         workflows.append((key, name))
-        for step_id, step in (graph.get("steps") or {}).items():
+        # Compiled graphs are cached in-process (published versions never change): no JSON per request.
+        for step_id, step in graph_for_version(version_id).steps.items():
             if step.get("type") == "user":
                 steps.setdefault(step_id, step.get("name") or step_id)
     carparks = CarPark.objects.order_by("name")
