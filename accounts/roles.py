@@ -96,8 +96,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
 
 def user_roles(user: Any) -> set[str]:
     """The role names a user holds, cached on the user object for the request."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
         return set()
+    if not hasattr(user, "groups"):
+        return set()  # an API client authenticated by token holds no portal role
     cached = getattr(user, "_portal_roles", None)
     if cached is None:
         cached = set(user.groups.values_list("name", flat=True))

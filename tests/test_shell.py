@@ -49,3 +49,10 @@ def test_only_administrators_see_the_administration_link(client, make_user, logi
     assert b"/accounts/users/" not in client.get(reverse("portal-home")).content
     login(client, make_user("boss", roles.ADMINISTRATOR))
     assert b"/accounts/users/" in client.get(reverse("portal-home")).content
+
+
+@pytest.mark.django_db
+def test_it_refuses_nul_characters_in_query_parameters_with_400(client):
+    response = client.get("/api/v1/carparks/", {"city": "Ber\x00lin"})
+    assert response.status_code == 400
+    assert b"NUL" in response.content
