@@ -33,7 +33,7 @@ from workflows.errors import (
     WorkflowError,
 )
 from workflows.expressions import evaluate
-from workflows.models import Process, ProcessEvent, SystemJob, Task, Timer, WorkflowVersion
+from workflows.models import Process, ProcessEvent, SystemJob, Task, Timer, WorkflowDefinition, WorkflowVersion
 
 log = logging.getLogger(__name__)
 MAX_STEPS_PER_RUN = 500
@@ -277,12 +277,30 @@ def dispatch_jobs(jobs: list[SystemJob]) -> None:
 
 # -- process helpers ---------------------------------------------------------------------------
 def published_version(key: str) -> WorkflowVersion:
-    version = (
-        WorkflowVersion.objects.filter(definition__key=key, state=WorkflowVersion.State.PUBLISHED)
-        .only("id", "definition_id", "number", "state")
-        .order_by("-number")
-        .first()
-    )
+    """The latest published version of ``key`` (only its id, definition, number and state loaded)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'SELECT v."id", v."definition_id", v."number", v."state" FROM "{WorkflowVersion._meta.db_table}" v '  # noqa: S608
+                f'JOIN "{WorkflowDefinition._meta.db_table}" d ON d."id" = v."definition_id" '
+                'WHERE d."key" = %s AND v."state" = %s ORDER BY v."number" DESC LIMIT 1',
+                [key, WorkflowVersion.State.PUBLISHED],
+            )
+            row = cursor.fetchone()
+        version = (
+            WorkflowVersion.from_db(connection.alias, ["id", "definition_id", "number", "state"], list(row))
+            if row
+            else None
+        )
+    else:
+        version = (
+            WorkflowVersion.objects.filter(definition__key=key, state=WorkflowVersion.State.PUBLISHED)
+            .only("id", "definition_id", "number", "state")
+            .order_by("-number")
+            .first()
+        )
     if version is None:
         raise DefinitionNotFound(f"There is no published workflow with the key {key!r}.")
     return version
