@@ -15,12 +15,10 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts import roles
-from billing.tests.conftest import localstripe_url, stripe_settings  # noqa: F401  (fixtures)
 from billing.tests.test_stripe import GOOD_CARD, issued_invoice, save_card
 from carparks.models import CarPark, Case, Contract, Credential, Customer, Product, Vehicle
 from carparks.tests.factories import CarParkFactory, CorporateFactory, CustomerFactory
 from connect import services as connect_services
-from connect.tests.conftest import connection, sim  # noqa: F401  (fixtures)
 from workflows import authoring
 from workflows.bpmn import bpmn_to_definition, definition_to_bpmn
 from workflows.compiler import compile_spec
