@@ -9,6 +9,8 @@ live from the history with the same code, so a figure never depends on whether t
 
 from __future__ import annotations
 
+import hashlib
+import time as clock
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
@@ -55,6 +57,9 @@ KIND_FIELD = {
 }
 PROCESS_KINDS = {Kind.PROCESS_STARTED, Kind.PROCESS_COMPLETED, Kind.PROCESS_CANCELLED}
 LIVE_CACHE_SECONDS = 30
+# Sums of stored days change only when a day is aggregated, which bumps the version in the cache.
+STORED_CACHE_SECONDS = 3600
+STATS_VERSION_KEY = "monitoring:stats-version"
 
 Key = tuple[int, int, str, int]
 
@@ -180,7 +185,16 @@ def aggregate_day(day: date) -> int:
     marker.events = ProcessEvent.objects.filter(at__gte=start, at__lt=end).count()
     marker.computed_at = timezone.now()
     marker.save(update_fields=["events", "computed_at"])
+    transaction.on_commit(_bump_stats_version)
     return len(rows)
+
+
+def _bump_stats_version() -> None:
+    """A new generation of stored figures: cached sums of the old one are never read again."""
+    try:
+        cache.incr(STATS_VERSION_KEY)
+    except ValueError:  # not there yet
+        cache.set(STATS_VERSION_KEY, clock.time_ns(), None)
 
 
 def aggregate_pending(*, today: date | None = None, lookback_days: int = 3, backfill_days: int = 400) -> list[date]:
@@ -218,6 +232,45 @@ def _live_rows(day: date) -> dict[Key, dict[str, int]]:
     return rows
 
 
+def _stored(
+    group: tuple[str, ...],
+    day_from: date,
+    day_to: date,
+    definition_ids: set[int] | None,
+    version_ids: set[int] | None,
+    carpark_ids: set[int] | None,
+    step_ids: set[str] | None,
+) -> tuple[dict[tuple[Any, ...], dict[str, int]], set[date]]:
+    """Sums of the stored days, and which days are stored."""
+    result: dict[tuple[Any, ...], dict[str, int]] = defaultdict(empty_row)
+    # Totals per day, workflow or car park come from the small roll-up table.
+    coarse = step_ids is None and version_ids is None and set(group) <= {"day", "definition_id", "carpark_id"}
+    table = DailyWorkflowStat if coarse else DailyStepStat
+    stats = table.objects.filter(day__gte=day_from, day__lte=day_to)
+    if definition_ids is not None:
+        stats = stats.filter(definition_id__in=definition_ids)
+    if version_ids is not None:
+        stats = stats.filter(version_id__in=version_ids)
+    if carpark_ids is not None:
+        stats = stats.filter(carpark_id__in=carpark_ids)
+    if step_ids is not None:
+        stats = stats.filter(step_id__in=step_ids)
+    sums = {name: Sum(name) for name in COUNTERS}
+    if group:
+        grouped = list(stats.values(*group).annotate(**sums, duration_ms_max=Max("duration_ms_max")).order_by())
+    else:
+        grouped = [stats.aggregate(**sums, duration_ms_max=Max("duration_ms_max"))]
+    for r in grouped:
+        key = tuple(r[name] for name in group)
+        target = result[key]
+        for name in COUNTERS:
+            target[name] += r[name] or 0
+        target["duration_ms_max"] = max(target["duration_ms_max"], r["duration_ms_max"] or 0)
+
+    stored = set(AggregatedDay.objects.filter(day__gte=day_from, day__lte=day_to).values_list("day", flat=True))
+    return dict(result), stored
+
+
 def summed(
     group: Iterable[str],
     day_from: date,
@@ -244,31 +297,28 @@ def summed(
     step_ids = None if step_ids is None else set(step_ids)
     result: dict[tuple[Any, ...], dict[str, int]] = defaultdict(empty_row)
 
-    # Totals per day, workflow or car park come from the small roll-up table.
-    coarse = step_ids is None and version_ids is None and set(group) <= {"day", "definition_id", "carpark_id"}
-    table = DailyWorkflowStat if coarse else DailyStepStat
-    stats = table.objects.filter(day__gte=day_from, day__lte=day_to)
-    if definition_ids is not None:
-        stats = stats.filter(definition_id__in=definition_ids)
-    if version_ids is not None:
-        stats = stats.filter(version_id__in=version_ids)
-    if carpark_ids is not None:
-        stats = stats.filter(carpark_id__in=carpark_ids)
-    if step_ids is not None:
-        stats = stats.filter(step_id__in=step_ids)
-    sums = {name: Sum(name) for name in COUNTERS}
-    if group:
-        grouped = list(stats.values(*group).annotate(**sums, duration_ms_max=Max("duration_ms_max")).order_by())
-    else:
-        grouped = [stats.aggregate(**sums, duration_ms_max=Max("duration_ms_max"))]
-    for r in grouped:
-        key = tuple(r[name] for name in group)
-        target = result[key]
-        for name in COUNTERS:
-            target[name] += r[name] or 0
-        target["duration_ms_max"] = max(target["duration_ms_max"], r["duration_ms_max"] or 0)
+    cache_key = ""
+    if STORED_CACHE_SECONDS:
+        version = cache.get(STATS_VERSION_KEY)
+        if version is None:  # never aggregated since the cache started: start a fresh generation
+            cache.add(STATS_VERSION_KEY, clock.time_ns(), None)
+            version = cache.get(STATS_VERSION_KEY)
+        filters = (group, day_from, day_to, *(sorted(x) if x is not None else None for x in
+                   (definition_ids, version_ids, carpark_ids, step_ids)))  # fmt: skip
+        digest = hashlib.sha256(repr(filters).encode()).hexdigest()[:32]
+        cache_key = f"monitoring:stored:{connection.settings_dict['NAME']}:{version}:{digest}"
+        hit = cache.get(cache_key)
+        if hit is not None:
+            stored_sums, stored = hit
+            for key, figures in stored_sums.items():
+                result[key] = dict(figures)
+    if not cache_key or hit is None:
+        stored_sums, stored = _stored(group, day_from, day_to, definition_ids, version_ids, carpark_ids, step_ids)
+        for key, figures in stored_sums.items():
+            result[key] = dict(figures)
+        if cache_key:
+            cache.set(cache_key, (stored_sums, stored), STORED_CACHE_SECONDS)
 
-    stored = set(AggregatedDay.objects.filter(day__gte=day_from, day__lte=day_to).values_list("day", flat=True))
     day = day_from
     today = timezone.localdate()
     while day <= min(day_to, today):

@@ -61,6 +61,7 @@ def at(day: str, hour: int = 9, minute: int = 0) -> datetime:
 def _no_live_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """Test databases reuse ids across runs; a cached 'today' from another run must never leak in."""
     monkeypatch.setattr("monitoring.aggregation.LIVE_CACHE_SECONDS", 0)
+    monkeypatch.setattr("monitoring.aggregation.STORED_CACHE_SECONDS", 0)
 
 
 @pytest.fixture

@@ -108,3 +108,23 @@ def test_step_analytics_report_percentiles_waiting_working_rework_and_escalation
     assert review["escalation_rate"] == pytest.approx(100 * 1 / 6, abs=0.1)
     assert summary["reworked_processes"] == 1
     assert summary["started"] == 5 and summary["completed"] == 4
+
+
+def test_stored_sums_are_cached_until_a_day_is_aggregated(
+    story, carparks, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr("monitoring.aggregation.STORED_CACHE_SECONDS", 60)
+    story.full(at("2026-03-02", 9), carparks[0])
+    with time_machine.travel(at("2026-03-05", 10), tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            aggregate_day(date(2026, 3, 2))
+        first = summed(("definition_id",), date(2026, 3, 2), date(2026, 3, 3))
+        assert next(iter(first.values()))["started"] == 1
+        story.full(at("2026-03-03", 9), carparks[1])
+        # 3 March is not stored: it is computed live, so the new process counts at once.
+        assert next(iter(summed(("definition_id",), date(2026, 3, 2), date(2026, 3, 3)).values()))["started"] == 2
+        story.full(at("2026-03-02", 15), carparks[1])  # a late event for a stored day ...
+        assert next(iter(summed(("definition_id",), date(2026, 3, 2), date(2026, 3, 3)).values()))["started"] == 2
+        with django_capture_on_commit_callbacks(execute=True):
+            aggregate_day(date(2026, 3, 2))  # ... shows once the day is aggregated again
+        assert next(iter(summed(("definition_id",), date(2026, 3, 2), date(2026, 3, 3)).values()))["started"] == 3
