@@ -516,8 +516,11 @@ Dashboard median per filter:
 Server time is measured around Django's test client in the same process (middleware, queries,
 template rendering; no network). "As deployed": the day-so-far figures of today are cached for 30 s
 (the live counts — running, waiting, overdue, escalated, incidents, baskets — are always queried);
-stored days come from `DailyStepStat`. Load average on the shared 2-core machine during the run:
-{os.getloadavg()[0]:.1f}. Run: `.venv/bin/python bench/monitoring.py` (add `--regenerate`
+stored days come from the daily roll-ups (`DailyWorkflowStat`, `DailyStepStat`), whose sums are
+cached until the next aggregation. Statements are built at 06:00 UTC, after the nightly aggregation
+(00:20 UTC), so the "not aggregated yet" row is the fallback when that job did not run.
+Load average on the shared 2-core machine during the run: {os.getloadavg()[0]:.1f}.
+Run: `.venv/bin/python bench/monitoring.py` (add `--regenerate`
 to build the history again).
 """
     if not args.no_record:
