@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Max, Sum
@@ -56,8 +57,9 @@ KIND_FIELD = {
     Kind.INCIDENT_OPENED: "incidents",
 }
 PROCESS_KINDS = {Kind.PROCESS_STARTED, Kind.PROCESS_COMPLETED, Kind.PROCESS_CANCELLED}
+# Caching (settings.MONITORING_CACHE, off in tests): today's figures for 30 s; sums of stored days
+# until a day is aggregated again, which bumps the version in the cache.
 LIVE_CACHE_SECONDS = 30
-# Sums of stored days change only when a day is aggregated, which bumps the version in the cache.
 STORED_CACHE_SECONDS = 3600
 STATS_VERSION_KEY = "monitoring:stats-version"
 
@@ -218,10 +220,14 @@ def aggregate_pending(*, today: date | None = None, lookback_days: int = 3, back
     return done
 
 
+def _caching() -> bool:
+    return bool(getattr(settings, "MONITORING_CACHE", True))
+
+
 def _live_rows(day: date) -> dict[Key, dict[str, int]]:
     """A day's figures computed from the history (today's briefly cached: the dashboard reloads often)."""
     start, end = day_bounds(day)
-    if not LIVE_CACHE_SECONDS or day != timezone.localdate():
+    if not _caching() or day != timezone.localdate():
         return compute_rows(start, end)
     # Today's period figures may lag by LIVE_CACHE_SECONDS; the live counts (running, overdue, …) never do.
     cache_key = f"monitoring:live:{connection.settings_dict['NAME']}:{day.isoformat()}"
@@ -298,7 +304,7 @@ def summed(
     result: dict[tuple[Any, ...], dict[str, int]] = defaultdict(empty_row)
 
     cache_key = ""
-    if STORED_CACHE_SECONDS:
+    if _caching():
         version = cache.get(STATS_VERSION_KEY)
         if version is None:  # never aggregated since the cache started: start a fresh generation
             cache.add(STATS_VERSION_KEY, clock.time_ns(), None)

@@ -60,8 +60,9 @@ def at(day: str, hour: int = 9, minute: int = 0) -> datetime:
 @pytest.fixture(autouse=True)
 def _no_live_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """Test databases reuse ids across runs; a cached 'today' from another run must never leak in."""
-    monkeypatch.setattr("monitoring.aggregation.LIVE_CACHE_SECONDS", 0)
-    monkeypatch.setattr("monitoring.aggregation.STORED_CACHE_SECONDS", 0)
+    from django.conf import settings
+
+    assert settings.MONITORING_CACHE is False  # parkinghq/settings/test.py
 
 
 @pytest.fixture

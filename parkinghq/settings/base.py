@@ -145,6 +145,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
 # The engine sends a system step to Celery after commit (off in tests: see settings.test).
 WORKFLOWS_DISPATCH = envbool("WORKFLOWS_DISPATCH", True)
+# Monitoring caches today's figures for 30 s and sums of stored days until the next aggregation.
+MONITORING_CACHE = envbool("MONITORING_CACHE", True)
 # Who gets a user task escalated with "can't decide" when its step has no escalation chain.
 WORKFLOWS_DEFAULT_ESCALATION_ROLE = envstr("WORKFLOWS_DEFAULT_ESCALATION_ROLE", "Supervisor")
 

@@ -19,3 +19,5 @@ WHITENOISE_AUTOREFRESH = True
 # System steps are run by workflows.testing.run_pending_system_steps (or a test's own worker),
 # not sent to the broker on every commit.
 WORKFLOWS_DISPATCH = envbool("WORKFLOWS_DISPATCH", False)  # noqa: F405
+# Cached monitoring figures would outlive a test's database (ids repeat across runs).
+MONITORING_CACHE = False
