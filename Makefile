@@ -32,6 +32,13 @@ test: setup
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## Load test (not part of `make test`): 50 agents + API clients for 2 minutes against gunicorn and a
+## Celery worker on a throw-away database; fails on any error, records p50/p95 in docs/benchmarks.md.
+## Shorter: make loadtest LOADTEST_ARGS="--duration 30s".
+loadtest: setup
+	@$(PY) scripts/check_services.py
+	$(PY) bench/loadtest.py --record $(LOADTEST_ARGS)
+
 lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
