@@ -14,6 +14,7 @@
 2. Starts gunicorn (``parkinghq.wsgi``, 127.0.0.1, a free port, 2 × cores workers) and a Celery worker,
    both with ``parkinghq.settings.test`` (DEBUG off, PostgreSQL, Redis) and ``WORKFLOWS_DISPATCH=true``,
    so the system steps after a review (approve, activate, …) run on the worker as in production.
+   The bundled CPMS simulator runs too (the demo car parks are linked to it), on a free port.
    The API rate limit is raised for the run (rate limits are tested in the test suite, not here).
 3. Runs locust headless (bench/locustfile.py): staff users log in through the login page (CSRF),
    open the basket, open a review task, claim it and complete it (approve or reject); API clients
@@ -204,8 +205,10 @@ def main() -> int:
     db_url, admin_url, db_name = _urls(base_url)
     _recreate_database(admin_url, db_name)
 
+    sim_port = _free_port()
     env = dict(os.environ)
     env.update(
+        CPMS_SIMULATOR_URL=f"http://127.0.0.1:{sim_port}",
         DJANGO_SETTINGS_MODULE="parkinghq.settings.test",
         DATABASE_URL=db_url,
         REDIS_URL=redis_url,
@@ -230,7 +233,7 @@ def main() -> int:
 
     port = _free_port()
     host = f"http://127.0.0.1:{port}"
-    web = worker = None
+    web = worker = cpms = None
     failures: list[str] = []
     load = []
     web_out = (tmp / "web.log").open("w")
@@ -249,6 +252,26 @@ def main() -> int:
                 str(tmp / "gunicorn.log"),
                 "--access-logfile",
                 str(tmp / "access.log"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=web_out,
+            stderr=subprocess.STDOUT,
+        )
+        # The demo car parks are linked to the bundled CPMS simulator: approvals push credentials to it.
+        cpms = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "cpms_simulator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(sim_port),
+                "--carparks",
+                "0",
+                "--from-database",
+                "simulator",
             ],
             cwd=ROOT,
             env=env,
@@ -311,6 +334,7 @@ def main() -> int:
     finally:
         _stop(web)
         _stop(worker)
+        _stop(cpms)
 
     after = _counts()
     rows = _stats(tmp / "locust_stats.csv")
@@ -350,13 +374,13 @@ def main() -> int:
 
 
 def _pending_system_steps() -> int:
-    """Contracts whose review is done but whose approval/rejection the worker has not carried out yet."""
+    """Reviewed contracts whose system steps (approve, activate, CPMS push, reject) are still to run."""
     from django.db import connection
 
     with connection.cursor() as cur:
         cur.execute(
             "SELECT count(*) FROM workflows_process WHERE state = 'running' AND current_step IN "
-            "('approve_contract', 'activate_contract', 'reject_contract')"
+            "('approve_contract', 'activate_contract', 'push_credentials', 'reject_contract')"
         )
         return cur.fetchone()[0]
 
@@ -366,7 +390,8 @@ def _markdown(rows: list[dict[str, str]], before: dict, after: dict, args: argpa
         f"`make loadtest`: {args.staff} back-office agents working their baskets and {args.api} API clients "
         f"submitting season applications for {args.duration}, locust (headless) against gunicorn "
         f"({args.workers} sync workers) on 127.0.0.1 with a Celery worker (2 processes) running the system "
-        "steps; PostgreSQL and Redis on the same machine. Think time 1–3 s between a user's steps. "
+        "steps and the CPMS simulator taking the credentials of approved contracts; PostgreSQL and Redis "
+        "on the same machine. Think time 1–3 s between a user's steps. "
         "Times in ms, measured by locust (client side, including the HTTP round trip).",
         "",
         "| Page / endpoint | Requests | Failures | p50 | p95 | max | req/s |",
