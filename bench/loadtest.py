@@ -426,6 +426,13 @@ def _markdown(rows: list[dict[str, str]], before: dict, after: dict, args: argpa
             "The machine (2 cores) was shared with other engineers' test runs during this measurement "
             "(load average above the number of cores), so the figures are pessimistic."
         )
+    if total and float(total["50%"]) > 1000:
+        lines.append(
+            f"The server was saturated: {float(total['Requests/s']):.1f} requests/s in all, well below the "
+            "~1 request/s per user that the think time would allow with fast answers, so these times are mostly "
+            f"waiting for one of the {args.workers} gunicorn workers on a busy CPU;"
+            " what the pages cost on their own is in the sections measured without concurrency (e.g. the basket above)."
+        )
     return "\n".join(lines)
 
 
