@@ -3,7 +3,8 @@
 N processes of the season-contract shape — start → user task "review application" (1 in 10
 rejected → end) → decision → system task "activate credential" → user task "confirm payment
 setup" → end — driven end to end with one transaction per user action exactly as the views do it
-(the view loads the task by id, then calls task_claim; again for task_complete), system steps
+(the view loads the task by id with services.task_load, then calls task_claim; again for
+task_complete), system steps
 executed by the very code the Celery worker runs (workflows.engine.execute_job, handed the job id
 the broker message would carry), full history on.
 
@@ -117,9 +118,9 @@ def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[
 
     def user_task(outcome: str, inputs: dict | None = None) -> None:
         task_id = created.pop()
-        task = Task.objects.get(pk=task_id)  # the claim view loads the task
+        task = services.task_load(task_id)  # the claim view loads the task
         services.task_claim(task=task, user=user)
-        task = Task.objects.get(pk=task_id)  # the complete view loads it again
+        task = services.task_load(task_id)  # the complete view loads it again
         services.task_complete(task=task, user=user, outcome=outcome, inputs=inputs)
 
     tasks_done = 0
@@ -180,6 +181,9 @@ def main() -> int:
         from django.db import connection, connections
 
         call_command("migrate", verbosity=0)
+        if os.environ.get("XP_SQL"):
+            with connection.cursor() as c:
+                c.execute(os.environ["XP_SQL"])
         from workflows.models import Process, ProcessEvent, SystemJob, Task, Timer
         from workflows.services import definition_install
 

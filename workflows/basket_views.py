@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -32,7 +32,7 @@ from workflows.basket_services import (
 )
 from workflows.errors import InvalidInputs, TaskPermissionDenied, WorkflowError
 from workflows.models import Absence, Task
-from workflows.services import can_work_on, process_history, task_claim, task_complete, task_release
+from workflows.services import can_work_on, process_history, task_claim, task_complete, task_load, task_release
 
 PAGE_SIZE = 25
 
@@ -112,6 +112,17 @@ def _task_for(request: HttpRequest, pk: int) -> Task:
     return task
 
 
+def _task_for_action(request: HttpRequest, pk: int) -> Task:
+    """The task for an action that redirects (claim, release, complete): one lean query; its
+    process holds only id, version and state, so a page rendered on error loads it fully."""
+    task = task_load(pk)
+    if task is None:
+        raise Http404("No task with this number.")
+    if not sel.can_see_task(request.user, task):
+        raise PermissionDenied
+    return task
+
+
 def _back(request: HttpRequest, task: Task) -> HttpResponseRedirect:
     return redirect("workflows:task-detail", pk=task.pk)
 
@@ -164,7 +175,7 @@ def _render_task(
 @role_required()
 @require_POST
 def task_claim_view(request: HttpRequest, pk: int) -> HttpResponse:
-    task = _task_for(request, pk)
+    task = _task_for_action(request, pk)
     try:
         task_claim(task=task, user=request.user)
     except TaskPermissionDenied as exc:
@@ -186,7 +197,7 @@ def _next(request: HttpRequest) -> str | None:
 @role_required()
 @require_POST
 def task_release_view(request: HttpRequest, pk: int) -> HttpResponse:
-    task = _task_for(request, pk)
+    task = _task_for_action(request, pk)
     if not (task.assignee_id == request.user.pk or sel.is_supervisor(request.user)):
         raise PermissionDenied
     try:
@@ -201,7 +212,7 @@ def task_release_view(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required()
 @require_POST
 def task_complete_view(request: HttpRequest, pk: int) -> HttpResponse:
-    task = _task_for(request, pk)
+    task = _task_for_action(request, pk)
     user = request.user
     if not can_work_on(user, task) or task.assignee_id not in (None, user.pk):
         raise PermissionDenied
@@ -219,15 +230,15 @@ def task_complete_view(request: HttpRequest, pk: int) -> HttpResponse:
     outcome = request.POST.get("outcome", "")
     if outcome not in task.outcome_names:
         messages.error(request, "Choose one of the task's outcomes.")
-        return _render_task(request, task, inputs_form=form, status=400)
+        return _render_task(request, _task_for(request, pk), inputs_form=form, status=400)
     if not form.is_valid():
-        return _render_task(request, task, inputs_form=form, status=400)
+        return _render_task(request, _task_for(request, pk), inputs_form=form, status=400)
     try:
         task_complete(task=task, user=user, outcome=outcome, inputs=form.inputs(), comment=form.cleaned_data["comment"])
     except InvalidInputs as exc:
         for name, error in exc.field_errors.items():
             form.add_error(name if name in form.fields else None, error)
-        return _render_task(request, task, inputs_form=form, status=400)
+        return _render_task(request, _task_for(request, pk), inputs_form=form, status=400)
     except TaskPermissionDenied as exc:
         raise PermissionDenied(str(exc)) from exc
     except WorkflowError as exc:

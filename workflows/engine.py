@@ -258,6 +258,11 @@ def _after_commit(after: list[tuple[Signal, type, dict[str, Any]]], dispatch: li
             log.exception("workflow signal receiver failed")
 
 
+def signal_after_commit(sig: Signal, sender: type, **kwargs: Any) -> None:
+    """Send ``sig`` once the current transaction commits (at once in autocommit mode)."""
+    transaction.on_commit(lambda: _after_commit([(sig, sender, kwargs)], []))
+
+
 def dispatch_jobs(jobs: list[SystemJob]) -> None:
     """Hand jobs to Celery. A lost message is harmless: the beat tick re-sends stale queued jobs."""
     if not getattr(settings, "WORKFLOWS_DISPATCH", True):
@@ -361,6 +366,35 @@ def lock_process(process_id: int) -> Process:
     if row is None:
         raise Process.DoesNotExist(f"process #{process_id} does not exist")
     return _from_row(Process, _PROCESS_FIELDS, list(row), connection)
+
+
+_TASK_FIELDS = None
+
+
+def load_task(task_id: int) -> Task | None:
+    """A task for an action (claim, complete): all its fields and its process's id, version and
+    state, in one statement. ``task.process`` holds only those three; pages that show the process
+    load the task with ``select_related`` instead."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return Task.objects.filter(pk=task_id).select_related("process").first()
+    global _TASK_FIELDS
+    if _TASK_FIELDS is None:
+        _TASK_FIELDS = list(Task._meta.concrete_fields)
+    columns = ", ".join(f't."{f.column}"' for f in _TASK_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT {columns}, p."version_id", p."state" FROM "{Task._meta.db_table}" t '  # noqa: S608 (names from model meta)
+            f'JOIN "{Process._meta.db_table}" p ON p."id" = t."process_id" WHERE t."id" = %s',
+            [task_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    task = _from_row(Task, _TASK_FIELDS, list(row[:-2]), connection)
+    task.process = Process.from_db(connection.alias, ["id", "version_id", "state"], [task.process_id, *row[-2:]])
+    return task
 
 
 def save_process(process: Process, fields: set[str]) -> None:

@@ -115,14 +115,20 @@ class Process(ConcurrentTransitionMixin, models.Model):
         CANCELLED = "cancelled", "Cancelled"
         SUSPENDED = "suspended", "Suspended"
 
-    definition = models.ForeignKey(WorkflowDefinition, on_delete=models.PROTECT, related_name="processes")
+    # Indexed by wf_process_def_state (definition, state).
+    definition = models.ForeignKey(
+        WorkflowDefinition, on_delete=models.PROTECT, related_name="processes", db_index=False
+    )
     version = models.ForeignKey(WorkflowVersion, on_delete=models.PROTECT, related_name="processes")
-    state = FSMField(default=State.RUNNING, choices=State.choices, protected=True, db_index=True)
-    current_step = models.CharField(max_length=100, blank=True, db_index=True)
+    state = FSMField(default=State.RUNNING, choices=State.choices, protected=True)
+    # Not indexed: a step change then updates the row in place (a HOT update, no index entries).
+    current_step = models.CharField(max_length=100, blank=True)
     step_seq = models.PositiveIntegerField(default=0, help_text="Counts step entries; tokens timers and jobs.")
     step_entered_at = models.DateTimeField(null=True, blank=True)
     variables = models.JSONField(default=dict, blank=True)
-    content_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    content_type = models.ForeignKey(  # indexed by wf_process_object (content_type, object_id)
+        ContentType, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     object_id = models.PositiveBigIntegerField(null=True, blank=True)
     business_object = GenericForeignKey("content_type", "object_id")
     title = models.CharField(max_length=200, blank=True)
@@ -147,6 +153,7 @@ class Process(ConcurrentTransitionMixin, models.Model):
         indexes = [
             models.Index(fields=["content_type", "object_id"], name="wf_process_object"),
             models.Index(fields=["definition", "state"], name="wf_process_def_state"),
+            models.Index(fields=["state"], name="wf_process_state"),
         ]
 
     def __str__(self) -> str:
@@ -212,13 +219,13 @@ class Task(ConcurrentTransitionMixin, models.Model):
     step_seq = models.PositiveIntegerField(default=0)
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True)
-    role = models.CharField(max_length=150, db_index=True)
+    role = models.CharField(max_length=150)
     scope_carpark_id = models.IntegerField(null=True, blank=True, db_index=True)
-    state = FSMField(default=State.OPEN, choices=State.choices, protected=True, db_index=True)
+    state = FSMField(default=State.OPEN, choices=State.choices, protected=True)  # wf_task_state_role
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="workflow_tasks"
     )
-    due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    due_at = models.DateTimeField(null=True, blank=True)  # wf_task_active_due (open and claimed tasks)
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
     escalation_level = models.PositiveSmallIntegerField(default=0)
     escalated_from = models.ForeignKey(
@@ -337,8 +344,9 @@ class ProcessEvent(models.Model):
         VARIABLES_CHANGED = "variables_changed", "Variables changed"
         SUBPROCESS_STARTED = "subprocess_started", "Sub-process started"
 
-    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=40, choices=Kind.choices, db_index=True)
+    # Indexed by wf_event_process_at (process, at) and mon_event_kind_at (kind, at).
+    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="events", db_index=False)
+    kind = models.CharField(max_length=40, choices=Kind.choices)
     step_id = models.CharField(max_length=100, blank=True)
     task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
     actor = models.ForeignKey(
@@ -409,8 +417,8 @@ class SystemJob(models.Model):
     step_id = models.CharField(max_length=100)
     step_seq = models.PositiveIntegerField(default=0)
     task_name = models.CharField(max_length=150)
-    idempotency_key = models.CharField(max_length=200, unique=True)
-    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED, db_index=True)
+    idempotency_key = models.CharField(max_length=200)  # unique: wf_job_idempotency_key
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
     max_attempts = models.PositiveSmallIntegerField(default=3)
     backoff_seconds = models.FloatField(default=30)
@@ -424,6 +432,8 @@ class SystemJob(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["idempotency_key"], name="wf_job_idempotency_key")]
+        indexes = [models.Index(fields=["state"], name="wf_job_state")]
 
     def __str__(self) -> str:
         return f"{self.task_name} for process #{self.process_id} ({self.state})"

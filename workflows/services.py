@@ -28,10 +28,12 @@ from workflows.engine import (
     enter,
     escalate,
     leave_step,
+    load_task,
     lock_process,
     new_process,
     published_version,
     set_variables,
+    signal_after_commit,
     update_row,
 )
 from workflows.errors import (
@@ -62,6 +64,7 @@ __all__ = [
     "task_complete",
     "task_delegate",
     "task_escalate",
+    "task_load",
     "task_release",
     "version_publish",
 ]
@@ -365,13 +368,14 @@ def _claim_with_event(task: Task, user: Any, now: Any) -> bool:
     """open → claimed by one conditional UPDATE; the history row is written by the same statement
     on PostgreSQL (a data-modifying CTE), so a claim costs one round trip."""
     if connection.vendor != "postgresql":
-        if not Task.objects.filter(pk=task.pk, state=Task.State.OPEN).update(
-            state=Task.State.CLAIMED, assignee=user, claimed_at=now
-        ):
-            return False
-        ProcessEvent.objects.create(
-            process_id=task.process_id, kind=Kind.TASK_CLAIMED, step_id=task.step_id, task=task, actor=user, at=now
-        )
+        with transaction.atomic():
+            if not Task.objects.filter(pk=task.pk, state=Task.State.OPEN).update(
+                state=Task.State.CLAIMED, assignee=user, claimed_at=now
+            ):
+                return False
+            ProcessEvent.objects.create(
+                process_id=task.process_id, kind=Kind.TASK_CLAIMED, step_id=task.step_id, task=task, actor=user, at=now
+            )
         return True
     sql = (
         f'WITH claimed AS (UPDATE "{Task._meta.db_table}" SET "state" = %s, "assignee_id" = %s, "claimed_at" = %s '  # noqa: S608 (table names from model meta)
@@ -387,15 +391,20 @@ def _claim_with_event(task: Task, user: Any, now: Any) -> bool:
         return cursor.fetchone() is not None
 
 
+def task_load(task_id: int) -> Task | None:
+    """The task an action works on (claim, complete), with its process's id, version and state only;
+    None if there is no such task. One statement."""
+    return load_task(task_id)
+
+
 def task_claim(*, task: Task, user: Any) -> Task:
     _check_can_work(user, task)
     now = timezone.now()
-    with transaction.atomic():
-        if not _claim_with_event(task, user, now):
-            raise _not_available(task, "claimed")
-        run = Run(actor=user, now=now)
-        run.signal(signals.task_assigned, Task, task=task, user=user, by=user)
-        run.flush()
+    # One statement claims the task and writes its history row, so it needs no transaction of its
+    # own (inside a caller's transaction it joins that one; the signal waits for its commit).
+    if not _claim_with_event(task, user, now):
+        raise _not_available(task, "claimed")
+    signal_after_commit(signals.task_assigned, Task, task=task, user=user, by=user)
     task.__dict__["state"] = Task.State.CLAIMED
     task.assignee, task.claimed_at = user, now
     return task

@@ -93,6 +93,11 @@ if DATABASE_URL:
     _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)
     if _db["ENGINE"] == "django.db.backends.postgresql" and envbool("DATABASE_POOL", False):
         _db.setdefault("OPTIONS", {})["pool"] = True
+    if _db["ENGINE"] == "django.db.backends.postgresql" and envbool("DATABASE_PREPARED_STATEMENTS", True):
+        # Parameters bound by the server, and statements run 5 times on a connection kept prepared:
+        # the engine's few hot statements skip parsing and planning (about a third of the server's
+        # CPU per process in bench/engine.py). Turn off behind a transaction-mode pooler.
+        _db.setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=5)
     DATABASES = {"default": _db}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
