@@ -181,9 +181,6 @@ def main() -> int:
         from django.db import connection, connections
 
         call_command("migrate", verbosity=0)
-        if os.environ.get("XP_SQL"):
-            with connection.cursor() as c:
-                c.execute(os.environ["XP_SQL"])
         from workflows.models import Process, ProcessEvent, SystemJob, Task, Timer
         from workflows.services import definition_install
 

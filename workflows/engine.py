@@ -74,6 +74,7 @@ class Run:
         self.dirty: dict[int, tuple[Process, set[str]]] = {}
         self.after: list[tuple[Signal, type, dict[str, Any]]] = []
         self.dispatch: list[SystemJob] = []
+        self.updates: list[tuple[str, list[Any]]] = []
 
     # -- collecting -------------------------------------------------------------------------
     def event(
@@ -101,12 +102,32 @@ class Run:
     def signal(self, sig: Signal, sender: type, **kwargs: Any) -> None:
         self.after.append((sig, sender, kwargs))
 
+    def update(self, model: type, pk: int, values: dict[str, Any]) -> None:
+        """UPDATE one row by primary key when the run is flushed (on PostgreSQL in the same
+        statement as the history rows)."""
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            model.objects.filter(pk=pk).update(**values)
+            return
+        self.updates.append(update_sql(model, pk, values))
+
     # -- writing ----------------------------------------------------------------------------
     def flush(self) -> None:
+        """Write everything collected. On PostgreSQL the row UPDATEs (processes, a job) run as
+        data-modifying CTEs of the single history INSERT: one statement and round trip fewer each."""
+        from django.db import connection
+
         for process in self.new_processes:  # one by one: a sub-process refers to its parent
             insert_rows([process])
-        for process, fields in self.dirty.values():
-            save_process(process, fields)
+        updates = self.updates
+        dirty = list(self.dirty.values())
+        if connection.vendor == "postgresql" and len({p.pk for p, _ in dirty}) == len(dirty):
+            # (a statement must not update one row twice: two copies of a process go one by one)
+            updates += [process_update_sql(process, fields) for process, fields in dirty]
+        else:
+            for process, fields in self.dirty.values():
+                save_process(process, fields)
         if self.tasks:
             insert_rows(self.tasks)
         if self.jobs:
@@ -116,12 +137,19 @@ class Run:
         if self.timers:
             insert_rows(self.timers)
         if self.events:
-            insert_events(self.events)
+            insert_events(self.events, updates)
+        elif updates:
+            with connection.cursor() as cursor:
+                for sql, params in updates:
+                    cursor.execute(sql, params)
+        for process, fields in self.dirty.values():
+            if "state" in fields:
+                process._update_initial_state()
         after, dispatch = list(self.after), list(self.dispatch)
         if after or dispatch:
             transaction.on_commit(lambda: _after_commit(after, dispatch))
         self.events, self.tasks, self.timers, self.jobs, self.new_processes = [], [], [], [], []
-        self.dirty, self.after, self.dispatch = {}, [], []
+        self.dirty, self.after, self.dispatch, self.updates = {}, [], [], []
 
 
 class PendingEvent(NamedTuple):
@@ -141,12 +169,16 @@ class PendingEvent(NamedTuple):
         return self.process if isinstance(self.process, int) else self.process.pk
 
 
-def insert_events(events: list[PendingEvent]) -> None:
+def insert_events(events: list[PendingEvent], updates: list[tuple[str, list[Any]]] | None = None) -> None:
     """Append history rows with one INSERT. On PostgreSQL the statement is written directly (the
-    ORM's per-field preparation of ~25 rows per process was the engine's largest CPU cost)."""
+    ORM's per-field preparation of ~25 rows per process was the engine's largest CPU cost), and
+    ``updates`` (single-row UPDATEs of distinct rows) run as data-modifying CTEs of it."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
+        for sql, params in updates or []:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
         ProcessEvent.objects.bulk_create(
             [
                 ProcessEvent(
@@ -163,7 +195,8 @@ def insert_events(events: list[PendingEvent]) -> None:
             ]
         )
         return
-    params: list[Any] = []
+    updates = updates or []
+    params: list[Any] = [value for _, update_params in updates for value in update_params]
     for e in events:
         params.extend(
             (
@@ -178,13 +211,27 @@ def insert_events(events: list[PendingEvent]) -> None:
             )
         )
     row = "(%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+    ctes = ", ".join(f"u{i} AS ({update})" for i, (update, _) in enumerate(updates))
     sql = (
-        f'INSERT INTO "{ProcessEvent._meta.db_table}" '  # noqa: S608 (table name from model meta)
+        (f"WITH {ctes} " if ctes else "") + f'INSERT INTO "{ProcessEvent._meta.db_table}" '  # noqa: S608 (table name from model meta)
         '("process_id", "kind", "step_id", "task_id", "actor_id", "at", "duration_ms", "data") VALUES '
         + ", ".join([row] * len(events))
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def update_sql(model: type, pk: int, values: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The SQL and parameters of an UPDATE of one row's fields by primary key."""
+    from django.db import connection
+
+    assignments, params = [], []
+    for name, value in values.items():
+        field = model._meta.get_field(name)
+        assignments.append(f'"{field.column}" = %s')
+        params.append(field.get_db_prep_save(value, connection))
+    params.append(pk)
+    return f'UPDATE "{model._meta.db_table}" SET {", ".join(assignments)} WHERE "id" = %s', params  # noqa: S608
 
 
 def update_row(model: type, pk: int, values: dict[str, Any], *, where: str = "", where_params: tuple = ()) -> int:
@@ -194,13 +241,7 @@ def update_row(model: type, pk: int, values: dict[str, Any], *, where: str = "",
 
     if connection.vendor != "postgresql" and not where:
         return model.objects.filter(pk=pk).update(**values)
-    assignments, params = [], []
-    for name, value in values.items():
-        field = model._meta.get_field(name)
-        assignments.append(f'"{field.column}" = %s')
-        params.append(field.get_db_prep_save(value, connection))
-    sql = f'UPDATE "{model._meta.db_table}" SET {", ".join(assignments)} WHERE "id" = %s'  # noqa: S608
-    params.append(pk)
+    sql, params = update_sql(model, pk, values)
     if where:
         sql += f" AND ({where})"
         params.extend(where_params)
@@ -397,27 +438,27 @@ def load_task(task_id: int) -> Task | None:
     return task
 
 
+def process_update_sql(process: Process, fields: set[str]) -> tuple[str, list[Any]]:
+    """The UPDATE of a locked process's changed fields (and ``updated_at``)."""
+    process.updated_at = timezone.now()
+    names = sorted(fields | {"updated_at"})
+    return update_sql(
+        Process, process.pk, {name: getattr(process, Process._meta.get_field(name).attname) for name in names}
+    )
+
+
 def save_process(process: Process, fields: set[str]) -> None:
     """Write the changed fields of a locked process with one UPDATE."""
     from django.db import connection
 
-    process.updated_at = timezone.now()
-    names = sorted(fields | {"updated_at"})
     if connection.vendor != "postgresql":
-        process.save(update_fields=names)
+        process.updated_at = timezone.now()
+        process.save(update_fields=sorted(fields | {"updated_at"}))
         return
-    assignments, params = [], []
-    for name in names:
-        field = Process._meta.get_field(name)
-        assignments.append(f'"{field.column}" = %s')
-        params.append(field.get_db_prep_save(getattr(process, field.attname), connection))
-    params.append(process.pk)
+    sql, params = process_update_sql(process, fields)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f'UPDATE "{Process._meta.db_table}" SET {", ".join(assignments)} WHERE "id" = %s',  # noqa: S608
-            params,
-        )
-    if "state" in names:
+        cursor.execute(sql, params)
+    if "state" in fields:
         process._update_initial_state()
 
 
@@ -821,7 +862,7 @@ def execute_job(job_id: int) -> str:
         step = graph.step(job.step_id)
         attempt_data: dict[str, Any] = {"task": job.task_name, "attempt": job.attempts, "ok": error is None}
         if error is None:
-            update_row(
+            run.update(
                 SystemJob,
                 job_id,
                 {
