@@ -409,6 +409,31 @@ def lock_process(process_id: int) -> Process:
     return _from_row(Process, _PROCESS_FIELDS, list(row), connection)
 
 
+def lock_process_and_update(process_id: int, update: tuple[str, list[Any]], *, version_id: int) -> tuple[Process, bool]:
+    """Lock a process (as :func:`lock_process`) and, only if it is running on ``version_id``, run
+    ``update`` (a one-row UPDATE ending in its WHERE clause), in one statement on PostgreSQL. The
+    process row is locked first, as everywhere else. Returns the process and whether the UPDATE
+    changed its row."""
+    from django.db import connection
+
+    global _PROCESS_FIELDS
+    if _PROCESS_FIELDS is None:
+        _PROCESS_FIELDS = list(Process._meta.concrete_fields)
+    sql, params = update
+    columns = ", ".join(f'"{f.column}"' for f in _PROCESS_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'WITH p AS (SELECT {columns} FROM "{Process._meta.db_table}" WHERE "id" = %s FOR UPDATE), '  # noqa: S608 (names from model meta)
+            f'u AS ({sql} AND EXISTS (SELECT 1 FROM p WHERE p."state" = %s AND p."version_id" = %s) RETURNING 1) '
+            f"SELECT p.*, (SELECT count(*) FROM u) FROM p",
+            [process_id, *params, Process.State.RUNNING, version_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Process.DoesNotExist(f"process #{process_id} does not exist")
+    return _from_row(Process, _PROCESS_FIELDS, list(row[:-1]), connection), bool(row[-1])
+
+
 _TASK_FIELDS = None
 
 

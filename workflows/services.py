@@ -30,11 +30,12 @@ from workflows.engine import (
     leave_step,
     load_task,
     lock_process,
+    lock_process_and_update,
     new_process,
     published_version,
     set_variables,
     signal_after_commit,
-    update_row,
+    update_sql,
 )
 from workflows.errors import (
     InvalidInputs,
@@ -517,33 +518,27 @@ def task_complete(
     _check_can_work(user, task)
     graph = graph_for_version(task.process.version_id) if "process" in task._state.fields_cache else None
     with transaction.atomic():
-        process = lock_process(task.process_id)
-        if graph is None or graph.version_id != process.version_id:
-            graph = graph_for_version(process.version_id)
-        step = graph.step(task.step_id)
-        if outcome not in step["outcomes"]:
-            raise InvalidOutcome(
-                f"'{outcome}' is not an outcome of '{task.name}' (choose {', '.join(step['outcomes'])})."
-            )
-        cleaned = clean_inputs(step, {**(task.inputs or {}), **(inputs or {})})
-        _running(process)
         now = timezone.now()
-        # open/claimed → completed, only if nobody else holds the task (one conditional UPDATE).
-        updated = update_row(
-            Task,
-            task.pk,
-            {
-                "state": Task.State.COMPLETED,
-                "assignee": user.pk,
-                "completed_by": user.pk,
-                "completed_at": now,
-                "outcome": outcome,
-                "inputs": cleaned,
-                "comment": comment,
-            },
-            where='"state" IN (%s, %s) AND ("assignee_id" IS NULL OR "assignee_id" = %s)',
-            where_params=(Task.State.OPEN, Task.State.CLAIMED, user.pk),
-        )
+        process, updated = None, False
+        if graph is not None and connection.vendor == "postgresql":
+            # The usual case: the process's version is known, so outcome and inputs are checked
+            # first and one statement locks the process and completes the task.
+            step, cleaned = _completion(task, graph, outcome, inputs)
+            process, updated = lock_process_and_update(
+                task.process_id,
+                _completion_update(task, user, now, outcome, cleaned, comment),
+                version_id=graph.version_id,
+            )
+        if process is None or process.version_id != graph.version_id:
+            process = process or lock_process(task.process_id)
+            graph = graph_for_version(process.version_id)
+            step, cleaned = _completion(task, graph, outcome, inputs)
+            _running(process)
+            sql, params = _completion_update(task, user, now, outcome, cleaned, comment)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                updated = cursor.rowcount > 0
+        _running(process)
         if not updated:
             raise _not_available(task, "completed")
         task.__dict__["state"] = Task.State.COMPLETED
@@ -560,6 +555,37 @@ def task_complete(
         run.signal(signals.task_completed, Task, task=task)
         run.flush()
     return task
+
+
+def _completion(task: Task, graph: Any, outcome: str, inputs: dict[str, Any] | None) -> tuple[dict, dict]:
+    """The task's step in ``graph`` and the cleaned inputs; InvalidOutcome / InvalidInputs."""
+    step = graph.step(task.step_id)
+    if outcome not in step["outcomes"]:
+        raise InvalidOutcome(f"'{outcome}' is not an outcome of '{task.name}' (choose {', '.join(step['outcomes'])}).")
+    return step, clean_inputs(step, {**(task.inputs or {}), **(inputs or {})})
+
+
+def _completion_update(
+    task: Task, user: Any, now: Any, outcome: str, cleaned: dict[str, Any], comment: str
+) -> tuple[str, list[Any]]:
+    """open/claimed → completed, only if nobody else holds the task (one conditional UPDATE)."""
+    sql, params = update_sql(
+        Task,
+        task.pk,
+        {
+            "state": Task.State.COMPLETED,
+            "assignee": user.pk,
+            "completed_by": user.pk,
+            "completed_at": now,
+            "outcome": outcome,
+            "inputs": cleaned,
+            "comment": comment,
+        },
+    )
+    return (
+        sql + ' AND "state" IN (%s, %s) AND ("assignee_id" IS NULL OR "assignee_id" = %s)',
+        [*params, Task.State.OPEN, Task.State.CLAIMED, user.pk],
+    )
 
 
 def process_history(process: Process) -> list[ProcessEvent]:
