@@ -197,28 +197,42 @@ def insert_events(events: list[PendingEvent], updates: list[tuple[str, list[Any]
         return
     updates = updates or []
     params: list[Any] = [value for _, update_params in updates for value in update_params]
-    for e in events:
-        params.extend(
-            (
-                e.process_id,
-                e.kind,
-                e.step_id,
-                e.task.pk if e.task is not None else None,
-                e.actor_id,
-                e.at,
-                e.duration_ms,
-                json.dumps(e.data, cls=DjangoJSONEncoder),
-            )
+    # One array per column, whatever the number of rows: the statement's text stays the same, so
+    # psycopg converts it once and PostgreSQL runs one prepared plan.
+    params.extend(
+        (
+            [e.process_id for e in events],
+            [e.kind for e in events],
+            [e.step_id for e in events],
+            [e.task.pk if e.task is not None else None for e in events],
+            [e.actor_id for e in events],
+            [e.at for e in events],
+            [e.duration_ms for e in events],
+            [json.dumps(e.data, cls=DjangoJSONEncoder) for e in events],
         )
-    row = "(%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+    )
     ctes = ", ".join(f"u{i} AS ({update})" for i, (update, _) in enumerate(updates))
     sql = (
         (f"WITH {ctes} " if ctes else "") + f'INSERT INTO "{ProcessEvent._meta.db_table}" '  # noqa: S608 (table name from model meta)
-        '("process_id", "kind", "step_id", "task_id", "actor_id", "at", "duration_ms", "data") VALUES '
-        + ", ".join([row] * len(events))
+        '("process_id", "kind", "step_id", "task_id", "actor_id", "at", "duration_ms", "data") '
+        f"SELECT * FROM unnest({_event_arrays(connection)})"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+_EVENT_ARRAYS = ""
+
+
+def _event_arrays(connection: Any) -> str:
+    """``%s::<type>[]`` for each inserted column of the history table, from the model's fields."""
+    global _EVENT_ARRAYS
+    if not _EVENT_ARRAYS:
+        names = ("process", "kind", "step_id", "task", "actor", "at", "duration_ms", "data")
+        fields = [ProcessEvent._meta.get_field(name) for name in names]
+        types = [f.rel_db_type(connection) if f.is_relation else f.db_type(connection) for f in fields]
+        _EVENT_ARRAYS = ", ".join(f"%s::{t.split('(')[0]}[]" for t in types)
+    return _EVENT_ARRAYS
 
 
 def update_sql(model: type, pk: int, values: dict[str, Any]) -> tuple[str, list[Any]]:
