@@ -225,13 +225,14 @@ _EVENT_ARRAYS = ""
 
 
 def _event_arrays(connection: Any) -> str:
-    """``%s::<type>[]`` for each inserted column of the history table, from the model's fields."""
+    """``%b::<type>[]`` for each inserted column of the history table, from the model's fields."""
     global _EVENT_ARRAYS
     if not _EVENT_ARRAYS:
         names = ("process", "kind", "step_id", "task", "actor", "at", "duration_ms", "data")
         fields = [ProcessEvent._meta.get_field(name) for name in names]
         types = [f.rel_db_type(connection) if f.is_relation else f.db_type(connection) for f in fields]
-        _EVENT_ARRAYS = ", ".join(f"%s::{t.split('(')[0]}[]" for t in types)
+        # %b: psycopg sends the arrays in binary (no per-element quoting in Python)
+        _EVENT_ARRAYS = ", ".join(f"%b::{t.split('(')[0]}[]" for t in types)
     return _EVENT_ARRAYS
 
 
