@@ -7,6 +7,7 @@ every row a transaction writes (events, tasks, timers, jobs) and writes each kin
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -400,28 +401,22 @@ def new_process(
     return process
 
 
-_PROCESS_FIELDS = None
-
-
 def lock_process(process_id: int) -> Process:
     """Load a process with a row lock (SELECT … FOR UPDATE) for the rest of the transaction."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
         return Process.objects.select_for_update().get(pk=process_id)
-    global _PROCESS_FIELDS
-    if _PROCESS_FIELDS is None:
-        _PROCESS_FIELDS = list(Process._meta.concrete_fields)
-    columns = ", ".join(f'"{f.column}"' for f in _PROCESS_FIELDS)
+    processes = rows_of(Process)
     with connection.cursor() as cursor:
         cursor.execute(
-            f'SELECT {columns} FROM "{Process._meta.db_table}" WHERE "id" = %s FOR UPDATE',  # noqa: S608
+            f'SELECT {processes.columns()} FROM "{Process._meta.db_table}" WHERE "id" = %s FOR UPDATE',  # noqa: S608
             [process_id],
         )
         row = cursor.fetchone()
     if row is None:
         raise Process.DoesNotExist(f"process #{process_id} does not exist")
-    return _from_row(Process, _PROCESS_FIELDS, list(row), connection)
+    return processes.build(row, connection)
 
 
 def lock_process_and_update(process_id: int, update: tuple[str, list[Any]], *, version_id: int) -> tuple[Process, bool]:
@@ -431,14 +426,11 @@ def lock_process_and_update(process_id: int, update: tuple[str, list[Any]], *, v
     changed its row."""
     from django.db import connection
 
-    global _PROCESS_FIELDS
-    if _PROCESS_FIELDS is None:
-        _PROCESS_FIELDS = list(Process._meta.concrete_fields)
+    processes = rows_of(Process)
     sql, params = update
-    columns = ", ".join(f'"{f.column}"' for f in _PROCESS_FIELDS)
     with connection.cursor() as cursor:
         cursor.execute(
-            f'WITH p AS (SELECT {columns} FROM "{Process._meta.db_table}" WHERE "id" = %s FOR UPDATE), '  # noqa: S608 (names from model meta)
+            f'WITH p AS (SELECT {processes.columns()} FROM "{Process._meta.db_table}" WHERE "id" = %s FOR UPDATE), '  # noqa: S608 (names from model meta)
             f'u AS ({sql} AND EXISTS (SELECT 1 FROM p WHERE p."state" = %s AND p."version_id" = %s) RETURNING 1) '
             f"SELECT p.*, (SELECT count(*) FROM u) FROM p",
             [process_id, *params, Process.State.RUNNING, version_id],
@@ -446,10 +438,7 @@ def lock_process_and_update(process_id: int, update: tuple[str, list[Any]], *, v
         row = cursor.fetchone()
     if row is None:
         raise Process.DoesNotExist(f"process #{process_id} does not exist")
-    return _from_row(Process, _PROCESS_FIELDS, list(row[:-1]), connection), bool(row[-1])
-
-
-_TASK_FIELDS = None
+    return processes.build(row[:-1], connection), bool(row[-1])
 
 
 def load_task(task_id: int) -> Task | None:
@@ -460,20 +449,17 @@ def load_task(task_id: int) -> Task | None:
 
     if connection.vendor != "postgresql":
         return Task.objects.filter(pk=task_id).select_related("process").first()
-    global _TASK_FIELDS
-    if _TASK_FIELDS is None:
-        _TASK_FIELDS = list(Task._meta.concrete_fields)
-    columns = ", ".join(f't."{f.column}"' for f in _TASK_FIELDS)
+    tasks = rows_of(Task)
     with connection.cursor() as cursor:
         cursor.execute(
-            f'SELECT {columns}, p."version_id", p."state" FROM "{Task._meta.db_table}" t '  # noqa: S608 (names from model meta)
+            f'SELECT {tasks.columns("t")}, p."version_id", p."state" FROM "{Task._meta.db_table}" t '  # noqa: S608 (names from model meta)
             f'JOIN "{Process._meta.db_table}" p ON p."id" = t."process_id" WHERE t."id" = %s',
             [task_id],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    task = _from_row(Task, _TASK_FIELDS, list(row[:-2]), connection)
+    task = tasks.build(row[:-2], connection)
     task.process = Process.from_db(connection.alias, ["id", "version_id", "state"], [task.process_id, *row[-2:]])
     return task
 
@@ -804,13 +790,33 @@ def send_after(run: Run, signal: Signal, sender: type, **kwargs: Any) -> None:
 
 
 # -- system steps ------------------------------------------------------------------------------
-def _from_row(model: type, fields: list, values: list, db_connection: Any) -> Any:
-    converted = []
-    for field, value in zip(fields, values, strict=True):
-        if value is not None and hasattr(field, "from_db_value"):
-            value = field.from_db_value(value, None, db_connection)
-        converted.append(value)
-    return model.from_db(db_connection.alias, [f.attname for f in fields], converted)
+class RowReader:
+    """A model's concrete fields, their column list and value converters, worked out once: builds
+    instances from rows of hand-written SELECTs the way a queryset does."""
+
+    def __init__(self, model: type) -> None:
+        self.model = model
+        self.fields = list(model._meta.concrete_fields)
+        self.attnames = [f.attname for f in self.fields]
+        self.converters = [(i, f.from_db_value) for i, f in enumerate(self.fields) if hasattr(f, "from_db_value")]
+        self.width = len(self.fields)
+
+    @functools.cache  # noqa: B019 (one reader per model, for the life of the process)
+    def columns(self, alias: str = "") -> str:
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(f'{prefix}"{f.column}"' for f in self.fields)
+
+    def build(self, values: Any, db_connection: Any) -> Any:
+        values = list(values)
+        for i, convert in self.converters:
+            if values[i] is not None:
+                values[i] = convert(values[i], None, db_connection)
+        return self.model.from_db(db_connection.alias, self.attnames, values)
+
+
+@functools.cache
+def rows_of(model: type) -> RowReader:
+    return RowReader(model)
 
 
 def take_job(job_id: int, now: datetime) -> SystemJob | None:
@@ -826,9 +832,8 @@ def take_job(job_id: int, now: datetime) -> SystemJob | None:
             state=SystemJob.State.RUNNING, attempts=F("attempts") + 1, started_at=now
         )
         return SystemJob.objects.select_related("process").get(pk=job_id) if taken else None
-    job_fields = list(SystemJob._meta.concrete_fields)
-    process_fields = list(Process._meta.concrete_fields)
-    columns = ", ".join([f'j."{f.column}"' for f in job_fields] + [f'p."{f.column}"' for f in process_fields])
+    jobs, processes = rows_of(SystemJob), rows_of(Process)
+    columns = f"{jobs.columns('j')}, {processes.columns('p')}"
     job_table, process_table = SystemJob._meta.db_table, Process._meta.db_table
     sql = (
         f'WITH j AS (UPDATE "{job_table}" SET "state" = %s, "attempts" = "attempts" + 1, "started_at" = %s '  # noqa: S608 (table names from model meta)
@@ -840,8 +845,8 @@ def take_job(job_id: int, now: datetime) -> SystemJob | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    job = _from_row(SystemJob, job_fields, list(row[: len(job_fields)]), connection)
-    job.process = _from_row(Process, process_fields, list(row[len(job_fields) :]), connection)
+    job = jobs.build(row[: jobs.width], connection)
+    job.process = processes.build(row[jobs.width :], connection)
     return job
 
 

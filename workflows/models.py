@@ -15,9 +15,24 @@ from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
-from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import ConcurrentTransitionMixin as _ConcurrentTransitionMixin
+from django_fsm import FSMField, transition
 
 from workflows.errors import VersionImmutable
+
+
+class ConcurrentTransitionMixin(_ConcurrentTransitionMixin):
+    """django-fsm's guard against concurrent transitions, with the model's state fields found once
+    per class instead of by scanning every field on every instance (the engine builds many)."""
+
+    @property
+    def state_fields(self):  # type: ignore[no-untyped-def]
+        cls = type(self)
+        fields = cls.__dict__.get("_fsm_state_fields")
+        if fields is None:
+            fields = tuple(super().state_fields)
+            cls._fsm_state_fields = fields
+        return fields
 
 
 class WorkflowDefinition(models.Model):
