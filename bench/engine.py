@@ -3,8 +3,8 @@
 N processes of the season-contract shape — start → user task "review application" (1 in 10
 rejected → end) → decision → system task "activate credential" → user task "confirm payment
 setup" → end — driven end to end with one transaction per user action exactly as the views do it
-(the view loads the task by id with services.task_load, then calls task_claim; again for
-task_complete), system steps
+(the claim view calls services.task_claim_by_id; the complete view loads the task with
+services.task_load, then calls task_complete), system steps
 executed by the very code the Celery worker runs (workflows.engine.execute_job, handed the job id
 the broker message would carry), full history on.
 
@@ -118,9 +118,8 @@ def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[
 
     def user_task(outcome: str, inputs: dict | None = None) -> None:
         task_id = created.pop()
-        task = services.task_load(task_id)  # the claim view loads the task
-        services.task_claim(task=task, user=user)
-        task = services.task_load(task_id)  # the complete view loads it again
+        services.task_claim_by_id(task_id=task_id, user=user)  # the claim view (checks the right in SQL)
+        task = services.task_load(task_id)  # the complete view loads the task
         services.task_complete(task=task, user=user, outcome=outcome, inputs=inputs)
 
     tasks_done = 0

@@ -32,7 +32,14 @@ from workflows.basket_services import (
 )
 from workflows.errors import InvalidInputs, TaskPermissionDenied, WorkflowError
 from workflows.models import Absence, Task
-from workflows.services import can_work_on, process_history, task_claim, task_complete, task_load, task_release
+from workflows.services import (
+    can_work_on,
+    process_history,
+    task_claim_by_id,
+    task_complete,
+    task_load,
+    task_release,
+)
 
 PAGE_SIZE = 25
 
@@ -175,9 +182,10 @@ def _render_task(
 @role_required()
 @require_POST
 def task_claim_view(request: HttpRequest, pk: int) -> HttpResponse:
-    task = _task_for_action(request, pk)
     try:
-        task_claim(task=task, user=request.user)
+        task = task_claim_by_id(task_id=pk, user=request.user)  # checks the right in the same statement
+    except Task.DoesNotExist as exc:
+        raise Http404("No task with this number.") from exc
     except TaskPermissionDenied as exc:
         raise PermissionDenied(str(exc)) from exc
     except WorkflowError as exc:

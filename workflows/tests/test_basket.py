@@ -437,3 +437,53 @@ def test_email_preferences_are_respected(client, login, world, django_capture_on
         client.post(task_url(world["task_a"], "reassign"), {"to_user": world["agent_a2"].pk})
     assert Notification.objects.filter(user=world["agent_a2"]).count() == 1
     assert mail.outbox == []
+
+
+def test_the_claim_statements_right_check_agrees_with_can_work_on(world):
+    """task_claim_by_id checks the right in SQL (work_condition); it must say what can_work_on says
+    for every person and task: scoped and unscoped tasks, every role, inactive users."""
+    from workflows.services import can_work_on, work_condition
+
+    unscoped = start_review(world["a"])
+    Task.objects.filter(pk=unscoped.pk).update(scope_carpark_id=None)
+    finance_task = start_review(world["b"])
+    Task.objects.filter(pk=finance_task.pk).update(role=roles.FINANCE)
+    tasks = list(Task.objects.filter(pk__in=[world["task_a"].pk, world["task_b"].pk, unscoped.pk, finance_task.pk]))
+    inactive = person("gone", roles.AGENT, carparks=[world["a"]])
+    inactive.is_active = False
+    inactive.save()
+    people = [world[name] for name in ("agent_a", "agent_b", "finance", "supervisor", "admin")] + [
+        person("wfadmin", roles.WORKFLOW_ADMIN),
+        person("wfagent", roles.WORKFLOW_ADMIN, roles.AGENT),
+        inactive,
+    ]
+    checked = 0
+    for user in people:
+        condition, params = work_condition(user)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'SELECT "id" FROM "workflows_task" WHERE "id" = ANY(%s) AND {condition}',  # noqa: S608
+                [[t.pk for t in tasks], *params],
+            )
+            in_sql = {row[0] for row in cursor.fetchall()}
+        in_python = {t.pk for t in tasks if can_work_on(user, t)}
+        assert in_sql == in_python, user.username
+        checked += len(in_python)
+    assert checked > 5  # the matrix is not empty
+
+
+def test_claiming_by_id_says_why_it_could_not(client, login, world):
+    from workflows.errors import TaskNotAvailable, TaskPermissionDenied
+    from workflows.services import task_claim_by_id
+
+    task = task_claim_by_id(task_id=world["task_a"].pk, user=world["agent_a"])
+    assert task.state == Task.State.CLAIMED and task.assignee_id == world["agent_a"].pk
+    assert task.process.version_id == Process.objects.get(pk=task.process_id).version_id
+    with pytest.raises(TaskNotAvailable, match="already claimed by Agent_A"):
+        task_claim_by_id(task_id=world["task_a"].pk, user=world["agent_a2"])
+    with pytest.raises(TaskPermissionDenied):
+        task_claim_by_id(task_id=world["task_b"].pk, user=world["agent_a"])
+    with pytest.raises(Task.DoesNotExist):
+        task_claim_by_id(task_id=10**9, user=world["agent_a"])
+    login(client, world["agent_a"])
+    assert client.post(reverse("workflows:task-claim", args=[10**9])).status_code == 404
