@@ -360,12 +360,24 @@ class ProcessEvent(models.Model):
         SUBPROCESS_STARTED = "subprocess_started", "Sub-process started"
 
     # Indexed by wf_event_process_at (process, at) and mon_event_kind_at (kind, at).
-    process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="events", db_index=False)
+    # No foreign-key constraints in the database on this append-only table (as in other engines'
+    # history tables): only the engine writes it, always about rows of the same transaction, and
+    # the constraints' checks were ~50 extra queries per process. Deletes still cascade (Django).
+    process = models.ForeignKey(
+        Process, on_delete=models.CASCADE, related_name="events", db_index=False, db_constraint=False
+    )
     kind = models.CharField(max_length=40, choices=Kind.choices)
     step_id = models.CharField(max_length=100, blank=True)
-    task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_constraint=False
+    )
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     at = models.DateTimeField(default=timezone.now, db_index=True)
     duration_ms = models.BigIntegerField(null=True, blank=True, help_text="For step_left, task_completed, attempts.")
