@@ -371,13 +371,14 @@ class ProcessEvent(models.Model):
     task = models.ForeignKey(
         Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="events", db_constraint=False
     )
-    actor = models.ForeignKey(
+    actor = models.ForeignKey(  # not indexed: nothing looks events up by actor
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
         db_constraint=False,
+        db_index=False,
     )
     at = models.DateTimeField(default=timezone.now, db_index=True)
     duration_ms = models.BigIntegerField(null=True, blank=True, help_text="For step_left, task_completed, attempts.")
