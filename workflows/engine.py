@@ -17,7 +17,10 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+
+# Hot paths take the connection once (connections[DEFAULT_DB_ALIAS]) instead of using the
+# django.db.connection proxy, which looks it up again on every attribute access.
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
@@ -106,7 +109,7 @@ class Run:
     def update(self, model: type, pk: int, values: dict[str, Any]) -> None:
         """UPDATE one row by primary key when the run is flushed (on PostgreSQL in the same
         statement as the history rows)."""
-        from django.db import connection
+        connection = connections[DEFAULT_DB_ALIAS]
 
         if connection.vendor != "postgresql":
             model.objects.filter(pk=pk).update(**values)
@@ -117,7 +120,7 @@ class Run:
     def flush(self) -> None:
         """Write everything collected. On PostgreSQL the row UPDATEs (processes, a job) run as
         data-modifying CTEs of the single history INSERT: one statement and round trip fewer each."""
-        from django.db import connection
+        connection = connections[DEFAULT_DB_ALIAS]
 
         for process in self.new_processes:  # one by one: a sub-process refers to its parent
             insert_rows([process])
@@ -174,7 +177,7 @@ def insert_events(events: list[PendingEvent], updates: list[tuple[str, list[Any]
     """Append history rows with one INSERT. On PostgreSQL the statement is written directly (the
     ORM's per-field preparation of ~25 rows per process was the engine's largest CPU cost), and
     ``updates`` (single-row UPDATEs of distinct rows) run as data-modifying CTEs of it."""
-    from django.db import connection
+    connection = connections[DEFAULT_DB_ALIAS]
 
     if connection.vendor != "postgresql":
         for sql, params in updates or []:
@@ -239,7 +242,7 @@ def _event_arrays(connection: Any) -> str:
 
 def update_sql(model: type, pk: int, values: dict[str, Any]) -> tuple[str, list[Any]]:
     """The SQL and parameters of an UPDATE of one row's fields by primary key."""
-    from django.db import connection
+    connection = connections[DEFAULT_DB_ALIAS]
 
     assignments, params = [], []
     for name, value in values.items():
@@ -253,7 +256,7 @@ def update_sql(model: type, pk: int, values: dict[str, Any]) -> tuple[str, list[
 def update_row(model: type, pk: int, values: dict[str, Any], *, where: str = "", where_params: tuple = ()) -> int:
     """UPDATE one row's fields by primary key (plus an optional raw condition); returns the row count.
     Written directly on PostgreSQL, through the ORM elsewhere."""
-    from django.db import connection
+    connection = connections[DEFAULT_DB_ALIAS]
 
     if connection.vendor != "postgresql" and not where:
         return model.objects.filter(pk=pk).update(**values)
@@ -272,7 +275,7 @@ _INSERT_FIELDS: dict[type, list[Any]] = {}
 def insert_rows(objs: list[Any]) -> None:
     """INSERT new rows of one model in one statement and set their primary keys (like bulk_create,
     without the ORM's per-object machinery on PostgreSQL)."""
-    from django.db import connection
+    connection = connections[DEFAULT_DB_ALIAS]
 
     model = type(objs[0])
     if connection.vendor != "postgresql":
@@ -340,7 +343,7 @@ def dispatch_jobs(jobs: list[SystemJob]) -> None:
 # -- process helpers ---------------------------------------------------------------------------
 def published_version(key: str) -> WorkflowVersion:
     """The latest published version of ``key`` (only its id, definition, number and state loaded)."""
-    from django.db import connection
+    connection = connections[DEFAULT_DB_ALIAS]
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -403,7 +406,7 @@ def new_process(
 
 def lock_process(process_id: int) -> Process:
     """Load a process with a row lock (SELECT … FOR UPDATE) for the rest of the transaction."""
-    from django.db import connection
+    connection = connections[DEFAULT_DB_ALIAS]
 
     if connection.vendor != "postgresql":
         return Process.objects.select_for_update().get(pk=process_id)
@@ -424,7 +427,7 @@ def lock_process_and_update(process_id: int, update: tuple[str, list[Any]], *, v
     ``update`` (a one-row UPDATE ending in its WHERE clause), in one statement on PostgreSQL. The
     process row is locked first, as everywhere else. Returns the process and whether the UPDATE
     changed its row."""
-    from django.db import connection
+    connection = connections[DEFAULT_DB_ALIAS]
 
     processes = rows_of(Process)
     sql, params = update
@@ -445,7 +448,7 @@ def load_task(task_id: int) -> Task | None:
     """A task for an action (claim, complete): all its fields and its process's id, version and
     state, in one statement. ``task.process`` holds only those three; pages that show the process
     load the task with ``select_related`` instead."""
-    from django.db import connection
+    connection = connections[DEFAULT_DB_ALIAS]
 
     if connection.vendor != "postgresql":
         return Task.objects.filter(pk=task_id).select_related("process").first()
@@ -475,7 +478,7 @@ def process_update_sql(process: Process, fields: set[str]) -> tuple[str, list[An
 
 def save_process(process: Process, fields: set[str]) -> None:
     """Write the changed fields of a locked process with one UPDATE."""
-    from django.db import connection
+    connection = connections[DEFAULT_DB_ALIAS]
 
     if connection.vendor != "postgresql":
         process.updated_at = timezone.now()
@@ -825,7 +828,7 @@ def take_job(job_id: int, now: datetime) -> SystemJob | None:
     One conditional UPDATE decides who runs the job; on PostgreSQL it also returns the job and
     its process in the same statement.
     """
-    from django.db import connection
+    connection = connections[DEFAULT_DB_ALIAS]
 
     if connection.vendor != "postgresql":
         taken = SystemJob.objects.filter(pk=job_id, state=SystemJob.State.QUEUED, run_after__lte=now).update(

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -422,6 +422,7 @@ def task_claim_by_id(*, task_id: int, user: Any) -> Task:
     """Claim task ``task_id`` (what the claim view does): on PostgreSQL one statement checks the
     user's right (:func:`work_condition`), claims, writes the history row and returns the task.
     Raises Task.DoesNotExist, TaskPermissionDenied or TaskNotAvailable."""
+    connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "postgresql":
         task = load_task(task_id)
         if task is None:
@@ -574,6 +575,7 @@ def task_complete(
     *, task: Task, user: Any, outcome: str, inputs: dict[str, Any] | None = None, comment: str = ""
 ) -> Task:
     """Complete an open or claimed task with one of its outcomes; the process moves on at once."""
+    connection = connections[DEFAULT_DB_ALIAS]
     _check_can_work(user, task)
     graph = graph_for_version(task.process.version_id) if "process" in task._state.fields_cache else None
     with transaction.atomic():
