@@ -283,8 +283,8 @@ confirm payment setup (user) → end. Every user action is what its view does: a
 | reference loop (2 M additions in Python) before → after | {loop_before} → {loop_after} ms | |
 
 The load average shows how busy the 2 cores were with other work during the run, and the reference
-loop how fast the cores were: this shared machine's speed varies by up to 2× from hour to hour
-(on the day of this run the same loop took from 180 ms to 350 ms), and processes/s follows it.
+loop how fast the cores were: this shared machine's speed changes by up to 2× within minutes
+(compare the loop before and after a run), and processes/s follows it.
 SQL statements and rows per process do not depend on either.
 """,
         )
