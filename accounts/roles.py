@@ -142,13 +142,15 @@ def responsible_carpark_ids(user: Any) -> set[int] | None:
         return None
     cached = getattr(user, "_portal_carparks", None)
     if cached is None:
-        from guardian.shortcuts import get_objects_for_user
+        # The object permissions held directly and through groups, read in one small query
+        # (guardian's get_objects_for_user builds a far larger one; this runs on every page).
+        from guardian.models import GroupObjectPermission, UserObjectPermission
 
-        cached = set(
-            get_objects_for_user(
-                user, RESPONSIBLE_PERMISSION, with_superuser=False, accept_global_perms=False
-            ).values_list("pk", flat=True)
-        )
+        app_label, codename = RESPONSIBLE_PERMISSION.split(".")
+        held = {"permission__codename": codename, "permission__content_type__app_label": app_label}
+        direct = UserObjectPermission.objects.filter(user=user, **held).values_list("object_pk", flat=True)
+        via_groups = GroupObjectPermission.objects.filter(group__user=user, **held).values_list("object_pk", flat=True)
+        cached = {int(pk) for pk in direct.union(via_groups)}
         user._portal_carparks = cached
     return cached
 

@@ -28,3 +28,20 @@ def test_the_migration_table_equals_the_roles_table():
 
     migration = import_module("accounts.migrations.0002_create_role_groups")
     assert migration.ROLE_PERMISSIONS == roles.ROLE_PERMISSIONS
+
+
+@pytest.mark.django_db
+def test_responsibility_for_car_parks_comes_from_the_user_and_their_groups(make_user):
+    from guardian.shortcuts import assign_perm
+
+    from carparks.tests.factories import CarParkFactory
+
+    mine, team, other = CarParkFactory(), CarParkFactory(), CarParkFactory()
+    user = make_user("ana", roles.AGENT, carparks=[mine])
+    team_group = Group.objects.create(name="Night shift")
+    assign_perm(roles.RESPONSIBLE_PERMISSION, team_group, team)
+    user.groups.add(team_group)
+    assign_perm(roles.RESPONSIBLE_PERMISSION, make_user("ben", roles.AGENT), other)
+    assign_perm("carparks.view_carpark", user, other)  # another permission on a car park counts not
+    assert roles.responsible_carpark_ids(user) == {mine.pk, team.pk}
+    assert roles.responsible_carpark_ids(make_user("root", is_superuser=True)) is None
