@@ -253,22 +253,6 @@ def update_sql(model: type, pk: int, values: dict[str, Any]) -> tuple[str, list[
     return f'UPDATE "{model._meta.db_table}" SET {", ".join(assignments)} WHERE "id" = %s', params  # noqa: S608
 
 
-def update_row(model: type, pk: int, values: dict[str, Any], *, where: str = "", where_params: tuple = ()) -> int:
-    """UPDATE one row's fields by primary key (plus an optional raw condition); returns the row count.
-    Written directly on PostgreSQL, through the ORM elsewhere."""
-    connection = connections[DEFAULT_DB_ALIAS]
-
-    if connection.vendor != "postgresql" and not where:
-        return model.objects.filter(pk=pk).update(**values)
-    sql, params = update_sql(model, pk, values)
-    if where:
-        sql += f" AND ({where})"
-        params.extend(where_params)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
-
-
 _INSERT_FIELDS: dict[type, list[Any]] = {}
 
 
@@ -462,7 +446,13 @@ def load_task(task_id: int) -> Task | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    task = tasks.build(row[:-2], connection)
+    return task_with_process(row, connection)
+
+
+def task_with_process(row: Any, connection: Any) -> Task:
+    """A task from a row of its columns (in :func:`rows_of` order) followed by its process's
+    ``version_id`` and ``state``; ``task.process`` holds only those (and the id)."""
+    task = rows_of(Task).build(row[:-2], connection)
     task.process = Process.from_db(connection.alias, ["id", "version_id", "state"], [task.process_id, *row[-2:]])
     return task
 

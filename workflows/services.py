@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -36,6 +36,7 @@ from workflows.engine import (
     rows_of,
     set_variables,
     signal_after_commit,
+    task_with_process,
     update_sql,
 )
 from workflows.errors import (
@@ -385,31 +386,18 @@ def _not_available(task: Task, action: str) -> TaskNotAvailable:
     return TaskNotAvailable(f"Task '{current.name}' cannot be {action}: it is already {state}{who}.")
 
 
-def _claim_with_event(task: Task, user: Any, now: Any) -> bool:
-    """open → claimed by one conditional UPDATE; the history row is written by the same statement
-    on PostgreSQL (a data-modifying CTE), so a claim costs one round trip."""
-    if connection.vendor != "postgresql":
-        with transaction.atomic():
-            if not Task.objects.filter(pk=task.pk, state=Task.State.OPEN).update(
-                state=Task.State.CLAIMED, assignee=user, claimed_at=now
-            ):
-                return False
-            ProcessEvent.objects.create(
-                process_id=task.process_id, kind=Kind.TASK_CLAIMED, step_id=task.step_id, task=task, actor=user, at=now
-            )
-        return True
-    sql = (
-        f'WITH claimed AS (UPDATE "{Task._meta.db_table}" SET "state" = %s, "assignee_id" = %s, "claimed_at" = %s '  # noqa: S608 (table names from model meta)
-        f'WHERE "id" = %s AND "state" = %s RETURNING "id", "process_id", "step_id") '
-        f'INSERT INTO "{ProcessEvent._meta.db_table}" '
-        f'("process_id", "kind", "step_id", "task_id", "actor_id", "at", "duration_ms", "data") '
-        f'SELECT "process_id", %s, "step_id", "id", %s, %s, NULL, \'{{}}\'::jsonb FROM claimed RETURNING "id"'
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql, [Task.State.CLAIMED, user.pk, now, task.pk, Task.State.OPEN, Kind.TASK_CLAIMED, user.pk, now]
+def _claim_orm(task: Task, user: Any, now: Any) -> bool:
+    """open → claimed and its history row through the ORM (databases other than PostgreSQL, where
+    :func:`task_claim_by_id` does both in one statement)."""
+    with transaction.atomic():
+        if not Task.objects.filter(pk=task.pk, state=Task.State.OPEN).update(
+            state=Task.State.CLAIMED, assignee=user, claimed_at=now
+        ):
+            return False
+        ProcessEvent.objects.create(
+            process_id=task.process_id, kind=Kind.TASK_CLAIMED, step_id=task.step_id, task=task, actor=user, at=now
         )
-        return cursor.fetchone() is not None
+    return True
 
 
 def task_load(task_id: int) -> Task | None:
@@ -428,12 +416,11 @@ def task_claim_by_id(*, task_id: int, user: Any) -> Task:
         if task is None:
             raise Task.DoesNotExist(f"task #{task_id} does not exist")
         return task_claim(task=task, user=user)
-    tasks = rows_of(Task)
     condition, params = work_condition(user)
     now = timezone.now()
     sql = (
         f'WITH claimed AS (UPDATE "{Task._meta.db_table}" SET "state" = %s, "assignee_id" = %s, "claimed_at" = %s '  # noqa: S608 (names from model meta and work_condition)
-        f'WHERE "id" = %s AND "state" = %s AND {condition} RETURNING {tasks.columns()}), '
+        f'WHERE "id" = %s AND "state" = %s AND {condition} RETURNING {rows_of(Task).columns()}), '
         f'event AS (INSERT INTO "{ProcessEvent._meta.db_table}" '
         f'("process_id", "kind", "step_id", "task_id", "actor_id", "at", "duration_ms", "data") '
         f'SELECT "process_id", %s, "step_id", "id", %s, %s, NULL, \'{{}}\'::jsonb FROM claimed) '
@@ -452,20 +439,25 @@ def task_claim_by_id(*, task_id: int, user: Any) -> Task:
             raise Task.DoesNotExist(f"task #{task_id} does not exist")
         _check_can_work(user, task)
         raise _not_available(task, "claimed")
-    task = tasks.build(row[:-2], connection)
-    task.process = Process.from_db(connection.alias, ["id", "version_id", "state"], [task.process_id, *row[-2:]])
+    task = task_with_process(row, connection)
     signal_after_commit(signals.task_assigned, Task, task=task, user=user, by=user)
     return task
 
 
 def task_claim(*, task: Task, user: Any) -> Task:
+    """Claim a loaded task: on PostgreSQL the one statement of :func:`task_claim_by_id` (it needs no
+    transaction of its own; inside a caller's it joins that one, and the signal waits for its commit)."""
     _check_can_work(user, task)
-    now = timezone.now()
-    # One statement claims the task and writes its history row, so it needs no transaction of its
-    # own (inside a caller's transaction it joins that one; the signal waits for its commit).
-    if not _claim_with_event(task, user, now):
-        raise _not_available(task, "claimed")
-    signal_after_commit(signals.task_assigned, Task, task=task, user=user, by=user)
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+        try:
+            now = task_claim_by_id(task_id=task.pk, user=user).claimed_at
+        except Task.DoesNotExist as exc:
+            raise TaskNotAvailable(f"Task #{task.pk} does not exist any more.") from exc
+    else:
+        now = timezone.now()
+        if not _claim_orm(task, user, now):
+            raise _not_available(task, "claimed")
+        signal_after_commit(signals.task_assigned, Task, task=task, user=user, by=user)
     task.__dict__["state"] = Task.State.CLAIMED
     task.assignee, task.claimed_at = user, now
     return task
