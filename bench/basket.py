@@ -26,10 +26,11 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._db import bench_database  # noqa: E402
 
 AGENT = "Back-office agent"
 OTHER_ROLES = ["Finance", "Customer care", "Car-park manager", "Supervisor"]
@@ -57,13 +58,6 @@ SPEC = {
         {"id": "done", "type": "end", "result": "done"},
     ],
 }
-
-
-def _bench_url(url: str) -> tuple[str, str, str]:
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/") or "postgres"
-    bench = f"{name}_basket_bench"
-    return urlunparse(parsed._replace(path=f"/{bench}")), urlunparse(parsed._replace(path="/postgres")), bench
 
 
 def _filler(data_type: str) -> str:
@@ -304,7 +298,7 @@ def main() -> int:
     if not url.startswith(("postgres://", "postgresql://")):
         print("bench/basket.py needs DATABASE_URL to point at PostgreSQL", file=sys.stderr)
         return 2
-    bench_url, admin_url, bench_name = _bench_url(url)
+    bench_url, admin_url, bench_name = bench_database(url, "_basket_bench")
     import psycopg
 
     admin = admin_url.replace("postgres://", "postgresql://", 1)

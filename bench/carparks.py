@@ -28,16 +28,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def _bench_url(url: str) -> tuple[str, str, str]:
-    parsed = urlparse(url)
-    name = (parsed.path.lstrip("/") or "postgres") + "_bench"
-    return urlunparse(parsed._replace(path=f"/{name}")), urlunparse(parsed._replace(path="/postgres")), name
+from bench._db import bench_database  # noqa: E402
 
 
 class StatementCounter:
@@ -207,7 +202,7 @@ def main() -> int:
     if not url.startswith(("postgres://", "postgresql://")):
         print("bench/carparks.py needs DATABASE_URL to point at PostgreSQL", file=sys.stderr)
         return 2
-    bench_url, admin_url, bench_name = _bench_url(url)
+    bench_url, admin_url, bench_name = bench_database(url)
     import psycopg
 
     admin = admin_url.replace("postgres://", "postgresql://", 1)

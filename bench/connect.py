@@ -22,18 +22,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._db import bench_database  # noqa: E402
+
 TARGET_SECONDS = 10.0
-
-
-def _bench_url(url: str) -> tuple[str, str, str]:
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/") or "postgres"
-    bench = f"{name}_bench"
-    return urlunparse(parsed._replace(path=f"/{bench}")), urlunparse(parsed._replace(path="/postgres")), bench
 
 
 def _free_port() -> int:
@@ -68,7 +63,7 @@ def main() -> int:
     if not url.startswith(("postgres://", "postgresql://")):
         print("bench/connect.py needs DATABASE_URL to point at PostgreSQL", file=sys.stderr)
         return 2
-    bench_url, admin_url, bench_name = _bench_url(url)
+    bench_url, admin_url, bench_name = bench_database(url)
     import psycopg
 
     with psycopg.connect(admin_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:

@@ -24,10 +24,11 @@ import os
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._db import bench_database  # noqa: E402
 
 SPEC = {
     "key": "bench-season",
@@ -72,13 +73,6 @@ SPEC = {
         {"id": "rejected", "type": "end", "result": "rejected"},
     ],
 }
-
-
-def _bench_url(url: str) -> tuple[str, str, str]:
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/") or "postgres"
-    bench = f"{name}_bench"
-    return urlunparse(parsed._replace(path=f"/{bench}")), urlunparse(parsed._replace(path="/postgres")), bench
 
 
 def _setup_django() -> None:
@@ -177,7 +171,7 @@ def main() -> int:
     if not url.startswith(("postgres://", "postgresql://")):
         print("bench/engine.py needs DATABASE_URL to point at PostgreSQL", file=sys.stderr)
         return 2
-    bench_url, admin_url, bench_name = _bench_url(url)
+    bench_url, admin_url, bench_name = bench_database(url)
     load_before = list(os.getloadavg())
     speed_before = python_speed_ms()
     import psycopg
