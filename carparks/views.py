@@ -7,6 +7,7 @@ for answers 404 and lists show only what the user may see.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
@@ -68,6 +69,20 @@ def _page(request: HttpRequest, qs: Any, per_page: int = 25) -> Any:
 
 def _error(request: HttpRequest, exc: Exception) -> None:
     messages.error(request, str(exc) or "That is not allowed.")
+
+
+def _contract_change(
+    request: HttpRequest, pk: int, change: Callable[[], Any], done: Callable[[Any], str]
+) -> HttpResponse:
+    """Run ``change`` on contract ``pk``: its error, or ``done(result)``, as a message; then back to
+    the contract's page."""
+    try:
+        result = change()
+    except (services.CarparkError, PermissionDenied) as exc:
+        _error(request, exc)
+    else:
+        messages.success(request, done(result))
+    return redirect("carparks:contract-detail", pk=pk)
 
 
 # --- car parks and products ---------------------------------------------------------------------
@@ -302,19 +317,18 @@ def contract_terminate(request: HttpRequest, pk: int) -> HttpResponse:
     if waive and not has_role(request.user, SUPERVISOR, ADMINISTRATOR):
         messages.error(request, "Only supervisors may waive the notice period.")
         return redirect("carparks:contract-detail", pk=pk)
-    try:
-        contract = services.contract_request_termination(
+    return _contract_change(
+        request,
+        pk,
+        lambda: services.contract_request_termination(
             contract=contract,
             user=request.user,
             end_date=form.cleaned_data["end_date"],
             reason=form.cleaned_data["reason"],
             enforce_notice=not waive,
-        )
-    except (services.CarparkError, PermissionDenied) as exc:
-        _error(request, exc)
-    else:
-        messages.success(request, f"Contract {pk} ends on {contract.end_date:%Y-%m-%d}.")
-    return redirect("carparks:contract-detail", pk=pk)
+        ),
+        lambda ended: f"Contract {pk} ends on {ended.end_date:%Y-%m-%d}.",
+    )
 
 
 @role_required(*CONTRACT_EDIT_ROLES)
@@ -325,13 +339,12 @@ def contract_plate(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose the current plate and enter the new one.")
         return redirect("carparks:contract-detail", pk=pk)
-    try:
-        services.contract_change_plate(contract=contract, user=request.user, **form.cleaned_data)
-    except (services.CarparkError, PermissionDenied) as exc:
-        _error(request, exc)
-    else:
-        messages.success(request, f"Plate changed to {form.cleaned_data['new_plate']}.")
-    return redirect("carparks:contract-detail", pk=pk)
+    return _contract_change(
+        request,
+        pk,
+        lambda: services.contract_change_plate(contract=contract, user=request.user, **form.cleaned_data),
+        lambda _: f"Plate changed to {form.cleaned_data['new_plate']}.",
+    )
 
 
 @role_required(*CONTRACT_EDIT_ROLES)
@@ -342,13 +355,14 @@ def contract_vehicles_add(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Enter at least one plate, one per line.")
         return redirect("carparks:contract-detail", pk=pk)
-    try:
-        services.contract_add_vehicles(contract=contract, vehicles=form.cleaned_data["plates"], user=request.user)
-    except (services.CarparkError, PermissionDenied) as exc:
-        _error(request, exc)
-    else:
-        messages.success(request, f"{len(form.cleaned_data['plates'])} vehicle(s) added.")
-    return redirect("carparks:contract-detail", pk=pk)
+    return _contract_change(
+        request,
+        pk,
+        lambda: services.contract_add_vehicles(
+            contract=contract, vehicles=form.cleaned_data["plates"], user=request.user
+        ),
+        lambda _: f"{len(form.cleaned_data['plates'])} vehicle(s) added.",
+    )
 
 
 @role_required(*CONTRACT_EDIT_ROLES)
@@ -359,13 +373,12 @@ def contract_stage(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Choose a product of this car park and a valid date.")
         return redirect("carparks:contract-detail", pk=pk)
-    try:
-        contract = services.contract_stage_change(contract=contract, user=request.user, **form.cleaned_data)
-    except (services.CarparkError, PermissionDenied) as exc:
-        _error(request, exc)
-    else:
-        messages.success(request, f"Change staged for {contract.next_change_on:%Y-%m-%d}.")
-    return redirect("carparks:contract-detail", pk=pk)
+    return _contract_change(
+        request,
+        pk,
+        lambda: services.contract_stage_change(contract=contract, user=request.user, **form.cleaned_data),
+        lambda staged: f"Change staged for {staged.next_change_on:%Y-%m-%d}.",
+    )
 
 
 @role_required(*CONTRACT_EDIT_ROLES)

@@ -244,3 +244,26 @@ def test_stage_a_change_from_the_contract_page(client):
     contract = Contract.objects.get(pk=contract.pk)
     assert contract.next_product == other
     assert contract.next_change_on == services.first_of_next_month()
+
+
+def test_contract_changes_from_the_page_say_what_happened(client):
+    product = ProductFactory(notice_period_days=0)
+    other = ProductFactory(carpark=product.carpark, name="Nights")
+    contract = running(product, "M AB 1")
+    login(client, AGENT, carparks=[product.carpark])
+
+    def said(name, data):
+        response = client.post(reverse(f"carparks:{name}", args=[contract.pk]), data, follow=True)
+        return [str(m) for m in response.context["messages"]]
+
+    assert said("contract-plate", {"old_plate": "MAB1", "new_plate": "m-xy-9", "country": "D"}) == [
+        "Plate changed to m-xy-9."
+    ]
+    assert said("contract-vehicles-add", {"plates": "B XY 1\nB XY 2"}) == ["2 vehicle(s) added."]
+    staged = said("contract-stage", {"next_product": other.pk, "country": "D"})
+    assert staged == [f"Change staged for {services.first_of_next_month():%Y-%m-%d}."]
+    refused = said("contract-terminate", {"end_date": "2000-01-01"})  # the service's error is shown
+    assert len(refused) == 1 and "ends on" not in refused[0]
+    assert Contract.objects.get(pk=contract.pk).end_date is None
+    ended = said("contract-terminate", {})
+    assert ended == [f"Contract {contract.pk} ends on {Contract.objects.get(pk=contract.pk).end_date:%Y-%m-%d}."]
