@@ -416,7 +416,7 @@ def main() -> int:
         f"(generated in {generation:.0f} s with INSERT … SELECT); the agent may see {world['visible']} open tasks "
         f"(one car park, one role), holds 20, has completed {completed_by_agent:,}. Warm, Django test client, "
         f"{args.samples} requests each (after 10 warm-up requests), DATABASE_POOL on. Load average while measuring: "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other engineers' test suites share the machine).",
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work may share the machine).",
         "",
         "| basket page | p50 ms | p95 ms | max ms | CPU p95 ms | SQL statements |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",

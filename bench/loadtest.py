@@ -423,7 +423,7 @@ def _markdown(rows: list[dict[str, str]], before: dict, after: dict, args: argpa
     ]
     if load and max(float(x.split(" / ")[0]) for x in load) > (os.cpu_count() or 1):
         lines.append(
-            "The machine (2 cores) was shared with other engineers' test runs during this measurement "
+            "The machine (2 cores) was shared with other work during this measurement "
             "(load average above the number of cores), so the figures are pessimistic."
         )
     if total and float(total["50%"]) > 1000:
