@@ -151,6 +151,35 @@ def draft_publish(*, version: WorkflowVersion, user: Any = None) -> SaveResult:
     return SaveResult(version)
 
 
+@dataclass
+class DiscardResult:
+    number: int
+    definition_removed: bool
+
+
+def draft_discard(*, definition: WorkflowDefinition, user: Any = None) -> DiscardResult:
+    """Throw the definition's draft away; published and retired versions stay as they are.
+
+    A workflow that was never published (the draft is its only version) goes with its draft.
+    Raises WorkflowError when there is no draft (another admin discarded or published it).
+    """
+    with transaction.atomic():
+        locked = WorkflowDefinition.objects.select_for_update().get(pk=definition.pk)
+        draft = current_draft(locked)
+        if draft is None:
+            raise WorkflowError(f"{locked.name} has no draft to discard: it may have been published meanwhile.")
+        if draft.processes.exists():
+            raise WorkflowError(f"Draft v{draft.number} of {locked.name} has processes and cannot be discarded.")
+        number, steps = draft.number, len(draft.spec.get("steps", []))
+        audit(user, "workflow.draft_discarded", draft, old={"number": number, "steps": steps})
+        draft.delete()
+        removed = not locked.versions.exists() and not locked.processes.exists()
+        if removed:
+            audit(user, "workflow.definition_removed", locked, old={"key": locked.key, "name": locked.name})
+            locked.delete()
+    return DiscardResult(number, removed)
+
+
 def definition_import(
     *, data: str | bytes, key: str | None = None, user: Any = None, publish: bool = False, comment: str = ""
 ) -> SaveResult:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("definitions/<str:key>/edit/validate/", views.editor_validate, name="editor-validate"),
     path("definitions/<str:key>/edit/publish/", views.editor_publish, name="editor-publish"),
     path("definitions/<str:key>/edit/check/", views.editor_check, name="editor-check"),
+    path("definitions/<str:key>/edit/discard/", views.draft_discard, name="draft-discard"),
     path("definitions/<str:key>/compare/", views.version_compare, name="version-compare"),
     path("definitions/<str:key>/export/", views.version_export, name="definition-export"),
     path("definitions/<str:key>/versions/<int:number>/", views.version_view, name="version-view"),

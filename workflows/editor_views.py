@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.roles import ADMINISTRATOR, ALL_ROLES, SUPERVISOR, WORKFLOW_ADMIN, has_role, role_required
 from workflows import authoring
 from workflows.bpmn import MAX_BYTES, BpmnError, bpmn_to_definition, definition_to_bpmn
-from workflows.errors import DefinitionNotFound, ExpressionError
+from workflows.errors import DefinitionNotFound, ExpressionError, WorkflowError
 from workflows.models import WorkflowDefinition, WorkflowVersion
 from workflows.registry import registered_tasks
 
@@ -301,6 +301,22 @@ def editor_check(request: HttpRequest, key: str) -> JsonResponse:
         return refusal
     assert parsed is not None
     return JsonResponse({"ok": True, "xml": xml, "warnings": parsed["warnings"], "errors": []})
+
+
+@role_required(*EDITORS)
+@require_POST
+def draft_discard(request: HttpRequest, key: str) -> HttpResponse:
+    definition = _definition(key)
+    try:
+        result = authoring.draft_discard(definition=definition, user=request.user)
+    except WorkflowError as exc:
+        messages.error(request, str(exc))
+        return redirect("workflows:definition-detail", key=key)
+    if result.definition_removed:
+        messages.success(request, f"{definition.name} was never published: its draft and the workflow are removed.")
+        return redirect("workflows:definition-list")
+    messages.success(request, f"{definition.name}: draft v{result.number} is discarded.")
+    return redirect("workflows:definition-detail", key=key)
 
 
 @role_required(*EDITORS)

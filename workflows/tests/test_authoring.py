@@ -218,6 +218,51 @@ def test_a_new_workflow_starts_as_a_draft(client, wfadmin):
     assert version.state == WorkflowVersion.State.DRAFT and version.bpmn_xml
 
 
+def test_discarding_a_draft_keeps_the_published_version_and_its_processes(client, wfadmin):
+    definition_install(spec=simple_spec())
+    running = process_start(definition_key="refund", variables={"amount": 5})
+    authoring.draft_save(spec=simple_spec(role=roles.CARE), user=wfadmin)
+    detail = reverse("workflows:definition-detail", kwargs={"key": "refund"})
+    discard = reverse("workflows:draft-discard", kwargs={"key": "refund"})
+    assert discard in client.get(detail).content.decode()
+
+    response = client.post(discard, follow=True)
+    assert response.redirect_chain[-1][0] == detail
+    assert "draft v2 is discarded" in response.content.decode()
+    versions = WorkflowDefinition.objects.get(key="refund").versions.all()
+    assert [(v.number, v.state) for v in versions] == [(1, WorkflowVersion.State.PUBLISHED)]
+    assert discard not in response.content.decode()  # nothing left to discard
+    entry = AuditEntry.objects.get(action="workflow.draft_discarded")
+    assert entry.actor == wfadmin and entry.old == {"number": 2, "steps": 5}
+    running.refresh_from_db()
+    assert running.state == Process.State.RUNNING and running.version.number == 1
+    assert Task.objects.get(process=running).role == roles.FINANCE
+
+    again = client.post(discard, follow=True)
+    assert "has no draft to discard" in again.content.decode()
+    assert WorkflowDefinition.objects.get(key="refund").versions.count() == 1
+
+
+def test_discarding_the_draft_of_a_never_published_workflow_removes_it(client, wfadmin):
+    client.post(reverse("workflows:definition-new"), {"key": "lost-ticket", "name": "Lost ticket"})
+    response = client.post(reverse("workflows:draft-discard", kwargs={"key": "lost-ticket"}), follow=True)
+    assert response.redirect_chain[-1][0] == reverse("workflows:definition-list")
+    assert "never published" in response.content.decode()
+    assert not WorkflowDefinition.objects.filter(key="lost-ticket").exists()
+    assert AuditEntry.objects.filter(action="workflow.definition_removed", target_repr__contains="Lost ticket").exists()
+
+
+def test_only_editors_may_discard_a_draft(client, make_user, login, wfadmin):
+    authoring.draft_save(spec=simple_spec(), user=wfadmin)
+    login(client, make_user("sup", roles.SUPERVISOR))
+    detail = client.get(reverse("workflows:definition-detail", kwargs={"key": "refund"}))
+    discard = reverse("workflows:draft-discard", kwargs={"key": "refund"})
+    assert detail.status_code == 200 and discard not in detail.content.decode()
+    assert client.post(discard).status_code == 403
+    assert client.get(discard).status_code == 403
+    assert WorkflowDefinition.objects.get(key="refund").versions.get().state == WorkflowVersion.State.DRAFT
+
+
 # -- Camunda Modeler files import and run --------------------------------------------------------------
 def _contract():
     from workflows.sync import sync_definitions
