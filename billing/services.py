@@ -930,10 +930,94 @@ def _queue_card_save(customer_id: int, setup_intent_id: str) -> None:
     tasks.payment_method_save_task.delay(customer_id, setup_intent_id)
 
 
+_REFUND_STATUS = {
+    "succeeded": Payment.Status.SUCCEEDED,
+    "failed": Payment.Status.FAILED,
+    "canceled": Payment.Status.FAILED,
+}
+
+
+def _stripe_id(value: Any) -> str:
+    """An id field of a Stripe object, whether Stripe sent the id or the expanded object."""
+    if isinstance(value, dict):
+        return str(value.get("id") or "")
+    return str(value or "")
+
+
+def _refund_reconcile(refund: dict[str, Any]) -> str:
+    """Bring the ledger in line with one Stripe refund: a portal refund's later outcome, or a refund
+    made outside the portal (in the Stripe Dashboard), recorded once against its invoice."""
+    refund_id = _stripe_id(refund.get("id"))
+    intent_id, charge_id = _stripe_id(refund.get("payment_intent")), _stripe_id(refund.get("charge"))
+    if not refund_id or not (intent_id or charge_id):
+        return "refund without charge"
+    charges = Payment.objects.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED)
+    charge = (intent_id and charges.filter(stripe_payment_intent_id=intent_id).first()) or (
+        charge_id and charges.filter(stripe_charge_id=charge_id).first()
+    )
+    if not charge:
+        return "refund of an unknown charge"
+    # The invoice lock orders us after a portal refund still in its transaction (refund_create).
+    invoice = Invoice.objects.select_for_update().get(pk=charge.invoice_id)
+    status = _REFUND_STATUS.get(str(refund.get("status") or ""), Payment.Status.PENDING)
+    known = Payment.objects.filter(kind=Payment.Kind.REFUND, stripe_refund_id=refund_id).first()
+    if known is not None:
+        if known.status == status:
+            return "refund already recorded"
+        if known.status != Payment.Status.PENDING and status == Payment.Status.PENDING:
+            return f"refund already {known.status}"
+        known.status = status
+        known.save(update_fields=["status", "updated_at"])
+        if status == Payment.Status.FAILED:
+            _invoice_event(invoice, invoice.state, f"Refund of {known.amount} {known.currency} failed in Stripe").save()
+        return f"refund {status}"
+    amount = (Decimal(int(refund.get("amount") or 0)) / 100).quantize(Decimal("0.01"))
+    number = Payment.objects.filter(invoice=invoice, kind=Payment.Kind.REFUND).count() + 1
+    reason = "Refunded in Stripe" + (f" ({refund['reason']})" if refund.get("reason") else "")
+    Payment.objects.create(
+        invoice=invoice,
+        kind=Payment.Kind.REFUND,
+        status=status,
+        amount=amount,
+        currency=str(refund.get("currency") or charge.currency).upper(),
+        attempt=number,
+        idempotency_key=f"stripe-refund-{refund_id}",
+        stripe_payment_intent_id=charge.stripe_payment_intent_id,
+        stripe_charge_id=charge.stripe_charge_id,
+        stripe_refund_id=refund_id,
+        reason=reason[:300],
+    )
+    _invoice_event(invoice, invoice.state, f"{reason}: {amount} {charge.currency} ({refund_id})").save()
+    return f"refund of {amount} recorded for invoice {invoice.display_number}"
+
+
+def _on_refund(obj: dict[str, Any]) -> str:
+    return _refund_reconcile(obj)
+
+
+def _on_charge_refunded(obj: dict[str, Any]) -> str:
+    """``charge.refunded`` does not list the refunds in current API versions: read them from Stripe."""
+    charge_id = _stripe_id(obj.get("id"))
+    if not charge_id:
+        return "charge without id"
+    try:
+        refunds = stripe_client().v1.refunds.list(params={"charge": charge_id, "limit": 100})
+    except stripe.StripeError as exc:
+        # Raising rolls the event back; Stripe delivers it again later.
+        raise BillingError(f"Could not read the refunds of {charge_id} from Stripe: {exc}") from exc
+    results = [_refund_reconcile(refund.to_dict()) for refund in refunds]
+    return "; ".join(results) or "no refunds"
+
+
 _EVENT_HANDLERS = {
     "payment_intent.succeeded": _on_intent_succeeded,
     "payment_intent.payment_failed": _on_intent_failed,
     "setup_intent.succeeded": _on_setup_succeeded,
+    "refund.created": _on_refund,
+    "refund.updated": _on_refund,
+    "refund.failed": _on_refund,
+    "charge.refund.updated": _on_refund,
+    "charge.refunded": _on_charge_refunded,
 }
 
 

@@ -441,5 +441,10 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         )
     except (ValueError, stripe.SignatureVerificationError):
         return HttpResponseBadRequest("invalid payload or signature")
-    result = services.stripe_event_process(event=event)
+    try:
+        result = services.stripe_event_process(event=event)
+    except services.BillingError as exc:
+        # Nothing was stored (the event is rolled back); Stripe retries a 5xx answer later.
+        logger.warning("Stripe event %s not processed: %s", event.get("id"), exc)
+        return HttpResponse(str(exc), status=503, content_type="text/plain")
     return HttpResponse(result, content_type="text/plain")

@@ -316,3 +316,121 @@ def test_localstripe_delivers_a_signed_webhook_that_we_verify(client, stripe_set
     assert event.type == "payment_intent.succeeded" and event.result == f"invoice {invoice.display_number} paid"
     assert Payment.objects.get(pk=payment.pk).status == Payment.Status.SUCCEEDED
     assert Invoice.objects.get(pk=invoice.pk).state == Invoice.State.PAID
+
+
+# --- refunds made or changed outside the portal ---------------------------------------------------
+
+
+def _event(event_id: str, kind: str, obj: dict) -> bytes:
+    return json.dumps(
+        {"id": event_id, "object": "event", "type": kind, "created": int(time.time()), "data": {"object": obj}}
+    ).encode()
+
+
+@pytest.fixture
+def paid_invoice(client, stripe_settings):
+    customer = CustomerFactory()
+    save_card(client, customer)
+    invoice = issued_invoice(customer)
+    payment = services.invoice_charge(invoice=invoice).payment
+    assert payment.status == Payment.Status.SUCCEEDED and payment.stripe_charge_id
+    return invoice, payment
+
+
+def test_a_refund_made_in_the_stripe_dashboard_is_recorded_once(client, settings, paid_invoice, finance_user):
+    invoice, payment = paid_invoice
+    # What an operator does in the Stripe Dashboard: refund 30.00 of the charge there.
+    remote = stripe_client().v1.refunds.create(params={"charge": payment.stripe_charge_id, "amount": 3000})
+    charge = stripe_client().v1.charges.retrieve(payment.stripe_charge_id).to_dict()
+    secret = settings.STRIPE_WEBHOOK_SECRET
+
+    payload = _event("evt_refunded_1", "charge.refunded", charge)
+    response = post_webhook(client, payload, signed(payload, secret))
+    assert response.status_code == 200
+    assert response.content.decode() == f"refund of 30.00 recorded for invoice {invoice.display_number}"
+    refund = Payment.objects.get(invoice=invoice, kind=Payment.Kind.REFUND)
+    assert (refund.amount, refund.status, refund.stripe_refund_id) == (
+        Decimal("30.00"), Payment.Status.SUCCEEDED, remote.id,
+    )  # fmt: skip
+    assert InvoiceEvent.objects.filter(invoice=invoice, note__contains=remote.id).count() == 1
+
+    # The same refund reported again by another event type changes nothing.
+    payload = _event("evt_refund_created_1", "refund.created", remote.to_dict())
+    assert post_webhook(client, payload, signed(payload, secret)).content == b"refund already recorded"
+    assert Payment.objects.filter(invoice=invoice, kind=Payment.Kind.REFUND).count() == 1
+
+    # The portal knows only 89.00 is left to refund.
+    client.force_login(finance_user)
+    client.post(reverse("billing:refund-create", args=[payment.pk]), {"amount": "90", "reason": "Too much"})
+    assert Payment.objects.filter(invoice=invoice, kind=Payment.Kind.REFUND).count() == 1
+    client.post(reverse("billing:refund-create", args=[payment.pk]), {"amount": "89", "reason": "Rest"})
+    assert Payment.objects.filter(invoice=invoice, kind=Payment.Kind.REFUND).count() == 2
+
+
+def test_a_portal_refund_that_fails_later_frees_its_amount(client, settings, paid_invoice):
+    invoice, payment = paid_invoice
+    refund = services.refund_create(payment=payment, amount=Decimal("119.00"), reason="Cancelled")
+    assert refund.status == Payment.Status.SUCCEEDED
+    with pytest.raises(services.BillingError):
+        services.refund_create(payment=payment, amount=Decimal("1.00"), reason="More")
+    # Stripe reports later that the refund failed (e.g. the card account was closed).
+    failed = stripe_client().v1.refunds.retrieve(refund.stripe_refund_id).to_dict() | {"status": "failed"}
+    payload = _event("evt_refund_failed_1", "refund.failed", failed)
+    response = post_webhook(client, payload, signed(payload, settings.STRIPE_WEBHOOK_SECRET))
+    assert response.content == b"refund failed"
+    assert Payment.objects.get(pk=refund.pk).status == Payment.Status.FAILED
+    assert InvoiceEvent.objects.filter(invoice=invoice, note="Refund of 119.00 EUR failed in Stripe").exists()
+    # A late "pending" report does not undo the outcome; the amount can be refunded again.
+    payload = _event("evt_refund_pending_1", "refund.updated", failed | {"status": "pending"})
+    assert post_webhook(client, payload, signed(payload, settings.STRIPE_WEBHOOK_SECRET)).content == (
+        b"refund already failed"
+    )
+    assert services.refund_create(payment=payment, amount=Decimal("119.00"), reason="Again").status == "succeeded"
+
+
+def test_a_refund_of_a_charge_we_do_not_know_changes_nothing(client, settings, stripe_settings):
+    obj = {"id": "re_foreign", "object": "refund", "amount": 500, "currency": "eur", "status": "succeeded",
+           "charge": "ch_foreign", "payment_intent": "pi_foreign"}  # fmt: skip
+    payload = _event("evt_foreign_refund", "refund.created", obj)
+    response = post_webhook(client, payload, signed(payload, settings.STRIPE_WEBHOOK_SECRET))
+    assert response.content == b"refund of an unknown charge"
+    assert not Payment.objects.filter(kind=Payment.Kind.REFUND).exists()
+
+
+def test_when_stripe_cannot_be_read_the_event_is_answered_503_and_kept_for_a_retry(client, settings, paid_invoice):
+    invoice, payment = paid_invoice
+    charge = stripe_client().v1.charges.retrieve(payment.stripe_charge_id).to_dict()
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens: Stripe unreachable
+    payload = _event("evt_refunded_later", "charge.refunded", charge)
+    response = post_webhook(client, payload, signed(payload, settings.STRIPE_WEBHOOK_SECRET))
+    assert response.status_code == 503
+    assert not StripeEvent.objects.filter(event_id="evt_refunded_later").exists()  # Stripe's retry is processed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_deliveries_of_one_refund_at_once_record_it_once(client, stripe_settings, paid_invoice):
+    invoice, payment = paid_invoice
+    remote = stripe_client().v1.refunds.create(params={"charge": payment.stripe_charge_id, "amount": 1000})
+    charge = stripe_client().v1.charges.retrieve(payment.stripe_charge_id).to_dict()
+    events = [
+        {"id": "evt_race_a", "type": "refund.created", "data": {"object": remote.to_dict()}},
+        {"id": "evt_race_b", "type": "charge.refunded", "data": {"object": charge}},
+    ]
+    barrier = threading.Barrier(2)
+    results: list[str] = []
+
+    def deliver(event: dict) -> None:
+        try:
+            barrier.wait()
+            results.append(services.stripe_event_process(event=event))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver, args=(event,)) for event in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(r.split(" for ")[0] for r in results) == ["refund already recorded", "refund of 10.00 recorded"]
+    assert Payment.objects.filter(invoice=invoice, kind=Payment.Kind.REFUND).count() == 1
