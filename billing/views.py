@@ -445,6 +445,6 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         result = services.stripe_event_process(event=event)
     except services.BillingError as exc:
         # Nothing was stored (the event is rolled back); Stripe retries a 5xx answer later.
-        logger.warning("Stripe event %s not processed: %s", event.get("id"), exc)
+        logger.warning("Stripe event %s not processed: %s", event.id, exc)
         return HttpResponse(str(exc), status=503, content_type="text/plain")
     return HttpResponse(result, content_type="text/plain")
