@@ -58,6 +58,35 @@ def split_gross(gross: Decimal, vat_rate: Decimal) -> tuple[Decimal, Decimal]:
     return net, gross - net
 
 
+def split_lines(lines: list[tuple[Decimal, Decimal]]) -> list[tuple[Decimal, Decimal]]:
+    """(net, vat) of each (vat_rate, gross) line, with VAT worked out once per rate.
+
+    Prices are gross. Rounding each line's VAT on its own lets the invoice's VAT drift from
+    "taxable amount × rate" by up to half a cent per line (50 contracts at 99.00 and 19 % drift by
+    0.19), which EN 16931 (BR-S-09) does not allow. So per rate: the taxable amount is the gross sum
+    split once, the line nets are its cents shared out by largest remainder (they add up to it, as
+    BR-S-08 wants), and each line's VAT is its gross minus its net. Gross amounts never change, and
+    the VAT of every rate is within one cent of taxable amount × rate, however many lines there are.
+    """
+    result: list[tuple[Decimal, Decimal]] = [(Decimal("0.00"), Decimal("0.00"))] * len(lines)
+    by_rate: dict[Decimal, list[int]] = {}
+    for index, (rate, _gross) in enumerate(lines):
+        by_rate.setdefault(rate, []).append(index)
+    for rate, indexes in by_rate.items():
+        exact = [lines[i][1] * HUNDRED / (HUNDRED + rate) for i in indexes]
+        nets = [money(value) for value in exact]
+        total_net = money(sum((lines[i][1] for i in indexes), Decimal("0")) * HUNDRED / (HUNDRED + rate))
+        cents = int((total_net - sum(nets, Decimal("0"))) / CENT)
+        # Give the missing cents to the lines rounded down furthest (take surplus ones from those
+        # rounded up furthest); |cents| never exceeds half the number of lines.
+        order = sorted(range(len(indexes)), key=lambda k: exact[k] - nets[k], reverse=cents > 0)
+        for k in order[: abs(cents)]:
+            nets[k] += CENT if cents > 0 else -CENT
+        for k, i in enumerate(indexes):
+            result[i] = (nets[k], lines[i][1] - nets[k])
+    return result
+
+
 def vat_breakdown(lines: list[tuple[Decimal, Decimal, Decimal, Decimal]]) -> list[dict[str, str]]:
     """Group (vat_rate, net, vat, gross) lines by rate: one entry per rate, amounts as strings."""
     groups: dict[Decimal, list[Decimal]] = {}

@@ -34,7 +34,7 @@ from billing.models import (
     PaymentMethod,
     StripeEvent,
 )
-from billing.proration import month_period, pro_rata, split_gross, vat_breakdown
+from billing.proration import month_period, pro_rata, split_gross, split_lines, vat_breakdown
 from billing.stripe_api import stripe_client, to_cents
 from carparks.models import Contract, Customer
 
@@ -88,6 +88,9 @@ def _address_snapshot(customer: Customer) -> dict[str, str]:
 
 
 def _apply_totals(invoice: Invoice, lines: list[InvoiceLine]) -> None:
+    """The invoice's totals and VAT breakdown; the lines' net and VAT are settled per rate first."""
+    for line, (net, vat) in zip(lines, split_lines([(line.vat_rate, line.gross) for line in lines]), strict=True):
+        line.net, line.vat = net, vat
     invoice.net_total = sum((line.net for line in lines), Decimal("0.00"))
     invoice.vat_total = sum((line.vat for line in lines), Decimal("0.00"))
     invoice.gross_total = sum((line.gross for line in lines), Decimal("0.00"))
@@ -105,6 +108,7 @@ def invoice_finalise(*, invoice: Invoice, user: Any = None, issue_date: date | N
             raise BillingError("An invoice without lines cannot be issued.")
         issued_on = issue_date or timezone.localdate()
         _apply_totals(invoice, lines)
+        InvoiceLine.objects.bulk_update(lines, ["net", "vat"])
         invoice.series = f"{INVOICE_SERIES_PREFIX}{issued_on.year}"
         invoice.number = number_allocate(key=invoice.series)
         invoice.issue_date = issued_on

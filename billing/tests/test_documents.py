@@ -1,6 +1,6 @@
 import io
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import facturx
 import pytest
@@ -46,6 +46,35 @@ def test_the_facturx_xml_validates_against_the_en16931_xsd(invoice):
         )
     )
     assert rates == ["19.00", "7.00"]
+
+
+def test_a_corporate_invoice_with_many_lines_keeps_the_en16931_vat_rules():
+    """BR-S-08: each rate's taxable amount is the sum of its line nets; BR-S-09: its VAT is that
+    amount × the rate (Factur-X allows a cent of rounding); BR-CO-15: grand total = net + VAT."""
+    with time_machine.travel("2026-03-01 06:00 +01:00", tick=False):
+        company = CorporateFactory(street="Leopoldstraße 5", postcode="80802", city="München", vat_id="DE999999999")
+        for _ in range(50):
+            ContractFactory(customer=company, monthly_price=Decimal("99.00"), start_date=date(2026, 1, 1))
+        run = services.invoicing_run_create(period_start=date(2026, 3, 1))
+        services.invoicing_run_execute(run=run, deliver=False)
+    invoice = Invoice.objects.get()
+    assert invoice.gross_total == Decimal("4950.00")  # what the customer's 50 prices add up to
+
+    tree = etree.fromstring(documents.facturx_xml(invoice))
+    ns = documents.NS
+    line_nets = [
+        Decimal(e.text)
+        for e in tree.iterfind(".//ram:SpecifiedTradeSettlementLineMonetarySummation/ram:LineTotalAmount", ns)
+    ]
+    (breakdown,) = tree.iterfind(".//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax", ns)
+    basis = Decimal(breakdown.findtext("ram:BasisAmount", namespaces=ns))
+    vat = Decimal(breakdown.findtext("ram:CalculatedAmount", namespaces=ns))
+    assert len(line_nets) == 50 and sum(line_nets) == basis == invoice.net_total
+    assert abs(vat - (basis * Decimal("0.19")).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)) <= Decimal("0.01")
+    assert Decimal(tree.findtext(".//ram:GrandTotalAmount", namespaces=ns)) == basis + vat == invoice.gross_total
+    lines = list(invoice.lines.all())
+    assert sum(line.vat for line in lines) == invoice.vat_total == vat
+    assert all(line.net + line.vat == line.gross == Decimal("99.00") for line in lines)
 
 
 def test_a_broken_xml_fails_the_xsd_check(invoice):

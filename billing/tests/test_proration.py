@@ -1,7 +1,8 @@
+import random
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
-from billing.proration import month_period, pro_rata, split_gross
+from billing.proration import month_period, pro_rata, split_gross, split_lines
 
 PRICE = Decimal("100.00")
 
@@ -57,3 +58,41 @@ def test_it_splits_gross_into_net_and_vat_exactly():
     assert (net, vat) == (Decimal("100.00"), Decimal("19.00"))
     net, vat = split_gross(Decimal("3.23"), Decimal("7.00"))
     assert net + vat == Decimal("3.23") and net == Decimal("3.02")
+
+
+def _drift(lines: list[tuple[Decimal, Decimal]], split: list[tuple[Decimal, Decimal]]) -> dict[Decimal, Decimal]:
+    """Per rate: |VAT − round(taxable amount × rate)|, the quantity EN 16931's BR-S-09 checks."""
+    drift = {}
+    for rate in {rate for rate, _ in lines}:
+        net = sum(n for (r, _), (n, _) in zip(lines, split, strict=True) if r == rate)
+        vat = sum(v for (r, _), (_, v) in zip(lines, split, strict=True) if r == rate)
+        drift[rate] = abs(vat - (net * rate / 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    return drift
+
+
+def test_vat_is_worked_out_per_rate_so_many_lines_do_not_drift():
+    lines = [(Decimal("19.00"), Decimal("99.00"))] * 50
+    # Line by line, each 99.00 splits into 83.19 + 15.81: 50 lines give VAT 790.50 on 4,159.50,
+    # 0.19 more than 19 % of 4,159.50 (790.31).
+    assert split_gross(Decimal("99.00"), Decimal("19.00")) == (Decimal("83.19"), Decimal("15.81"))
+    split = split_lines(lines)
+    assert sum(n for n, _ in split) == Decimal("4159.66")  # 4,950.00 / 1.19, rounded once
+    assert sum(v for _, v in split) == Decimal("790.34")
+    assert _drift(lines, split) == {Decimal("19.00"): Decimal("0.00")}
+    assert all(net + vat == Decimal("99.00") for net, vat in split)
+    assert {net for net, _ in split} == {Decimal("83.19"), Decimal("83.20")}  # the cents shared out
+
+
+def test_split_lines_keeps_every_gross_and_stays_within_a_cent_for_mixed_rates():
+    rng = random.Random(7)
+    for _ in range(300):
+        lines = [
+            (rng.choice([Decimal("19.00"), Decimal("7.00"), Decimal("0.00")]), Decimal(rng.randint(1, 60000)) / 100)
+            for _ in range(rng.randint(1, 120))
+        ]
+        split = split_lines(lines)
+        for (rate, gross), (net, vat) in zip(lines, split, strict=True):
+            assert net + vat == gross
+            assert abs(net - split_gross(gross, rate)[0]) <= Decimal("0.01")  # each line near its own split
+        assert all(drift <= Decimal("0.01") for drift in _drift(lines, split).values()), lines
+        assert all(vat == 0 for (rate, _), (_, vat) in zip(lines, split, strict=True) if rate == 0)
