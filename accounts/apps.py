@@ -6,7 +6,7 @@ Identity is its own concern, shared by every other app, so it lives apart from t
 from typing import Any
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, post_save
 
 
 def _sync_role_permissions(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
@@ -24,3 +24,8 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_sync_role_permissions, dispatch_uid="accounts-role-permissions")
+        from django.contrib.admin.models import LogEntry
+
+        from accounts.services import audit_admin_log_entry
+
+        post_save.connect(audit_admin_log_entry, sender=LogEntry, dispatch_uid="accounts-audit-django-admin")

@@ -50,6 +50,59 @@ def audit_record(*, actor: Any, action: str, target: Any, old: Any = None, new: 
     )
 
 
+_ADMIN_ACTIONS = {1: "admin.added", 2: "admin.changed", 3: "admin.deleted"}
+
+
+def audit_admin_log_entry(sender: Any, instance: Any, created: bool = False, raw: bool = False, **kwargs: Any) -> None:
+    """``post_save`` of Django admin's LogEntry: every add, change and delete made in /django-admin/
+    (master data, API clients, users and groups) lands in the audit log too, in the same transaction,
+    with who did it and the admin's description of what changed."""
+    if not created or raw:
+        return
+    content_type = instance.content_type
+    AuditEntry.objects.create(
+        actor_id=instance.user_id,
+        actor_username=instance.user.get_username() if instance.user_id else "",
+        action=_ADMIN_ACTIONS.get(instance.action_flag, "admin.logged"),
+        target_type=f"{content_type.app_label}.{content_type.model}" if content_type else "other",
+        target_id=str(instance.object_id or "")[:64],
+        target_repr=(instance.object_repr or "")[:255],
+        new={"change": instance.get_change_message()} if instance.action_flag != 3 else None,
+        old={"object": instance.object_repr} if instance.action_flag == 3 else None,
+    )
+
+
+def audit_admin_bulk_delete(*, user: Any, model: type[models.Model], deleted: list[tuple[Any, str]], since: Any) -> int:
+    """Audit a bulk delete from the admin's "Delete selected" action. Django logs more than one
+    deleted object with ``bulk_create``, which sends no ``post_save``; objects the receiver above
+    already audited (since ``since``) are skipped, so each deletion is recorded once."""
+    meta = model._meta
+    target_type = f"{meta.app_label}.{meta.model_name}"
+    done = set(
+        AuditEntry.objects.filter(
+            action="admin.deleted",
+            target_type=target_type,
+            target_id__in=[str(pk) for pk, _ in deleted],
+            created_at__gte=since,
+        ).values_list("target_id", flat=True)
+    )
+    entries = [
+        AuditEntry(
+            actor=user,
+            actor_username=user.get_username(),
+            action="admin.deleted",
+            target_type=target_type,
+            target_id=str(pk)[:64],
+            target_repr=text[:255],
+            old={"object": text},
+        )
+        for pk, text in deleted
+        if str(pk) not in done
+    ]
+    AuditEntry.objects.bulk_create(entries)
+    return len(entries)
+
+
 def _user_snapshot(user: AbstractUser) -> dict[str, Any]:
     return {
         "username": user.username,

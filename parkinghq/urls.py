@@ -3,9 +3,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from parkinghq import health, views
+from parkinghq import admin_audit, health, views
 
 admin.site.login = views.django_admin_login
+admin_audit.install(admin.site)
 admin.site.site_header = "ParkingHQ Workflow — technical administration"
 
 urlpatterns = [
