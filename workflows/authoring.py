@@ -177,7 +177,23 @@ def draft_discard(*, definition: WorkflowDefinition, user: Any = None) -> Discar
         if removed:
             audit(user, "workflow.definition_removed", locked, old={"key": locked.key, "name": locked.name})
             locked.delete()
+        else:
+            _definition_fields_from(locked, locked.versions.order_by("-number").first())
     return DiscardResult(number, removed)
+
+
+def _definition_fields_from(definition: WorkflowDefinition, version: WorkflowVersion | None) -> None:
+    """Saving a draft renames the definition at once; discarding it brings back the name, description
+    and category of the version that is left."""
+    if version is None:
+        return
+    restored = {
+        name: version.spec[name]
+        for name in ("name", "description", "category")
+        if version.spec.get(name) and getattr(definition, name) != version.spec[name]
+    }
+    if restored:
+        WorkflowDefinition.objects.filter(pk=definition.pk).update(**restored, updated_at=timezone.now())
 
 
 def definition_import(

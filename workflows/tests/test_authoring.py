@@ -221,7 +221,8 @@ def test_a_new_workflow_starts_as_a_draft(client, wfadmin):
 def test_discarding_a_draft_keeps_the_published_version_and_its_processes(client, wfadmin):
     definition_install(spec=simple_spec())
     running = process_start(definition_key="refund", variables={"amount": 5})
-    authoring.draft_save(spec=simple_spec(role=roles.CARE), user=wfadmin)
+    authoring.draft_save(spec=simple_spec(role=roles.CARE) | {"name": "Refund (new)"}, user=wfadmin)
+    assert WorkflowDefinition.objects.get(key="refund").name == "Refund (new)"
     detail = reverse("workflows:definition-detail", kwargs={"key": "refund"})
     discard = reverse("workflows:draft-discard", kwargs={"key": "refund"})
     assert discard in client.get(detail).content.decode()
@@ -231,6 +232,7 @@ def test_discarding_a_draft_keeps_the_published_version_and_its_processes(client
     assert "draft v2 is discarded" in response.content.decode()
     versions = WorkflowDefinition.objects.get(key="refund").versions.all()
     assert [(v.number, v.state) for v in versions] == [(1, WorkflowVersion.State.PUBLISHED)]
+    assert WorkflowDefinition.objects.get(key="refund").name == "Refund"  # the published version's name
     assert discard not in response.content.decode()  # nothing left to discard
     entry = AuditEntry.objects.get(action="workflow.draft_discarded")
     assert entry.actor == wfadmin and entry.old == {"number": 2, "steps": 5}
