@@ -11,7 +11,18 @@ export PARKINGHQ_VAR_DIR="$(mktemp -d)"
 log="$PARKINGHQ_VAR_DIR/run.log"
 setsid make run >"$log" 2>&1 &
 pid=$!
-cleanup() { kill -TERM -- "-$pid" 2>/dev/null || true; sleep 2; kill -KILL -- "-$pid" 2>/dev/null || true; }
+cleanup() {
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  sleep 2
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  # honcho starts each process in a session of its own, out of reach of the group kill above; a
+  # worker still shutting down when honcho died would live on. Stop what runs with our var dir.
+  for environ in $(grep -lzs "^PARKINGHQ_VAR_DIR=$PARKINGHQ_VAR_DIR\$" /proc/[0-9]*/environ); do
+    other=${environ#/proc/}; other=${other%/environ}
+    [ "$other" != "$$" ] && kill -KILL "$other" 2>/dev/null || true
+  done
+  rm -rf "$PARKINGHQ_VAR_DIR"
+}
 trap cleanup EXIT
 for _ in $(seq 240); do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/health" || true)
