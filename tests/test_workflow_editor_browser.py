@@ -140,3 +140,30 @@ def test_it_edits_validates_publishes_and_runs_a_new_version(live_server, page, 
     page.context.add_cookies([session_cookie(agent, live_server)])
     page.goto(f"{live_server.url}{basket}")
     assert "Check documents" in page.content()
+
+
+def test_an_interrupting_timer_on_a_user_task_is_shown_as_a_path_not_as_the_due_time(live_server, page, make_user):
+    for name in roles.ALL_ROLES:
+        Group.objects.get_or_create(name=name)
+    admin = make_user("wfadmin", roles.WORKFLOW_ADMIN)
+    spec = permit_spec(with_default=True)
+    review = next(s for s in spec["steps"] if s["id"] == "review")
+    review.update(due_in="PT4H", timeout={"after": "P2D", "next": "done"})
+    definition_install(spec=spec)
+
+    page.context.add_cookies([session_cookie(admin, live_server)])
+    problems_in_console: list[str] = []
+    page.on("pageerror", lambda error: problems_in_console.append(str(error)))
+    page.goto(f"{live_server.url}{reverse('workflows:editor', kwargs={'key': 'parking-permit'})}")
+    page.wait_for_selector("body[data-editor-ready=true]")
+    select = "(id) => window.phqModeler.get('selection').select(window.phqModeler.get('elementRegistry').get(id))"
+
+    page.evaluate(select, "review")  # its due time comes from the non-interrupting due timer, not the path
+    assert page.locator("#properties [name=due_in]").input_value() == "PT4H"
+    page.evaluate(select, "review__timeout")
+    assert "Interrupting: when this time has passed" in page.locator("#properties").inner_text()
+    assert page.locator("#properties [name=duration]").input_value() == "P2D"
+
+    page.click("#btn-validate")
+    page.wait_for_selector("#editor-status:has-text('valid and can be published')")
+    assert not problems_in_console

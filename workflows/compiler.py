@@ -30,12 +30,23 @@ DEFAULT_RETRY = {"max_attempts": 3, "backoff": "PT30S"}
 DEFAULT_TIMEOUT = "PT5M"
 
 
+def _path_timeout(sid: str, timeout: Any, errors: list[str]) -> dict[str, str] | None:
+    """A timeout that ends the step and takes a path of its own: a wait for a message that does not
+    come, or a user task nobody finished (its open tasks are cancelled)."""
+    if not timeout:
+        return None
+    if not isinstance(timeout, dict) or not timeout.get("after") or not timeout.get("next"):
+        errors.append(f"step '{sid}': timeout needs 'after' (a duration) and 'next'")
+        return None
+    return {"after": _duration(sid, "timeout.after", timeout["after"], errors) or "", "next": timeout["next"]}
+
+
 def _targets(step: dict[str, Any]) -> list[str]:
     kind = step["type"]
     out: list[str] = []
     if (kind in ("start", "system", "call") or (kind == "wait")) and step.get("next"):
         out.append(step["next"])
-    if kind == "wait" and isinstance(step.get("timeout"), dict) and step["timeout"].get("next"):
+    if kind in ("wait", "user") and isinstance(step.get("timeout"), dict) and step["timeout"].get("next"):
         out.append(step["timeout"]["next"])
     if kind == "user":
         out.extend(v for v in (step.get("outcomes") or {}).values() if isinstance(v, str))
@@ -235,6 +246,7 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
             if not isinstance(target, str) or not target:
                 errors.append(f"step '{sid}': outcome '{outcome}' needs a next step")
         step["outcomes"] = dict(outcomes)
+        step["timeout"] = _path_timeout(sid, raw.get("timeout"), errors)
     elif kind == "system":
         task = raw.get("task")
         if not isinstance(task, str) or not task:
@@ -287,16 +299,9 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
                 errors.append(f"step '{sid}': payload must be a list of variable names")
                 payload = []
             step["payload"] = [str(p) for p in payload]
-        timeout = raw.get("timeout")
-        if timeout:
-            if not step["message"]:
-                errors.append(f"step '{sid}': only a wait for a message can have a timeout")
-            if not isinstance(timeout, dict) or not timeout.get("after") or not timeout.get("next"):
-                errors.append(f"step '{sid}': timeout needs 'after' (a duration) and 'next'")
-                timeout = None
-            else:
-                timeout = {"after": _duration(sid, "timeout.after", timeout["after"], errors), "next": timeout["next"]}
-        step["timeout"] = timeout or None
+        if raw.get("timeout") and not step["message"]:
+            errors.append(f"step '{sid}': only a wait for a message can have a timeout")
+        step["timeout"] = _path_timeout(sid, raw.get("timeout"), errors)
     elif kind == "call":
         definition = raw.get("definition")
         if not isinstance(definition, str) or not definition:

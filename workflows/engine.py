@@ -597,6 +597,21 @@ def create_task(run: Run, process: Process, step: dict[str, Any]) -> Task:
     run.tasks.append(task)
     run.event(process, Kind.TASK_CREATED, step["id"], task=task, data={"role": task.role})
     schedule_escalation(run, process, step, task, level=1)
+    timeout = step.get("timeout")
+    if timeout:
+        # Belongs to the step, not to this task: escalated copies stay under the same deadline.
+        run.timers.append(
+            Timer(
+                process=process,
+                task=task,
+                kind=Timer.Kind.TASK_TIMEOUT,
+                step_id=step["id"],
+                step_seq=process.step_seq,
+                due_at=add_duration(run.now, timeout["after"]),
+                data={"next": timeout["next"]},
+                created_at=run.now,
+            )
+        )
     run.signal(signals.task_created, Task, task=task)
     return task
 
@@ -988,6 +1003,19 @@ def fire_timer(run: Run, timer: Timer) -> bool | None:
     if timer.kind == Timer.Kind.MESSAGE_TIMEOUT:
         process.waiting_for = ""
         run.touch(process, "waiting_for")
+        leave_step(run, process, data={"timeout": True})
+        enter(run, process, graph, timer.data.get("next") or step["timeout"]["next"])
+        return True
+    if timer.kind == Timer.Kind.TASK_TIMEOUT:
+        # The process row is locked and still on this step: a completion that won the race has moved
+        # step_seq on (this timer is then stale); one that comes after finds its task cancelled.
+        open_tasks = list(
+            Task.objects.filter(process_id=process.pk, step_seq=timer.step_seq, state__in=Task.ACTIVE_STATES)
+        )
+        Task.objects.filter(pk__in=[t.pk for t in open_tasks]).update(state=Task.State.CANCELLED)
+        for task in open_tasks:
+            task.__dict__["state"] = Task.State.CANCELLED
+            run.event(process, Kind.TASK_CANCELLED, timer.step_id, task=task, data={"reason": "timeout"})
         leave_step(run, process, data={"timeout": True})
         enter(run, process, graph, timer.data.get("next") or step["timeout"]["next"])
         return True

@@ -404,6 +404,7 @@ class Timer(models.Model):
         ESCALATION = "escalation", "Escalation"
         WAIT = "wait", "Wait"
         MESSAGE_TIMEOUT = "message_timeout", "Message timeout"
+        TASK_TIMEOUT = "task_timeout", "Task timeout"
         RETRY = "retry", "System-step retry"
 
     class State(models.TextChoices):

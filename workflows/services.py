@@ -381,7 +381,8 @@ def _not_available(task: Task, action: str) -> TaskNotAvailable:
     current = Task.objects.select_related("assignee").filter(pk=task.pk).first()
     if current is None:
         return TaskNotAvailable(f"Task #{task.pk} does not exist any more.")
-    who = f" by {current.assignee.get_full_name() or current.assignee.username}" if current.assignee else ""
+    held = current.assignee and current.state in (Task.State.CLAIMED, Task.State.COMPLETED)
+    who = f" by {current.assignee.get_full_name() or current.assignee.username}" if held else ""
     state = current.get_state_display().lower()
     return TaskNotAvailable(f"Task '{current.name}' cannot be {action}: it is already {state}{who}.")
 

@@ -3,7 +3,8 @@
 The subset we run: none start event, end event, user task, service task, exclusive gateway (conditions
 and a default flow; a gateway with one unconditional outgoing flow is a merge and disappears), event-based
 gateway choosing between one message and one timer (a wait with a timeout), timer and message
-intermediate catch events, timer boundary events on user tasks (due time, escalation), call activity.
+intermediate catch events, timer boundary events on user tasks (due time, escalation, or an interrupting
+timer with a path of its own), call activity.
 Anything else is refused by id and name — never dropped silently.
 
 Parsing is defensive: a size limit, and defusedxml refuses any DTD, entity declaration or external
@@ -421,6 +422,11 @@ class _Reader:
             if after is None:
                 continue
             target_role = boundary.get(q(PHQ, "escalateTo"))
+            paths = self.outgoing.get(boundary.get("id", ""), [])
+            if paths:  # an interrupting timer with a path of its own (checked in _check_boundary)
+                if len(paths) == 1 and boundary.get("cancelActivity", "true") != "false" and not target_role:
+                    step["timeout"] = {"after": after, "next": self._target(paths[0])}
+                continue
             if target_role:
                 escalation.append({"after": after, "to": target_role})
             elif due and due != after:
@@ -501,11 +507,23 @@ class _Reader:
                 "only timers (due time, escalation) on user tasks",
             )
         elif self.outgoing.get(boundary.get("id", "")):
-            self.refuse(
-                boundary,
-                "a timer on a user task marks its due time or escalation and cannot start a path "
-                "of its own; remove its outgoing flow and set the escalation role (phq:escalateTo)",
-            )
+            paths = self.outgoing[boundary.get("id", "")]
+            if boundary.get("cancelActivity", "true") == "false":
+                self.refuse(
+                    boundary,
+                    "a non-interrupting timer on a user task marks its due time or escalation and cannot "
+                    "start a path of its own; make it interrupting (the task is cancelled and the process "
+                    "follows the timer) or remove its outgoing flow",
+                )
+            elif boundary.get(q(PHQ, "escalateTo")):
+                self.refuse(boundary, "a timer that escalates the task cannot also start a path of its own")
+            elif len(paths) != 1:
+                self.refuse(boundary, "an interrupting timer on a user task needs exactly one outgoing flow")
+            elif (
+                sum(1 for b in self.boundaries.get(attached.get("id", ""), []) if self.outgoing.get(b.get("id", "")))
+                > 1
+            ):
+                self.refuse(boundary, "a user task can have one interrupting timer")
 
     def _outcome_name(self, flow: Element) -> str:
         name = flow.get(q(PHQ, "outcome")) or ""

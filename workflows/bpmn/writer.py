@@ -29,6 +29,7 @@ _KNOWN = {
         "escalation",
         "inputs",
         "outcomes",
+        "timeout",
         "next",
     },
     "system": {"id", "type", "name", "task", "retry", "timeout", "next"},
@@ -65,6 +66,8 @@ def edges_of(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     edges: list[tuple[str, str, dict[str, Any]]] = []
     for step in spec.get("steps", []):
         sid, kind = step["id"], step["type"]
+        if kind == "user" and step.get("timeout") and step["timeout"].get("next"):
+            edges.append((f"{sid}__timeout", step["timeout"]["next"], {"name": "timeout"}))
         if kind == "user" and step.get("outcomes"):
             for outcome, target in step["outcomes"].items():
                 edges.append((sid, target, {"outcome": outcome}))
@@ -97,6 +100,9 @@ def auto_layout(spec: dict[str, Any]) -> Layout:
     graph: dict[str, list[str]] = {}
     for source, target, _ in edges_of(spec):
         graph.setdefault(source, []).append(target)
+    for sid, step in steps.items():  # a user task's timer path is laid out as leaving the task
+        if step["type"] == "user" and step.get("timeout") and step["timeout"].get("next"):
+            graph.setdefault(sid, []).append(step["timeout"]["next"])
     start = next((s["id"] for s in spec.get("steps", []) if s["type"] == "start"), None)
     # Longest-path layering over the graph without its back edges (found by a depth-first walk), so a
     # step sits right of every step that leads to it and the ends line up on the right.
@@ -180,6 +186,11 @@ class _Writer:
                 for element in wanted & set(layout.shapes):
                     self.layout.shapes[element] = layout.shapes[element]
                 self.layout.edges = dict(layout.edges)
+        for sid, step in self.steps.items():
+            # an interrupting timer sits on the task's lower left edge (its due timer on the right)
+            if step["type"] == "user" and step.get("timeout") and sid in self.layout.shapes:
+                task = self.layout.shapes[sid]
+                self.layout.shapes.setdefault(f"{sid}__timeout", Bounds(task.x + 12, task.y + task.height - 18, 36, 36))
         self.saved_edges = layout.edges if layout else {}
         self.messages: dict[str, str] = {}
         self.flow_ids: list[tuple[str, str, str]] = []  # (flow id, source, target)
@@ -324,6 +335,19 @@ class _Writer:
             duration = etree.SubElement(timer, q(BPMN, "timeDuration"))
             duration.set(q(XSI, "type"), "bpmn:tFormalExpression")
             duration.text = step["due_in"]
+        if step.get("timeout"):
+            boundary = etree.SubElement(
+                process,
+                q(BPMN, "boundaryEvent"),
+                id=f"{step['id']}__timeout",
+                name=f"Not done after {step['timeout'].get('after', '')}",
+                attachedToRef=step["id"],
+            )  # interrupting (cancelActivity defaults to true): the task ends, the process follows the timer
+            self._flows(boundary, f"{step['id']}__timeout")
+            timer = etree.SubElement(boundary, q(BPMN, "timerEventDefinition"))
+            duration = etree.SubElement(timer, q(BPMN, "timeDuration"))
+            duration.set(q(XSI, "type"), "bpmn:tFormalExpression")
+            duration.text = step["timeout"].get("after", "")
 
     def _write_system(self, process: etree._Element, step: dict[str, Any]) -> None:
         node = self._node(process, "serviceTask", step)

@@ -238,18 +238,27 @@ def test_it_takes_outcomes_from_flow_names():
     assert step["outcomes"] == {"approve_refund": "e1", "decline": "e2"}
 
 
-def test_it_refuses_a_boundary_timer_that_starts_a_path():
-    xml = _minimal(
-        '<bpmn:startEvent id="s"/><bpmn:userTask id="u" phq:role="Finance"/><bpmn:endEvent id="e"/>'
-        '<bpmn:boundaryEvent id="t" name="Too late" attachedToRef="u"><bpmn:timerEventDefinition>'
+def test_a_boundary_timer_with_a_path_interrupts_the_task_and_a_non_interrupting_one_is_refused():
+    flows = (
         "<bpmn:timeDuration>P1D</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>"
         '<bpmn:sequenceFlow id="f0" sourceRef="s" targetRef="u"/>'
         '<bpmn:sequenceFlow id="f1" sourceRef="u" targetRef="e"/>'
         '<bpmn:sequenceFlow id="f2" sourceRef="t" targetRef="e"/>'
     )
+    tasks = '<bpmn:startEvent id="s"/><bpmn:userTask id="u" phq:role="Finance"/><bpmn:endEvent id="e"/>'
+    xml = _minimal(
+        tasks + '<bpmn:boundaryEvent id="t" name="Too late" attachedToRef="u"><bpmn:timerEventDefinition>' + flows
+    )
+    assert bpmn_to_definition(xml).spec["steps"][1]["timeout"] == {"after": "P1D", "next": "e"}
+    xml = _minimal(
+        tasks
+        + '<bpmn:boundaryEvent id="t" cancelActivity="false" attachedToRef="u"><bpmn:timerEventDefinition>'
+        + flows
+    )
     with pytest.raises(BpmnError) as caught:
         bpmn_to_definition(xml)
     assert caught.value.problems[0].element_id == "t"
+    assert "non-interrupting" in caught.value.problems[0].message
 
 
 def test_it_reads_an_escalation_timer_on_a_user_task():

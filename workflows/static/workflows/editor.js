@@ -168,7 +168,7 @@
   }
   function dueBoundary(element) {
     return (element.attachers || []).filter(function (a) {
-      return eventDefinition(a, 'bpmn:TimerEventDefinition') && !bo(a).get('phq:escalateTo');
+      return eventDefinition(a, 'bpmn:TimerEventDefinition') && !bo(a).get('phq:escalateTo') && !(a.outgoing || []).length;
     })[0];
   }
 
@@ -410,6 +410,10 @@
         field('…or until the date in variable', input(bo(element).get('phq:untilVariable'), function (v) {
           update(element, { 'phq:untilVariable': v || undefined });
         }, { placeholder: 'offer_expires_at', name: 'until_variable' }));
+      } else if ((element.outgoing || []).length) {
+        note(bo(element).cancelActivity === false
+          ? 'A non-interrupting timer cannot start a path: make it interrupting, or remove its outgoing flow.'
+          : 'Interrupting: when this time has passed and the task is not done, its open tasks are cancelled and the process follows this timer\u2019s flow.');
       } else {
         field('Escalate to role', select(bo(element).get('phq:escalateTo'), (config.roles || []).map(function (r) { return { value: r, label: r }; }),
           function (v) { update(element, { 'phq:escalateTo': v || undefined }); }, 'escalate_to'),

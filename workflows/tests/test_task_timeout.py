@@ -1,0 +1,153 @@
+"""An interrupting timer on a user task: when nobody finished the task in time, its open tasks are
+cancelled and the process takes the timer's path (BPMN: a timer boundary event with its own flow)."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts import roles
+from workflows import services
+from workflows.bpmn import BpmnError, bpmn_to_definition, definition_to_bpmn
+from workflows.compiler import compile_spec
+from workflows.errors import DefinitionInvalid, TaskNotAvailable
+from workflows.models import Process, ProcessEvent, Task, Timer
+from workflows.testing import fire_due_timers, install_definition
+from workflows.tests.test_races import run_in_threads
+
+CALLBACK = {
+    "key": "test-callback",
+    "name": "Call back",
+    "steps": [
+        {"id": "start", "type": "start", "next": "call"},
+        {
+            "id": "call",
+            "type": "user",
+            "name": "Call the customer back",
+            "role": roles.CARE,
+            "escalation": [{"after": "PT2H", "to": roles.SUPERVISOR}],
+            "outcomes": {"reached": "done"},
+            "timeout": {"after": "P1D", "next": "letter"},
+        },
+        {"id": "letter", "type": "user", "name": "Send a letter", "role": roles.CARE, "outcomes": {"sent": "done"}},
+        {"id": "done", "type": "end", "result": "handled"},
+    ],
+}
+
+
+@pytest.fixture
+def care(make_user):
+    return make_user("care", roles.CARE)
+
+
+def test_a_task_not_done_in_time_is_cancelled_and_the_process_takes_the_timer_path(time_machine, care, supervisor):
+    time_machine.move_to("2026-05-04 08:00Z", tick=False)
+    install_definition(CALLBACK)
+    process = services.process_start(definition_key="test-callback")
+    first = process.tasks.get()
+    services.task_claim(task=first, user=care)
+
+    time_machine.move_to("2026-05-04 10:00Z", tick=False)
+    assert fire_due_timers() == 1  # the escalation: a copy for the supervisor, same deadline
+    escalated = Task.objects.get(process=process, state="open")
+    assert escalated.role == roles.SUPERVISOR
+    time_machine.move_to("2026-05-05 07:59Z", tick=False)
+    assert fire_due_timers() == 0
+    time_machine.move_to("2026-05-05 08:00Z", tick=False)
+    assert fire_due_timers() == 1
+
+    process.refresh_from_db()
+    assert process.current_step == "letter"
+    assert Task.objects.get(pk=escalated.pk).state == Task.State.CANCELLED
+    letter = Task.objects.get(process=process, state="open")
+    assert letter.step_id == "letter"
+    cancelled = ProcessEvent.objects.filter(process=process, kind="task_cancelled")
+    assert [(e.task_id, e.data) for e in cancelled] == [(escalated.pk, {"reason": "timeout"})]
+    left = ProcessEvent.objects.get(process=process, kind="step_left", step_id="call")
+    assert left.data == {"timeout": True}
+    with pytest.raises(TaskNotAvailable, match="already cancelled\\.$"):
+        services.task_complete(task=Task.objects.get(pk=escalated.pk), user=supervisor, outcome="reached")
+
+    services.task_complete(task=letter, user=care, outcome="sent")
+    process.refresh_from_db()
+    assert (process.state, process.result) == (Process.State.COMPLETED, "handled")
+
+
+def test_a_task_done_in_time_leaves_its_timer_stale(time_machine, care):
+    time_machine.move_to("2026-05-04 08:00Z", tick=False)
+    install_definition(CALLBACK)
+    process = services.process_start(definition_key="test-callback")
+    services.task_complete(task=process.tasks.get(), user=care, outcome="reached")
+    time_machine.move_to("2026-05-06 08:00Z", tick=False)
+    assert fire_due_timers() == 0
+    process.refresh_from_db()
+    assert (process.state, process.result) == (Process.State.COMPLETED, "handled")
+    assert set(Timer.objects.filter(process=process).values_list("state", flat=True)) == {"cancelled"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_completing_while_the_timeout_fires_gives_one_path(time_machine, care):
+    time_machine.move_to("2026-05-04 08:00Z", tick=False)
+    install_definition(
+        CALLBACK | {"steps": [s | {"escalation": []} if s["id"] == "call" else s for s in CALLBACK["steps"]]}
+    )
+    for _ in range(4):  # which side wins a round is up to the database; each round must have one winner
+        time_machine.move_to("2026-05-04 08:00Z", tick=False)
+        process = services.process_start(definition_key="test-callback")
+        task_id = process.tasks.get().pk
+        time_machine.move_to("2026-05-05 08:00Z", tick=False)
+
+        def complete(task_id: int = task_id) -> int:
+            return services.task_complete(task=Task.objects.get(pk=task_id), user=care, outcome="reached").pk
+
+        results = run_in_threads(complete, fire_due_timers)
+        process.refresh_from_db()
+        completed, fired = results[0][0] == "ok", results[1] == ("ok", 1)
+        assert completed != fired, results  # exactly one of them took effect
+        if completed:
+            assert process.state == Process.State.COMPLETED and not Task.objects.filter(
+                step_id="letter", process=process
+            )
+        else:
+            assert isinstance(results[0][1], TaskNotAvailable) and "cancelled" in str(results[0][1])
+            assert process.current_step == "letter"
+        assert ProcessEvent.objects.filter(process=process, kind="step_left", step_id="call").count() == 1
+
+
+def test_a_timeout_must_lead_to_a_known_step():
+    broken = CALLBACK | {
+        "steps": [
+            s | {"timeout": {"after": "P1D", "next": "nowhere"}} if s["id"] == "call" else s for s in CALLBACK["steps"]
+        ]
+    }
+    with pytest.raises(DefinitionInvalid, match="step 'call': leads to unknown step 'nowhere'"):
+        compile_spec(broken)
+    no_path = CALLBACK | {
+        "steps": [s | {"timeout": {"after": "P1D"}} if s["id"] == "call" else s for s in CALLBACK["steps"]]
+    }
+    with pytest.raises(DefinitionInvalid, match="step 'call': timeout needs 'after'"):
+        compile_spec(no_path)
+
+
+def test_the_timer_path_survives_a_bpmn_round_trip_and_wrong_timers_are_refused():
+    xml = definition_to_bpmn(CALLBACK)
+    assert 'id="call__timeout"' in xml and 'cancelActivity="false"' not in xml.split('id="call__timeout"')[1][:200]
+    back = bpmn_to_definition(xml).spec
+    assert compile_spec(back)["steps"] == compile_spec(CALLBACK)["steps"]
+    # a user task written with "next" instead of outcomes keeps its timer path too
+    with_next = CALLBACK | {
+        "steps": [
+            {k: v for k, v in s.items() if k != "outcomes"} | {"next": "done"} if s["id"] == "call" else s
+            for s in CALLBACK["steps"]
+        ]
+    }
+    again = bpmn_to_definition(definition_to_bpmn(with_next)).spec
+    assert compile_spec(again)["steps"] == compile_spec(with_next)["steps"]
+
+    non_interrupting = xml.replace('id="call__timeout" ', 'id="call__timeout" cancelActivity="false" ')
+    with pytest.raises(BpmnError) as refused:
+        bpmn_to_definition(non_interrupting)
+    assert "non-interrupting timer" in str(refused.value.problems[0].message)
+    escalating = xml.replace('id="call__timeout" ', 'id="call__timeout" phq:escalateTo="Supervisor" ')
+    with pytest.raises(BpmnError) as refused:
+        bpmn_to_definition(escalating)
+    assert "cannot also start a path" in str(refused.value.problems[0].message)
