@@ -600,20 +600,37 @@ def create_task(run: Run, process: Process, step: dict[str, Any]) -> Task:
     timeout = step.get("timeout")
     if timeout:
         # Belongs to the step, not to this task: escalated copies stay under the same deadline.
-        run.timers.append(
-            Timer(
-                process=process,
-                task=task,
-                kind=Timer.Kind.TASK_TIMEOUT,
-                step_id=step["id"],
-                step_seq=process.step_seq,
-                due_at=add_duration(run.now, timeout["after"]),
-                data={"next": timeout["next"]},
-                created_at=run.now,
-            )
-        )
+        step_timer(
+            run, process, Timer.Kind.TASK_TIMEOUT, step["id"], add_duration(run.now, timeout["after"]),
+            data={"next": timeout["next"]}, task=task,
+        )  # fmt: skip
     run.signal(signals.task_created, Task, task=task)
     return task
+
+
+def step_timer(
+    run: Run,
+    process: Process,
+    kind: str,
+    step_id: str,
+    due_at: datetime,
+    *,
+    data: dict[str, Any] | None = None,
+    task: Task | None = None,
+) -> None:
+    """A timer for the step the process is on now (stale, and cancelled when it fires, once it has left)."""
+    run.timers.append(
+        Timer(
+            process=process,
+            task=task,
+            kind=kind,
+            step_id=step_id,
+            step_seq=process.step_seq,
+            due_at=due_at,
+            data=data or {},
+            created_at=run.now,
+        )
+    )
 
 
 def schedule_escalation(run: Run, process: Process, step: dict[str, Any], task: Task, *, level: int) -> None:
@@ -621,18 +638,10 @@ def schedule_escalation(run: Run, process: Process, step: dict[str, Any], task: 
     if level > len(chain):
         return
     base = task.due_at or run.now
-    run.timers.append(
-        Timer(
-            process=process,
-            task=task,
-            kind=Timer.Kind.ESCALATION,
-            step_id=step["id"],
-            step_seq=process.step_seq,
-            due_at=add_duration(base, chain[level - 1]["after"]),
-            data={"level": level, "to": chain[level - 1]["to"]},
-            created_at=run.now,
-        )
-    )
+    step_timer(
+        run, process, Timer.Kind.ESCALATION, step["id"], add_duration(base, chain[level - 1]["after"]),
+        data={"level": level, "to": chain[level - 1]["to"]}, task=task,
+    )  # fmt: skip
 
 
 def escalate(run: Run, process: Process, graph: CompiledGraph, task: Task, *, reason: str) -> Task:
@@ -730,28 +739,12 @@ def start_wait(run: Run, process: Process, step: dict[str, Any]) -> bool:
         run.touch(process, "waiting_for")
         timeout = step.get("timeout")
         if timeout:
-            run.timers.append(
-                Timer(
-                    process=process,
-                    kind=Timer.Kind.MESSAGE_TIMEOUT,
-                    step_id=sid,
-                    step_seq=process.step_seq,
-                    due_at=add_duration(run.now, timeout["after"]),
-                    data={"next": timeout["next"], "message": step["message"]},
-                    created_at=run.now,
-                )
-            )
+            step_timer(
+                run, process, Timer.Kind.MESSAGE_TIMEOUT, sid, add_duration(run.now, timeout["after"]),
+                data={"next": timeout["next"], "message": step["message"]},
+            )  # fmt: skip
         return True
-    run.timers.append(
-        Timer(
-            process=process,
-            kind=Timer.Kind.WAIT,
-            step_id=sid,
-            step_seq=process.step_seq,
-            due_at=due,
-            created_at=run.now,
-        )
-    )
+    step_timer(run, process, Timer.Kind.WAIT, sid, due)
     return True
 
 
