@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseServerError
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from accounts.roles import role_required
+from accounts.roles import ADMINISTRATOR, FINANCE, SUPERVISOR, WORKFLOW_ADMIN, has_role, role_required
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,22 @@ PLAIN_500 = (
 
 @role_required()
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/home.html")
+    """The start page: the user's work today (their queue, their claimed tasks, what is overdue or due
+    today, the next tasks), what needs an owner's eye (incidents, billing exceptions), then the sections."""
+    from workflows.basket_selectors import work_summary
+
+    user = request.user
+    context: dict = {"work": work_summary(user)}
+    if has_role(user, ADMINISTRATOR, WORKFLOW_ADMIN, SUPERVISOR):
+        from workflows.models import Process
+        from workflows.process_views import visible_processes
+
+        context["incidents"] = visible_processes(user).filter(state=Process.State.RUNNING, incident_open=True).count()
+    if has_role(user, FINANCE):
+        from billing.selectors import open_exceptions
+
+        context["billing_exceptions"] = open_exceptions().count()
+    return render(request, "portal/home.html", context)
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

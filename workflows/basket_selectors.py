@@ -226,6 +226,53 @@ def basket_counts(user: Any) -> dict[str, int]:
     return {"queue": counts.get("queue") or 0, "mine": counts["mine"] or 0, "team": counts.get("team") or 0}
 
 
+@dataclass
+class WorkSummary:
+    """What the start page tells a user about their work: counts and the next few tasks."""
+
+    queue: int
+    mine: int
+    overdue_queue: int
+    overdue_mine: int
+    due_today: int
+    done_today: int
+    next_up: list[Task]
+
+    @property
+    def overdue(self) -> int:
+        return self.overdue_queue + self.overdue_mine
+
+
+def work_summary(user: Any, *, now: Any = None, size: int = 5) -> WorkSummary:
+    """Counts of the user's queue and claimed tasks (overdue, due today) and completions today in one
+    query; the next tasks (claimed ones first, then the queue, each by due time) in at most two."""
+    now = now or timezone.now()
+    day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    day_end = day_start + timezone.timedelta(days=1)
+    scope = role_scope_q(user)
+    mine = Q(state=Task.State.CLAIMED, assignee=user)
+    late, today = Q(due_at__lt=now), Q(due_at__gte=now, due_at__lt=day_end)
+    done = Q(state=Task.State.COMPLETED, completed_by=user, completed_at__gte=day_start)
+    aggregates: dict[str, Any] = {
+        "mine": Count("pk", filter=mine),
+        "overdue_mine": Count("pk", filter=mine & late),
+        "done_today": Count("pk", filter=Q(state=Task.State.COMPLETED)),
+    }
+    active = mine
+    if scope is not None:  # a user without a working role has no queue
+        queue = scope & Q(state=Task.State.OPEN)
+        aggregates |= {"queue": Count("pk", filter=queue), "overdue_queue": Count("pk", filter=queue & late)}
+        active = mine | queue
+    aggregates["due_today"] = Count("pk", filter=active & today)
+    counts = {"queue": 0, "overdue_queue": 0} | Task.objects.filter(active | done).aggregate(**aggregates)
+    next_up: list[Task] = []
+    if counts["mine"]:
+        next_up = list(basket_tasks(user, tab="mine")[:size])
+    if len(next_up) < size and counts["queue"]:
+        next_up += list(basket_tasks(user, tab="queue")[: size - len(next_up)])
+    return WorkSummary(**{k: v or 0 for k, v in counts.items()}, next_up=next_up)
+
+
 def filter_choices(user: Any) -> dict[str, list]:
     """Choices for the filter form: workflows with their user steps (one query) and car parks (one)."""
     from carparks.models import CarPark
