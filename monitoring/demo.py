@@ -1,4 +1,5 @@
-"""Demo data of monitoring: default alert rules and statement subscriptions for the demo users.
+"""Demo data of monitoring: default alert rules, statement subscriptions for the demo users, and a
+month of finished processes (``monitoring.demo_history``) so the dashboard has a past to show.
 
 Idempotent: rules are matched by name and subscriptions by (user, frequency); running it twice
 changes nothing.
@@ -52,4 +53,10 @@ def load(stdout: Any) -> None:
             continue
         for frequency in frequencies:
             subscriptions += int(StatementSubscription.objects.get_or_create(user=user, frequency=frequency)[1])
-    stdout.write(f"monitoring: {rules} new alert rules, {subscriptions} new statement subscriptions\n")
+    from monitoring import demo_history
+
+    history = demo_history.load()
+    stdout.write(
+        f"monitoring: {rules} new alert rules, {subscriptions} new statement subscriptions, "
+        f"{history} finished processes of demo history over the past 30 days\n"
+    )

@@ -1,0 +1,166 @@
+"""Demo history: a month of finished processes, so the dashboard, the analytics and the statements of a
+fresh demo show what a month of work looks like instead of one day.
+
+The processes are written the way the engine writes them (a process row, its tasks, and its history:
+process started, every step entered and left with its duration, each task created, claimed and
+completed by a demo user of the task's role, process completed), along one path through the
+published graph (a user task's first outcome, a decision's default branch), backdated over the past
+days; then every past day is aggregated as the nightly job does. Only the demo loader calls this.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from workflows.compiler import graph_for_version
+from workflows.durations import add_duration
+from workflows.models import Process, ProcessEvent, Task, WorkflowDefinition
+
+Kind = ProcessEvent.Kind
+TITLE = "Demo history"
+WORKFLOWS = {"season-contract": 5, "customer-case": 4, "contract-termination": 2}  # per weekday, on average
+MAX_STEPS = 30
+
+
+def _path(graph: Any) -> list[dict[str, Any]]:
+    """The steps of one run from start to end: first outcomes, default branches."""
+    steps, step_id = [], graph.start
+    for _ in range(MAX_STEPS):
+        step = graph.steps[step_id]
+        steps.append(step)
+        kind = step["type"]
+        if kind == "end":
+            return steps
+        if kind == "user":
+            step_id = next(iter(step["outcomes"].values()))
+        elif kind == "decision":
+            step_id = step["default"]
+        else:
+            step_id = step.get("next") or ""
+        if step_id not in graph.steps:
+            return []
+    return []
+
+
+def _duration(rng: random.Random, kind: str) -> tuple[timedelta, timedelta]:
+    """(waiting, working) time of a step of ``kind``."""
+    if kind == "user":
+        return timedelta(minutes=rng.triangular(10, 30 * 60, 3 * 60)), timedelta(minutes=rng.uniform(3, 40))
+    if kind == "system":
+        return timedelta(0), timedelta(seconds=rng.uniform(0.5, 6))
+    if kind == "wait":
+        return timedelta(hours=rng.uniform(1, 30)), timedelta(0)
+    return timedelta(0), timedelta(0)
+
+
+def _users_by_role() -> dict[str, Any]:
+    users: dict[str, Any] = {}
+    for user in get_user_model().objects.filter(is_active=True).prefetch_related("groups").order_by("pk"):
+        for group in user.groups.all():
+            users.setdefault(group.name, user)
+    return users
+
+
+@transaction.atomic
+def load(*, days: int = 30, seed: int = 11, today: date | None = None) -> int:
+    """Write finished demo processes over the ``days - 1`` days before today (with today, the
+    dashboard's "last 30 days"), once, and aggregate those days. Returns how many processes were
+    written (0 when the history is there already or nothing can be shown)."""
+    from carparks.models import CarPark
+    from monitoring.aggregation import aggregate_day
+
+    if Process.objects.filter(title=TITLE).exists():
+        return 0
+    rng = random.Random(seed)
+    today = today or timezone.localdate()
+    carparks = list(CarPark.objects.values_list("pk", flat=True))
+    users = _users_by_role()
+    workflows = []
+    for definition in WorkflowDefinition.objects.filter(key__in=list(WORKFLOWS)):
+        version = definition.published_version()
+        path = _path(graph_for_version(version.pk)) if version else []
+        if path:
+            workflows.append((definition, version, path))
+    if not workflows or not carparks:
+        return 0
+
+    plans: list[tuple[Process, list[tuple[dict[str, Any], datetime, datetime, datetime]]]] = []
+    for back in range(days - 1, 0, -1):
+        day = today - timedelta(days=back)
+        weekend = day.weekday() >= 5
+        for definition, version, path in workflows:
+            for _ in range(rng.randint(0, 2) if weekend else rng.randint(1, 2 * WORKFLOWS[definition.key] - 1)):
+                start = timezone.make_aware(datetime.combine(day, datetime.min.time())) + timedelta(
+                    minutes=rng.uniform(7 * 60, 18 * 60)
+                )
+                clock, timeline = start, []
+                for step in path:
+                    waiting, working = _duration(rng, step["type"])
+                    entered, picked = clock, clock + waiting
+                    clock = picked + working
+                    timeline.append((step, entered, picked, clock))
+                if clock.date() >= today:
+                    continue  # only finished history: today's figures are the live ones
+                process = Process(
+                    definition=definition,
+                    version=version,
+                    state=Process.State.COMPLETED,
+                    current_step=path[-1]["id"],
+                    step_seq=len(path),
+                    step_entered_at=clock,
+                    title=TITLE,
+                    scope_carpark_id=rng.choice(carparks),
+                    result=path[-1].get("result") or "",
+                    started_at=start,
+                    ended_at=clock,
+                )
+                plans.append((process, timeline))
+    Process.objects.bulk_create([process for process, _ in plans])
+
+    tasks: list[Task] = []
+    for process, timeline in plans:
+        for seq, (step, entered, picked, left) in enumerate(timeline, start=1):
+            if step["type"] != "user":
+                continue
+            due = add_duration(entered, step["due_in"]) if step.get("due_in") else None
+            actor = users.get(step["role"])
+            tasks.append(
+                Task(
+                    process=process, step_id=step["id"], step_seq=seq, name=step.get("name") or step["id"],
+                    role=step["role"], scope_carpark_id=process.scope_carpark_id, state=Task.State.COMPLETED,
+                    assignee=actor, completed_by=actor, due_at=due, created_at=entered, claimed_at=picked,
+                    completed_at=left, outcome=next(iter(step["outcomes"])),
+                )
+            )  # fmt: skip
+    Task.objects.bulk_create(tasks)
+    task_of = {(t.process_id, t.step_seq): t for t in tasks}
+
+    events: list[ProcessEvent] = []
+    for process, timeline in plans:
+
+        def event(kind: str, step_id: str, at: datetime, **extra: Any) -> None:
+            events.append(ProcessEvent(process=process, kind=kind, step_id=step_id, at=at, **extra))  # noqa: B023
+
+        event(Kind.PROCESS_STARTED, "", process.started_at, data={"version": process.version.number})
+        for seq, (step, entered, picked, left) in enumerate(timeline, start=1):
+            event(Kind.STEP_ENTERED, step["id"], entered)
+            task = task_of.get((process.pk, seq))
+            if task is not None:
+                event(Kind.TASK_CREATED, step["id"], entered, task=task, data={"role": task.role})
+                event(Kind.TASK_CLAIMED, step["id"], picked, task=task, actor=task.assignee)
+                event(
+                    Kind.TASK_COMPLETED, step["id"], left, task=task, actor=task.assignee,
+                    data={"outcome": task.outcome}, duration_ms=int((left - entered).total_seconds() * 1000),
+                )  # fmt: skip
+            event(Kind.STEP_LEFT, step["id"], left, duration_ms=int((left - entered).total_seconds() * 1000))
+        event(Kind.PROCESS_COMPLETED, process.current_step, process.ended_at, data={"result": process.result})
+    ProcessEvent.objects.bulk_create(events, batch_size=2000)
+    for back in range(days - 1, 0, -1):
+        aggregate_day(today - timedelta(days=back))
+    return len(plans)
