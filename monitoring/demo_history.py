@@ -3,8 +3,8 @@ fresh demo show what a month of work looks like instead of one day.
 
 The processes are written the way the engine writes them (a process row, its tasks, and its history:
 process started, every step entered and left with its duration, each task created, claimed and
-completed by a demo user of the task's role, process completed), along one path through the
-published graph (a user task's first outcome, a decision's default branch), backdated over the past
+completed by a demo user of the task's role, process completed), along a path through the
+published graph chosen at random (mostly a user task's first outcome), backdated over the past
 days; then every past day is aggregated as the nightly job does. Only the demo loader calls this.
 """
 
@@ -28,21 +28,25 @@ WORKFLOWS = {"season-contract": 5, "customer-case": 4, "contract-termination": 2
 MAX_STEPS = 30
 
 
-def _path(graph: Any) -> list[dict[str, Any]]:
-    """The steps of one run from start to end: first outcomes, default branches."""
+def _path(graph: Any, rng: random.Random) -> list[tuple[dict[str, Any], str]]:
+    """(step, outcome) of one run from start to end: a user task's first outcome four times in five,
+    another one otherwise; a decision's branches at random. Empty when no end is reached in time."""
     steps, step_id = [], graph.start
     for _ in range(MAX_STEPS):
         step = graph.steps[step_id]
-        steps.append(step)
-        kind = step["type"]
+        kind, outcome = step["type"], ""
         if kind == "end":
+            steps.append((step, outcome))
             return steps
         if kind == "user":
-            step_id = next(iter(step["outcomes"].values()))
+            outcomes = list(step["outcomes"])
+            outcome = outcomes[0] if len(outcomes) == 1 or rng.random() < 0.8 else rng.choice(outcomes[1:])
+            step_id = step["outcomes"][outcome]
         elif kind == "decision":
-            step_id = step["default"]
+            step_id = rng.choice([branch["next"] for branch in step["branches"]] + [step["default"]])
         else:
             step_id = step.get("next") or ""
+        steps.append((step, outcome))
         if step_id not in graph.steps:
             return []
     return []
@@ -51,7 +55,7 @@ def _path(graph: Any) -> list[dict[str, Any]]:
 def _duration(rng: random.Random, kind: str) -> tuple[timedelta, timedelta]:
     """(waiting, working) time of a step of ``kind``."""
     if kind == "user":
-        return timedelta(minutes=rng.triangular(10, 30 * 60, 3 * 60)), timedelta(minutes=rng.uniform(3, 40))
+        return timedelta(minutes=rng.triangular(10, 40 * 60, 3 * 60)), timedelta(minutes=rng.uniform(3, 40))
     if kind == "system":
         return timedelta(0), timedelta(seconds=rng.uniform(0.5, 6))
     if kind == "wait":
@@ -84,39 +88,39 @@ def load(*, days: int = 30, seed: int = 11, today: date | None = None) -> int:
     workflows = []
     for definition in WorkflowDefinition.objects.filter(key__in=list(WORKFLOWS)):
         version = definition.published_version()
-        path = _path(graph_for_version(version.pk)) if version else []
-        if path:
-            workflows.append((definition, version, path))
+        if version is not None:
+            workflows.append((definition, version, graph_for_version(version.pk)))
     if not workflows or not carparks:
         return 0
 
-    plans: list[tuple[Process, list[tuple[dict[str, Any], datetime, datetime, datetime]]]] = []
+    plans: list[tuple[Process, list[tuple[dict[str, Any], str, datetime, datetime, datetime]]]] = []
     for back in range(days - 1, 0, -1):
         day = today - timedelta(days=back)
         weekend = day.weekday() >= 5
-        for definition, version, path in workflows:
+        for definition, version, graph in workflows:
             for _ in range(rng.randint(0, 2) if weekend else rng.randint(1, 2 * WORKFLOWS[definition.key] - 1)):
+                path = _path(graph, rng)
                 start = timezone.make_aware(datetime.combine(day, datetime.min.time())) + timedelta(
                     minutes=rng.uniform(7 * 60, 18 * 60)
                 )
                 clock, timeline = start, []
-                for step in path:
+                for step, outcome in path:
                     waiting, working = _duration(rng, step["type"])
                     entered, picked = clock, clock + waiting
                     clock = picked + working
-                    timeline.append((step, entered, picked, clock))
-                if clock.date() >= today:
+                    timeline.append((step, outcome, entered, picked, clock))
+                if not path or clock.date() >= today:
                     continue  # only finished history: today's figures are the live ones
                 process = Process(
                     definition=definition,
                     version=version,
                     state=Process.State.COMPLETED,
-                    current_step=path[-1]["id"],
+                    current_step=path[-1][0]["id"],
                     step_seq=len(path),
                     step_entered_at=clock,
                     title=TITLE,
                     scope_carpark_id=rng.choice(carparks),
-                    result=path[-1].get("result") or "",
+                    result=path[-1][0].get("result") or "",
                     started_at=start,
                     ended_at=clock,
                 )
@@ -125,7 +129,7 @@ def load(*, days: int = 30, seed: int = 11, today: date | None = None) -> int:
 
     tasks: list[Task] = []
     for process, timeline in plans:
-        for seq, (step, entered, picked, left) in enumerate(timeline, start=1):
+        for seq, (step, outcome, entered, picked, left) in enumerate(timeline, start=1):
             if step["type"] != "user":
                 continue
             due = add_duration(entered, step["due_in"]) if step.get("due_in") else None
@@ -135,7 +139,7 @@ def load(*, days: int = 30, seed: int = 11, today: date | None = None) -> int:
                     process=process, step_id=step["id"], step_seq=seq, name=step.get("name") or step["id"],
                     role=step["role"], scope_carpark_id=process.scope_carpark_id, state=Task.State.COMPLETED,
                     assignee=actor, completed_by=actor, due_at=due, created_at=entered, claimed_at=picked,
-                    completed_at=left, outcome=next(iter(step["outcomes"])),
+                    completed_at=left, outcome=outcome,
                 )
             )  # fmt: skip
     Task.objects.bulk_create(tasks)
@@ -148,7 +152,7 @@ def load(*, days: int = 30, seed: int = 11, today: date | None = None) -> int:
             events.append(ProcessEvent(process=process, kind=kind, step_id=step_id, at=at, **extra))  # noqa: B023
 
         event(Kind.PROCESS_STARTED, "", process.started_at, data={"version": process.version.number})
-        for seq, (step, entered, picked, left) in enumerate(timeline, start=1):
+        for seq, (step, _outcome, entered, picked, left) in enumerate(timeline, start=1):
             event(Kind.STEP_ENTERED, step["id"], entered)
             task = task_of.get((process.pk, seq))
             if task is not None:
