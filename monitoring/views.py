@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from csp.decorators import csp_update
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -25,7 +25,7 @@ from carparks.models import CarPark
 from monitoring import alerts, selectors
 from monitoring.aggregation import day_bounds
 from monitoring.forms import AlertRuleForm, FilterForm, SubscriptionForm
-from monitoring.models import AlertEvent, AlertRule, Statement, StatementSubscription
+from monitoring.models import AlertEvent, AlertRule, DailyWorkflowStat, Statement, StatementSubscription
 from monitoring.selectors import Scope
 from monitoring.statements import SUBSCRIBER_ROLES, period_for, statement_build
 from workflows.models import ProcessEvent, Task, WorkflowDefinition, WorkflowVersion
@@ -302,8 +302,7 @@ def _version_for(request: HttpRequest, definition: WorkflowDefinition, param: st
 @role_required(*VIEW_ROLES)
 def analytics(request: HttpRequest) -> HttpResponse:
     scope, form = _scope(request)
-    definitions = WorkflowDefinition.objects.filter(versions__isnull=False).distinct().order_by("name")
-    definition = scope.definition or definitions.first()
+    definition = scope.definition or _busiest_definition(scope)
     context: dict[str, Any] = {"form": form, "scope": scope, "filter_query": _filter_query(request)}
     if definition is not None:
         version = _version_for(request, definition)
@@ -316,6 +315,20 @@ def analytics(request: HttpRequest) -> HttpResponse:
             summary=selectors.process_summary([version], scope.day_from, scope.day_to, scope.carpark_ids),
         )
     return render(request, "monitoring/analytics.html", context)
+
+
+def _busiest_definition(scope: Scope) -> WorkflowDefinition | None:
+    """Without a chosen workflow, analytics opens on the one most started in the period (from the
+    daily roll-up, a few rows per day), else the first by name."""
+    stats = DailyWorkflowStat.objects.filter(day__gte=scope.day_from, day__lte=scope.day_to)
+    if scope.carpark_ids is not None:
+        stats = stats.filter(carpark_id__in=scope.carpark_ids)
+    busiest = stats.values("definition_id").annotate(started=Sum("started")).order_by("-started", "definition_id")
+    definitions = WorkflowDefinition.objects.filter(versions__isnull=False).distinct()
+    first = busiest.first()
+    if first and first["started"]:
+        return definitions.filter(pk=first["definition_id"]).first() or definitions.order_by("name").first()
+    return definitions.order_by("name").first()
 
 
 @role_required(*VIEW_ROLES)

@@ -57,5 +57,10 @@ def test_the_demo_history_is_a_finished_month_the_dashboard_shows(client, login,
         assert sum(d["completed"] for d in flow) == written
         assert sum(1 for d in flow if d["started"]) >= 20  # a month of days, not one
 
+        # analytics opens on the workflow most started in the period, not the first by name
+        counts = {key: history.filter(definition__key=key).count() for key in demo_history.WORKFLOWS}
+        analytics = client.get(reverse("monitoring:analytics"), {"period": "30"})
+        assert analytics.context["definition"].key == max(counts, key=counts.get)
+
         assert demo_history.load(today=TODAY) == 0  # once only
         assert Process.objects.filter(title=demo_history.TITLE).count() == written
