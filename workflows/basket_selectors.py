@@ -29,7 +29,7 @@ from accounts.roles import (
     user_roles,
 )
 from workflows.compiler import graph_for_version
-from workflows.models import Absence, Task, WorkflowVersion
+from workflows.models import Absence, Task, Timer, WorkflowVersion
 from workflows.services import can_work_on
 
 TABS = ("queue", "mine", "team", "done")
@@ -271,6 +271,21 @@ def work_summary(user: Any, *, now: Any = None, size: int = 5) -> WorkSummary:
     if len(next_up) < size and counts["queue"]:
         next_up += list(basket_tasks(user, tab="queue")[: size - len(next_up)])
     return WorkSummary(**{k: v or 0 for k, v in counts.items()}, next_up=next_up)
+
+
+def task_closes_at(task: Task) -> Timer | None:
+    """The pending timeout of the task's step (a user step's ``timeout``): when it fires, the task is
+    cancelled and the process goes on without it. ``timer.data["next"]`` is where it goes."""
+    return (
+        Timer.objects.filter(
+            process_id=task.process_id,
+            step_seq=task.step_seq,
+            kind=Timer.Kind.TASK_TIMEOUT,
+            state=Timer.State.PENDING,
+        )
+        .order_by("due_at")
+        .first()
+    )
 
 
 def filter_choices(user: Any) -> dict[str, list]:

@@ -30,6 +30,7 @@ from workflows.basket_services import (
     task_save_draft,
     task_take_over,
 )
+from workflows.compiler import graph_for_version
 from workflows.errors import InvalidInputs, TaskPermissionDenied, WorkflowError
 from workflows.models import Absence, Task
 from workflows.services import (
@@ -175,7 +176,11 @@ def _render_task(
         "may_take_over": active and supervisor and not mine,
         "supervisor": supervisor,
         "absence": sel.active_absence(task.assignee) if task.assignee_id and not mine else None,
+        "closes": sel.task_closes_at(task) if active else None,
     }
+    if context["closes"] is not None:
+        following = graph_for_version(process.version_id).steps.get(context["closes"].data.get("next", ""), {})
+        context["closes_step_name"] = following.get("name") or context["closes"].data.get("next", "")
     return render(request, "workflows/basket/task.html", context, status=status)
 
 

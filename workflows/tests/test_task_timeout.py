@@ -4,6 +4,7 @@ cancelled and the process takes the timer's path (BPMN: a timer boundary event w
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from accounts import roles
 from workflows import services
@@ -70,6 +71,21 @@ def test_a_task_not_done_in_time_is_cancelled_and_the_process_takes_the_timer_pa
     services.task_complete(task=letter, user=care, outcome="sent")
     process.refresh_from_db()
     assert (process.state, process.result) == (Process.State.COMPLETED, "handled")
+
+
+def test_the_task_page_says_when_the_task_closes_and_where_the_process_goes(client, login, time_machine, care):
+    time_machine.move_to("2026-05-04 08:00Z", tick=False)
+    install_definition(CALLBACK)
+    process = services.process_start(definition_key="test-callback")
+    task = process.tasks.get()
+    login(client, care)
+    page = client.get(reverse("workflows:task-detail", args=[task.pk])).content.decode()
+    closes = page.split('id="task-closes"', 1)[1].split("</div></div>", 1)[0]
+    assert "05.05.2026" in closes and "“Send a letter”" in closes
+
+    services.task_complete(task=task, user=care, outcome="reached")
+    page = client.get(reverse("workflows:task-detail", args=[task.pk])).content.decode()
+    assert 'id="task-closes"' not in page  # done: nothing closes any more
 
 
 def test_a_task_done_in_time_leaves_its_timer_stale(time_machine, care):
