@@ -10,7 +10,7 @@ tasks there are.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -247,8 +247,9 @@ def work_summary(user: Any, *, now: Any = None, size: int = 5) -> WorkSummary:
     """Counts of the user's queue and claimed tasks (overdue, due today) and completions today in one
     query; the next tasks (claimed ones first, then the queue, each by due time) in at most two."""
     now = now or timezone.now()
-    day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    day_end = day_start + timezone.timedelta(days=1)
+    today = timezone.localdate(now)
+    day_start = timezone.make_aware(datetime.combine(today, time.min))
+    day_end = timezone.make_aware(datetime.combine(today + timedelta(days=1), time.min))  # DST-safe
     scope = role_scope_q(user)
     mine = Q(state=Task.State.CLAIMED, assignee=user)
     late, today = Q(due_at__lt=now), Q(due_at__gte=now, due_at__lt=day_end)
