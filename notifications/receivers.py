@@ -1,4 +1,5 @@
-"""Notifications for the engine's task signals (sent after commit): assignment, escalation, overdue."""
+"""Notifications for the engine's task signals (sent after commit): assignment, escalation, overdue,
+and a task closed because its step timed out."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.urls import reverse
 
 from notifications.models import Notification
 from notifications.services import notification_send
-from workflows.signals import task_assigned, task_escalated
+from workflows.signals import task_assigned, task_escalated, task_timed_out
 
 
 def _task_url(task: Any) -> str:
@@ -63,3 +64,18 @@ def on_task_escalated(sender: Any, task: Any, previous: Any, reason: str = "", *
             url=_task_url(task),
             email_context=_context(task, previous=previous),
         )
+
+
+@receiver(task_timed_out, dispatch_uid="notifications.task_timed_out")
+def on_task_timed_out(sender: Any, task: Any, next_step: str = "", **kwargs: Any) -> None:
+    """Whoever held a task that its step's timeout closed is told, so no one works on it in vain."""
+    if not task.assignee_id:
+        return
+    notification_send(
+        users=[task.assignee],
+        kind=Notification.Kind.OVERDUE,
+        title=f"Closed: {task.name}",
+        body=f"'{task.name}' was not done in time and was closed; the process went on to '{next_step}'.",
+        url=_task_url(task),
+        email_context=_context(task),
+    )

@@ -1006,11 +1006,13 @@ def fire_timer(run: Run, timer: Timer) -> bool | None:
             Task.objects.filter(process_id=process.pk, step_seq=timer.step_seq, state__in=Task.ACTIVE_STATES)
         )
         Task.objects.filter(pk__in=[t.pk for t in open_tasks]).update(state=Task.State.CANCELLED)
+        following = timer.data.get("next") or step["timeout"]["next"]
         for task in open_tasks:
             task.__dict__["state"] = Task.State.CANCELLED
             run.event(process, Kind.TASK_CANCELLED, timer.step_id, task=task, data={"reason": "timeout"})
+            run.signal(signals.task_timed_out, Task, task=task, next_step=graph.step(following).get("name", following))
         leave_step(run, process, data={"timeout": True})
-        enter(run, process, graph, timer.data.get("next") or step["timeout"]["next"])
+        enter(run, process, graph, following)
         return True
     return False
 

@@ -9,6 +9,8 @@ keyword argument:
 - ``task_escalated(sender=Task, task=new_task, previous=old_task, reason=str)`` — the new task
   carries the new role and ``escalation_level + 1``.
 - ``task_completed(sender=Task, task=task)``.
+- ``task_timed_out(sender=Task, task=task, next_step=name)`` — the step's timeout cancelled the task;
+  the process went on to the step named ``next_step``.
 - ``process_finished(sender=Process, process=process)`` — completed or cancelled (see ``state``).
 - ``incident_opened(sender=Process, process=process)`` — retries exhausted or a step failed.
 """
@@ -19,5 +21,6 @@ task_created = Signal()
 task_assigned = Signal()
 task_escalated = Signal()
 task_completed = Signal()
+task_timed_out = Signal()
 process_finished = Signal()
 incident_opened = Signal()

@@ -88,6 +88,28 @@ def test_the_task_page_says_when_the_task_closes_and_where_the_process_goes(clie
     assert 'id="task-closes"' not in page  # done: nothing closes any more
 
 
+def test_whoever_held_a_closed_task_is_told(time_machine, care, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    from notifications.models import Notification
+
+    time_machine.move_to("2026-05-04 08:00Z", tick=False)
+    install_definition(
+        CALLBACK | {"steps": [s | {"escalation": []} if s["id"] == "call" else s for s in CALLBACK["steps"]]}
+    )
+    care.email = "care@parkinghq.example"
+    care.save()
+    process = services.process_start(definition_key="test-callback")
+    services.task_claim(task=process.tasks.get(), user=care)
+    time_machine.move_to("2026-05-05 08:00Z", tick=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert fire_due_timers() == 1
+    note = Notification.objects.get(user=care, kind=Notification.Kind.OVERDUE)
+    assert note.title == "Closed: Call the customer back"
+    assert "went on to 'Send a letter'" in note.body
+    assert [m.subject for m in mail.outbox] == ["[ParkingHQ] Closed: Call the customer back"]
+
+
 def test_a_task_done_in_time_leaves_its_timer_stale(time_machine, care):
     time_machine.move_to("2026-05-04 08:00Z", tick=False)
     install_definition(CALLBACK)
