@@ -56,26 +56,28 @@ def on_task_escalated(sender: Any, task: Any, previous: Any, reason: str = "", *
         email_context=_context(task, previous=previous, reason=reason, overdue=overdue),
     )
     if overdue and previous is not None and previous.assignee_id:
-        notification_send(
-            users=[previous.assignee],
-            kind=Notification.Kind.OVERDUE,
-            title=f"Overdue: {task.name}",
-            body=f"'{task.name}' passed its due time and went to {task.role}.",
-            url=_task_url(task),
-            email_context=_context(task, previous=previous),
-        )
+        _tell_overdue(
+            previous.assignee, task, f"Overdue: {task.name}",
+            f"'{task.name}' passed its due time and went to {task.role}.", previous=previous,
+        )  # fmt: skip
 
 
 @receiver(task_timed_out, dispatch_uid="notifications.task_timed_out")
 def on_task_timed_out(sender: Any, task: Any, next_step: str = "", **kwargs: Any) -> None:
     """Whoever held a task that its step's timeout closed is told, so no one works on it in vain."""
-    if not task.assignee_id:
-        return
+    if task.assignee_id:
+        _tell_overdue(
+            task.assignee, task, f"Closed: {task.name}",
+            f"'{task.name}' was not done in time and was closed; the process went on to '{next_step}'.",
+        )  # fmt: skip
+
+
+def _tell_overdue(user: Any, task: Any, title: str, body: str, **context: Any) -> None:
     notification_send(
-        users=[task.assignee],
+        users=[user],
         kind=Notification.Kind.OVERDUE,
-        title=f"Closed: {task.name}",
-        body=f"'{task.name}' was not done in time and was closed; the process went on to '{next_step}'.",
+        title=title,
+        body=body,
         url=_task_url(task),
-        email_context=_context(task),
+        email_context=_context(task, **context),
     )
