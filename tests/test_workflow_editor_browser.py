@@ -167,3 +167,44 @@ def test_an_interrupting_timer_on_a_user_task_is_shown_as_a_path_not_as_the_due_
     page.click("#btn-validate")
     page.wait_for_selector("#editor-status:has-text('valid and can be published')")
     assert not problems_in_console
+
+
+def test_a_task_gets_a_closing_time_and_path_from_its_properties(live_server, page, make_user):
+    for name in roles.ALL_ROLES:
+        Group.objects.get_or_create(name=name)
+    admin = make_user("wfadmin", roles.WORKFLOW_ADMIN)
+    definition_install(spec=permit_spec(with_default=True))
+
+    page.context.add_cookies([session_cookie(admin, live_server)])
+    problems_in_console: list[str] = []
+    page.on("pageerror", lambda error: problems_in_console.append(str(error)))
+    page.goto(f"{live_server.url}{reverse('workflows:editor', kwargs={'key': 'parking-permit'})}")
+    page.wait_for_selector("body[data-editor-ready=true]")
+    select = "(id) => window.phqModeler.get('selection').select(window.phqModeler.get('elementRegistry').get(id))"
+    page.evaluate(select, "review")
+    page.get_by_label("Close if not done after").fill("P2D")
+    page.get_by_label("Close if not done after").press("Tab")
+    page.get_by_label("…then continue at").select_option("done")
+    attached = page.evaluate(
+        "() => window.phqModeler.get('elementRegistry').get('review').attachers"
+        ".map(a => [a.businessObject.cancelActivity, a.outgoing.map(f => f.target.id)])"
+    )
+    assert attached == [[True, ["done"]]]
+
+    page.click("#btn-save")
+    page.wait_for_selector("#editor-status:has-text('Draft saved as version 2')")
+    draft = WorkflowDefinition.objects.get(key="parking-permit").versions.get(number=2)
+    review = next(s for s in draft.spec["steps"] if s["id"] == "review")
+    assert review["timeout"] == {"after": "P2D", "next": "done"}
+
+    # clearing the time takes the timer and its path away again
+    page.evaluate(select, "review")
+    page.get_by_label("Close if not done after").fill("")
+    page.get_by_label("Close if not done after").press("Tab")
+    assert page.evaluate("() => window.phqModeler.get('elementRegistry').get('review').attachers.length") == 0
+    with page.expect_response(lambda r: r.url.endswith("/edit/save/")) as saved:
+        page.click("#btn-save")
+    assert saved.value.ok
+    draft.refresh_from_db()
+    assert "timeout" not in next(s for s in draft.spec["steps"] if s["id"] == "review")
+    assert not problems_in_console

@@ -166,6 +166,32 @@
     var defs = bo(element).eventDefinitions || [];
     return defs.filter(function (d) { return d.$instanceOf(type); })[0];
   }
+  function timeoutBoundary(element) {
+    return (element.attachers || []).filter(function (a) {
+      return eventDefinition(a, 'bpmn:TimerEventDefinition') && (a.outgoing || []).length && bo(a).cancelActivity !== false;
+    })[0];
+  }
+  // "Close if not done after … then continue at …": an interrupting timer on the task with one flow.
+  function setTimeout_(element, after, targetId) {
+    var modeling = svc('modeling');
+    var boundary = timeoutBoundary(element);
+    var target = targetId ? svc('elementRegistry').get(targetId) : null;
+    if (!after || !target) {
+      if (boundary && !after) { modeling.removeElements([boundary]); }
+      return;
+    }
+    if (!boundary) {
+      var shape = svc('elementFactory').createShape({ type: 'bpmn:BoundaryEvent', eventDefinitionType: 'bpmn:TimerEventDefinition' });
+      boundary = modeling.createShape(shape, { x: element.x + 30, y: element.y + element.height }, element, { attach: true });
+      modeling.updateProperties(boundary, { name: 'Not done after ' + after });
+    }
+    modeling.updateModdleProperties(boundary, eventDefinition(boundary, 'bpmn:TimerEventDefinition'), { timeDuration: formal(after) });
+    var flow = (boundary.outgoing || [])[0];
+    if (!flow || flow.target !== target) {
+      if (flow) { modeling.removeElements([flow]); }
+      modeling.connect(boundary, target, { type: 'bpmn:SequenceFlow' });
+    }
+  }
   function dueBoundary(element) {
     return (element.attachers || []).filter(function (a) {
       return eventDefinition(a, 'bpmn:TimerEventDefinition') && !bo(a).get('phq:escalateTo') && !(a.outgoing || []).length;
@@ -332,6 +358,21 @@
         update(element, { 'phq:dueIn': v || undefined });
       }
     }, { placeholder: 'P2D', name: 'due_in' }), 'ISO 8601 duration: P2D = two days, PT4H = four hours.');
+    var closing = timeoutBoundary(element);
+    var closeAfter = closing ? ((eventDefinition(closing, 'bpmn:TimerEventDefinition').timeDuration || {}).body || '') : '';
+    var closeTo = closing ? closing.outgoing[0].target.id : '';
+    var targets = svc('elementRegistry').filter(function (e) {
+      return e !== element && !e.labelTarget && (is(e, 'bpmn:Task') || is(e, 'bpmn:EndEvent') || is(e, 'bpmn:Gateway') ||
+        is(e, 'bpmn:IntermediateCatchEvent') || is(e, 'bpmn:CallActivity'));
+    }).map(function (e) { return { value: e.id, label: (bo(e).name || e.id) + ' (' + e.id + ')' }; });
+    field('Close if not done after', input(closeAfter, function (v) {
+      closeAfter = v;
+      setTimeout_(element, closeAfter, closeTo);
+    }, { placeholder: 'P3D', name: 'close_after' }), 'ISO 8601 duration. Empty: the task stays open until someone does it.');
+    field('…then continue at', select(closeTo, targets, function (v) {
+      closeTo = v;
+      setTimeout_(element, closeAfter, closeTo);
+    }, 'close_to'), 'The open task is cancelled and the process takes this path (an interrupting timer on the task).');
     var chain = extensionValues(obj, 'phq:Escalation').map(function (e) { return e.after + ' ' + e.to; }).join('\n');
     field('Escalation chain', input(chain, function (v) {
       var moddle = svc('moddle');
