@@ -21,6 +21,7 @@ from django.utils import timezone
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_role, responsible_carpark_ids, user_roles
 from workflows import signals
 from workflows.compiler import compile_spec, graph_for_version
+from workflows.durations import add_duration
 from workflows.engine import (
     Kind,
     Run,
@@ -36,6 +37,7 @@ from workflows.engine import (
     rows_of,
     set_variables,
     signal_after_commit,
+    step_timer,
     task_with_process,
     update_sql,
 )
@@ -327,6 +329,7 @@ def process_migrate(*, process: Process, to_version: WorkflowVersion, user: Any 
             )
         run = Run(actor=user)
         old_number = locked.version.number
+        _timeouts_migrate(run, locked, target)
         locked.version = to_version
         run.touch(locked, "version")
         run.event(
@@ -334,6 +337,30 @@ def process_migrate(*, process: Process, to_version: WorkflowVersion, user: Any 
         )
         run.flush()
     return locked
+
+
+def _timeouts_migrate(run: Run, process: Process, step: dict[str, Any]) -> None:
+    """The current step's timeout follows the new version: the pending one (set by the old version,
+    pointing at its path) is cancelled, and the new version's, counted from when the step was
+    entered, takes its place."""
+    pending = Timer.objects.filter(
+        process_id=process.pk,
+        step_seq=process.step_seq,
+        state=Timer.State.PENDING,
+        kind__in=[Timer.Kind.TASK_TIMEOUT, Timer.Kind.MESSAGE_TIMEOUT],
+    )
+    old = list(pending)
+    pending.update(state=Timer.State.CANCELLED)
+    timeout = step.get("timeout")
+    if not timeout or (step["type"] == "wait" and not step.get("message")):
+        return
+    if step["type"] == "user":
+        kind, data = Timer.Kind.TASK_TIMEOUT, {"next": timeout["next"]}
+        task = old[0].task if old else Task.objects.filter(process_id=process.pk, step_seq=process.step_seq).first()
+    else:
+        kind, data, task = Timer.Kind.MESSAGE_TIMEOUT, {"next": timeout["next"], "message": step["message"]}, None
+    entered = process.step_entered_at or run.now
+    step_timer(run, process, kind, process.current_step, add_duration(entered, timeout["after"]), data=data, task=task)
 
 
 # -- tasks -------------------------------------------------------------------------------------

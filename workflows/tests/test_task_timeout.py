@@ -34,6 +34,9 @@ CALLBACK = {
     ],
 }
 
+# The same without the escalation timer, where only the timeout should fire.
+PLAIN = CALLBACK | {"steps": [s | {"escalation": []} if s["id"] == "call" else s for s in CALLBACK["steps"]]}
+
 
 @pytest.fixture
 def care(make_user):
@@ -94,9 +97,7 @@ def test_whoever_held_a_closed_task_is_told(time_machine, care, django_capture_o
     from notifications.models import Notification
 
     time_machine.move_to("2026-05-04 08:00Z", tick=False)
-    install_definition(
-        CALLBACK | {"steps": [s | {"escalation": []} if s["id"] == "call" else s for s in CALLBACK["steps"]]}
-    )
+    install_definition(PLAIN)
     care.email = "care@parkinghq.example"
     care.save()
     process = services.process_start(definition_key="test-callback")
@@ -125,9 +126,7 @@ def test_a_task_done_in_time_leaves_its_timer_stale(time_machine, care):
 @pytest.mark.django_db(transaction=True)
 def test_completing_while_the_timeout_fires_gives_one_path(time_machine, care):
     time_machine.move_to("2026-05-04 08:00Z", tick=False)
-    install_definition(
-        CALLBACK | {"steps": [s | {"escalation": []} if s["id"] == "call" else s for s in CALLBACK["steps"]]}
-    )
+    install_definition(PLAIN)
     for _ in range(4):  # which side wins a round is up to the database; each round must have one winner
         time_machine.move_to("2026-05-04 08:00Z", tick=False)
         process = services.process_start(definition_key="test-callback")
@@ -149,6 +148,66 @@ def test_completing_while_the_timeout_fires_gives_one_path(time_machine, care):
             assert isinstance(results[0][1], TaskNotAvailable) and "cancelled" in str(results[0][1])
             assert process.current_step == "letter"
         assert ProcessEvent.objects.filter(process=process, kind="step_left", step_id="call").count() == 1
+
+
+def test_a_migrated_process_takes_the_new_versions_timeout(time_machine, care):
+    time_machine.move_to("2026-05-04 08:00Z", tick=False)
+    install_definition(PLAIN)
+    process = services.process_start(definition_key="test-callback")
+    task = process.tasks.get()
+    # v2: three days, then straight to the end (the letter step is gone)
+    v2 = install_definition(
+        PLAIN | {"steps": [
+            s | {"timeout": {"after": "P3D", "next": "done"}} if s["id"] == "call" else s
+            for s in PLAIN["steps"] if s["id"] != "letter"
+        ]}
+    )  # fmt: skip
+    time_machine.move_to("2026-05-04 12:00Z", tick=False)
+    services.process_migrate(process=process, to_version=v2)
+    pending = Timer.objects.get(process=process, state="pending", kind="task_timeout")
+    assert pending.data == {"next": "done"} and pending.task_id == task.pk
+    assert pending.due_at.isoformat() == "2026-05-07T08:00:00+00:00"  # from when the step was entered
+
+    time_machine.move_to("2026-05-05 08:00Z", tick=False)
+    assert fire_due_timers() == 0  # the old version's one-day timeout is gone
+    time_machine.move_to("2026-05-07 08:00Z", tick=False)
+    assert fire_due_timers() == 1
+    process.refresh_from_db()
+    assert (process.state, process.result) == (Process.State.COMPLETED, "handled")
+
+    # a version without the timeout: nothing is left pending
+    other = services.process_start(definition_key="test-callback")
+    v3 = install_definition(
+        PLAIN | {"steps": [
+            {k: v for k, v in s.items() if k != "timeout"} for s in PLAIN["steps"] if s["id"] != "letter"
+        ]}
+    )  # fmt: skip
+    services.process_migrate(process=other, to_version=v3)
+    assert not Timer.objects.filter(process=other, state="pending", kind="task_timeout").exists()
+
+
+def test_a_migrated_message_wait_takes_the_new_versions_timeout_too(db, time_machine):
+    wait = {
+        "key": "test-deposit",
+        "name": "Deposit",
+        "steps": [
+            {"id": "start", "type": "start", "next": "paid"},
+            {"id": "paid", "type": "wait", "message": "deposit.paid", "next": "done",
+             "timeout": {"after": "P14D", "next": "remind"}},
+            {"id": "remind", "type": "end", "result": "reminded"},
+            {"id": "done", "type": "end", "result": "paid"},
+        ],
+    }  # fmt: skip
+    time_machine.move_to("2026-05-04 08:00Z", tick=False)
+    install_definition(wait)
+    process = services.process_start(definition_key="test-deposit")
+    steps = [s for s in wait["steps"] if s["id"] != "remind"]
+    steps[1] = steps[1] | {"timeout": {"after": "P2D", "next": "done"}}
+    services.process_migrate(process=process, to_version=install_definition(wait | {"steps": steps}))
+    time_machine.move_to("2026-05-06 08:00Z", tick=False)
+    assert fire_due_timers() == 1  # the new two days, to the new version's path
+    process.refresh_from_db()
+    assert (process.state, process.result) == (Process.State.COMPLETED, "paid")
 
 
 def test_a_timeout_must_lead_to_a_known_step():
