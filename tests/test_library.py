@@ -43,10 +43,11 @@ REQUIRED = {
     "complaint-refund",
     "access-card-replacement",
     "monthly-invoicing-review",
+    "customer-callback",
 }
 
 
-def test_the_library_has_the_ten_parking_workflows_each_described():
+def test_the_library_has_the_parking_workflows_each_described():
     assert set(ITEMS) == REQUIRED
     for item in ITEMS.values():
         assert len(item.description) > 80, item.slug
@@ -337,3 +338,36 @@ def test_monthly_invoicing_bills_and_finance_closes_the_month(stripe_settings, s
     assert process.variables["invoices_created"] == 1
     complete(process, staff(roles.FINANCE), "close", {"review_note": "All fine."})
     finished(process, "invoiced")
+
+
+@needs_connect
+@pytest.mark.django_db
+def test_a_call_back_not_made_in_a_day_turns_into_a_written_answer(staff):
+    from carparks.services import case_open
+    from workflows.sync import sync_definitions
+
+    sync_definitions()  # case_open starts the app's own customer-case process
+    publish("customer-callback")
+    carpark = CarParkFactory()
+    contract = contract_at(carpark, state=Contract.State.ACTIVE)
+    care = staff(roles.CARE, carpark)
+
+    # reached on the phone the same day
+    case = case_open(customer=contract.customer, contract=contract, kind=Case.Kind.QUESTION, subject="Call me")
+    process = process_start(definition_key="customer-callback", business_object=case)
+    complete(process, care, "reached", {"resolution": "Explained the night tariff."})
+    finished(process, "resolved")
+    assert Case.objects.get(pk=case.pk).resolution == "Explained the night tariff."
+
+    # nobody reached the customer: after a day the call closes and the written answer takes over
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        case = case_open(customer=contract.customer, contract=contract, kind=Case.Kind.QUESTION, subject="Call me")
+        process = process_start(definition_key="customer-callback", business_object=case)
+        call = open_task(process)
+        clock.shift(timedelta(days=1, seconds=1))
+        assert fire_due_timers() >= 1
+        assert Task.objects.get(pk=call.pk).state == Task.State.CANCELLED
+        assert open_task(process).step_id == "write"
+        complete(process, care, "answered", {"resolution": "We tried to call: the night tariff is 2 EUR."})
+    finished(process, "resolved")
+    assert Case.objects.get(pk=case.pk).state == Case.State.RESOLVED

@@ -745,9 +745,12 @@ class _Reader:
             f.get("id", ""): (f.get("sourceRef", ""), f.get("targetRef", "")) for f in getattr(self, "flows", [])
         }
         boundary_ids: dict[str, str] = {}
+        outgoing = getattr(self, "outgoing", {})
         for task_id, boundaries in getattr(self, "boundaries", {}).items():
             for boundary in boundaries:
-                if not boundary.get(q(PHQ, "escalateTo")):
+                if outgoing.get(boundary.get("id", "")):  # the step's timeout, with its own path
+                    boundary_ids[boundary.get("id", "")] = f"{task_id}__timeout"
+                elif not boundary.get(q(PHQ, "escalateTo")):
                     boundary_ids[boundary.get("id", "")] = f"{task_id}__due"
         for diagram in self.root.findall(q(BPMNDI, "BPMNDiagram")):
             plane = diagram.find(q(BPMNDI, "BPMNPlane"))
@@ -776,7 +779,8 @@ class _Reader:
                         points = []
                         break
                 if len(points) >= 2:
-                    source, target = (owned.get(ends[0], ends[0]), owned.get(ends[1], ends[1]))
+                    source = owned.get(ends[0]) or boundary_ids.get(ends[0]) or ends[0]
+                    target = owned.get(ends[1], ends[1])
                     self.layout.edges[(source, target)] = points
             break  # the first diagram is the one that shows the process
 

@@ -228,8 +228,15 @@ def test_a_timeout_must_lead_to_a_known_step():
 def test_the_timer_path_survives_a_bpmn_round_trip_and_wrong_timers_are_refused():
     xml = definition_to_bpmn(CALLBACK)
     assert 'id="call__timeout"' in xml and 'cancelActivity="false"' not in xml.split('id="call__timeout"')[1][:200]
-    back = bpmn_to_definition(xml).spec
+    read = bpmn_to_definition(xml)
+    back = read.spec
     assert compile_spec(back)["steps"] == compile_spec(CALLBACK)["steps"]
+    # the timer keeps its own place on the diagram (not the due timer's), and its flow's route
+    with_due = CALLBACK | {"steps": [s | {"due_in": "PT4H"} if s["id"] == "call" else s for s in CALLBACK["steps"]]}
+    layout = bpmn_to_definition(definition_to_bpmn(with_due)).layout
+    assert {"call__timeout", "call__due"} <= set(layout.shapes)
+    assert layout.shapes["call__timeout"] != layout.shapes["call__due"]
+    assert ("call__timeout", "letter") in layout.edges
     # a user task written with "next" instead of outcomes keeps its timer path too
     with_next = CALLBACK | {
         "steps": [
