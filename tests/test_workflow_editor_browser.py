@@ -142,25 +142,32 @@ def test_it_edits_validates_publishes_and_runs_a_new_version(live_server, page, 
     assert "Check documents" in page.content()
 
 
-def test_an_interrupting_timer_on_a_user_task_is_shown_as_a_path_not_as_the_due_time(live_server, page, make_user):
+SELECT = "(id) => window.phqModeler.get('selection').select(window.phqModeler.get('elementRegistry').get(id))"
+
+
+def open_editor(live_server, page, make_user, spec: dict) -> list[str]:
+    """Install ``spec`` (published) and open its editor as a workflow admin; returns the list that
+    collects the page's script errors."""
     for name in roles.ALL_ROLES:
         Group.objects.get_or_create(name=name)
-    admin = make_user("wfadmin", roles.WORKFLOW_ADMIN)
+    definition_install(spec=spec)
+    page.context.add_cookies([session_cookie(make_user("wfadmin", roles.WORKFLOW_ADMIN), live_server)])
+    problems_in_console: list[str] = []
+    page.on("pageerror", lambda error: problems_in_console.append(str(error)))
+    page.goto(f"{live_server.url}{reverse('workflows:editor', kwargs={'key': spec['key']})}")
+    page.wait_for_selector("body[data-editor-ready=true]")
+    return problems_in_console
+
+
+def test_an_interrupting_timer_on_a_user_task_is_shown_as_a_path_not_as_the_due_time(live_server, page, make_user):
     spec = permit_spec(with_default=True)
     review = next(s for s in spec["steps"] if s["id"] == "review")
     review.update(due_in="PT4H", timeout={"after": "P2D", "next": "done"})
-    definition_install(spec=spec)
+    problems_in_console = open_editor(live_server, page, make_user, spec)
 
-    page.context.add_cookies([session_cookie(admin, live_server)])
-    problems_in_console: list[str] = []
-    page.on("pageerror", lambda error: problems_in_console.append(str(error)))
-    page.goto(f"{live_server.url}{reverse('workflows:editor', kwargs={'key': 'parking-permit'})}")
-    page.wait_for_selector("body[data-editor-ready=true]")
-    select = "(id) => window.phqModeler.get('selection').select(window.phqModeler.get('elementRegistry').get(id))"
-
-    page.evaluate(select, "review")  # its due time comes from the non-interrupting due timer, not the path
+    page.evaluate(SELECT, "review")  # its due time comes from the non-interrupting due timer, not the path
     assert page.locator("#properties [name=due_in]").input_value() == "PT4H"
-    page.evaluate(select, "review__timeout")
+    page.evaluate(SELECT, "review__timeout")
     assert "Interrupting: when this time has passed" in page.locator("#properties").inner_text()
     assert page.locator("#properties [name=duration]").input_value() == "P2D"
 
@@ -170,18 +177,8 @@ def test_an_interrupting_timer_on_a_user_task_is_shown_as_a_path_not_as_the_due_
 
 
 def test_a_task_gets_a_closing_time_and_path_from_its_properties(live_server, page, make_user):
-    for name in roles.ALL_ROLES:
-        Group.objects.get_or_create(name=name)
-    admin = make_user("wfadmin", roles.WORKFLOW_ADMIN)
-    definition_install(spec=permit_spec(with_default=True))
-
-    page.context.add_cookies([session_cookie(admin, live_server)])
-    problems_in_console: list[str] = []
-    page.on("pageerror", lambda error: problems_in_console.append(str(error)))
-    page.goto(f"{live_server.url}{reverse('workflows:editor', kwargs={'key': 'parking-permit'})}")
-    page.wait_for_selector("body[data-editor-ready=true]")
-    select = "(id) => window.phqModeler.get('selection').select(window.phqModeler.get('elementRegistry').get(id))"
-    page.evaluate(select, "review")
+    problems_in_console = open_editor(live_server, page, make_user, permit_spec(with_default=True))
+    page.evaluate(SELECT, "review")
     page.get_by_label("Close if not done after").fill("P2D")
     page.get_by_label("Close if not done after").press("Tab")
     page.get_by_label("…then continue at").select_option("done")
@@ -198,7 +195,7 @@ def test_a_task_gets_a_closing_time_and_path_from_its_properties(live_server, pa
     assert review["timeout"] == {"after": "P2D", "next": "done"}
 
     # clearing the time takes the timer and its path away again
-    page.evaluate(select, "review")
+    page.evaluate(SELECT, "review")
     page.get_by_label("Close if not done after").fill("")
     page.get_by_label("Close if not done after").press("Tab")
     assert page.evaluate("() => window.phqModeler.get('elementRegistry').get('review').attachers.length") == 0
