@@ -993,28 +993,31 @@ def fire_timer(run: Run, timer: Timer) -> bool | None:
         leave_step(run, process)
         enter(run, process, graph, step["next"])
         return True
+    if timer.kind not in (Timer.Kind.MESSAGE_TIMEOUT, Timer.Kind.TASK_TIMEOUT):
+        return False
+    # A timeout ends the step and takes its own path (the timer names it; a process migrated since
+    # has a timer of its new version).
+    following = timer.data.get("next") or step["timeout"]["next"]
     if timer.kind == Timer.Kind.MESSAGE_TIMEOUT:
         process.waiting_for = ""
         run.touch(process, "waiting_for")
-        leave_step(run, process, data={"timeout": True})
-        enter(run, process, graph, timer.data.get("next") or step["timeout"]["next"])
-        return True
-    if timer.kind == Timer.Kind.TASK_TIMEOUT:
-        # The process row is locked and still on this step: a completion that won the race has moved
-        # step_seq on (this timer is then stale); one that comes after finds its task cancelled.
-        open_tasks = list(
-            Task.objects.filter(process_id=process.pk, step_seq=timer.step_seq, state__in=Task.ACTIVE_STATES)
-        )
-        Task.objects.filter(pk__in=[t.pk for t in open_tasks]).update(state=Task.State.CANCELLED)
-        following = timer.data.get("next") or step["timeout"]["next"]
-        for task in open_tasks:
-            task.__dict__["state"] = Task.State.CANCELLED
-            run.event(process, Kind.TASK_CANCELLED, timer.step_id, task=task, data={"reason": "timeout"})
-            run.signal(signals.task_timed_out, Task, task=task, next_step=graph.step(following).get("name", following))
-        leave_step(run, process, data={"timeout": True})
-        enter(run, process, graph, following)
-        return True
-    return False
+    else:
+        _cancel_step_tasks(run, process, timer, next_step=graph.step(following).get("name", following))
+    leave_step(run, process, data={"timeout": True})
+    enter(run, process, graph, following)
+    return True
+
+
+def _cancel_step_tasks(run: Run, process: Process, timer: Timer, *, next_step: str) -> None:
+    """Cancel the open tasks of the timer's step (escalated copies included). The process row is
+    locked and still on this step: a completion that won the race has moved step_seq on (the timer
+    is then stale); one that comes after finds its task cancelled."""
+    open_tasks = list(Task.objects.filter(process_id=process.pk, step_seq=timer.step_seq, state__in=Task.ACTIVE_STATES))
+    Task.objects.filter(pk__in=[t.pk for t in open_tasks]).update(state=Task.State.CANCELLED)
+    for task in open_tasks:
+        task.__dict__["state"] = Task.State.CANCELLED
+        run.event(process, Kind.TASK_CANCELLED, timer.step_id, task=task, data={"reason": "timeout"})
+        run.signal(signals.task_timed_out, Task, task=task, next_step=next_step)
 
 
 def fire_due_timers(now: datetime | None = None, *, batch: int = 50) -> int:

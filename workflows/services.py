@@ -349,14 +349,13 @@ def _timeouts_migrate(run: Run, process: Process, step: dict[str, Any]) -> None:
         state=Timer.State.PENDING,
         kind__in=[Timer.Kind.TASK_TIMEOUT, Timer.Kind.MESSAGE_TIMEOUT],
     )
-    old = list(pending)
     pending.update(state=Timer.State.CANCELLED)
     timeout = step.get("timeout")
     if not timeout or (step["type"] == "wait" and not step.get("message")):
         return
     if step["type"] == "user":
         kind, data = Timer.Kind.TASK_TIMEOUT, {"next": timeout["next"]}
-        task = old[0].task if old else Task.objects.filter(process_id=process.pk, step_seq=process.step_seq).first()
+        task = Task.objects.filter(process_id=process.pk, step_seq=process.step_seq).order_by("pk").first()
     else:
         kind, data, task = Timer.Kind.MESSAGE_TIMEOUT, {"next": timeout["next"], "message": step["message"]}, None
     entered = process.step_entered_at or run.now

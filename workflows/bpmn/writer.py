@@ -322,32 +322,24 @@ class _Writer:
                 etree.SubElement(element, q(PHQ, "choice"), value=str(choice))
         self._step_extras(node, step)
         self._flows(node, step["id"])
-        if step.get("due_in"):
-            boundary = etree.SubElement(
-                process,
-                q(BPMN, "boundaryEvent"),
-                id=f"{step['id']}__due",
-                name="Due",
-                cancelActivity="false",
-                attachedToRef=step["id"],
-            )
-            timer = etree.SubElement(boundary, q(BPMN, "timerEventDefinition"))
-            duration = etree.SubElement(timer, q(BPMN, "timeDuration"))
-            duration.set(q(XSI, "type"), "bpmn:tFormalExpression")
-            duration.text = step["due_in"]
-        if step.get("timeout"):
-            boundary = etree.SubElement(
-                process,
-                q(BPMN, "boundaryEvent"),
-                id=f"{step['id']}__timeout",
-                name=f"Not done after {step['timeout'].get('after', '')}",
-                attachedToRef=step["id"],
-            )  # interrupting (cancelActivity defaults to true): the task ends, the process follows the timer
-            self._flows(boundary, f"{step['id']}__timeout")
-            timer = etree.SubElement(boundary, q(BPMN, "timerEventDefinition"))
-            duration = etree.SubElement(timer, q(BPMN, "timeDuration"))
-            duration.set(q(XSI, "type"), "bpmn:tFormalExpression")
-            duration.text = step["timeout"].get("after", "")
+        if step.get("due_in"):  # marks the due time: the task stays
+            self._timer_boundary(process, step["id"], "due", "Due", step["due_in"], cancelActivity="false")
+        if step.get("timeout"):  # interrupting (the default): the task ends, the process follows the timer
+            after = step["timeout"].get("after", "")
+            self._timer_boundary(process, step["id"], "timeout", f"Not done after {after}", after)
+
+    def _timer_boundary(
+        self, process: etree._Element, task_id: str, suffix: str, name: str, duration: str, **attrs: str
+    ) -> None:
+        element_id = f"{task_id}__{suffix}"
+        boundary = etree.SubElement(
+            process, q(BPMN, "boundaryEvent"), id=element_id, name=name, **attrs, attachedToRef=task_id
+        )
+        self._flows(boundary, element_id)
+        timer = etree.SubElement(boundary, q(BPMN, "timerEventDefinition"))
+        text = etree.SubElement(timer, q(BPMN, "timeDuration"))
+        text.set(q(XSI, "type"), "bpmn:tFormalExpression")
+        text.text = duration
 
     def _write_system(self, process: etree._Element, step: dict[str, Any]) -> None:
         node = self._node(process, "serviceTask", step)
