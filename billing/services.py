@@ -995,10 +995,6 @@ def _refund_reconcile(refund: dict[str, Any]) -> str:
     return f"refund of {amount} recorded for invoice {invoice.display_number}"
 
 
-def _on_refund(obj: dict[str, Any]) -> str:
-    return _refund_reconcile(obj)
-
-
 def _on_charge_refunded(obj: dict[str, Any]) -> str:
     """``charge.refunded`` does not list the refunds in current API versions: read them from Stripe."""
     charge_id = _stripe_id(obj.get("id"))
@@ -1017,10 +1013,10 @@ _EVENT_HANDLERS = {
     "payment_intent.succeeded": _on_intent_succeeded,
     "payment_intent.payment_failed": _on_intent_failed,
     "setup_intent.succeeded": _on_setup_succeeded,
-    "refund.created": _on_refund,
-    "refund.updated": _on_refund,
-    "refund.failed": _on_refund,
-    "charge.refund.updated": _on_refund,
+    "refund.created": _refund_reconcile,
+    "refund.updated": _refund_reconcile,
+    "refund.failed": _refund_reconcile,
+    "charge.refund.updated": _refund_reconcile,
     "charge.refunded": _on_charge_refunded,
 }
 

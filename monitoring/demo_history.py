@@ -145,26 +145,35 @@ def load(*, days: int = 30, seed: int = 11, today: date | None = None) -> int:
     Task.objects.bulk_create(tasks)
     task_of = {(t.process_id, t.step_seq): t for t in tasks}
 
-    events: list[ProcessEvent] = []
-    for process, timeline in plans:
-
-        def event(kind: str, step_id: str, at: datetime, **extra: Any) -> None:
-            events.append(ProcessEvent(process=process, kind=kind, step_id=step_id, at=at, **extra))  # noqa: B023
-
-        event(Kind.PROCESS_STARTED, "", process.started_at, data={"version": process.version.number})
-        for seq, (step, _outcome, entered, picked, left) in enumerate(timeline, start=1):
-            event(Kind.STEP_ENTERED, step["id"], entered)
-            task = task_of.get((process.pk, seq))
-            if task is not None:
-                event(Kind.TASK_CREATED, step["id"], entered, task=task, data={"role": task.role})
-                event(Kind.TASK_CLAIMED, step["id"], picked, task=task, actor=task.assignee)
-                event(
-                    Kind.TASK_COMPLETED, step["id"], left, task=task, actor=task.assignee,
-                    data={"outcome": task.outcome}, duration_ms=int((left - entered).total_seconds() * 1000),
-                )  # fmt: skip
-            event(Kind.STEP_LEFT, step["id"], left, duration_ms=int((left - entered).total_seconds() * 1000))
-        event(Kind.PROCESS_COMPLETED, process.current_step, process.ended_at, data={"result": process.result})
+    events = [event for process, timeline in plans for event in _history(process, timeline, task_of)]
     ProcessEvent.objects.bulk_create(events, batch_size=2000)
     for back in range(days - 1, 0, -1):
         aggregate_day(today - timedelta(days=back))
     return len(plans)
+
+
+def _history(process: Process, timeline: list, task_of: dict[tuple[int, int], Task]) -> list[ProcessEvent]:
+    """The events the engine would have written for ``process`` along ``timeline``."""
+
+    def event(kind: str, step_id: str, at: datetime, **extra: Any) -> ProcessEvent:
+        return ProcessEvent(process=process, kind=kind, step_id=step_id, at=at, **extra)
+
+    events = [event(Kind.PROCESS_STARTED, "", process.started_at, data={"version": process.version.number})]
+    for seq, (step, _outcome, entered, picked, left) in enumerate(timeline, start=1):
+        took = int((left - entered).total_seconds() * 1000)
+        events.append(event(Kind.STEP_ENTERED, step["id"], entered))
+        task = task_of.get((process.pk, seq))
+        if task is not None:
+            events += [
+                event(Kind.TASK_CREATED, step["id"], entered, task=task, data={"role": task.role}),
+                event(Kind.TASK_CLAIMED, step["id"], picked, task=task, actor=task.assignee),
+                event(
+                    Kind.TASK_COMPLETED, step["id"], left, task=task, actor=task.assignee,
+                    data={"outcome": task.outcome}, duration_ms=took,
+                ),
+            ]  # fmt: skip
+        events.append(event(Kind.STEP_LEFT, step["id"], left, duration_ms=took))
+    events.append(
+        event(Kind.PROCESS_COMPLETED, process.current_step, process.ended_at, data={"result": process.result})
+    )
+    return events

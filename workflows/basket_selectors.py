@@ -252,7 +252,7 @@ def work_summary(user: Any, *, now: Any = None, size: int = 5) -> WorkSummary:
     day_end = timezone.make_aware(datetime.combine(today + timedelta(days=1), time.min))  # DST-safe
     scope = role_scope_q(user)
     mine = Q(state=Task.State.CLAIMED, assignee=user)
-    late, today = Q(due_at__lt=now), Q(due_at__gte=now, due_at__lt=day_end)
+    late, later_today = Q(due_at__lt=now), Q(due_at__gte=now, due_at__lt=day_end)
     done = Q(state=Task.State.COMPLETED, completed_by=user, completed_at__gte=day_start)
     aggregates: dict[str, Any] = {
         "mine": Count("pk", filter=mine),
@@ -264,7 +264,7 @@ def work_summary(user: Any, *, now: Any = None, size: int = 5) -> WorkSummary:
         queue = scope & Q(state=Task.State.OPEN)
         aggregates |= {"queue": Count("pk", filter=queue), "overdue_queue": Count("pk", filter=queue & late)}
         active = mine | queue
-    aggregates["due_today"] = Count("pk", filter=active & today)
+    aggregates["due_today"] = Count("pk", filter=active & later_today)
     counts = {"queue": 0, "overdue_queue": 0} | Task.objects.filter(active | done).aggregate(**aggregates)
     next_up: list[Task] = []
     if counts["mine"]:

@@ -176,11 +176,12 @@ def _render_task(
         "may_take_over": active and supervisor and not mine,
         "supervisor": supervisor,
         "absence": sel.active_absence(task.assignee) if task.assignee_id and not mine else None,
-        "closes": sel.task_closes_at(task) if active else None,
     }
-    if context["closes"] is not None:
-        following = graph_for_version(process.version_id).steps.get(context["closes"].data.get("next", ""), {})
-        context["closes_step_name"] = following.get("name") or context["closes"].data.get("next", "")
+    steps = graph_for_version(process.version_id).steps
+    if active and (steps.get(task.step_id) or {}).get("timeout"):  # only such steps have a timer to look up
+        context["closes"] = sel.task_closes_at(task)
+        following = context["closes"].data.get("next", "") if context["closes"] else ""
+        context["closes_step_name"] = (steps.get(following) or {}).get("name") or following
     return render(request, "workflows/basket/task.html", context, status=status)
 
 
