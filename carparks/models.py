@@ -364,6 +364,7 @@ class Case(models.Model):
         COMPLAINT = "complaint", "Complaint"
         REFUND = "refund", "Refund request"
         CARD_REPLACEMENT = "card_replacement", "Card replacement"
+        CALLBACK = "callback", "Call-back request"
         QUESTION = "question", "Question"
 
     class Priority(models.TextChoices):

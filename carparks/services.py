@@ -63,6 +63,7 @@ CASE_DEFAULT_PRIORITY = {
     Case.Kind.COMPLAINT: Case.Priority.NORMAL,
     Case.Kind.REFUND: Case.Priority.NORMAL,
     Case.Kind.CARD_REPLACEMENT: Case.Priority.HIGH,
+    Case.Kind.CALLBACK: Case.Priority.NORMAL,
     Case.Kind.QUESTION: Case.Priority.LOW,
 }
 

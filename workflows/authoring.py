@@ -22,6 +22,7 @@ from workflows.compiler import compile_spec
 from workflows.errors import DefinitionInvalid, DefinitionNotFound, WorkflowError
 from workflows.models import WorkflowDefinition, WorkflowVersion
 from workflows.services import spec_checksum, version_publish
+from workflows.starting import StartRefused
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 _STEP_IN_MESSAGE = re.compile(r"^step '([^']+)'")
@@ -148,6 +149,10 @@ def draft_publish(*, version: WorkflowVersion, user: Any = None) -> SaveResult:
         version = version_publish(version=version, user=user)
     except DefinitionInvalid as exc:
         return SaveResult(version, problems_from_errors(exc.errors))
+    except StartRefused as exc:
+        start = version.spec["steps"][0]["id"] if version.spec.get("steps") else ""
+        start = next((s["id"] for s in version.spec.get("steps", []) if s.get("type") == "start"), start)
+        return SaveResult(version, [{"element_id": start, "element_name": "", "message": str(exc)}])
     return SaveResult(version)
 
 

@@ -11,6 +11,7 @@ engine caches those in-process by version id (a published version never changes)
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ def _targets(step: dict[str, Any]) -> list[str]:
 
 def known_variables(spec: dict[str, Any]) -> set[str]:
     """Names a condition may use: declared variables, task inputs, system-task reads/writes, payloads."""
+    from workflows.events import CATALOGUE as catalogue
     from workflows.registry import get_task, is_registered
 
     names: set[str] = set(BUILTIN_VARIABLES)
@@ -76,6 +78,8 @@ def known_variables(spec: dict[str, Any]) -> set[str]:
             names.update(registered.writes)
         names.update(str(v) for v in step.get("payload") or [])
         names.update(str(v) for v in step.get("writes") or [])
+        if step.get("type") == "start" and step.get("event") in catalogue:
+            names.update(catalogue[step["event"]].properties)
         if step.get("type") == "call" and step.get("id"):
             names.add(f"{step['id']}_result")
     return names
@@ -182,6 +186,8 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
         if not nxt or not isinstance(nxt, str):
             errors.append(f"step '{sid}': needs 'next'")
         step["next"] = nxt
+    if kind == "start":
+        _normalise_start(sid, raw, step, errors)
     if kind == "user":
         role = raw.get("role")
         if not isinstance(role, str) or not role.strip():
@@ -205,34 +211,7 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
             after = _duration(sid, f"escalation level {level} 'after'", item.get("after") or "PT0S", errors)
             chain.append({"after": after or "PT0S", "to": item["to"]})
         step["escalation"] = chain
-        inputs = []
-        seen: set[str] = set()
-        for item in raw.get("inputs") or []:
-            if not isinstance(item, dict) or not is_identifier(item.get("name", "")):
-                errors.append(f"step '{sid}': every input needs a 'name' made of letters, digits and '_'")
-                continue
-            name = item["name"]
-            if name in seen:
-                errors.append(f"step '{sid}': input '{name}' is listed twice")
-            seen.add(name)
-            itype = item.get("type", "text")
-            if itype not in INPUT_TYPES:
-                errors.append(f"step '{sid}': input '{name}' has unknown type {itype!r}")
-            field_spec = {
-                "name": name,
-                "label": item.get("label") or name.replace("_", " ").capitalize(),
-                "type": itype,
-                "required": bool(item.get("required", False)),
-            }
-            if itype == "choice":
-                choices = item.get("choices")
-                if not isinstance(choices, list) or not choices:
-                    errors.append(f"step '{sid}': choice input '{name}' needs a list of 'choices'")
-                field_spec["choices"] = [str(c) for c in choices or []]
-            if item.get("help"):
-                field_spec["help"] = str(item["help"])
-            inputs.append(field_spec)
-        step["inputs"] = inputs
+        step["inputs"] = _inputs(sid, raw, errors)
         outcomes = raw.get("outcomes")
         if isinstance(outcomes, list):
             outcomes = {str(o): None for o in outcomes}
@@ -310,6 +289,96 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
     elif kind == "end":
         step["result"] = str(raw.get("result") or "")
     return step
+
+
+START_PRIORITY_RANGE = (-100, 100)
+_EVENT_FIELD = re.compile(r"\bevent\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _normalise_start(sid: str, raw: dict[str, Any], step: dict[str, Any], errors: list[str]) -> None:
+    """A message start (``event`` from the catalogue, optional ``condition`` on ``event.<field>`` and
+    ``priority``) or a none start, started by hand with a start form (``inputs``) by ``starters``."""
+    from workflows.events import CATALOGUE
+
+    event = raw.get("event") or ""
+    if not isinstance(event, str):
+        errors.append(f"step '{sid}': 'event' must be the name of a business event")
+        event = ""
+    step["event"] = event
+    step["condition"] = ""
+    step["priority"] = 0
+    if event:
+        event_type = CATALOGUE.get(event)
+        if event_type is None:
+            errors.append(
+                f"step '{sid}': '{event}' is not a business event (use one of {', '.join(sorted(CATALOGUE))})"
+            )
+        condition = str(raw.get("condition") or "").strip()
+        if condition:
+            try:
+                compile_expression(condition, {"event"})
+            except ExpressionError as exc:
+                errors.append(f"step '{sid}': start condition: {exc}")
+            if event_type is not None:
+                fields = set(event_type.properties)
+                for name in sorted(set(_EVENT_FIELD.findall(condition)) - fields):
+                    errors.append(
+                        f"step '{sid}': start condition uses event.{name}, which '{event}' does not have "
+                        f"(its fields: {', '.join(sorted(fields))})"
+                    )
+        step["condition"] = condition
+        try:
+            priority = int(raw.get("priority") or 0)
+        except (TypeError, ValueError):
+            priority = None
+        if priority is None or not START_PRIORITY_RANGE[0] <= priority <= START_PRIORITY_RANGE[1]:
+            errors.append(f"step '{sid}': priority must be a whole number from -100 to 100")
+            priority = 0
+        step["priority"] = priority
+        if raw.get("inputs"):
+            errors.append(f"step '{sid}': a workflow started by an event has no start form; remove its fields")
+    elif raw.get("condition"):
+        errors.append(f"step '{sid}': a start condition needs an event to test")
+    step["inputs"] = [] if event else _inputs(sid, raw, errors)
+    starters = raw.get("starters") or []
+    if isinstance(starters, str):
+        starters = [s.strip() for s in starters.split(",") if s.strip()]
+    if not isinstance(starters, list) or not all(isinstance(s, str) for s in starters):
+        errors.append(f"step '{sid}': 'starters' must be a list of role names")
+        starters = []
+    step["starters"] = [] if event else list(starters)
+
+
+def _inputs(sid: str, raw: dict[str, Any], errors: list[str]) -> list[dict[str, Any]]:
+    """The fields a person fills in: a user task's inputs, or a manual start's start form."""
+    inputs = []
+    seen: set[str] = set()
+    for item in raw.get("inputs") or []:
+        if not isinstance(item, dict) or not is_identifier(item.get("name", "")):
+            errors.append(f"step '{sid}': every input needs a 'name' made of letters, digits and '_'")
+            continue
+        name = item["name"]
+        if name in seen:
+            errors.append(f"step '{sid}': input '{name}' is listed twice")
+        seen.add(name)
+        itype = item.get("type", "text")
+        if itype not in INPUT_TYPES:
+            errors.append(f"step '{sid}': input '{name}' has unknown type {itype!r}")
+        field_spec = {
+            "name": name,
+            "label": item.get("label") or name.replace("_", " ").capitalize(),
+            "type": itype,
+            "required": bool(item.get("required", False)),
+        }
+        if itype == "choice":
+            choices = item.get("choices")
+            if not isinstance(choices, list) or not choices:
+                errors.append(f"step '{sid}': choice input '{name}' needs a list of 'choices'")
+            field_spec["choices"] = [str(c) for c in choices or []]
+        if item.get("help"):
+            field_spec["help"] = str(item["help"])
+        inputs.append(field_spec)
+    return inputs
 
 
 def _reach(steps: dict[str, dict[str, Any]], roots: list[str], *, forward: bool) -> set[str]:

@@ -491,3 +491,71 @@ class Absence(models.Model):
 
     def covers(self, day: date) -> bool:
         return self.starts_on <= day <= self.ends_on
+
+
+class BusinessEvent(models.Model):
+    """A business event an app emitted (see workflows.events), and what it started.
+
+    ``event_id`` is the emitter's idempotency key: emitting the same id twice records and starts
+    once (a unique constraint, so two concurrent emitters are settled by the database). An event
+    that matched no workflow, or whose matching failed, stays here for an admin to replay.
+    """
+
+    class State(models.TextChoices):
+        STARTED = "started", "Process started"
+        UNMATCHED = "unmatched", "No workflow matched"
+        INCIDENT = "incident", "Incident"
+        DISMISSED = "dismissed", "Dismissed"
+
+    event_id = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=100, db_index=True)
+    schema_version = models.PositiveSmallIntegerField(default=1)
+    payload = models.JSONField(default=dict, blank=True)
+    content_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    object_id = models.PositiveBigIntegerField(null=True, blank=True)
+    business_object = GenericForeignKey("content_type", "object_id")
+    state = models.CharField(max_length=12, choices=State.choices, db_index=True)
+    process = models.OneToOneField(
+        Process, null=True, blank=True, on_delete=models.SET_NULL, related_name="start_event"
+    )
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=1)
+    emitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    emitted_at = models.DateTimeField(default=timezone.now, db_index=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-emitted_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk}"
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.state in (self.State.UNMATCHED, self.State.INCIDENT)
+
+
+class StartBinding(models.Model):
+    """A published version's message start: the event that starts it, its condition and priority.
+
+    Only published versions have rows (publishing writes them, retiring deletes them), so the
+    bindings in force are one indexed look-up. The unique constraint is the database's word on a
+    tie: two workflows that would always match together cannot both be published.
+    """
+
+    version = models.OneToOneField(WorkflowVersion, on_delete=models.CASCADE, related_name="start_binding")
+    definition = models.ForeignKey(WorkflowDefinition, on_delete=models.CASCADE, related_name="+")
+    event = models.CharField(max_length=100)
+    condition = models.CharField(max_length=1000, blank=True)
+    priority = models.SmallIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["event", "condition", "priority"], name="wf_start_binding_no_tie")
+        ]
+        indexes = [models.Index(fields=["event"], name="wf_start_binding_event")]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.definition_id}"

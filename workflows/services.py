@@ -53,6 +53,7 @@ from workflows.errors import (
     WorkflowError,
 )
 from workflows.models import Process, ProcessEvent, SystemJob, Task, Timer, WorkflowDefinition, WorkflowVersion
+from workflows.starting import bindings_publish, bindings_retire
 
 __all__ = [
     "can_work_on",
@@ -141,8 +142,10 @@ def _publish(version: WorkflowVersion, user: Any) -> None:
         if old.pk != version.pk:
             old.retire()
             old.save(update_fields=["state", "retired_at"])
+            bindings_retire(old)
     version.publish()
     version.save(update_fields=["state", "published_at"])
+    bindings_publish(version)
     _audit(user, "workflow.published", version, new={"number": version.number})
 
 
@@ -161,7 +164,11 @@ def version_publish(*, version: WorkflowVersion, user: Any = None) -> WorkflowVe
 def process_start(
     *, definition_key: str, business_object: Any = None, variables: dict[str, Any] | None = None, started_by: Any = None
 ) -> Process:
-    """Start the latest published version of ``definition_key`` about ``business_object``."""
+    """Start the latest published version of ``definition_key`` about ``business_object``.
+
+    The engine's own entry (call activities, manual starts, benchmarks). Apps do not name workflows:
+    they emit business events (:func:`workflows.starting.event_emit`) and the workflows bound to them start.
+    """
     version = published_version(definition_key)
     graph = graph_for_version(version.pk)
     run = Run(actor=started_by if getattr(started_by, "pk", None) else None)

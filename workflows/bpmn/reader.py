@@ -1,10 +1,11 @@
 """BPMN 2.0 XML → compact definition dict.
 
-The subset we run: none start event, end event, user task, service task, exclusive gateway (conditions
-and a default flow; a gateway with one unconditional outgoing flow is a merge and disappears), event-based
-gateway choosing between one message and one timer (a wait with a timeout), timer and message
-intermediate catch events, timer boundary events on user tasks (due time, escalation, or an interrupting
-timer with a path of its own), call activity.
+The subset we run: none start event (started by hand), message start event (a business event),
+end event, user task, service task, exclusive gateway (conditions and a default flow; a gateway with
+one unconditional outgoing flow is a merge and disappears), event-based gateway choosing between one
+message and one timer (a wait with a timeout), timer and message intermediate catch events, timer
+boundary events on user tasks (due time, escalation, or an interrupting timer with a path of its
+own), call activity.
 Anything else is refused by id and name — never dropped silently.
 
 Parsing is defensive: a size limit, and defusedxml refuses any DTD, entity declaration or external
@@ -361,14 +362,33 @@ class _Reader:
 
     # -- steps -------------------------------------------------------------------------------
     def _step_startEvent(self, node: Element) -> dict[str, Any] | None:
-        if self._event_definitions(node):
+        """A none start (started by hand, with a start form) or a message start whose message is a
+        business event (Camunda 7 and 8 write message starts the same way)."""
+        kinds = self._event_definitions(node)
+        if kinds not in ([], ["message"]):
             self.refuse(
                 node,
-                f"a {self._event_definitions(node)[0]} start event is not supported; "
-                "processes start through the portal, the API or another process",
+                f"a {kinds[0]} start event is not supported; a workflow starts on a business event "
+                "(message start event) or by hand (none start event)",
             )
             return None
         step = self._base(node, "start")
+        if kinds == ["message"]:
+            step["event"] = self._message_name(node)
+            if node.get(q(PHQ, "condition")):
+                step["condition"] = node.get(q(PHQ, "condition"))
+            if node.get(q(PHQ, "priority")):
+                try:
+                    step["priority"] = int(node.get(q(PHQ, "priority"), "0"))
+                except ValueError:
+                    self.refuse(node, "phq:priority must be a whole number")
+        else:
+            inputs = self._inputs(node)
+            if inputs:
+                step["inputs"] = inputs
+            starters = [s.strip() for s in (node.get(q(PHQ, "starters")) or "").split(",") if s.strip()]
+            if starters:
+                step["starters"] = starters
         self._single_next(node, step, "start event")
         step.update(self._extras(node))
         return step
@@ -701,7 +721,7 @@ class _Reader:
         ref = definition.get("messageRef", "") if definition is not None else ""
         name = self.messages.get(ref, "") if ref else ""
         if not name:
-            self.refuse(event, "the message catch event names no message (messageRef to a <message name=…>)")
+            self.refuse(event, "the message event names no message (messageRef to a <message name=…>)")
         return strip_expression(name)
 
     def _step_intermediateCatchEvent(self, node: Element) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from lxml import etree
 from ._common import BPMN, BPMNDI, CEL_LANGUAGE, DC, DI, NSMAP, PHQ, SIZES, XSI, Bounds, Layout, q
 
 _KNOWN = {
-    "start": {"id", "type", "name", "next"},
+    "start": {"id", "type", "name", "next", "event", "condition", "priority", "inputs", "starters"},
     "end": {"id", "type", "name", "result"},
     "user": {
         "id",
@@ -209,6 +209,8 @@ class _Writer:
         for step in self.spec.get("steps", []):
             if step["type"] == "wait" and step.get("message"):
                 self.messages.setdefault(step["message"], f"Message_{_slug(step['message'])}")
+            if step["type"] == "start" and step.get("event"):
+                self.messages.setdefault(step["event"], f"Message_{_slug(step['event'])}")
         for name, message_id in self.messages.items():
             etree.SubElement(definitions, q(BPMN, "message"), id=message_id, name=name)
 
@@ -290,8 +292,18 @@ class _Writer:
 
     def _write_start(self, process: etree._Element, step: dict[str, Any]) -> None:
         node = self._node(process, "startEvent", step)
+        if step.get("event"):  # a message start: the business event, with its condition and priority
+            if step.get("condition"):
+                node.set(q(PHQ, "condition"), step["condition"])
+            if step.get("priority"):
+                node.set(q(PHQ, "priority"), str(int(step["priority"])))
+        if step.get("starters"):
+            node.set(q(PHQ, "starters"), ", ".join(step["starters"]))
+        self._inputs(node, step)
         self._step_extras(node, step)
         self._flows(node, step["id"])
+        if step.get("event"):
+            etree.SubElement(node, q(BPMN, "messageEventDefinition"), messageRef=self.messages[step["event"]])
 
     def _write_end(self, process: etree._Element, step: dict[str, Any]) -> None:
         node = self._node(process, "endEvent", step)
@@ -310,6 +322,16 @@ class _Writer:
             etree.SubElement(node, q(BPMN, "documentation")).text = step["instructions"]
         for level in step.get("escalation", []):
             etree.SubElement(self._extension(node), q(PHQ, "escalation"), after=level["after"], to=level["to"])
+        self._inputs(node, step)
+        self._step_extras(node, step)
+        self._flows(node, step["id"])
+        if step.get("due_in"):  # marks the due time: the task stays
+            self._timer_boundary(process, step["id"], "due", "Due", step["due_in"], cancelActivity="false")
+        if step.get("timeout"):  # interrupting (the default): the task ends, the process follows the timer
+            after = step["timeout"].get("after", "")
+            self._timer_boundary(process, step["id"], "timeout", f"Not done after {after}", after)
+
+    def _inputs(self, node: etree._Element, step: dict[str, Any]) -> None:
         for item in step.get("inputs", []):
             attrs = {
                 "name": item["name"],
@@ -320,13 +342,6 @@ class _Writer:
             element = etree.SubElement(self._extension(node), q(PHQ, "input"), **attrs)
             for choice in item.get("choices", []):
                 etree.SubElement(element, q(PHQ, "choice"), value=str(choice))
-        self._step_extras(node, step)
-        self._flows(node, step["id"])
-        if step.get("due_in"):  # marks the due time: the task stays
-            self._timer_boundary(process, step["id"], "due", "Due", step["due_in"], cancelActivity="false")
-        if step.get("timeout"):  # interrupting (the default): the task ends, the process follows the timer
-            after = step["timeout"].get("after", "")
-            self._timer_boundary(process, step["id"], "timeout", f"Not done after {after}", after)
 
     def _timer_boundary(
         self, process: etree._Element, task_id: str, suffix: str, name: str, duration: str, **attrs: str
