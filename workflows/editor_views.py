@@ -82,9 +82,32 @@ def definition_detail(request: HttpRequest, key: str) -> HttpResponse:
             "numbers": list(versions.values_list("number", flat=True)),
             "draft": authoring.current_draft(definition),
             "published": definition.published_version(),
+            "start": _start_summary(definition.published_version()),
             "can_edit": has_role(request.user, *EDITORS),
         },
     )
+
+
+def _start_summary(version: WorkflowVersion | None) -> dict[str, Any] | None:
+    """What starts the published version: its business event (and rivals on it) or a manual start."""
+    if version is None or not version.graph:
+        return None
+    from workflows.events import CATALOGUE
+    from workflows.starting import START_RULE, bindings_for, start_of
+
+    start = start_of(version.graph)
+    if not start.get("event"):
+        return {"manual": True, "starters": start.get("starters") or [], "inputs": start.get("inputs") or []}
+    event = CATALOGUE.get(start["event"])
+    return {
+        "manual": False,
+        "event": start["event"],
+        "title": event.title if event else start["event"],
+        "condition": start.get("condition") or "",
+        "priority": start.get("priority") or 0,
+        "others": [b for b in bindings_for(start["event"]) if b.version_id != version.pk],
+        "rule": START_RULE,
+    }
 
 
 @role_required(*READERS)

@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_role, responsible_carpark_ids, role_required
 from workflows import services
 from workflows.errors import WorkflowError
-from workflows.models import Process, SystemJob, Timer, WorkflowDefinition
+from workflows.models import BusinessEvent, Process, SystemJob, Timer, WorkflowDefinition
 
 SEE_ALL = (ADMINISTRATOR, WORKFLOW_ADMIN, SUPERVISOR)
 ACT = (ADMINISTRATOR, WORKFLOW_ADMIN)
@@ -162,6 +162,7 @@ def process_detail(request: HttpRequest, pk: int) -> HttpResponse:
             if process.scope_carpark_id
             else None,
             "failed_job": process.jobs.filter(state=SystemJob.State.FAILED).order_by("-id").first(),
+            "start_event": BusinessEvent.objects.filter(process=process).only("pk", "name", "emitted_at").first(),
         },
     )
 
