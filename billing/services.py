@@ -43,8 +43,10 @@ logger = logging.getLogger(__name__)
 INVOICE_SERIES_PREFIX = "INV"
 CREDIT_NOTE_SERIES_PREFIX = "CN"
 CARD_SETUP_SALT = "billing.card-setup"
-DUNNING_DEFINITION = "failed-payment"
-EXCEPTION_DEFINITION = "billing-exception"
+# The business events billing emits (workflows.events); the workflows bound to them decide what happens.
+PAYMENT_FAILED = "payment.failed"
+EXCEPTION_RAISED = "billing.exception_raised"
+PERIOD_DUE = "invoicing.period_due"
 
 
 class BillingError(Exception):
@@ -195,6 +197,27 @@ def invoicing_run_execute(*, run: InvoicingRun, chunk_size: int = 500, deliver: 
     return run
 
 
+def invoicing_period_due_emit(*, run: InvoicingRun, user: Any = None) -> Any:
+    """Emit ``invoicing.period_due`` for the run the schedule made (once per period); returns the event.
+
+    A workflow bound to it reviews this run (the ``billing.invoicing_run`` step finishes it if needed
+    and reports its counts) instead of billing the month a second time.
+    """
+    from workflows.starting import event_emit
+
+    return event_emit(
+        name=PERIOD_DUE,
+        payload={
+            "run_id": run.pk,
+            "period_start": run.period_start.isoformat(),
+            "period_end": run.period_end.isoformat(),
+        },
+        business_object=run,
+        event_id=f"{PERIOD_DUE}:{run.period_start.isoformat()}",
+        user=user,
+    )
+
+
 def _invoice_chunk(
     run: InvoicingRun,
     chunk: dict[int, list[selectors.BillableContract]],
@@ -304,7 +327,7 @@ def _invoice_chunk(
         )
         created_exceptions = [e for e in exceptions if e.dedupe_key not in known]
         BillingException.objects.bulk_create(created_exceptions)
-        exception_tasks_start(exceptions=created_exceptions)
+        billing_exceptions_emit(exceptions=created_exceptions)
         InvoicingRun.objects.filter(pk=run.pk).update(
             contracts_done=models_F("contracts_done") + sum(len(c) for c in chunk.values()),
             invoices_created=models_F("invoices_created") + len(invoices),
@@ -350,41 +373,35 @@ def billing_exception_raise(
         dedupe_key=key, defaults={"kind": kind, "message": message, "customer_id": customer_id, "invoice": invoice}
     )
     if created:
-        exception_tasks_start(exceptions=[exc])
+        billing_exceptions_emit(exceptions=[exc])
     return exc
 
 
-def _engine() -> Any:
-    try:
-        from workflows import services as workflow_services
-    except ImportError:
-        return None
-    return workflow_services if hasattr(workflow_services, "process_start") else None
+def billing_exceptions_emit(*, exceptions: list[BillingException], user: Any = None) -> int:
+    """Emit ``billing.exception_raised`` per new exception; returns how many started a process.
 
+    The workflow bound to the event gives Finance a task; the Finance page lists the exceptions either way,
+    and an event nothing started waits on the events page to be replayed.
+    """
+    from workflows.models import BusinessEvent
+    from workflows.starting import event_emit
 
-def exception_tasks_start(*, exceptions: list[BillingException]) -> int:
-    """Give Finance a task per new exception (the billing-exception process), once the engine exists."""
-    engine = _engine()
-    if engine is None:
-        return 0
     started = 0
     for item in exceptions:
-        try:
-            with transaction.atomic():
-                engine.process_start(
-                    definition_key=EXCEPTION_DEFINITION,
-                    business_object=item,
-                    variables={
-                        "exception_id": item.pk,
-                        "kind": item.kind,
-                        "message": item.message,
-                        "customer_id": item.customer_id,
-                        "invoice_id": item.invoice_id,
-                    },
-                )
-            started += 1
-        except Exception as exc:  # e.g. the definition is not installed yet: the Finance page still lists it
-            logger.warning("no Finance task for billing exception %s: %s", item.pk, exc)
+        event = event_emit(
+            name=EXCEPTION_RAISED,
+            payload={
+                "exception_id": item.pk,
+                "kind": item.kind,
+                "message": item.message[:2000],
+                "customer_id": item.customer_id,
+                "invoice_id": item.invoice_id,
+            },
+            business_object=item,
+            event_id=f"{EXCEPTION_RAISED}:{item.pk}",
+            user=user,
+        )
+        started += event.state == BusinessEvent.State.STARTED
     return started
 
 
@@ -396,11 +413,11 @@ def _exceptions_resolve(queryset: Any, *, resolution: str, user: Any = None, can
     BillingException.objects.filter(pk__in=ids, resolved_at__isnull=True).update(
         resolved_at=timezone.now(), resolved_by=user, resolution=resolution[:2000]
     )
-    engine = _engine()
-    if engine is not None and cancel_tasks:
+    if cancel_tasks:
         from django.contrib.contenttypes.models import ContentType
 
         from workflows.models import Process
+        from workflows.services import process_cancel
 
         processes = Process.objects.filter(
             content_type=ContentType.objects.get_for_model(BillingException),
@@ -408,7 +425,7 @@ def _exceptions_resolve(queryset: Any, *, resolution: str, user: Any = None, can
             state=Process.State.RUNNING,
         )
         for process in processes:
-            engine.process_cancel(process=process, user=user, reason=f"Exception resolved: {resolution}"[:200])
+            process_cancel(process=process, user=user, reason=f"Exception resolved: {resolution}"[:200])
     return len(ids)
 
 
@@ -710,34 +727,43 @@ def _invoice_payment_failed(invoice: Invoice, payment: Payment, *, user: Any, st
             invoice, Invoice.State.ISSUED, note=f"Card payment failed: {payment.failure_message}", actor=user
         ).save()
     if start_dunning:
-        dunning_start(invoice=invoice, payment=payment)
+        dunning_start(invoice=invoice, payment=payment, user=user)
 
 
-def dunning_start(*, invoice: Invoice, payment: Payment | None = None) -> Any:
-    """Start the failed-payment process for the invoice (once); a Finance exception until the engine exists."""
-    try:
-        from workflows import services as workflow_services
-    except ImportError:
-        workflow_services = None
-    start = getattr(workflow_services, "process_start", None)
-    if start is not None:
-        if _dunning_running(invoice):
-            return None
-        try:
-            with transaction.atomic():
-                return start(
-                    definition_key=DUNNING_DEFINITION,
-                    business_object=invoice,
-                    variables={
-                        "invoice_id": invoice.pk,
-                        "invoice_number": invoice.display_number,
-                        "customer_id": invoice.customer_id,
-                        "amount": str(invoice.gross_total),
-                        "failure": payment.failure_message if payment else "",
-                    },
-                )
-        except Exception:  # the engine refuses (e.g. definition not installed): Finance still hears of it
-            logger.exception("could not start the %s process for invoice %s", DUNNING_DEFINITION, invoice.pk)
+def dunning_start(*, invoice: Invoice, payment: Payment | None = None, user: Any = None) -> Any:
+    """Emit ``payment.failed`` for the invoice's failed charge; the workflow bound to it does the dunning.
+
+    Once per failed payment (the event id), and not while a process an earlier ``payment.failed`` of
+    this invoice started still runs (its own retries fail too). When the event starts nothing (no
+    workflow bound, or an incident), Finance gets a billing exception as before. Returns the process
+    started, the billing exception, or None when dunning is already under way.
+    """
+    from workflows.models import BusinessEvent
+    from workflows.starting import event_emit
+
+    if _dunning_running(invoice):
+        return None
+    payload: dict[str, Any] = {
+        "invoice_id": invoice.pk,
+        "invoice_number": invoice.display_number,
+        "customer_id": invoice.customer_id,
+        "amount": str(invoice.gross_total),
+        "failure": payment.failure_message if payment else "",
+    }
+    if payment is not None:
+        payload["method"] = "card"
+        payload["payment_id"] = payment.pk
+        payload["failure_code"] = payment.failure_code
+    event = event_emit(
+        name=PAYMENT_FAILED,
+        payload=payload,
+        business_object=invoice,
+        event_id=f"{PAYMENT_FAILED}:{invoice.pk}:{payment.pk if payment else 'none'}",
+        user=user,
+    )
+    if event.state == BusinessEvent.State.STARTED:
+        return event.process
+    logger.warning("payment.failed for invoice %s started no process (%s): Finance is told", invoice.pk, event.state)
     return billing_exception_raise(
         kind=BillingException.Kind.CHARGE_FAILED,
         key=f"charge-failed:{invoice.pk}",
@@ -749,19 +775,17 @@ def dunning_start(*, invoice: Invoice, payment: Payment | None = None) -> Any:
 
 
 def _dunning_running(invoice: Invoice) -> bool:
-    try:
-        from django.contrib.contenttypes.models import ContentType
+    """Whether a process that an earlier ``payment.failed`` of this invoice started is still running."""
+    from django.contrib.contenttypes.models import ContentType
 
-        from workflows.models import Process
-    except ImportError:
-        return False
-    processes = Process.objects.filter(
+    from workflows.models import BusinessEvent, Process
+
+    return BusinessEvent.objects.filter(
+        name=PAYMENT_FAILED,
         content_type=ContentType.objects.get_for_model(Invoice),
         object_id=invoice.pk,
-        state="running",
-        definition__key=DUNNING_DEFINITION,
-    )
-    return processes.exists()
+        process__state__in=[Process.State.RUNNING, Process.State.SUSPENDED],
+    ).exists()
 
 
 def invoice_record_transfer(*, invoice: Invoice, reference: str, user: Any = None) -> Payment:

@@ -40,18 +40,39 @@ def _customer(ctx: SystemTaskContext) -> Customer:
 
 @system_task(
     "billing.invoicing_run",
-    reads=["period_start"],
+    reads=["period_start", "run_id", "invoicing_run_id"],
     writes=["invoicing_run_id", "invoices_created"],
-    description="Bill every active contract for the month (pro rata); one invoice per customer.",
+    description="Bill every active contract for the month (pro rata); one invoice per customer. Started by "
+    "invoicing.period_due, it reviews the schedule's run (finishing it if it stopped) instead of billing twice; "
+    "run again, it bills what the earlier run left out.",
 )
 def invoicing_run(ctx: SystemTaskContext) -> dict[str, Any]:
-    raw = ctx.variables.get("period_start")
-    period = date.fromisoformat(raw) if raw else None
-    run = services.invoicing_run_create(period_start=period or timezone.localdate())
-    run = services.invoicing_run_execute(run=run)
+    run = _run_of_event(ctx)
+    if run is None:
+        raw = ctx.variables.get("period_start")
+        period = date.fromisoformat(raw) if raw else None
+        run = services.invoicing_run_create(period_start=period or timezone.localdate())
+    if run.state == InvoicingRun.State.RUNNING:
+        raise RuntimeError(f"invoicing run {run.pk} is still running; its counts are read when it has finished")
+    if run.state != InvoicingRun.State.DONE:
+        run = services.invoicing_run_execute(run=run)  # resumes: contracts already billed are skipped
     if run.state != InvoicingRun.State.DONE:
         raise RuntimeError(run.error or "invoicing run failed")
     return {"invoicing_run_id": run.pk, "invoices_created": run.invoices_created}
+
+
+def _run_of_event(ctx: SystemTaskContext) -> InvoicingRun | None:
+    """The run ``invoicing.period_due`` named, the first time the step runs (not when Finance asks again)."""
+    if ctx.variables.get("invoicing_run_id"):
+        return None
+    obj = ctx.business_object
+    run_id = obj.pk if isinstance(obj, InvoicingRun) else ctx.variables.get("run_id")
+    if not run_id:
+        return None
+    try:
+        return InvoicingRun.objects.get(pk=run_id)
+    except (InvoicingRun.DoesNotExist, ValueError, TypeError):
+        raise PermanentError(f"invoicing run {run_id!r} does not exist") from None
 
 
 @system_task(

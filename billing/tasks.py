@@ -25,9 +25,17 @@ def invoicing_run_task(run_id: int, deliver: bool = True) -> int:
 
 @shared_task
 def invoicing_run_monthly() -> int:
-    """Beat: on the first of the month, bill the month (in advance) for every active contract."""
+    """Beat: on the first of the month, bill the month (in advance) for every active contract.
+
+    Then ``invoicing.period_due`` tells the workflows the period's run exists (also when it failed: a
+    review workflow resumes it).
+    """
     run = services.invoicing_run_create(period_start=timezone.localdate())
-    return services.invoicing_run_execute(run=run).invoices_created
+    try:
+        run = services.invoicing_run_execute(run=run)
+    finally:
+        services.invoicing_period_due_emit(run=run)
+    return run.invoices_created
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5, default_retry_delay=60)

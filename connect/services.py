@@ -35,7 +35,10 @@ from .signals import sync_incident
 
 logger = logging.getLogger(__name__)
 
-REVIEW_DEFINITION = "cpms-reconciliation-review"
+# The business events connect emits (workflows.events); the workflows bound to them decide what happens.
+CARPARK_ADDED = "carpark.added"
+CONNECTION_FAILING = "cpms.connection_failing"
+RECONCILIATION_DIFFERS = "cpms.reconciliation_differs"
 STATIC_FIELDS = (
     "name",
     "capacity",
@@ -95,8 +98,38 @@ def sync_run_failed(*, run: SyncRun, error: Exception | str, final: bool) -> Syn
     _connection_status(run.connection, ok=False, message=message)
     if final:
         logger.error("CPMS %s of %s failed for good: %s", run.kind, run.connection, message)
+        _connection_failing_emit(run, message)
         transaction.on_commit(lambda: sync_incident.send(sender=SyncRun, run=run))
     return run
+
+
+def _connection_failing_emit(run: SyncRun, message: str) -> None:
+    """``cpms.connection_failing`` for a run that failed for good (once per run)."""
+    from workflows.starting import event_emit
+
+    since = (
+        SyncRun.objects.filter(connection_id=run.connection_id, status=SyncRun.Status.SUCCEEDED)
+        .order_by("-started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+    failed = SyncRun.objects.filter(connection_id=run.connection_id, status=SyncRun.Status.FAILED, incident=True)
+    if since is not None:
+        failed = failed.filter(started_at__gt=since)
+    connection = run.connection
+    event_emit(
+        name=CONNECTION_FAILING,
+        payload={
+            "connection_id": connection.pk,
+            "connection": connection.name[:2000],
+            "operation": run.get_kind_display(),
+            "error": message[:2000],
+            "failures": max(failed.count(), 1),
+            "sync_run_id": run.pk,
+        },
+        business_object=connection,
+        event_id=f"{CONNECTION_FAILING}:{run.pk}",
+    )
 
 
 def _run_succeeded(run: SyncRun, *, created=0, updated=0, unchanged=0, failed=0, errors=(), details=None) -> SyncRun:
@@ -282,6 +315,7 @@ def _apply_static(
             unchanged += 1
     if new_carparks:
         CarPark.objects.bulk_create([carpark for carpark, _ in new_carparks], batch_size=500)
+        _carparks_added_emit(connection, [carpark for carpark, _ in new_carparks])
         new_links.extend(
             CarParkLink(
                 connection=connection,
@@ -308,6 +342,26 @@ def _apply_static(
         details["missing_from_feed"] = gone[:200]
         errors.append(f"{len(gone)} linked car park(s) are no longer in the feed: {', '.join(gone[:10])}")
     return {"created": created, "updated": updated, "unchanged": unchanged, "details": details, "errors": errors}
+
+
+def _carparks_added_emit(connection: CpmsConnection, carparks: list[CarPark]) -> None:
+    """``carpark.added`` for each car park the sync created, in the sync's transaction (once per car park)."""
+    from workflows.starting import event_emit
+
+    for carpark in carparks:
+        event_emit(
+            name=CARPARK_ADDED,
+            payload={
+                "carpark_id": carpark.pk,
+                "carpark": carpark.name,
+                "city": carpark.city,
+                "capacity": carpark.capacity,
+                "source": "cpms_sync",
+                "connection_id": connection.pk,
+            },
+            business_object=carpark,
+            event_id=f"{CARPARK_ADDED}:{carpark.pk}",
+        )
 
 
 def _new_code(connection: CpmsConnection, external_id: str, taken: set[str]) -> str:
@@ -542,7 +596,8 @@ def reconcile(
     """Compare the CPMS whitelist with our valid credentials, car park by car park.
 
     Missing = valid here but not in the CPMS; extra = in the CPMS but not valid here. When a
-    car park differs, a ``cpms-reconciliation-review`` process asks its manager to look.
+    car park differs, ``cpms.reconciliation_differs`` is emitted for it (with ``start_review``); the
+    workflow bound to it asks its manager to look.
     """
     run = sync_run_begin(connection=connection, kind=SyncRun.Kind.RECONCILE, key=key, user=user)
     if run.status == SyncRun.Status.SUCCEEDED:
@@ -597,59 +652,60 @@ def reconcile(
             },
         )
     if differences and start_review:
-        _start_reviews(run, differences)
+        _differences_emit(run, differences)
     return run
 
 
-def _review_open(carpark: CarPark) -> bool:
+def _review_running(carpark: CarPark) -> bool:
+    """Whether a process an earlier ``cpms.reconciliation_differs`` of this car park started still runs."""
     from django.contrib.contenttypes.models import ContentType
 
-    try:
-        from workflows.models import Process
-    except ImportError:
-        return False
-    return Process.objects.filter(
-        definition__key=REVIEW_DEFINITION,
-        state__in=[Process.State.RUNNING, Process.State.SUSPENDED],
+    from workflows.models import BusinessEvent, Process
+
+    return BusinessEvent.objects.filter(
+        name=RECONCILIATION_DIFFERS,
         content_type=ContentType.objects.get_for_model(CarPark),
         object_id=carpark.pk,
+        process__state__in=[Process.State.RUNNING, Process.State.SUSPENDED],
     ).exists()
 
 
-def _start_reviews(run: SyncRun, differences: list[dict[str, Any]]) -> None:
-    """Open one review process per car park that differs (once the workflow engine is there)."""
-    try:
-        from workflows import services as workflow_services
-    except ImportError:
-        workflow_services = None
-    process_start = getattr(workflow_services, "process_start", None)
+def _differences_emit(run: SyncRun, differences: list[dict[str, Any]]) -> None:
+    """Emit ``cpms.reconciliation_differs`` per car park that differs (once per run and car park).
+
+    Not while the review an earlier difference of the car park started is still open. The run records
+    the processes started and, for every car park without one, why.
+    """
+    from workflows.models import BusinessEvent
+    from workflows.starting import event_emit
+
     started, problems = [], []
+    carparks = CarPark.objects.in_bulk([d["carpark_id"] for d in differences])
     for difference in differences:
-        if process_start is None:
-            problems.append("Review not started: the workflow engine is not installed yet.")
-            break
-        carpark = CarPark.objects.get(pk=difference["carpark_id"])
-        if _review_open(carpark):
+        carpark = carparks[difference["carpark_id"]]
+        if _review_running(carpark):
             problems.append(f"Review for {carpark} not started: one is already open.")
             continue
-        try:
-            process = process_start(
-                definition_key=REVIEW_DEFINITION,
-                business_object=carpark,
-                variables={
-                    "sync_run_id": run.pk,
-                    "connection_id": run.connection_id,
-                    "carpark_id": carpark.pk,
-                    "missing": difference["missing"],
-                    "extra": difference["extra"],
-                    "missing_count": len(difference["missing"]),
-                    "extra_count": len(difference["extra"]),
-                },
-            )
-        except Exception as exc:  # noqa: BLE001 - the comparison is recorded either way; say why no review
-            problems.append(f"Review for {carpark} not started: {exc}")
-            continue
-        started.append(process.pk)
+        event = event_emit(
+            name=RECONCILIATION_DIFFERS,
+            payload={
+                "sync_run_id": run.pk,
+                "connection_id": run.connection_id,
+                "carpark_id": carpark.pk,
+                "missing": difference["missing"],
+                "extra": difference["extra"],
+                "missing_count": len(difference["missing"]),
+                "extra_count": len(difference["extra"]),
+            },
+            business_object=carpark,
+            event_id=f"{RECONCILIATION_DIFFERS}:{run.pk}:{carpark.pk}",
+        )
+        if event.state == BusinessEvent.State.STARTED:
+            started.append(event.process_id)
+        elif event.state == BusinessEvent.State.UNMATCHED:
+            problems.append(f"Review for {carpark} not started: no published workflow starts on {event.name}.")
+        else:
+            problems.append(f"Review for {carpark} not started: {event.error}")
     run.details = {**run.details, "review_processes": started}
     run.errors = [*run.errors, *problems]
     run.save(update_fields=["details", "errors"])
