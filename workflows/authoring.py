@@ -348,11 +348,23 @@ def library_item(slug: str) -> LibraryItem:
 
 
 def library_install(*, slug: str, user: Any = None, key: str | None = None) -> SaveResult:
-    """Install a library workflow as a draft the admin then adapts (publishing is a separate step)."""
+    """Install a library workflow and publish it, so it starts on its business event at once.
+
+    The workflow is saved as a draft first; a valid draft is then published (``draft_publish``). When
+    publishing is refused (problems in the draft, or another published workflow already starts on the same
+    event with the same condition and priority) the draft stays for the admin to adapt and the result
+    carries the problems; the version's state tells which happened.
+    """
     item = library_item(slug)
     saved = draft_save_bpmn(
         xml=item.path.read_bytes(), key=key or item.key, user=user, comment=f"Installed from the library ({item.name})"
     )
-    if saved.version is not None:
-        audit(user, "workflow.library_installed", saved.version, new={"library": slug, "key": key or item.key})
-    return saved
+    if saved.version is None:
+        return saved
+    audit(user, "workflow.library_installed", saved.version, new={"library": slug, "key": key or item.key})
+    if saved.problems or saved.version.state != WorkflowVersion.State.DRAFT:
+        return saved  # not valid yet, or the same content is already published
+    published = draft_publish(version=saved.version, user=user)
+    published.warnings = [*saved.warnings, *published.warnings]
+    published.created = saved.created
+    return published

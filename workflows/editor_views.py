@@ -434,9 +434,16 @@ def library_install(request: HttpRequest, slug: str) -> HttpResponse:
     except DefinitionNotFound as exc:
         raise Http404(str(exc)) from None
     assert saved.version is not None
-    messages.success(
-        request,
-        f"{saved.version.definition.name} is installed as a draft (version "
-        f"{saved.version.number}). Adapt it, then publish.",
-    )
-    return redirect("workflows:editor", key=saved.version.definition.key)
+    version, name = saved.version, saved.version.definition.name
+    if saved.problems:
+        problems = "; ".join(p["message"] for p in saved.problems)
+        messages.warning(
+            request, f"{name} is installed as a draft (version {version.number}), not published: {problems}"
+        )
+        return redirect("workflows:editor", key=version.definition.key)
+    start = next((s for s in version.spec.get("steps", []) if s.get("type") == "start"), {})
+    starts = f"it now starts on {start['event']}" if start.get("event") else "it is started by hand"
+    if start.get("condition"):
+        starts += f" when {start['condition']}"
+    messages.success(request, f"{name} is installed and published (version {version.number}) — {starts}.")
+    return redirect("workflows:definition-detail", key=version.definition.key)
