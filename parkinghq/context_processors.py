@@ -6,7 +6,9 @@ from django.http import HttpRequest
 NAVIGATION = [
     ("Basket", "workflows:basket", "inbox"),
     ("Processes", "workflows:process-list", "diagram-3"),
+    ("Start process", "workflows:start-list", "play-circle"),
     ("Workflows", "workflows:definition-list", "bezier2"),
+    ("Events", "workflows:event-list", "broadcast"),
     ("Car parks", "carparks:carpark-list", "p-square"),
     ("Customers & contracts", "carparks:customer-list", "people"),
     ("Billing", "billing:invoice-list", "receipt"),
@@ -17,7 +19,11 @@ NAVIGATION = [
 
 
 # Links only some roles may follow; the others do not see them (the views check anyway).
-NAVIGATION_ROLES = {"accounts:user-list": ("Administrator",), "billing:invoice-list": ("Finance",)}
+NAVIGATION_ROLES = {
+    "accounts:user-list": ("Administrator",),
+    "billing:invoice-list": ("Finance",),
+    "workflows:event-list": ("Workflow admin", "Supervisor"),
+}
 
 
 def portal(request: HttpRequest) -> dict:
@@ -31,5 +37,10 @@ def portal(request: HttpRequest) -> dict:
     navigation = [
         entry for entry in NAVIGATION if entry[1] not in NAVIGATION_ROLES or has_role(user, *NAVIGATION_ROLES[entry[1]])
     ]
+    if ready:
+        from workflows.event_views import can_start_any  # one small query: is there anything this user may start?
+
+        if not can_start_any(user):
+            navigation = [entry for entry in navigation if entry[1] != "workflows:start-list"]
     # portal_live_badges: the basket and notification badges poll portal URLs only when ready.
     return {"portal_navigation": navigation if ready else [], "portal_ready": ready, "portal_live_badges": ready}

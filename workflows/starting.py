@@ -401,8 +401,12 @@ def process_start_manual(
     values: dict[str, Any] | None = None,
     business_object: Any = None,
     check_permission: bool = True,
+    extra_variables: dict[str, Any] | None = None,
 ) -> Process:
-    """Start the published version of a workflow that is started by hand, with its start form's values."""
+    """Start the published version of a workflow that is started by hand, with its start form's values.
+
+    ``extra_variables`` are set as given next to the checked start-form values (the command line's
+    ``--var`` names that the start form does not declare)."""
     version = (
         WorkflowVersion.objects.filter(definition=definition, state=WorkflowVersion.State.PUBLISHED)
         .order_by("-number")
@@ -416,7 +420,7 @@ def process_start_manual(
         raise StartNotAllowed(f"'{definition.name}' starts on the business event '{event}', not by hand.")
     if check_permission and not may_start(user, version):
         raise StartNotAllowed(f"You may not start '{definition.name}'.")
-    variables = start_values_clean(start.get("inputs") or [], values or {})
+    variables = {**(extra_variables or {}), **start_values_clean(start.get("inputs") or [], values or {})}
     actor = user if getattr(user, "pk", None) else None
     with transaction.atomic():
         process = _start(version.pk, business_object=business_object, variables=variables, started_by=actor)
