@@ -52,6 +52,8 @@ POLICY: dict[str, set[str]] = {
     "/monitoring/statements/": {A, W, S, F},
     "/monitoring/statements/build/": {A, W},
     "/workflows/definitions/": {A, W, S},
+    "/workflows/events/": {A, W, S},
+    "/workflows/events/1/": {A, W},
     "/workflows/definitions/1/edit/": {A, W},
     "/workflows/definitions/expression/": {A, W},
     "/workflows/definitions/import/": {A, W},
@@ -59,6 +61,7 @@ POLICY: dict[str, set[str]] = {
     "/workflows/library/": {A, W},
     "/workflows/processes/": EVERYONE,  # filtered to the car parks a user is responsible for
     "/workflows/processes/1/1/": {A, W},
+    "/workflows/start/": EVERYONE,  # lists only what the user may start; a start form answers 403 or 404 otherwise
 }
 
 
