@@ -150,6 +150,9 @@ def _editor_config(
     def url(name: str) -> str:
         return reverse(f"workflows:{name}", kwargs={"key": key})
 
+    from workflows.events import catalogue_for_editor
+    from workflows.starting import START_RULE
+
     problems = authoring.validate_spec(version.spec) if version is not None and mode == "edit" else []
     return {
         "mode": mode,
@@ -161,6 +164,10 @@ def _editor_config(
         "check_url": url("editor-check"),
         "expression_url": reverse("workflows:expression-validate"),
         "roles": list(ALL_ROLES),
+        "always_starters": [ADMINISTRATOR, WORKFLOW_ADMIN],
+        "events": catalogue_for_editor(),
+        "start_rule": "A condition beats none, then the higher priority wins.",
+        "start_rule_full": START_RULE,
         "system_tasks": [
             {"name": t.name, "description": t.description, "reads": list(t.reads), "writes": list(t.writes)}
             for t in registered_tasks()
@@ -345,12 +352,16 @@ def draft_discard(request: HttpRequest, key: str) -> HttpResponse:
 @role_required(*EDITORS)
 @require_POST
 def expression_validate(request: HttpRequest) -> JsonResponse:
-    """Live validation of one decision condition against the variables the workflow knows."""
+    """Live validation of one decision condition against the variables the workflow knows, or (with
+    ``event``) of a start condition against the payload fields of that business event."""
     from workflows.compiler import known_variables
     from workflows.expressions import compile_expression
 
     body = _json_body(request)
     expression = str(body.get("expression") or "")
+    if "event" in body:
+        error = _start_condition_error(str(body.get("event") or ""), expression)
+        return JsonResponse({"ok": not error, "error": error})
     known = None
     xml = body.get("xml")
     if isinstance(xml, str) and xml.strip():
@@ -363,6 +374,28 @@ def expression_validate(request: HttpRequest) -> JsonResponse:
     except ExpressionError as exc:
         return JsonResponse({"ok": False, "error": str(exc)})
     return JsonResponse({"ok": True, "error": ""})
+
+
+def _start_condition_error(event: str, expression: str) -> str:
+    """Why a start condition on ``event`` is wrong ('' when it is fine): it sees only ``event.<field>``."""
+    from workflows.compiler import _EVENT_FIELD
+    from workflows.events import CATALOGUE
+    from workflows.expressions import compile_expression
+
+    event_type = CATALOGUE.get(event)
+    if event_type is None:
+        return f"'{event}' is not a business event: choose one from the list." if event else "Choose the event first."
+    try:
+        compile_expression(expression, {"event"})
+    except ExpressionError as exc:
+        return str(exc)
+    missing = sorted(set(_EVENT_FIELD.findall(expression)) - set(event_type.properties))
+    if missing:
+        return (
+            f"{event_type.title} ({event}) has no field {', '.join(f'event.{m}' for m in missing)}; "
+            f"its fields: {', '.join(sorted(event_type.properties))}."
+        )
+    return ""
 
 
 # -- new, import, library ---------------------------------------------------------------------------
