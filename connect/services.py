@@ -36,7 +36,6 @@ from .signals import sync_incident
 logger = logging.getLogger(__name__)
 
 # The business events connect emits (workflows.events); the workflows bound to them decide what happens.
-CARPARK_ADDED = "carpark.added"
 CONNECTION_FAILING = "cpms.connection_failing"
 RECONCILIATION_DIFFERS = "cpms.reconciliation_differs"
 STATIC_FIELDS = (
@@ -257,8 +256,8 @@ def _apply_static(
         )
     }
     taken_codes = set(CarPark.objects.filter(code__startswith=slugify(connection.code)).values_list("code", flat=True))
-    created, updated, unchanged = 0, 0, 0
-    new_carparks: list[tuple[CarPark, CarParkRecord]] = []
+    updated, unchanged = 0, 0
+    new_records: list[tuple[str, CarParkRecord, dict[str, Any]]] = []
     changed_carparks: list[CarPark] = []
     changed_fields: set[str] = set()
     changed_links: list[CarParkLink] = []
@@ -270,15 +269,7 @@ def _apply_static(
         carpark = link.carpark if link else unlinked.get(record.external_id)
         place_tariffs = tariffs_by_place.get(record.external_id, [])
         if carpark is None:
-            carpark = CarPark(
-                code=_new_code(connection, record.external_id, taken_codes),
-                cpms_reference=record.external_id,
-                **{k: v for k, v in values.items() if v not in ("", None)},
-            )
-            if not carpark.country:
-                carpark.country = "DE"
-            new_carparks.append((carpark, record))
-            created += 1
+            new_records.append((_new_code(connection, record.external_id, taken_codes), record, values))
             continue
         diff = {
             name: value
@@ -313,19 +304,7 @@ def _apply_static(
             updated += 1
         else:
             unchanged += 1
-    if new_carparks:
-        CarPark.objects.bulk_create([carpark for carpark, _ in new_carparks], batch_size=500)
-        _carparks_added_emit(connection, [carpark for carpark, _ in new_carparks])
-        new_links.extend(
-            CarParkLink(
-                connection=connection,
-                carpark=carpark,
-                external_id=record.external_id,
-                tariffs=tariffs_by_place.get(record.external_id, []),
-                last_static_sync_at=now,
-            )
-            for carpark, record in new_carparks
-        )
+    created, refused = _carparks_create(connection, new_records, tariffs_by_place, now, new_links)
     if changed_carparks:
         CarPark.objects.bulk_update(changed_carparks, sorted(changed_fields | {"updated_at"}), batch_size=500)
     if changed_links:
@@ -337,31 +316,55 @@ def _apply_static(
     seen = {record.external_id for record in records}
     gone = sorted(external_id for external_id in links if external_id not in seen)
     details: dict[str, Any] = {"records": len(records), "tariffs": len(tariffs)}
-    errors = []
+    errors = refused[:50]
     if gone:
         details["missing_from_feed"] = gone[:200]
         errors.append(f"{len(gone)} linked car park(s) are no longer in the feed: {', '.join(gone[:10])}")
-    return {"created": created, "updated": updated, "unchanged": unchanged, "details": details, "errors": errors}
+    return {
+        "created": created,
+        "updated": updated,
+        "unchanged": unchanged,
+        "failed": len(refused),
+        "details": details,
+        "errors": errors,
+    }
 
 
-def _carparks_added_emit(connection: CpmsConnection, carparks: list[CarPark]) -> None:
-    """``carpark.added`` for each car park the sync created, in the sync's transaction (once per car park)."""
-    from workflows.starting import event_emit
+def _carparks_create(
+    connection: CpmsConnection,
+    new_records: list[tuple[str, CarParkRecord, dict[str, Any]]],
+    tariffs_by_place: dict[str, list[dict[str, Any]]],
+    now: Any,
+    new_links: list[CarParkLink],
+) -> tuple[int, list[str]]:
+    """Add the car parks the feed has and we do not, each through ``carpark_create`` (which emits
+    ``carpark.added`` with source ``cpms_sync`` in this transaction); a place it refuses is reported."""
+    from carparks.services import CarparkError, carpark_create
 
-    for carpark in carparks:
-        event_emit(
-            name=CARPARK_ADDED,
-            payload={
-                "carpark_id": carpark.pk,
-                "carpark": carpark.name,
-                "city": carpark.city,
-                "capacity": carpark.capacity,
-                "source": "cpms_sync",
-                "connection_id": connection.pk,
-            },
-            business_object=carpark,
-            event_id=f"{CARPARK_ADDED}:{carpark.pk}",
+    created, refused = 0, []
+    for code, record, values in new_records:
+        try:
+            carpark = carpark_create(
+                code=code,
+                cpms_reference=record.external_id,
+                source="cpms_sync",
+                connection_id=connection.pk,
+                **{k: v for k, v in values.items() if v not in ("", None)},
+            )
+        except CarparkError as exc:
+            refused.append(f"Place {record.external_id} not imported: {exc}")
+            continue
+        new_links.append(
+            CarParkLink(
+                connection=connection,
+                carpark=carpark,
+                external_id=record.external_id,
+                tariffs=tariffs_by_place.get(record.external_id, []),
+                last_static_sync_at=now,
+            )
         )
+        created += 1
+    return created, refused
 
 
 def _new_code(connection: CpmsConnection, external_id: str, taken: set[str]) -> str:

@@ -67,6 +67,12 @@ def test_the_static_sync_starts_one_onboarding_per_new_carpark_once_the_library_
     assert len(onboardings()) == 5
     assert BusinessEvent.objects.filter(name="carpark.added").count() == 5
 
+    sim.set_place("SIM-0099", name="Opened this month", capacity=80)
+    third = services.sync_static(connection=connection, key="third")
+    assert third.created == 1
+    newest = CarPark.objects.get(cpms_reference="SIM-0099")
+    assert [p.business_object for p in onboardings()][-1] == newest and len(onboardings()) == 6
+
 
 def test_car_parks_added_while_no_workflow_listens_are_recorded_for_a_replay(sim, connection):
     run = services.sync_static(connection=connection)
