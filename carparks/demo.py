@@ -55,6 +55,7 @@ CASE_SUBJECTS = {
     Case.Kind.COMPLAINT: ["Barrier did not open", "Charged twice this month", "Dirty stairwell", "Rude staff"],
     Case.Kind.REFUND: ["Refund for closed weeks", "Deposit not returned", "Double debit"],
     Case.Kind.CARD_REPLACEMENT: ["Card lost", "Card broken", "Card stolen"],
+    Case.Kind.CALLBACK: ["Please call me back about my contract", "Call back about the invoice"],
     Case.Kind.QUESTION: ["Invoice address", "Can I park a van?", "Opening hours at Christmas"],
 }
 DEMO_ROLES_CARPARKS = {"agent": 5, "care": 10, "manager": 3, "finance": 10}
@@ -350,31 +351,17 @@ def _api_client() -> str | None:
 
 
 def _processes(contracts: list[Contract], cases: list[Case]) -> int:
-    """Start the processes that open applications, offers and cases would have (they fill the basket)."""
-    from carparks.services import _contract_variables, _process_start
+    """Emit the events that open applications, offers and cases would have (their processes fill the basket)."""
+    from carparks.services import _application_emit, _case_payload, _emit, _offer_emit
 
     started = 0
     for contract in contracts:
         if contract.state == Contract.State.APPLIED:
-            started += _process_start("season-contract", contract, variables=_contract_variables(contract)) is not None
+            started += _application_emit(contract, channel="portal").process_id is not None
         elif contract.state == Contract.State.OFFERED:
-            variables = {
-                "contract_id": contract.pk,
-                "customer_name": contract.customer.name,
-                "product": contract.product.name,
-                "offer_expires_at": contract.offer_expires_at.isoformat(),
-            }
-            started += _process_start("waitlist-offer", contract, variables=variables) is not None
+            started += _offer_emit(contract).process_id is not None
     for case in cases:
         if case.state in Case.OPEN_STATES:
-            variables = {
-                "case_id": case.pk,
-                "kind": case.kind,
-                "priority": case.priority,
-                "subject": case.subject,
-                "customer_name": case.customer.name,
-                "contract_id": case.contract_id,
-                "invoice_id": case.invoice_id,
-            }
-            started += _process_start("customer-case", case, variables=variables) is not None
+            event = _emit("case.opened", case, _case_payload(case), event_id=f"case.opened:{case.pk}")
+            started += event.process_id is not None
     return started

@@ -107,3 +107,31 @@ class StageChangeForm(forms.Form):
         self.fields["next_product"].queryset = Product.objects.filter(
             carpark_id=contract.product.carpark_id, is_active=True
         ).exclude(pk=contract.product_id)
+
+
+def _time_zone_choices() -> list[tuple[str, str]]:
+    from zoneinfo import available_timezones
+
+    europe = sorted(z for z in available_timezones() if z.startswith("Europe/"))
+    return [(z, z.replace("_", " ")) for z in europe] + [("UTC", "UTC")]
+
+
+class CarParkForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=200)
+    street = forms.CharField(label="Street and number", max_length=200, required=False)
+    postcode = forms.CharField(label="Postcode", max_length=20, required=False)
+    city = forms.CharField(label="City", max_length=100, required=False)
+    capacity = forms.IntegerField(label="Capacity", min_value=0, help_text="Number of parking spaces.")
+    time_zone = forms.ChoiceField(
+        label="Time zone", initial="Europe/Berlin", help_text="Contracts end at midnight in this time zone."
+    )
+    latitude = forms.DecimalField(
+        label="Latitude", required=False, min_value=-90, max_value=90, max_digits=9, decimal_places=6
+    )
+    longitude = forms.DecimalField(
+        label="Longitude", required=False, min_value=-180, max_value=180, max_digits=9, decimal_places=6
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = _time_zone_choices()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Q, QuerySet
 
 from carparks.access import carparks_for_user, cases_for_user, contracts_for_user, customers_for_user
@@ -123,7 +124,7 @@ def processes_about(obj: Any) -> list[Any]:
 
     return list(
         Process.objects.filter(content_type=ContentType.objects.get_for_model(type(obj)), object_id=obj.pk)
-        .select_related("definition")
+        .select_related("definition", "start_event")
         .prefetch_related(
             Prefetch(
                 "tasks",
@@ -135,8 +136,24 @@ def processes_about(obj: Any) -> list[Any]:
     )
 
 
+REVIEW_EVENT = "application.received"
+
+
+def _start_event_name(process: Any) -> str:
+    try:
+        event = process.start_event
+    except ObjectDoesNotExist:
+        return ""
+    return event.name if event is not None else ""
+
+
 def under_review(processes: list[Any]) -> bool:
-    """True while a running season-contract process waits for its review task."""
+    """True while the process the contract's application started runs and waits on a person's task.
+
+    Whichever workflow the ``application.received`` event started (the built-in review or a library
+    one), its open task is where the application is approved or rejected.
+    """
     return any(
-        p.definition.key == "season-contract" and p.state == "running" and p.current_step == "review" for p in processes
+        p.state == "running" and getattr(p, "open_tasks", None) and _start_event_name(p) == REVIEW_EVENT
+        for p in processes
     )

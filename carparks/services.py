@@ -27,18 +27,22 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.text import slugify
 from django_fsm import can_proceed, has_transition_perm
 
+from accounts.roles import MANAGER, RESPONSIBLE_PERMISSION, user_roles
 from carparks import signals
 from carparks.models import (
+    CarPark,
     Case,
     CaseEvent,
     Contract,
@@ -131,26 +135,21 @@ def _vehicle_for(customer: Customer, item: PlateInput | dict | str | Vehicle, *,
 # --- engine hand-off ----------------------------------------------------------------------------
 
 
-def _process_start(definition_key: str, obj: Any, *, variables: dict | None = None, user: Any = None) -> Any:
-    """Start a process about ``obj`` in the current transaction (so both exist or neither)."""
-    try:
-        from workflows.errors import DefinitionNotFound
-        from workflows.services import process_start
-    except ImportError:  # the engine is not installed in this build
-        logger.warning("workflow engine unavailable; %s not started for %r", definition_key, obj)
-        return None
-    try:
-        return process_start(
-            definition_key=definition_key,
-            business_object=obj,
-            variables=variables or {},
-            started_by=_actor(user),
-        )
-    except DefinitionNotFound:
-        # The definitions are installed by `manage.py workflow_sync` (deploy, demo_load). Without them
-        # the contract still changes; the back office sees it in the lists, and the error is logged.
-        logger.error("process %s is not installed; not started for %r", definition_key, obj)
-        return None
+def _emit(name: str, obj: Any, payload: dict[str, Any], *, event_id: str, user: Any = None) -> Any:
+    """Emit business event ``name`` about ``obj`` in the current transaction (so both exist or neither).
+
+    The workflow bound to the event (if any) starts in the same transaction; ``event_id`` is derived
+    from the business change, so a retried call records and starts once. A payload that does not
+    match the event's schema raises ``workflows.events.EventPayloadInvalid`` and the caller's
+    transaction rolls back.
+    """
+    from workflows.starting import event_emit
+
+    return event_emit(name=name, payload=payload, business_object=obj, event_id=event_id, user=_actor(user))
+
+
+def _started(event: Any) -> bool:
+    return event is not None and event.process_id is not None
 
 
 def _message_send(name: str, obj: Any, payload: dict | None = None) -> int:
@@ -246,8 +245,8 @@ def _condition_message(obj: Contract | Case, name: str) -> str:
     return f"{obj} cannot change now."
 
 
-def _contract_note(contract: Contract, note: str, user: Any = None) -> None:
-    ContractEvent.objects.create(
+def _contract_note(contract: Contract, note: str, user: Any = None) -> ContractEvent:
+    return ContractEvent.objects.create(
         contract=contract, from_state=contract.state, to_state=contract.state, actor=_actor(user), note=note
     )
 
@@ -261,18 +260,36 @@ def customer_create(
     name: str,
     email: str,
     user: Any = None,
+    channel: str = "portal",
     **fields: Any,
 ) -> Customer:
+    """A new customer; emits ``customer.created``."""
     allowed = {f.name for f in Customer._meta.get_fields() if getattr(f, "concrete", False)} - {"id", "created_at"}
     unknown = set(fields) - allowed
     if unknown:
         raise CarparkError(f"Unknown customer fields: {', '.join(sorted(unknown))}.")
     if kind == Customer.Kind.CORPORATE and not fields.get("company_number"):
         raise CarparkError("A corporate customer needs a company number.", field="company_number")
-    return Customer.objects.create(kind=kind, name=name, email=email, **fields)
+    with transaction.atomic():
+        customer = Customer.objects.create(kind=kind, name=name, email=email, **fields)
+        _emit(
+            "customer.created",
+            customer,
+            {
+                "customer_id": customer.pk,
+                "customer_name": customer.name,
+                "customer_kind": customer.kind,
+                "channel": channel,
+            },
+            event_id=f"customer.created:{customer.pk}",
+            user=user,
+        )
+    return customer
 
 
-def customer_find_or_create(*, kind: str, name: str, email: str, **fields: Any) -> Customer:
+def customer_find_or_create(
+    *, kind: str, name: str, email: str, user: Any = None, channel: str = "portal", **fields: Any
+) -> Customer:
     """The existing customer (a company by company number, a person by email and name) or a new one."""
     with transaction.atomic():
         existing = None
@@ -282,7 +299,104 @@ def customer_find_or_create(*, kind: str, name: str, email: str, **fields: Any) 
             existing = Customer.objects.filter(kind=kind, email__iexact=email, name__iexact=name).first()
         if existing is not None:
             return existing
-        return customer_create(kind=kind, name=name, email=email, **fields)
+        return customer_create(kind=kind, name=name, email=email, user=user, channel=channel, **fields)
+
+
+# --- car parks ----------------------------------------------------------------------------------
+
+CARPARK_SOURCES = ("portal", "cpms_sync", "api")
+
+
+def _carpark_code(name: str) -> str:
+    base = slugify(name)[:40] or "carpark"
+    taken = set(CarPark.objects.filter(code__startswith=base).values_list("code", flat=True))
+    code, n = base, 2
+    while code in taken:
+        code, n = f"{base}-{n}", n + 1
+    return code
+
+
+def carpark_create(
+    *,
+    name: str,
+    street: str = "",
+    postcode: str = "",
+    city: str = "",
+    country: str = "DE",
+    capacity: int = 0,
+    time_zone: str = "Europe/Berlin",
+    latitude: Decimal | float | None = None,
+    longitude: Decimal | float | None = None,
+    code: str = "",
+    operator: str = "",
+    opening_hours: str = "",
+    cpms_reference: str = "",
+    user: Any = None,
+    source: str = "portal",
+    connection_id: int | None = None,
+) -> CarPark:
+    """Add a car park and emit ``carpark.added`` (the onboarding workflow, when one is bound, starts).
+
+    ``source`` says who added it: a person in the portal, the CPMS sync (give its ``connection_id``)
+    or the API. A Car-park manager who adds one becomes responsible for it, so they see it. Without
+    ``code`` one is made from the name.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise CarparkError("Give the car park a name.", field="name")
+    if source not in CARPARK_SOURCES:
+        raise CarparkError(f"Unknown source {source!r}.", field="source")
+    if capacity is None or int(capacity) < 0:
+        raise CarparkError("The capacity cannot be negative.", field="capacity")
+    try:
+        ZoneInfo(time_zone)
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        raise CarparkError(
+            f"{time_zone!r} is not a time zone (for example Europe/Berlin).", field="time_zone"
+        ) from None
+    if latitude is not None and not -90 <= float(latitude) <= 90:
+        raise CarparkError("The latitude lies between -90 and 90.", field="latitude")
+    if longitude is not None and not -180 <= float(longitude) <= 180:
+        raise CarparkError("The longitude lies between -180 and 180.", field="longitude")
+    with transaction.atomic():
+        code = code.strip() or _carpark_code(name)
+        if CarPark.objects.filter(code=code).exists():
+            raise CarparkError(f"The code {code!r} is already used by another car park.", field="code")
+        carpark = CarPark.objects.create(
+            name=name,
+            code=code,
+            street=street.strip(),
+            postcode=postcode.strip(),
+            city=city.strip(),
+            country=(country or "DE").upper(),
+            capacity=int(capacity),
+            time_zone=time_zone,
+            latitude=latitude,
+            longitude=longitude,
+            operator=operator,
+            opening_hours=opening_hours,
+            cpms_reference=cpms_reference,
+        )
+        if user is not None and MANAGER in user_roles(user):
+            from guardian.shortcuts import assign_perm
+
+            assign_perm(RESPONSIBLE_PERMISSION, user, carpark)
+            user.__dict__.pop("_portal_carparks", None)
+        _emit(
+            "carpark.added",
+            carpark,
+            {
+                "carpark_id": carpark.pk,
+                "carpark": carpark.name,
+                "city": carpark.city,
+                "capacity": carpark.capacity,
+                "source": source,
+                "connection_id": connection_id,
+            },
+            event_id=f"carpark.added:{carpark.pk}",
+            user=user,
+        )
+    return carpark
 
 
 # --- contracts ----------------------------------------------------------------------------------
@@ -310,8 +424,9 @@ def contract_apply(
     cost_centre: str = "",
     user: Any = None,
     note: str = "",
+    channel: str = "portal",
 ) -> Contract:
-    """A new season application: takes a free place (and starts ``season-contract``) or joins the waitlist."""
+    """A new season application: takes a free place (and emits ``application.received``) or joins the waitlist."""
     today = timezone.localdate()
     start_date = start_date or today
     if start_date < today:
@@ -351,22 +466,49 @@ def contract_apply(
             )
             _email("contract_waitlisted", customer.email, {"contract": contract, "position": position})
         else:
-            _process_start("season-contract", contract, variables=_contract_variables(contract), user=user)
+            _application_emit(contract, channel=channel, user=user)
     return contract
 
 
-def _contract_variables(contract: Contract) -> dict[str, Any]:
+def _application_emit(contract: Contract, *, channel: str, user: Any = None) -> Any:
+    """Emit ``application.received``: the contract holds a place and waits for its review.
+
+    An application straight from the customer and one taken up from the waitlist are two events.
+    """
+    suffix = ":offer" if channel == "waitlist" else ""
+    return _emit(
+        "application.received",
+        contract,
+        _application_payload(contract, channel=channel),
+        event_id=f"application.received:{contract.pk}{suffix}",
+        user=user,
+    )
+
+
+def _contract_payload(contract: Contract) -> dict[str, Any]:
+    """The fields every contract event carries (see ``workflows.events``)."""
     return {
         "contract_id": contract.pk,
         "customer_id": contract.customer_id,
         "customer_name": contract.customer.name,
         "customer_kind": contract.customer.kind,
+        "product_id": contract.product_id,
         "product": contract.product.name,
+        "carpark_id": contract.product.carpark_id,
         "carpark": contract.product.carpark.name,
+    }
+
+
+def _application_payload(contract: Contract, *, channel: str) -> dict[str, Any]:
+    plates = [v.plate for v in contract.vehicles.all()]
+    return {
+        **_contract_payload(contract),
+        "channel": channel,
         "start_date": contract.start_date.isoformat(),
         "deposit": float(contract.deposit),
         "monthly_price": float(contract.monthly_price),
-        "plates": [v.plate for v in contract.vehicles.all()],
+        "plates": plates,
+        "vehicle_count": len(plates),
     }
 
 
@@ -521,11 +663,12 @@ def contract_processes_close(*, contract: Contract, user: Any = None, reason: st
         from workflows.services import process_cancel
     except ImportError:
         return 0
+    # The review and offer processes are those the contract's application and offer events started.
     running = Process.objects.filter(
         content_type=ContentType.objects.get_for_model(Contract),
         object_id=contract.pk,
         state=Process.State.RUNNING,
-        definition__key__in=["season-contract", "waitlist-offer"],
+        start_event__name__in=["application.received", "waitlist.place_freed"],
     )
     closed = 0
     for process in running:
@@ -551,7 +694,8 @@ def contract_request_termination(
     reason: str = "",
     enforce_notice: bool = True,
 ) -> Contract:
-    """Give notice: record the end date and start ``contract-termination``, which ends it on that date.
+    """Give notice: record the end date and emit ``termination.requested``; the process it starts ends the
+    contract on that date.
 
     Customers (the API) must respect the product's notice period; staff may waive it.
     """
@@ -577,20 +721,21 @@ def contract_request_termination(
         _contract_note(contract, f"Termination requested for {end_date:%Y-%m-%d}. {reason}".strip(), user)
         zone = ZoneInfo(contract.product.carpark.time_zone)
         terminate_at = datetime.combine(end_date + timedelta(days=1), time.min, tzinfo=zone)
-        process = _process_start(
-            "contract-termination",
+        event = _emit(
+            "termination.requested",
             contract,
-            variables={
-                "contract_id": contract.pk,
+            {
+                **_contract_payload(contract),
                 "end_date": end_date.isoformat(),
                 "terminate_at": terminate_at.isoformat(),
                 "reason": reason,
                 "deposit": float(contract.deposit),
             },
+            event_id=f"termination.requested:{contract.pk}:{end_date.isoformat()}",
             user=user,
         )
-    if process is None and end_date <= timezone.localdate():
-        # Without the engine nothing would wait for the date; it has come, so end it now.
+    if not _started(event) and end_date <= timezone.localdate():
+        # The event started no process, so nothing waits for the date; it has come, so end it now.
         contract = contract_terminate(contract=contract, end_date=end_date, reason=reason)
     return contract
 
@@ -612,7 +757,13 @@ def contracts_end_due(*, today: date | None = None) -> int:
 
 
 def contract_change_plate(
-    *, contract: Contract, old_plate: str, new_plate: str, country: str = "D", user: Any = None
+    *,
+    contract: Contract,
+    old_plate: str,
+    new_plate: str,
+    country: str = "D",
+    user: Any = None,
+    channel: str = "portal",
 ) -> Contract:
     """Swap one vehicle of the contract for another; a running contract's credential follows at once."""
     old = normalise_plate(old_plate)
@@ -639,12 +790,32 @@ def contract_change_plate(
                 qs=contract.credentials.filter(is_active=True, kind=Credential.Kind.PLATE, identifier=old),
             )
             _issue_plate_credentials(contract, [vehicle], valid_from=today)
-        _contract_note(contract, f"Plate changed from {old} to {new}.", user)
+        note = _contract_note(contract, f"Plate changed from {old} to {new}.", user)
+        _change_requested(contract, note, kind="plate", effective_date=today, channel=channel, user=user)
     return contract
 
 
+def _change_requested(
+    contract: Contract, note: ContractEvent, *, kind: str, effective_date: date, channel: str, user: Any
+) -> None:
+    """Emit ``contract.change_requested`` for the change ``note`` records (one event per change)."""
+    _emit(
+        "contract.change_requested",
+        contract,
+        {
+            **_contract_payload(contract),
+            "kind": kind,
+            "effective_date": effective_date.isoformat(),
+            "details": note.note,
+            "channel": channel,
+        },
+        event_id=f"contract.change_requested:{contract.pk}:{note.pk}",
+        user=user,
+    )
+
+
 def contract_add_vehicles(
-    *, contract: Contract, vehicles: Iterable[PlateInput | dict | str], user: Any = None
+    *, contract: Contract, vehicles: Iterable[PlateInput | dict | str], user: Any = None, channel: str = "portal"
 ) -> Contract:
     """Add vehicles (a corporate fleet) to a contract; a running contract gets their credentials."""
     with transaction.atomic():
@@ -655,7 +826,10 @@ def contract_add_vehicles(
         contract.vehicles.add(*added)
         if contract.state == Contract.State.ACTIVE:
             _issue_plate_credentials(contract, added, valid_from=timezone.localdate())
-        _contract_note(contract, "Vehicles added: " + ", ".join(v.plate for v in added), user)
+        note = _contract_note(contract, "Vehicles added: " + ", ".join(v.plate for v in added), user)
+        _change_requested(
+            contract, note, kind="vehicle", effective_date=timezone.localdate(), channel=channel, user=user
+        )
     return contract
 
 
@@ -667,6 +841,7 @@ def contract_stage_change(
     country: str = "D",
     on: date | None = None,
     user: Any = None,
+    channel: str = "portal",
 ) -> Contract:
     """Stage a product and/or vehicle change that takes effect on ``on`` (default: the first of next month)."""
     on = on or first_of_next_month()
@@ -694,7 +869,16 @@ def contract_stage_change(
             f"product {next_product.name}" if next_product else "",
             f"vehicle {contract.next_vehicle}" if next_plate else "",
         ]
-        _contract_note(contract, f"Change staged for {on:%Y-%m-%d}: " + " and ".join(p for p in parts if p) + ".", user)
+        note = _contract_note(
+            contract, f"Change staged for {on:%Y-%m-%d}: " + " and ".join(p for p in parts if p) + ".", user
+        )
+        if next_product is None:
+            kind = "vehicle"
+        elif next_product.carpark_id != contract.product.carpark_id:
+            kind = "carpark"
+        else:
+            kind = "product"
+        _change_requested(contract, note, kind=kind, effective_date=on, channel=channel, user=user)
     return contract
 
 
@@ -817,17 +1001,21 @@ def _offer(contract_id: int) -> Contract:
         update_fields=["offer_expires_at"],
     )
     _email("contract_offered", contract.customer.email, {"contract": contract})
-    _process_start(
-        "waitlist-offer",
-        contract,
-        variables={
-            "contract_id": contract.pk,
-            "customer_name": contract.customer.name,
-            "product": contract.product.name,
-            "offer_expires_at": contract.offer_expires_at.isoformat(),
-        },
-    )
+    _offer_emit(contract)
     return contract
+
+
+def _offer_emit(contract: Contract) -> Any:
+    """Emit ``waitlist.place_freed`` for the contract's current offer (one event per offer made)."""
+    offers = ContractEvent.objects.filter(contract=contract, to_state=Contract.State.OFFERED).exclude(
+        from_state=Contract.State.OFFERED
+    )
+    return _emit(
+        "waitlist.place_freed",
+        contract,
+        {**_contract_payload(contract), "offer_expires_at": contract.offer_expires_at.isoformat()},
+        event_id=f"waitlist.place_freed:{contract.pk}:{max(offers.count(), 1)}",
+    )
 
 
 def product_set_quota(*, product: Product, quota: int, user: Any = None) -> Product:
@@ -843,7 +1031,7 @@ def product_set_quota(*, product: Product, quota: int, user: Any = None) -> Prod
 
 
 def contract_offer_accept(*, contract: Contract, user: Any = None) -> Contract:
-    """The customer takes the offered place: the application goes to review (``season-contract``)."""
+    """The customer takes the offered place: the application goes to review (``application.received``)."""
     with transaction.atomic():
         _lock_product(contract.product_id)
         contract = _lock_contract(contract.pk)
@@ -863,7 +1051,7 @@ def contract_offer_accept(*, contract: Contract, user: Any = None) -> Contract:
             update_fields=["waitlist_position", "offer_expires_at"],
         )
         _message_send("offer.accepted", contract, {"contract_id": contract.pk})
-        _process_start("season-contract", contract, variables=_contract_variables(contract), user=user)
+        _application_emit(contract, channel="waitlist", user=user)
     return contract
 
 
@@ -887,7 +1075,7 @@ def contract_offer_expire(*, contract: Contract, force: bool = False) -> Contrac
 
 
 def offers_expire_due() -> int:
-    """Expire every offer past its expiry (the safety net under the ``waitlist-offer`` processes)."""
+    """Expire every offer past its expiry (the safety net under the offer processes)."""
     due = Contract.objects.filter(state=Contract.State.OFFERED, offer_expires_at__lte=timezone.now())
     count = 0
     for pk in list(due.values_list("pk", flat=True)):
@@ -915,7 +1103,7 @@ def case_open(
     channel: str = Case.Channel.PORTAL,
     user: Any = None,
 ) -> Case:
-    """Open a customer-care case; its SLA follows from the priority. Starts ``customer-case``."""
+    """Open a customer-care case; its SLA follows from the priority. Emits ``case.opened``."""
     if kind not in Case.Kind.values:
         raise CarparkError(f"Unknown case kind {kind!r}.", field="kind")
     priority = priority or CASE_DEFAULT_PRIORITY[kind]
@@ -938,21 +1126,25 @@ def case_open(
             sla_due_at=timezone.now() + CASE_SLA[priority],
         )
         CaseEvent.objects.create(case=case, to_state=case.state, actor=_actor(user), note="Opened.")
-        _process_start(
-            "customer-case",
-            case,
-            variables={
-                "case_id": case.pk,
-                "kind": kind,
-                "priority": priority,
-                "subject": subject,
-                "customer_name": customer.name,
-                "contract_id": contract.pk if contract else None,
-                "invoice_id": invoice_id,
-            },
-            user=user,
-        )
+        _emit("case.opened", case, _case_payload(case), event_id=f"case.opened:{case.pk}", user=user)
     return case
+
+
+def _case_payload(case: Case) -> dict[str, Any]:
+    contract = case.contract
+    return {
+        "case_id": case.pk,
+        "kind": case.kind,
+        "priority": case.priority,
+        "channel": case.channel,
+        "subject": case.subject,
+        "customer_id": case.customer_id,
+        "customer_name": case.customer.name,
+        "customer_kind": case.customer.kind,
+        "contract_id": contract.pk if contract else None,
+        "invoice_id": case.invoice_id,
+        "carpark_id": contract.product.carpark_id if contract else None,
+    }
 
 
 def _lock_case(case_id: int) -> Case:

@@ -5,6 +5,7 @@ from carparks import views
 app_name = "carparks"
 urlpatterns = [
     path("", views.carpark_list, name="carpark-list"),
+    path("new/", views.carpark_create, name="carpark-create"),
     path("<int:pk>/", views.carpark_detail, name="carpark-detail"),
     path("products/", views.product_list, name="product-list"),
     path("products/<int:pk>/quota/", views.product_quota, name="product-quota"),

@@ -32,6 +32,7 @@ from carparks.access import (
     visible_carpark_ids,
 )
 from carparks.forms import (
+    CarParkForm,
     CaseFilterForm,
     CaseForm,
     CaseNoteForm,
@@ -49,6 +50,7 @@ from carparks.models import Case, Contract, Credential, Product
 VIEW_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE, FINANCE, MANAGER)
 CASE_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE)
 QUOTA_ROLES = (ADMINISTRATOR, SUPERVISOR, MANAGER)
+CARPARK_ADD_ROLES = (ADMINISTRATOR, MANAGER)
 CONTRACT_EDIT_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE)
 
 # Transitions a person may trigger from the contract page (the others belong to the system).
@@ -95,7 +97,33 @@ def carpark_list(request: HttpRequest) -> HttpResponse:
     if q:
         qs = qs.filter(Q(name__icontains=q) | Q(city__icontains=q) | Q(code__icontains=q))
     page = _page(request, qs)
-    return render(request, "carparks/carpark_list.html", {"page": page, "carparks": page.object_list, "q": q})
+    return render(
+        request,
+        "carparks/carpark_list.html",
+        {
+            "page": page,
+            "carparks": page.object_list,
+            "q": q,
+            "may_add": has_role(request.user, *CARPARK_ADD_ROLES),
+        },
+    )
+
+
+@role_required(*CARPARK_ADD_ROLES)
+def carpark_create(request: HttpRequest) -> HttpResponse:
+    form = CarParkForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            carpark = services.carpark_create(**form.cleaned_data, user=request.user, source="portal")
+        except services.CarparkError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            text = f"Car park {carpark.name} was added (code {carpark.code})."
+            if has_role(request.user, MANAGER) and not has_role(request.user, ADMINISTRATOR):
+                text += " You are responsible for it."
+            messages.success(request, text)
+            return redirect("carparks:carpark-detail", pk=carpark.pk)
+    return render(request, "carparks/carpark_form.html", {"form": form})
 
 
 @role_required(*VIEW_ROLES)

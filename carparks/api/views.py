@@ -124,7 +124,7 @@ class ApplicationCreate(ApiView):
         form.is_valid(raise_exception=True)
         data = form.validated_data
         customer_data = dict(data["customer"])
-        customer = services.customer_find_or_create(**customer_data)
+        customer = services.customer_find_or_create(**customer_data, channel="api")
         contract = services.contract_apply(
             customer=customer,
             product=data["product"],
@@ -133,6 +133,7 @@ class ApplicationCreate(ApiView):
             end_date=data.get("end_date"),
             cost_centre=data.get("cost_centre", ""),
             note=f"Applied through the API ({self.client().name}).",
+            channel="api",
         )
         process = _processes_for(contract).first()
         body = {
@@ -172,7 +173,7 @@ class ContractPlateChange(ApiView):
         contract = _contract(pk)
         form = serializers.PlateChangeSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        services.contract_change_plate(contract=contract, **form.validated_data)
+        services.contract_change_plate(contract=contract, channel="api", **form.validated_data)
         return Response(serializers.ContractSerializer(_contract(pk)).data)
 
 

@@ -1,4 +1,5 @@
-"""The car-park processes run on the engine: season-contract, waitlist-offer, contract-termination, customer-case."""
+"""The car-park processes run on the engine, started by the events the services emit: season-contract,
+waitlist-offer, contract-termination, customer-case."""
 
 from datetime import timedelta
 
@@ -160,13 +161,15 @@ def test_the_definitions_install_once():
     assert Task.objects.count() == 0
 
 
-def test_an_application_still_goes_through_when_the_definition_is_missing(caplog):
-    from workflows.models import WorkflowDefinition
+def test_an_application_still_goes_through_when_no_workflow_is_bound():
+    from workflows.models import BusinessEvent, StartBinding
 
-    WorkflowDefinition.objects.filter(key="season-contract").update(key="renamed")
+    StartBinding.objects.filter(event="application.received").delete()
     contract = services.contract_apply(customer=CustomerFactory(), product=ProductFactory(), vehicles=["M1"])
     assert contract.state == Contract.State.APPLIED
-    assert "season-contract is not installed" in caplog.text
+    event = BusinessEvent.objects.get(name="application.received", object_id=contract.pk)
+    assert (event.state, event.process_id) == (BusinessEvent.State.UNMATCHED, None)
+    assert not processes(contract, "season-contract").exists()
 
 
 def test_with_a_cpms_the_processes_push_and_revoke_the_credentials():
