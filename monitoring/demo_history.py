@@ -20,12 +20,24 @@ from django.utils import timezone
 
 from workflows.compiler import graph_for_version
 from workflows.durations import add_duration
-from workflows.models import Process, ProcessEvent, Task, WorkflowDefinition
+from workflows.models import Process, ProcessEvent, StartBinding, Task, WorkflowDefinition
 
 Kind = ProcessEvent.Kind
 TITLE = "Demo history"
-WORKFLOWS = {"season-contract": 5, "customer-case": 4, "contract-termination": 2}  # per weekday, on average
+# Processes per weekday, on average, of the workflow each business event starts.
+EVENTS = {"application.received": 5, "case.opened": 4, "termination.requested": 2}
 MAX_STEPS = 30
+
+
+def _workflows() -> list[tuple[WorkflowDefinition, int]]:
+    """The published workflow that each of :data:`EVENTS` starts whatever its payload (the one bound without
+    a condition; of several, the highest priority), with its daily average, in the definitions' order."""
+    chosen: dict[int, int] = {}
+    for event, per_day in EVENTS.items():
+        binding = StartBinding.objects.filter(event=event, condition="").order_by("-priority", "pk").first()
+        if binding is not None:
+            chosen.setdefault(binding.definition_id, per_day)
+    return [(definition, chosen[definition.pk]) for definition in WorkflowDefinition.objects.filter(pk__in=chosen)]
 
 
 def _path(graph: Any, rng: random.Random) -> list[tuple[dict[str, Any], str]]:
@@ -86,10 +98,10 @@ def load(*, days: int = 30, seed: int = 11, today: date | None = None) -> int:
     carparks = list(CarPark.objects.values_list("pk", flat=True))
     users = _users_by_role()
     workflows = []
-    for definition in WorkflowDefinition.objects.filter(key__in=list(WORKFLOWS)):
+    for definition, per_day in _workflows():
         version = definition.published_version()
         if version is not None:
-            workflows.append((definition, version, graph_for_version(version.pk)))
+            workflows.append((definition, version, graph_for_version(version.pk), per_day))
     if not workflows or not carparks:
         return 0
 
@@ -97,8 +109,8 @@ def load(*, days: int = 30, seed: int = 11, today: date | None = None) -> int:
     for back in range(days - 1, 0, -1):
         day = today - timedelta(days=back)
         weekend = day.weekday() >= 5
-        for definition, version, graph in workflows:
-            for _ in range(rng.randint(0, 2) if weekend else rng.randint(1, 2 * WORKFLOWS[definition.key] - 1)):
+        for definition, version, graph, per_day in workflows:
+            for _ in range(rng.randint(0, 2) if weekend else rng.randint(1, 2 * per_day - 1)):
                 path = _path(graph, rng)
                 start = timezone.make_aware(datetime.combine(day, datetime.min.time())) + timedelta(
                     minutes=rng.uniform(7 * 60, 18 * 60)
