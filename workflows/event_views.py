@@ -9,6 +9,7 @@ workflow admins may start all of them).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import defaultdict
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, prefetch_related_objects
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -135,6 +136,9 @@ def event_list(request: HttpRequest) -> HttpResponse:
             errors.append(f"“{name}” is not a business event; showing every event name.")
             name = ""
     page = Paginator(events.order_by("-emitted_at", "-pk"), PAGE_SIZE).get_page(params.get("page"))
+    # One query per kind of business object; an object whose model is gone is looked up alone below.
+    with contextlib.suppress(AttributeError, LookupError):
+        prefetch_related_objects(page.object_list, "business_object")
     rows = [
         {
             "event": event,
