@@ -19,6 +19,9 @@
           { name: 'retryBackoff', isAttr: true, type: 'String' }, { name: 'timeout', isAttr: true, type: 'String' }] },
       { name: 'FlowProps', extends: ['bpmn:SequenceFlow'], isAbstract: true,
         properties: [{ name: 'outcome', isAttr: true, type: 'String' }] },
+      { name: 'StartProps', extends: ['bpmn:StartEvent'], isAbstract: true,
+        properties: [{ name: 'condition', isAttr: true, type: 'String' }, { name: 'priority', isAttr: true, type: 'String' },
+          { name: 'starters', isAttr: true, type: 'String' }] },
       { name: 'EndProps', extends: ['bpmn:EndEvent'], isAbstract: true,
         properties: [{ name: 'result', isAttr: true, type: 'String' }] },
       { name: 'CatchProps', extends: ['bpmn:IntermediateCatchEvent'], isAbstract: true,
@@ -166,6 +169,17 @@
     var defs = bo(element).eventDefinitions || [];
     return defs.filter(function (d) { return d.$instanceOf(type); })[0];
   }
+  // The bpmn:Message of this name (a business event or a message a wait catches), added to the file if new.
+  function messageNamed(name) {
+    var defs = definitions();
+    var existing = (defs.rootElements || []).filter(function (e) { return e.$instanceOf('bpmn:Message') && e.name === name; })[0];
+    if (!existing) {
+      existing = svc('moddle').create('bpmn:Message', { id: 'Message_' + name.replace(/[^A-Za-z0-9_.-]/g, '_'), name: name });
+      existing.$parent = defs;
+      defs.rootElements.push(existing);
+    }
+    return existing;
+  }
   function timeoutBoundary(element) {
     return (element.attachers || []).filter(function (a) {
       return eventDefinition(a, 'bpmn:TimerEventDefinition') && (a.outgoing || []).length && bo(a).cancelActivity !== false;
@@ -282,6 +296,7 @@
     if (is(element, 'bpmn:UserTask')) { return renderUserTask(element); }
     if (is(element, 'bpmn:ServiceTask')) { return renderServiceTask(element); }
     if (is(element, 'bpmn:SequenceFlow')) { return renderFlow(element); }
+    if (is(element, 'bpmn:StartEvent')) { return renderStart(element); }
     if (is(element, 'bpmn:EndEvent')) {
       field('Result', input(obj.get('phq:result'), function (v) { update(element, { 'phq:result': v || undefined }); }, { name: 'result' }),
         'Recorded on the process when it ends here, e.g. approved.');
@@ -383,12 +398,19 @@
       setExtensionValues(element, 'phq:Escalation', values);
     }, { multiline: true, placeholder: 'PT0S Supervisor\nP1D Administrator', name: 'escalation' }),
     'One line per level: how long after the due time, then the role it goes to.');
+    inputsField(element, 'Inputs', 'inputs');
+    note('Name the outcomes on the outgoing flows (select a flow). One unnamed flow means the outcome \u201cdone\u201d.');
+  }
+
+  // The fields a person fills in: a user task's inputs, or the start form of a workflow started by hand.
+  function inputsField(element, labelText, name) {
+    var obj = bo(element);
     var inputs = extensionValues(obj, 'phq:Input').map(function (i) {
       var parts = [i.name, i.label || '', i.type || 'text', i.required === 'true' ? 'required' : 'optional'];
       if (i.choices && i.choices.length) { parts.push(i.choices.map(function (c) { return c.value; }).join(', ')); }
       return parts.join(' | ');
     }).join('\n');
-    field('Inputs', input(inputs, function (v) {
+    field(labelText, input(inputs, function (v) {
       var moddle = svc('moddle');
       var values = v.split('\n').map(function (l) { return l.trim(); }).filter(Boolean).map(function (line) {
         var p = line.split('|').map(function (s) { return s.trim(); });
@@ -402,9 +424,8 @@
         return item;
       });
       setExtensionValues(element, 'phq:Input', values);
-    }, { multiline: true, rows: 4, placeholder: 'note | Note | text | optional\nkind | Kind | choice | required | private, company', name: 'inputs' }),
+    }, { multiline: true, rows: 4, placeholder: 'note | Note | text | optional\nkind | Kind | choice | required | private, company', name: name }),
     'One line per field: name | label | type (text, number, date, choice, bool, file) | required or optional | choices.');
-    note('Name the outcomes on the outgoing flows (select a flow). One unnamed flow means the outcome \u201cdone\u201d.');
   }
 
   function renderServiceTask(element) {
@@ -432,14 +453,7 @@
       var current = message.messageRef ? message.messageRef.name : '';
       field('Message', input(current, function (v) {
         if (!v) { return; }
-        var defs = definitions();
-        var existing = (defs.rootElements || []).filter(function (e) { return e.$instanceOf('bpmn:Message') && e.name === v; })[0];
-        if (!existing) {
-          existing = svc('moddle').create('bpmn:Message', { id: 'Message_' + v.replace(/[^A-Za-z0-9_.-]/g, '_'), name: v });
-          existing.$parent = defs;
-          defs.rootElements.push(existing);
-        }
-        svc('modeling').updateModdleProperties(element, message, { messageRef: existing });
+        svc('modeling').updateModdleProperties(element, message, { messageRef: messageNamed(v) });
       }, { placeholder: 'deposit.paid', name: 'message' }), 'The process waits here until this message arrives for its business object.');
     } else if (timer) {
       var duration = timer.timeDuration ? timer.timeDuration.body : '';
@@ -463,7 +477,188 @@
     }
   }
 
-  var conditionTimer = null;
+  var conditionTimer = null;  // the pending live check of the condition being typed
+
+  // ---- the start event: on a business event (message start) or by hand (start form, starters) ----
+  function catalogueEvent(name) {
+    return (config.events || []).filter(function (e) { return e.name === name; })[0];
+  }
+
+  function startEventName(element) {
+    var definition = eventDefinition(element, 'bpmn:MessageEventDefinition');
+    if (!definition) { return null; }
+    return definition.messageRef ? definition.messageRef.name || '' : '';
+  }
+
+  // "" = by hand (a none start); an event name = a message start on that business event.
+  function startsOn(element, name) {
+    var definition = eventDefinition(element, 'bpmn:MessageEventDefinition');
+    if (!name) {
+      update(element, { eventDefinitions: [], 'phq:condition': undefined, 'phq:priority': undefined });
+      return;
+    }
+    var message = messageNamed(name);
+    if (definition) {
+      svc('modeling').updateModdleProperties(element, definition, { messageRef: message });
+      return;
+    }
+    definition = svc('bpmnFactory').create('bpmn:MessageEventDefinition', { messageRef: message });
+    definition.$parent = bo(element);
+    if (extensionValues(bo(element), 'phq:Input').length) { setExtensionValues(element, 'phq:Input', []); }
+    update(element, { eventDefinitions: [definition], 'phq:starters': undefined });
+  }
+
+  function renderStart(element) {
+    var current = startEventName(element);
+    var chooser = document.createElement('select');
+    chooser.className = 'form-select form-select-sm';
+    chooser.name = 'starts_on';
+    chooser.disabled = readOnly;
+    function option(parent, value, text) {
+      var o = document.createElement('option');
+      o.value = value;
+      o.textContent = text;
+      parent.appendChild(o);
+      return o;
+    }
+    option(chooser, '', 'By hand (Start process page)');
+    var group = document.createElement('optgroup');
+    group.label = 'A business event';
+    (config.events || []).slice().sort(function (a, b) { return a.title.localeCompare(b.title); }).forEach(function (e) {
+      option(group, e.name, e.title);
+    });
+    chooser.appendChild(group);
+    if (current === '') {
+      option(chooser, '?', '— choose the event —').disabled = true;
+    } else if (current && !catalogueEvent(current)) {
+      option(chooser, current, current + ' (not in the event catalogue)');
+    }
+    chooser.value = current === null ? '' : (current || '?');
+    chooser.addEventListener('change', function () {
+      startsOn(element, chooser.value);
+      renderForm(element);
+    });
+    field('Starts on', chooser, 'A business event starts a process for each matching event; by hand, someone starts it from the portal.');
+    if (current === null) { return renderStartByHand(element); }
+    renderStartOnEvent(element, current);
+  }
+
+  function renderStartOnEvent(element, name) {
+    var obj = bo(element);
+    var event = catalogueEvent(name);
+    if (event) {
+      var about = document.createElement('p');
+      about.className = 'small mb-1';
+      about.id = 'start-event-description';
+      about.textContent = event.description.replace(/``/g, '') + ' Message name: ' + event.name + ' (version ' + event.version + ').';
+      form.appendChild(about);
+    } else if (name) {
+      note('\u201c' + name + '\u201d is not in the event catalogue: choose one of its events.');
+    }
+    var feedback = document.createElement('div');
+    var condition = input(obj.get('phq:condition'), function (v) {
+      update(element, { 'phq:condition': v || undefined });
+    }, { placeholder: 'event.kind == "card_replacement"', name: 'start_condition' });
+    condition.addEventListener('input', function () {
+      clearTimeout(conditionTimer);
+      conditionTimer = setTimeout(function () { checkCondition(condition, feedback, name); }, 300);
+    });
+    field('Condition (optional)', condition, 'CEL on the payload as event.<field>. Empty: every ' + (name || 'such') + ' event.');
+    feedback.className = 'small mb-2';
+    feedback.id = 'condition-feedback';
+    form.appendChild(feedback);
+    if (condition.value) { checkCondition(condition, feedback, name); }
+    var priority = input(obj.get('phq:priority') || '0', function (v) {
+      update(element, { 'phq:priority': v && Number(v) !== 0 ? v : undefined });
+    }, { name: 'priority' });
+    priority.type = 'number';
+    priority.step = '1';
+    priority.min = '-100';
+    priority.max = '100';
+    field('Priority', priority, config.start_rule || '');
+    if (config.start_rule_full) { priority.title = config.start_rule_full; }
+    if (event) { form.appendChild(payloadTable(event)); }
+  }
+
+  // The fields of the event's payload a condition may test.
+  function payloadTable(event) {
+    var table = document.createElement('table');
+    table.className = 'table table-sm small phq-payload mb-2';
+    table.id = 'start-event-fields';
+    var caption = document.createElement('caption');
+    caption.className = 'caption-top py-0';
+    caption.textContent = 'Payload fields the condition may use as event.<field>';
+    table.appendChild(caption);
+    var head = table.createTHead().insertRow();
+    ['Field', 'Type', 'Description'].forEach(function (text) {
+      var th = document.createElement('th');
+      th.scope = 'col';
+      th.textContent = text;
+      head.appendChild(th);
+    });
+    var body = table.createTBody();
+    (event.fields || []).forEach(function (f) {
+      var row = body.insertRow();
+      row.dataset.field = f.name;
+      var name = document.createElement('code');
+      name.textContent = f.name;
+      row.insertCell().appendChild(name);
+      row.insertCell().textContent = f.type.split('/').join(' or ') + (f.required ? ', required' : '');
+      row.insertCell().textContent = f.description + (f.values && f.values.length ? ' One of: ' + f.values.join(', ') + '.' : '');
+    });
+    return table;
+  }
+
+  function renderStartByHand(element) {
+    var obj = bo(element);
+    inputsField(element, 'Start form fields', 'start_inputs');
+    var always = config.always_starters || [];
+    var roles = config.roles || [];
+    var chosen = (obj.get('phq:starters') || '').split(',').map(function (s) { return s.trim(); }).filter(Boolean);
+    var kept = chosen.filter(function (r) { return roles.indexOf(r) < 0; });  // names the portal does not know: keep them
+    var set = document.createElement('fieldset');
+    set.className = 'mb-2';
+    set.id = 'starters';
+    var legend = document.createElement('legend');
+    legend.className = 'form-label small fw-semibold mb-0';
+    legend.textContent = 'Who may start it';
+    set.appendChild(legend);
+    var boxes = [];
+    roles.forEach(function (role, index) {
+      var isAlways = always.indexOf(role) >= 0;
+      var wrap = document.createElement('div');
+      wrap.className = 'form-check';
+      var box = document.createElement('input');
+      box.type = 'checkbox';
+      box.className = 'form-check-input';
+      box.id = 'starter-' + index;
+      box.name = 'starters';
+      box.value = role;
+      box.checked = isAlways || chosen.indexOf(role) >= 0;
+      box.disabled = readOnly || isAlways;
+      var label = document.createElement('label');
+      label.className = 'form-check-label small';
+      label.htmlFor = box.id;
+      label.textContent = role + (isAlways ? ' (always)' : '');
+      wrap.appendChild(box);
+      wrap.appendChild(label);
+      set.appendChild(wrap);
+      if (!isAlways) { boxes.push(box); }
+    });
+    boxes.forEach(function (box) {
+      box.addEventListener('change', function () {
+        var starters = boxes.filter(function (b) { return b.checked; }).map(function (b) { return b.value; }).concat(kept);
+        update(element, { 'phq:starters': starters.length ? starters.join(', ') : undefined });
+      });
+    });
+    var help = document.createElement('div');
+    help.className = 'form-text';
+    help.textContent = (always.join(' and ') || 'Administrators') + ' may always start it.' +
+      (kept.length ? ' Also allowed (unknown here): ' + kept.join(', ') + '.' : '');
+    set.appendChild(help);
+    form.appendChild(set);
+  }
+
   function renderFlow(element) {
     var obj = bo(element);
     var source = element.source;
@@ -505,9 +700,20 @@
     }
   }
 
-  function checkCondition(control, feedback) {
-    modeler.saveXML().then(function (result) {
-      return post(config.expression_url, { expression: control.value, xml: result.xml });
+  // A decision's condition is checked against the workflow's variables; a start condition (eventName
+  // given) against the payload of that business event.
+  function checkCondition(control, feedback, eventName) {
+    if (readOnly) { return; }  // a saved version is not checked again (and readers may not call the endpoint)
+    if (eventName !== undefined && !control.value.trim()) {
+      control.classList.remove('is-invalid', 'is-valid');
+      feedback.textContent = '';
+      return;
+    }
+    var body = eventName !== undefined
+      ? Promise.resolve({ expression: control.value, event: eventName })
+      : modeler.saveXML().then(function (result) { return { expression: control.value, xml: result.xml }; });
+    body.then(function (data) {
+      return post(config.expression_url, data);
     }).then(function (answer) {
       control.classList.toggle('is-invalid', !answer.ok);
       control.classList.toggle('is-valid', answer.ok);
