@@ -55,6 +55,7 @@ POLICY: dict[str, set[str]] = {
     "/workflows/events/": {A, W, S},
     "/workflows/events/1/": {A, W},
     "/workflows/definitions/1/edit/": {A, W},
+    "/workflows/definitions/1/migrate/": {A, W},
     "/workflows/definitions/expression/": {A, W},
     "/workflows/definitions/import/": {A, W},
     "/workflows/definitions/new/": {A, W},

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from workflows import editor_views as views
+from workflows import migration_views
 
 urlpatterns = [
     path("definitions/", views.definition_list, name="definition-list"),
@@ -17,6 +18,8 @@ urlpatterns = [
     path("definitions/<str:key>/edit/check/", views.editor_check, name="editor-check"),
     path("definitions/<str:key>/edit/discard/", views.draft_discard, name="draft-discard"),
     path("definitions/<str:key>/compare/", views.version_compare, name="version-compare"),
+    path("definitions/<str:key>/migrate/", migration_views.migrate, name="migrate"),
+    path("definitions/<str:key>/migrate/result/", migration_views.migrate_result, name="migrate-result"),
     path("definitions/<str:key>/export/", views.version_export, name="definition-export"),
     path("definitions/<str:key>/versions/<int:number>/", views.version_view, name="version-view"),
     path("definitions/<str:key>/versions/<int:number>/export/", views.version_export, name="version-export"),

@@ -313,8 +313,16 @@ def incident_retry(*, process: Process, user: Any = None) -> Process:
     return locked
 
 
-def process_migrate(*, process: Process, to_version: WorkflowVersion, user: Any = None) -> Process:
-    """Move a running process to another version of its workflow (its current step must exist there)."""
+def process_migrate(
+    *, process: Process, to_version: WorkflowVersion, user: Any = None, step_map: dict[str, str] | None = None
+) -> Process:
+    """Move a running (or suspended) process to another version of its workflow.
+
+    Its current step must exist there with the same type, or ``step_map`` ({old step id: new step
+    id}) names the step of the target version it moves to (same type). A user step's open tasks
+    move with it: kept, with the new step's id, name and instructions (and role, while nobody holds
+    them). The mapping is recorded in the history event.
+    """
     with transaction.atomic():
         locked = lock_process(process.pk)
         if locked.is_finished:
@@ -323,27 +331,77 @@ def process_migrate(*, process: Process, to_version: WorkflowVersion, user: Any 
             raise MigrationNotPossible("The target version belongs to another workflow.")
         if to_version.state == WorkflowVersion.State.DRAFT:
             raise MigrationNotPossible("A process can only move to a published (or retired) version.")
-        current = graph_for_version(locked.version_id).steps.get(locked.current_step)
-        target = graph_for_version(to_version.pk).steps.get(locked.current_step)
+        from_step = locked.current_step
+        to_step = (step_map or {}).get(from_step) or from_step
+        current = graph_for_version(locked.version_id).steps.get(from_step)
+        target = graph_for_version(to_version.pk).steps.get(to_step)
         if target is None:
+            if to_step != from_step:
+                raise MigrationNotPossible(
+                    f"Version {to_version.number} has no step '{to_step}' to move step '{from_step}' to."
+                )
             raise MigrationNotPossible(
-                f"Version {to_version.number} has no step '{locked.current_step}', where process #{locked.pk} is."
+                f"Version {to_version.number} has no step '{from_step}', where process #{locked.pk} is."
             )
-        if current is not None and current["type"] != target["type"]:
-            raise MigrationNotPossible(
-                f"Step '{locked.current_step}' is a {current['type']} step here but a {target['type']} step in "
-                f"version {to_version.number}."
-            )
+        problem = step_mismatch(current, target, to_version.number)
+        if problem:
+            raise MigrationNotPossible(problem)
         run = Run(actor=user)
         old_number = locked.version.number
+        if to_step != from_step:
+            _step_move(run, locked, target)
         _timeouts_migrate(run, locked, target)
         locked.version = to_version
         run.touch(locked, "version")
-        run.event(
-            locked, Kind.PROCESS_MIGRATED, locked.current_step, data={"from": old_number, "to": to_version.number}
-        )
+        data = {"from": old_number, "to": to_version.number, "from_step": from_step, "to_step": to_step}
+        if step_map:
+            data["step_map"] = dict(step_map)
+        run.event(locked, Kind.PROCESS_MIGRATED, to_step, data=data)
         run.flush()
     return locked
+
+
+def step_mismatch(current: dict[str, Any] | None, target: dict[str, Any], to_number: int) -> str:
+    """Why a process at step ``current`` cannot move to ``target`` (a step of version ``to_number``),
+    or '' when it can: the types must agree, and a wait must wait the same way (timer or message)."""
+    if current is None:
+        return ""
+    if current["type"] != target["type"]:
+        kinds = [("an " if t[0] in "aeio" else "a ") + t for t in (current["type"], target["type"])]
+        return (
+            f"Step '{current['id']}' is {kinds[0]} step here but '{target['id']}' is {kinds[1]} step "
+            f"in version {to_number}."
+        )
+    if current["type"] == "wait" and bool(current.get("message")) != bool(target.get("message")):
+        waits = {True: "a message", False: "a timer"}
+        return (
+            f"Step '{current['id']}' waits for {waits[bool(current.get('message'))]} here but '{target['id']}' "
+            f"waits for {waits[bool(target.get('message'))]} in version {to_number}."
+        )
+    return ""
+
+
+def _step_move(run: Run, process: Process, step: dict[str, Any]) -> None:
+    """The process stays where it is but its step gets the target version's id: its open tasks,
+    pending timers and queued job move along (same step entry, so nothing is recreated)."""
+    new_id, old_id = step["id"], process.current_step
+    process.current_step = new_id
+    run.touch(process, "current_step")
+    if process.incident_open and process.incident_step == old_id:
+        process.incident_step = new_id
+        run.touch(process, "incident_step")
+    if step["type"] == "wait" and step.get("message") and process.waiting_for:
+        process.waiting_for = step["message"]
+        run.touch(process, "waiting_for")
+    at_step = {"process_id": process.pk, "step_seq": process.step_seq}
+    tasks = Task.objects.filter(**at_step, state__in=Task.ACTIVE_STATES)
+    if step["type"] == "user":
+        follows = {"step_id": new_id, "name": step.get("name") or new_id, "instructions": step.get("instructions", "")}
+        tasks.filter(state=Task.State.OPEN, escalation_level=0).update(**follows, role=step["role"])
+        tasks.exclude(state=Task.State.OPEN, escalation_level=0).update(**follows)
+    Timer.objects.filter(**at_step, state=Timer.State.PENDING).update(step_id=new_id)
+    jobs = SystemJob.objects.filter(**at_step, state=SystemJob.State.QUEUED)
+    jobs.update(step_id=new_id, **({"task_name": step["task"]} if step.get("task") else {}))
 
 
 def _timeouts_migrate(run: Run, process: Process, step: dict[str, Any]) -> None:
