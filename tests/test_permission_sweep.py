@@ -35,6 +35,7 @@ POLICY: dict[str, set[str]] = {
     "/billing/": {A, F},
     "/carparks/": {A, S, G, F, C, M},
     "/carparks/cases/": {A, S, G, C},
+    "/carparks/new/": {A, M},  # add a car park
     "/carparks/customers/1/cases/": {A, S, G, C},
     "/carparks/contracts/1/card/": {A, S, G, C},
     "/carparks/contracts/1/plate/": {A, S, G, C},
