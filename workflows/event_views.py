@@ -20,6 +20,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, prefetch_related_objects
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -149,6 +150,14 @@ def event_list(request: HttpRequest) -> HttpResponse:
         for event in page.object_list
     ]
     counts = dict(BusinessEvent.objects.values_list("state").annotate(n=Count("pk")).order_by())
+    waiting: dict[str, dict[str, int]] = {}
+    for event_name, event_state, n in (
+        BusinessEvent.objects.filter(state__in=[BusinessEvent.State.UNMATCHED, BusinessEvent.State.INCIDENT])
+        .values_list("name", "state")
+        .annotate(n=Count("pk"))
+        .order_by("name")
+    ):
+        waiting.setdefault(event_name, {"unmatched": 0, "incident": 0})[event_state] = n
     attention = counts.get(BusinessEvent.State.UNMATCHED, 0) + counts.get(BusinessEvent.State.INCIDENT, 0)
     filters = request.GET.copy()
     filters.pop("page", None)
@@ -164,6 +173,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
             "errors": errors,
             "state_filters": STATE_FILTERS,
             "attention_count": attention,
+            "waiting": [{"name": n, "bound": bool(starting.bindings_for(n)), **c} for n, c in sorted(waiting.items())],
             "event_names": sorted(CATALOGUE),
             "filter_query": filters.urlencode(),
             "here": request.get_full_path(),
@@ -207,6 +217,26 @@ def event_replay(request: HttpRequest, pk: int) -> HttpResponse:
         )
     else:
         messages.error(request, f"Event #{event.pk} ({event.name}) is held as an incident again: {event.error}")
+    return redirect(_back(request))
+
+
+@role_required(*ACT)
+@require_POST
+def events_replay_all(request: HttpRequest) -> HttpResponse:
+    """Replay every event of one name that started nothing (after a workflow for it was published)."""
+    name = request.POST.get("name", "")
+    if name not in CATALOGUE:
+        messages.error(request, "Choose a business event to replay.")
+        return redirect(_back(request))
+    outcome = starting.events_replay(name=name, user=request.user)
+    started = outcome.get(BusinessEvent.State.STARTED, 0)
+    if not outcome:
+        messages.info(request, f"No {name} event was waiting.")
+    elif started == sum(outcome.values()):
+        messages.success(request, f"Replayed {started} {name} event{pluralize(started)}: each started a process.")
+    else:
+        rest = ", ".join(f"{n} {BusinessEvent.State(state).label.lower()}" for state, n in sorted(outcome.items()) if n)
+        messages.warning(request, f"Replayed {sum(outcome.values())} {name} events: {rest}.")
     return redirect(_back(request))
 
 

@@ -104,6 +104,26 @@ def event_replay(*, event: BusinessEvent, user: Any = None) -> BusinessEvent:
     return locked
 
 
+def events_replay(*, name: str, user: Any = None, limit: int = 1000) -> dict[str, int]:
+    """Replay the events of ``name`` that started nothing (oldest first, at most ``limit``), each in its
+    own transaction; returns how many ended in each state. Events another replay holds are skipped."""
+    event_type(name)
+    outcome: dict[str, int] = {}
+    waiting = BusinessEvent.objects.filter(
+        name=name, state__in=[BusinessEvent.State.UNMATCHED, BusinessEvent.State.INCIDENT]
+    ).order_by("emitted_at", "pk")
+    for pk in list(waiting.values_list("pk", flat=True)[:limit]):
+        with transaction.atomic():
+            locked = BusinessEvent.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+            if locked is None or locked.state in (BusinessEvent.State.STARTED, BusinessEvent.State.DISMISSED):
+                continue
+            locked.attempts += 1
+            _dispatch(locked, _business_object(locked), user if getattr(user, "pk", None) else None)
+        outcome[locked.state] = outcome.get(locked.state, 0) + 1
+    _audit(user, "workflow.events_replayed", f"business events {name}", new={"event": name, **outcome})
+    return outcome
+
+
 def event_dismiss(*, event: BusinessEvent, user: Any = None, reason: str = "") -> BusinessEvent:
     with transaction.atomic():
         locked = BusinessEvent.objects.select_for_update().get(pk=event.pk)

@@ -285,3 +285,39 @@ def test_the_page_says_when_nothing_needs_attention_and_paginates(
     assert len(client.get(EVENTS, {"page": 2}).context["rows"]) == 5
     response = client.get(EVENTS, {"name": "no.such_event"})
     assert "is not a business event" in response.content.decode()
+
+
+# -- replaying every waiting event of one name -------------------------------------------------------
+@pytest.mark.django_db
+def test_it_replays_every_waiting_event_of_a_name_once_a_workflow_exists(client, login, workflow_admin):
+    waiting = [event_emit(name="case.opened", payload=case_payload(case_id=n)) for n in (1, 2, 3)]
+    other = event_emit(name="customer.created", payload={"customer_id": 4, "customer_kind": "private"})
+    login(client, workflow_admin)
+    page = client.get(EVENTS)
+    assert [(w["name"], w["unmatched"], w["bound"]) for w in page.context["waiting"]] == [
+        ("case.opened", 3, False),
+        ("customer.created", 1, False),
+    ]
+    assert b"Publish a workflow that starts on case.opened first" in page.content
+
+    publish(bound("care", "Care"))
+    response = client.post(reverse("workflows:events-replay-all"), {"name": "case.opened"}, follow=True)
+    assert "Replayed 3 case.opened events: each started a process." in response.content.decode()
+    for event in waiting:
+        event.refresh_from_db()
+        assert event.state == BusinessEvent.State.STARTED
+    assert Process.objects.filter(definition__key="care").count() == 3
+    other.refresh_from_db()
+    assert other.state == BusinessEvent.State.UNMATCHED  # only the chosen event's are replayed
+
+    again = client.post(reverse("workflows:events-replay-all"), {"name": "case.opened"}, follow=True)
+    assert "No case.opened event was waiting." in again.content.decode()
+    assert Process.objects.filter(definition__key="care").count() == 3
+
+
+@pytest.mark.django_db
+def test_only_editors_replay_everything(client, login, make_user):
+    event_emit(name="case.opened", payload=case_payload())
+    login(client, make_user("sup", roles.SUPERVISOR))
+    assert client.post(reverse("workflows:events-replay-all"), {"name": "case.opened"}).status_code == 403
+    assert BusinessEvent.objects.get().state == BusinessEvent.State.UNMATCHED
