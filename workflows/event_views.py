@@ -26,6 +26,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_any_role, has_role, role_required
+from parkinghq.templatetags.portal import audit_value
 from workflows import starting
 from workflows.errors import InvalidInputs, WorkflowError
 from workflows.events import CATALOGUE
@@ -48,17 +49,6 @@ INPUT_TYPES = {"text": "text", "number": "number", "date": "date", "file": "text
 
 
 # -- business events ---------------------------------------------------------------------------------
-def _shown(value: Any) -> str:
-    """A payload value for people: lists joined, yes/no, a dash for nothing."""
-    if value is None or value == "":
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(_shown(item) for item in value) if value else "(none)"
-    if isinstance(value, dict):
-        return "; ".join(f"{key}: {_shown(item)}" for key, item in value.items()) if value else "(none)"
-    return str(value)
 
 
 def _verdicts(bindings: list[StartBinding]) -> list[dict[str, Any]]:
@@ -143,7 +133,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
     rows = [
         {
             "event": event,
-            "payload": [(key, _shown(value)) for key, value in sorted(event.payload.items())],
+            "payload": [(key, audit_value(value)) for key, value in sorted(event.payload.items())],
             "object": _object_link(event),
             "title": CATALOGUE[event.name].title if event.name in CATALOGUE else event.name,
         }
