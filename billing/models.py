@@ -34,10 +34,12 @@ class InvoicingRun(models.Model):
     """One invoicing run for a period, with its progress (shown to Finance while it runs)."""
 
     class State(models.TextChoices):
+        PREVIEW = "preview", "Preview (not confirmed)"
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     period_start = models.DateField()
     period_end = models.DateField()
@@ -49,6 +51,14 @@ class InvoicingRun(models.Model):
     exceptions_created = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    preview = models.JSONField(
+        default=dict, blank=True, help_text="What the run will do: invoices, total, customers charged by card."
+    )
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -201,7 +211,18 @@ class InvoiceLine(models.Model):
 class CreditNote(models.Model):
     """Reverses an issued invoice in full; the invoice becomes void but is kept."""
 
-    invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, related_name="credit_note")
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    is_partial = models.BooleanField(
+        default=False, help_text="Credits part of the invoice (a partial refund); a full one voids the invoice."
+    )
+    refund = models.ForeignKey(
+        "Payment",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="credit_notes",
+        help_text="The refund that paid this credit note back, if any.",
+    )
     series = models.CharField(max_length=20)
     number = models.PositiveIntegerField()
     issue_date = models.DateField()

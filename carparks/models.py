@@ -66,6 +66,12 @@ class Product(models.Model):
         ALL_DAY = "all_day", "All day"
         WEEKDAYS = "weekdays", "Weekdays"
         NIGHTS = "nights", "Nights"
+        WEEKENDS = "weekends", "Weekends"
+
+    class Audience(models.TextChoices):
+        ANY = "any", "Private and corporate"
+        PRIVATE = "private", "Private customers"
+        CORPORATE = "corporate", "Corporate customers"
 
     carpark = models.ForeignKey(CarPark, on_delete=models.PROTECT, related_name="products")
     name = models.CharField(max_length=200)
@@ -76,6 +82,11 @@ class Product(models.Model):
     quota = models.PositiveIntegerField(help_text="How many contracts may be active or approved at once.")
     deposit = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
     notice_period_days = models.PositiveIntegerField(default=30)
+    audience = models.CharField(max_length=10, choices=Audience.choices, default=Audience.ANY)
+    vehicles_per_place = models.PositiveSmallIntegerField(
+        default=1, help_text="How many vehicles a contract may register per place it holds (a pool ratio)."
+    )
+    is_addon = models.BooleanField(default=False, help_text="An add-on to a season product (e.g. e-charging).")
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -91,6 +102,37 @@ class Product(models.Model):
         if taken is None:
             taken = self.contracts.filter(state__in=Contract.QUOTA_STATES).count()
         return max(self.quota - taken, 0)
+
+
+class ProductPrice(models.Model):
+    """A product's gross monthly price from ``valid_from`` (until ``valid_until``, inclusive, or open).
+
+    Prices are never edited in place: a new price starts on a date and the old one ends the day
+    before, so invoices of a past period keep the price that was valid then.
+    """
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="prices")
+    monthly_price = models.DecimalField(max_digits=10, decimal_places=2)
+    valid_from = models.DateField()
+    valid_until = models.DateField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["product", "valid_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["product", "valid_from"], name="product_price_one_per_start"),
+            models.CheckConstraint(
+                condition=models.Q(valid_until__isnull=True) | models.Q(valid_until__gte=models.F("valid_from")),
+                name="product_price_valid_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        until = f" until {self.valid_until:%Y-%m-%d}" if self.valid_until else ""
+        return f"{self.monthly_price} from {self.valid_from:%Y-%m-%d}{until}"
 
 
 class Customer(models.Model):
@@ -111,6 +153,20 @@ class Customer(models.Model):
     billing_contact = models.CharField(max_length=200, blank=True)
     billing_email = models.EmailField(blank=True)
     cost_centres = models.JSONField(default=list, blank=True)
+    billing_street = models.CharField(max_length=200, blank=True, help_text="Empty: the customer's address.")
+    billing_postcode = models.CharField(max_length=20, blank=True)
+    billing_city = models.CharField(max_length=100, blank=True)
+    billing_country = models.CharField(max_length=2, blank=True)
+    invoice_language = models.CharField(max_length=2, choices=[("de", "German"), ("en", "English")], default="de")
+    possible_duplicate_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="An existing customer this one may be (same company number or email): a point for review.",
+    )
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
     authorised_contacts = models.JSONField(default=list, blank=True)
     stripe_customer_id = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -180,6 +236,9 @@ class Contract(models.Model):
     waitlist_position = models.PositiveIntegerField(null=True, blank=True)
     offer_expires_at = models.DateTimeField(null=True, blank=True)
     cost_centre = models.CharField(max_length=50, blank=True)
+    places = models.PositiveSmallIntegerField(
+        default=1, help_text="Places the contract holds; vehicles ≤ places × the product's vehicles per place."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
