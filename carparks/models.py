@@ -100,7 +100,7 @@ class Product(models.Model):
         """Free places of the quota (uses the ``places_taken`` annotation of the selectors when present)."""
         taken = getattr(self, "places_taken", None)
         if taken is None:
-            taken = self.contracts.filter(state__in=Contract.QUOTA_STATES).count()
+            taken = places_held(self.contracts.filter(state__in=Contract.QUOTA_STATES))
         return max(self.quota - taken, 0)
 
 
@@ -342,8 +342,14 @@ class Contract(models.Model):
         """Withdrawn before it started, or an offer that expired."""
 
     def product_has_free_place(self) -> bool:
-        taken = Contract.objects.filter(product_id=self.product_id, state__in=self.QUOTA_STATES).count()
-        return taken < self.product.quota
+        """Whether the product's quota still has room for this contract's places."""
+        taken = places_held(Contract.objects.filter(product_id=self.product_id, state__in=self.QUOTA_STATES))
+        return taken + (self.places or 1) <= self.product.quota
+
+
+def places_held(contracts: models.QuerySet) -> int:
+    """The places ``contracts`` hold together (a corporate contract may hold several)."""
+    return contracts.aggregate(n=models.Sum("places"))["n"] or 0
 
 
 def _may_review(contract: Contract, user: object) -> bool:
@@ -564,3 +570,40 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id}: {self.key}"
+
+
+class ContractChangeRequest(models.Model):
+    """A change to a contract that waits for a review before it is made: vehicles beyond the places the
+    contract holds (``places_requested`` is what the contract would then hold; ``plates`` the vehicles
+    to add, ``[{"plate": …, "country": …}]``). Approving raises the places and adds the vehicles."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="change_requests")
+    kind = models.CharField(max_length=20, default="vehicle")
+    places_requested = models.PositiveSmallIntegerField()
+    plates = models.JSONField(default=list, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    channel = models.CharField(max_length=20, default="portal")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Change request {self.pk} on contract {self.contract_id}"
+
+    @property
+    def plate_list(self) -> str:
+        return ", ".join(str(item.get("plate", "")) for item in self.plates or [])
