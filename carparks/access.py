@@ -1,9 +1,10 @@
 """Who may see which car parks, customers, contracts and cases.
 
-Administrators and supervisors see every car park; everybody else sees the car parks they are
-responsible for (the guardian permission ``carparks.responsible_carpark``). Customers belong to
-the car parks of their contracts; a customer without contracts is visible to every back-office
-role, since someone has to pick up a fresh application.
+Administrators, Supervisors and Finance (by role) see every car park; everybody else sees the car
+parks they are responsible for (the guardian permission ``carparks.responsible_carpark``). Customers
+belong to the car parks of their contracts: one whose contracts are all in other car parks is 404; a
+customer without any contract is visible to every back-office role, since someone has to take its
+first application. A customer merged into another is in no list.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from accounts.roles import ADMINISTRATOR, SUPERVISOR, has_role, responsible_carpark_ids
+from accounts.roles import ADMINISTRATOR, FINANCE, SUPERVISOR, has_role, responsible_carpark_ids
+
+# Roles that see every car park: Administrators and Supervisors, and Finance by its role (it invoices,
+# dunns and refunds every customer, whichever car park).
+SEE_ALL_ROLES = (ADMINISTRATOR, SUPERVISOR, FINANCE)
 
 
 def visible_carpark_ids(user: Any) -> set[int] | None:
     """The car parks ``user`` may see; ``None`` means all of them."""
     if user is None:
         return None
-    if has_role(user, ADMINISTRATOR, SUPERVISOR):
+    if has_role(user, *SEE_ALL_ROLES):
         return None
     return responsible_carpark_ids(user) or set()
 
@@ -49,7 +54,7 @@ def contracts_for_user(user: Any, qs: QuerySet | None = None) -> QuerySet:
 def customers_for_user(user: Any, qs: QuerySet | None = None) -> QuerySet:
     from carparks.models import Customer
 
-    qs = Customer.objects.all() if qs is None else qs
+    qs = (Customer.objects.all() if qs is None else qs).filter(merged_into__isnull=True)  # merged: gone from lists
     ids = visible_carpark_ids(user)
     if ids is None:
         return qs

@@ -8,7 +8,13 @@ from typing import Any
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Q, QuerySet
 
-from carparks.access import carparks_for_user, cases_for_user, contracts_for_user, customers_for_user
+from carparks.access import (
+    carparks_for_user,
+    cases_for_user,
+    contracts_for_user,
+    customers_for_user,
+    visible_carpark_ids,
+)
 from carparks.models import CarPark, Case, Contract, Credential, Customer, Product, Vehicle, normalise_plate
 
 # States a contract can be billed in: running, suspended (blocked but still owed), or ended.
@@ -85,9 +91,8 @@ def search(user: Any, query: str, *, limit: int = 20) -> dict[str, list[Any]]:
         contracts = contracts.filter(customer__name__icontains=query)
     result["contracts"] = list(contracts.order_by("-created_at")[:limit])
     if plate:
-        visible_customers = customers_for_user(user).values("pk")
         result["vehicles"] = list(
-            Vehicle.objects.filter(plate__startswith=plate, customer__in=visible_customers)
+            vehicles_for_user(user, Vehicle.objects.filter(plate__startswith=plate))
             .select_related("customer")
             .order_by("plate")[:limit]
         )
@@ -100,14 +105,49 @@ def search(user: Any, query: str, *, limit: int = 20) -> dict[str, list[Any]]:
     return result
 
 
-def customer_history(customer: Customer) -> list[dict[str, Any]]:
-    """Contract and case events of a customer, newest first."""
+def vehicles_for_user(user: Any, qs: QuerySet[Vehicle] | None = None) -> QuerySet[Vehicle]:
+    """Vehicles on a contract of the car parks ``user`` sees, and vehicles on no contract of a customer
+    ``user`` sees; a vehicle only on contracts of other car parks is left out."""
+    qs = Vehicle.objects.all() if qs is None else qs
+    if visible_carpark_ids(user) is None:
+        return qs.filter(customer__merged_into__isnull=True)
+    visible_contracts = contracts_for_user(user).values("pk")
+    return qs.filter(
+        Q(contracts__in=visible_contracts)
+        | Q(contracts__isnull=True, customer__in=customers_for_user(user).values("pk"))
+    ).distinct()
+
+
+def customer_vehicles_for_user(user: Any, customer: Customer) -> QuerySet[Vehicle]:
+    return vehicles_for_user(user, customer.vehicles.all()).order_by("plate")
+
+
+def customer_invoices_for_user(user: Any, customer: Customer, *, limit: int = 24) -> list[Any] | None:
+    """The customer's latest invoices with a line of a contract in the car parks ``user`` sees (all for the
+    roles that see every car park); ``None`` when billing is not installed."""
+    related = getattr(customer, "invoices", None)
+    if related is None:
+        return None
+    qs = related.all()
+    ids = visible_carpark_ids(user)
+    if ids is not None:
+        qs = qs.filter(lines__contract__product__carpark_id__in=ids).distinct()
+    return list(qs.order_by("-period_start", "-pk")[:limit])
+
+
+def customer_history(customer: Customer, *, user: Any = None) -> list[dict[str, Any]]:
+    """Contract and case events of a customer, newest first (only of what ``user`` sees, when given)."""
     from carparks.models import CaseEvent, ContractEvent
 
+    contract_events = ContractEvent.objects.filter(contract__customer=customer)
+    case_events = CaseEvent.objects.filter(case__customer=customer)
+    if user is not None and visible_carpark_ids(user) is not None:
+        contract_events = contract_events.filter(contract__in=contracts_for_user(user).values("pk"))
+        case_events = case_events.filter(case__in=cases_for_user(user).values("pk"))
     rows: list[dict[str, Any]] = []
-    for event in ContractEvent.objects.filter(contract__customer=customer).select_related("actor"):
+    for event in contract_events.select_related("actor"):
         rows.append({"at": event.created_at, "what": f"Contract {event.contract_id}", "event": event})
-    for event in CaseEvent.objects.filter(case__customer=customer).select_related("actor"):
+    for event in case_events.select_related("actor"):
         rows.append({"at": event.created_at, "what": f"Case {event.case_id}", "event": event})
     rows.sort(key=lambda row: row["at"], reverse=True)
     return rows

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from carparks import views
+from carparks import customer_views, views
 
 app_name = "carparks"
 urlpatterns = [
@@ -9,8 +9,14 @@ urlpatterns = [
     path("<int:pk>/", views.carpark_detail, name="carpark-detail"),
     path("products/", views.product_list, name="product-list"),
     path("products/<int:pk>/quota/", views.product_quota, name="product-quota"),
-    path("customers/", views.customer_list, name="customer-list"),
-    path("customers/<int:pk>/", views.customer_detail, name="customer-detail"),
+    path("customers/", customer_views.customer_list, name="customer-list"),
+    path("customers/new/", customer_views.customer_create, name="customer-create"),
+    path("customers/<int:pk>/", customer_views.customer_detail, name="customer-detail"),
+    path("customers/<int:pk>/edit/", customer_views.customer_edit, name="customer-edit"),
+    path("customers/<int:pk>/merge/", customer_views.customer_merge, name="customer-merge"),
+    path(
+        "customers/<int:pk>/not-a-duplicate/", customer_views.customer_duplicate_dismiss, name="customer-not-duplicate"
+    ),
     path("customers/<int:customer_pk>/cases/new/", views.case_create, name="case-create"),
     path("contracts/<int:pk>/", views.contract_detail, name="contract-detail"),
     path("contracts/<int:pk>/terminate/", views.contract_terminate, name="contract-terminate"),

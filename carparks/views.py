@@ -13,11 +13,9 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.template import TemplateDoesNotExist
-from django.template.loader import get_template
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -37,7 +35,6 @@ from carparks.forms import (
     CaseForm,
     CaseNoteForm,
     CaseResolveForm,
-    CustomerFilterForm,
     PlateChangeForm,
     QuotaForm,
     ReasonForm,
@@ -45,7 +42,7 @@ from carparks.forms import (
     TerminationForm,
     VehiclesAddForm,
 )
-from carparks.models import Case, Contract, Credential, Product
+from carparks.models import Case, Contract, Product
 
 VIEW_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE, FINANCE, MANAGER)
 CASE_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE)
@@ -182,62 +179,7 @@ def product_quota(request: HttpRequest, pk: int) -> HttpResponse:
 # --- customers ----------------------------------------------------------------------------------
 
 
-@role_required(*VIEW_ROLES)
-def customer_list(request: HttpRequest) -> HttpResponse:
-    form = CustomerFilterForm(request.GET or None)
-    qs = customers_for_user(request.user)
-    if form.is_valid():
-        if form.cleaned_data["q"]:
-            q = form.cleaned_data["q"]
-            qs = qs.filter(Q(name__icontains=q) | Q(email__icontains=q) | Q(company_number__iexact=q))
-        if form.cleaned_data["kind"]:
-            qs = qs.filter(kind=form.cleaned_data["kind"])
-    qs = qs.annotate(
-        contract_count=Count("contracts", distinct=True),
-        active_count=Count("contracts", filter=Q(contracts__state=Contract.State.ACTIVE), distinct=True),
-        vehicle_count=Count("vehicles", distinct=True),
-    ).order_by("name")
-    page = _page(request, qs)
-    return render(request, "carparks/customer_list.html", {"form": form, "page": page, "customers": page.object_list})
-
-
-def _invoices_template() -> str | None:
-    """Billing may provide ``billing/_customer_invoices.html`` (context: ``customer``); shown when it exists."""
-    try:
-        get_template("billing/_customer_invoices.html")
-    except TemplateDoesNotExist:
-        return None
-    return "billing/_customer_invoices.html"
-
-
-def _invoices(customer: Any) -> list[Any] | None:
-    """The customer's latest invoices when billing is installed (billing's reverse relation ``invoices``)."""
-    related = getattr(customer, "invoices", None)
-    if related is None:
-        return None
-    return list(related.order_by("-period_start", "-pk")[:24])
-
-
-@role_required(*VIEW_ROLES)
-def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    customer = get_for_user(customers_for_user(request.user), pk)
-    contracts = contracts_for_user(request.user, customer.contracts.all()).select_related("product__carpark")
-    credentials = Credential.objects.filter(contract__in=contracts.values("pk")).select_related("carpark", "contract")
-    return render(
-        request,
-        "carparks/customer_detail.html",
-        {
-            "customer": customer,
-            "contracts": contracts,
-            "vehicles": customer.vehicles.prefetch_related("contracts"),
-            "credentials": credentials.order_by("-is_active", "identifier"),
-            "cases": customer.cases.select_related("contract", "assignee").order_by("-created_at"),
-            "history": selectors.customer_history(customer)[:100],
-            "invoices_template": _invoices_template(),
-            "invoices": _invoices(customer),
-            "may_open_case": has_role(request.user, *CASE_ROLES),
-        },
-    )
+# The customer list and page live in carparks.customer_views.
 
 
 # --- contracts ----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from carparks.api.authentication import ApiTokenAuthentication
 from carparks.api.idempotency import HEADER, idempotent
 from carparks.api.permissions import HasScope
 from carparks.api.throttling import ApiClientRateThrottle
+from carparks.customer_services import customer_find_or_flag
 from carparks.models import ApiClient, CarPark, Case, Contract, Product
 from carparks.selectors import products_with_availability
 
@@ -124,7 +125,9 @@ class ApplicationCreate(ApiView):
         form.is_valid(raise_exception=True)
         data = form.validated_data
         customer_data = dict(data["customer"])
-        customer = services.customer_find_or_create(**customer_data, channel="api")
+        # A company number (or an email under another name) of an existing customer never attaches the
+        # application to it: a new customer is created, marked as a possible duplicate for an agent to review.
+        customer = customer_find_or_flag(**customer_data, channel="api")
         contract = services.contract_apply(
             customer=customer,
             product=data["product"],
