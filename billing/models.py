@@ -201,7 +201,10 @@ class InvoiceLine(models.Model):
     class Meta:
         ordering = ["pk"]
         constraints = [
-            models.UniqueConstraint(fields=["contract", "period_start"], name="invoiceline_one_per_contract_period")
+            # One line per contract, month and price segment (a price change mid-month gives two lines).
+            models.UniqueConstraint(
+                fields=["contract", "period_start", "service_start"], name="invoiceline_one_per_contract_period"
+            )
         ]
 
     def __str__(self) -> str:

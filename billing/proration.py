@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -32,6 +33,7 @@ class ProRata:
     days: int
     days_in_period: int
     gross: Decimal
+    monthly_price: Decimal | None = None
 
 
 def pro_rata(
@@ -50,6 +52,70 @@ def pro_rata(
     days_in_period = (period_end - period_start).days + 1
     gross = money(monthly_price) if days == days_in_period else money(monthly_price * days / days_in_period)
     return ProRata(service_start, service_end, days, days_in_period, gross)
+
+
+PricePeriods = Sequence[tuple[date, date | None, Decimal]]
+
+
+def price_at(prices: PricePeriods, day: date) -> Decimal:
+    """The price of ``prices`` ((valid_from, valid_until or None, monthly price), oldest first) on ``day``.
+
+    Before the first period the first price counts; in a gap, the last price that started before it.
+    """
+    current = prices[0][2]
+    for valid_from, valid_until, price in prices:
+        if valid_from > day:
+            break
+        current = price
+        if valid_until is None or day <= valid_until:
+            return price
+    return current
+
+
+def pro_rata_segments(
+    *, prices: PricePeriods, period_start: date, period_end: date, start_date: date, end_date: date | None
+) -> list[ProRata]:
+    """``pro_rata`` split where the price changes: one share per price valid in the billed days.
+
+    Each share costs its own price × its days ÷ days of the month (a share that is the whole month
+    costs exactly its price), so a month with a change on the 15th bills 14 days at the old price
+    and the rest at the new one. Neighbouring days with the same price stay one share. Empty when
+    the contract has no day in the period.
+    """
+    whole = pro_rata(
+        monthly_price=Decimal("0"),
+        period_start=period_start,
+        period_end=period_end,
+        start_date=start_date,
+        end_date=end_date,
+    )
+    if whole is None:
+        return []
+    if not prices:
+        raise ValueError("pro_rata_segments needs at least one price")
+    prices = sorted(prices, key=lambda p: p[0])
+    first, last = whole.service_start, whole.service_end
+    starts = {first}
+    for valid_from, valid_until, _price in prices:
+        if first < valid_from <= last:
+            starts.add(valid_from)
+        if valid_until is not None and first < valid_until + timedelta(days=1) <= last:
+            starts.add(valid_until + timedelta(days=1))
+    bounds = sorted(starts)
+    pieces: list[tuple[date, date, Decimal]] = []
+    for index, begin in enumerate(bounds):
+        end = bounds[index + 1] - timedelta(days=1) if index + 1 < len(bounds) else last
+        price = price_at(prices, begin)
+        if pieces and pieces[-1][2] == price:
+            pieces[-1] = (pieces[-1][0], end, price)
+        else:
+            pieces.append((begin, end, price))
+    shares = []
+    for begin, end, price in pieces:
+        days = (end - begin).days + 1
+        gross = money(price) if days == whole.days_in_period else money(price * days / whole.days_in_period)
+        shares.append(ProRata(begin, end, days, whole.days_in_period, gross, price))
+    return shares
 
 
 def split_gross(gross: Decimal, vat_rate: Decimal) -> tuple[Decimal, Decimal]:

@@ -34,7 +34,15 @@ from billing.models import (
     PaymentMethod,
     StripeEvent,
 )
-from billing.proration import month_period, pro_rata, split_gross, split_lines, vat_breakdown
+from billing.proration import (
+    ProRata,
+    month_period,
+    pro_rata,
+    pro_rata_segments,
+    split_gross,
+    split_lines,
+    vat_breakdown,
+)
 from billing.stripe_api import stripe_client, to_cents
 from carparks.models import Contract, Customer
 
@@ -125,8 +133,11 @@ def invoice_finalise(*, invoice: Invoice, user: Any = None, issue_date: date | N
 # --- the invoicing run ---------------------------------------------------------------------------
 
 
-def _line_for(contract: selectors.BillableContract, period_start: date, period_end: date) -> InvoiceLine | None:
-    share = pro_rata(
+def _line_for(
+    contract: selectors.BillableContract, period_start: date, period_end: date, share: ProRata | None = None
+) -> InvoiceLine | None:
+    """One line of the contract: ``share`` (a price segment), else the period at its own monthly price."""
+    share = share or pro_rata(
         monthly_price=contract.monthly_price,
         period_start=period_start,
         period_end=period_end,
@@ -151,12 +162,77 @@ def _line_for(contract: selectors.BillableContract, period_start: date, period_e
         service_end=share.service_end,
         days=share.days,
         days_in_period=share.days_in_period,
-        monthly_price=contract.monthly_price,
+        monthly_price=contract.monthly_price if share.monthly_price is None else share.monthly_price,
         vat_rate=contract.vat_rate,
         net=net,
         vat=vat,
         gross=share.gross,
     )
+
+
+def contract_price_lists(contract_ids: list[int]) -> dict[int, list[tuple[date, date | None, Decimal]]]:
+    """The product price list each contract follows (contract id → price periods); contracts left out
+    pay their own ``monthly_price``.
+
+    A contract's ``monthly_price`` is agreed at approval as the product's price that day. While it
+    still equals the product's list price valid on that day (the approval, or the day the contract
+    was created when it has no approval), the contract follows the price list: every day is billed
+    at the product's price valid on it, so a price change reaches it from its first day. A price
+    agreed otherwise (negotiated, or set before the list changed by hand) stays the contract's own.
+    """
+    from django.db.models import OuterRef, Subquery
+
+    from carparks.models import ContractEvent
+    from carparks.product_services import price_in, prices_of
+
+    if not contract_ids:
+        return {}
+    approved = ContractEvent.objects.filter(contract=OuterRef("pk"), to_state=Contract.State.APPROVED).order_by(
+        "-created_at"
+    )
+    rows = list(
+        Contract.objects.filter(pk__in=contract_ids)
+        .annotate(agreed_at=Subquery(approved.values("created_at")[:1]))
+        .values_list("pk", "product_id", "product__monthly_price", "monthly_price", "created_at", "agreed_at")
+    )
+    periods = prices_of({row[1] for row in rows})
+    result: dict[int, list[tuple[date, date | None, Decimal]]] = {}
+    for pk, product_id, product_price, monthly_price, created_at, agreed_at in rows:
+        product_periods = periods.get(product_id, [])
+        agreed_on = timezone.localdate(agreed_at or created_at)
+        if price_in(product_periods, agreed_on, product_price) != monthly_price:
+            continue
+        if not product_periods:
+            result[pk] = [(date.min, None, product_price)]
+        else:
+            result[pk] = [(p.valid_from, p.valid_until, p.monthly_price) for p in product_periods]
+    return result
+
+
+def _lines_for(
+    contract: selectors.BillableContract,
+    period_start: date,
+    period_end: date,
+    prices: list[tuple[date, date | None, Decimal]] | None,
+) -> list[InvoiceLine]:
+    """The contract's lines for the period: one per price valid in it (``prices``: the list it
+    follows), or one at its own agreed price (``prices`` is None)."""
+    if prices is None:
+        line = _line_for(contract, period_start, period_end)
+        return [line] if line is not None else []
+    shares = pro_rata_segments(
+        prices=prices,
+        period_start=period_start,
+        period_end=period_end,
+        start_date=contract.start_date,
+        end_date=contract.end_date,
+    )
+    lines = []
+    for share in shares:
+        line = _line_for(contract, period_start, period_end, share=share)
+        if line is not None:
+            lines.append(line)
+    return lines
 
 
 def invoicing_run_create(*, period_start: date, user: Any = None) -> InvoicingRun:
@@ -181,8 +257,10 @@ def invoicing_run_execute(*, run: InvoicingRun, chunk_size: int = 500, deliver: 
         InvoicingRun.objects.filter(pk=run.pk).update(contracts_total=len(contracts))
         previous_start, _ = month_period(period_start - timedelta(days=1))
         previous_prices = dict(
-            InvoiceLine.objects.filter(period_start=previous_start).values_list("contract_id", "monthly_price")
-        )
+            InvoiceLine.objects.filter(period_start=previous_start)
+            .order_by("contract_id", "service_start")
+            .values_list("contract_id", "monthly_price")
+        )  # the price of each contract's last segment of the month before
         customer_ids = list(by_customer)
         for offset in range(0, len(customer_ids), chunk_size):
             chunk = {cid: by_customer[cid] for cid in customer_ids[offset : offset + chunk_size]}
@@ -243,20 +321,23 @@ def _invoice_chunk(
         exceptions: list[BillingException] = []
         invoices: list[Invoice] = []
         invoice_lines: list[list[InvoiceLine]] = []
+        price_lists = contract_price_lists([c.pk for cs in chunk.values() for c in cs if c.pk not in already])
         for customer_id, contracts in chunk.items():
             lines: list[InvoiceLine] = []
             for contract in contracts:
                 if contract.pk in already:
                     continue
-                line = _line_for(contract, period_start, period_end)
-                if line is None:
+                follows_list = contract.pk in price_lists
+                contract_lines = _lines_for(contract, period_start, period_end, price_lists.get(contract.pk))
+                if not contract_lines:
                     continue
-                if line.gross <= 0:
+                total = sum((line.gross for line in contract_lines), Decimal("0.00"))
+                if total <= 0 or any(line.gross < 0 for line in contract_lines):
                     exceptions.append(
                         _exception(
                             BillingException.Kind.ZERO_AMOUNT,
                             f"zero:{contract.pk}:{period_start}",
-                            f"Contract {contract.pk} comes to {line.gross} for {period_start:%m/%Y}; not billed.",
+                            f"Contract {contract.pk} comes to {total} for {period_start:%m/%Y}; not billed.",
                             run,
                             customer_id=customer_id,
                             contract=contract,
@@ -264,7 +345,8 @@ def _invoice_chunk(
                     )
                     continue
                 previous = previous_prices.get(contract.pk)
-                if previous is not None and previous != contract.monthly_price:
+                # A change of the product's price list is planned, not an exception.
+                if not follows_list and previous is not None and previous != contract.monthly_price:
                     exceptions.append(
                         _exception(
                             BillingException.Kind.PRICE_CHANGED,
@@ -276,7 +358,7 @@ def _invoice_chunk(
                             contract=contract,
                         )
                     )
-                lines.append(line)
+                lines.extend(contract_lines)
             if not lines:
                 continue
             if customer_id not in with_method:

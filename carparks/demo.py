@@ -9,7 +9,7 @@ the contracts and cases that should show up in the task basket start their proce
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -68,6 +68,7 @@ def load(stdout: Any) -> None:
     rng = random.Random(20261125)  # noqa: S311 - demo data, reproducible
     with transaction.atomic():
         carparks, products = _carparks_and_products(rng)
+        _price_history(products)
         customers = _customers(rng)
         contracts = _contracts(rng, products, customers)
         cases = _cases(rng, customers, contracts)
@@ -123,6 +124,31 @@ def _carparks_and_products(rng: random.Random) -> tuple[list[CarPark], list[Prod
     # The smallest products are full with a queue: the waitlist has something to show.
     products = Product.objects.bulk_create(products)
     return carparks, products
+
+
+def _price_history(products: list[Product]) -> int:
+    """Every product's price list; every third product's price rises on the 15th of next month."""
+    from carparks.models import ProductPrice
+    from carparks.services import first_of_next_month
+
+    change_on = first_of_next_month().replace(day=15)
+    rows = []
+    for index, product in enumerate(products):
+        if index % 3 == 0:
+            rows.append(
+                ProductPrice(
+                    product=product,
+                    monthly_price=product.monthly_price,
+                    valid_from=date(2000, 1, 1),
+                    valid_until=change_on - timedelta(days=1),
+                )
+            )
+            rise = (product.monthly_price * Decimal("1.06")).quantize(Decimal("1"))
+            rows.append(ProductPrice(product=product, monthly_price=rise, valid_from=change_on))
+        else:
+            rows.append(ProductPrice(product=product, monthly_price=product.monthly_price, valid_from=date(2000, 1, 1)))
+    ProductPrice.objects.bulk_create(rows)
+    return len(rows)
 
 
 def _customers(rng: random.Random) -> list[Customer]:

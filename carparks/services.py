@@ -399,6 +399,58 @@ def carpark_create(
     return carpark
 
 
+CARPARK_EDIT_FIELDS = (
+    "name", "street", "postcode", "city", "capacity", "time_zone", "latitude", "longitude", "opening_hours",
+    "cpms_reference",
+)  # fmt: skip
+
+
+def carpark_update(*, carpark: CarPark, user: Any = None, **values: Any) -> CarPark:
+    """Change a car park's address, coordinates, capacity, opening hours, time zone or CPMS reference (audited)."""
+    from accounts.services import audit_record
+
+    unknown = set(values) - set(CARPARK_EDIT_FIELDS)
+    if unknown:
+        raise CarparkError(f"Unknown car-park field {sorted(unknown)[0]!r}.")
+    if "name" in values:
+        values["name"] = (values["name"] or "").strip()
+        if not values["name"]:
+            raise CarparkError("Give the car park a name.", field="name")
+    for text in ("street", "postcode", "city", "opening_hours", "cpms_reference"):
+        if text in values:
+            values[text] = (values[text] or "").strip()
+    if "capacity" in values and (values["capacity"] is None or int(values["capacity"]) < 0):
+        raise CarparkError("The capacity cannot be negative.", field="capacity")
+    if "time_zone" in values:
+        try:
+            ZoneInfo(values["time_zone"])
+        except (ValueError, KeyError, ZoneInfoNotFoundError):
+            raise CarparkError(
+                f"{values['time_zone']!r} is not a time zone (for example Europe/Berlin).", field="time_zone"
+            ) from None
+    if values.get("latitude") is not None and not -90 <= float(values["latitude"]) <= 90:
+        raise CarparkError("The latitude lies between -90 and 90.", field="latitude")
+    if values.get("longitude") is not None and not -180 <= float(values["longitude"]) <= 180:
+        raise CarparkError("The longitude lies between -180 and 180.", field="longitude")
+    with transaction.atomic():
+        carpark = CarPark.objects.select_for_update().get(pk=carpark.pk)
+        changed = {key: value for key, value in values.items() if getattr(carpark, key) != value}
+        if not changed:
+            return carpark
+        old = {key: str(getattr(carpark, key)) for key in changed}
+        for key, value in changed.items():
+            setattr(carpark, key, value)
+        carpark.save(update_fields=[*changed, "updated_at"])
+        audit_record(
+            actor=user,
+            action="carparks.carpark_updated",
+            target=carpark,
+            old=old,
+            new={key: str(value) for key, value in changed.items()},
+        )
+    return carpark
+
+
 # --- contracts ----------------------------------------------------------------------------------
 
 
@@ -1024,6 +1076,10 @@ def product_set_quota(*, product: Product, quota: int, user: Any = None) -> Prod
         raise CarparkError("The quota cannot be negative.", field="quota")
     with transaction.atomic():
         product = _lock_product(product.pk)
+        held = _places_taken(product.pk)
+        if quota < held:
+            places = "1 place is" if held == 1 else f"{held} places are"
+            raise CarparkError(f"{places} held; the quota cannot be below {held}.", field="quota")
         product.quota = quota
         product.save(update_fields=["quota"])
         waitlist_advance(product=product)

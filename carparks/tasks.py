@@ -23,3 +23,11 @@ def contracts_apply_staged_changes() -> int:
 @shared_task
 def idempotency_records_purge() -> int:
     return services.idempotency_records_purge()
+
+
+@shared_task(name="carparks.prices_roll")
+def prices_roll() -> int:
+    """Each product's ``monthly_price`` becomes its price valid today (idempotent)."""
+    from carparks.product_services import prices_roll as roll
+
+    return roll()

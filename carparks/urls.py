@@ -1,6 +1,6 @@
 from django.urls import path
 
-from carparks import customer_views, views
+from carparks import customer_views, product_views, views
 
 app_name = "carparks"
 urlpatterns = [
@@ -9,6 +9,16 @@ urlpatterns = [
     path("<int:pk>/", views.carpark_detail, name="carpark-detail"),
     path("products/", views.product_list, name="product-list"),
     path("products/<int:pk>/quota/", views.product_quota, name="product-quota"),
+    path("<int:pk>/edit/", product_views.carpark_edit, name="carpark-edit"),
+    path("<int:carpark_pk>/products/new/", product_views.product_create, name="product-create"),
+    path("products/<int:pk>/", product_views.product_detail, name="product-detail"),
+    path("products/<int:pk>/edit/", product_views.product_edit, name="product-edit"),
+    path("products/<int:pk>/prices/new/", product_views.product_price_new, name="product-price-new"),
+    path(
+        "products/<int:pk>/prices/<int:price_pk>/withdraw/",
+        product_views.product_price_withdraw,
+        name="product-price-withdraw",
+    ),
     path("customers/", customer_views.customer_list, name="customer-list"),
     path("customers/new/", customer_views.customer_create, name="customer-create"),
     path("customers/<int:pk>/", customer_views.customer_detail, name="customer-detail"),

@@ -145,8 +145,15 @@ def carpark_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "contracts": page.object_list,
             "sold": sum(p.places_taken for p in products),
             "may_set_quota": has_role(request.user, *QUOTA_ROLES),
+            "may_edit": _may_edit_carpark(request.user, carpark.pk),
         },
     )
+
+
+def _may_edit_carpark(user: Any, carpark_id: int) -> bool:
+    from carparks.product_views import may_edit
+
+    return may_edit(user, carpark_id)
 
 
 @role_required(*VIEW_ROLES)
@@ -169,8 +176,12 @@ def product_quota(request: HttpRequest, pk: int) -> HttpResponse:
     form = QuotaForm(request.POST)
     if form.is_valid():
         before = product.quota
-        product = services.product_set_quota(product=product, quota=form.cleaned_data["quota"], user=request.user)
-        messages.success(request, f"Quota of {product.name} changed from {before} to {product.quota}.")
+        try:
+            product = services.product_set_quota(product=product, quota=form.cleaned_data["quota"], user=request.user)
+        except services.CarparkError as exc:
+            _error(request, exc)
+        else:
+            messages.success(request, f"Quota of {product.name} changed from {before} to {product.quota}.")
     else:
         messages.error(request, "Enter a quota of 0 or more.")
     return redirect("carparks:carpark-detail", pk=product.carpark_id)

@@ -20,6 +20,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "carparks.tasks.contracts_apply_staged_changes",
         "schedule": crontab(minute=30, hour=0),
     },
+    # Product.monthly_price follows the price list: a planned price becomes today's (idempotent).
+    "carparks-prices-roll": {
+        "task": "carparks.prices_roll",
+        "schedule": crontab(minute=5, hour=0),
+    },
     "carparks-idempotency-purge": {
         "task": "carparks.tasks.idempotency_records_purge",
         "schedule": crontab(minute=45, hour=3),
