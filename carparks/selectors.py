@@ -6,7 +6,8 @@ from datetime import date
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 
 from carparks.access import (
     carparks_for_user,
@@ -15,7 +16,17 @@ from carparks.access import (
     customers_for_user,
     visible_carpark_ids,
 )
-from carparks.models import CarPark, Case, Contract, Credential, Customer, Product, Vehicle, normalise_plate
+from carparks.models import (
+    CarPark,
+    Case,
+    Contract,
+    Credential,
+    Customer,
+    Product,
+    Vehicle,
+    normalise_plate,
+    places_held,
+)
 
 # States a contract can be billed in: running, suspended (blocked but still owed), or ended.
 BILLABLE_STATES = (Contract.State.ACTIVE, Contract.State.SUSPENDED, Contract.State.TERMINATED)
@@ -36,14 +47,15 @@ def contracts_active_in_period(start: date, end: date) -> QuerySet[Contract]:
 
 
 def product_places_taken(product: Product) -> int:
-    return Contract.objects.filter(product=product, state__in=Contract.QUOTA_STATES).count()
+    return places_held(Contract.objects.filter(product=product, state__in=Contract.QUOTA_STATES))
 
 
 def products_with_availability(qs: QuerySet[Product] | None = None) -> QuerySet[Product]:
     """Products annotated with ``places_taken``, ``waitlisted`` (and ``places_free`` via the property)."""
     qs = Product.objects.all() if qs is None else qs
     return qs.annotate(
-        places_taken=Count("contracts", filter=Q(contracts__state__in=Contract.QUOTA_STATES)),
+        # A contract holds ``places`` places of the quota (corporate contracts may hold several).
+        places_taken=Coalesce(Sum("contracts__places", filter=Q(contracts__state__in=Contract.QUOTA_STATES)), 0),
         waitlisted=Count("contracts", filter=Q(contracts__state=Contract.State.WAITLISTED)),
     )
 

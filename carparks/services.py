@@ -46,17 +46,19 @@ from carparks.models import (
     Case,
     CaseEvent,
     Contract,
+    ContractChangeRequest,
     ContractEvent,
     Credential,
     Customer,
     Product,
     Vehicle,
     normalise_plate,
+    places_held,
 )
 
 logger = logging.getLogger(__name__)
 
-PLATE_PATTERN = re.compile(r"^[A-Z0-9ÄÖÜ]{1,12}$")
+PLATE_PATTERN = re.compile(r"^[A-Z0-9ÄÖÜ]{1,12}$")  # see plate_validate
 CASE_SLA = {
     Case.Priority.URGENT: timedelta(hours=4),
     Case.Priority.HIGH: timedelta(days=1),
@@ -94,15 +96,96 @@ def offer_valid_for() -> timedelta:
 # --- plates and vehicles ------------------------------------------------------------------------
 
 
-def plate_validate(plate: str, *, field: str = "plate") -> str:
-    """The normalised plate, or a CarparkError naming ``field`` when it cannot be a plate."""
-    normalised = normalise_plate(plate)
-    if not PLATE_PATTERN.match(normalised):
+# Typographic dashes and spaces (copied from an email or a document) count as separators too.
+PLATE_SEPARATORS = str.maketrans(dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2212\u00a0\u202f\u2009", "-"))
+PLATE_MAX_LENGTH = 12
+COUNTRY_PATTERN = re.compile(r"^[A-Z]{1,3}$")
+# The national formats checked when a plate's country is stated (after normalisation: no separators).
+PLATE_FORMATS: dict[str, tuple[re.Pattern[str], str]] = {
+    "D": (
+        re.compile(r"^[A-ZÄÖÜ]{1,3}[A-Z]{1,2}[1-9][0-9]{0,3}[EH]?$"),
+        "a German plate is 1–3 letters for the district, 1–2 letters and 1–4 digits (e.g. M-AB 1234)",
+    ),
+    "A": (
+        re.compile(r"^[A-Z]{1,2}(?=[A-Z]*[0-9])[A-Z0-9]{2,6}$"),
+        "an Austrian plate is 1–2 letters for the district and 2–6 letters and digits (e.g. W-12345 X)",
+    ),
+    "CH": (
+        re.compile(r"^[A-Z]{2}[0-9]{1,6}$"),
+        "a Swiss plate is 2 letters for the canton and 1–6 digits (e.g. ZH 123456)",
+    ),
+    "F": (
+        re.compile(r"^(?:[A-Z]{2}[0-9]{3}[A-Z]{2}|[0-9]{1,4}[A-Z]{1,3}[0-9]{2}[0-9AB]?)$"),
+        "a French plate is 2 letters, 3 digits and 2 letters (e.g. AB-123-CD)",
+    ),
+}
+
+
+def plate_validate(plate: str, *, field: str = "plate", country: str = "") -> str:
+    """The normalised plate, or a CarparkError naming ``field`` that says why it cannot be a plate.
+
+    Spaces, dashes, dots and case do not matter ('m ab1234', 'M-AB 1234' → 'MAB1234'). With
+    ``country`` (an international vehicle code) the plate is also checked against that country's
+    format where :data:`PLATE_FORMATS` knows it.
+    """
+    raw = str(plate or "")
+    if "\x00" in raw:
+        raise CarparkError("A plate cannot contain a NUL character.", field=field)
+    shown = raw.strip()[:30]
+    normalised = normalise_plate(raw.translate(PLATE_SEPARATORS))
+    if not normalised:
+        raise CarparkError("Enter a plate.", field=field)
+    wrong = sorted({ch for ch in normalised if not PLATE_PATTERN.match(ch)})
+    if wrong:
+        listed = " ".join(repr(ch) for ch in wrong[:5])
         raise CarparkError(
-            f"{plate!r} is not a licence plate: use 1 to 12 letters and digits (spaces and dashes are ignored).",
+            f"{shown!r} is not a licence plate: {listed} cannot be on a plate "
+            "(use letters and digits; spaces and dashes are ignored).",
             field=field,
         )
+    if len(normalised) > PLATE_MAX_LENGTH:
+        raise CarparkError(
+            f"{shown!r} is not a licence plate: it has {len(normalised)} letters and digits, "
+            f"a plate at most {PLATE_MAX_LENGTH}.",
+            field=field,
+        )
+    country = (country or "").strip().upper()
+    if country:
+        if not COUNTRY_PATTERN.match(country):
+            raise CarparkError(
+                f"{country[:10]!r} is not a country code: use the international vehicle code (D, A, CH, F …).",
+                field=field,
+            )
+        known = PLATE_FORMATS.get(country)
+        if known is not None and not known[0].match(normalised):
+            raise CarparkError(f"{shown!r} is not a plate of {country}: {known[1]}.", field=field)
     return normalised
+
+
+def plates_parse(text: str, *, field: str = "vehicles", default_country: str = "D") -> list[PlateInput]:
+    """The vehicles of a text with one plate per line, optionally followed by a comma and its country
+    ('W-12345 X, A'); a line without one is a plate of ``default_country`` and only checked for what
+    any plate must be. Each error names its line; a plate listed twice is refused."""
+    items: list[PlateInput] = []
+    seen: dict[tuple[str, str], int] = {}
+    for number, line in enumerate(str(text or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        plate, _, country = line.partition(",") if "," in line else line.partition(";")
+        try:
+            normalised = plate_validate(plate, field=field, country=country.strip())
+        except CarparkError as exc:
+            raise CarparkError(f"Line {number}: {exc}", field=field) from None
+        stated = (country.strip() or default_country).upper()
+        if (normalised, stated) in seen:
+            raise CarparkError(
+                f"Line {number}: {normalised} is listed twice (also on line {seen[normalised, stated]}).", field=field
+            )
+        seen[normalised, stated] = number
+        items.append(PlateInput(plate=normalised, country=stated))
+    if not items:
+        raise CarparkError("Enter at least one plate, one per line.", field=field)
+    return items
 
 
 @dataclass(frozen=True)
@@ -460,10 +543,56 @@ def first_of_next_month(today: date | None = None) -> date:
 
 
 def _places_taken(product_id: int, *, exclude_id: int | None = None) -> int:
+    """The places of the product's quota held (a contract holds ``Contract.places`` of them)."""
     qs = Contract.objects.filter(product_id=product_id, state__in=Contract.QUOTA_STATES)
     if exclude_id is not None:
         qs = qs.exclude(pk=exclude_id)
-    return qs.count()
+    return places_held(qs)
+
+
+RUNNING_STATES = (Contract.State.APPROVED, Contract.State.ACTIVE, Contract.State.SUSPENDED)
+
+
+def _vehicle_limit_check(product: Product, places: int, count: int, *, field: str = "vehicles") -> None:
+    limit = places * product.vehicles_per_place
+    if count > limit:
+        per = "vehicle" if product.vehicles_per_place == 1 else "vehicles"
+        held = "1 place" if places == 1 else f"{places} places"
+        raise CarparkError(
+            f"{count} vehicles are more than the {limit} allowed: {held} × {product.vehicles_per_place} {per} "
+            f"per place of {product.name}.",
+            field=field,
+        )
+
+
+def _plates_free_check(customer: Customer, vehicles: Iterable[Vehicle], *, field: str = "vehicles") -> None:
+    """Refuse a plate that is on a running contract of another customer (naming the plate)."""
+    by_plate = {(v.plate, v.country): v for v in vehicles}
+    if not by_plate:
+        return
+    taken = (
+        Vehicle.objects.filter(plate__in=[p for p, _ in by_plate], contracts__state__in=RUNNING_STATES)
+        .exclude(customer=customer)
+        .values_list("plate", "country")
+        .distinct()
+    )
+    clash = sorted(key for key in taken if key in by_plate)
+    if clash:
+        plates = ", ".join(f"{plate} ({country})" for plate, country in clash)
+        one = len(clash) == 1
+        raise CarparkError(
+            f"Plate {plates} {'is' if one else 'are'} already on a running contract of another customer.",
+            field=field,
+        )
+
+
+def _plates_listed_once(items: Sequence[Vehicle], *, field: str = "vehicles") -> None:
+    seen: set[tuple[str, str]] = set()
+    for vehicle in items:
+        key = (vehicle.plate, vehicle.country)
+        if key in seen:
+            raise CarparkError(f"Plate {vehicle.plate} is listed twice.", field=field)
+        seen.add(key)
 
 
 def contract_apply(
@@ -477,21 +606,41 @@ def contract_apply(
     user: Any = None,
     note: str = "",
     channel: str = "portal",
+    places: int = 1,
 ) -> Contract:
-    """A new season application: takes a free place (and emits ``application.received``) or joins the waitlist."""
+    """A new season application: takes a free place (and emits ``application.received``) or joins the waitlist.
+
+    The API and the staff's application page both come here, so they validate alike: the start date is
+    not in the past, the product is offered to the customer's kind, no plate is listed twice or on a
+    running contract of another customer, and vehicles ≤ ``places`` × the product's vehicles per place.
+    A corporate contract may hold several places (private ones hold one); each counts against the quota.
+    """
     today = timezone.localdate()
     start_date = start_date or today
     if start_date < today:
         raise CarparkError("The start date cannot be in the past.", field="start_date")
     if end_date is not None and end_date < start_date:
         raise CarparkError("The end date must not be before the start date.", field="end_date")
+    if isinstance(places, bool) or not isinstance(places, int) or places < 1:
+        raise CarparkError("A contract holds at least 1 place.", field="places")
+    if places > 1 and customer.kind != Customer.Kind.CORPORATE:
+        raise CarparkError("A private customer's contract holds 1 place.", field="places")
+    if places > 32767:
+        raise CarparkError("That is more places than a contract can hold.", field="places")
     with transaction.atomic():
         product = _lock_product(product.pk)
         if not product.is_active or not product.carpark.is_active:
             raise CarparkError(f"{product} is not sold at the moment.", field="product")
+        if product.audience not in (Product.Audience.ANY, customer.kind):
+            raise CarparkError(
+                f"{product.name} is sold to {product.get_audience_display().lower()} only.", field="product"
+            )
         chosen = [_vehicle_for(customer, item) for item in vehicles]
         if not chosen:
             raise CarparkError("Name at least one vehicle.", field="vehicles")
+        _plates_listed_once(chosen)
+        _vehicle_limit_check(product, places, len(chosen))
+        _plates_free_check(customer, chosen)
         contract = Contract.objects.create(
             customer=customer,
             product=product,
@@ -500,13 +649,14 @@ def contract_apply(
             deposit=product.deposit,
             monthly_price=product.monthly_price,
             cost_centre=cost_centre,
+            places=places,
         )
         contract.vehicles.set({v.pk: v for v in chosen}.values())
         ContractEvent.objects.create(
             contract=contract, from_state="", to_state=contract.state, actor=_actor(user), note=note or "Applied."
         )
         queue_exists = Contract.objects.filter(product=product, state=Contract.State.WAITLISTED).exists()
-        if queue_exists or _places_taken(product.pk, exclude_id=contract.pk) >= product.quota:
+        if queue_exists or _places_taken(product.pk, exclude_id=contract.pk) + places > product.quota:
             last = Contract.objects.filter(product=product).aggregate(m=Max("waitlist_position"))["m"] or 0
             contract.waitlist_position = last + 1
             position = Contract.objects.filter(product=product, state=Contract.State.WAITLISTED).count() + 1
@@ -561,6 +711,7 @@ def _application_payload(contract: Contract, *, channel: str) -> dict[str, Any]:
         "monthly_price": float(contract.monthly_price),
         "plates": plates,
         "vehicle_count": len(plates),
+        "places": contract.places,
     }
 
 
@@ -568,7 +719,7 @@ def contract_approve(*, contract: Contract, user: Any = None, note: str = "") ->
     with transaction.atomic():
         _lock_product(contract.product_id)
         contract = _lock_contract(contract.pk)
-        if _places_taken(contract.product_id, exclude_id=contract.pk) >= contract.product.quota:
+        if _places_taken(contract.product_id, exclude_id=contract.pk) + contract.places > contract.product.quota:
             # Cannot happen through these services (an applied contract holds its place); guards hand edits.
             raise CarparkError(f"{contract.product} is sold out.", field="product")
         contract.monthly_price = contract.product.monthly_price
@@ -848,9 +999,27 @@ def contract_change_plate(
 
 
 def _change_requested(
-    contract: Contract, note: ContractEvent, *, kind: str, effective_date: date, channel: str, user: Any
+    contract: Contract,
+    note: ContractEvent,
+    *,
+    kind: str,
+    effective_date: date,
+    channel: str,
+    user: Any,
+    review: ContractChangeRequest | None = None,
 ) -> None:
-    """Emit ``contract.change_requested`` for the change ``note`` records (one event per change)."""
+    """Emit ``contract.change_requested`` for the change ``note`` records (one event per change).
+
+    A change made at once carries ``needs_review`` false; a change ``review`` stages until someone
+    decides carries ``needs_review`` true with the places it asks for (the places review starts on it).
+    """
+    extra: dict[str, Any] = {"needs_review": review is not None}
+    if review is not None:
+        extra |= {
+            "places_requested": review.places_requested,
+            "change_request_id": review.pk,
+            "plates": [item["plate"] for item in review.plates],
+        }
     _emit(
         "contract.change_requested",
         contract,
@@ -860,6 +1029,7 @@ def _change_requested(
             "effective_date": effective_date.isoformat(),
             "details": note.note,
             "channel": channel,
+            **extra,
         },
         event_id=f"contract.change_requested:{contract.pk}:{note.pk}",
         user=user,
@@ -869,12 +1039,29 @@ def _change_requested(
 def contract_add_vehicles(
     *, contract: Contract, vehicles: Iterable[PlateInput | dict | str], user: Any = None, channel: str = "portal"
 ) -> Contract:
-    """Add vehicles (a corporate fleet) to a contract; a running contract gets their credentials."""
+    """Add vehicles (a corporate fleet) to a contract; a running contract gets their credentials.
+
+    Within the contract's places × the product's vehicles per place they are added at once. Beyond
+    that nothing is added: a change request for the places needed is recorded and
+    ``contract.change_requested`` is emitted with ``needs_review`` (the places review decides; see
+    :func:`contract_change_request_approve`). The returned contract's ``change_request`` says which.
+    """
     with transaction.atomic():
         contract = _lock_contract(contract.pk)
         if contract.is_final:
             raise TransitionError(f"Contract {contract.pk} is {contract.get_state_display().lower()}.")
         added = [_vehicle_for(contract.customer, item) for item in vehicles]
+        if not added:
+            raise CarparkError("Enter at least one plate.", field="plates")
+        _plates_listed_once(added, field="plates")
+        current = set(contract.vehicles.values_list("pk", flat=True))
+        added = [v for v in added if v.pk not in current]
+        _plates_free_check(contract.customer, added, field="plates")
+        contract.change_request = None
+        total = len(current) + len(added)
+        ratio = max(contract.product.vehicles_per_place, 1)
+        if total > contract.places * ratio:
+            return _vehicles_review_request(contract, added, total=total, ratio=ratio, channel=channel, user=user)
         contract.vehicles.add(*added)
         if contract.state == Contract.State.ACTIVE:
             _issue_plate_credentials(contract, added, valid_from=timezone.localdate())
@@ -883,6 +1070,98 @@ def contract_add_vehicles(
             contract, note, kind="vehicle", effective_date=timezone.localdate(), channel=channel, user=user
         )
     return contract
+
+
+def _vehicles_review_request(
+    contract: Contract, added: list[Vehicle], *, total: int, ratio: int, channel: str, user: Any
+) -> Contract:
+    places = -(-total // ratio)  # the places ``total`` vehicles need
+    request = ContractChangeRequest.objects.create(
+        contract=contract,
+        kind="vehicle",
+        places_requested=places,
+        plates=[{"plate": v.plate, "country": v.country} for v in added],
+        channel=channel,
+        requested_by=_actor(user),
+    )
+    note = _contract_note(
+        contract,
+        f"Change requested: add {', '.join(v.plate for v in added)}; {total} vehicles need {places} places "
+        f"(the contract holds {contract.places}). Waits for review.",
+        user,
+    )
+    _change_requested(
+        contract, note, kind="vehicle", effective_date=timezone.localdate(), channel=channel, user=user, review=request
+    )
+    contract.change_request = request
+    return contract
+
+
+def _lock_change_request(request_id: int) -> ContractChangeRequest:
+    return ContractChangeRequest.objects.select_for_update().get(pk=request_id)
+
+
+def contract_change_request_approve(
+    *, request: ContractChangeRequest, user: Any = None, note: str = ""
+) -> ContractChangeRequest:
+    """Carry out a reviewed change request: the contract holds the places asked for and gets the vehicles
+    (with their credentials when it runs). Idempotent: a decided request stays as it is. Refused when
+    the product's quota has no room for the extra places."""
+    contract_id = ContractChangeRequest.objects.values_list("contract_id", flat=True).get(pk=request.pk)
+    with transaction.atomic():
+        product = _lock_product(_product_id(contract_id))
+        contract = _lock_contract(contract_id)
+        request = _lock_change_request(request.pk)
+        if request.state != ContractChangeRequest.State.PENDING:
+            return request
+        if contract.is_final:
+            raise TransitionError(f"Contract {contract.pk} is {contract.get_state_display().lower()}.")
+        places = max(contract.places, request.places_requested)
+        if contract.holds_place and _places_taken(product.pk, exclude_id=contract.pk) + places > product.quota:
+            free = max(product.quota - _places_taken(product.pk, exclude_id=contract.pk), 0)
+            raise CarparkError(
+                f"{product.name} has {free} places free for this contract; it would need {places}.", field="places"
+            )
+        vehicles = [_vehicle_for(contract.customer, dict(item)) for item in request.plates]
+        _plates_free_check(contract.customer, vehicles, field="plates")
+        contract.places = places
+        contract.save(update_fields=["places", "updated_at"])
+        contract.vehicles.add(*vehicles)
+        if contract.state == Contract.State.ACTIVE:
+            _issue_plate_credentials(contract, vehicles, valid_from=timezone.localdate())
+        request.state = ContractChangeRequest.State.APPROVED
+        request.decided_by = _actor(user)
+        request.decided_at = timezone.now()
+        request.note = note
+        request.save(update_fields=["state", "decided_by", "decided_at", "note"])
+        _contract_note(
+            contract,
+            f"Change request {request.pk} approved: {places} places, vehicles added: {request.plate_list}. "
+            f"{note}".strip(),
+            user,
+        )
+    return request
+
+
+def contract_change_request_reject(
+    *, request: ContractChangeRequest, user: Any = None, reason: str = ""
+) -> ContractChangeRequest:
+    """Drop a change request after its review (nothing on the contract changes). Idempotent."""
+    with transaction.atomic():
+        request = _lock_change_request(request.pk)
+        if request.state != ContractChangeRequest.State.PENDING:
+            return request
+        request.state = ContractChangeRequest.State.REJECTED
+        request.decided_by = _actor(user)
+        request.decided_at = timezone.now()
+        request.note = reason
+        request.save(update_fields=["state", "decided_by", "decided_at", "note"])
+        _contract_note(
+            request.contract,
+            f"Change request {request.pk} rejected: {request.plate_list} not added. {reason}".strip(),
+            user,
+        )
+    return request
 
 
 def contract_stage_change(
@@ -953,7 +1232,7 @@ def contract_apply_staged_change(*, contract: Contract) -> Contract:
         old_product = contract.product
         target = locked.get(contract.next_product_id) if contract.next_product_id else None
         if target is not None:
-            if _places_taken(target.pk) >= target.quota:
+            if _places_taken(target.pk) + contract.places > target.quota:
                 _contract_note(contract, f"Staged move to {target.name} waits: no free place.")
                 return contract
             contract.product = target
@@ -1038,8 +1317,12 @@ def waitlist_advance(*, product: Product) -> list[Contract]:
     queue = Contract.objects.filter(product=product, state=Contract.State.WAITLISTED).order_by(
         "waitlist_position", "created_at", "pk"
     )
-    for pk in list(queue.values_list("pk", flat=True)[:free]):
+    # First in line first: a contract needing more places than are free waits, and so do those behind it.
+    for pk, places in list(queue.values_list("pk", "places")[:free]):
+        if places > free:
+            break
         offered.append(_offer(pk))
+        free -= places
     return offered
 
 

@@ -172,3 +172,39 @@ def case_resolve(ctx: SystemTaskContext) -> dict[str, Any]:
         resolution = f"{resolution}\nNew card: {ctx.variables['card_number']}".strip()
     case = services.case_resolve(case=case, resolution=str(resolution))
     return {"case_state": case.state}
+
+
+def _change_request(ctx: SystemTaskContext) -> Any:
+    from carparks.models import ContractChangeRequest
+
+    try:
+        return ContractChangeRequest.objects.get(pk=ctx.variables.get("change_request_id"))
+    except (ContractChangeRequest.DoesNotExist, ValueError, TypeError):
+        raise PermanentError(f"change request {ctx.variables.get('change_request_id')!r} does not exist") from None
+
+
+@system_task(
+    "carparks.change_request_approve",
+    reads=["change_request_id", "note"],
+    writes=["change_request_state", "places"],
+    description="Carry out a reviewed places change: the contract holds the places asked for and gets the vehicles.",
+)
+def change_request_approve(ctx: SystemTaskContext) -> dict[str, Any]:
+    note = f"Approved in process {ctx.process.pk}. {ctx.variables.get('note') or ''}".strip()
+    try:
+        request = services.contract_change_request_approve(request=_change_request(ctx), note=note)
+    except services.CarparkError as exc:
+        raise _refuse(exc) from exc
+    return {"change_request_state": request.state, "places": request.contract.places}
+
+
+@system_task(
+    "carparks.change_request_reject",
+    reads=["change_request_id", "note", "reason"],
+    writes=["change_request_state"],
+    description="Drop a places change after its review; the contract stays as it is.",
+)
+def change_request_reject(ctx: SystemTaskContext) -> dict[str, Any]:
+    reason = ctx.variables.get("reason") or ctx.variables.get("note") or "Rejected after review."
+    request = services.contract_change_request_reject(request=_change_request(ctx), reason=str(reason))
+    return {"change_request_state": request.state}

@@ -139,6 +139,7 @@ CATALOGUE: dict[str, EventType] = {
                 "monthly_price": _money("The monthly price in EUR."),
                 "plates": {"type": "array", "items": {"type": "string"}, "description": "The vehicles' plates."},
                 "vehicle_count": {"type": "integer", "minimum": 0, "description": "How many vehicles."},
+                "places": _int("The places the contract holds (a corporate contract may hold several)."),
             },
             required=("contract_id", "customer_id", "customer_kind", "product_id", "carpark_id", "channel"),
         ),
@@ -153,6 +154,14 @@ CATALOGUE: dict[str, EventType] = {
                 "effective_date": _date("The day the change takes effect."),
                 "details": _str("What was asked, in words."),
                 "channel": _enum("Where the request came from.", *CHANNELS),
+                "needs_review": {
+                    "type": "boolean",
+                    "description": "True when the change waits for a review (vehicles beyond the contract's places); "
+                    "false when it was made at once.",
+                },
+                "places_requested": _opt_int("The places the contract would hold (when it needs review)."),
+                "change_request_id": _opt_int("The change request waiting for review."),
+                "plates": {"type": "array", "items": {"type": "string"}, "description": "The plates to add."},
             },
             required=("contract_id", "customer_id", "kind"),
         ),

@@ -53,7 +53,7 @@ def publish_library(slug):
 
 class TestApplications:
     def test_an_application_with_a_free_place_emits_application_received_with_the_contract(self):
-        product = ProductFactory(quota=1)
+        product = ProductFactory(quota=1, vehicles_per_place=2)
         contract = services.contract_apply(customer=CustomerFactory(), product=product, vehicles=["M AB 1", "M AB 2"])
         (event,) = events("application.received", contract)
         assert event.event_id == f"application.received:{contract.pk}"
@@ -185,7 +185,7 @@ class TestTermination:
 
 class TestChanges:
     def test_plate_vehicle_and_staged_changes_emit_change_requested_with_their_kind(self):
-        product = ProductFactory()
+        product = ProductFactory(vehicles_per_place=2)
         other_here = ProductFactory(carpark=product.carpark)
         elsewhere = ProductFactory()
         contract = running(product)

@@ -1,5 +1,5 @@
 """The car-park processes run on the engine, started by the events the services emit: season-contract,
-waitlist-offer, contract-termination, customer-case."""
+waitlist-offer, contract-termination, customer-case, contract-places-review."""
 
 from datetime import timedelta
 
@@ -40,7 +40,7 @@ def agent_for(carpark, role=AGENT):
 
 
 def test_an_application_is_reviewed_approved_and_activated():
-    product = ProductFactory()
+    product = ProductFactory(vehicles_per_place=2)
     contract = services.contract_apply(customer=CustomerFactory(), product=product, vehicles=["M AB 1", "M AB 2"])
     (process,) = processes(contract, "season-contract")
     task = open_task(process)
@@ -156,8 +156,14 @@ def test_the_definitions_install_once():
         version = wf.definition_install(spec=json.loads(path.read_text()))  # the conftest installed them already
         keys.add(version.definition.key)
         assert version.number == 1
-    assert keys == {"season-contract", "contract-termination", "waitlist-offer", "customer-case"}
-    assert WorkflowVersion.objects.filter(definition__key__in=keys).count() == 4
+    assert keys == {
+        "season-contract",
+        "contract-termination",
+        "waitlist-offer",
+        "customer-case",
+        "contract-places-review",
+    }
+    assert WorkflowVersion.objects.filter(definition__key__in=keys).count() == len(keys)
     assert Task.objects.count() == 0
 
 
@@ -186,7 +192,7 @@ def test_with_a_cpms_the_processes_push_and_revoke_the_credentials():
         connection.save()
         connect_services.sync_static(connection=connection)
         carpark = CarPark.objects.get(cpms_reference="SIM-0001")
-        product = ProductFactory(carpark=carpark, deposit=0)
+        product = ProductFactory(carpark=carpark, deposit=0, vehicles_per_place=2)
         contract = services.contract_apply(customer=CustomerFactory(), product=product, vehicles=["M AB 1", "M AB 2"])
         season = processes(contract, "season-contract").get()
         wf.task_complete(task=open_task(season), user=agent_for(carpark), outcome="approve")

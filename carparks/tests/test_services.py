@@ -129,8 +129,9 @@ class TestLifecycle:
 
     def test_a_plate_opens_one_contract_per_car_park(self):
         product = ProductFactory(quota=5)
-        running(product, "B XY 1")
-        second = services.contract_approve(contract=apply(product, "b-xy-1"))
+        first = apply(product, "B XY 1")
+        second = services.contract_approve(contract=apply(product, "b-xy-1"))  # applied before the first ran
+        services.contract_activate(contract=services.contract_approve(contract=first))
         with pytest.raises(services.CarparkError, match="BXY1"):
             services.contract_activate(contract=second)
         assert Contract.objects.get(pk=second.pk).state == Contract.State.APPROVED
@@ -248,7 +249,7 @@ class TestWaitlist:
 class TestCorporate:
     def test_a_corporate_account_runs_twenty_vehicles_on_one_contract(self):
         company = CorporateFactory()
-        product = ProductFactory(quota=1)
+        product = ProductFactory(quota=1, vehicles_per_place=20)
         fleet = [{"plate": f"M-FL {i:03d}", "cost_centre": f"CC{i % 3}"} for i in range(20)]
         contract = services.contract_apply(customer=company, product=product, vehicles=fleet, cost_centre="FLEET")
         contract = services.contract_activate(contract=services.contract_approve(contract=contract))
@@ -260,7 +261,7 @@ class TestCorporate:
 
     def test_a_fleet_vehicle_added_later_gets_its_credential(self):
         company = CorporateFactory()
-        contract = running(ProductFactory(), "M FL 1", customer=company)
+        contract = running(ProductFactory(vehicles_per_place=2), "M FL 1", customer=company)
         services.contract_add_vehicles(contract=contract, vehicles=["M FL 2"])
         assert set(contract.credentials.values_list("identifier", flat=True)) == {"MFL1", "MFL2"}
 
