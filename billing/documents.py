@@ -13,6 +13,7 @@ import logging
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import facturx
@@ -84,6 +85,30 @@ def _party(xb: XmlBuilder, parent: etree._Element, tag: str, data: dict[str, str
         xb.sub(registration, "ram:ID", data["vat_id"], schemeID="VA")
 
 
+def document_lines(invoice: Invoice, credit_note: CreditNote | None = None) -> list[Any]:
+    """The lines a document shows: the invoice's, or for a partial credit note one line per VAT rate
+    of the credited amount (what it credits is an amount, not the invoice's contracts)."""
+    if credit_note is None or not credit_note.is_partial:
+        return list(invoice.lines.select_related("vehicle"))
+    description = f"Partial credit of invoice {invoice.display_number}: {credit_note.reason}"[:300]
+    return [
+        SimpleNamespace(
+            description=description,
+            cost_centre="",
+            service_start=invoice.period_start,
+            service_end=invoice.period_end,
+            days=None,
+            days_in_period=None,
+            monthly_price=None,
+            vat_rate=Decimal(group["rate"]),
+            net=Decimal(group["net"]),
+            vat=Decimal(group["vat"]),
+            gross=Decimal(group["gross"]),
+        )
+        for group in credit_note.vat_breakdown
+    ]
+
+
 def facturx_xml(invoice: Invoice, *, credit_note: CreditNote | None = None) -> bytes:
     """The EN 16931 (Factur-X profile EN 16931) CII XML of an invoice, or of its credit note."""
     xb = XmlBuilder()
@@ -99,11 +124,13 @@ def facturx_xml(invoice: Invoice, *, credit_note: CreditNote | None = None) -> b
     xb.date(document, "ram:IssueDateTime", issued)
     note = f"Season parking {invoice.period_start:%m/%Y}"
     if credit_note:
-        note = f"Reverses invoice {invoice.display_number}: {credit_note.reason}"
+        how = "Partially credits" if credit_note.is_partial else "Reverses"
+        note = f"{how} invoice {invoice.display_number}: {credit_note.reason}"
     xb.sub(xb.sub(document, "ram:IncludedNote"), "ram:Content", note)
 
     transaction_el = xb.sub(root, "rsm:SupplyChainTradeTransaction")
-    for position, line in enumerate(invoice.lines.all(), start=1):
+    totals_of = credit_note or invoice  # a full credit note's totals are the invoice's
+    for position, line in enumerate(document_lines(invoice, credit_note), start=1):
         item = xb.sub(transaction_el, "ram:IncludedSupplyChainTradeLineItem")
         xb.sub(xb.sub(item, "ram:AssociatedDocumentLineDocument"), "ram:LineID", str(position))
         xb.sub(xb.sub(item, "ram:SpecifiedTradeProduct"), "ram:Name", line.description)
@@ -140,7 +167,7 @@ def facturx_xml(invoice: Invoice, *, credit_note: CreditNote | None = None) -> b
         xb.sub(means, "ram:TypeCode", "58")
         account = xb.sub(means, "ram:PayeePartyCreditorFinancialAccount")
         xb.sub(account, "ram:IBANID", settings.BILLING_OPERATOR["iban"])
-    for group in invoice.vat_breakdown:
+    for group in totals_of.vat_breakdown:
         tax = xb.sub(header, "ram:ApplicableTradeTax")
         xb.sub(tax, "ram:CalculatedAmount", _amount(Decimal(group["vat"])))
         xb.sub(tax, "ram:TypeCode", "VAT")
@@ -158,11 +185,11 @@ def facturx_xml(invoice: Invoice, *, credit_note: CreditNote | None = None) -> b
         if invoice.due_date:
             xb.date(terms, "ram:DueDateDateTime", invoice.due_date)
     totals = xb.sub(header, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
-    xb.sub(totals, "ram:LineTotalAmount", _amount(invoice.net_total))
-    xb.sub(totals, "ram:TaxBasisTotalAmount", _amount(invoice.net_total))
-    xb.sub(totals, "ram:TaxTotalAmount", _amount(invoice.vat_total), currencyID=invoice.currency)
-    xb.sub(totals, "ram:GrandTotalAmount", _amount(invoice.gross_total))
-    xb.sub(totals, "ram:DuePayableAmount", _amount(invoice.gross_total))
+    xb.sub(totals, "ram:LineTotalAmount", _amount(totals_of.net_total))
+    xb.sub(totals, "ram:TaxBasisTotalAmount", _amount(totals_of.net_total))
+    xb.sub(totals, "ram:TaxTotalAmount", _amount(totals_of.vat_total), currencyID=invoice.currency)
+    xb.sub(totals, "ram:GrandTotalAmount", _amount(totals_of.gross_total))
+    xb.sub(totals, "ram:DuePayableAmount", _amount(totals_of.gross_total))
     if credit_note:
         referenced = xb.sub(header, "ram:InvoiceReferencedDocument")
         xb.sub(referenced, "ram:IssuerAssignedID", invoice.display_number)
@@ -220,7 +247,8 @@ def document_pdf(invoice: Invoice, xml: bytes, *, credit_note: CreditNote | None
         {
             "invoice": invoice,
             "credit_note": credit_note,
-            "lines": list(invoice.lines.select_related("vehicle")),
+            "lines": document_lines(invoice, credit_note),
+            "totals": credit_note or invoice,
             "operator": settings.BILLING_OPERATOR,
             "address": invoice.billing_address,
             "payment_terms_days": settings.BILLING_PAYMENT_TERMS_DAYS,

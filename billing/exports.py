@@ -145,8 +145,37 @@ def _bookings(invoices: list[Invoice], credit_notes: list[CreditNote]) -> list[B
     for invoice in invoices:
         split(invoice, invoice.issue_date, "invoice", invoice.display_number, f"{invoice.period_start:%m/%Y}")
     for note in credit_notes:
-        split(note.invoice, note.issue_date, "credit_note", note.display_number, note.invoice.display_number)
+        if note.is_partial:
+            _partial_credit(bookings, note)
+        else:
+            split(note.invoice, note.issue_date, "credit_note", note.display_number, note.invoice.display_number)
     return bookings
+
+
+def _partial_credit(bookings: list[Booking], note: CreditNote) -> None:
+    """A partial credit note books its own amounts per VAT rate (the invoice's cost centre when it has one)."""
+    invoice = note.invoice
+    centres: dict[Decimal, set[str]] = defaultdict(set)
+    for line in invoice.lines.all():
+        centres[line.vat_rate].add(line.cost_centre)
+    for group in note.vat_breakdown:
+        rate = Decimal(group["rate"])
+        only = centres.get(rate, set())
+        bookings.append(
+            Booking(
+                day=note.issue_date,
+                document_type="credit_note",
+                number=note.display_number,
+                reference=invoice.display_number,
+                customer_id=invoice.customer_id,
+                customer_name=invoice.customer.name,
+                cost_centre=next(iter(only)) if len(only) == 1 else "",
+                vat_rate=rate,
+                net=Decimal(group["net"]),
+                vat=Decimal(group["vat"]),
+                gross=Decimal(group["gross"]),
+            )
+        )
 
 
 def datev_file(

@@ -106,6 +106,26 @@ def refundable_amount(payment: Payment):  # noqa: ANN201 - Decimal
     return payment.amount - (refunded or 0)
 
 
+def invoice_refundable(invoice: Invoice) -> Decimal:
+    """What can still be refunded for an invoice: its succeeded payments less its pending and succeeded
+    refunds (a failed refund frees its amount again)."""
+    from django.db.models import Sum
+
+    totals = {
+        kind: total or Decimal("0.00")
+        for kind, total in Payment.objects.filter(invoice_id=invoice.pk)
+        .filter(
+            Q(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED)
+            | Q(kind=Payment.Kind.REFUND, status__in=[Payment.Status.PENDING, Payment.Status.SUCCEEDED])
+        )
+        .values("kind")
+        .annotate(total=Sum("amount"))
+        .values_list("kind", "total")
+    }
+    paid = totals.get(Payment.Kind.CHARGE, Decimal("0.00"))
+    return max(paid - totals.get(Payment.Kind.REFUND, Decimal("0.00")), Decimal("0.00"))
+
+
 def open_exceptions() -> QuerySet[BillingException]:
     return BillingException.objects.filter(resolved_at__isnull=True).select_related("customer", "contract", "invoice")
 

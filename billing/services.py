@@ -542,8 +542,13 @@ def credit_note_issue(*, invoice: Invoice, reason: str, user: Any = None) -> Cre
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if invoice.state == Invoice.State.DRAFT:
             raise BillingError("A draft invoice has nothing to reverse.")
+        if invoice.credit_notes.filter(is_partial=True).exists():
+            raise BillingError(
+                f"Invoice {invoice.display_number} is partly credited already; refund what is left instead."
+            )
         if invoice.state == Invoice.State.VOID or CreditNote.objects.filter(invoice=invoice).exists():
             raise BillingError(f"Invoice {invoice.display_number} is already reversed.")
+
         issued_on = timezone.localdate()
         series = f"{CREDIT_NOTE_SERIES_PREFIX}{issued_on.year}"
         note = CreditNote.objects.create(
@@ -899,49 +904,232 @@ def invoice_record_transfer(*, invoice: Invoice, reference: str, user: Any = Non
 # --- refunds -------------------------------------------------------------------------------------
 
 
-def refund_create(*, payment: Payment, amount: Decimal, reason: str, user: Any = None) -> Payment:
-    """Refund (part of) a succeeded charge through Stripe and record it in the ledger."""
+class RefundError(BillingError):
+    """A refund the ledger refuses; ``field`` names the input at fault (``amount`` or ``reason``)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+REFUND_REASON_MAX = 1000
+
+
+def refund_issue(*, invoice: Invoice, amount: Decimal, reason: str, user: Any = None, key: str = "") -> Payment:
+    """Pay back part or all of what the customer paid for an invoice: the one refund path.
+
+    In one transaction under the invoice lock: a numbered credit note for the amount (its VAT split
+    per rate in proportion to the invoice's VAT breakdown; the whole paid amount credits the invoice
+    in full and voids it) and the refund's ledger row (pending), which the credit note names. A credit
+    note whose refund failed (or a reversal of a paid invoice) is paid back again when the same amount
+    is refunded, instead of crediting twice. After the commit the refund goes to Stripe with the ledger
+    row's idempotency key (``refund_send``); its status follows Stripe's answer and the refund webhooks.
+    A payment made by bank transfer is paid back the same way and recorded as refunded at once.
+
+    ``key`` (a system step's idempotency key, a form's submission key) makes a repeated call return the
+    refund it made instead of refunding again. Returns the refund's ledger row.
+    """
+    reason = (reason or "").replace("\x00", "").strip()
+    if not reason:
+        raise RefundError("Give a reason for the refund (printed on the credit note).", field="reason")
+    if len(reason) > REFUND_REASON_MAX:
+        raise RefundError(f"Keep the reason to {REFUND_REASON_MAX:,} characters.", field="reason")
+    try:
+        amount = Decimal(amount)
+    except (ArithmeticError, TypeError, ValueError):
+        raise RefundError("Enter the amount as a number, for example 12.50.", field="amount") from None
+    if not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
+        raise RefundError("Enter the amount in euros and cents, for example 12.50.", field="amount")
     if amount <= 0:
-        raise BillingError("The refund amount must be positive.")
+        raise RefundError("The refund amount must be more than 0.", field="amount")
+    key = (key or "")[:200]
     with transaction.atomic():
-        Invoice.objects.select_for_update().get(pk=payment.invoice_id)
-        payment = Payment.objects.get(pk=payment.pk)
-        if payment.kind != Payment.Kind.CHARGE or payment.status != Payment.Status.SUCCEEDED:
-            raise BillingError("Only a succeeded card payment can be refunded.")
-        available = selectors.refundable_amount(payment)
-        if amount > available:
-            raise BillingError(f"At most {available} {payment.currency} can still be refunded.")
-        number = Payment.objects.filter(invoice_id=payment.invoice_id, kind=Payment.Kind.REFUND).count() + 1
+        invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if key:
+            done = Payment.objects.filter(invoice=invoice, kind=Payment.Kind.REFUND, job_key=key).first()
+            if done is not None:
+                transaction.on_commit(lambda: refund_send(refund=done))
+                return done
+        charge = (
+            invoice.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED).order_by("pk").last()
+        )
+        if charge is None:
+            raise RefundError(
+                f"Invoice {invoice.display_number} is not paid, so there is nothing to refund.", field="amount"
+            )
+        refundable = selectors.invoice_refundable(invoice)
+        if amount > refundable:
+            raise RefundError(
+                f"At most {refundable} {invoice.currency} can still be refunded for invoice {invoice.display_number}.",
+                field="amount",
+            )
+        notes = list(invoice.credit_notes.select_related("refund").order_by("pk"))
+        note = next(
+            (
+                n
+                for n in notes
+                if n.gross_total == amount and (n.refund is None or n.refund.status == Payment.Status.FAILED)
+            ),
+            None,
+        )
+        if note is None:
+            credited = sum((n.gross_total for n in notes), Decimal("0.00"))
+            if credited + amount > invoice.gross_total:
+                waiting = [n for n in notes if n.refund is None or n.refund.status == Payment.Status.FAILED]
+                hint = (
+                    f" Pay back {waiting[0].display_number} by refunding exactly {waiting[0].gross_total}."
+                    if waiting
+                    else ""
+                )
+                raise RefundError(
+                    f"Credit notes already cover {credited} of the invoice's {invoice.gross_total} "
+                    f"{invoice.currency}; at most {invoice.gross_total - credited} can be credited.{hint}",
+                    field="amount",
+                )
+            full = not notes and amount == invoice.gross_total
+            note = _credit_note_create(invoice, amount=amount, full=full, reason=reason, user=user)
+        number = Payment.objects.filter(invoice=invoice, kind=Payment.Kind.REFUND).count() + 1
+        by_card = bool(charge.stripe_payment_intent_id)
         refund = Payment.objects.create(
-            invoice_id=payment.invoice_id,
+            invoice=invoice,
             kind=Payment.Kind.REFUND,
+            status=Payment.Status.PENDING if by_card else Payment.Status.SUCCEEDED,
             amount=amount,
-            currency=payment.currency,
+            currency=charge.currency,
             attempt=number,
-            idempotency_key=f"payment-{payment.pk}-refund-{number}",
-            stripe_payment_intent_id=payment.stripe_payment_intent_id,
-            stripe_charge_id=payment.stripe_charge_id,
-            reason=reason[:300],
+            idempotency_key=f"payment-{charge.pk}-refund-{number}",
+            job_key=key,
+            stripe_payment_intent_id=charge.stripe_payment_intent_id,
+            stripe_charge_id=charge.stripe_charge_id,
+            reason=(reason if by_card else f"Bank transfer back: {reason}")[:300],
             created_by=user,
         )
+        note.refund = refund
+        note.save(update_fields=["refund"])
+        how = "to the card" if by_card else "by bank transfer"
+        _invoice_event(
+            invoice,
+            invoice.state,
+            note=f"Refund of {amount} {refund.currency} {how} ({note.display_number}): {reason}",
+            actor=user,
+        ).save()
+        if by_card:
+            transaction.on_commit(lambda: refund_send(refund=refund))
+    refund.refresh_from_db()
+    return refund
+
+
+def _credit_note_create(invoice: Invoice, *, amount: Decimal, full: bool, reason: str, user: Any) -> CreditNote:
+    """A numbered credit note for ``amount`` of the (locked) invoice; a full one voids the invoice."""
+    issued_on = timezone.localdate()
+    series = f"{CREDIT_NOTE_SERIES_PREFIX}{issued_on.year}"
+    if full:
+        totals = (invoice.net_total, invoice.vat_total, invoice.gross_total, invoice.vat_breakdown)
+    else:
+        totals = credit_split(invoice.vat_breakdown, amount)
+    note = CreditNote.objects.create(
+        invoice=invoice,
+        is_partial=not full,
+        series=series,
+        number=number_allocate(key=series),
+        issue_date=issued_on,
+        reason=reason,
+        net_total=totals[0],
+        vat_total=totals[1],
+        gross_total=totals[2],
+        vat_breakdown=totals[3],
+        created_by=user,
+    )
+    if full and invoice.state != Invoice.State.VOID:
+        from_state = invoice.state
+        invoice.void()
+        invoice.save(update_fields=["state"])
+        _invoice_event(
+            invoice, from_state, note=f"Credited in full by credit note {note.display_number}: {reason}", actor=user
+        ).save()
+    note_id = note.pk
+    transaction.on_commit(lambda: _queue_credit_note_documents(note_id))
+    return note
+
+
+def credit_split(breakdown: list[dict[str, str]], amount: Decimal) -> tuple[Decimal, Decimal, Decimal, list]:
+    """(net, VAT, gross, VAT breakdown) of crediting ``amount`` gross of an invoice with ``breakdown``.
+
+    The amount is shared over the VAT rates in proportion to their gross (cents by largest remainder, so
+    the shares add up to the amount); each rate's share is then split into taxable amount and VAT once,
+    as on the invoice (``split_lines``), so the credit note keeps EN 16931's rules on its own.
+    """
+    from billing.proration import CENT
+
+    groups = [(Decimal(g["rate"]), Decimal(g["gross"])) for g in breakdown if Decimal(g["gross"])]
+    total = sum((gross for _, gross in groups), Decimal("0"))
+    if not groups or total <= 0:
+        raise RefundError("The invoice has no amounts to credit.", field="amount")
+    exact = [amount * gross / total for _, gross in groups]
+    shares = [value.quantize(CENT, rounding="ROUND_DOWN") for value in exact]
+    cents = int((amount - sum(shares, Decimal("0"))) / CENT)
+    for k in sorted(range(len(groups)), key=lambda k: exact[k] - shares[k], reverse=True)[:cents]:
+        shares[k] += CENT
+    parts = [(rate, share) for (rate, _), share in zip(groups, shares, strict=True) if share]
+    split = split_lines(parts)
+    rows = [(rate, net, vat, share) for (rate, share), (net, vat) in zip(parts, split, strict=True)]
+    net_total = sum((row[1] for row in rows), Decimal("0.00"))
+    vat_total = sum((row[2] for row in rows), Decimal("0.00"))
+    return net_total, vat_total, amount, vat_breakdown(rows)
+
+
+def refund_send(*, refund: Payment) -> Payment:
+    """Send a pending refund to Stripe once and record Stripe's answer (under the invoice lock).
+
+    The idempotency key is the ledger row's; a refund that already has its Stripe id, or is no longer
+    pending, is left as it is. Stripe refusing the refund marks it failed (its amount is free again
+    and its credit note waits to be paid back); when Stripe cannot be reached it stays pending and is
+    sent again by the next attempt (the system step's retry, or *Send again* on the invoice page).
+    """
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().get(pk=refund.invoice_id)
+        refund = Payment.objects.get(pk=refund.pk)
+        if (
+            refund.kind != Payment.Kind.REFUND
+            or refund.status != Payment.Status.PENDING
+            or refund.stripe_refund_id
+            or not refund.stripe_payment_intent_id
+        ):
+            return refund
         try:
             result = stripe_client().v1.refunds.create(
-                params={"payment_intent": payment.stripe_payment_intent_id, "amount": to_cents(amount)},
+                params={
+                    "payment_intent": refund.stripe_payment_intent_id,
+                    "amount": to_cents(refund.amount),
+                    "metadata": {"invoice_id": str(invoice.pk), "payment_id": str(refund.pk)},
+                },
                 options={"idempotency_key": refund.idempotency_key},
             )
+        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+            logger.warning("refund %s not sent to Stripe yet: %s", refund.pk, exc)
+            return refund
         except stripe.StripeError as exc:
-            raise BillingError(f"Stripe refused the refund: {exc.user_message or exc}") from exc
+            if getattr(exc, "http_status", None) and exc.http_status >= 500:
+                logger.warning("refund %s not sent to Stripe yet: %s", refund.pk, exc)
+                return refund
+            refund.status = Payment.Status.FAILED
+            refund.failure_code = (getattr(exc, "code", "") or "refund_refused")[:100]
+            refund.failure_message = f"Stripe refused the refund: {exc.user_message or exc}"[:500]
+            refund.save()
+            _invoice_event(invoice, invoice.state, note=refund.failure_message).save()
+            return refund
         refund.stripe_refund_id = result.id
-        refund.status = Payment.Status.SUCCEEDED if result.status == "succeeded" else Payment.Status.PENDING
+        refund.status = _REFUND_STATUS.get(str(result.status), Payment.Status.PENDING)
         refund.save()
-        InvoiceEvent.objects.create(
-            invoice_id=payment.invoice_id,
-            from_state=payment.invoice.state,
-            to_state=payment.invoice.state,
-            note=f"Refunded {amount} {payment.currency}: {reason}",
-            actor=user,
-        )
     return refund
+
+
+def refund_create(*, payment: Payment, amount: Decimal, reason: str, user: Any = None, key: str = "") -> Payment:
+    """Refund (part of) a succeeded charge: ``refund_issue`` for the charge's invoice, sent to Stripe at once."""
+    if payment.kind != Payment.Kind.CHARGE or payment.status != Payment.Status.SUCCEEDED:
+        raise RefundError("Only a succeeded payment can be refunded.", field="amount")
+    refund = refund_issue(invoice=payment.invoice, amount=amount, reason=reason, user=user, key=key)
+    return refund_send(refund=refund)
 
 
 # --- webhooks ------------------------------------------------------------------------------------
@@ -1067,10 +1255,19 @@ def _refund_reconcile(refund: dict[str, Any]) -> str:
     )
     if not charge:
         return "refund of an unknown charge"
-    # The invoice lock orders us after a portal refund still in its transaction (refund_create).
+    # The invoice lock orders us after a portal refund still in its transaction (refund_send).
     invoice = Invoice.objects.select_for_update().get(pk=charge.invoice_id)
     status = _REFUND_STATUS.get(str(refund.get("status") or ""), Payment.Status.PENDING)
     known = Payment.objects.filter(kind=Payment.Kind.REFUND, stripe_refund_id=refund_id).first()
+    ours = str((refund.get("metadata") or {}).get("payment_id") or "")
+    if known is None and ours.isdigit():
+        # A portal refund whose Stripe answer we have not stored yet (refund_send): the same ledger row.
+        known = Payment.objects.filter(
+            pk=int(ours), invoice=invoice, kind=Payment.Kind.REFUND, stripe_refund_id=""
+        ).first()
+        if known is not None:
+            known.stripe_refund_id = refund_id
+            known.save(update_fields=["stripe_refund_id", "updated_at"])
     if known is not None:
         if known.status == status:
             return "refund already recorded"

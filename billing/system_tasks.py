@@ -184,3 +184,59 @@ def exception_resolve(ctx: SystemTaskContext) -> dict[str, Any]:
         exception=item, user=None, resolution=str(ctx.variables.get("resolution") or "Resolved."), cancel_tasks=False
     )
     return {"exception_resolved": True}
+
+
+@system_task(
+    "billing.refund_issue",
+    reads=["invoice_id", "refund_amount", "refund_reason", "resolution", "subject", "case_id"],
+    writes=["refund_id", "refund_status", "refunded_amount", "credit_note_number"],
+    description="Refund the invoice (variable invoice_id) by refund_amount, or everything still refundable when "
+    "no amount is given: a credit note and the card refund through Stripe, once per step. A process that names "
+    "no invoice and no amount refunds nothing.",
+)
+def refund_issue(ctx: SystemTaskContext) -> dict[str, Any]:
+    from decimal import Decimal, InvalidOperation
+
+    from billing import selectors
+
+    raw = ctx.variables.get("refund_amount")
+    obj = ctx.business_object
+    if not isinstance(obj, Invoice) and not ctx.variables.get("invoice_id"):
+        if raw not in (None, ""):
+            raise PermanentError("a refund amount is given but the process names no invoice (invoice_id)")
+        return {"refund_id": None, "refund_status": "none", "refunded_amount": "0.00", "credit_note_number": ""}
+    invoice = _invoice(ctx)
+    refund = Payment.objects.filter(invoice=invoice, kind=Payment.Kind.REFUND, job_key=ctx.idempotency_key).first()
+    if refund is None:
+        if raw in (None, ""):
+            amount = selectors.invoice_refundable(invoice)
+            if amount <= 0:
+                return {"refund_id": None, "refund_status": "none", "refunded_amount": "0.00", "credit_note_number": ""}
+        else:
+            try:
+                amount = Decimal(str(raw))
+            except InvalidOperation:
+                raise PermanentError(f"refund_amount {raw!r} is not an amount") from None
+        case_id, subject = ctx.variables.get("case_id"), ctx.variables.get("subject")
+        reason = (
+            ctx.variables.get("refund_reason")
+            or ctx.variables.get("resolution")
+            or (f"Customer case #{case_id}: {subject}" if case_id else "")
+            or f"Refund decided in process #{ctx.process.pk}"
+        )
+        try:
+            refund = services.refund_issue(invoice=invoice, amount=amount, reason=str(reason), key=ctx.idempotency_key)
+        except services.BillingError as exc:
+            raise PermanentError(str(exc)) from None
+    refund = services.refund_send(refund=refund)
+    if refund.status == Payment.Status.FAILED:
+        raise PermanentError(f"refund of {refund.amount} {refund.currency} failed: {refund.failure_message}")
+    if refund.status == Payment.Status.PENDING and not refund.stripe_refund_id:
+        raise RuntimeError("Stripe could not be reached; the refund is recorded and is sent again on the next attempt")
+    note = refund.credit_notes.first()
+    return {
+        "refund_id": refund.pk,
+        "refund_status": refund.status,
+        "refunded_amount": str(refund.amount),
+        "credit_note_number": note.display_number if note else "",
+    }

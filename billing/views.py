@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 
 import stripe
 from django.conf import settings
@@ -22,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import FINANCE, role_required
 from billing import exports, selectors, services
+from billing.forms import RefundForm
 from billing.models import (
     AccountingExport,
     BillingException,
@@ -79,8 +79,13 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
 @role_required(FINANCE)
 @require_GET
 def invoice_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    invoice = _get_invoice(pk)
-    payments = list(invoice.payments.select_related("payment_method", "created_by"))
+    return _invoice_page(request, _get_invoice(pk))
+
+
+def _invoice_page(request: HttpRequest, invoice: Invoice, refund_form: RefundForm | None = None) -> HttpResponse:
+    payments = list(invoice.payments.select_related("payment_method", "created_by").prefetch_related("credit_notes"))
+    credit_notes = list(invoice.credit_notes.select_related("refund").order_by("pk"))
+    refundable = selectors.invoice_refundable(invoice)
     return render(
         request,
         "billing/invoice_detail.html",
@@ -88,13 +93,12 @@ def invoice_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "invoice": invoice,
             "lines": invoice.lines.select_related("contract__product__carpark", "vehicle"),
             "payments": payments,
-            "refundable": {
-                p.pk: selectors.refundable_amount(p)
-                for p in payments
-                if p.kind == Payment.Kind.CHARGE and p.status == Payment.Status.SUCCEEDED
-            },
+            "refunds": [p for p in payments if p.kind == Payment.Kind.REFUND],
+            "refundable": refundable,
+            "refund_form": refund_form or (RefundForm(initial={"amount": refundable}) if refundable > 0 else None),
             "events": invoice.events.select_related("actor"),
-            "credit_note": CreditNote.objects.filter(invoice=invoice).first(),
+            "credit_notes": credit_notes,
+            "credit_note": next((note for note in credit_notes if not note.is_partial), None),
             "exceptions": invoice.billingexception_set.all(),
             "payment_method": selectors.default_payment_method(invoice.customer_id),
             "card_link": services.card_setup_link(customer=invoice.customer),
@@ -203,21 +207,78 @@ def credit_note_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(FINANCE)
 @require_POST
-def refund_create(request: HttpRequest, pk: int) -> HttpResponse:
-    payment = get_object_or_404(Payment, pk=pk)
+def invoice_refund(request: HttpRequest, pk: int) -> HttpResponse:
+    """Refund (part of) the invoice: errors are shown at the form's fields, success redirects."""
+    invoice = _get_invoice(pk)
+    form = RefundForm(request.POST)
+    if not form.is_valid():
+        return _invoice_page(request, invoice, form)
+    key = form.cleaned_data["key"]
     try:
-        amount = Decimal(request.POST.get("amount", "").replace(",", "."))
-    except InvalidOperation:
-        messages.error(request, "Enter the refund amount as a number, for example 12.50.")
-        return redirect("billing:invoice-detail", pk=payment.invoice_id)
-    try:
-        refund = services.refund_create(
-            payment=payment, amount=amount, reason=request.POST.get("reason", ""), user=request.user
+        refund = services.refund_issue(
+            invoice=invoice,
+            amount=form.cleaned_data["amount"],
+            reason=form.cleaned_data["reason"],
+            user=request.user,
+            key=f"refund-form:{invoice.pk}:{key}" if key else "",
         )
+    except services.RefundError as exc:
+        form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        return _invoice_page(request, invoice, form)
     except services.BillingError as exc:
-        messages.error(request, str(exc))
+        form.add_error(None, str(exc))
+        return _invoice_page(request, invoice, form)
+    _refund_message(request, services.refund_send(refund=refund))
+    return redirect("billing:invoice-detail", pk=pk)
+
+
+def _refund_message(request: HttpRequest, refund: Payment) -> None:
+    note = refund.credit_notes.first()
+    paper = f" Credit note {note} is issued." if note else ""
+    if refund.status == Payment.Status.SUCCEEDED:
+        how = "to the customer's card" if refund.stripe_refund_id else "(pay it back by bank transfer)"
+        messages.success(request, f"Refunded {refund.amount} {refund.currency} {how}.{paper}")
+    elif refund.status == Payment.Status.FAILED:
+        messages.error(request, f"{refund.failure_message}.{paper} Refund the same amount again to retry.")
+    elif refund.stripe_refund_id:
+        messages.info(request, f"The refund of {refund.amount} {refund.currency} is pending at Stripe.{paper}")
     else:
-        messages.success(request, f"Refunded {refund.amount} {refund.currency} to the customer's card.")
+        messages.warning(
+            request,
+            f"Stripe could not be reached: the refund of {refund.amount} {refund.currency} is recorded as pending."
+            f"{paper} Send it again from the list of refunds.",
+        )
+
+
+@role_required(FINANCE)
+@require_POST
+def refund_send(request: HttpRequest, pk: int) -> HttpResponse:
+    """Send a pending refund Stripe has not answered yet (once: the ledger row's idempotency key)."""
+    refund = get_object_or_404(Payment, pk=pk, kind=Payment.Kind.REFUND)
+    _refund_message(request, services.refund_send(refund=refund))
+    return redirect("billing:invoice-detail", pk=refund.invoice_id)
+
+
+@role_required(FINANCE)
+@require_POST
+def refund_create(request: HttpRequest, pk: int) -> HttpResponse:
+    """The older per-payment form: the same refund path as the invoice's Refund form."""
+    payment = get_object_or_404(Payment, pk=pk)
+    form = RefundForm(request.POST)
+    if form.is_valid():
+        try:
+            refund = services.refund_create(
+                payment=payment,
+                amount=form.cleaned_data["amount"],
+                reason=form.cleaned_data["reason"],
+                user=request.user,
+            )
+        except services.BillingError as exc:
+            messages.error(request, str(exc))
+        else:
+            _refund_message(request, refund)
+    else:
+        messages.error(request, " ".join(error for errors in form.errors.values() for error in errors))
     return redirect("billing:invoice-detail", pk=payment.invoice_id)
 
 
