@@ -286,3 +286,20 @@ def test_a_refund_decided_without_an_amount_refunds_what_is_refundable(paid_invo
     assert process.variables["refunded_amount"] == "100.00"
     assert sorted(r.amount for r in stripe_refunds(charge)) == [1900, 10000]
     assert selectors.invoice_refundable(invoice) == Decimal("0.00")
+
+
+def test_the_demo_shows_one_partly_refunded_invoice_without_stripe():
+    import io
+
+    from billing import demo
+
+    for _ in range(3):
+        ContractFactory()
+    demo.load(io.StringIO())
+    demo.load(io.StringIO())  # a second load refunds nothing more
+
+    note = CreditNote.objects.get()
+    assert note.is_partial and note.gross_total == Decimal("20.00")
+    assert note.refund.status == Payment.Status.SUCCEEDED and not note.refund.stripe_refund_id
+    assert note.invoice.state == Invoice.State.PAID
+    assert selectors.invoice_refundable(note.invoice) == note.invoice.gross_total - Decimal("20.00")
