@@ -1,6 +1,6 @@
 from django.urls import path
 
-from carparks import customer_views, product_views, views
+from carparks import application_views, customer_views, product_views, views
 
 app_name = "carparks"
 urlpatterns = [
@@ -28,6 +28,11 @@ urlpatterns = [
         "customers/<int:pk>/not-a-duplicate/", customer_views.customer_duplicate_dismiss, name="customer-not-duplicate"
     ),
     path("customers/<int:customer_pk>/cases/new/", views.case_create, name="case-create"),
+    path(
+        "customers/<int:customer_pk>/applications/new/",
+        application_views.application_create,
+        name="application-create",
+    ),
     path("contracts/<int:pk>/", views.contract_detail, name="contract-detail"),
     path("contracts/<int:pk>/terminate/", views.contract_terminate, name="contract-terminate"),
     path("contracts/<int:pk>/plate/", views.contract_plate, name="contract-plate"),

@@ -342,7 +342,12 @@ def contract_vehicles_add(request: HttpRequest, pk: int) -> HttpResponse:
         lambda: services.contract_add_vehicles(
             contract=contract, vehicles=form.cleaned_data["plates"], user=request.user
         ),
-        lambda _: f"{len(form.cleaned_data['plates'])} vehicle(s) added.",
+        lambda changed: (
+            f"{len(form.cleaned_data['plates'])} vehicle(s) added."
+            if getattr(changed, "change_request", None) is None
+            else f"More vehicles than the contract's places allow: change request {changed.change_request.pk} "
+            f"for {changed.change_request.places_requested} places waits for review."
+        ),
     )
 
 
