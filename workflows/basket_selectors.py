@@ -426,4 +426,10 @@ def business_summary(obj: Any) -> list[dict[str, Any]]:
         plates = ", ".join(v.plate for v in obj.vehicles.all())
         if plates:
             items.append({"label": "Vehicles", "text": plates, "detail": "", "url": None})
+    customer = obj if model == "customer" else getattr(obj, "customer", None)
+    duplicate_of = getattr(customer, "possible_duplicate_of", None)
+    if duplicate_of is not None:  # a review point (carparks.customer_services.customer_find_or_flag)
+        what = "company" if customer.kind == "corporate" else "customer"
+        text = f"May be the same {what} as {duplicate_of} (customer {duplicate_of.pk}): merge or mark as different"
+        items.append({"label": "Possible duplicate", "text": text, "detail": "", "url": _link(customer)})
     return items

@@ -366,6 +366,20 @@ class TestApiApplications:
             not in client.get(reverse("carparks:customer-detail", args=[new.pk])).content.decode()
         )
 
+    def test_the_review_task_of_the_application_shows_the_possible_duplicate(self, client):
+        from workflows.models import Task
+
+        CorporateFactory(name="Fleet AG", company_number="HRB 555")
+        contract = self._apply(
+            client,
+            {"kind": "corporate", "name": "Fleet Munich", "email": "m@fleet.example", "company_number": "HRB 555"},
+        )
+        task = Task.objects.get(process__object_id=contract.pk, state="open")
+        login(client, AGENT, carparks=[contract.product.carpark])
+        page = client.get(reverse("workflows:task-detail", args=[task.pk])).content.decode()
+        assert "May be the same company as Fleet AG" in page
+        assert reverse("carparks:customer-detail", args=[contract.customer_id]) in page
+
     def test_a_supervisor_merges_from_the_banner(self, client):
         existing = CorporateFactory(name="Fleet AG", company_number="HRB 555")
         contract = self._apply(
