@@ -143,3 +143,195 @@ def processes_about(obj: Any) -> list[Any]:
         .select_related("definition")
         .order_by("-started_at")
     )
+
+
+# --- the dunning overview ------------------------------------------------------------------------
+
+DUNNING_EVENT = "payment.failed"
+# Age buckets of the overview: (label, first day, last day or None).
+DUNNING_AGE_BUCKETS = {
+    "0-7": ("up to 7 days", 0, 7),
+    "8-30": ("8 to 30 days", 8, 30),
+    "31-60": ("31 to 60 days", 31, 60),
+    "61+": ("more than 60 days", 61, None),
+}
+DUNNING_SORTS = {
+    "age": ("-first_failure_at", "-pk"),  # age ascending: the newest failure first
+    "-age": ("first_failure_at", "pk"),
+    "amount": ("gross_total", "pk"),
+    "-amount": ("-gross_total", "-pk"),
+    "customer": ("customer__name", "pk"),
+    "-customer": ("-customer__name", "-pk"),
+    "due": ("due_date", "pk"),
+    "-due": ("-due_date", "-pk"),
+    "level": ("dunning_level_sort", "dunning_step", "pk"),
+    "-level": ("-dunning_level_sort", "-dunning_step", "-pk"),
+}
+
+
+@dataclass
+class DunningFilters:
+    level: str = ""  # "r<n>" reminders sent, or "s<step id>" for a process that counts none
+    age: str = ""  # a DUNNING_AGE_BUCKETS key
+    amount_min: Decimal | None = None
+    q: str = ""
+    sort: str = "-age"
+
+
+def open_dunnings(*, filters: DunningFilters | None = None, today: date | None = None) -> QuerySet[Invoice]:
+    """Every open dunning: an invoice not paid or voided whose ``payment.failed`` event started a process
+    that is still running (or suspended). Found through the business events, never a workflow's key, so
+    the library's dunning counts as much as the built-in one.
+
+    Each invoice carries ``dunning_process_id`` (the newest such process), ``first_failure_at`` (its first
+    ``payment.failed``), ``dunning_step`` (the process's current step), ``dunning_reminders`` (the
+    process's ``reminder_level`` variable, text; None when the workflow counts none) and
+    ``dunning_level_sort`` (the reminders as a number, -1 when none are counted).
+    """
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.models import CharField, IntegerField, OuterRef, Subquery, Value
+    from django.db.models.fields.json import KeyTextTransform
+    from django.db.models.functions import Cast, Coalesce
+    from django.utils import timezone
+
+    from workflows.models import BusinessEvent, Process
+
+    filters = filters or DunningFilters()
+    today = today or timezone.localdate()
+    events = BusinessEvent.objects.filter(
+        name=DUNNING_EVENT, content_type=ContentType.objects.get_for_model(Invoice), object_id=OuterRef("pk")
+    )
+    running = events.filter(process__state__in=[Process.State.RUNNING, Process.State.SUSPENDED])
+    process = Process.objects.filter(pk=OuterRef("dunning_process_id"))
+    reminders = KeyTextTransform("reminder_level", "variables")
+    qs = (
+        Invoice.objects.filter(state__in=[Invoice.State.ISSUED, Invoice.State.OPEN])
+        .annotate(
+            dunning_process_id=Subquery(running.order_by("-emitted_at", "-pk").values("process_id")[:1]),
+            first_failure_at=Subquery(events.order_by("emitted_at", "pk").values("emitted_at")[:1]),
+        )
+        .filter(dunning_process_id__isnull=False)
+        .annotate(
+            dunning_step=Subquery(process.values("current_step")[:1], output_field=CharField()),
+            dunning_reminders=Subquery(process.annotate(r=reminders).values("r")[:1], output_field=CharField()),
+        )
+        .annotate(
+            dunning_level_sort=Coalesce(
+                Subquery(
+                    process.filter(variables__reminder_level__regex=r"^[0-9]{1,6}$")
+                    .annotate(n=Cast(reminders, IntegerField()))
+                    .values("n")[:1],
+                    output_field=IntegerField(),
+                ),
+                Value(-1),
+            )
+        )
+        .select_related("customer")
+    )
+    level = filters.level
+    if level.startswith("r") and level[1:].isdigit():
+        qs = qs.filter(dunning_level_sort=int(level[1:]))
+    elif level.startswith("s") and len(level) > 1:
+        qs = qs.filter(dunning_level_sort=-1, dunning_step=level[1:])
+    bucket = DUNNING_AGE_BUCKETS.get(filters.age)
+    if bucket is not None:
+        _, first_day, last_day = bucket
+        qs = qs.filter(first_failure_at__date__lte=today - _days(first_day))
+        if last_day is not None:
+            qs = qs.filter(first_failure_at__date__gte=today - _days(last_day))
+    if filters.amount_min is not None:
+        qs = qs.filter(gross_total__gte=filters.amount_min)
+    query = filters.q.strip()
+    if query:
+        match = Q(customer__name__icontains=query) | Q(customer__email__icontains=query)
+        if query.isdigit():
+            match |= Q(customer_id=int(query)) | Q(number=int(query))
+        qs = qs.filter(match)
+    return qs.order_by(*DUNNING_SORTS.get(filters.sort, DUNNING_SORTS["-age"]))
+
+
+def _days(count: int):  # noqa: ANN202 - timedelta
+    from datetime import timedelta
+
+    return timedelta(days=count)
+
+
+def dunning_levels(queryset: QuerySet[Invoice]) -> list[tuple[str, str]]:
+    """The levels present in ``queryset`` (an ``open_dunnings`` result) as (filter value, label)."""
+    seen = set(queryset.order_by().values_list("dunning_level_sort", "dunning_step").distinct())
+    reminders = sorted({n for n, _ in seen if n >= 0})
+    steps = sorted({step for n, step in seen if n < 0 and step})
+    return [(f"r{n}", f"{n} reminder{'s' if n != 1 else ''} sent") for n in reminders] + [
+        (f"s{step}", f"At step {step}") for step in steps
+    ]
+
+
+@dataclass
+class DunningRow:
+    invoice: Invoice
+    process: Any
+    level: str
+    reminders: int | None
+    step_id: str
+    step_name: str
+    next_at: Any  # datetime of the step's timer or task due time, or None
+    next_what: str
+    age_days: int
+    overdue_days: int | None
+
+
+def dunning_rows(invoices: list[Invoice], *, today: date | None = None) -> list[DunningRow]:
+    """The overview's rows for ``invoices`` (annotated by ``open_dunnings``): level, next step and when,
+    read for all of them at once (processes, pending timers, open tasks: three queries)."""
+    from django.db.models import Min
+    from django.utils import timezone
+
+    from workflows.compiler import graph_for_version
+    from workflows.models import Process, Task, Timer
+
+    today = today or timezone.localdate()
+    ids = [invoice.dunning_process_id for invoice in invoices]
+    processes = Process.objects.in_bulk(ids)
+    timers = dict(
+        Timer.objects.filter(process_id__in=ids, state=Timer.State.PENDING)
+        .exclude(kind=Timer.Kind.ESCALATION)
+        .values("process_id")
+        .annotate(due=Min("due_at"))
+        .values_list("process_id", "due")
+    )
+    tasks: dict[int, tuple[Any, str]] = {}
+    for process_id, due_at, name in (
+        Task.objects.filter(process_id__in=ids, state__in=Task.ACTIVE_STATES)
+        .order_by("process_id", "due_at")
+        .values_list("process_id", "due_at", "name")
+    ):
+        tasks.setdefault(process_id, (due_at, name))
+    rows = []
+    for invoice in invoices:
+        process = processes.get(invoice.dunning_process_id)
+        step_id = getattr(invoice, "dunning_step", "") or ""
+        step_name = step_id
+        if process is not None and step_id:
+            try:
+                step = graph_for_version(process.version_id).steps.get(step_id) or {}
+            except Exception:  # noqa: BLE001 - an unreadable graph still lists the invoice
+                step = {}
+            named = step.get("name") or ""
+            step_name = named if named and named != step_id else step_id.replace("_", " ").capitalize()
+        reminders = invoice.dunning_level_sort if invoice.dunning_level_sort >= 0 else None
+        level = f"{reminders} reminder{'s' if reminders != 1 else ''} sent" if reminders is not None else step_name
+        next_at, next_what = None, ""
+        if process is not None and process.pk in tasks:
+            next_at, task_name = tasks[process.pk]
+            next_what = f"Task: {task_name}"
+        elif process is not None and process.pk in timers:
+            next_at, next_what = timers[process.pk], "Timer"
+        if process is not None and process.state == Process.State.SUSPENDED:
+            next_what = "Process suspended"
+        first = invoice.first_failure_at
+        age = (today - timezone.localdate(first)).days if first else 0
+        overdue = (today - invoice.due_date).days if invoice.due_date and invoice.due_date < today else None
+        rows.append(
+            DunningRow(invoice, process, level, reminders, step_id, step_name, next_at, next_what, max(age, 0), overdue)
+        )
+    return rows

@@ -236,8 +236,189 @@ def _lines_for(
 
 
 def invoicing_run_create(*, period_start: date, user: Any = None) -> InvoicingRun:
+    """A run confirmed by the system (the monthly schedule, a process step, the demo): queued, no preview.
+
+    Finance starts runs with ``invoicing_run_preview_create`` and confirms them by hand instead.
+    """
     start, end = month_period(period_start)
-    return InvoicingRun.objects.create(period_start=start, period_end=end, started_by=user)
+    return InvoicingRun.objects.create(
+        period_start=start,
+        period_end=end,
+        started_by=user,
+        state=InvoicingRun.State.QUEUED,
+        confirmed_at=timezone.now(),
+    )
+
+
+def invoicing_run_period_check(*, period_start: date, today: date | None = None) -> None:
+    """Refuse a period Finance may not bill yet: the current or an earlier month, or the next month
+    from ``BILLING_RUN_EARLY_DAYS`` days before it starts (raises BillingError naming the date)."""
+    today = today or timezone.localdate()
+    start, _ = month_period(period_start)
+    this_month, _ = month_period(today)
+    if start <= this_month:
+        return
+    next_month, _ = month_period(this_month + timedelta(days=32))
+    early = settings.BILLING_RUN_EARLY_DAYS
+    opens = next_month - timedelta(days=early)
+    if start == next_month and today >= opens:
+        return
+    if start == next_month:
+        raise BillingError(
+            f"{start:%m/%Y} can be billed from {opens:%d.%m.%Y} ({early} days before it starts); "
+            f"choose {this_month:%m/%Y} or an earlier month."
+        )
+    raise BillingError(f"{start:%m/%Y} is too far ahead: bill {this_month:%m/%Y} or an earlier month.")
+
+
+def invoicing_run_preview_compute(*, period_start: date, period_end: date) -> dict[str, Any]:
+    """What a run for the period would create now, without writing anything.
+
+    It reads what the run reads (the billable contracts, the price lists they follow) in a few bulk
+    queries and builds the same lines with the same code, so the preview cannot disagree with the run:
+    invoices (one per customer with a positive amount), lines, total gross, and how many of those
+    customers would be charged by card (a saved card) or must pay by transfer.
+    """
+    contracts = selectors.billable_contracts(period_start=period_start, period_end=period_end)
+    price_lists = contract_price_lists([contract.pk for contract in contracts])
+    per_customer: dict[int, Decimal] = defaultdict(Decimal)
+    lines = not_billed = 0
+    for contract in contracts:
+        contract_lines = _lines_for(contract, period_start, period_end, price_lists.get(contract.pk))
+        if not contract_lines:
+            continue
+        total = sum((line.gross for line in contract_lines), Decimal("0.00"))
+        if total <= 0 or any(line.gross < 0 for line in contract_lines):  # the run's zero-amount rule
+            not_billed += 1
+            continue
+        per_customer[contract.customer_id] += total
+        lines += len(contract_lines)
+    with_card = selectors.customers_with_payment_method(list(per_customer))
+    gross = sum(per_customer.values(), Decimal("0.00"))
+    by_card = sum((per_customer[c] for c in with_card if c in per_customer), Decimal("0.00"))
+    return {
+        "invoices": len(per_customer),
+        "lines": lines,
+        "gross_total": str(gross),
+        "charged_by_card": len(with_card),
+        "gross_by_card": str(by_card),
+        "without_card": len(per_customer) - len(with_card),
+        "not_billed_zero": not_billed,
+        "computed_at": timezone.now().isoformat(),
+    }
+
+
+def invoicing_run_preview_create(
+    *, period_start: date, user: Any, today: date | None = None, check_period: bool = True
+) -> InvoicingRun:
+    """Finance asks for a run: a ``preview`` that bills, emails and charges nothing until confirmed.
+
+    The period must pass ``invoicing_run_period_check`` (``check_period=False`` only for the system's
+    demo data; confirming checks it again). An open preview of the same month is refreshed and reused.
+    """
+    start, end = month_period(period_start)
+    if check_period:
+        invoicing_run_period_check(period_start=start, today=today)
+    preview = invoicing_run_preview_compute(period_start=start, period_end=end)
+    with transaction.atomic():
+        run = (
+            InvoicingRun.objects.select_for_update()
+            .filter(period_start=start, state=InvoicingRun.State.PREVIEW)
+            .order_by("-pk")
+            .first()
+        )
+        if run is not None:
+            run.preview = preview
+            run.save(update_fields=["preview"])
+            return run
+        return InvoicingRun.objects.create(
+            period_start=start, period_end=end, started_by=user, state=InvoicingRun.State.PREVIEW, preview=preview
+        )
+
+
+def invoicing_run_preview_refresh(*, run: InvoicingRun) -> InvoicingRun:
+    """Work the preview out again (contracts, cards and prices may have changed since)."""
+    preview = invoicing_run_preview_compute(period_start=run.period_start, period_end=run.period_end)
+    with transaction.atomic():
+        run = InvoicingRun.objects.select_for_update().get(pk=run.pk)
+        if run.state != InvoicingRun.State.PREVIEW:
+            raise BillingError(f"This run is {run.get_state_display().lower()}; its preview is kept as it was.")
+        run.preview = preview
+        run.save(update_fields=["preview"])
+    return run
+
+
+def invoicing_run_confirm(*, run: InvoicingRun, user: Any, today: date | None = None) -> InvoicingRun:
+    """Finance confirms a preview: it is queued once (the row lock makes a second confirmation fail)."""
+    with transaction.atomic():
+        run = InvoicingRun.objects.select_for_update().get(pk=run.pk)
+        if run.state != InvoicingRun.State.PREVIEW:
+            already = "confirmed already" if run.confirmed_at else run.get_state_display().lower()
+            raise BillingError(f"This invoicing run is {already}; it was not queued again.")
+        invoicing_run_period_check(period_start=run.period_start, today=today)
+        busy = (
+            InvoicingRun.objects.filter(
+                state__in=[InvoicingRun.State.QUEUED, InvoicingRun.State.RUNNING],
+                created_at__gte=timezone.now() - timedelta(hours=1),  # an older one died with its worker
+            )
+            .exclude(pk=run.pk)
+            .first()
+        )
+        if busy is not None:
+            raise BillingError(f"The run for {busy.period_start:%m/%Y} is still in progress; confirm when it is done.")
+        run.state = InvoicingRun.State.QUEUED
+        run.confirmed_by = user if getattr(user, "pk", None) else None
+        run.confirmed_at = timezone.now()
+        run.save(update_fields=["state", "confirmed_by", "confirmed_at"])
+        run_id = run.pk
+        transaction.on_commit(lambda: _queue_run(run_id))
+    return run
+
+
+def _queue_run(run_id: int) -> None:
+    from billing import tasks
+
+    tasks.invoicing_run_task.delay(run_id)
+
+
+def invoicing_run_cancellable(run: InvoicingRun) -> bool:
+    """Whether the run may still be cancelled: nothing of it has been issued (so nothing emailed or charged)."""
+    if run.state in (InvoicingRun.State.DONE, InvoicingRun.State.CANCELLED):
+        return False
+    return not run.invoices.exclude(state=Invoice.State.DRAFT).exists()
+
+
+def invoicing_run_cancel(*, run: InvoicingRun, user: Any) -> InvoicingRun:
+    """Cancel a preview, or a confirmed run before its delivery phase (issuing, emailing, charging) starts.
+
+    A run in progress stops at its next chunk (each chunk and the delivery phase lock the run row and
+    check its state). The draft invoices it made are deleted: they have no number, were never sent
+    or charged, and deleting them frees their contracts for the next run of the month, so nothing is
+    lost; kept, they would mark those contracts as billed with invoices nobody sends.
+    """
+    with transaction.atomic():
+        run = InvoicingRun.objects.select_for_update().get(pk=run.pk)
+        if run.state == InvoicingRun.State.CANCELLED:
+            raise BillingError("This invoicing run is cancelled already.")
+        if not invoicing_run_cancellable(run):
+            raise BillingError(
+                "This run has issued its invoices and is emailing and charging them: it can no longer be "
+                "cancelled. Reverse a single invoice with a credit note instead."
+            )
+        drafts = Invoice.objects.filter(run=run, state=Invoice.State.DRAFT)
+        deleted = drafts.count()
+        InvoiceLine.objects.filter(invoice__in=drafts).delete()
+        drafts.delete()
+        run.state = InvoicingRun.State.CANCELLED
+        run.cancelled_at = timezone.now()
+        run.finished_at = run.finished_at or run.cancelled_at
+        run.preview = {
+            **(run.preview or {}),
+            "cancelled_by": str(user) if getattr(user, "pk", None) else "system",
+            "drafts_deleted": deleted,
+        }
+        run.save(update_fields=["state", "cancelled_at", "finished_at", "preview"])
+    return run
 
 
 def invoicing_run_execute(*, run: InvoicingRun, chunk_size: int = 500, deliver: bool = True) -> InvoicingRun:
@@ -245,10 +426,21 @@ def invoicing_run_execute(*, run: InvoicingRun, chunk_size: int = 500, deliver: 
 
     Idempotent: contracts that already have a line for the period are skipped (and the unique
     constraint on lines would refuse a second one). Customers are processed in chunks, each in its
-    own transaction under the invoice number series lock, so progress is visible while it runs.
+    own transaction under the invoice number series lock, so progress is visible while it runs; the
+    chunks make draft invoices. Then the delivery phase (``_run_issue``) numbers and issues all of the
+    run's drafts in one transaction and, with ``deliver``, queues their email and card charge. Each
+    chunk and the delivery phase lock the run and stop when it was cancelled. A preview is refused
+    (BillingError); a cancelled run is returned as it is.
     """
     period_start, period_end = run.period_start, run.period_end
-    InvoicingRun.objects.filter(pk=run.pk).update(state=InvoicingRun.State.RUNNING)
+    runnable = [InvoicingRun.State.QUEUED, InvoicingRun.State.RUNNING, InvoicingRun.State.FAILED]
+    if not InvoicingRun.objects.filter(pk=run.pk, state__in=[*runnable, InvoicingRun.State.DONE]).update(
+        state=InvoicingRun.State.RUNNING
+    ):
+        run.refresh_from_db()
+        if run.state == InvoicingRun.State.PREVIEW:
+            raise BillingError("This invoicing run is a preview: it bills nothing until Finance confirms it.")
+        return run  # cancelled: nothing more to do
     try:
         contracts = selectors.billable_contracts(period_start=period_start, period_end=period_end)
         by_customer: dict[int, list[selectors.BillableContract]] = defaultdict(list)
@@ -262,12 +454,18 @@ def invoicing_run_execute(*, run: InvoicingRun, chunk_size: int = 500, deliver: 
             .values_list("contract_id", "monthly_price")
         )  # the price of each contract's last segment of the month before
         customer_ids = list(by_customer)
+        going = True
         for offset in range(0, len(customer_ids), chunk_size):
             chunk = {cid: by_customer[cid] for cid in customer_ids[offset : offset + chunk_size]}
-            _invoice_chunk(run, chunk, previous_prices, deliver=deliver)
-        InvoicingRun.objects.filter(pk=run.pk).update(state=InvoicingRun.State.DONE, finished_at=timezone.now())
+            going = _invoice_chunk(run, chunk, previous_prices, deliver=deliver)
+            if not going:
+                break  # cancelled between chunks
+        if going and _run_issue(run, deliver=deliver):
+            InvoicingRun.objects.filter(pk=run.pk, state=InvoicingRun.State.RUNNING).update(
+                state=InvoicingRun.State.DONE, finished_at=timezone.now()
+            )
     except Exception as exc:
-        InvoicingRun.objects.filter(pk=run.pk).update(
+        InvoicingRun.objects.filter(pk=run.pk, state=InvoicingRun.State.RUNNING).update(
             state=InvoicingRun.State.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
         )
         raise
@@ -302,7 +500,8 @@ def _invoice_chunk(
     previous_prices: dict[int, Decimal],
     *,
     deliver: bool,
-) -> None:
+) -> bool:
+    """Make the chunk's draft invoices; False (and nothing written) when the run was cancelled."""
     period_start, period_end = run.period_start, run.period_end
     issued_on = timezone.localdate()
     series_key = f"{INVOICE_SERIES_PREFIX}{issued_on.year}"
@@ -310,7 +509,10 @@ def _invoice_chunk(
         # Taking the series lock first serialises concurrent runs; the re-check below then sees
         # every line a parallel run committed.
         NumberSeries.objects.get_or_create(key=series_key)
-        series = NumberSeries.objects.select_for_update().get(key=series_key)
+        NumberSeries.objects.select_for_update().get(key=series_key)
+        # Then the run's row lock orders the chunk against a cancellation (which deletes the drafts).
+        if InvoicingRun.objects.select_for_update().get(pk=run.pk).state != InvoicingRun.State.RUNNING:
+            return False
         already = set(
             InvoiceLine.objects.filter(period_start=period_start, invoice__customer_id__in=list(chunk)).values_list(
                 "contract_id", flat=True
@@ -377,21 +579,12 @@ def _invoice_chunk(
                 period_start=period_start,
                 period_end=period_end,
                 run=run,
-                series=series_key,
-                issue_date=issued_on,
-                due_date=issued_on + timedelta(days=settings.BILLING_PAYMENT_TERMS_DAYS),
                 billing_address=_address_snapshot(customers[customer_id]),
-            )
+            )  # a draft: the delivery phase numbers and issues it
             _apply_totals(invoice, lines)
-            invoice.issue()
             invoices.append(invoice)
             invoice_lines.append(lines)
 
-        first = series.next_number
-        for offset, invoice in enumerate(invoices):
-            invoice.number = first + offset
-        series.next_number = first + len(invoices)
-        series.save(update_fields=["next_number"])
         Invoice.objects.bulk_create(invoices)
         all_lines = []
         for invoice, lines in zip(invoices, invoice_lines, strict=True):
@@ -399,9 +592,6 @@ def _invoice_chunk(
                 line.invoice = invoice
                 all_lines.append(line)
         InvoiceLine.objects.bulk_create(all_lines)
-        InvoiceEvent.objects.bulk_create(
-            [_invoice_event(invoice, Invoice.State.DRAFT, note="Invoicing run") for invoice in invoices]
-        )
         known = set(
             BillingException.objects.filter(dedupe_key__in=[e.dedupe_key for e in exceptions]).values_list(
                 "dedupe_key", flat=True
@@ -416,9 +606,60 @@ def _invoice_chunk(
             lines_created=models_F("lines_created") + len(all_lines),
             exceptions_created=models_F("exceptions_created") + len(created_exceptions),
         )
-        if deliver and invoices:
-            ids = [invoice.pk for invoice in invoices]
+    return True
+
+
+def _run_issue(run: InvoicingRun, *, deliver: bool) -> bool:
+    """The delivery phase: number and issue every draft of the run in one transaction (gap-free, under
+    the series lock), then, after the commit, queue each invoice's email and card charge. From here on
+    the run can no longer be cancelled. False when it was cancelled before."""
+    from django.db import connection
+
+    issued_on = timezone.localdate()
+    series_key = f"{INVOICE_SERIES_PREFIX}{issued_on.year}"
+    with transaction.atomic():
+        NumberSeries.objects.get_or_create(key=series_key)
+        series = NumberSeries.objects.select_for_update().get(key=series_key)  # always before the run's lock
+        if InvoicingRun.objects.select_for_update().get(pk=run.pk).state != InvoicingRun.State.RUNNING:
+            return False
+        ids = list(
+            Invoice.objects.filter(run_id=run.pk, state=Invoice.State.DRAFT).order_by("pk").values_list("pk", flat=True)
+        )
+        if not ids:
+            return True
+        first = series.next_number
+        table = Invoice._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""UPDATE {table} AS i SET state = %s, series = %s, number = %s + d.n - 1, issue_date = %s,
+                       due_date = %s
+                    FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM {table}
+                          WHERE run_id = %s AND state = %s) AS d
+                    WHERE i.id = d.id""",  # noqa: S608 - the table name is ours
+                [
+                    Invoice.State.ISSUED,
+                    series_key,
+                    first,
+                    issued_on,
+                    issued_on + timedelta(days=settings.BILLING_PAYMENT_TERMS_DAYS),
+                    run.pk,
+                    Invoice.State.DRAFT,
+                ],
+            )
+        series.next_number = first + len(ids)
+        series.save(update_fields=["next_number"])
+        InvoiceEvent.objects.bulk_create(
+            [
+                InvoiceEvent(
+                    invoice_id=pk, from_state=Invoice.State.DRAFT, to_state=Invoice.State.ISSUED, note="Invoicing run"
+                )
+                for pk in ids
+            ],
+            batch_size=2000,
+        )
+        if deliver:
             transaction.on_commit(lambda: _queue_delivery(ids))
+    return True
 
 
 def models_F(name: str):  # noqa: ANN201, N802 - short alias for F()

@@ -17,8 +17,11 @@ logger = logging.getLogger(__name__)
 @shared_task(acks_late=True)
 def invoicing_run_task(run_id: int, deliver: bool = True) -> int:
     run = InvoicingRun.objects.get(pk=run_id)
-    if run.state == InvoicingRun.State.DONE:
+    if run.state in (InvoicingRun.State.DONE, InvoicingRun.State.CANCELLED):
         return run.invoices_created
+    if run.state == InvoicingRun.State.PREVIEW:
+        logger.warning("invoicing run %s is a preview nobody confirmed; not run", run_id)
+        return 0
     # A re-delivered message after a worker died resumes the run: billed contracts are skipped.
     return services.invoicing_run_execute(run=run, deliver=deliver).invoices_created
 
@@ -27,7 +30,8 @@ def invoicing_run_task(run_id: int, deliver: bool = True) -> int:
 def invoicing_run_monthly() -> int:
     """Beat: on the first of the month, bill the month (in advance) for every active contract.
 
-    Then ``invoicing.period_due`` tells the workflows the period's run exists (also when it failed: a
+    The schedule's run is confirmed by the system (no preview: nobody waits to confirm it). Then
+    ``invoicing.period_due`` tells the workflows the period's run exists (also when it failed: a
     review workflow resumes it).
     """
     run = services.invoicing_run_create(period_start=timezone.localdate())

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import views
+from billing import finance_views, views
 
 app_name = "billing"
 urlpatterns = [
@@ -21,8 +21,13 @@ urlpatterns = [
     path("credit-notes/<int:pk>/pdf/", views.credit_note_pdf, name="credit-note-pdf"),
     path("exceptions/", views.exception_list, name="exception-list"),
     path("exceptions/<int:pk>/resolve/", views.exception_resolve, name="exception-resolve"),
-    path("runs/", views.run_create, name="run-create"),
-    path("runs/<int:pk>/", views.run_detail, name="run-detail"),
+    path("runs/", finance_views.run_create, name="run-create"),
+    path("runs/<int:pk>/", finance_views.run_detail, name="run-detail"),
+    path("runs/<int:pk>/confirm/", finance_views.run_confirm, name="run-confirm"),
+    path("runs/<int:pk>/cancel/", finance_views.run_cancel, name="run-cancel"),
+    path("runs/<int:pk>/refresh/", finance_views.run_refresh, name="run-refresh"),
+    path("dunning/", finance_views.dunning_list, name="dunning-list"),
+    path("dunning/export.csv", finance_views.dunning_export, name="dunning-export"),
     path("exports/", views.export_list, name="export-list"),
     path("exports/new/", views.export_create, name="export-create"),
     path("exports/<int:pk>/download/", views.export_download, name="export-download"),

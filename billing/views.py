@@ -4,13 +4,11 @@ customer's card page (signed link, no login) and the Stripe webhook (signature-c
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import stripe
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -336,45 +334,7 @@ def exception_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("billing:exception-list")
 
 
-# --- invoicing runs ------------------------------------------------------------------------------
-
-
-@role_required(FINANCE)
-@require_POST
-def run_create(request: HttpRequest) -> HttpResponse:
-    from datetime import date
-
-    raw = request.POST.get("period", "")
-    try:
-        period = date.fromisoformat(f"{raw}-01") if raw else timezone.localdate()
-    except ValueError:
-        messages.error(request, "Choose the month to bill.")
-        return redirect("billing:invoice-list")
-    busy = InvoicingRun.objects.filter(
-        state__in=[InvoicingRun.State.QUEUED, InvoicingRun.State.RUNNING],
-        created_at__gte=timezone.now() - timedelta(hours=1),  # an older one died with its worker
-    ).first()
-    if busy is not None:
-        messages.warning(request, "An invoicing run is already in progress.")
-        return redirect("billing:run-detail", pk=busy.pk)
-    with transaction.atomic():
-        run = services.invoicing_run_create(period_start=period, user=request.user)
-        transaction.on_commit(lambda: _queue_run(run.pk))
-    return redirect("billing:run-detail", pk=run.pk)
-
-
-def _queue_run(run_id: int) -> None:
-    from billing.tasks import invoicing_run_task
-
-    invoicing_run_task.delay(run_id)
-
-
-@role_required(FINANCE)
-@require_GET
-def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(InvoicingRun, pk=pk)
-    template = "billing/_run_progress.html" if request.htmx else "billing/run_detail.html"
-    return render(request, template, {"run": run})
+# Invoicing runs (preview, confirmation, cancellation): billing/finance_views.py
 
 
 # --- accounting exports --------------------------------------------------------------------------

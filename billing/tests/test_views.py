@@ -68,6 +68,9 @@ def test_finance_runs_invoicing_now_and_watches_its_progress(client, finance_use
         response = client.post(reverse("billing:run-create"), {"period": "2026-03"})
     run = InvoicingRun.objects.get()
     assert response["Location"] == reverse("billing:run-detail", args=[run.pk])
+    assert run.state == InvoicingRun.State.PREVIEW and not callbacks  # a preview: nothing queued yet
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        client.post(reverse("billing:run-confirm", args=[run.pk]), {"confirm": "on"})
     assert len(callbacks) == 1
     page = client.get(response["Location"], HTTP_HX_REQUEST="true")
     assert b'hx-trigger="every 2s"' in page.content  # queued: the page keeps polling

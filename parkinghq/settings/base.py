@@ -291,6 +291,8 @@ BILLING_OPERATOR = {
 BILLING_FONT_DIR = envstr("BILLING_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
 BILLING_PAYMENT_TERMS_DAYS = envint("BILLING_PAYMENT_TERMS_DAYS", 14)
 BILLING_CARD_LINK_MAX_AGE_DAYS = envint("BILLING_CARD_LINK_MAX_AGE_DAYS", 14)
+# Finance may bill the next month from this many days before it starts (earlier months always).
+BILLING_RUN_EARLY_DAYS = envint("BILLING_RUN_EARLY_DAYS", 5)
 ACCOUNTING_EXPORT_DIR = Path(envstr("ACCOUNTING_EXPORT_DIR", str(VAR_DIR / "accounting-export")))
 DATEV_CONSULTANT_NUMBER = envint("DATEV_CONSULTANT_NUMBER", 1001)
 DATEV_CLIENT_NUMBER = envint("DATEV_CLIENT_NUMBER", 1)
