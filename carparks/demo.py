@@ -70,6 +70,7 @@ def load(stdout: Any) -> None:
         carparks, products = _carparks_and_products(rng)
         _price_history(products)
         customers = _customers(rng)
+        _customer_billing_and_review(customers)
         contracts = _contracts(rng, products, customers)
         cases = _cases(rng, customers, contracts)
         _responsibilities(carparks)
@@ -188,6 +189,49 @@ def _customers(rng: random.Random) -> list[Customer]:
                 )
             )
     return Customer.objects.bulk_create(customers)
+
+
+def _customer_billing_and_review(customers: list[Customer]) -> int:
+    """Two companies bill to their own address with their own cost centres (one in English); a third
+    applied again through the web shop under the first one's company number and waits for review as a
+    possible duplicate (its page shows "May be the same company as …")."""
+    corporate = [c for c in customers if c.kind == Customer.Kind.CORPORATE][:3]
+    if len(corporate) < 3:
+        return 0
+    first, second, branch = corporate
+    first.billing_contact, first.billing_email = "Kreditorenbuchhaltung", f"rechnung@{first.email.split('@')[1]}"
+    first.billing_street, first.billing_postcode, first.billing_city, first.billing_country = (
+        "Postfach 10 20 30",
+        "80001",
+        "München",
+        "DE",
+    )
+    first.cost_centres, first.invoice_language = ["Vertrieb", "Service", "Geschäftsführung"], "de"
+    second.billing_contact, second.billing_email = "Accounts payable", f"ap@{second.email.split('@')[1]}"
+    second.billing_street, second.billing_postcode, second.billing_city, second.billing_country = (
+        "PO Box 4711",
+        "10117",
+        "Berlin",
+        "DE",
+    )
+    second.cost_centres, second.invoice_language = ["FLEET-01", "FLEET-02", "POOL"], "en"
+    branch.name = f"{first.name.rsplit(' ', 1)[0]} Niederlassung Nord"
+    branch.company_number, branch.possible_duplicate_of = first.company_number, first
+    fields = [
+        "name",
+        "company_number",
+        "possible_duplicate_of",
+        "billing_contact",
+        "billing_email",
+        "billing_street",
+        "billing_postcode",
+        "billing_city",
+        "billing_country",
+        "cost_centres",
+        "invoice_language",
+    ]
+    Customer.objects.bulk_update([first, second, branch], fields)
+    return 3
 
 
 def _plate(rng: random.Random, city: str, n: int) -> str:

@@ -394,3 +394,18 @@ class TestApiApplications:
         assert "Merge Fleet Munich into Fleet AG" in preview
         client.post(merge_url, {"other": existing.pk, "keep": "other", "confirm": "1"})
         assert Contract.objects.get(pk=contract.pk).customer == existing
+
+
+def test_it_loads_demo_companies_with_billing_details_and_a_possible_duplicate_to_review(client):
+    import io
+
+    from carparks import demo
+
+    demo.load(io.StringIO())
+    billed = Customer.objects.filter(kind="corporate").exclude(billing_street="")
+    assert billed.count() >= 2 and all(c.cost_centres for c in billed)
+    flagged = Customer.objects.get(possible_duplicate_of__isnull=False)
+    assert flagged.company_number == flagged.possible_duplicate_of.company_number
+    login(client, SUPERVISOR)
+    page = client.get(reverse("carparks:customer-detail", args=[flagged.pk])).content.decode()
+    assert "May be the same company as" in page
