@@ -76,6 +76,7 @@ def load(stdout: Any) -> None:
         _responsibilities(carparks)
         token = _api_client()
         started = _processes(contracts, cases)
+        started += _corporate_places(carparks[0], customers)
     stdout.write(
         f"carparks.demo: {len(carparks)} car parks, {len(products)} products, {len(customers)} customers, "
         f"{len(contracts)} contracts, {len(cases)} cases, {started} processes started\n"
@@ -418,6 +419,31 @@ def _api_client() -> str | None:
         return None
     _, token = api_client_create(name="Demo shop", scopes=list(ApiClient.Scope.values))
     return token
+
+
+def _corporate_places(carpark: CarPark, customers: list[Customer]) -> int:
+    """A company pool (2 vehicles per place) with a corporate contract of 3 places and 6 vehicles, and a
+    pending places review: two more vehicles asked for beyond the places (through the services, so the
+    review process starts as it would). Returns the processes started."""
+    from carparks import services
+
+    company = [c for c in customers if c.kind == Customer.Kind.CORPORATE][-1]
+    pool = Product.objects.create(
+        carpark=carpark,
+        name="Company pool",
+        monthly_price=Decimal("249.00"),
+        quota=30,
+        audience=Product.Audience.CORPORATE,
+        vehicles_per_place=2,
+        notice_period_days=90,
+    )
+    plates = [f"M-QJ {n}" for n in range(1, 7)]  # Q and J are in no other demo plate
+    contract = services.contract_apply(
+        customer=company, product=pool, vehicles=plates, places=3, channel="phone", note="Demo: company pool."
+    )
+    contract = services.contract_activate(contract=services.contract_approve(contract=contract))
+    changed = services.contract_add_vehicles(contract=contract, vehicles=["M-QJ 7", "M-QJ 8"], channel="email")
+    return int(changed.change_request is not None)
 
 
 def _processes(contracts: list[Contract], cases: list[Case]) -> int:

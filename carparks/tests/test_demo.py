@@ -29,6 +29,9 @@ def test_it_loads_the_demo_and_a_second_run_changes_nothing(django_user_model):
     ).filter(held__gt=models_quota())
     assert not oversold.exists()
     assert Contract.objects.filter(state="waitlisted").exists()
+    pool = Contract.objects.get(product__name="Company pool")
+    assert (pool.state, pool.places, pool.vehicles.count()) == ("active", 3, 6)
+    assert pool.change_requests.get().state == "pending"
     counts = (Contract.objects.count(), Case.objects.count())
     demo.load(io.StringIO())
     assert (Contract.objects.count(), Case.objects.count()) == counts
