@@ -37,6 +37,10 @@ POLICY: dict[str, set[str]] = {
     "/carparks/cases/": {A, S, G, C},
     "/carparks/new/": {A, M},  # add a car park
     "/carparks/customers/1/cases/": {A, S, G, C},
+    "/carparks/customers/new/": {A, S, G, C},  # create and edit customers
+    "/carparks/customers/1/edit/": {A, S, G, C},
+    "/carparks/customers/1/not-a-duplicate/": {A, S, G, C},
+    "/carparks/customers/1/merge/": {A, S},
     "/carparks/contracts/1/card/": {A, S, G, C},
     "/carparks/contracts/1/plate/": {A, S, G, C},
     "/carparks/contracts/1/stage/": {A, S, G, C},
