@@ -49,9 +49,25 @@ class BillableContract:
     vehicles: list[tuple[int, str, str]] = field(default_factory=list)  # (id, plate, cost centre)
 
 
+def _billable(period_start: date, period_end: date) -> QuerySet[Contract]:
+    return Contract.objects.filter(_due(period_start, period_end)).exclude(invoice_lines__period_start=period_start)
+
+
+def billable_contract_terms(
+    *, period_start: date, period_end: date
+) -> list[tuple[int, int, date, date | None, Decimal]]:
+    """(pk, customer id, start, end, monthly price) of the contracts ``billable_contracts`` returns, in
+    one light query: what the run's preview needs to work out the amounts."""
+    return list(
+        _billable(period_start, period_end)
+        .order_by("customer_id", "pk")
+        .values_list("pk", "customer_id", "start_date", "end_date", "monthly_price")
+    )
+
+
 def billable_contracts(*, period_start: date, period_end: date) -> list[BillableContract]:
     """Due contracts that have no invoice line for the period yet, ordered by customer."""
-    due = Contract.objects.filter(_due(period_start, period_end)).exclude(invoice_lines__period_start=period_start)
+    due = _billable(period_start, period_end)
     rows = [
         BillableContract(*row)
         for row in due.order_by("customer_id", "pk").values_list(

@@ -275,24 +275,43 @@ def invoicing_run_preview_compute(*, period_start: date, period_end: date) -> di
     """What a run for the period would create now, without writing anything.
 
     It reads what the run reads (the billable contracts, the price lists they follow) in a few bulk
-    queries and builds the same lines with the same code, so the preview cannot disagree with the run:
+    queries and works out the same shares with the same proration code (without building the lines), so
+    the preview agrees with the run:
     invoices (one per customer with a positive amount), lines, total gross, and how many of those
     customers would be charged by card (a saved card) or must pay by transfer.
     """
-    contracts = selectors.billable_contracts(period_start=period_start, period_end=period_end)
-    price_lists = contract_price_lists([contract.pk for contract in contracts])
+    contracts = selectors.billable_contract_terms(period_start=period_start, period_end=period_end)
+    price_lists = contract_price_lists([contract[0] for contract in contracts])
     per_customer: dict[int, Decimal] = defaultdict(Decimal)
     lines = not_billed = 0
-    for contract in contracts:
-        contract_lines = _lines_for(contract, period_start, period_end, price_lists.get(contract.pk))
-        if not contract_lines:
+    for pk, customer_id, start_date, end_date, monthly_price in contracts:
+        # The shares _lines_for makes its lines of (one per price segment, or one at the agreed price).
+        prices = price_lists.get(pk)
+        if prices is None:
+            share = pro_rata(
+                monthly_price=monthly_price,
+                period_start=period_start,
+                period_end=period_end,
+                start_date=start_date,
+                end_date=end_date,
+            )
+            shares = [share] if share is not None else []
+        else:
+            shares = pro_rata_segments(
+                prices=prices,
+                period_start=period_start,
+                period_end=period_end,
+                start_date=start_date,
+                end_date=end_date,
+            )
+        if not shares:
             continue
-        total = sum((line.gross for line in contract_lines), Decimal("0.00"))
-        if total <= 0 or any(line.gross < 0 for line in contract_lines):  # the run's zero-amount rule
+        total = sum((share.gross for share in shares), Decimal("0.00"))
+        if total <= 0 or any(share.gross < 0 for share in shares):  # the run's zero-amount rule
             not_billed += 1
             continue
-        per_customer[contract.customer_id] += total
-        lines += len(contract_lines)
+        per_customer[customer_id] += total
+        lines += len(shares)
     with_card = selectors.customers_with_payment_method(list(per_customer))
     gross = sum(per_customer.values(), Decimal("0.00"))
     by_card = sum((per_customer[c] for c in with_card if c in per_customer), Decimal("0.00"))
