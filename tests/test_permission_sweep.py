@@ -41,6 +41,7 @@ POLICY: dict[str, set[str]] = {
     "/carparks/customers/1/edit/": {A, S, G, C},
     "/carparks/customers/1/not-a-duplicate/": {A, S, G, C},
     "/carparks/customers/1/merge/": {A, S},
+    "/carparks/customers/1/applications/": {A, S, G, C},  # applications taken by staff
     "/carparks/contracts/1/card/": {A, S, G, C},
     "/carparks/contracts/1/plate/": {A, S, G, C},
     "/carparks/contracts/1/stage/": {A, S, G, C},
