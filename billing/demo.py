@@ -3,11 +3,14 @@
 Runs after ``carparks.demo``; without active contracts it does nothing. Idempotent: the invoicing
 run bills no contract twice, and only still-open demo invoices of last month are marked paid.
 No Stripe calls are made (last month counts as paid by bank transfer). One paid invoice is partly refunded
-(a partial credit note and its refund, paid back by bank transfer), once.
+(a partial credit note and its refund, paid back by bank transfer), once. Two of this month's invoices are
+in dunning at different levels (a declined card recorded without Stripe), and next month's run waits in
+preview for Finance.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,10 +37,13 @@ def load(stdout: Any) -> None:
         services.invoice_record_transfer(invoice=invoice, reference=f"DEMO-{invoice.display_number}")
         paid += 1
     refunded = _partial_refund(last_month)
+    dunnings = _open_dunnings(today)
+    preview = _run_in_preview(today)
     stdout.write(
         f"billing.demo: {sum(r.invoices_created for r in runs)} invoices issued, {paid} marked paid, "
         f"{refunded} partly refunded "
-        f"({Invoice.objects.count()} in total)"
+        f"({Invoice.objects.count()} in total); {dunnings} open dunnings; "
+        f"a run for {preview.period_start:%m/%Y} waits in preview"
     )
 
 
@@ -54,3 +60,77 @@ def _partial_refund(period_start: Any) -> int:
         key=f"demo-refund:{invoice.pk}",
     )
     return 1
+
+
+DEMO_DECLINE = "demo-declined-"
+
+
+def _open_dunnings(today: Any) -> int:
+    """Two of this month's invoices whose card was declined (customers without a saved card, so no Stripe
+    call): their payment.failed starts the dunning process; the first waits after its first reminder, the
+    second, declined four days earlier, after its second. Once: a second load finds the declined payments."""
+    from billing.models import Payment, PaymentMethod
+
+    if Payment.objects.filter(idempotency_key__startswith=DEMO_DECLINE).exists():
+        return Payment.objects.filter(idempotency_key__startswith=DEMO_DECLINE).count()
+    with_card = PaymentMethod.objects.filter(detached_at__isnull=True).values("customer_id")
+    invoices = list(
+        Invoice.objects.filter(period_start=today.replace(day=1), state=Invoice.State.ISSUED)
+        .exclude(customer_id__in=with_card)
+        .order_by("pk")[:2]
+    )
+    for level, invoice in enumerate(invoices, start=1):
+        payment = Payment.objects.create(
+            invoice=invoice,
+            amount=invoice.gross_total,
+            status=Payment.Status.FAILED,
+            idempotency_key=f"{DEMO_DECLINE}{invoice.pk}",
+            failure_code="card_declined",
+            failure_message="Your card was declined.",
+        )
+        invoice.mark_open()
+        invoice.save(update_fields=["state"])
+        process = services.dunning_start(invoice=invoice, payment=payment)
+        if getattr(process, "current_step", None) is None:
+            continue  # no workflow bound to payment.failed: Finance got a billing exception instead
+        _run_steps(process)
+        if level == 2:
+            _wait_over(process, earlier=timedelta(days=4))
+    return len(invoices)
+
+
+def _run_steps(process: Any) -> None:
+    """Run the process's queued system steps now (what the worker would do in a moment)."""
+    from workflows import engine
+    from workflows.models import SystemJob
+
+    for _ in range(5):
+        jobs = list(
+            SystemJob.objects.filter(process=process, state=SystemJob.State.QUEUED).values_list("pk", flat=True)
+        )
+        if not jobs:
+            return
+        for job_id in jobs:
+            engine.execute_job(job_id)
+
+
+def _wait_over(process: Any, *, earlier: Any) -> None:
+    """As if the failure was ``earlier`` ago: the first wait is over, the card retried, the second reminder sent."""
+    from workflows import engine
+    from workflows.models import BusinessEvent, Timer
+
+    now = timezone.now()
+    BusinessEvent.objects.filter(process=process).update(emitted_at=now - earlier)
+    Timer.objects.filter(process=process, state=Timer.State.PENDING).update(due_at=now)
+    engine.fire_due_timers(now)
+    _run_steps(process)
+
+
+def _run_in_preview(today: Any) -> Any:
+    """Next month's run waiting in preview for Finance to confirm (confirming opens a few days before it starts)."""
+    from billing.models import InvoicingRun
+    from billing.proration import month_period
+
+    next_month, _ = month_period(today.replace(day=1) + timedelta(days=32))
+    run = InvoicingRun.objects.filter(period_start=next_month, state=InvoicingRun.State.PREVIEW).first()
+    return run or services.invoicing_run_preview_create(period_start=next_month, user=None, check_period=False)

@@ -232,3 +232,21 @@ def test_finance_supervisors_and_administrators_see_it_and_agents_get_403(
     assert [client.get(url).status_code for url in urls] == [403, 403]
     client.logout()
     assert client.get(urls[0]).status_code == 302  # to the login page
+
+
+def test_the_demo_shows_two_open_dunnings_at_different_levels_and_a_run_in_preview(client, finance_user):
+    from billing import demo
+    from billing.models import InvoicingRun
+
+    for _ in range(3):
+        ContractFactory(start_date=date(2000, 1, 1))
+    demo.load(io.StringIO())
+    demo.load(io.StringIO())  # idempotent
+    client.force_login(finance_user)
+    response = client.get(reverse("billing:dunning-list"))
+    levels = sorted(row.level for row in response.context["rows"])
+    assert levels == ["1 reminder sent", "2 reminders sent"]
+    assert InvoicingRun.objects.filter(state=InvoicingRun.State.PREVIEW).count() == 1
+    run = InvoicingRun.objects.get(state=InvoicingRun.State.PREVIEW)
+    assert run.preview["invoices"] == 3
+    assert b"Preview: what this run will do" in client.get(reverse("billing:run-detail", args=[run.pk])).content
