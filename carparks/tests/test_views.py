@@ -247,7 +247,7 @@ def test_stage_a_change_from_the_contract_page(client):
 
 
 def test_contract_changes_from_the_page_say_what_happened(client):
-    product = ProductFactory(notice_period_days=0)
+    product = ProductFactory(notice_period_days=0, vehicles_per_place=3)
     other = ProductFactory(carpark=product.carpark, name="Nights")
     contract = running(product, "M AB 1")
     login(client, AGENT, carparks=[product.carpark])
