@@ -33,9 +33,14 @@ POLICY: dict[str, set[str]] = {
     "/basket/": EVERYONE,  # each sees only the tasks of their roles and car parks
     "/notifications/": EVERYONE,
     "/billing/": {A, F},
+    "/billing/dunning/": {A, F, S},  # the dunning overview
     "/carparks/": {A, S, G, F, C, M},
     "/carparks/cases/": {A, S, G, C},
     "/carparks/new/": {A, M},  # add a car park
+    "/carparks/1/edit/": {A, M},  # edit a car park (managers of it)
+    "/carparks/1/products/new/": {A, M},
+    "/carparks/products/1/edit/": {A, M},
+    "/carparks/products/1/prices/": {A, M, F},  # a new price, or withdraw a planned one
     "/carparks/customers/1/cases/": {A, S, G, C},
     "/carparks/customers/new/": {A, S, G, C},  # create and edit customers
     "/carparks/customers/1/edit/": {A, S, G, C},
@@ -60,6 +65,7 @@ POLICY: dict[str, set[str]] = {
     "/workflows/definitions/": {A, W, S},
     "/workflows/events/": {A, W, S},
     "/workflows/events/1/": {A, W},
+    "/workflows/events/replay-all/": {A, W},
     "/workflows/definitions/1/edit/": {A, W},
     "/workflows/definitions/1/migrate/": {A, W},
     "/workflows/definitions/expression/": {A, W},
