@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._db import bench_database  # noqa: E402
+from bench._db import on_scratch_database  # noqa: E402
 
 TARGET_SECONDS = 2.0
 
@@ -232,29 +232,7 @@ def main() -> int:
     if not url.startswith(("postgres://", "postgresql://")):
         print("bench/invoicing_preview.py needs DATABASE_URL to point at PostgreSQL", file=sys.stderr)
         return 2
-    bench_url, admin_url, bench_name = bench_database(url, "_preview_bench")
-    import psycopg
-
-    admin = admin_url.replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{bench_name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{bench_name}"')
-    os.environ["DATABASE_URL"] = bench_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parkinghq.settings.test")
-    try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        figures = run(args)
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{bench_name}" WITH (FORCE)')
+    figures = on_scratch_database(url, "_preview_bench", lambda: run(args))
     report = markdown(figures)
     print(report)
     if args.record:
