@@ -36,7 +36,8 @@ def _new_customer(page, live_server, *, kind: str, name: str, email: str, compan
 def _choose(page, carpark: str, product) -> None:
     with page.expect_response(lambda r: "applications/new" in r.url and r.request.method == "GET"):
         page.get_by_label("Car park").select_option(label=carpark)  # htmx reloads the products
-    page.wait_for_function("!document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")
+    # a locator check, not wait_for_function: the page's CSP refuses the eval that one needs
+    expect(page.locator(".htmx-request, .htmx-swapping, .htmx-settling")).to_have_count(0)
     page.get_by_label("Product").select_option(str(product.pk))
 
 
