@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from billing.models import AccountingExport, CreditNote, ExportedDocument, Invoice, NumberSeries
 from billing.proration import month_period
+from parkinghq.csv_cells import csv_text, csv_writer
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def datev_file(
         1,
     )
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
+    writer = csv_writer(buffer, delimiter=";", quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
     writer.writerow(
         [
             "EXTF",
@@ -258,13 +259,15 @@ def datev_file(
 
 
 def _datev_text(text: str, limit: int) -> str:
-    return (text or "").replace('"', "'")[:limit]
+    """A DATEV text field: no double quotes, formulas neutralised before cutting to the field's length."""
+    return csv_text((text or "").replace('"', "'"))[:limit]
 
 
 def journal_file(bookings: list[Booking]) -> bytes:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv_writer(buffer, lineterminator="\r\n")
     writer.writerow(JOURNAL_COLUMNS)
+    cent = Decimal("0.01")
     for booking in bookings:
         sign = Decimal(1) if booking.document_type == "invoice" else Decimal(-1)
         debit, credit = booking.debtor_account, booking.revenue_account
@@ -280,9 +283,10 @@ def journal_file(bookings: list[Booking]) -> bytes:
                 booking.customer_name,
                 booking.cost_centre,
                 f"{booking.vat_rate:.2f}",
-                f"{sign * booking.net:.2f}",
-                f"{sign * booking.vat:.2f}",
-                f"{sign * booking.gross:.2f}",
+                # Decimals, not text: the writer leaves numbers alone (a credit note's "-" is no formula).
+                (sign * booking.net).quantize(cent),
+                (sign * booking.vat).quantize(cent),
+                (sign * booking.gross).quantize(cent),
                 debit,
                 credit,
             ]

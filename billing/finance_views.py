@@ -7,7 +7,6 @@ parks: Finance by role, Supervisors and Administrators see every car park anyway
 
 from __future__ import annotations
 
-import csv
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from accounts.roles import FINANCE, SUPERVISOR, role_required
 from billing import selectors, services
 from billing.finance_forms import DunningFilterForm, RunConfirmForm, RunPeriodForm
 from billing.models import InvoicingRun
+from parkinghq.csv_cells import csv_writer
 
 PAGE_SIZE = 25
 EXPORT_BATCH = 500
@@ -155,7 +155,6 @@ def dunning_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_COLUMNS = [
     "Invoice",
     "Customer",
@@ -175,19 +174,13 @@ EXPORT_COLUMNS = [
 ]
 
 
-def csv_safe(value: Any) -> str:
-    """A cell a spreadsheet shows as text: one starting with = + - @ (or tab, CR) gets an apostrophe."""
-    text = "" if value is None else str(value)
-    return f"'{text}" if text.startswith(FORMULA_PREFIXES) else text
-
-
 class _Echo:
     def write(self, value: str) -> str:
         return value
 
 
 def _export_lines(dunnings: Any):  # noqa: ANN202 - a generator of CSV lines
-    writer = csv.writer(_Echo())
+    writer = csv_writer(_Echo())
     yield "\ufeff" + writer.writerow(EXPORT_COLUMNS)
     ids = list(dunnings.values_list("pk", flat=True))
     order = {pk: index for index, pk in enumerate(ids)}
@@ -198,28 +191,25 @@ def _export_lines(dunnings: Any):  # noqa: ANN202 - a generator of CSV lines
         for row in selectors.dunning_rows(batch):
             invoice = row.invoice
             yield writer.writerow(
-                [
-                    csv_safe(cell)
-                    for cell in (
-                        invoice.display_number,
-                        invoice.customer.name,
-                        invoice.customer.invoice_email,
-                        invoice.gross_total,
-                        invoice.currency,
-                        invoice.due_date.isoformat() if invoice.due_date else "",
-                        timezone.localtime(invoice.first_failure_at).strftime("%Y-%m-%d %H:%M")
-                        if invoice.first_failure_at
-                        else "",
-                        row.age_days,
-                        row.overdue_days if row.overdue_days is not None else "",
-                        row.level,
-                        row.reminders if row.reminders is not None else "",
-                        row.step_name,
-                        timezone.localtime(row.next_at).strftime("%Y-%m-%d %H:%M") if row.next_at else "",
-                        row.next_what,
-                        row.process.pk if row.process else "",
-                    )
-                ]
+                (
+                    invoice.display_number,
+                    invoice.customer.name,
+                    invoice.customer.invoice_email,
+                    invoice.gross_total,
+                    invoice.currency,
+                    invoice.due_date.isoformat() if invoice.due_date else "",
+                    timezone.localtime(invoice.first_failure_at).strftime("%Y-%m-%d %H:%M")
+                    if invoice.first_failure_at
+                    else "",
+                    row.age_days,
+                    row.overdue_days if row.overdue_days is not None else "",
+                    row.level,
+                    row.reminders if row.reminders is not None else "",
+                    row.step_name,
+                    timezone.localtime(row.next_at).strftime("%Y-%m-%d %H:%M") if row.next_at else "",
+                    row.next_what,
+                    row.process.pk if row.process else "",
+                )
             )
 
 

@@ -103,3 +103,65 @@ def test_the_journal_csv_balances(march):
     rows = list(csv.DictReader(io.StringIO(export.file.open("rb").read().decode())))
     assert sum(Decimal(r["gross"]) for r in rows) == export.gross_total == Decimal("89.25")
     assert {r["document_type"] for r in rows} == {"invoice", "credit_note"}
+
+
+FORMULA_NAME = '=HYPERLINK("http://evil","x")'
+FORMULA_CENTRE = "+1+cmd|' /C calc'!A0"
+
+
+@pytest.fixture
+def formulas():
+    """A company whose name and cost centre a spreadsheet would run as formulas, billed and partly credited."""
+    with time_machine.travel("2026-03-01 06:00 +01:00", tick=False):
+        company = CorporateFactory(name=FORMULA_NAME)
+        ContractFactory(customer=company, cost_centre=FORMULA_CENTRE, monthly_price=Decimal("119.00"))
+        ContractFactory(customer=CustomerFactory(name="-1+1"), monthly_price=Decimal("89.25"))
+        _bill(date(2026, 3, 1))
+    with time_machine.travel("2026-03-20 10:00 +01:00", tick=False):
+        services.credit_note_issue(invoice=Invoice.objects.get(customer=company), reason="Wrong")
+    return company
+
+
+def test_the_journal_csv_neutralises_formulas_but_keeps_amounts_numbers(formulas):
+    export = exports.accounting_export_create(period_start=date(2026, 3, 1), format="journal")
+    rows = list(csv.DictReader(io.StringIO(export.file.open("rb").read().decode())))
+    evil = [r for r in rows if "HYPERLINK" in r["customer_name"]]
+    assert len(evil) == 2  # the invoice and its credit note
+    assert {r["customer_name"] for r in evil} == {"'" + FORMULA_NAME}
+    assert {r["cost_centre"] for r in evil} == {"'" + FORMULA_CENTRE}
+    assert [r["customer_name"] for r in rows if "1+1" in r["customer_name"]] == ["'-1+1"]
+    # Amounts stay plain numbers, the credit note's negative ones included.
+    assert sorted(r["gross"] for r in evil) == ["-119.00", "119.00"]
+    assert sum(Decimal(r["gross"]) for r in rows) == export.gross_total == Decimal("89.25")
+
+
+def test_the_datev_file_neutralises_formulas_but_keeps_amounts_bare(formulas):
+    export = exports.accounting_export_create(period_start=date(2026, 3, 1), format="datev")
+    raw = export.file.open("rb").read().decode("cp1252")
+    _, _, rows = parse_datev(raw.encode("cp1252"))
+    evil = [r for r in rows if r[36]]
+    assert [r[36] for r in evil] == ["'" + FORMULA_CENTRE] * 2
+    assert [(r[0], r[1]) for r in evil] == [("119,00", "S"), ("119,00", "H")]
+    # Numbers are written bare (unquoted) as DATEV wants, text quoted and neutralised.
+    assert '\r\n119,00;"S";"EUR";' in raw and f';"\'{FORMULA_CENTRE.replace(chr(34), chr(39))}";' in raw
+    for row in rows:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row)
+
+
+def test_every_csv_cell_a_spreadsheet_would_compute_is_neutralised():
+    from parkinghq.csv_cells import csv_cell, csv_text
+
+    assert [csv_text(v) for v in ("=1+1", "+49 89", "-2", "@SUM(A1)", "\tx", "\rx", "Anna", 12, None, "'=x")] == [
+        "'=1+1",
+        "'+49 89",
+        "'-2",
+        "'@SUM(A1)",
+        "'\tx",
+        "'\rx",
+        "Anna",
+        "12",
+        "",
+        "'=x",
+    ]
+    # Numbers are numbers, never text: they pass through unchanged, negative ones too.
+    assert [csv_cell(v) for v in (Decimal("-1.50"), -3, 2.5, "-1+1")] == [Decimal("-1.50"), -3, 2.5, "'-1+1"]
