@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET
 from kombu import Connection
 
 from accounts.tasks import HEARTBEAT_KEY
+from parkinghq.cache import cache_available
 
 # Beat queues a heartbeat every 30 s (parkinghq/schedules.py); older than this and no worker runs it.
 HEARTBEAT_MAX_AGE = timedelta(seconds=120)
@@ -57,6 +58,8 @@ def check_worker() -> str:
         stamp = cache.get(HEARTBEAT_KEY)
     except Exception as exc:
         return f"down: cache unavailable ({type(exc).__name__})"
+    if not cache_available(cache):  # the Redis cache answers a miss while unreachable
+        return "down: cache unavailable"
     if not stamp:
         return "down: no heartbeat from a worker yet"
     age = timezone.now() - datetime.fromisoformat(stamp)

@@ -117,7 +117,15 @@ if REDIS_URL:
         raise ConfigError(f"REDIS_URL must be a redis:// URL, got {REDIS_URL!r}")
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Without Redis the cache behaves as empty (a logged warning, no 500s): see parkinghq/cache.py.
+    # Short timeouts so an unreachable Redis costs a request at most about a second.
+    CACHES = {
+        "default": {
+            "BACKEND": "parkinghq.cache.DegradingRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
 else:
     # kombu's filesystem transport neither creates its folders nor defaults control_folder to
     # anything but ./control, so every folder is spelled out and created here.

@@ -176,6 +176,8 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             # The stack has real workers: system steps go to the broker as in production.
             "WORKFLOWS_DISPATCH": "true",
+            # Caches on, as in production: a stopped Redis must not break the pages that use them.
+            "MONITORING_CACHE": "true",
         }
         self.web = Service(
             "web",
