@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -467,25 +467,44 @@ def right_id_for(credential: Credential) -> str:
     return f"phq-credential-{credential.pk}"
 
 
+def credential_validity(credential: Credential) -> tuple[date, date | None]:
+    """The days the credential opens the barrier: from its first day until its own end or, when earlier,
+    the contract's end (given notice, the contract ends before the credential row says so)."""
+    until = credential.valid_until
+    end = credential.contract.end_date
+    if end is not None and (until is None or end < until):
+        until = end
+    return credential.valid_from, until
+
+
 def credential_entry(credential: Credential, link: CarParkLink) -> CredentialEntry:
+    """The assigned right as the CPMS gets it: the CPMS enforces the validity, so both ends are sent."""
+    valid_from, valid_until = credential_validity(credential)
     return CredentialEntry(
         right_id=right_id_for(credential),
         place_id=link.external_id,
         kind=credential.kind,
         identifier=credential.identifier,
-        valid_from=credential.valid_from,
-        valid_until=credential.valid_until,
+        valid_from=valid_from,
+        valid_until=valid_until,
     )
 
 
 def whitelisted_credentials(*, carparks: Iterable[CarPark] | None = None) -> Any:
-    """Credentials that should open the barrier today: active rows of active contracts, still valid."""
+    """Credentials the CPMS whitelist should hold: active rows of active contracts whose validity has
+    not ended (neither the credential's nor the contract's).
+
+    A future-dated credential (a contract or a plate change starting later) is included: it is sent
+    with its first day, so it opens the barrier on that day without another push. An expired one is
+    not, so a push revokes it and reconciliation reports it as extra in the CPMS.
+    """
     today = timezone.localdate()
-    queryset = Credential.objects.filter(is_active=True, contract__state=Contract.State.ACTIVE, valid_from__lte=today)
+    queryset = Credential.objects.filter(is_active=True, contract__state=Contract.State.ACTIVE)
     queryset = queryset.filter(Q(valid_until__isnull=True) | Q(valid_until__gte=today))
+    queryset = queryset.filter(Q(contract__end_date__isnull=True) | Q(contract__end_date__gte=today))
     if carparks is not None:
         queryset = queryset.filter(carpark__in=list(carparks))
-    return queryset
+    return queryset.select_related("contract")
 
 
 def _link_for(carpark: CarPark) -> CarParkLink:
