@@ -8,6 +8,7 @@ import logging
 import stripe
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -30,6 +31,7 @@ from billing.models import (
 )
 from billing.stripe_api import stripe_js_url
 from carparks.models import Customer
+from parkinghq.posted import posted_text
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 25
@@ -156,9 +158,10 @@ def invoice_charge(request: HttpRequest, pk: int) -> HttpResponse:
 def invoice_transfer(request: HttpRequest, pk: int) -> HttpResponse:
     invoice = _get_invoice(pk)
     try:
-        services.invoice_record_transfer(
-            invoice=invoice, reference=request.POST.get("reference", ""), user=request.user
-        )
+        reference = posted_text(request, "reference", label="The bank reference")
+        services.invoice_record_transfer(invoice=invoice, reference=reference, user=request.user)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
     except services.BillingError as exc:
         messages.error(request, str(exc))
     else:
@@ -195,7 +198,10 @@ def card_link_send(request: HttpRequest, pk: int) -> HttpResponse:
 def credit_note_create(request: HttpRequest, pk: int) -> HttpResponse:
     invoice = _get_invoice(pk)
     try:
-        note = services.credit_note_issue(invoice=invoice, reason=request.POST.get("reason", ""), user=request.user)
+        reason = posted_text(request, "reason", label="The reason")
+        note = services.credit_note_issue(invoice=invoice, reason=reason, user=request.user)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
     except services.BillingError as exc:
         messages.error(request, str(exc))
     else:
@@ -329,7 +335,12 @@ def exception_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def exception_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     item = get_object_or_404(BillingException, pk=pk)
-    services.billing_exception_resolve(exception=item, user=request.user, resolution=request.POST.get("resolution", ""))
+    try:
+        resolution = posted_text(request, "resolution", label="The resolution")
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+        return redirect("billing:exception-list")
+    services.billing_exception_resolve(exception=item, user=request.user, resolution=resolution)
     messages.success(request, "Marked as resolved.")
     return redirect("billing:exception-list")
 

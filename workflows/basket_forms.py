@@ -121,6 +121,21 @@ class TaskInputsForm(forms.Form):
             values[name] = value
         return values
 
+    def draft_refused(self) -> bool:
+        """Whether the draft holds what PostgreSQL cannot store (a NUL character): a draft may be incomplete,
+        so only those errors are kept on the form, at their fields."""
+        names = [spec["name"] for spec in self.specs if spec["type"] not in ("bool", "file")]
+        if not any("\x00" in value for name in names for value in self.data.getlist(self.add_prefix(name))):
+            return False
+        self.full_clean()
+        for name, errors in list(self.errors.as_data().items()):
+            kept = [e for e in errors if e.code == "null_characters_not_allowed"]
+            if kept:
+                self._errors[name] = self.error_class(kept)
+            else:
+                del self._errors[name]
+        return True
+
     def draft(self) -> dict[str, Any]:
         """What has been entered so far, valid or not, to keep on the task."""
         values: dict[str, Any] = {}

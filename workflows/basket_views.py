@@ -232,6 +232,8 @@ def task_complete_view(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied
     form = TaskInputsForm(request.POST, request.FILES, task=task)
     if request.POST.get("action") == "save":
+        if form.draft_refused():
+            return _render_task(request, _task_for(request, pk), inputs_form=form, status=400)
         try:
             task_save_draft(task=task, user=user, inputs=form.draft())
         except TaskPermissionDenied as exc:

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import ADMINISTRATOR, ALL_ROLES, SUPERVISOR, WORKFLOW_ADMIN, has_role, role_required
+from parkinghq.posted import has_nul
 from workflows import authoring
 from workflows.bpmn import MAX_BYTES, BpmnError, bpmn_to_definition, definition_to_bpmn
 from workflows.errors import DefinitionNotFound, ExpressionError, WorkflowError
@@ -41,6 +42,15 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _nul_refusal(body: dict[str, Any]) -> JsonResponse | None:
+    """A 400 for a body PostgreSQL could not store (a NUL character anywhere in it)."""
+    if has_nul(body):
+        return JsonResponse(
+            {"ok": False, "message": "The request must not contain NUL characters.", "errors": []}, status=400
+        )
+    return None
 
 
 def _problem(message: str) -> dict[str, str]:
@@ -215,6 +225,9 @@ def version_view(request: HttpRequest, key: str, number: int) -> HttpResponse:
 
 def _read_posted(request: HttpRequest, key: str) -> tuple[dict[str, Any] | None, str, JsonResponse | None]:
     body = _json_body(request)
+    refusal = _nul_refusal(body)
+    if refusal is not None:
+        return None, "", refusal
     xml = body.get("xml")
     if not isinstance(xml, str) or not xml.strip():
         return None, "", JsonResponse({"ok": False, "message": "No diagram was sent.", "errors": []}, status=400)
@@ -405,12 +418,19 @@ def definition_new(request: HttpRequest) -> HttpResponse:
     values = {"key": "", "name": ""}
     if request.method == "POST":
         values = {"key": request.POST.get("key", "").strip(), "name": request.POST.get("name", "").strip()}
+        longest = {name: WorkflowDefinition._meta.get_field(name).max_length for name in values}
         if not values["key"] or not all(c.isalnum() or c in "-_." for c in values["key"]):
             errors["key"] = "Use letters, digits, '-', '_' or '.'."
+        elif len(values["key"]) > longest["key"]:
+            errors["key"] = f"Use at most {longest['key']} characters (this key has {len(values['key'])})."
         elif WorkflowDefinition.objects.filter(key=values["key"]).exists():
             errors["key"] = "A workflow with this key exists already."
         if not values["name"]:
             errors["name"] = "Give the workflow a name."
+        elif "\x00" in values["name"]:
+            errors["name"] = "Name must not contain NUL characters."
+        elif len(values["name"]) > longest["name"]:
+            errors["name"] = f"Use at most {longest['name']} characters (this name has {len(values['name'])})."
         if not errors:
             spec = {
                 "key": values["key"],

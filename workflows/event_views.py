@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, prefetch_related_objects
 from django.http import HttpRequest, HttpResponse
@@ -26,6 +26,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_any_role, has_role, role_required
+from parkinghq.posted import posted_text
 from parkinghq.templatetags.portal import audit_value
 from workflows import starting
 from workflows.errors import InvalidInputs, WorkflowError
@@ -234,7 +235,11 @@ def events_replay_all(request: HttpRequest) -> HttpResponse:
 @require_POST
 def event_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
     event = get_object_or_404(BusinessEvent, pk=pk)
-    reason = request.POST.get("reason", "").strip()[:500]
+    try:
+        reason = posted_text(request, "reason", label="Reason", max_length=500)
+    except ValidationError as exc:
+        messages.error(request, f"Event #{event.pk} was not dismissed: {exc.messages[0]}")
+        return redirect(_back(request))
     if not reason:
         messages.error(request, f"Event #{event.pk} was not dismissed: say why it needs no process.")
         return redirect(_back(request))

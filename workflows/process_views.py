@@ -14,7 +14,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -24,6 +24,7 @@ from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_role, responsible_carpark_ids, role_required
+from parkinghq.posted import posted_text
 from workflows import services
 from workflows.errors import WorkflowError
 from workflows.models import BusinessEvent, Process, SystemJob, Timer, WorkflowDefinition
@@ -171,7 +172,11 @@ def process_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def process_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     process = _process_for(request, pk)
-    reason = request.POST.get("reason", "").strip()[:500]
+    try:
+        reason = posted_text(request, "reason", label="Reason", max_length=500)
+    except ValidationError as exc:
+        messages.error(request, exc.messages[0])
+        return redirect("workflows:process-detail", pk=process.pk)
     actions = {
         "retry": (lambda: services.incident_retry(process=process, user=request.user), "The failed step runs again."),
         "cancel": (

@@ -404,6 +404,8 @@ def start_values_clean(inputs: list[dict[str, Any]], raw: dict[str, Any]) -> dic
                 if str(value) not in item.get("choices", []):
                     raise ValueError
                 values[name] = str(value)
+            elif "\x00" in str(value):  # PostgreSQL cannot store it
+                errors[name] = f"{item.get('label') or name} must not contain NUL characters."
             else:
                 values[name] = str(value)[:10_000]
         except (InvalidOperation, ValueError):

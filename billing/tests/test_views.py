@@ -124,3 +124,24 @@ def test_list_pages_make_the_same_number_of_queries_for_more_rows(client, financ
     few = [queries(url) for url in urls]
     bill(12, date(2026, 4, 1))
     assert [queries(url) for url in urls] == few
+
+
+def test_a_nul_in_a_reason_reference_or_resolution_is_refused_with_a_message(client, finance_user, invoice):
+    """Forms read without a Django form field used to hand the NUL to PostgreSQL, which answered with a 500."""
+    client.force_login(finance_user)
+    client.raise_request_exception = False
+    exception = BillingException.objects.get(kind="missing_payment_method")
+    state = invoice.state
+    posts = [
+        (reverse("billing:credit-note-create", args=[invoice.pk]), {"reason": "Moved\x00out"}, "The reason"),
+        (reverse("billing:invoice-transfer", args=[invoice.pk]), {"reference": "SEPA\x004711"}, "The bank reference"),
+        (reverse("billing:exception-resolve", args=[exception.pk]), {"resolution": "ok\x00"}, "The resolution"),
+    ]
+    for url, data, label in posts:
+        response = client.post(url, data, follow=True)
+        assert response.status_code == 200, url
+        assert f"{label} must not contain NUL characters." in response.content.decode(), url
+    invoice.refresh_from_db()
+    exception.refresh_from_db()
+    assert not CreditNote.objects.exists() and not invoice.payments.exists()
+    assert invoice.state == state and exception.resolved_at is None
