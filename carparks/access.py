@@ -14,11 +14,19 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from accounts.roles import ADMINISTRATOR, FINANCE, SUPERVISOR, has_role, responsible_carpark_ids
+from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, SUPERVISOR, has_role, responsible_carpark_ids
 
 # Roles that see every car park: Administrators and Supervisors, and Finance by its role (it invoices,
 # dunns and refunds every customer, whichever car park).
 SEE_ALL_ROLES = (ADMINISTRATOR, SUPERVISOR, FINANCE)
+# Who takes which contract decision (the transitions' permissions in carparks.models, and the 403 of the
+# contract page's actions): applications are approved, rejected and activated by the back office; running
+# contracts are suspended, reactivated, terminated or cancelled also by Customer care and Finance; a waitlist
+# offer is accepted for the customer (on the phone, at the counter) by those who act for customers, never by
+# Finance or a Car-park manager. Always only in the car parks the user sees.
+CONTRACT_REVIEW_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT)
+CONTRACT_MANAGE_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE, FINANCE)
+OFFER_ACCEPT_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE)
 
 
 def visible_carpark_ids(user: Any) -> set[int] | None:

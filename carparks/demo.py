@@ -441,6 +441,8 @@ def _corporate_places(carpark: CarPark, customers: list[Customer]) -> int:
     contract = services.contract_apply(
         customer=company, product=pool, vehicles=plates, places=3, channel="phone", note="Demo: company pool."
     )
+    # Agreed at the counter: the review the application started is closed (approving waits for it otherwise).
+    services.contract_processes_close(contract=contract, reason="Demo: agreed with the company at the counter.")
     contract = services.contract_activate(contract=services.contract_approve(contract=contract))
     changed = services.contract_add_vehicles(contract=contract, vehicles=["M-QJ 7", "M-QJ 8"], channel="email")
     return int(changed.change_request is not None)

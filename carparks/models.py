@@ -16,6 +16,8 @@ from django.db.models import Q
 from django_fsm import FSMField, transition
 
 PLATE_STRIP = re.compile(r"[\s\-._·]+")
+# The business event whose process reviews an application (approves or rejects it).
+REVIEW_EVENT = "application.received"
 
 
 def normalise_plate(plate: str) -> str:
@@ -278,7 +280,9 @@ class Contract(models.Model):
     def offer(self) -> None:
         """A place came free: offer it to this waitlisted application."""
 
-    @transition(field=state, source=State.OFFERED, target=State.APPLIED)
+    @transition(
+        field=state, source=State.OFFERED, target=State.APPLIED, permission=lambda c, user: _may_accept_offer(c, user)
+    )
     def accept_offer(self) -> None:
         """The customer took the offered place; the application goes to review."""
 
@@ -286,7 +290,7 @@ class Contract(models.Model):
         field=state,
         source=State.APPLIED,
         target=State.APPROVED,
-        conditions=[lambda c: c.product.is_active],
+        conditions=[lambda c: c.product.is_active, lambda c: not c.review_task_open()],
         permission=lambda c, user: _may_review(c, user),
     )
     def approve(self) -> None:
@@ -296,11 +300,15 @@ class Contract(models.Model):
         field=state,
         source=[State.APPLIED, State.WAITLISTED],
         target=State.REJECTED,
+        conditions=[lambda c: not c.review_task_open()],
         permission=lambda c, user: _may_review(c, user),
     )
     def reject(self) -> None:
         """The back office refused the application."""
 
+    # While the application's review task waits in the basket, the decision is the reviewer's: a person
+    # who approved or rejected by hand would leave the review to end in an incident. The process's own
+    # approve or reject step runs once its task is completed, so it passes.
     @transition(
         field=state,
         source=State.APPROVED,
@@ -341,6 +349,26 @@ class Contract(models.Model):
     def cancel(self) -> None:
         """Withdrawn before it started, or an offer that expired."""
 
+    def review_task_open(self) -> bool:
+        """Whether a person's task of the application's review waits in the basket (open or claimed) in a
+        process that has not ended: the process the ``application.received`` event started, whichever
+        workflow that is. Completed and escalated tasks do not count (an escalation opens a new task)."""
+        if self.pk is None or self.state not in (self.State.APPLIED, self.State.WAITLISTED):
+            return False  # only an application is reviewed (and only these states approve or reject)
+        try:
+            from workflows.models import Process, Task
+        except ImportError:
+            return False
+        from django.contrib.contenttypes.models import ContentType
+
+        return Task.objects.filter(
+            state__in=Task.ACTIVE_STATES,
+            process__state__in=[Process.State.RUNNING, Process.State.SUSPENDED],
+            process__content_type=ContentType.objects.get_for_model(Contract),
+            process__object_id=self.pk,
+            process__start_event__name=REVIEW_EVENT,
+        ).exists()
+
     def product_has_free_place(self) -> bool:
         """Whether the product's quota still has room for this contract's places."""
         taken = places_held(Contract.objects.filter(product_id=self.product_id, state__in=self.QUOTA_STATES))
@@ -353,19 +381,24 @@ def places_held(contracts: models.QuerySet) -> int:
 
 
 def _may_review(contract: Contract, user: object) -> bool:
-    from accounts.roles import ADMINISTRATOR, AGENT, SUPERVISOR, has_role
-    from carparks.access import may_see_carpark
+    from accounts.roles import has_role
+    from carparks.access import CONTRACT_REVIEW_ROLES, may_see_carpark
 
-    return has_role(user, AGENT, SUPERVISOR, ADMINISTRATOR) and may_see_carpark(user, contract.product.carpark_id)
+    return has_role(user, *CONTRACT_REVIEW_ROLES) and may_see_carpark(user, contract.product.carpark_id)
+
+
+def _may_accept_offer(contract: Contract, user: object) -> bool:
+    from accounts.roles import has_role
+    from carparks.access import OFFER_ACCEPT_ROLES, may_see_carpark
+
+    return has_role(user, *OFFER_ACCEPT_ROLES) and may_see_carpark(user, contract.product.carpark_id)
 
 
 def _may_manage(contract: Contract, user: object) -> bool:
-    from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, SUPERVISOR, has_role
-    from carparks.access import may_see_carpark
+    from accounts.roles import has_role
+    from carparks.access import CONTRACT_MANAGE_ROLES, may_see_carpark
 
-    return has_role(user, AGENT, CARE, FINANCE, SUPERVISOR, ADMINISTRATOR) and may_see_carpark(
-        user, contract.product.carpark_id
-    )
+    return has_role(user, *CONTRACT_MANAGE_ROLES) and may_see_carpark(user, contract.product.carpark_id)
 
 
 class Credential(models.Model):

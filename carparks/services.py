@@ -296,7 +296,9 @@ def _transition(
     kind = "Contract" if isinstance(obj, Contract) else "Case"
     if not can_proceed(method, check_conditions=False):
         raise TransitionError(f"{kind} {obj.pk} is {obj.get_state_display().lower()} and cannot be {label}.")
-    if user is not None and not has_transition_perm(method, user):
+    # The permission alone (django-fsm's has_transition_perm also checks the conditions): someone who may
+    # take the step but not now is told why below, not that they may not.
+    if user is not None and not method._django_fsm.has_transition_perm(obj, obj.state, user):
         raise PermissionDenied(f"You may not mark {kind.lower()} {obj.pk} as {label}.")
     if not can_proceed(method):
         raise TransitionError(_condition_message(obj, name))
@@ -321,6 +323,10 @@ def _condition_message(obj: Contract | Case, name: str) -> str:
     if isinstance(obj, Contract):
         if name == "offer":
             return f"{obj.product} has no free place to offer."
+        if name in ("approve", "reject") and obj.review_task_open():
+            return (
+                f"Contract {obj.pk} waits for its review task in the basket: {name} it there, where the review decides."
+            )
         if name == "approve":
             return f"{obj.product} is no longer sold."
         if name == "activate":

@@ -22,6 +22,9 @@ from django.views.decorators.http import require_POST
 from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, MANAGER, SUPERVISOR, has_role, role_required
 from carparks import selectors, services
 from carparks.access import (
+    CONTRACT_MANAGE_ROLES,
+    CONTRACT_REVIEW_ROLES,
+    OFFER_ACCEPT_ROLES,
     carparks_for_user,
     cases_for_user,
     contracts_for_user,
@@ -59,6 +62,18 @@ CONTRACT_ACTIONS = {
     "reactivate": ("Lift suspension", "success"),
     "reject": ("Reject", "danger"),
     "cancel": ("Cancel", "danger"),
+}
+
+# The roles that take each action (403 for the page's other roles); the transition's permission in
+# carparks.models checks the same roles and the car park.
+CONTRACT_ACTION_ROLES = {
+    "approve": CONTRACT_REVIEW_ROLES,
+    "reject": CONTRACT_REVIEW_ROLES,
+    "activate": CONTRACT_REVIEW_ROLES,
+    "accept_offer": OFFER_ACCEPT_ROLES,
+    "suspend": CONTRACT_MANAGE_ROLES,
+    "reactivate": CONTRACT_MANAGE_ROLES,
+    "cancel": CONTRACT_MANAGE_ROLES,
 }
 
 
@@ -207,8 +222,10 @@ def contract_detail(request: HttpRequest, pk: int) -> HttpResponse:
     processes = selectors.processes_about(contract)
     reviewing = selectors.under_review(processes)
     actions = []
+    # The transitions' conditions and permissions decide (approve and reject wait while the review task is
+    # open); contract_action refuses the same on a direct POST.
     for transition in contract.get_available_user_state_transitions(request.user):
-        if transition.name in CONTRACT_ACTIONS and not (reviewing and transition.name in ("approve", "reject")):
+        if transition.name in CONTRACT_ACTIONS:
             label, style = CONTRACT_ACTIONS[transition.name]
             actions.append({"name": transition.name, "label": label, "style": style})
     running = contract.state in (Contract.State.APPROVED, Contract.State.ACTIVE, Contract.State.SUSPENDED)
@@ -257,8 +274,14 @@ def _waitlist_rank(contract: Contract) -> int | None:
 
 
 @role_required(*VIEW_ROLES)
-@require_POST
 def contract_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    if action in CONTRACT_ACTION_ROLES and not has_role(request.user, *CONTRACT_ACTION_ROLES[action]):
+        raise PermissionDenied  # a role that never takes this step: 403, before anything is looked up
+    return _contract_action(request, pk, action)
+
+
+@require_POST
+def _contract_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     contract = _contract_for(request, pk)
     form = ReasonForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
@@ -289,6 +312,8 @@ def contract_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @role_required(*VIEW_ROLES)
 @require_POST
 def contract_terminate(request: HttpRequest, pk: int) -> HttpResponse:
+    if not has_role(request.user, *CONTRACT_MANAGE_ROLES):
+        raise PermissionDenied  # the roles that give notice, as the transition's permission
     contract = _contract_for(request, pk)
     form = TerminationForm(request.POST)
     if not form.is_valid():

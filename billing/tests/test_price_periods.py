@@ -14,7 +14,7 @@ from billing.tests.factories import ContractFactory
 from carparks import product_services
 from carparks import services as carpark_services
 from carparks.models import Contract
-from carparks.tests.factories import CorporateFactory, CustomerFactory, ProductFactory
+from carparks.tests.factories import CorporateFactory, CustomerFactory, ProductFactory, approve_directly
 
 pytestmark = pytest.mark.django_db
 OLD, NEW = Decimal("90.00"), Decimal("99.00")
@@ -135,7 +135,7 @@ def test_a_contract_with_its_own_agreed_price_keeps_it_across_a_change():
 def test_a_contract_approved_at_the_list_price_follows_the_list():
     product = ProductFactory(monthly_price=OLD, quota=5)
     contract = carpark_services.contract_apply(customer=CustomerFactory(), product=product, vehicles=["M PR 1"])
-    contract = carpark_services.contract_activate(contract=carpark_services.contract_approve(contract=contract))
+    contract = carpark_services.contract_activate(contract=approve_directly(contract))
     assert contract.monthly_price == OLD
     # Approved before the change was planned: a later list change still reaches it.
     product_services.product_price_set(product=product, monthly_price=NEW, valid_from=date(2026, 4, 15))

@@ -13,7 +13,7 @@ from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, SUPERVISOR
 from carparks import selectors, services
 from carparks.api.authentication import api_client_create
 from carparks.models import ApiClient, Contract, ContractChangeRequest, Customer, Product
-from carparks.tests.factories import CarParkFactory, CorporateFactory, CustomerFactory, ProductFactory
+from carparks.tests.factories import CarParkFactory, CorporateFactory, CustomerFactory, ProductFactory, approve_directly
 from carparks.tests.test_events import publish_library
 from carparks.tests.test_views import login
 from workflows.models import BusinessEvent, Process, Task
@@ -50,7 +50,7 @@ def event_of(contract, name="application.received"):
 
 def running_contract(product, customer, plates, places=1):
     contract = services.contract_apply(customer=customer, product=product, vehicles=plates, places=places)
-    return services.contract_activate(contract=services.contract_approve(contract=contract))
+    return services.contract_activate(contract=approve_directly(contract))
 
 
 class TestStaffApplication:

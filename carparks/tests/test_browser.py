@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 from accounts import roles
 from carparks import services
 from carparks.models import Contract
-from carparks.tests.factories import CustomerFactory, ProductFactory
+from carparks.tests.factories import CustomerFactory, ProductFactory, approve_directly
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -16,7 +16,7 @@ def test_an_agent_finds_a_plate_from_the_top_bar_and_suspends_its_contract(page,
     contract = services.contract_apply(
         customer=CustomerFactory(name="Paula Plate"), product=product, vehicles=["M-PP 777"]
     )
-    contract = services.contract_activate(contract=services.contract_approve(contract=contract))
+    contract = services.contract_activate(contract=approve_directly(contract))
     make_user("agent", roles.AGENT, password="s3cret-pass", carparks=[product.carpark])
     browser_login(page, live_server, "agent", "s3cret-pass")
 

@@ -11,7 +11,7 @@ from accounts.models import AuditEntry
 from accounts.roles import AGENT, CARE, FINANCE, MANAGER, SUPERVISOR
 from carparks import customer_services, services
 from carparks.models import ApiClient, Case, Contract, Customer, Vehicle
-from carparks.tests.factories import CorporateFactory, CustomerFactory, ProductFactory, UserFactory
+from carparks.tests.factories import CorporateFactory, CustomerFactory, ProductFactory, UserFactory, approve_directly
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +57,7 @@ def form_data(**overrides):
 
 def running(product, plate="M AB 1", customer=None):
     contract = services.contract_apply(customer=customer or CustomerFactory(), product=product, vehicles=[plate])
-    return services.contract_activate(contract=services.contract_approve(contract=contract))
+    return services.contract_activate(contract=approve_directly(contract))
 
 
 class TestNewCustomer:

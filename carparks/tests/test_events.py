@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts.roles import ADMINISTRATOR, AGENT, MANAGER, RESPONSIBLE_PERMISSION, SUPERVISOR
 from carparks import selectors, services
 from carparks.models import ApiClient, CarPark, Contract, Customer
-from carparks.tests.factories import CarParkFactory, CustomerFactory, ProductFactory
+from carparks.tests.factories import CarParkFactory, CustomerFactory, ProductFactory, approve_directly
 from carparks.tests.test_views import login
 from workflows import authoring
 from workflows.models import BusinessEvent, Process, StartBinding, Task, WorkflowVersion
@@ -39,7 +39,7 @@ def started_process(event):
 
 def running(product, plate="M AB 1"):
     contract = services.contract_apply(customer=CustomerFactory(), product=product, vehicles=[plate])
-    return services.contract_activate(contract=services.contract_approve(contract=contract))
+    return services.contract_activate(contract=approve_directly(contract))
 
 
 def publish_library(slug):

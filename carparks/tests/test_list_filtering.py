@@ -14,7 +14,7 @@ from guardian.shortcuts import assign_perm
 from accounts.roles import AGENT, CARE, FINANCE, SUPERVISOR
 from carparks import services
 from carparks.models import Vehicle
-from carparks.tests.factories import CustomerFactory, ProductFactory, UserFactory
+from carparks.tests.factories import CustomerFactory, ProductFactory, UserFactory, approve_directly
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def login(client, *roles, carparks=()):
 
 def running(product, plate, customer):
     contract = services.contract_apply(customer=customer, product=product, vehicles=[plate])
-    return services.contract_activate(contract=services.contract_approve(contract=contract))
+    return services.contract_activate(contract=approve_directly(contract))
 
 
 def invoice_for(contract, text):

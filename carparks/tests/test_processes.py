@@ -11,7 +11,7 @@ from guardian.shortcuts import assign_perm
 from accounts.roles import AGENT, CARE, FINANCE
 from carparks import services
 from carparks.models import Case, Contract
-from carparks.tests.factories import CustomerFactory, ProductFactory, UserFactory
+from carparks.tests.factories import CustomerFactory, ProductFactory, UserFactory, approve_directly
 
 wf = pytest.importorskip("workflows.services")
 from workflows.errors import TaskPermissionDenied  # noqa: E402
@@ -108,7 +108,7 @@ def test_an_accepted_offer_ends_the_offer_process_and_starts_the_review():
 def test_notice_ends_the_contract_on_its_date_and_asks_finance_for_the_deposit():
     product = ProductFactory(notice_period_days=30)
     contract = services.contract_apply(customer=CustomerFactory(), product=product, vehicles=["T1"])
-    contract = services.contract_activate(contract=services.contract_approve(contract=contract))
+    contract = services.contract_activate(contract=approve_directly(contract))
     services.contract_request_termination(contract=contract, reason="Moving away")
     process = processes(contract, "contract-termination").get()
     with time_machine.travel(timezone.now() + timedelta(days=29)):
@@ -128,7 +128,7 @@ def test_notice_ends_the_contract_on_its_date_and_asks_finance_for_the_deposit()
 def test_a_card_replacement_case_issues_a_card_and_resolves():
     product = ProductFactory()
     contract = services.contract_apply(customer=CustomerFactory(), product=product, vehicles=["C1"])
-    contract = services.contract_activate(contract=services.contract_approve(contract=contract))
+    contract = services.contract_activate(contract=approve_directly(contract))
     case = services.case_open(
         customer=contract.customer, contract=contract, kind=Case.Kind.CARD_REPLACEMENT, subject="Card lost"
     )

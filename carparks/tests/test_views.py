@@ -7,7 +7,7 @@ from guardian.shortcuts import assign_perm
 from accounts.roles import AGENT, CARE, FINANCE, MANAGER, SUPERVISOR
 from carparks import services
 from carparks.models import Case, Contract
-from carparks.tests.factories import CorporateFactory, CustomerFactory, ProductFactory, UserFactory
+from carparks.tests.factories import CorporateFactory, CustomerFactory, ProductFactory, UserFactory, approve_directly
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,7 @@ def login(client, *roles, carparks=()):
 
 def running(product, plate="M AB 1", customer=None):
     contract = services.contract_apply(customer=customer or CustomerFactory(), product=product, vehicles=[plate])
-    return services.contract_activate(contract=services.contract_approve(contract=contract))
+    return services.contract_activate(contract=approve_directly(contract))
 
 
 @pytest.fixture
