@@ -81,6 +81,7 @@ class Invoice(models.Model):
         ISSUED = "issued", "Issued"
         OPEN = "open", "Open (payment failed)"
         PAID = "paid", "Paid"
+        DISPUTED = "disputed", "Disputed (chargeback)"
         VOID = "void", "Void (credited)"
 
     customer = models.ForeignKey("carparks.Customer", on_delete=models.PROTECT, related_name="invoices")
@@ -157,9 +158,17 @@ class Invoice(models.Model):
     def mark_paid(self) -> None:
         pass
 
-    @transition(field=state, source=[State.ISSUED, State.OPEN, State.PAID], target=State.VOID)
+    @transition(field=state, source=[State.ISSUED, State.OPEN, State.PAID, State.DISPUTED], target=State.VOID)
     def void(self) -> None:
         pass
+
+    @transition(field=state, source=[State.PAID, State.ISSUED, State.OPEN], target=State.DISPUTED)
+    def mark_disputed(self) -> None:
+        """The customer's bank disputes the card payment (a chargeback); Finance follows it up."""
+
+    @transition(field=state, source=State.DISPUTED, target=State.PAID)
+    def dispute_won(self) -> None:
+        """The dispute closed in our favour (or an inquiry closed without a chargeback)."""
 
 
 class InvoiceEvent(models.Model):
@@ -290,6 +299,8 @@ class Payment(models.Model):
     class Kind(models.TextChoices):
         CHARGE = "charge", "Charge"
         REFUND = "refund", "Refund"
+        CHARGEBACK = "chargeback", "Chargeback (funds withdrawn by a dispute)"
+        REVERSAL = "reversal", "Chargeback reversal (funds reinstated)"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -336,7 +347,7 @@ class Payment(models.Model):
 
     @property
     def signed_amount(self) -> Decimal:
-        return -self.amount if self.kind == self.Kind.REFUND else self.amount
+        return -self.amount if self.kind in (self.Kind.REFUND, self.Kind.CHARGEBACK) else self.amount
 
 
 class StripeEvent(models.Model):
@@ -353,6 +364,28 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
+
+
+class Dispute(models.Model):
+    """A chargeback of one of our card payments, as Stripe reported it (``charge.dispute.*``)."""
+
+    stripe_dispute_id = models.CharField(max_length=100, unique=True)
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="disputes")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="EUR")
+    reason = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=40, help_text="Stripe's status: needs_response, under_review, won, lost…")
+    evidence_due_by = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"Dispute {self.stripe_dispute_id} ({self.status})"
 
 
 class AccountingExport(models.Model):
@@ -422,6 +455,9 @@ class BillingException(models.Model):
         ZERO_AMOUNT = "zero_amount", "Zero amount"
         PRICE_CHANGED = "price_changed", "Price changed"
         CHARGE_FAILED = "charge_failed", "Charge failed"
+        UNMATCHED_PAYMENT = "unmatched_payment", "Stripe payment not in the ledger"
+        DISPUTE = "dispute", "Card payment disputed"
+        RECONCILIATION = "reconciliation", "Stripe and ledger differ"
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     dedupe_key = models.CharField(max_length=200, unique=True, help_text="Keeps reruns from repeating an exception.")

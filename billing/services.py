@@ -7,10 +7,12 @@ one invoice twice; the ledger's partial unique constraint is the second guard.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +27,7 @@ from billing import selectors
 from billing.models import (
     BillingException,
     CreditNote,
+    Dispute,
     Invoice,
     InvoiceEvent,
     InvoiceLine,
@@ -847,7 +850,10 @@ def stripe_customer_ensure(*, customer: Customer) -> str:
     if customer.stripe_customer_id:
         return customer.stripe_customer_id
     created = stripe_client().v1.customers.create(
-        params={"email": customer.invoice_email, "name": customer.name, "metadata": {"customer_id": str(customer.pk)}}
+        params={"email": customer.invoice_email, "name": customer.name, "metadata": {"customer_id": str(customer.pk)}},
+        # Stable per customer: a create whose answer was lost, repeated within Stripe's 24 hours, returns
+        # the customer it made instead of a second one.
+        options={"idempotency_key": f"customer-{customer.pk}-{customer.created_at:%Y%m%d%H%M%S}"},
     )
     updated = Customer.objects.filter(pk=customer.pk, stripe_customer_id="").update(stripe_customer_id=created.id)
     if not updated:
@@ -873,16 +879,24 @@ def card_setup_link(*, customer: Customer) -> str:
     return settings.SITE_URL.rstrip("/") + reverse("billing:card-setup", args=[card_setup_token(customer=customer)])
 
 
-def setup_intent_create(*, customer: Customer) -> Any:
-    """A SetupIntent for saving a card for later off-session charges."""
+def setup_intent_create(*, customer: Customer, token: str = "") -> Any:
+    """A SetupIntent for saving a card for later off-session charges.
+
+    Its idempotency key is stable per card-link attempt: the link (``token``) and the cards saved so
+    far. Opening the link again (a reload, a lost answer) within Stripe's 24 hours gives the same
+    SetupIntent instead of a new one each time; once a card is saved, the next attempt gets a new one.
+    """
     stripe_id = stripe_customer_ensure(customer=customer)
+    saved = PaymentMethod.objects.filter(customer=customer).count()
+    link = hashlib.sha256(token.encode()).hexdigest()[:16] if token else "direct"
     return stripe_client().v1.setup_intents.create(
         params={
             "customer": stripe_id,
             "usage": "off_session",
             "payment_method_types": ["card"],
             "metadata": {"customer_id": str(customer.pk)},
-        }
+        },
+        options={"idempotency_key": f"setup-{customer.pk}-{link}-{saved + 1}"},
     )
 
 
@@ -937,24 +951,86 @@ class ChargeResult:
         return self.status == "succeeded"
 
 
+class ChargeOutcomeUnknown(BillingError):
+    """Stripe was asked to charge but its answer never arrived: it may have charged.
+
+    The attempt stays pending in the ledger with the idempotency key it sent; charging again (the
+    engine's retry of the step, a re-delivered job) repeats the same request and so records Stripe's
+    one answer. Callers must retry later, never record a failure.
+    """
+
+
 def invoice_charge(*, invoice: Invoice, user: Any = None, start_dunning: bool = True) -> ChargeResult:
     """Charge the invoice's gross total to the customer's saved card, off-session, at most once.
 
-    The invoice row stays locked for the whole attempt, so a re-run or a parallel job waits and then
-    finds the succeeded ledger row. The idempotency key ``invoice-<id>-charge-<attempt>`` is sent to
-    Stripe too: after a crash between Stripe's answer and our commit, the same attempt number comes
-    round again and Stripe answers with the same PaymentIntent.
+    Two steps, so that no answer from Stripe can be lost unnoticed:
+
+    1. The attempt's ledger row (``Payment``, pending) and its idempotency key are committed *before*
+       Stripe is called (``_charge_attempt``). The key is random per attempt and only ever read back
+       from the row, never worked out again.
+    2. Under the invoice lock the row is settled: by the PaymentIntent it names, else by the one
+       Stripe already made for it (found through its ``payment_id`` metadata, which still works after
+       Stripe's 24-hour key window), else by creating the PaymentIntent with the row's key.
+
+    When Stripe's answer is lost (network, timeout, a 5xx after the client's own retries), the row
+    stays pending and :class:`ChargeOutcomeUnknown` is raised: a retry of the same attempt reuses the
+    row and its key, so Stripe answers with the PaymentIntent it made, and the ledger records it once.
+    """
+    prepared = _charge_attempt(invoice=invoice, user=user)
+    if isinstance(prepared, ChargeResult):
+        return prepared
+    payment, reused = prepared
+    with transaction.atomic():
+        invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
+        payment = Payment.objects.select_related("payment_method").get(pk=payment.pk)
+        if payment.status != Payment.Status.PENDING:
+            # A parallel job or a webhook settled it while we waited for the lock.
+            return ChargeResult(payment, payment.status)
+        try:
+            intent = _charge_intent_known(payment) if reused or payment.stripe_payment_intent_id else None
+            if intent is None and not invoice.is_payable:
+                payment.status = Payment.Status.FAILED
+                payment.failure_message = f"Not charged: invoice {invoice.display_number} is {invoice.state}."
+                payment.save()
+                return ChargeResult(payment, "not_payable")
+            failure: tuple[str, str] | None = None
+            if intent is None:
+                intent = _charge_intent_create(invoice, payment)
+            if intent is None:  # the card was declined with no PaymentIntent to show
+                status, failure = "failed", (payment.failure_code, payment.failure_message)
+            else:
+                payment.stripe_payment_intent_id = intent.id
+                payment.stripe_charge_id = _charge_id(intent) or payment.stripe_charge_id
+                status = intent.status
+                error = getattr(intent, "last_payment_error", None)
+                if status != "succeeded" and error:
+                    failure = (getattr(error, "code", "") or "", getattr(error, "message", "") or "")
+        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
+            logger.warning(
+                "charge of invoice %s: Stripe's answer was lost (%s); the attempt stays pending", invoice.pk, exc
+            )
+            raise ChargeOutcomeUnknown(
+                f"Stripe's answer to the charge of invoice {invoice.display_number} was lost; "
+                "the attempt is kept and repeated with the same key."
+            ) from exc
+        return _charge_settle(invoice, payment, status, failure, user=user, start_dunning=start_dunning)
+
+
+def _charge_attempt(*, invoice: Invoice, user: Any) -> ChargeResult | tuple[Payment, bool]:
+    """Commit the attempt's pending ledger row with its key before Stripe is called.
+
+    Returns the row and whether it was there already (an earlier attempt that may have reached
+    Stripe), or the final result when there is nothing to charge.
     """
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
         live = selectors.live_charge(invoice)
         if live is not None and live.status == Payment.Status.SUCCEEDED:
             return ChargeResult(live, "succeeded")
+        if live is not None:
+            return live, True
         if not invoice.is_payable:
-            return ChargeResult(live, "not_payable")
-        if live is not None and live.stripe_payment_intent_id:
-            intent = stripe_client().v1.payment_intents.retrieve(live.stripe_payment_intent_id)
-            return _charge_settle(invoice, live, intent.status, None, user=user, start_dunning=start_dunning)
+            return ChargeResult(None, "not_payable")
         method = selectors.default_payment_method(invoice.customer_id)
         if method is None:
             billing_exception_raise(
@@ -965,46 +1041,80 @@ def invoice_charge(*, invoice: Invoice, user: Any = None, start_dunning: bool = 
                 invoice=invoice,
             )
             return ChargeResult(None, "no_payment_method")
-        if live is None:
-            attempt = invoice.payments.filter(kind=Payment.Kind.CHARGE).count() + 1
-            live = Payment.objects.create(
-                invoice=invoice,
-                kind=Payment.Kind.CHARGE,
-                amount=invoice.gross_total,
-                currency=invoice.currency,
-                attempt=attempt,
-                idempotency_key=f"invoice-{invoice.pk}-charge-{attempt}",
-                payment_method=method,
-                created_by=user,
-            )
-        failure: tuple[str, str] | None = None
-        try:
-            intent = stripe_client().v1.payment_intents.create(
-                params={
-                    "amount": to_cents(invoice.gross_total),
-                    "currency": invoice.currency.lower(),
-                    "customer": method.stripe_customer_id,
-                    "payment_method": method.stripe_payment_method_id,
-                    "off_session": True,
-                    "confirm": True,
-                    "metadata": {"invoice_id": str(invoice.pk), "payment_id": str(live.pk)},
-                },
-                options={"idempotency_key": live.idempotency_key},
-            )
-            live.stripe_payment_intent_id = intent.id
-            live.stripe_charge_id = _charge_id(intent)
-            status = intent.status
-            if status != "succeeded" and getattr(intent, "last_payment_error", None):
-                error = intent.last_payment_error
-                failure = (getattr(error, "code", "") or "", getattr(error, "message", "") or "")
-        except stripe.CardError as exc:
-            error = exc.error
-            intent_obj = getattr(error, "payment_intent", None) if error else None
-            if intent_obj is not None:
-                live.stripe_payment_intent_id = intent_obj.id
-            status = "failed"
-            failure = (getattr(error, "code", "") or "card_error", exc.user_message or str(exc))
-        return _charge_settle(invoice, live, status, failure, user=user, start_dunning=start_dunning)
+        attempt = invoice.payments.filter(kind=Payment.Kind.CHARGE).count() + 1
+        payment = Payment.objects.create(
+            invoice=invoice,
+            kind=Payment.Kind.CHARGE,
+            amount=invoice.gross_total,
+            currency=invoice.currency,
+            attempt=attempt,
+            # Random per attempt, so two databases (a copy, a test system) never share a key at Stripe.
+            idempotency_key=f"invoice-{invoice.pk}-charge-{attempt}-{secrets.token_hex(6)}",
+            payment_method=method,
+            created_by=user,
+        )
+    return payment, False
+
+
+def _charge_intent_known(payment: Payment) -> Any:
+    """The PaymentIntent Stripe already made for this ledger row, if any.
+
+    By its stored id; else through the customer's charges since the row was written, whose
+    PaymentIntent carries the row's ``payment_id`` metadata. Listing is consistent at once (Stripe's
+    search is not) and works whether or not Stripe still remembers the idempotency key. A PaymentIntent
+    that made no charge moved no money, so creating one again cannot charge twice.
+    """
+    client = stripe_client()
+    if payment.stripe_payment_intent_id:
+        return client.v1.payment_intents.retrieve(payment.stripe_payment_intent_id)
+    method = payment.payment_method
+    if method is None:
+        return None
+    since = int(payment.created_at.timestamp()) - 300
+    charges = client.v1.charges.list(
+        params={"customer": method.stripe_customer_id, "created": {"gt": since}, "limit": 100}
+    )
+    for charge in charges.auto_paging_iter():
+        intent_id = _stripe_id(getattr(charge, "payment_intent", None))
+        if not intent_id:
+            continue
+        intent = client.v1.payment_intents.retrieve(intent_id)
+        metadata = intent.to_dict().get("metadata") or {}
+        if metadata.get("payment_id") == str(payment.pk):
+            return intent
+    return None
+
+
+def _charge_intent_create(invoice: Invoice, payment: Payment) -> Any:
+    """Create and confirm the off-session PaymentIntent with the row's key; a decline returns its intent.
+
+    ``payment_method_types=["card"]``: since API version 2023-08-16 a PaymentIntent without it gets
+    automatic payment methods, whose redirect-based methods need a ``return_url`` on confirmation. We
+    only ever charge the saved card, off-session, so we say so instead of relying on the default.
+    """
+    method = payment.payment_method
+    try:
+        return stripe_client().v1.payment_intents.create(
+            params={
+                "amount": to_cents(payment.amount),
+                "currency": payment.currency.lower(),
+                "customer": method.stripe_customer_id,
+                "payment_method": method.stripe_payment_method_id,
+                "payment_method_types": ["card"],
+                "off_session": True,
+                "confirm": True,
+                "metadata": {"invoice_id": str(invoice.pk), "payment_id": str(payment.pk)},
+            },
+            options={"idempotency_key": payment.idempotency_key},
+        )
+    except stripe.CardError as exc:
+        error = exc.error
+        intent_obj = getattr(error, "payment_intent", None) if error else None
+        if intent_obj is not None:
+            payment.stripe_payment_intent_id = intent_obj.id
+        payment.failure_code = (getattr(error, "code", "") or "card_error")[:100]
+        payment.failure_message = (exc.user_message or str(exc))[:500]
+        return None
 
 
 def _charge_id(intent: Any) -> str:
@@ -1210,6 +1320,12 @@ def refund_issue(*, invoice: Invoice, amount: Decimal, reason: str, user: Any = 
             if done is not None:
                 transaction.on_commit(lambda: refund_send(refund=done))
                 return done
+        if invoice.state == Invoice.State.DISPUTED:
+            raise RefundError(
+                f"Invoice {invoice.display_number} is disputed by the customer's bank, and Stripe refunds no disputed "
+                "payment: answer the dispute in the Stripe Dashboard instead.",
+                field="amount",
+            )
         charge = (
             invoice.payments.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED).order_by("pk").last()
         )
@@ -1413,17 +1529,21 @@ def stripe_event_process(*, event: Any) -> str:
 
 
 def _payment_for_intent(obj: dict[str, Any]) -> tuple[Invoice | None, Payment | None]:
-    invoice_id = (obj.get("metadata") or {}).get("invoice_id")
+    """The invoice (locked) and ledger row a PaymentIntent belongs to: by its id, else by its metadata."""
+    metadata = obj.get("metadata") or {}
+    intent_id = str(obj.get("id") or "")
+    known = intent_id and Payment.objects.filter(kind=Payment.Kind.CHARGE, stripe_payment_intent_id=intent_id).first()
+    invoice_id = known.invoice_id if known else metadata.get("invoice_id")
     if not invoice_id or not str(invoice_id).isdigit():
         return None, None
     invoice = Invoice.objects.select_for_update().filter(pk=int(invoice_id)).first()
     if invoice is None:
         return None, None
     payment = Payment.objects.filter(
-        invoice=invoice, kind=Payment.Kind.CHARGE, stripe_payment_intent_id=obj.get("id", "")
+        invoice=invoice, kind=Payment.Kind.CHARGE, stripe_payment_intent_id=intent_id
     ).first()
     if payment is None:
-        payment_id = (obj.get("metadata") or {}).get("payment_id")
+        payment_id = metadata.get("payment_id")
         if payment_id and str(payment_id).isdigit():
             payment = Payment.objects.filter(
                 pk=int(payment_id), invoice=invoice, kind=Payment.Kind.CHARGE, stripe_payment_intent_id=""
@@ -1431,10 +1551,17 @@ def _payment_for_intent(obj: dict[str, Any]) -> tuple[Invoice | None, Payment | 
     return invoice, payment
 
 
+def _intent_amount(obj: dict[str, Any]) -> Decimal:
+    cents = obj.get("amount_received") or obj.get("amount") or 0
+    return (Decimal(int(cents)) / 100).quantize(Decimal("0.01"))
+
+
 def _on_intent_succeeded(obj: dict[str, Any]) -> str:
     invoice, payment = _payment_for_intent(obj)
-    if invoice is None or payment is None:
-        return "unknown payment intent"
+    if invoice is None:
+        return _unmatched_payment(obj, "names no invoice of ours")
+    if payment is None:
+        return _intent_record(invoice, obj)
     if payment.status == Payment.Status.SUCCEEDED:
         return "already recorded"
     payment.status = Payment.Status.SUCCEEDED
@@ -1446,10 +1573,72 @@ def _on_intent_succeeded(obj: dict[str, Any]) -> str:
     return f"invoice {invoice.display_number} paid"
 
 
+def _intent_record(invoice: Invoice, obj: dict[str, Any]) -> str:
+    """Record a succeeded PaymentIntent of the invoice that has no ledger row (its row was lost, or it
+    was made outside the portal): once, by its key ``stripe-intent-<id>``. When the invoice already holds
+    a live charge, the customer paid twice: the money is not booked twice, Finance is told instead."""
+    intent_id = str(obj.get("id") or "")
+    amount = _intent_amount(obj)
+    if Payment.objects.filter(idempotency_key=f"stripe-intent-{intent_id}").exists():
+        return "already recorded"
+    live = selectors.live_charge(invoice)
+    if live is not None:
+        return _unmatched_payment(
+            obj, f"is for invoice {invoice.display_number}, which already holds the charge #{live.pk} ({live.status})"
+        )
+    payment = Payment.objects.create(
+        invoice=invoice,
+        kind=Payment.Kind.CHARGE,
+        status=Payment.Status.SUCCEEDED,
+        amount=amount,
+        currency=str(obj.get("currency") or invoice.currency).upper(),
+        attempt=invoice.payments.filter(kind=Payment.Kind.CHARGE).count() + 1,
+        idempotency_key=f"stripe-intent-{intent_id}",
+        stripe_payment_intent_id=intent_id,
+        stripe_charge_id=_charge_id_from_dict(obj),
+        reason="Recorded from Stripe's payment_intent.succeeded (no ledger row)",
+    )
+    if amount != invoice.gross_total:
+        _unmatched_payment(obj, f"paid {amount} for invoice {invoice.display_number} of {invoice.gross_total}")
+    if invoice.is_payable:
+        _invoice_paid(invoice, payment)
+        return f"invoice {invoice.display_number} paid (recorded from Stripe)"
+    _invoice_event(invoice, invoice.state, note=f"Card payment {intent_id} recorded from Stripe").save()
+    return f"payment recorded for invoice {invoice.display_number} ({invoice.state})"
+
+
+def _unmatched_payment(obj: dict[str, Any], why: str) -> str:
+    """Money Stripe took that the ledger cannot place: a Finance task (``billing.exception_raised``)."""
+    intent_id = str(obj.get("id") or "")
+    amount = _intent_amount(obj)
+    currency = str(obj.get("currency") or "eur").upper()
+    metadata = obj.get("metadata") or {}
+    invoice_id = metadata.get("invoice_id")
+    invoice = Invoice.objects.filter(pk=int(invoice_id)).first() if str(invoice_id or "").isdigit() else None
+    billing_exception_raise(
+        kind=BillingException.Kind.UNMATCHED_PAYMENT,
+        key=f"stripe-unmatched:{intent_id}",
+        message=f"Stripe took {amount} {currency} (payment {intent_id}, customer {obj.get('customer') or '?'}) "
+        f"that {why}. Find where it belongs, then record it or refund it in Stripe.",
+        customer_id=invoice.customer_id if invoice else None,
+        invoice=invoice,
+    )
+    return f"unmatched payment {intent_id}: Finance told"
+
+
 def _on_intent_failed(obj: dict[str, Any]) -> str:
     invoice, payment = _payment_for_intent(obj)
-    if invoice is None or payment is None:
-        return "unknown payment intent"
+    if invoice is None:
+        return "failed payment intent of no invoice of ours (no money moved)"
+    if payment is None:
+        error = obj.get("last_payment_error") or {}
+        _invoice_event(
+            invoice,
+            invoice.state,
+            note=f"Stripe reports a failed card payment {obj.get('id', '')} the ledger did not start: "
+            f"{error.get('message') or 'failed'}"[:1000],
+        ).save()
+        return f"failed payment intent noted on invoice {invoice.display_number}"
     if payment.status != Payment.Status.PENDING:
         return f"already {payment.status}"
     error = obj.get("last_payment_error") or {}
@@ -1460,6 +1649,136 @@ def _on_intent_failed(obj: dict[str, Any]) -> str:
     payment.save()
     _invoice_payment_failed(invoice, payment, user=None, start_dunning=True)
     return f"invoice {invoice.display_number} payment failed"
+
+
+# --- disputes (chargebacks) ----------------------------------------------------------------------
+
+
+def _dispute_for(obj: dict[str, Any]) -> tuple[Dispute | None, str]:
+    """The dispute row of a Stripe Dispute object, created on first sight (invoice locked)."""
+    dispute_id = _stripe_id(obj.get("id"))
+    intent_id, charge_id = _stripe_id(obj.get("payment_intent")), _stripe_id(obj.get("charge"))
+    charges = Payment.objects.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED)
+    charge = (intent_id and charges.filter(stripe_payment_intent_id=intent_id).first()) or (
+        charge_id and charges.filter(stripe_charge_id=charge_id).first()
+    )
+    if not dispute_id or not charge:
+        amount = (Decimal(int(obj.get("amount") or 0)) / 100).quantize(Decimal("0.01"))
+        billing_exception_raise(
+            kind=BillingException.Kind.DISPUTE,
+            key=f"dispute-unmatched:{dispute_id or charge_id}",
+            message=f"Stripe reports a dispute {dispute_id} of {amount} {str(obj.get('currency') or '').upper()} "
+            f"on charge {charge_id or intent_id or '?'}, which is not a paid charge in the ledger.",
+        )
+        return None, "dispute of an unknown charge: Finance told"
+    invoice = Invoice.objects.select_for_update().get(pk=charge.invoice_id)
+    due = (obj.get("evidence_details") or {}).get("due_by")
+    dispute, created = Dispute.objects.get_or_create(
+        stripe_dispute_id=dispute_id,
+        defaults={
+            "invoice": invoice,
+            "payment": charge,
+            "amount": (Decimal(int(obj.get("amount") or 0)) / 100).quantize(Decimal("0.01")),
+            "currency": str(obj.get("currency") or charge.currency).upper(),
+            "reason": str(obj.get("reason") or "")[:100],
+            "status": str(obj.get("status") or "")[:40],
+            "evidence_due_by": datetime.fromtimestamp(int(due), tz=UTC) if due else None,
+        },
+    )
+    if created:
+        if invoice.state != Invoice.State.DISPUTED and invoice.state != Invoice.State.VOID:
+            from_state = invoice.state
+            invoice.mark_disputed()
+            invoice.save(update_fields=["state"])
+            _invoice_event(
+                invoice, from_state, note=f"Card payment disputed ({dispute.reason or 'no reason'}, {dispute_id})"
+            ).save()
+        due_text = f" Evidence is due by {dispute.evidence_due_by:%Y-%m-%d}." if dispute.evidence_due_by else ""
+        billing_exception_raise(
+            kind=BillingException.Kind.DISPUTE,
+            key=f"dispute:{dispute_id}",
+            message=f"The card payment of invoice {invoice.display_number} ({dispute.amount} {dispute.currency}) "
+            f"is disputed: {dispute.reason or 'no reason given'}. Answer it in the Stripe Dashboard.{due_text}",
+            customer_id=invoice.customer_id,
+            invoice=invoice,
+        )
+    return dispute, "dispute recorded" if created else "dispute known"
+
+
+def _dispute_funds(dispute: Dispute, obj: dict[str, Any]) -> list[str]:
+    """Book the dispute's balance transactions: funds withdrawn (chargeback) and reinstated (reversal)."""
+    booked = []
+    for txn in obj.get("balance_transactions") or []:
+        if not isinstance(txn, dict):
+            continue
+        cents = int(txn.get("amount") or 0)
+        kind, label = (Payment.Kind.CHARGEBACK, "withdrawn") if cents < 0 else (Payment.Kind.REVERSAL, "reinstated")
+        if not cents:
+            continue
+        _, created = Payment.objects.get_or_create(
+            idempotency_key=f"stripe-dispute-{dispute.stripe_dispute_id}-{label}",
+            defaults={
+                "invoice": dispute.invoice,
+                "kind": kind,
+                "status": Payment.Status.SUCCEEDED,
+                "amount": (Decimal(abs(cents)) / 100).quantize(Decimal("0.01")),
+                "currency": str(txn.get("currency") or dispute.currency).upper(),
+                "stripe_payment_intent_id": dispute.payment.stripe_payment_intent_id,
+                "stripe_charge_id": dispute.payment.stripe_charge_id,
+                "reason": f"Dispute {dispute.stripe_dispute_id}: funds {label}",
+            },
+        )
+        if created:
+            booked.append(f"funds {label}")
+            _invoice_event(
+                dispute.invoice,
+                dispute.invoice.state,
+                note=f"Dispute {dispute.stripe_dispute_id}: {abs(cents) / 100:.2f} {dispute.currency} {label}",
+            ).save()
+    return booked
+
+
+def _on_dispute(obj: dict[str, Any]) -> str:
+    """``charge.dispute.created`` / ``updated`` / ``funds_withdrawn`` / ``funds_reinstated``."""
+    dispute, result = _dispute_for(obj)
+    if dispute is None:
+        return result
+    dispute.status = str(obj.get("status") or dispute.status)[:40]
+    dispute.save(update_fields=["status", "updated_at"])
+    return "; ".join([result, *_dispute_funds(dispute, obj)])
+
+
+def _on_dispute_closed(obj: dict[str, Any]) -> str:
+    """Won (or an inquiry closed without a chargeback): the invoice is paid again. Lost: it stays
+    disputed and Finance decides (collect the money another way, or reverse the invoice)."""
+    dispute, result = _dispute_for(obj)
+    if dispute is None:
+        return result
+    status = str(obj.get("status") or "")
+    dispute.status, dispute.closed_at = status[:40], dispute.closed_at or timezone.now()
+    dispute.save(update_fields=["status", "closed_at", "updated_at"])
+    booked = _dispute_funds(dispute, obj)
+    invoice = dispute.invoice
+    invoice.refresh_from_db()
+    if status in ("won", "warning_closed") and invoice.state == Invoice.State.DISPUTED:
+        invoice.dispute_won()
+        invoice.save(update_fields=["state"])
+        _invoice_event(invoice, Invoice.State.DISPUTED, note=f"Dispute {dispute.stripe_dispute_id} {status}").save()
+        _exceptions_resolve(
+            BillingException.objects.filter(dedupe_key=f"dispute:{dispute.stripe_dispute_id}"),
+            resolution=f"Dispute {status} at Stripe.",
+        )
+    elif status == "lost":
+        _invoice_event(invoice, invoice.state, note=f"Dispute {dispute.stripe_dispute_id} lost").save()
+        billing_exception_raise(
+            kind=BillingException.Kind.DISPUTE,
+            key=f"dispute-lost:{dispute.stripe_dispute_id}",
+            message=f"The dispute of invoice {invoice.display_number} is lost: {dispute.amount} {dispute.currency} "
+            "went back to the customer's bank. Collect it another way or reverse the invoice with a credit note.",
+            customer_id=invoice.customer_id,
+            invoice=invoice,
+        )
+    return "; ".join([f"dispute {status}", *booked])
 
 
 def _charge_id_from_dict(obj: dict[str, Any]) -> str:
@@ -1581,6 +1900,11 @@ _EVENT_HANDLERS = {
     "refund.failed": _refund_reconcile,
     "charge.refund.updated": _refund_reconcile,
     "charge.refunded": _on_charge_refunded,
+    "charge.dispute.created": _on_dispute,
+    "charge.dispute.updated": _on_dispute,
+    "charge.dispute.funds_withdrawn": _on_dispute,
+    "charge.dispute.funds_reinstated": _on_dispute,
+    "charge.dispute.closed": _on_dispute_closed,
 }
 
 

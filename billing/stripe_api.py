@@ -6,13 +6,24 @@ from decimal import Decimal
 from functools import lru_cache
 
 from django.conf import settings
-from stripe import StripeClient
+from stripe import StripeClient, new_default_http_client
+
+# A lost connection, a timeout, a 409 or a 5xx is retried by the client with the same idempotency key
+# (our own key, or one the client makes up per request), so Stripe answers with what it already did.
+NETWORK_RETRIES = 2
+# Per try; with two retries and their back-off a call ends well inside a system step's two minutes.
+TIMEOUT_SECONDS = 30
 
 
 @lru_cache(maxsize=4)
 def _client(api_key: str, api_base: str) -> StripeClient:
     kwargs = {"base_addresses": {"api": api_base}} if api_base else {}
-    return StripeClient(api_key, max_network_retries=0, **kwargs)
+    return StripeClient(
+        api_key,
+        max_network_retries=NETWORK_RETRIES,
+        http_client=new_default_http_client(timeout=TIMEOUT_SECONDS),
+        **kwargs,
+    )
 
 
 def stripe_client() -> StripeClient:

@@ -79,9 +79,12 @@ def _run_of_event(ctx: SystemTaskContext) -> InvoicingRun | None:
     "billing.charge_invoice",
     reads=["invoice_id"],
     writes=["paid", "charge_status", "charge_attempts"],
-    description="Charge the invoice to the customer's saved card off-session (once per step).",
+    description="Charge the invoice to the customer's saved card off-session (once per step). When Stripe's "
+    "answer is lost the step fails and is retried; the retry repeats the same attempt with its stored key.",
 )
 def charge_invoice(ctx: SystemTaskContext) -> dict[str, Any]:
+    # services.ChargeOutcomeUnknown is deliberately not a PermanentError: the engine retries the step
+    # with back-off, and invoice_charge reuses the pending ledger row and its idempotency key.
     invoice = _invoice(ctx)
     done = Payment.objects.filter(invoice=invoice, kind=Payment.Kind.CHARGE, job_key=ctx.idempotency_key).first()
     if done is None:

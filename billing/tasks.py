@@ -53,12 +53,25 @@ def invoice_deliver(self, invoice_id: int) -> str:  # noqa: ANN001
         if self.request.retries < self.max_retries:
             raise self.retry(exc=exc) from exc
     if PaymentMethod.objects.filter(customer_id=invoice.customer_id, detached_at__isnull=True).exists():
-        return services.invoice_charge(invoice=invoice).status
+        try:
+            return services.invoice_charge(invoice=invoice).status
+        except services.ChargeOutcomeUnknown as exc:
+            # Stripe's answer was lost: the pending attempt is repeated with its stored key (sending is done).
+            invoice_charge_task.apply_async((invoice_id,), countdown=60)
+            return f"pending: {exc}"
     return "no_payment_method"
 
 
-@shared_task(acks_late=True)
+@shared_task(
+    acks_late=True,
+    autoretry_for=(services.ChargeOutcomeUnknown,),
+    retry_backoff=60,
+    retry_backoff_max=3600,
+    max_retries=8,
+)
 def invoice_charge_task(invoice_id: int) -> str:
+    """Charge once; a lost Stripe answer is retried with the attempt's stored key (the nightly
+    reconciliation settles what is still pending after the last retry)."""
     return services.invoice_charge(invoice=Invoice.objects.get(pk=invoice_id)).status
 
 
@@ -81,3 +94,15 @@ def payment_method_save_task(customer_id: int, setup_intent_id: str) -> int:
 @shared_task
 def accounting_export_nightly() -> list[int]:
     return [export.pk for export in exports.accounting_exports_nightly()]
+
+
+@shared_task
+def stripe_reconcile_nightly() -> int:
+    """Beat: compare yesterday's (UTC) Stripe balance transactions with the ledger; a Finance task per
+    difference (idempotent per day)."""
+    from datetime import timedelta
+
+    from billing import reconciliation
+
+    day = timezone.now().date() - timedelta(days=1)
+    return len(reconciliation.stripe_reconcile_day(day=day))

@@ -412,7 +412,7 @@ def card_setup(request: HttpRequest, token: str) -> HttpResponse:
     except (services.BillingError, Customer.DoesNotExist) as exc:
         return render(request, "billing/card_setup_invalid.html", {"error": str(exc)}, status=400)
     try:
-        intent = services.setup_intent_create(customer=customer)
+        intent = services.setup_intent_create(customer=customer, token=token)
     except stripe.StripeError:
         logger.exception("could not create a SetupIntent for customer %s", customer.pk)
         return render(

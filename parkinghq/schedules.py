@@ -44,6 +44,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "billing.tasks.accounting_export_nightly",
         "schedule": crontab(minute=30, hour=2),
     },
+    # Stripe's balance transactions of yesterday against the ledger; a Finance task per difference.
+    "billing-stripe-reconcile-nightly": {
+        "task": "billing.tasks.stripe_reconcile_nightly",
+        "schedule": crontab(minute=45, hour=2),
+    },
     # Connect: car-park data nightly, occupancy every five minutes, whitelist reconciliation nightly.
     "connect-sync-static-nightly": {
         "task": "connect.tasks.sync_static_all",
