@@ -1,7 +1,8 @@
 """REST API v1 for the eCommerce, App and Web modules: a contract's invoices and their PDFs.
 
 Same tokens, scopes and throttling as the car-park API (``contracts:read``), so a customer portal
-can list a customer's invoices and offer the PDF (with its embedded Factur-X e-invoice).
+can list a customer's invoices and offer the PDF (with its embedded Factur-X e-invoice). A client
+reads only the invoices of its own contracts and customers (``invoices_for_client``); others are 404.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from rest_framework.response import Response
 
 from billing.documents import invoice_documents_render
 from billing.models import Invoice, InvoiceLine
+from billing.selectors import invoices_for_client
+from carparks.access import contracts_for_client
 from carparks.api.views import ERROR, ApiView
-from carparks.models import ApiClient, Contract
+from carparks.models import ApiClient
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer):
@@ -63,9 +66,10 @@ class ContractInvoices(ApiView):
         responses={200: InvoiceSerializer(many=True), 404: ERROR, 401: ERROR, 403: ERROR},
     )
     def get(self, request: Request, pk: int) -> Response:
-        contract = get_object_or_404(Contract, pk=pk)
+        contract = get_object_or_404(contracts_for_client(self.client()), pk=pk)
         invoices = (
-            Invoice.objects.filter(pk__in=InvoiceLine.objects.filter(contract=contract).values("invoice_id"))
+            invoices_for_client(self.client())
+            .filter(pk__in=InvoiceLine.objects.filter(contract=contract).values("invoice_id"))
             .exclude(state=Invoice.State.DRAFT)
             .prefetch_related("lines")
             .order_by("-period_start", "-number")
@@ -86,6 +90,7 @@ class InvoicePdf(ApiView):
         },
     )
     def get(self, request: Request, pk: int) -> FileResponse:
-        invoice = get_object_or_404(Invoice.objects.exclude(state=Invoice.State.DRAFT), pk=pk)
+        issued = Invoice.objects.exclude(state=Invoice.State.DRAFT)
+        invoice = get_object_or_404(invoices_for_client(self.client(), issued), pk=pk)
         invoice = invoice_documents_render(invoice=invoice)
         return FileResponse(invoice.pdf.open("rb"), content_type="application/pdf", filename=f"{invoice}.pdf")

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from billing.models import BillingException, Invoice, Payment, PaymentMethod
+from billing.models import BillingException, Invoice, InvoiceLine, Payment, PaymentMethod
 from carparks.models import Contract
 
 
@@ -351,3 +351,13 @@ def dunning_rows(invoices: list[Invoice], *, today: date | None = None) -> list[
             DunningRow(invoice, process, level, reminders, step_id, step_name, next_at, next_what, max(age, 0), overdue)
         )
     return rows
+
+
+def invoices_for_client(client: Any, qs: QuerySet | None = None) -> QuerySet:
+    """Invoices a REST API client may read: those billing a contract it may see, and those of a customer
+    it may see (``carparks.access``); everything else is 404 to it."""
+    from carparks.access import contracts_for_client, customers_for_client
+
+    qs = Invoice.objects.all() if qs is None else qs
+    billed = InvoiceLine.objects.filter(contract__in=contracts_for_client(client).values("pk")).values("invoice_id")
+    return qs.filter(Q(pk__in=billed) | Q(customer__in=customers_for_client(client).values("pk")))

@@ -5,6 +5,9 @@ parks they are responsible for (the guardian permission ``carparks.responsible_c
 belong to the car parks of their contracts: one whose contracts are all in other car parks is 404; a
 customer without any contract is visible to every back-office role, since someone has to take its
 first application. A customer merged into another is in no list.
+
+REST API clients have their own selectors (``*_for_client``, below): what they created, and what
+belongs to the car parks they are granted. Pages, the API and exports all read through this module.
 """
 
 from __future__ import annotations
@@ -89,3 +92,65 @@ def get_for_user(qs: QuerySet, pk: Any) -> Any:
         return qs.get(pk=pk)
     except (qs.model.DoesNotExist, ValueError, TypeError):
         raise Http404 from None
+
+
+# API clients (carparks.models.ApiClient). A client owns what it created through the API (``api_client``
+# on customers, contracts and cases) and everything of the car parks it is granted (``ApiClient.carparks``).
+# Everything else is 404 to it, never 403, so ids cannot be probed. Car parks themselves (the catalogue of
+# ``GET /api/v1/carparks/``) are public to every client with ``carparks:read``.
+
+
+def granted_carpark_ids(client: Any) -> Any:
+    """The ids of the car parks granted to ``client``, as a subquery."""
+    return client.carparks.values("pk")
+
+
+def contracts_for_client(client: Any, qs: QuerySet | None = None) -> QuerySet:
+    """Contracts ``client`` applied for, or whose product is in a car park it is granted."""
+    from carparks.models import Contract
+
+    qs = Contract.objects.all() if qs is None else qs
+    return qs.filter(Q(api_client=client) | Q(product__carpark_id__in=granted_carpark_ids(client)))
+
+
+def customers_for_client(client: Any, qs: QuerySet | None = None) -> QuerySet:
+    """Customers ``client`` created, or with a contract in a car park it is granted.
+
+    A customer an application was matched to (the same email and name) is not the client's for that: it
+    sees that contract, not the customer's other cases and invoices.
+    """
+    from carparks.models import Contract, Customer
+
+    qs = (Customer.objects.all() if qs is None else qs).filter(merged_into__isnull=True)
+    granted = Contract.objects.filter(product__carpark_id__in=granted_carpark_ids(client)).values("customer_id")
+    return qs.filter(Q(api_client=client) | Q(pk__in=granted))
+
+
+def cases_for_client(client: Any, qs: QuerySet | None = None) -> QuerySet:
+    """Cases ``client`` opened, cases about a contract it may see, and cases about no contract of a
+    customer it may see."""
+    from carparks.models import Case
+
+    qs = Case.objects.all() if qs is None else qs
+    return qs.filter(
+        Q(api_client=client)
+        | Q(contract__in=contracts_for_client(client).values("pk"))
+        | Q(contract__isnull=True, customer__in=customers_for_client(client).values("pk"))
+    )
+
+
+def processes_for_client(client: Any, qs: QuerySet | None = None) -> QuerySet:
+    """Processes about a contract or case ``client`` may see, or about a car park it is granted; a process
+    about anything else (or nothing) is not the client's."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from carparks.models import CarPark, Case, Contract
+    from workflows.models import Process
+
+    qs = Process.objects.all() if qs is None else qs
+    types = ContentType.objects.get_for_models(Contract, Case, CarPark)
+    return qs.filter(
+        Q(content_type=types[Contract], object_id__in=contracts_for_client(client).values("pk"))
+        | Q(content_type=types[Case], object_id__in=cases_for_client(client).values("pk"))
+        | Q(content_type=types[CarPark], object_id__in=granted_carpark_ids(client))
+    )

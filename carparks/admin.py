@@ -70,30 +70,45 @@ class ApiClientForm(forms.ModelForm):
 
     class Meta:
         model = ApiClient
-        fields = ["name", "scopes", "is_active"]
+        fields = ["name", "scopes", "carparks", "is_active"]
 
 
 @admin.register(ApiClient)
 class ApiClientAdmin(admin.ModelAdmin):
+    """Clients and their tokens; **Car parks** grants a client the contracts, cases and invoices of those
+    car parks (besides what it created itself), audited with the scopes."""
+
     form = ApiClientForm
     list_display = ["name", "token_prefix", "scopes", "is_active", "last_used_at"]
     readonly_fields = ["token_prefix", "created_at", "last_used_at"]
+    filter_horizontal = ["carparks"]
+
+    @staticmethod
+    def _audited(client: ApiClient) -> dict[str, Any]:
+        return {
+            "scopes": client.scopes,
+            "is_active": client.is_active,
+            "carparks": sorted(client.carparks.values_list("pk", flat=True)),
+        }
 
     def save_model(self, request: HttpRequest, obj: ApiClient, form: Any, change: bool) -> None:
-        from accounts.services import audit_record
-
-        old = None
         if change:
-            before = ApiClient.objects.get(pk=obj.pk)
-            old = {"scopes": before.scopes, "is_active": before.is_active}
+            obj._audit_old = self._audited(ApiClient.objects.get(pk=obj.pk))
         else:
             token, obj.token_prefix, obj.token_hash = token_new()
             messages.warning(request, f"API token for {obj.name} (shown only now, copy it): {token}")
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """Audited here, once the granted car parks are saved too."""
+        from accounts.services import audit_record
+
+        super().save_related(request, form, formsets, change)
+        obj = form.instance
         audit_record(
             actor=request.user,
             action="api_client.updated" if change else "api_client.created",
             target=obj,
-            old=old,
-            new={"scopes": obj.scopes, "is_active": obj.is_active},
+            old=getattr(obj, "_audit_old", None),
+            new=self._audited(obj),
         )

@@ -82,7 +82,7 @@ def load(stdout: Any) -> None:
         f"{len(contracts)} contracts, {len(cases)} cases, {started} processes started\n"
     )
     if token:
-        stdout.write(f"carparks.demo: API token of 'Demo shop' (all scopes, shown once): {token}\n")
+        stdout.write(f"carparks.demo: API token of 'Demo shop' (all scopes and car parks, shown once): {token}\n")
 
 
 def _carparks_and_products(rng: random.Random) -> tuple[list[CarPark], list[Product]]:
@@ -417,7 +417,8 @@ def _api_client() -> str | None:
 
     if ApiClient.objects.filter(name="Demo shop").exists():
         return None
-    _, token = api_client_create(name="Demo shop", scopes=list(ApiClient.Scope.values))
+    # The demo shop sells every demo car park's season tickets: granted all of them.
+    _, token = api_client_create(name="Demo shop", scopes=list(ApiClient.Scope.values), carparks=CarPark.objects.all())
     return token
 
 

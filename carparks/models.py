@@ -171,6 +171,14 @@ class Customer(models.Model):
     merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
     authorised_contacts = models.JSONField(default=list, blank=True)
     stripe_customer_id = models.CharField(max_length=100, blank=True)
+    api_client = models.ForeignKey(
+        "ApiClient",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="customers",
+        help_text="The API client that created this customer: it may read and change what belongs to it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -241,6 +249,14 @@ class Contract(models.Model):
     places = models.PositiveSmallIntegerField(
         default=1, help_text="Places the contract holds; vehicles ≤ places × the product's vehicles per place."
     )
+    api_client = models.ForeignKey(
+        "ApiClient",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="contracts",
+        help_text="The API client that applied for this contract: it may read and change it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -286,6 +302,9 @@ class Contract(models.Model):
     def accept_offer(self) -> None:
         """The customer took the offered place; the application goes to review."""
 
+    # While the application's review task waits in the basket, the decision is the reviewer's: a person
+    # who approved or rejected by hand would leave the review to end in an incident. The process's own
+    # approve or reject step runs once its task is completed, so it passes.
     @transition(
         field=state,
         source=State.APPLIED,
@@ -306,9 +325,6 @@ class Contract(models.Model):
     def reject(self) -> None:
         """The back office refused the application."""
 
-    # While the application's review task waits in the basket, the decision is the reviewer's: a person
-    # who approved or rejected by hand would leave the review to end in an incident. The process's own
-    # approve or reject step runs once its task is completed, so it passes.
     @transition(
         field=state,
         source=State.APPROVED,
@@ -501,6 +517,14 @@ class Case(models.Model):
     )
     resolution = models.TextField(blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    api_client = models.ForeignKey(
+        "ApiClient",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="cases",
+        help_text="The API client that opened this case: it may read it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -555,7 +579,10 @@ class CaseEvent(models.Model):
 class ApiClient(models.Model):
     """An integration (eCommerce shop, app, web module) calling the REST API with its own token.
 
-    Only a SHA-256 hash of the token is stored; the token itself is shown once, when created.
+    Only a SHA-256 hash of the token is stored; the token itself is shown once, when created. A client
+    sees and changes only what it created (``api_client`` on customers, contracts and cases) and what
+    belongs to the car parks it is granted (``carparks``); everything else answers 404
+    (:mod:`carparks.access`).
     """
 
     class Scope(models.TextChoices):
@@ -570,6 +597,13 @@ class ApiClient(models.Model):
     token_hash = models.CharField(max_length=64, unique=True)
     scopes = models.JSONField(default=list, blank=True)
     is_active = models.BooleanField(default=True)
+    carparks = models.ManyToManyField(
+        CarPark,
+        blank=True,
+        related_name="api_clients",
+        help_text="Car parks whose contracts, cases and invoices this client may read and change, "
+        "whoever created them (a shop selling that car park's season tickets).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 

@@ -42,6 +42,7 @@ from django_fsm import can_proceed, has_transition_perm
 from accounts.roles import MANAGER, RESPONSIBLE_PERMISSION, user_roles
 from carparks import signals
 from carparks.models import (
+    ApiClient,
     CarPark,
     Case,
     CaseEvent,
@@ -613,6 +614,7 @@ def contract_apply(
     note: str = "",
     channel: str = "portal",
     places: int = 1,
+    api_client: ApiClient | None = None,
 ) -> Contract:
     """A new season application: takes a free place (and emits ``application.received``) or joins the waitlist.
 
@@ -656,6 +658,7 @@ def contract_apply(
             monthly_price=product.monthly_price,
             cost_centre=cost_centre,
             places=places,
+            api_client=api_client,  # an API client owns what it applied for (carparks.access)
         )
         contract.vehicles.set({v.pk: v for v in chosen}.values())
         ContractEvent.objects.create(
@@ -1447,6 +1450,7 @@ def case_open(
     priority: str | None = None,
     channel: str = Case.Channel.PORTAL,
     user: Any = None,
+    api_client: ApiClient | None = None,
 ) -> Case:
     """Open a customer-care case; its SLA follows from the priority. Emits ``case.opened``."""
     if kind not in Case.Kind.values:
@@ -1469,6 +1473,7 @@ def case_open(
             subject=subject,
             description=description,
             sla_due_at=timezone.now() + CASE_SLA[priority],
+            api_client=api_client,
         )
         CaseEvent.objects.create(case=case, to_state=case.state, actor=_actor(user), note="Opened.")
         _emit("case.opened", case, _case_payload(case), event_id=f"case.opened:{case.pk}", user=user)

@@ -12,8 +12,8 @@ from carparks.api.authentication import api_client_create
 pytestmark = pytest.mark.django_db
 
 
-def client_with(*scopes):
-    _, token = api_client_create(name=f"shop-{'-'.join(scopes) or 'none'}", scopes=list(scopes))
+def client_with(*scopes, carparks=()):
+    _, token = api_client_create(name=f"shop-{'-'.join(scopes) or 'none'}", scopes=list(scopes), carparks=carparks)
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return api
@@ -24,7 +24,7 @@ def test_a_portal_lists_a_contracts_invoices_and_downloads_the_pdf():
     ContractFactory(customer=contract.customer)
     services.invoicing_run_execute(run=services.invoicing_run_create(period_start=date(2026, 3, 1)), deliver=False)
     invoice = Invoice.objects.get()
-    api = client_with("contracts:read")
+    api = client_with("contracts:read", carparks=[contract.product.carpark])  # the shop of this car park
 
     response = api.get(f"/api/v1/contracts/{contract.pk}/invoices/")
     assert response.status_code == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from django.utils import timezone
@@ -28,16 +29,28 @@ def token_new() -> tuple[str, str, str]:
     return token, prefix, token_hash(token)
 
 
-def api_client_create(*, name: str, scopes: list[str], actor: Any = None) -> tuple[ApiClient, str]:
-    """Create a client and return it with its token; the token is not stored and cannot be shown again."""
+def api_client_create(
+    *, name: str, scopes: list[str], carparks: Iterable[Any] = (), actor: Any = None
+) -> tuple[ApiClient, str]:
+    """Create a client and return it with its token; the token is not stored and cannot be shown again.
+
+    ``carparks`` are granted: the client sees their contracts, cases and invoices besides its own.
+    """
+    from django.db import transaction
+
     from accounts.services import audit_record
 
     unknown = set(scopes) - set(ApiClient.Scope.values)
     if unknown:
         raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
     token, prefix, digest = token_new()
-    client = ApiClient.objects.create(name=name, token_prefix=prefix, token_hash=digest, scopes=scopes)
-    audit_record(actor=actor, action="api_client.created", target=client, new={"scopes": scopes})
+    with transaction.atomic():
+        client = ApiClient.objects.create(name=name, token_prefix=prefix, token_hash=digest, scopes=scopes)
+        client.carparks.set(carparks)
+        granted = sorted(client.carparks.values_list("pk", flat=True))
+        audit_record(
+            actor=actor, action="api_client.created", target=client, new={"scopes": scopes, "carparks": granted}
+        )
     return client, token
 
 

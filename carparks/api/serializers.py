@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from carparks import services
+from carparks.access import contracts_for_client, customers_for_client
 from carparks.models import CarPark, Case, Contract, Credential, Customer, Product
 
 
@@ -240,13 +241,23 @@ class TerminationSerializer(serializers.Serializer):
 
 
 class CaseCreateSerializer(serializers.Serializer):
-    contract = serializers.PrimaryKeyRelatedField(queryset=Contract.objects.all(), required=False)
-    customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects.all(), required=False)
+    """A case for a contract or customer of the calling client (``context["client"]``): ids of anyone
+    else's are answered like ids that do not exist, at the field."""
+
+    contract = serializers.PrimaryKeyRelatedField(queryset=Contract.objects.none(), required=False)
+    customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects.none(), required=False)
     kind = serializers.ChoiceField(choices=Case.Kind.choices)
     subject = serializers.CharField(max_length=200)
     description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
     invoice_id = serializers.IntegerField(min_value=1, max_value=2**62, required=False)
     priority = serializers.ChoiceField(choices=Case.Priority.choices, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        client = self.context.get("client")
+        if client is not None:
+            self.fields["contract"].queryset = contracts_for_client(client)
+            self.fields["customer"].queryset = customers_for_client(client)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         contract, customer = attrs.get("contract"), attrs.get("customer")
@@ -257,7 +268,21 @@ class CaseCreateSerializer(serializers.Serializer):
         if attrs["kind"] == Case.Kind.CARD_REPLACEMENT and contract is None:
             raise serializers.ValidationError({"contract": ["A card replacement needs the contract."]})
         attrs["customer"] = customer or contract.customer
+        if attrs.get("invoice_id") is not None and not self._invoice_of(attrs["customer"], attrs["invoice_id"]):
+            # A refund case names the invoice Finance refunds: it must be this customer's, and the client's.
+            raise serializers.ValidationError({"invoice_id": ["No such invoice of this customer."]})
         return attrs
+
+    def _invoice_of(self, customer: Customer, invoice_id: int) -> bool:
+        from django.apps import apps
+
+        if not apps.is_installed("billing"):
+            return True
+        from billing.selectors import invoices_for_client
+
+        client = self.context.get("client")
+        invoices = apps.get_model("billing", "Invoice").objects.filter(pk=invoice_id, customer=customer)
+        return (invoices_for_client(client, invoices) if client is not None else invoices).exists()
 
 
 class CaseSerializer(serializers.ModelSerializer):

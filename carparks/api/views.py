@@ -3,6 +3,10 @@
 Every call needs a per-client token (``Authorization: Bearer …``) with the scope the call names;
 calls are throttled per client; creating POSTs honour ``Idempotency-Key``. Validation errors are
 ``400 {"field": ["message"]}``; a request the contract's state does not allow is ``409``.
+
+A client sees and changes only its own objects (what it created, and what belongs to the car parks
+it is granted; see :mod:`carparks.access`): every lookup goes through a ``*_for_client`` selector, so
+anything else is ``404``, never ``403``, and ids cannot be probed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
 from carparks import services
+from carparks.access import cases_for_client, contracts_for_client, processes_for_client
 from carparks.api import serializers
 from carparks.api.authentication import ApiTokenAuthentication
 from carparks.api.idempotency import HEADER, idempotent
@@ -127,7 +132,7 @@ class ApplicationCreate(ApiView):
         customer_data = dict(data["customer"])
         # A company number (or an email under another name) of an existing customer never attaches the
         # application to it: a new customer is created, marked as a possible duplicate for an agent to review.
-        customer = customer_find_or_flag(**customer_data, channel="api")
+        customer = customer_find_or_flag(**customer_data, channel="api", api_client=self.client())
         contract = services.contract_apply(
             customer=customer,
             product=data["product"],
@@ -137,6 +142,7 @@ class ApplicationCreate(ApiView):
             cost_centre=data.get("cost_centre", ""),
             note=f"Applied through the API ({self.client().name}).",
             channel="api",
+            api_client=self.client(),
         )
         process = _processes_for(contract).first()
         body = {
@@ -148,9 +154,10 @@ class ApplicationCreate(ApiView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-def _contract(pk: int) -> Contract:
+def _contract(client: ApiClient, pk: int) -> Contract:
+    """The contract ``pk`` if ``client`` may see it; 404 otherwise (also for one that exists)."""
     qs = Contract.objects.select_related("product__carpark").prefetch_related("vehicles", "credentials", "events")
-    return get_object_or_404(qs, pk=pk)
+    return get_object_or_404(contracts_for_client(client, qs), pk=pk)
 
 
 class ContractDetail(ApiView):
@@ -161,7 +168,7 @@ class ContractDetail(ApiView):
         responses={200: serializers.ContractSerializer, 404: ERROR, 401: ERROR, 403: ERROR},
     )
     def get(self, request: Request, pk: int) -> Response:
-        return Response(serializers.ContractSerializer(_contract(pk)).data)
+        return Response(serializers.ContractSerializer(_contract(self.client(), pk)).data)
 
 
 class ContractPlateChange(ApiView):
@@ -173,11 +180,11 @@ class ContractPlateChange(ApiView):
         responses={200: serializers.ContractSerializer, 400: FIELD_ERRORS, 404: ERROR, 409: ERROR},
     )
     def post(self, request: Request, pk: int) -> Response:
-        contract = _contract(pk)
+        contract = _contract(self.client(), pk)
         form = serializers.PlateChangeSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         services.contract_change_plate(contract=contract, channel="api", **form.validated_data)
-        return Response(serializers.ContractSerializer(_contract(pk)).data)
+        return Response(serializers.ContractSerializer(_contract(self.client(), pk)).data)
 
 
 class ContractTermination(ApiView):
@@ -190,11 +197,11 @@ class ContractTermination(ApiView):
         responses={200: serializers.ContractSerializer, 400: FIELD_ERRORS, 404: ERROR, 409: ERROR},
     )
     def post(self, request: Request, pk: int) -> Response:
-        contract = _contract(pk)
+        contract = _contract(self.client(), pk)
         form = serializers.TerminationSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         services.contract_request_termination(contract=contract, **form.validated_data)
-        return Response(serializers.ContractSerializer(_contract(pk)).data)
+        return Response(serializers.ContractSerializer(_contract(self.client(), pk)).data)
 
 
 class ContractOfferAccept(ApiView):
@@ -206,8 +213,8 @@ class ContractOfferAccept(ApiView):
         responses={200: serializers.ContractSerializer, 404: ERROR, 409: ERROR},
     )
     def post(self, request: Request, pk: int) -> Response:
-        services.contract_offer_accept(contract=_contract(pk))
-        return Response(serializers.ContractSerializer(_contract(pk)).data)
+        services.contract_offer_accept(contract=_contract(self.client(), pk))
+        return Response(serializers.ContractSerializer(_contract(self.client(), pk)).data)
 
 
 class CaseCreate(ApiView):
@@ -223,9 +230,9 @@ class CaseCreate(ApiView):
         return idempotent(request, lambda: self._create(request))
 
     def _create(self, request: Request) -> Response:
-        form = serializers.CaseCreateSerializer(data=request.data)
+        form = serializers.CaseCreateSerializer(data=request.data, context={"client": self.client()})
         form.is_valid(raise_exception=True)
-        case = services.case_open(channel=Case.Channel.API, **form.validated_data)
+        case = services.case_open(channel=Case.Channel.API, api_client=self.client(), **form.validated_data)
         return Response(serializers.CaseSerializer(case).data, status=status.HTTP_201_CREATED)
 
 
@@ -234,10 +241,19 @@ class CaseDetail(ApiView):
 
     @extend_schema(summary="A case's state", responses={200: serializers.CaseSerializer, 404: ERROR})
     def get(self, request: Request, pk: int) -> Response:
-        return Response(serializers.CaseSerializer(get_object_or_404(Case, pk=pk)).data)
+        return Response(serializers.CaseSerializer(get_object_or_404(cases_for_client(self.client()), pk=pk)).data)
 
 
 BUSINESS_OBJECTS = {"contract": Contract, "case": Case, "carpark": CarPark}
+
+
+def _business_objects_for(client: ApiClient, kind: str) -> Any:
+    """The objects of ``kind`` ``client`` may ask about: its contracts and cases, its granted car parks."""
+    if kind == "contract":
+        return contracts_for_client(client)
+    if kind == "case":
+        return cases_for_client(client)
+    return client.carparks.all()
 
 
 def _processes_for(obj: Any) -> Any:
@@ -298,10 +314,10 @@ class ProcessList(ApiView):
         raw_id = request.query_params.get("object_id", "")
         if not raw_id.isdigit() or int(raw_id) > 2**62:
             return Response({"object_id": ["Give the object's numeric id."]}, status=400)
-        obj = BUSINESS_OBJECTS[kind].objects.filter(pk=int(raw_id)).first()
+        obj = _business_objects_for(self.client(), kind).filter(pk=int(raw_id)).first()
         if obj is None:
             raise NotFound(f"No {kind} {raw_id}.")
-        processes = _processes_for(obj).prefetch_related("tasks")[:50]
+        processes = processes_for_client(self.client(), _processes_for(obj)).prefetch_related("tasks")[:50]
         return Response(serializers.ProcessSerializer([_process_row(p) for p in processes], many=True).data)
 
 
@@ -314,7 +330,7 @@ class ProcessDetail(ApiView):
             from workflows.models import Process
         except ImportError:
             raise NotFound("No processes in this build.") from None
-        process = get_object_or_404(Process.objects.select_related("definition", "version", "content_type"), pk=pk)
-        if process.content_type_id and process.content_type.model_class() not in BUSINESS_OBJECTS.values():
-            raise NotFound(f"No process {pk}.")
+        qs = Process.objects.select_related("definition", "version", "content_type")
+        # Only processes about a contract, case or car park the client may see (nothing else is API data).
+        process = get_object_or_404(processes_for_client(self.client(), qs), pk=pk)
         return Response(serializers.ProcessSerializer(_process_row(process)).data)

@@ -17,9 +17,11 @@ pytestmark = pytest.mark.django_db
 
 
 def client_with(*scopes):
-    _, token = api_client_create(name=f"shop-{'-'.join(scopes) or 'none'}", scopes=list(scopes))
+    """An API test client; ``.api_client`` is its ApiClient (grant it car parks to see their objects)."""
+    api_client, token = api_client_create(name=f"shop-{'-'.join(scopes) or 'none'}", scopes=list(scopes))
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    api.api_client = api_client
     return api
 
 
@@ -173,7 +175,7 @@ class TestIdempotency:
         assert Contract.objects.count() == 2
 
     def test_cases_honour_the_key(self, shop):
-        customer = CustomerFactory()
+        customer = CustomerFactory(api_client=shop.api_client)
         body = {"customer": customer.pk, "kind": "question", "subject": "Opening hours?"}
         for _ in range(3):
             assert shop.post("/api/v1/cases/", body, format="json", HTTP_IDEMPOTENCY_KEY="c-1").status_code == 201
@@ -209,9 +211,18 @@ def test_concurrent_replays_of_one_key_create_one_contract():
 
 
 class TestSelfService:
+    @pytest.fixture(autouse=True)
+    def _granted(self, shop):
+        """The shop sells the season tickets of the car park these contracts are in."""
+        self.product = ProductFactory()
+        shop.api_client.carparks.add(self.product.carpark)
+
     def running(self):
-        contract = services.contract_apply(customer=CustomerFactory(), product=ProductFactory(), vehicles=["M AB 1"])
-        return services.contract_activate(contract=services.contract_approve(contract=contract))
+        """An application approved by its review task (approving by hand waits for that task) and activated."""
+        from carparks.tests.test_api_object_access import review_approve
+
+        contract = services.contract_apply(customer=CustomerFactory(), product=self.product, vehicles=["M AB 1"])
+        return review_approve(contract)
 
     def test_contract_status(self, shop):
         contract = self.running()
@@ -246,7 +257,7 @@ class TestSelfService:
         assert ok.json()["end_date"] == str(timezone.localdate() + timedelta(days=30))
 
     def test_terminating_an_application_is_a_conflict(self, shop):
-        contract = services.contract_apply(customer=CustomerFactory(), product=ProductFactory(), vehicles=["A1"])
+        contract = services.contract_apply(customer=CustomerFactory(), product=self.product, vehicles=["A1"])
         response = shop.post(f"/api/v1/contracts/{contract.pk}/termination/", {}, format="json")
         assert response.status_code == 409
 
