@@ -1191,10 +1191,17 @@ def dunning_start(*, invoice: Invoice, payment: Payment | None = None, user: Any
     """Emit ``payment.failed`` for the invoice's failed charge; the workflow bound to it does the dunning.
 
     Once per failed payment (the event id), and not while a process an earlier ``payment.failed`` of
-    this invoice started still runs (its own retries fail too). When the event starts nothing (no
-    workflow bound, or an incident), Finance gets a billing exception as before. Returns the process
-    started, the billing exception, or None when dunning is already under way.
+    this invoice started still runs (its own retries fail too). The invoice row is locked for the check
+    and the start, so failures reported at the same moment start one dunning, not one each. When the
+    event starts nothing (no workflow bound, or an incident), Finance gets a billing exception as
+    before. Returns the process started, the billing exception, or None when dunning is already under way.
     """
+    with transaction.atomic():
+        Invoice.objects.select_for_update().filter(pk=invoice.pk).first()
+        return _dunning_start_locked(invoice, payment, user)
+
+
+def _dunning_start_locked(invoice: Invoice, payment: Payment | None, user: Any) -> Any:
     from workflows.models import BusinessEvent
     from workflows.starting import event_emit
 

@@ -128,3 +128,125 @@ def test_billing_exceptions_become_finance_tasks(finance_user):
     services.billing_exception_resolve(exception=items[second.customer_id], user=finance_user, resolution="Called")
     process = Process.objects.get(definition__key="billing-exception", object_id=items[second.customer_id].pk)
     assert process.state == "cancelled"
+
+
+# --- one dunning per invoice, however many failures arrive at once ---------------------------------
+
+
+def failed_processes(invoice):
+    from workflows.models import Process
+
+    return Process.objects.filter(definition__key="failed-payment", object_id=invoice.pk)
+
+
+def run_together(jobs) -> list:
+    """Run the jobs in threads released by one barrier (each with its own connection); their results."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(len(jobs))
+    results: list = [None] * len(jobs)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=20)
+            results[index] = jobs[index]()
+        except BaseException as exc:  # surfaced by the test
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_failure_webhooks_of_one_invoice_start_one_dunning(settings):
+    """A charge whose answer was lost fails at Stripe; two failure events about it (each delivered
+    twice) arrive at the same moment."""
+    import json
+
+    from django.test import Client
+
+    from billing.tests.test_stripe import post_webhook, signed
+
+    invoice = issued_invoice(CustomerFactory())
+    payment = Payment.objects.create(
+        invoice=invoice, amount=invoice.gross_total, attempt=1, idempotency_key=f"invoice-{invoice.pk}-charge-1"
+    )
+
+    def delivery(event_id: str):
+        event = {
+            "id": event_id,
+            "object": "event",
+            "type": "payment_intent.payment_failed",
+            "data": {
+                "object": {
+                    "id": f"pi_lost_{payment.pk}",
+                    "object": "payment_intent",
+                    "status": "requires_payment_method",
+                    "metadata": {"invoice_id": str(invoice.pk), "payment_id": str(payment.pk)},
+                    "last_payment_error": {"code": "card_declined", "message": "Your card was declined."},
+                }
+            },
+        }
+        payload = json.dumps(event).encode()
+
+        def post():
+            response = post_webhook(Client(), payload, signed(payload, settings.STRIPE_WEBHOOK_SECRET))
+            return response.status_code, response.content.decode()
+
+        return post
+
+    results = run_together([delivery("evt_a"), delivery("evt_b"), delivery("evt_a"), delivery("evt_b")])
+
+    assert all(isinstance(r, tuple) and r[0] == 200 for r in results), results
+    bodies = sorted(body for _, body in results)
+    assert bodies == ["already failed", "duplicate", "duplicate", f"invoice {invoice.display_number} payment failed"]
+    assert Payment.objects.get(pk=payment.pk).status == Payment.Status.FAILED
+    assert Invoice.objects.get(pk=invoice.pk).state == Invoice.State.OPEN
+    assert failed_processes(invoice).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_failed_charges_of_one_invoice_start_one_dunning(client, stripe_settings):
+    """Finance presses "Charge" while the nightly charge job runs, twice over, and once more later:
+    every charge is declined."""
+    customer = CustomerFactory()
+    save_card(client, customer, DECLINED_ON_CHARGE)
+    invoice = issued_invoice(customer)
+
+    results = run_together([lambda: services.invoice_charge(invoice=invoice).status for _ in range(3)])
+    later = services.invoice_charge(invoice=invoice)
+
+    assert results == ["failed"] * 3 and later.status == "failed"
+    assert Payment.objects.filter(invoice=invoice, status="failed").count() >= 2
+    assert failed_processes(invoice).count() == 1, "one dunning for the invoice, not one per failed charge"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_dunning_starts_for_one_invoice_start_one_process():
+    """Whoever calls dunning_start (a demo, a replay, a later caller) at the same moment: one dunning."""
+    invoice = issued_invoice(CustomerFactory())
+    payments = [
+        Payment.objects.create(
+            invoice=invoice,
+            amount=invoice.gross_total,
+            attempt=n,
+            status="failed",
+            failure_code="card_declined",
+            idempotency_key=f"invoice-{invoice.pk}-charge-{n}",
+        )
+        for n in range(1, 5)
+    ]
+
+    results = run_together([lambda p=p: services.dunning_start(invoice=invoice, payment=p) for p in payments])
+
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert failed_processes(invoice).count() == 1
+    assert sum(1 for r in results if r is not None) == 1, results
