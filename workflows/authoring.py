@@ -17,7 +17,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from workflows.bpmn import BpmnError, BpmnImport, bpmn_to_definition, definition_to_bpmn, layout_of
+from workflows.bpmn import BpmnError, BpmnImport, bpmn_to_definition, definition_to_bpmn, layout_of, xml_text
 from workflows.compiler import compile_spec
 from workflows.errors import DefinitionInvalid, DefinitionNotFound, WorkflowError
 from workflows.models import WorkflowDefinition, WorkflowVersion
@@ -84,6 +84,9 @@ def draft_save(*, spec: dict[str, Any], bpmn_xml: str = "", user: Any = None, co
     key = str(spec.get("key") or "").strip()
     if not key:
         return SaveResult(None, [{"element_id": "", "element_name": "", "message": "the workflow needs a key"}])
+    too_long = _over_long_fields(spec)
+    if too_long:  # the definition's columns cannot hold them: nothing is written
+        return SaveResult(None, too_long)
     problems = validate_spec(spec)
     graph: dict[str, Any] = {}
     if not problems:
@@ -128,10 +131,25 @@ def draft_save(*, spec: dict[str, Any], bpmn_xml: str = "", user: Any = None, co
     return SaveResult(draft, problems)
 
 
+def _over_long_fields(spec: dict[str, Any]) -> list[dict[str, str]]:
+    problems = []
+    for name in ("key", "name", "category"):
+        value = spec.get(name)
+        limit = WorkflowDefinition._meta.get_field(name).max_length
+        if isinstance(value, str) and len(value) > limit:
+            message = f"the workflow {name} has {len(value)} characters; at most {limit}"
+            problems.append({"element_id": "", "element_name": "", "message": message})
+    return problems
+
+
 def draft_save_bpmn(*, xml: str | bytes, key: str | None = None, user: Any = None, comment: str = "") -> SaveResult:
-    """Read a BPMN file and save it as the draft. A refused file raises BpmnError and changes nothing."""
+    """Read a BPMN file and save it as the draft. A refused file raises BpmnError and changes nothing.
+
+    The file may be in any encoding XML allows (UTF-16 from Windows tools, ISO-8859-1); it is stored
+    as text whose declaration says UTF-8, the encoding it is exported in.
+    """
     result = bpmn_to_definition(xml, key=key)
-    text = xml.decode("utf-8") if isinstance(xml, bytes) else xml
+    text = xml_text(xml)
     saved = draft_save(spec=result.spec, bpmn_xml=text, user=user, comment=comment)
     saved.warnings = result.warnings
     return saved

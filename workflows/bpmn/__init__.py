@@ -6,12 +6,13 @@
 A refused file raises :class:`BpmnError` whose ``problems`` name each offending element by id and name.
 """
 
-from ._common import BPMN, MAX_BYTES, PHQ, Bounds, BpmnError, BpmnImport, Layout, Problem
-from .reader import bpmn_to_definition, is_duration, parse_xml
+from ._common import BPMN, DEFINITION_LIMITS, MAX_BYTES, PHQ, Bounds, BpmnError, BpmnImport, Layout, Problem
+from .reader import bpmn_to_definition, is_duration, parse_xml, xml_text
 from .writer import auto_layout, definition_to_bpmn
 
 __all__ = [
     "BPMN",
+    "DEFINITION_LIMITS",
     "MAX_BYTES",
     "PHQ",
     "Bounds",
@@ -25,6 +26,7 @@ __all__ = [
     "is_duration",
     "layout_of",
     "parse_xml",
+    "xml_text",
 ]
 
 

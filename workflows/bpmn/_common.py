@@ -20,6 +20,8 @@ NSMAP = {"bpmn": BPMN, "bpmndi": BPMNDI, "dc": DC, "di": DI, "xsi": XSI, "phq": 
 
 # Upload limit: a real process diagram is a few dozen kilobytes.
 MAX_BYTES = 2 * 1024 * 1024
+# The longest key, name and category a workflow definition's columns hold (WorkflowDefinition).
+DEFINITION_LIMITS = {"key": 100, "name": 200, "category": 100}
 
 # Default shape sizes, as bpmn-js draws them.
 SIZES = {

@@ -14,6 +14,7 @@ reference before a single element is looked at.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from typing import Any
@@ -27,6 +28,7 @@ from ._common import (
     BPMNDI,
     CAMUNDA,
     DC,
+    DEFINITION_LIMITS,
     DI,
     MAX_BYTES,
     PHQ,
@@ -96,7 +98,12 @@ def is_duration(value: str) -> bool:
 
 
 def parse_xml(data: bytes | str) -> Element:
-    """Parse untrusted XML: size limit, no DTD, no entities, no external references."""
+    """Parse untrusted XML: size limit, no DTD, no entities, no external references.
+
+    Bytes are decoded by the parser as the XML specification says (byte order mark, then the
+    declaration's encoding, else UTF-8), so UTF-16 or ISO-8859-1 files read as well as UTF-8 ones.
+    Text is parsed as text: its declaration's encoding no longer applies.
+    """
     raw = data.encode("utf-8") if isinstance(data, str) else data
     if len(raw) > MAX_BYTES:
         raise BpmnError(
@@ -106,9 +113,10 @@ def parse_xml(data: bytes | str) -> Element:
     if not raw.strip():
         raise BpmnError("The file is empty.")
     try:
-        return fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        source = data.removeprefix("\ufeff") if isinstance(data, str) else raw
+        return fromstring(source, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DTDForbidden:
-        head = raw[:65536].decode("utf-8", "replace")
+        head = xml_text(raw[:65536], errors="replace")
         if re.search(r"<!ENTITY\s+(%\s*)?[\w.:-]+\s+(SYSTEM|PUBLIC)\b", head):
             reason = "it declares an external entity (a reference to a file or URL outside the document)"
         elif "<!ENTITY" in head:
@@ -129,6 +137,40 @@ def parse_xml(data: bytes | str) -> Element:
     except ParseError as exc:
         line, column = getattr(exc, "position", (0, 0))
         raise BpmnError(f"The file is not well-formed XML (line {line}, column {column}): {exc}") from None
+
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose mark it starts with
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# Without a byte order mark, the first bytes of "<?" tell the width (XML 1.0, appendix F).
+_UNMARKED = ((b"\x00\x00\x00<", "utf-32-be"), (b"<\x00\x00\x00", "utf-32-le"), (b"\x00<\x00?", "utf-16-be"),
+             (b"<\x00?\x00", "utf-16-le"))  # fmt: skip
+_DECLARED = re.compile(r"""^(<\?xml\s[^>]*?\bencoding\s*=\s*)(["'])([A-Za-z][A-Za-z0-9._-]*)\2""")
+
+
+def xml_text(data: bytes | str, *, errors: str = "strict") -> str:
+    """The document as text to store and serve as UTF-8: decoded as the XML specification says
+    (byte order mark, the width of ``<?``, then the declaration's encoding, else UTF-8), without the
+    byte order mark, and with the declaration saying UTF-8 (the text is no longer in the file's encoding).
+    """
+    if isinstance(data, bytes):
+        codec = next((c for bom, c in _BOMS if data.startswith(bom)), None)
+        codec = codec or next((c for start, c in _UNMARKED if data.startswith(start)), None)
+        if codec is None:
+            declared = _DECLARED.match(data[:200].decode("ascii", "replace"))
+            codec = declared.group(3) if declared else "utf-8"
+        try:
+            data = data.decode(codec, errors)
+        except (LookupError, UnicodeDecodeError) as exc:
+            raise BpmnError(
+                f"The file cannot be read as {codec}: {exc}. Save it as UTF-8 and import it again."
+            ) from None
+    text = data.removeprefix("\ufeff")
+    return _DECLARED.sub(lambda m: f"{m.group(1)}{m.group(2)}UTF-8{m.group(2)}", text, count=1)
 
 
 def _local(element: Element) -> tuple[str, str]:
@@ -283,6 +325,12 @@ class _Reader:
         category = process.get(q(PHQ, "category"))
         if category:
             spec["category"] = category
+        for field, label in (("key", "id"), ("name", "name"), ("category", "category")):
+            length, limit = len(spec.get(field) or ""), DEFINITION_LIMITS[field]
+            if length > limit:
+                self.refuse(
+                    process, f"the process {label} has {length} characters; a workflow {field} has at most {limit}"
+                )
         description = _text(process.find(q(BPMN, "documentation")))
         if description:
             spec["description"] = description

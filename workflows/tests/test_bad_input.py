@@ -99,3 +99,84 @@ def test_a_nul_in_the_editors_json_is_a_400(no_500, login, make_user):
     assert response.status_code == 400
     assert response.json()["message"] == "The request must not contain NUL characters."
     assert WorkflowVersion.objects.filter(definition__key="goodwill").count() == 1
+
+
+def _bpmn(name: str, key: str = "goodwill") -> str:
+    from workflows.bpmn import definition_to_bpmn
+
+    return definition_to_bpmn({**goodwill_spec(), "key": key, "name": name})
+
+
+def _upload(client, content: bytes, filename: str = "goodwill.bpmn"):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile(filename, content, content_type="application/xml")
+    return client.post(reverse("workflows:definition-import"), {"file": upload})
+
+
+def test_a_process_name_longer_than_the_column_is_refused_naming_the_process(no_500, login, make_user):
+    install_definition(goodwill_spec())
+    before = list(WorkflowVersion.objects.values_list("pk", "checksum"))
+    login(no_500, make_user("wfadmin", roles.WORKFLOW_ADMIN))
+    long_name = "Goodwill " + "x" * 200
+
+    response = _upload(no_500, _bpmn(long_name).encode())
+    assert response.status_code == 200
+    problems = response.context["problems"]
+    assert [(p["element_id"], p["message"]) for p in problems] == [
+        ("goodwill", "the process name has 209 characters; a workflow name has at most 200")
+    ]
+
+    for endpoint in ("editor-save", "editor-publish"):
+        response = no_500.post(
+            reverse(f"workflows:{endpoint}", args=["goodwill"]),
+            json.dumps({"xml": _bpmn(long_name)}),
+            content_type="application/json",
+        )
+        assert response.status_code == 200, endpoint
+        body = response.json()
+        assert body["ok"] is False and body["errors"][0]["element_id"] == "goodwill", endpoint
+    # The published version and the definition are untouched.
+    assert list(WorkflowVersion.objects.values_list("pk", "checksum")) == before
+    assert WorkflowDefinition.objects.get(key="goodwill").name == "Goodwill gesture"
+
+
+def test_a_spec_with_an_over_long_name_is_refused_before_anything_is_written():
+    from workflows import authoring
+
+    saved = authoring.draft_save(spec={**goodwill_spec(), "name": "n" * 201})
+    assert saved.version is None
+    assert saved.problems == [
+        {"element_id": "", "element_name": "", "message": "the workflow name has 201 characters; at most 200"}
+    ]
+    assert not WorkflowDefinition.objects.exists()
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-8-sig", "iso-8859-1"])
+def test_a_bpmn_file_in_any_xml_encoding_is_imported(no_500, login, make_user, codec):
+    login(no_500, make_user("wfadmin", roles.WORKFLOW_ADMIN))
+    text = _bpmn("Kulanz für Kunden")
+    declared = {"utf-16-le": "UTF-16", "utf-16-be": "UTF-16", "utf-8-sig": "UTF-8"}.get(codec, codec.upper())
+    text = text.replace("encoding='UTF-8'", f"encoding='{declared}'")
+    assert f"encoding='{declared}'" in text
+    content = text.encode(codec)
+    if codec in ("utf-16-le", "utf-16-be"):  # with a byte order mark, as Windows editors write it
+        content = ("\ufeff" + text).encode(codec)
+
+    response = _upload(no_500, content)
+    assert response.status_code == 302, response.context and response.context["summary"]
+    version = WorkflowVersion.objects.get(definition__key="goodwill")
+    assert version.definition.name == "Kulanz für Kunden"
+    # Stored as text, the declaration no longer claims an encoding the text is not in; it reads back.
+    assert version.bpmn_xml.startswith("<?xml version='1.0' encoding='UTF-8'?>")
+    export = no_500.get(reverse("workflows:definition-export", args=["goodwill"]))
+    assert export.status_code == 200 and "Kulanz für Kunden" in export.content.decode("utf-8")
+    assert no_500.get(reverse("workflows:editor", args=["goodwill"])).status_code == 200
+
+
+def test_a_bpmn_file_whose_bytes_do_not_match_its_encoding_is_refused_clearly(no_500, login, make_user):
+    login(no_500, make_user("wfadmin", roles.WORKFLOW_ADMIN))
+    response = _upload(no_500, _bpmn("Kulanz für Kunden").encode("iso-8859-1"))  # declared UTF-8
+    assert response.status_code == 200
+    assert "not well-formed" in response.context["summary"]
+    assert not WorkflowDefinition.objects.exists()
