@@ -25,12 +25,17 @@ setup: $(VENV)/.installed node_modules/.installed
 run: setup
 	$(PY) scripts/run_all.py
 
-## Lint, then the whole test suite against PostgreSQL and Redis.
+## Lint, then the whole test suite against PostgreSQL and Redis. A skipped test fails the run
+## (--no-skips: a missing service or browser is an error); line coverage is printed per file and per app.
+APPS := accounts billing carparks connect monitoring notifications parkinghq workflows
+COV_ARGS := $(foreach app,$(APPS),--cov=$(app)) --cov-report=term:skip-covered --cov-report=json:var/coverage.json
 test: setup
 	@$(PY) scripts/check_services.py
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@mkdir -p var && rm -f var/coverage.json
+	$(PY) -m pytest --no-skips $(COV_ARGS) $(PYTEST_ARGS); status=$$?; \
+		$(PY) scripts/coverage_by_app.py var/coverage.json; exit $$status
 
 ## Load test (not part of `make test`): 50 agents + API clients for 2 minutes against gunicorn and a
 ## Celery worker on a throw-away database; fails on any error, records p50/p95 in docs/benchmarks.md.

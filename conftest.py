@@ -27,6 +27,42 @@ CHROMIUM_ARGS = [
 ]
 
 
+# --- Skipped tests fail `make test` -------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-skips",
+        action="store_true",
+        help="fail the run when a test was skipped (make test passes it): a missing service or browser "
+        "is an error, never a silently smaller suite. Expected failures (xfail) run and are allowed.",
+    )
+
+
+_SKIPPED: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        _SKIPPED.append((report.nodeid, reason))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller decides
+        return
+    if session.config.getoption("--no-skips") and _SKIPPED and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if config.getoption("--no-skips") and _SKIPPED:
+        terminalreporter.section("skipped tests fail this run (--no-skips)", sep="=", red=True, bold=True)
+        for nodeid, reason in _SKIPPED:
+            terminalreporter.line(f"SKIPPED {nodeid}: {reason}", red=True)
+
+
 @pytest.fixture
 def make_user(django_user_model: Any) -> Callable[..., Any]:
     def make(username: str = "user", *role_names: str, carparks: Any = (), password: str = "pw", **fields: Any) -> Any:
@@ -78,7 +114,12 @@ def login() -> Callable[[Any, Any], Any]:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+        # An error, not a skip: a run without Chromium has not tested the pages' behaviour.
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: apt-get install chromium, or set PARKINGHQ_CHROMIUM "
+            "(or leave the browser tests out: -m 'not browser')",
+            pytrace=False,
+        )
     # Django's async-safety check trips over Playwright's event loop in the test thread.
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright

@@ -27,10 +27,7 @@ from workflows.registry import is_registered
 from workflows.services import process_message, process_start, task_complete
 from workflows.testing import fire_due_timers, run_pending_system_steps
 
-HAVE_CONNECT = is_registered("connect.push_credentials")
-
 ITEMS = {item.slug: item for item in authoring.library_items()}
-needs_connect = pytest.mark.skipif(not HAVE_CONNECT, reason="needs connect's system tasks and CPMS simulator")
 
 REQUIRED = {
     "private-season-contract",
@@ -66,7 +63,7 @@ def test_a_library_workflow_exports_and_reimports_to_the_same_compiled_graph(slu
     # every system task is a real one of billing, connect or carparks
     tasks = {s["task"] for s in first.spec["steps"] if s["type"] == "system"}
     assert tasks and all(t.split(".")[0] in {"billing", "connect", "carparks"} for t in tasks)
-    assert all(is_registered(t) for t in tasks if not t.startswith("connect.") or HAVE_CONNECT)
+    assert all(is_registered(t) for t in tasks)
 
 
 @pytest.mark.django_db
@@ -145,7 +142,6 @@ def staff(make_user):
     return make
 
 
-@needs_connect
 @pytest.mark.django_db
 def test_private_season_contract_runs_to_active_with_credentials_in_the_cpms(sim, synced_carpark, staff):  # noqa: F811
     publish("private-season-contract")
@@ -162,7 +158,6 @@ def test_private_season_contract_runs_to_active_with_credentials_in_the_cpms(sim
     assert any(contract.customer.email in m.to for m in mail.outbox)  # the card set-up link
 
 
-@needs_connect
 @pytest.mark.django_db
 def test_corporate_contract_with_many_vehicles_needs_a_supervisor(sim, synced_carpark, staff):  # noqa: F811
     publish("corporate-season-contract")
@@ -199,7 +194,6 @@ def test_waitlist_offer_accepted_and_expired():
     assert Contract.objects.get(pk=lapsing.pk).state == Contract.State.CANCELLED
 
 
-@needs_connect
 @pytest.mark.django_db
 def test_contract_change_of_product_goes_past_finance_and_pushes(sim, synced_carpark, staff):  # noqa: F811
     publish("contract-change")
@@ -219,7 +213,6 @@ def test_contract_change_of_product_goes_past_finance_and_pushes(sim, synced_car
     assert f"phq-credential-{contract.credentials.get().pk}" in sim.rights()
 
 
-@needs_connect
 @pytest.mark.django_db
 def test_termination_revokes_credentials_and_sends_the_final_invoice(sim, synced_carpark, staff):  # noqa: F811
     from connect.services import credentials_push
@@ -273,7 +266,6 @@ def test_dunning_retries_the_card_and_ends_paid(client, stripe_settings):  # noq
     assert invoice.state == invoice.State.PAID
 
 
-@needs_connect
 @pytest.mark.django_db
 def test_carpark_onboarding_connects_syncs_and_goes_live(sim, patient_connection, staff):  # noqa: F811
     publish("carpark-onboarding")
@@ -307,7 +299,6 @@ def test_complaint_goes_to_finance_for_a_refund_and_is_resolved(staff):
     assert Case.objects.get(pk=case.pk).state == Case.State.RESOLVED
 
 
-@needs_connect
 @pytest.mark.django_db
 def test_lost_card_is_replaced_pushed_and_the_case_resolved(sim, synced_carpark, staff):  # noqa: F811
     from carparks.services import case_open
@@ -340,7 +331,6 @@ def test_monthly_invoicing_bills_and_finance_closes_the_month(stripe_settings, s
     finished(process, "invoiced")
 
 
-@needs_connect
 @pytest.mark.django_db
 def test_a_call_back_not_made_in_a_day_turns_into_a_written_answer(staff):
     from carparks.services import case_open

@@ -21,14 +21,6 @@ from .conftest import at
 pytestmark = pytest.mark.django_db
 
 
-def _has(label: str) -> bool:
-    try:
-        apps.get_model(label)
-    except LookupError:
-        return False
-    return True
-
-
 def history(story, carparks):
     a, b = carparks
     story.full(at("2026-03-02", 9), a, wait=10, work=20)
@@ -117,7 +109,6 @@ def test_a_weekly_statement_holds_the_figures_of_the_history(
     assert len(mail.outbox) == before
 
 
-@pytest.mark.skipif(not _has("billing.Payment"), reason="billing is not installed yet")
 def test_a_statement_reports_billing_totals_and_payment_failures(story, carparks):
     Customer = apps.get_model("carparks.Customer")
     Invoice = apps.get_model("billing.Invoice")
