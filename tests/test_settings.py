@@ -66,6 +66,8 @@ def production_env(**overrides):
         "ALLOWED_HOSTS": "workflow.parkinghq.example",
         "DATABASE_URL": os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parkinghq"),
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "STRIPE_SECRET_KEY": "sk_live_" + secrets.token_urlsafe(24),
+        "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_urlsafe(24),
     }
     env.update(overrides)
     return env
@@ -103,3 +105,22 @@ def test_a_bad_value_stops_manage_py_with_the_variable_named():
     result = run_manage("check", DEBUG="perhaps")
     assert result.returncode == 2
     assert "Configuration error: DEBUG must be one of" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("STRIPE_SECRET_KEY", None),
+        ("STRIPE_SECRET_KEY", ""),
+        ("STRIPE_SECRET_KEY", "sk_test_parkinghq_local"),
+        ("STRIPE_WEBHOOK_SECRET", None),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_parkinghq_local"),
+    ],
+)
+def test_production_refuses_the_public_default_or_a_missing_stripe_secret(variable, value):
+    """The placeholders of .env.example and the development settings are public: anyone could sign a
+    webhook (mark invoices paid) with them."""
+    result = run_manage("check", **production_env(**{variable: value}))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"Configuration error: {variable} must be" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -15,6 +15,16 @@ if not envstr("REDIS_URL"):
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS")  # noqa: F405
 if not ALLOWED_HOSTS:
     raise ConfigError("ALLOWED_HOSTS must list the portal's host names in production")
+# The development and .env.example values are public: with them anyone could call Stripe as the
+# operator or sign a webhook that marks invoices paid.
+PUBLIC_STRIPE_PLACEHOLDERS = {"sk_test_parkinghq_local", "whsec_parkinghq_local"}
+STRIPE_SECRET_KEY = envstr("STRIPE_SECRET_KEY")
+STRIPE_WEBHOOK_SECRET = envstr("STRIPE_WEBHOOK_SECRET")
+for _name, _value in (("STRIPE_SECRET_KEY", STRIPE_SECRET_KEY), ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET)):
+    if not _value.strip() or _value in PUBLIC_STRIPE_PLACEHOLDERS:
+        raise ConfigError(
+            f"{_name} must be set to the account's own secret in production, not empty or the public placeholder"
+        )
 
 SECURE_SSL_REDIRECT = True
 # Load balancers and container health checks probe /health over plain HTTP inside the network.
