@@ -9,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.roles import ADMINISTRATOR, MANAGER, SUPERVISOR, has_role, role_required
+from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, MANAGER, SUPERVISOR, has_role, role_required
 from carparks.models import CarPark
 
 from . import selectors, services, tasks
@@ -18,6 +18,8 @@ from .forms import ConnectionForm
 from .models import CpmsConnection, SyncRun
 
 VIEW_ROLES = (ADMINISTRATOR, SUPERVISOR, MANAGER)
+# The CPMS panel is part of the car-park page, so it answers the roles that see car parks (carparks.views).
+PANEL_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE, FINANCE, MANAGER)
 SYNC_TASKS = {
     "static": tasks.sync_static_task,
     "occupancy": tasks.sync_occupancy_task,
@@ -121,7 +123,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@role_required()
+@role_required(*PANEL_ROLES)
 def carpark_cpms(request: HttpRequest, pk: int) -> HttpResponse:
     """The CPMS panel of a car park, re-fetched by htmx every minute."""
     return render(request, "connect/_carpark_cpms.html", {"carpark": _get_carpark_for_user(request, pk)})

@@ -123,10 +123,10 @@ def process_list(request: HttpRequest) -> HttpResponse:
 
 
 def _process_for(request: HttpRequest, pk: int) -> Process:
-    process = get_object_or_404(Process.objects.select_related("definition", "version", "started_by"), pk=pk)
-    if not visible_processes(request.user).filter(pk=pk).exists():
-        raise PermissionDenied
-    return process
+    """The process if the user may see it; one of a car park the user is not responsible for is 404, as
+    every object of another car park (the role was checked before)."""
+    processes = visible_processes(request.user).select_related("definition", "version", "started_by")
+    return get_object_or_404(processes, pk=pk)
 
 
 @role_required()

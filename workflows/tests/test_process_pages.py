@@ -37,7 +37,7 @@ def test_the_list_is_filtered_to_what_the_user_may_see(client, login, world, mak
     assert page.status_code == 200
     shown = [p.pk for p in page.context["page"].object_list]
     assert shown == [world["in_north"].pk]
-    assert client.get(reverse("workflows:process-detail", args=[world["in_south"].pk])).status_code == 403
+    assert client.get(reverse("workflows:process-detail", args=[world["in_south"].pk])).status_code == 404
     assert client.get(reverse("workflows:process-detail", args=[world["in_north"].pk])).status_code == 200
 
     login(client, make_user("boss", roles.SUPERVISOR))
