@@ -11,8 +11,8 @@ import pytest
 from django.conf import settings as django_settings
 from django.urls import reverse
 
+from carparks import services
 from carparks.tests.factories import CustomerFactory, ProductFactory
-from carparks.tests.test_services import apply
 from parkinghq.emails import send_email
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +46,8 @@ def test_the_text_part_is_verbatim_and_the_html_part_escaped(probe_templates, ma
 def test_a_customer_email_names_the_customer_as_typed(mailoutbox, django_capture_on_commit_callbacks):
     full = ProductFactory(quota=0)  # the application is waitlisted at once, and the customer told
     with django_capture_on_commit_callbacks(execute=True):
-        apply(full, customer=CustomerFactory(name=NAME, email="tom@example.com"))
+        customer = CustomerFactory(name=NAME, email="tom@example.com")
+        services.contract_apply(customer=customer, product=full, vehicles=["M AB 123"])
     assert f"Dear {NAME}," in mailoutbox[0].body
     assert "&amp;" not in mailoutbox[0].body
 
