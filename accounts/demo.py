@@ -1,4 +1,4 @@
-"""Demo users, one per role, password ``demo``; only ever created by ``manage.py demo_load``.
+"""Demo users, one per role, password ``demo-season-pass``; only ever created by ``manage.py demo_load``.
 
 Users with a two-factor role (admin, wfadmin, supervisor) enrol a TOTP authenticator at their
 first login; nothing secret is printed here.
@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
 from django.db import transaction
 
 from accounts import roles
 from accounts.services import user_set_roles
 
-DEMO_PASSWORD = "demo"  # noqa: S105 - the documented demo password, only set by the demo loader
+# The documented demo password, only set by the demo loader; it passes the password rules too.
+DEMO_PASSWORD = "demo-season-pass"  # noqa: S105
 DEMO_USERS = [
     ("admin", "Ada", "Admin", roles.ADMINISTRATOR),
     ("wfadmin", "Wolfgang", "Flow", roles.WORKFLOW_ADMIN),
@@ -41,6 +42,7 @@ def load(stdout: Any) -> None:
             },
         )
         if is_new:
+            password_validation.validate_password(DEMO_PASSWORD, user)
             user.set_password(DEMO_PASSWORD)
             user.save(update_fields=["password"])
             user_set_roles(actor=None, user=user, roles=[role])

@@ -233,3 +233,19 @@ def user_set_password(*, actor: Any, user: AbstractUser, password: str) -> None:
     user.set_password(password)
     user.save(update_fields=["password"])
     audit_record(actor=actor, action="user.password", target=user, old=None, new=None)
+
+
+@transaction.atomic
+def user_login_unlock(*, actor: Any, user: AbstractUser) -> None:
+    """Lift the user's login lock (failed logins counted against the account) before it ends."""
+    from accounts.lockout import account_locked_until, lockout_clear
+
+    until = account_locked_until(user.get_username())
+    lockout_clear(user.get_username())
+    audit_record(
+        actor=actor,
+        action="user.unlock",
+        target=user,
+        old={"locked_until": until.isoformat() if until else None},
+        new=None,
+    )

@@ -13,8 +13,10 @@ from urllib.parse import urlencode
 
 import segno
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import rotate_token
 from django.shortcuts import redirect
 from django.urls import reverse
+from django_otp import login as otp_login
 from django_otp import user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -77,6 +79,18 @@ class TwoFactorMiddleware:
 
     def _is_allowed(self, path: str) -> bool:
         return path in self.allowed_paths() or path.startswith(tuple(ALLOWED_PREFIXES))
+
+
+def second_factor_login(request: HttpRequest, device: Any) -> None:
+    """Mark the session verified with ``device``, under a new session id and CSRF token.
+
+    The session id from before the code was known to whoever had only the password (or had planted
+    the cookie); once the session is worth more, it gets an id nobody has seen, as ``login`` does
+    for the password step.
+    """
+    otp_login(request, device)
+    request.session.cycle_key()
+    rotate_token(request)
 
 
 def pending_device(user: Any) -> TOTPDevice:

@@ -28,5 +28,6 @@ urlpatterns = [
     path("users/<int:pk>/", views.user_edit, name="user-edit"),
     path("users/<int:pk>/active/", views.user_set_active, name="user-set-active"),
     path("users/<int:pk>/reset-two-factor/", views.user_reset_two_factor, name="user-reset-two-factor"),
+    path("users/<int:pk>/unlock/", views.user_unlock, name="user-unlock"),
     path("audit/", views.audit_log, name="audit-log"),
 ]

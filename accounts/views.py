@@ -13,28 +13,27 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse, reverse_lazy
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import reverse_lazy
 from django.views.decorators.http import require_POST
-from django_otp import login as otp_login
 from django_otp import user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import selectors, services
 from accounts.forms import AuditFilterForm, TokenForm, UserCreateForm, UserFilterForm, UserForm
+from accounts.lockout import account_locked_until, lockout_clear
 from accounts.roles import ADMINISTRATOR, role_required
-from accounts.two_factor import device_qr_svg, device_secret, needs_two_factor, pending_device, second_step_url
+from accounts.throttling import password_reset_allowed
+from accounts.two_factor import (
+    device_qr_svg,
+    device_secret,
+    needs_two_factor,
+    pending_device,
+    second_factor_login,
+    second_step_url,
+)
+from parkinghq.http import safe_next
 
 User = get_user_model()
-
-
-def _safe_next(request: HttpRequest, default: str = "portal-home") -> str:
-    candidate = request.POST.get("next") or request.GET.get("next") or ""
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return candidate
-    return reverse(default)
 
 
 # --- Login ------------------------------------------------------------------------------------
@@ -73,7 +72,7 @@ def _check_token(devices: list[TOTPDevice], token: str) -> tuple[TOTPDevice | No
 def otp_verify(request: HttpRequest) -> HttpResponse:
     """Second login step: a TOTP code from one of the user's confirmed devices."""
     user = request.user
-    next_url = _safe_next(request)
+    next_url = safe_next(request)
     if not needs_two_factor(user) or user.is_verified():
         return redirect(next_url)
     if not user_has_device(user, confirmed=True):
@@ -84,7 +83,7 @@ def otp_verify(request: HttpRequest) -> HttpResponse:
             list(TOTPDevice.objects.filter(user=user, confirmed=True)), form.cleaned_data["token"]
         )
         if device is not None:
-            otp_login(request, device)
+            second_factor_login(request, device)
             return redirect(next_url)
         form.add_error("token", error)
     return render(request, "accounts/otp_verify.html", {"form": form, "next": next_url})
@@ -94,7 +93,7 @@ def otp_verify(request: HttpRequest) -> HttpResponse:
 def otp_enrol(request: HttpRequest) -> HttpResponse:
     """Add a TOTP authenticator: scan the QR code (or type the secret), confirm with a code."""
     user = request.user
-    next_url = _safe_next(request, "accounts:profile")
+    next_url = safe_next(request, "accounts:profile")
     if user_has_device(user, confirmed=True) and not user.is_verified():
         # Someone with only the password must not be able to add a second factor of their own.
         return redirect(second_step_url(user, next_url))
@@ -109,7 +108,7 @@ def otp_enrol(request: HttpRequest) -> HttpResponse:
                 services.audit_record(
                     actor=user, action="user.2fa-enrol", target=user, old=None, new={"device": device.name}
                 )
-            otp_login(request, device)
+            second_factor_login(request, device)
             messages.success(request, "Your authenticator app is set up. You will be asked for a code at each login.")
             return redirect(next_url)
         form.add_error("token", error)
@@ -132,6 +131,12 @@ class PasswordResetView(auth_views.PasswordResetView):
     subject_template_name = "emails/password_reset_subject.txt"
     success_url = reverse_lazy("accounts:password-reset-done")
 
+    def form_valid(self, form: Any) -> HttpResponse:
+        # Over the rate: no email, but the very same answer, so the page reveals nothing.
+        if not password_reset_allowed(self.request, form.cleaned_data["email"]):
+            return HttpResponseRedirect(self.get_success_url())
+        return super().form_valid(form)
+
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "accounts/password_reset_confirm.html"
@@ -140,6 +145,8 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
         services.audit_record(actor=form.user, action="user.password-reset", target=form.user)
+        # Whoever can read the account's email may lift a lock on it (see accounts.lockout).
+        lockout_clear(form.user.get_username())
         return response
 
 
@@ -269,6 +276,7 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
         "subject": user,
         "creating": False,
         "has_two_factor": user_has_device(user, confirmed=True),
+        "locked_until": account_locked_until(user.get_username()),
         "history": selectors.audit_entries(target=user)[:20],
     }
     return render(request, "accounts/user_form.html", context)
@@ -297,6 +305,16 @@ def user_reset_two_factor(request: HttpRequest, pk: int) -> HttpResponse:
         TOTPDevice.objects.filter(user=user).delete()
         services.audit_record(actor=request.user, action="user.2fa-reset", target=user, old=names, new=[])
     messages.success(request, f"Two-factor devices of {user.username} removed; they enrol a new one at next login.")
+    return redirect("accounts:user-edit", pk=user.pk)
+
+
+@role_required(ADMINISTRATOR)
+@require_POST
+def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
+    """Lift a login lock (someone locked the account by guessing its password), before it ends."""
+    user = get_object_or_404(User, pk=pk)
+    services.user_login_unlock(actor=request.user, user=user)
+    messages.success(request, f"{user.username} can log in again.")
     return redirect("accounts:user-edit", pk=user.pk)
 
 

@@ -28,6 +28,7 @@ from monitoring.forms import AlertRuleForm, FilterForm, SubscriptionForm
 from monitoring.models import AlertEvent, AlertRule, DailyWorkflowStat, Statement, StatementSubscription
 from monitoring.selectors import Scope
 from monitoring.statements import SUBSCRIBER_ROLES, period_for, statement_build
+from parkinghq.http import safe_next
 from workflows.models import ProcessEvent, Task, WorkflowDefinition, WorkflowVersion
 
 VIEW_ROLES = (roles.ADMINISTRATOR, roles.SUPERVISOR, roles.WORKFLOW_ADMIN, roles.FINANCE, roles.MANAGER)
@@ -442,7 +443,7 @@ def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     event = get_object_or_404(AlertEvent, pk=pk)
     alerts.alert_acknowledge(event=event, user=request.user)
     messages.success(request, f"Acknowledged: {event.rule.name}.")
-    return redirect(request.POST.get("next") or reverse("monitoring:alerts"))
+    return redirect(safe_next(request, "monitoring:alerts"))
 
 
 @role_required(*RULE_ROLES)

@@ -8,13 +8,13 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import role_required
 from notifications.models import Notification, NotificationPreference
 from notifications.selectors import notifications_for, preferences_for, unread_count
 from notifications.services import notifications_mark_read, preferences_update
+from parkinghq.http import is_safe_redirect
 
 
 class PreferencesForm(forms.ModelForm):
@@ -52,7 +52,7 @@ def mark_read(request: HttpRequest) -> HttpResponse:
 def open_notification(request: HttpRequest, pk: int) -> HttpResponse:
     notification = get_object_or_404(Notification, pk=pk, user=request.user)
     notifications_mark_read(user=request.user, ids=[notification.pk])
-    if notification.url and url_has_allowed_host_and_scheme(notification.url, allowed_hosts={request.get_host()}):
+    if is_safe_redirect(request, notification.url):
         return redirect(notification.url)
     return redirect("notifications:list")
 

@@ -6,9 +6,9 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseServerError
 from django.shortcuts import redirect, render
-from django.urls import reverse
 
 from accounts.roles import ADMINISTRATOR, FINANCE, SUPERVISOR, WORKFLOW_ADMIN, has_role, role_required
+from parkinghq.http import safe_url
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,8 @@ def server_error(request: HttpRequest) -> HttpResponse:
 def django_admin_login(request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
     """The Django admin has no login of its own: the portal's (lockout, two factors) is the only one."""
     from django.contrib import admin
-    from django.utils.http import url_has_allowed_host_and_scheme
 
-    target = request.GET.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = reverse("admin:index")
+    target = safe_url(request, request.GET.get("next", ""), "admin:index")
     if request.user.is_authenticated:
         if admin.site.has_permission(request):
             return redirect(target)

@@ -14,6 +14,7 @@ from pathlib import Path
 from honcho.environ import parse
 
 ROOT = Path(__file__).resolve().parent.parent
+DEMO_PASSWORD = "demo-season-pass"  # noqa: S105 - accounts.demo.DEMO_PASSWORD (no Django here)
 DEMO_USERS = [
     ("admin", "Administrator"),
     ("wfadmin", "Workflow admin"),
@@ -43,7 +44,7 @@ def main() -> int:
     broker = "Redis" if os.environ.get("REDIS_URL") else "the embedded filesystem broker (var/broker)"
     print("\n  ParkingHQ Business Workflow is starting: web, worker and beat.")
     print(f"  Data in {where}; background jobs through {broker}.")
-    print(f"  Open http://127.0.0.1:{port}/ and log in with a demo user (password: demo):")
+    print(f"  Open http://127.0.0.1:{port}/ and log in with a demo user (password: {DEMO_PASSWORD}):")
     for username, role in DEMO_USERS:
         print(f"    {username:<11} {role}")
     print("  admin, wfadmin and supervisor set up an authenticator app (TOTP) at their first login.")

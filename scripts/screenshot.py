@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/screenshot.py http://127.0.0.1:8000 docs/screenshot.png [--user agent] [--path /basket/]
 
-Logs in as the given demo user (password demo). For a two-factor user without a device it enrols one
+Logs in as the given demo user (password demo-season-pass). For a two-factor user without a device it enrols one
 from the secret shown on the enrolment page, so run it against demo data only.
 """
 
@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("base")
     parser.add_argument("output")
     parser.add_argument("--user", default="agent")
-    parser.add_argument("--password", default="demo")
+    parser.add_argument("--password", default="demo-season-pass")
     parser.add_argument(
         "--path", action="append", help="page(s) to shoot; with several, output gets -1, -2, … suffixes"
     )

@@ -32,5 +32,5 @@ done
 if [ "$code" != "200" ]; then
   echo "smoke: /health never answered 200 (last: $code)"; tail -50 "$log"; exit 1
 fi
-.venv/bin/python scripts/smoke_login.py "http://127.0.0.1:$PORT" agent demo
+.venv/bin/python scripts/smoke_login.py "http://127.0.0.1:$PORT" agent demo-season-pass
 echo "smoke: make run came up, /health is 200 and agent logged in"

@@ -16,10 +16,10 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import role_required
+from parkinghq.http import is_safe_redirect
 from workflows import basket_selectors as sel
 from workflows.basket_forms import AbsenceForm, BasketFilterForm, DelegateForm, EscalateForm, TaskInputsForm
 from workflows.basket_services import (
@@ -203,9 +203,7 @@ def task_claim_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _next(request: HttpRequest) -> str | None:
     url = request.POST.get("next") or ""
-    if url and url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()}):
-        return url
-    return None
+    return url if is_safe_redirect(request, url) else None
 
 
 @role_required()

@@ -22,10 +22,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_any_role, has_role, role_required
+from parkinghq.http import is_safe_redirect
 from parkinghq.posted import posted_text
 from parkinghq.templatetags.portal import audit_value
 from workflows import starting
@@ -177,9 +177,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
 def _back(request: HttpRequest) -> str:
     target = request.POST.get("next", "")
     home = reverse("workflows:event-list")
-    if target.startswith(home) and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=False
-    ):
+    if target.startswith(home) and is_safe_redirect(request, target):
         return target
     return home
 

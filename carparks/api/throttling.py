@@ -21,6 +21,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from carparks.models import ApiClient
 from parkinghq.cache import WARN_EVERY_SECONDS, cache_available
+from parkinghq.http import client_ip
 
 logger = logging.getLogger(__name__)
 _warned_at: float | None = None
@@ -40,7 +41,7 @@ class ApiClientRateThrottle(SimpleRateThrottle):
         return getattr(settings, "CARPARKS_API_RATE", "600/minute")
 
     def get_cache_key(self, request: Request, view: Any) -> str:
-        ident = f"client-{request.auth.pk}" if isinstance(request.auth, ApiClient) else self.get_ident(request)
+        ident = f"client-{request.auth.pk}" if isinstance(request.auth, ApiClient) else client_ip(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
     def allow_request(self, request: Request, view: Any) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -55,6 +57,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "parkinghq.middleware.NoStoreForAuthenticatedMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.two_factor.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -170,7 +173,8 @@ AUTHENTICATION_BACKENDS = [
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    # ASVS 4 level 2 (2.1.1): at least 12 characters.
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -182,12 +186,35 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "portal-home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
-# Lockout after repeated failed logins (django-axes).
+# Proxies (IPs or CIDR ranges) whose X-Forwarded-For is believed; from anyone else the header is
+# ignored and the connection's address is the client (parkinghq.http.client_ip).
+TRUSTED_PROXIES = envlist("TRUSTED_PROXIES", [])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ConfigError(f"TRUSTED_PROXIES must list IP addresses or CIDR ranges, got {_proxy!r}") from None
+
+# Lockout after repeated failed logins (django-axes, stored in the database; accounts.lockout):
+# an account locks after AXES_FAILURE_LIMIT failures from any address, an address after
+# LOGIN_IP_FAILURE_LIMIT failures for any accounts, each for AXES_COOLOFF_MINUTES after the
+# failure that locked it. Attempts while locked are not counted, so the lock never grows longer.
 AXES_FAILURE_LIMIT = envint("AXES_FAILURE_LIMIT", 5)
+LOGIN_IP_FAILURE_LIMIT = envint("LOGIN_IP_FAILURE_LIMIT", 30)
 AXES_COOLOFF_TIME = envint("AXES_COOLOFF_MINUTES", 15) / 60  # hours
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "accounts.lockout.LoginLockoutHandler"
+AXES_CLIENT_IP_CALLABLE = "parkinghq.http.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+# Password-reset requests answered with an email, per address asked for and per client address.
+PASSWORD_RESET_RATE = envstr("PASSWORD_RESET_RATE", "5/hour")
+PASSWORD_RESET_IP_RATE = envstr("PASSWORD_RESET_IP_RATE", "20/hour")
+for _name in ("PASSWORD_RESET_RATE", "PASSWORD_RESET_IP_RATE"):
+    if not re.fullmatch(r"[1-9][0-9]*/(minute|hour|day)", globals()[_name]):
+        raise ConfigError(f"{_name} must look like 5/hour (per minute, hour or day), got {globals()[_name]!r}")
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = envstr("TIME_ZONE", "Europe/Berlin")
