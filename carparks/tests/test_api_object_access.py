@@ -279,7 +279,8 @@ class TestInvoices:
 class TestCompanyNumberFromTheApi:
     """Finding: an application with an existing company number attached itself to that company."""
 
-    def test_it_never_attaches_to_the_company_nor_reaches_its_invoices(self):
+    @pytest.mark.parametrize("company_number", ["HRB 4711", "hrb4711"])
+    def test_it_never_attaches_to_the_company_nor_reaches_its_invoices(self, company_number):
         product = ProductFactory(quota=5)
         victim = services.customer_create(
             kind=Customer.Kind.CORPORATE,
@@ -299,13 +300,13 @@ class TestCompanyNumberFromTheApi:
             kind="corporate",
             name="Mallory Trading",
             email="mallory@evil.example",
-            company_number="hrb4711",
+            company_number=company_number,
             plate="M MM 1",
         )
 
         assert contract.customer_id != victim.pk
         new = contract.customer
-        assert (new.name, new.email, new.company_number) == ("Mallory Trading", "mallory@evil.example", "hrb4711")
+        assert (new.name, new.email, new.company_number) == ("Mallory Trading", "mallory@evil.example", company_number)
         assert new.possible_duplicate_of_id == victim.pk and new.api_client == attacker.api_client
         victim.refresh_from_db()
         assert (victim.name, victim.email, victim.company_number) == (
@@ -330,3 +331,39 @@ class TestCompanyNumberFromTheApi:
         billed = Invoice.objects.filter(lines__contract=contract).values_list("customer_id", flat=True).distinct()
         assert list(billed) == [new.pk]
         assert not Invoice.objects.filter(customer=victim, lines__contract=contract).exists()
+
+
+class TestGranting:
+    def test_an_admin_grants_a_car_park_audited_and_the_client_then_sees_its_contracts(self, client, admin_user):
+        from accounts.models import AuditEntry
+        from conftest import verify_two_factor
+
+        product = ProductFactory()
+        portal = services.contract_apply(customer=CustomerFactory(), product=product, vehicles=["M GG 1"])
+        api = shop("Web shop")
+        assert api.get(f"/api/v1/contracts/{portal.pk}/").status_code == 404
+        client.force_login(admin_user)
+        verify_two_factor(client, admin_user)
+        response = client.post(
+            f"/django-admin/carparks/apiclient/{api.api_client.pk}/change/",
+            {
+                "name": "Web shop",
+                "scopes": list(ApiClient.Scope.values),
+                "carparks": [product.carpark_id],
+                "is_active": "on",
+            },
+        )
+        assert response.status_code == 302, response.content
+        assert api.get(f"/api/v1/contracts/{portal.pk}/").status_code == 200
+        entry = AuditEntry.objects.filter(action="api_client.updated").get()
+        assert entry.old["carparks"] == [] and entry.new["carparks"] == [product.carpark_id]
+
+    def test_the_command_grants_car_parks_by_code_and_refuses_an_unknown_one(self):
+        from django.core.management import CommandError, call_command
+
+        product = ProductFactory()
+        call_command("api_client_create", "Kiosk", "--scope", "contracts:read", "--carpark", product.carpark.code)
+        assert list(ApiClient.objects.get(name="Kiosk").carparks.all()) == [product.carpark]
+        with pytest.raises(CommandError, match="nope"):
+            call_command("api_client_create", "Kiosk 2", "--carpark", "nope")
+        assert not ApiClient.objects.filter(name="Kiosk 2").exists()
