@@ -10,14 +10,12 @@ from django.utils import timezone
 
 from billing import services
 from billing.models import Invoice, Payment
-from billing.tests.conftest import engine_available
 from billing.tests.test_stripe import DECLINED_ON_CHARGE, GOOD_CARD, issued_invoice, save_card
 from carparks.models import Contract
 from carparks.tests.factories import CustomerFactory
 
 pytestmark = [
     pytest.mark.django_db,
-    pytest.mark.skipif(not engine_available(), reason="needs the workflow engine"),
 ]
 
 

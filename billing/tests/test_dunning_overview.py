@@ -13,14 +13,12 @@ from django.urls import reverse
 from accounts import roles
 from billing import finance_views, services
 from billing.models import Invoice, Payment
-from billing.tests.conftest import engine_available
 from billing.tests.factories import ContractFactory
 from carparks.tests.factories import CustomerFactory
 from parkinghq.csv_cells import csv_text
 
 pytestmark = [
     pytest.mark.django_db,
-    pytest.mark.skipif(not engine_available(), reason="needs the workflow engine"),
 ]
 
 

@@ -300,7 +300,6 @@ class TestDocs:
 
 class TestProcesses:
     def test_an_application_reports_its_process_and_open_task(self, shop):
-        pytest.importorskip("workflows.services")
         created = shop.post("/api/v1/applications/", application(ProductFactory()), format="json").json()
         assert created["process_id"]
         rows = shop.get(f"/api/v1/processes/?object_type=contract&object_id={created['contract_id']}").json()

@@ -8,15 +8,14 @@ import time_machine
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
+import workflows.services as wf
 from accounts.roles import AGENT, CARE, FINANCE
 from carparks import services
 from carparks.models import Case, Contract
 from carparks.tests.factories import CustomerFactory, ProductFactory, UserFactory, approve_directly
-
-wf = pytest.importorskip("workflows.services")
-from workflows.errors import TaskPermissionDenied  # noqa: E402
-from workflows.models import Process, Task, WorkflowVersion  # noqa: E402
-from workflows.testing import fire_due_timers, run_pending_system_steps  # noqa: E402
+from workflows.errors import TaskPermissionDenied
+from workflows.models import Process, Task, WorkflowVersion
+from workflows.testing import fire_due_timers, run_pending_system_steps
 
 pytestmark = pytest.mark.django_db
 

@@ -15,15 +15,14 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
+import workflows.services as wf
 from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, MANAGER, SUPERVISOR, WORKFLOW_ADMIN
 from carparks import services
 from carparks.models import Contract, ContractEvent
 from carparks.tests.factories import CustomerFactory, ProductFactory
 from carparks.tests.test_views import login
-
-wf = pytest.importorskip("workflows.services")
-from workflows.models import Process, Task  # noqa: E402
-from workflows.testing import run_pending_system_steps  # noqa: E402
+from workflows.models import Process, Task
+from workflows.testing import run_pending_system_steps
 
 pytestmark = pytest.mark.django_db
 
