@@ -180,3 +180,10 @@ def test_a_bpmn_file_whose_bytes_do_not_match_its_encoding_is_refused_clearly(no
     assert response.status_code == 200
     assert "not well-formed" in response.context["summary"]
     assert not WorkflowDefinition.objects.exists()
+
+
+def test_the_bpmn_readers_limits_are_the_definitions_columns():
+    from workflows.bpmn import DEFINITION_LIMITS
+
+    columns = {name: WorkflowDefinition._meta.get_field(name).max_length for name in ("key", "name", "category")}
+    assert columns == DEFINITION_LIMITS
