@@ -73,17 +73,38 @@ def customers_for_user(user: Any, qs: QuerySet | None = None) -> QuerySet:
 
 
 def cases_for_user(user: Any, qs: QuerySet | None = None) -> QuerySet:
+    """Cases about a contract of the user's car parks; a case about no contract is the user's when its
+    customer is (a contract in the user's car parks, or none at all), unless it names an invoice that bills
+    none of the user's car parks (a refund of another car park's invoice is that car park's)."""
     from carparks.models import Case
 
     qs = Case.objects.all() if qs is None else qs
     ids = visible_carpark_ids(user)
     if ids is None:
         return qs
-    return qs.filter(
-        Q(contract__product__carpark_id__in=ids)
-        | Q(contract__isnull=True, customer__contracts__product__carpark_id__in=ids)
-        | Q(contract__isnull=True, customer__contracts__isnull=True)
-    ).distinct()
+    no_contract = Q(contract__isnull=True) & (
+        Q(customer__contracts__product__carpark_id__in=ids) | Q(customer__contracts__isnull=True)
+    )
+    invoices = invoices_for_user(user)
+    if invoices is not None:
+        no_contract &= Q(invoice_id__isnull=True) | Q(invoice_id__in=invoices.values("pk"))
+    return qs.filter(Q(contract__product__carpark_id__in=ids) | no_contract).distinct()
+
+
+def invoices_for_user(user: Any, qs: QuerySet | None = None) -> QuerySet | None:
+    """Billing's invoices with a line for a contract of the car parks ``user`` sees (every invoice for the
+    roles that see every car park); ``None`` when billing is not installed. An invoice of a customer with
+    contracts in several car parks bills all of them, so it is each of those car parks' invoice."""
+    from django.apps import apps
+
+    if not apps.is_installed("billing"):
+        return None
+    qs = apps.get_model("billing", "Invoice").objects.all() if qs is None else qs
+    ids = visible_carpark_ids(user)
+    if ids is None:
+        return qs
+    lines = apps.get_model("billing", "InvoiceLine").objects.filter(contract__product__carpark_id__in=ids)
+    return qs.filter(pk__in=lines.values("invoice_id"))
 
 
 def get_for_user(qs: QuerySet, pk: Any) -> Any:

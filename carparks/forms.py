@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.db.models import QuerySet
 
 from carparks.models import Case, Contract, Customer, Product
 
@@ -76,9 +77,11 @@ class CaseForm(forms.Form):
         help_text="Sets the SLA: urgent 4 hours, high 1 day, normal 3 days, low 5 days.",
     )
 
-    def __init__(self, *args, customer: Customer, **kwargs):
+    def __init__(self, *args, customer: Customer, contracts: QuerySet[Contract] | None = None, **kwargs):
+        """``contracts``: those of the customer the user may choose (the car parks the user sees)."""
         super().__init__(*args, **kwargs)
-        self.fields["contract"].queryset = customer.contracts.select_related("product")
+        contracts = customer.contracts.all() if contracts is None else contracts
+        self.fields["contract"].queryset = contracts.select_related("product")
 
 
 class CaseNoteForm(forms.Form):

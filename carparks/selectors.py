@@ -14,6 +14,7 @@ from carparks.access import (
     cases_for_user,
     contracts_for_user,
     customers_for_user,
+    invoices_for_user,
     visible_carpark_ids,
 )
 from carparks.models import (
@@ -121,12 +122,19 @@ def vehicles_for_user(user: Any, qs: QuerySet[Vehicle] | None = None) -> QuerySe
     """Vehicles on a contract of the car parks ``user`` sees, and vehicles on no contract of a customer
     ``user`` sees; a vehicle only on contracts of other car parks is left out."""
     qs = Vehicle.objects.all() if qs is None else qs
-    if visible_carpark_ids(user) is None:
+    ids = visible_carpark_ids(user)
+    if ids is None:
         return qs.filter(customer__merged_into__isnull=True)
     visible_contracts = contracts_for_user(user).values("pk")
+    # A vehicle on no contract may have been on one of another car park (a plate changed there): it is shown
+    # only when all the customer's contracts are in the user's car parks (or it has none).
+    elsewhere = Contract.objects.exclude(product__carpark_id__in=ids).values("customer_id")
     return qs.filter(
         Q(contracts__in=visible_contracts)
-        | Q(contracts__isnull=True, customer__in=customers_for_user(user).values("pk"))
+        | (
+            Q(contracts__isnull=True, customer__in=customers_for_user(user).values("pk"))
+            & ~Q(customer_id__in=elsewhere)
+        )
     ).distinct()
 
 
@@ -140,11 +148,7 @@ def customer_invoices_for_user(user: Any, customer: Customer, *, limit: int = 24
     related = getattr(customer, "invoices", None)
     if related is None:
         return None
-    qs = related.all()
-    ids = visible_carpark_ids(user)
-    if ids is not None:
-        qs = qs.filter(lines__contract__product__carpark_id__in=ids).distinct()
-    return list(qs.order_by("-period_start", "-pk")[:limit])
+    return list(invoices_for_user(user, related.all()).order_by("-period_start", "-pk")[:limit])
 
 
 def customer_history(customer: Customer, *, user: Any = None) -> list[dict[str, Any]]:

@@ -30,6 +30,7 @@ from carparks.access import (
     contracts_for_user,
     customers_for_user,
     get_for_user,
+    invoices_for_user,
     visible_carpark_ids,
 )
 from carparks.forms import (
@@ -435,9 +436,17 @@ def case_list(request: HttpRequest) -> HttpResponse:
 @role_required(*CASE_ROLES)
 def case_create(request: HttpRequest, customer_pk: int) -> HttpResponse:
     customer = get_for_user(customers_for_user(request.user), customer_pk)
-    form = CaseForm(request.POST or None, customer=customer, initial={"contract": request.GET.get("contract")})
+    form = CaseForm(
+        request.POST or None,
+        customer=customer,
+        contracts=contracts_for_user(request.user, customer.contracts.all()),
+        initial={"contract": request.GET.get("contract")},
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        if data["invoice_id"] and not _invoice_visible(request.user, customer, data["invoice_id"]):
+            form.add_error("invoice_id", f"{customer.name} has no invoice {data['invoice_id']} you may see.")
+            return render(request, "carparks/case_form.html", {"form": form, "customer": customer})
         try:
             case = services.case_open(
                 customer=customer,
@@ -457,6 +466,15 @@ def case_create(request: HttpRequest, customer_pk: int) -> HttpResponse:
             )
             return redirect("carparks:case-detail", pk=case.pk)
     return render(request, "carparks/case_form.html", {"form": form, "customer": customer})
+
+
+def _invoice_visible(user: Any, customer: Any, invoice_id: int) -> bool:
+    """Whether ``invoice_id`` is an invoice of ``customer`` billing a car park ``user`` sees (any number
+    passes without billing)."""
+    related = getattr(customer, "invoices", None)
+    if related is None:
+        return True
+    return invoices_for_user(user, related.filter(pk=invoice_id)).exists()
 
 
 def _case_for(request: HttpRequest, pk: int) -> Case:

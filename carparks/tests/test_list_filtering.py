@@ -140,10 +140,17 @@ def test_plate_search_finds_only_vehicles_of_my_car_park(client, world):
 
 
 def test_a_vehicle_on_no_contract_of_a_visible_customer_is_found(client, world):
-    Vehicle.objects.create(customer=world["both"], plate="N FREE 1")
+    Vehicle.objects.create(customer=world["contracts"]["north"].customer, plate="N FREE 1")
     login(client, AGENT, carparks=[world["north"].carpark])
     response = client.get(reverse("carparks:search"), {"q": "NFREE"})
     assert [v.plate for v in response.context["results"]["vehicles"]] == ["NFREE1"]
+
+
+def test_a_vehicle_on_no_contract_of_a_customer_also_elsewhere_is_not(client, world):
+    """It may have been on the other car park's contract (a plate changed there)."""
+    Vehicle.objects.create(customer=world["both"], plate="N FREE 2")
+    login(client, AGENT, carparks=[world["north"].carpark])
+    assert client.get(reverse("carparks:search"), {"q": "NFREE"}).context["results"]["vehicles"] == []
 
 
 def test_the_case_list_shows_only_cases_of_my_car_park(client, world):
