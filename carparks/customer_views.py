@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, MANAGER, SUPERVISOR, has_role, role_required
 from carparks import customer_services, selectors, services
-from carparks.access import cases_for_user, contracts_for_user, customers_for_user, get_for_user
+from carparks.access import cases_for_user, contracts_for_user, customers_for_user, get_for_user, visible_carpark_ids
 from carparks.customer_forms import CustomerCreateForm, CustomerForm, CustomerMergeForm
 from carparks.forms import CustomerFilterForm
 from carparks.models import Contract, Credential, Customer
@@ -46,10 +46,14 @@ def customer_list(request: HttpRequest) -> HttpResponse:
             qs = qs.filter(Q(name__icontains=q) | Q(email__icontains=q) | Q(company_number__iexact=q))
         if form.cleaned_data["kind"]:
             qs = qs.filter(kind=form.cleaned_data["kind"])
+    # Counts of what the user sees (the contracts join is the one customers_for_user filtered on).
+    vehicles = None
+    if visible_carpark_ids(request.user) is not None:
+        vehicles = Q(vehicles__in=selectors.vehicles_for_user(request.user).values("pk"))
     qs = qs.annotate(
         contract_count=Count("contracts", distinct=True),
         active_count=Count("contracts", filter=Q(contracts__state=Contract.State.ACTIVE), distinct=True),
-        vehicle_count=Count("vehicles", distinct=True),
+        vehicle_count=Count("vehicles", filter=vehicles, distinct=True),
     ).order_by("name", "pk")
     page = Paginator(qs, 25).get_page(request.GET.get("page"))
     return render(

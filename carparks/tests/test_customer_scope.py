@@ -158,3 +158,10 @@ def test_a_supervisor_sees_both_car_parks(client, world):
     page = client.get(reverse("carparks:customer-detail", args=[world["customer"].pk])).content.decode()
     assert reverse("carparks:contract-detail", args=[world["theirs"].pk]) in page
     assert "BBB2" in page and "BBB3" in page and "RE-222222" in page and f"Case {refund.pk}" in page
+
+
+def test_the_customer_list_counts_only_my_car_parks_contracts_and_vehicles(client, world):
+    login(client, MANAGER, carparks=[world["a"].carpark])
+    response = client.get(reverse("carparks:customer-list"))
+    (row,) = [c for c in response.context["customers"] if c.pk == world["customer"].pk]
+    assert (row.contract_count, row.active_count, row.vehicle_count) == (1, 1, 1)
