@@ -210,6 +210,8 @@ def under_review(processes: list[Any]) -> bool:
     one), its open task is where the application is approved or rejected.
     """
     return any(
-        p.state == "running" and getattr(p, "open_tasks", None) and _start_event_name(p) == REVIEW_EVENT
+        p.state == "running"
+        and any(task.state in ("open", "claimed") for task in getattr(p, "open_tasks", None) or [])
+        and _start_event_name(p) == REVIEW_EVENT
         for p in processes
     )
