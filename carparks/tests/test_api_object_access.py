@@ -17,10 +17,9 @@ from carparks import services
 from carparks.api.authentication import api_client_create
 from carparks.models import ApiClient, Case, Contract, ContractEvent, Credential, Customer
 from carparks.tests.factories import CustomerFactory, ProductFactory, UserFactory
-
-wf = pytest.importorskip("workflows.services")
-from workflows.models import Process  # noqa: E402
-from workflows.testing import run_pending_system_steps  # noqa: E402
+from workflows import services as wf
+from workflows.models import Process
+from workflows.testing import run_pending_system_steps
 
 pytestmark = pytest.mark.django_db
 
