@@ -76,3 +76,32 @@ def approve_directly(contract, **kwargs):
 
     services.contract_processes_close(contract=contract, reason="Approved directly in a test.")
     return services.contract_approve(contract=contract, **kwargs)
+
+
+def january_invoice(customer, *contracts, **fields):
+    """An invoice of ``customer`` for January 2026 with one 119.00 line per contract (fields such as
+    ``number`` go to the invoice), for tests of who sees which invoices."""
+    from datetime import date
+    from decimal import Decimal
+
+    from billing.models import Invoice, InvoiceLine
+
+    start, end = date(2026, 1, 1), date(2026, 1, 31)
+    invoice = Invoice.objects.create(customer=customer, period_start=start, period_end=end, **fields)
+    for contract in contracts:
+        InvoiceLine.objects.create(
+            invoice=invoice,
+            contract=contract,
+            description=f"Parking contract {contract.pk}",
+            period_start=start,
+            service_start=start,
+            service_end=end,
+            days=31,
+            days_in_period=31,
+            monthly_price=Decimal("119.00"),
+            vat_rate=Decimal("19.00"),
+            net=Decimal("100.00"),
+            vat=Decimal("19.00"),
+            gross=Decimal("119.00"),
+        )
+    return invoice

@@ -5,16 +5,13 @@ the HTML, and the plate search finds none of B's plates."""
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal
-
 import pytest
 from django.urls import reverse
 
 from accounts.roles import AGENT, CARE, MANAGER, SUPERVISOR
 from carparks import services
 from carparks.models import Vehicle
-from carparks.tests.factories import CustomerFactory, ProductFactory, approve_directly
+from carparks.tests.factories import CustomerFactory, ProductFactory, approve_directly, january_invoice
 from carparks.tests.test_views import login
 
 pytestmark = pytest.mark.django_db
@@ -23,30 +20,6 @@ pytestmark = pytest.mark.django_db
 def running(product, plate, customer):
     contract = services.contract_apply(customer=customer, product=product, vehicles=[plate])
     return services.contract_activate(contract=approve_directly(contract))
-
-
-def invoice_for(customer, *contracts, number):
-    from billing.models import Invoice, InvoiceLine
-
-    start, end = date(2026, 1, 1), date(2026, 1, 31)
-    invoice = Invoice.objects.create(customer=customer, period_start=start, period_end=end, series="RE", number=number)
-    for contract in contracts:
-        InvoiceLine.objects.create(
-            invoice=invoice,
-            contract=contract,
-            description=f"Parking contract {contract.pk}",
-            period_start=start,
-            service_start=start,
-            service_end=end,
-            days=31,
-            days_in_period=31,
-            monthly_price=Decimal("119.00"),
-            vat_rate=Decimal("19.00"),
-            net=Decimal("100.00"),
-            vat=Decimal("19.00"),
-            gross=Decimal("119.00"),
-        )
-    return invoice
 
 
 @pytest.fixture
@@ -65,8 +38,8 @@ def world():
         "theirs": theirs,
         "my_case": services.case_open(customer=customer, contract=mine, kind="question", subject="Alpha question"),
         "their_case": services.case_open(customer=customer, contract=theirs, kind="complaint", subject="Beta gate"),
-        "my_invoice": invoice_for(customer, mine, number=111111),
-        "their_invoice": invoice_for(customer, theirs, number=222222),
+        "my_invoice": january_invoice(customer, mine, series="RE", number=111111),
+        "their_invoice": january_invoice(customer, theirs, series="RE", number=222222),
     }
 
 

@@ -4,9 +4,6 @@ and Finance (by role) see all."""
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal
-
 import pytest
 from django.urls import reverse
 from guardian.shortcuts import assign_perm
@@ -14,7 +11,7 @@ from guardian.shortcuts import assign_perm
 from accounts.roles import AGENT, CARE, FINANCE, SUPERVISOR
 from carparks import services
 from carparks.models import Vehicle
-from carparks.tests.factories import CustomerFactory, ProductFactory, UserFactory, approve_directly
+from carparks.tests.factories import CustomerFactory, ProductFactory, UserFactory, approve_directly, january_invoice
 
 pytestmark = pytest.mark.django_db
 
@@ -35,29 +32,6 @@ def login(client, *roles, carparks=()):
 def running(product, plate, customer):
     contract = services.contract_apply(customer=customer, product=product, vehicles=[plate])
     return services.contract_activate(contract=approve_directly(contract))
-
-
-def invoice_for(contract, text):
-    from billing.models import Invoice, InvoiceLine
-
-    start, end = date(2026, 1, 1), date(2026, 1, 31)
-    invoice = Invoice.objects.create(customer=contract.customer, period_start=start, period_end=end)
-    InvoiceLine.objects.create(
-        invoice=invoice,
-        contract=contract,
-        description=f"Parking {text}",
-        period_start=start,
-        service_start=start,
-        service_end=end,
-        days=31,
-        days_in_period=31,
-        monthly_price=Decimal("119.00"),
-        vat_rate=Decimal("19.00"),
-        net=Decimal("100.00"),
-        vat=Decimal("19.00"),
-        gross=Decimal("119.00"),
-    )
-    return invoice
 
 
 @pytest.fixture
@@ -120,8 +94,8 @@ def test_the_customer_page_shows_only_the_sections_rows_of_my_car_park(client, w
 
 
 def test_the_customer_page_shows_only_invoices_of_my_car_park(client, world):
-    north_invoice = invoice_for(world["contracts"]["both_north"], "N-1")
-    south_invoice = invoice_for(world["contracts"]["both_south"], "S-1")
+    north_invoice = january_invoice(world["both"], world["contracts"]["both_north"])
+    south_invoice = january_invoice(world["both"], world["contracts"]["both_south"])
     login(client, CARE, carparks=[world["north"].carpark])
     response = client.get(reverse("carparks:customer-detail", args=[world["both"].pk]))
     assert [i.pk for i in response.context["invoices"]] == [north_invoice.pk]
