@@ -42,7 +42,13 @@ class CpmsConnection(models.Model):
         max_length=100, blank=True, help_text="Instead of storing the secret: env:VARIABLE_NAME read at run time."
     )
     options = models.JSONField(default=dict, blank=True, help_text="Adapter options, for example paths of feeds.")
-    timeout_seconds = models.FloatField(default=10.0, help_text="How long to wait for an answer, in seconds.")
+    timeout_seconds = models.FloatField(
+        default=10.0, help_text="How long a whole answer may take, in seconds (a total deadline, not per read)."
+    )
+    refused_alert_percent = models.PositiveSmallIntegerField(
+        default=10,
+        help_text="A sync that refuses more than this share of the feed's records raises an incident (0: any refusal).",
+    )
     is_active = models.BooleanField(default=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNKNOWN)
     status_message = models.CharField(max_length=500, blank=True)
@@ -134,7 +140,14 @@ class CarParkLink(models.Model):
     )
     cpms_status = models.CharField(max_length=30, blank=True, help_text="Last state the CPMS reported.")
     occupancy_observed_at = models.DateTimeField(null=True, blank=True)
-    tariffs = models.JSONField(default=list, blank=True)
+    tariffs = models.JSONField(
+        default=list, blank=True, help_text="Rate tables with their validity, as the CPMS sent them."
+    )
+    names = models.JSONField(default=dict, blank=True, help_text="The car park's name per language code.")
+    opening_times = models.JSONField(default=list, blank=True, help_text="Opening times as the CPMS published them.")
+    forecast = models.JSONField(
+        default=list, blank=True, help_text="Expected (forecast) occupancy rows, kept apart from the counted one."
+    )
     last_static_sync_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -146,6 +159,58 @@ class CarParkLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.carpark} ↔ {self.connection} ({self.external_id})"
+
+
+class CpmsGroup(models.Model):
+    """A grouping the CPMS publishes above its car parks: an APDS campus or a DATEX II group of sites.
+
+    A group is never a car park of its own (that would count its spaces twice): it lists the linked
+    car parks it holds and, where the feed says so, its own capacity and occupancy.
+    """
+
+    class Kind(models.TextChoices):
+        CAMPUS = "campus", "Campus"
+        GROUP = "group", "Group of sites"
+
+    connection = models.ForeignKey(CpmsConnection, on_delete=models.CASCADE, related_name="groups")
+    external_id = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.GROUP)
+    name = models.CharField(max_length=200, blank=True)
+    names = models.JSONField(default=dict, blank=True)
+    capacity = models.PositiveIntegerField(null=True, blank=True)
+    occupancy = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=30, blank=True)
+    links = models.ManyToManyField(CarParkLink, blank=True, related_name="groups")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "external_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "external_id"], name="connect_group_unique_external_id")
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.external_id
+
+
+class ProductRightMapping(models.Model):
+    """Which RightSpecification the CPMS publishes for a product: credential pushes refer to it."""
+
+    connection = models.ForeignKey(CpmsConnection, on_delete=models.CASCADE, related_name="right_mappings")
+    product = models.ForeignKey("carparks.Product", on_delete=models.CASCADE, related_name="+")
+    right_specification_id = models.CharField(max_length=100)
+    right_specification_version = models.PositiveIntegerField(default=1)
+    right_specification_name = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["product__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "product"], name="connect_right_mapping_one_per_product")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product} → {self.right_specification_id} v{self.right_specification_version}"
 
 
 class SyncRun(models.Model):
@@ -161,6 +226,7 @@ class SyncRun(models.Model):
         RUNNING = "running", "Running"
         RETRYING = "retrying", "Failed, will retry"
         SUCCEEDED = "succeeded", "Succeeded"
+        PARTLY = "partly", "Partly succeeded"
         FAILED = "failed", "Failed"
 
     connection = models.ForeignKey(CpmsConnection, on_delete=models.CASCADE, related_name="runs")
@@ -178,6 +244,9 @@ class SyncRun(models.Model):
     unchanged = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True, help_text="Readable error messages, newest last.")
+    refused = models.JSONField(
+        default=list, blank=True, help_text="Records of the feed that were not stored: [{id, reason}]."
+    )
     details = models.JSONField(default=dict, blank=True)
     incident = models.BooleanField(default=False, db_index=True)
     triggered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -195,4 +264,4 @@ class SyncRun(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+        return self.status in (self.Status.SUCCEEDED, self.Status.PARTLY, self.Status.FAILED)

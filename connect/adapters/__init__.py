@@ -15,7 +15,10 @@ from .base import (
     HealthResult,
     OccupancyRecord,
     PushResult,
+    Records,
+    RefusedRecord,
     TariffRecord,
+    collect,
 )
 from .datex2 import Datex2Adapter
 from .parkapi import ParkApiAdapter
@@ -42,5 +45,8 @@ __all__ = [
     "OccupancyRecord",
     "ParkApiAdapter",
     "PushResult",
+    "Records",
+    "RefusedRecord",
     "TariffRecord",
+    "collect",
 ]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import abc
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
@@ -95,6 +97,57 @@ class CredentialEntry:
     valid_until: date | None = None
 
 
+@dataclass(frozen=True)
+class RefusedRecord:
+    """One record of a feed that could not be read: its id (as far as it is known) and why."""
+
+    external_id: str
+    reason: str
+
+
+class Records(list):
+    """What an adapter read: the usable records (the list itself) and the refused ones.
+
+    One bad record never stops a sync: adapters parse record by record (see :func:`collect`),
+    keep every valid one and list each refused one here; services store the valid ones and show
+    the refused ones on the sync run. Only transport, authentication or a document that cannot be
+    read at all raises.
+    """
+
+    def __init__(self, items: Iterable[Any] = (), refused: Iterable[RefusedRecord] = ()):
+        super().__init__(items)
+        self.refused: list[RefusedRecord] = list(refused)
+
+    def refuse(self, external_id: Any, reason: str) -> None:
+        self.refused.append(RefusedRecord(str(external_id or "?")[:100], str(reason)[:500]))
+
+
+def collect(items: Iterable[Any], parse: Callable[[Any], Any], id_of: Callable[[Any], Any]) -> Records:
+    """Parse each item on its own: a :class:`CpmsMalformed` refuses that item only.
+
+    ``parse`` returns a record, ``None`` (skip silently, e.g. not a car park) or a list of records.
+    ``id_of`` gives the id to report for a refused item (it must not raise).
+    """
+    records = Records()
+    for item in items:
+        try:
+            parsed = parse(item)
+        except CpmsMalformed as exc:
+            try:
+                external_id = id_of(item)
+            except Exception:  # noqa: BLE001 - the id is only for the report
+                external_id = "?"
+            records.refuse(external_id, str(exc))
+            continue
+        if parsed is None:
+            continue
+        if isinstance(parsed, list):
+            records.extend(parsed)
+        else:
+            records.append(parsed)
+    return records
+
+
 @dataclass
 class HealthResult:
     ok: bool
@@ -123,6 +176,11 @@ class CpmsAdapter(abc.ABC):
         self.secret = secret
         self.timeout = timeout
         self.options = options or {}
+        # Naive times in a feed are local times of the connection's time zone (option ``time_zone``).
+        self.time_zone: tzinfo = _zone(self.options.get("time_zone") or DEFAULT_TIME_ZONE)
+        # Names in several languages: the car park's local language first (option ``languages``).
+        languages = self.options.get("languages") or DEFAULT_LANGUAGES
+        self.languages: tuple[str, ...] = tuple(str(code) for code in languages)
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "ParkingHQ-Connect/1.0"
         if secret:
@@ -197,6 +255,8 @@ class CpmsAdapter(abc.ABC):
 
 
 # --- validation helpers shared by the adapters -------------------------------------------
+DEFAULT_TIME_ZONE = "Europe/Berlin"
+DEFAULT_LANGUAGES = ("de", "en")
 MAX_CAPACITY = 100_000
 _ID_RE = re.compile(r"^[\w.:\-+/]{1,100}$")
 
@@ -245,7 +305,15 @@ def clean_coordinate(value: Any, what: str, *, limit: int) -> Decimal | None:
     return number
 
 
-def parse_datetime(value: Any, what: str) -> datetime | None:
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CpmsRejected(f"time zone {name!r} of the connection is unknown; use a name like Europe/Berlin") from None
+
+
+def parse_datetime(value: Any, what: str, *, tz: tzinfo | None = None) -> datetime | None:
+    """An ISO 8601 date-time; one without an offset is a local time in ``tz`` (UTC when not given)."""
     if value in (None, ""):
         return None
     text = str(value).strip().replace(" ", "T", 1)
@@ -258,7 +326,7 @@ def parse_datetime(value: Any, what: str) -> datetime | None:
     if parsed.tzinfo is None:
         from datetime import UTC
 
-        parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.replace(tzinfo=tz or UTC)
     return parsed
 
 
