@@ -62,6 +62,13 @@ class CarParkRecord:
     time_zone: str = ""
     operator: str = ""
     opening_hours: str = ""
+    # Names per language code as the feed gives them ({"de": "Parkhaus Hauptbahnhof Süd", "en": …});
+    # ``name`` is the one chosen by the adapter's language order.
+    names: dict[str, str] = field(default_factory=dict)
+    # Opening times as structured rows, e.g. {"days": ["Mo", …], "from": "06:00", "to": "22:00"}.
+    opening_times: tuple[dict[str, Any], ...] = ()
+    # The group (APDS campus, DATEX II group of sites) this car park belongs to, when the feed says.
+    parent_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,24 @@ class OccupancyRecord:
     vacant: int | None = None
     status: str = ""
     observed_at: datetime | None = None
+    # Occupancy as a percentage only (no counts): services turn it into spaces with the car park's capacity.
+    percent: float | None = None
+    # Expected (forecast) rows, never the current occupancy: {"at": iso, "occupied"/"vacant"/"percent": …}.
+    forecast: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    """An APDS campus or a DATEX II group of parking sites: holds car parks, is never one itself."""
+
+    external_id: str
+    kind: str  # "campus" or "group" (CpmsGroup.Kind)
+    name: str = ""
+    names: dict[str, str] = field(default_factory=dict)
+    member_ids: tuple[str, ...] = ()
+    capacity: int | None = None
+    occupied: int | None = None
+    status: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +108,9 @@ class TariffRecord:
     currency: str = ""
     lines: tuple[dict[str, Any], ...] = ()
     place_ids: tuple[str, ...] = ()
+    # When the rate table applies (either end open); a 2025 and a 2026 table are two records.
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +145,8 @@ class Records(list):
     def __init__(self, items: Iterable[Any] = (), refused: Iterable[RefusedRecord] = ()):
         super().__init__(items)
         self.refused: list[RefusedRecord] = list(refused)
+        # Groups above the car parks (pull_carparks: their members; pull_occupancy: their own counts).
+        self.groups: list[GroupRecord] = []
 
     def refuse(self, external_id: Any, reason: str) -> None:
         self.refused.append(RefusedRecord(str(external_id or "?")[:100], str(reason)[:500]))
