@@ -3,6 +3,12 @@
 Every export is recorded with its totals, and ``ExportedDocument`` (unique per format and document)
 guarantees that no invoice or credit note is exported twice. Files are delivered to
 ``settings.ACCOUNTING_EXPORT_DIR`` after the export is committed.
+
+Everything that can make an export wrong (a debtor account beyond its range, a document number DATEV
+cannot hold) is checked before anything is stored or written, and stops the export with a
+:class:`DatevExportError` a person can act on. Texts DATEV cannot hold as they are (characters outside
+Windows-1252, text longer than its field) are transliterated or cut, and each such change is listed in
+the export's ``changed_values``: nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -11,13 +17,16 @@ import csv
 import io
 import logging
 import os
+import re
+import unicodedata
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from anyascii import anyascii
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -29,7 +38,15 @@ from parkinghq.csv_cells import csv_text, csv_writer
 
 logger = logging.getLogger(__name__)
 
-# The first 38 columns of the DATEV Buchungsstapel (format category 21, version 13).
+
+class DatevExportError(ValueError):
+    """The export cannot be written correctly; the message says what to change. Nothing was stored."""
+
+
+# The 125 columns of the DATEV-Format "Buchungsstapel" (EXTF, Formatkategorie 21, Formatversion 13), names
+# and order as in DATEV's format description (developer.datev.de, dtvf/formate/buchungsstapel) and as the
+# open-source writer ameax/datev-extf lists them (src/DatevExtfWriter.php, buildColumnHeader). Field lengths
+# used below: Belegfeld 1 36, Belegfeld 2 12, Buchungstext 60, KOST1 36, Zusatzinformation Art 20 / Inhalt 210.
 DATEV_COLUMNS = [
     "Umsatz (ohne Soll/Haben-Kz)",
     "Soll/Haben-Kennzeichen",
@@ -54,7 +71,67 @@ DATEV_COLUMNS = [
     *[f"Beleginfo - {kind} {n}" for n in range(1, 9) for kind in ("Art", "Inhalt")],
     "KOST1 - Kostenstelle",
     "KOST2 - Kostenstelle",
+    "Kost-Menge",
+    "EU-Land u. UStID",
+    "EU-Steuersatz",
+    "Abw. Versteuerungsart",
+    "Sachverhalt L+L",
+    "Funktionsergänzung L+L",
+    "BU 49 Hauptfunktionstyp",
+    "BU 49 Hauptfunktionsnummer",
+    "BU 49 Funktionsergänzung",
+    *[f"Zusatzinformation - {kind} {n}" for n in range(1, 21) for kind in ("Art", "Inhalt")],
+    "Stück",
+    "Gewicht",
+    "Zahlweise",
+    "Forderungsart",
+    "Veranlagungsjahr",
+    "Zugeordnete Fälligkeit",
+    "Skontotyp",
+    "Auftragsnummer",
+    "Buchungstyp",
+    "USt-Schlüssel (Anzahlungen)",
+    "EU-Land (Anzahlungen)",
+    "Sachverhalt L+L (Anzahlungen)",
+    "EU-Steuersatz (Anzahlungen)",
+    "Erlöskonto (Anzahlungen)",
+    "Herkunft-Kz",
+    "Leerfeld",
+    "KOST-Datum",
+    "SEPA-Mandatsreferenz",
+    "Skontosperre",
+    "Gesellschaftername",
+    "Beteiligtennummer",
+    "Identifikationsnummer",
+    "Zeichnernummer",
+    "Postensperre bis",
+    "Bezeichnung SoBil-Sachverhalt",
+    "Kennzeichen SoBil-Buchung",
+    "Festschreibung",
+    "Leistungsdatum",
+    "Datum Zuord. Steuerperiode",
+    "Fälligkeit",
+    "Generalumkehr",
+    "Steuersatz",
+    "Land",
+    "Abrechnungsreferenz",
+    "BVV-Position (Betriebsvermögensvergleich)",
+    "EU-Mitgliedstaat u. UStID (Ursprung)",
+    "EU-Steuersatz (Ursprung)",
+    "Abw. Skontokonto",
 ]
+assert len(DATEV_COLUMNS) == 125, "the Buchungsstapel of format version 13 has 125 columns"
+DATEV_INDEX = {name: index for index, name in enumerate(DATEV_COLUMNS)}
+
+BELEGFELD_1_LENGTH = 36
+BELEGFELD_2_LENGTH = 12
+BUCHUNGSTEXT_LENGTH = 60
+KOST_LENGTH = 36
+ZUSATZ_ART_LENGTH = 20
+ZUSATZ_INHALT_LENGTH = 210
+# DATEV takes in Belegfeld 1 and 2 only letters, digits and the special characters $ % & * + - / .
+BELEGFELD_CHARACTERS = re.compile(r"[A-Za-z0-9$%&*+\-/]+")
+
 JOURNAL_COLUMNS = [
     "date",
     "document_type",
@@ -92,7 +169,12 @@ def decimal_comma(value: Decimal) -> Unquoted:
 
 @dataclass
 class Booking:
-    """One accounting line: a document's amounts for one VAT rate and cost centre."""
+    """One accounting line: a document's amounts for one VAT rate and cost centre.
+
+    ``customer_name`` is the name on the invoice (its billing-address snapshot taken when it was issued),
+    not the customer's current name; ``invoice_number`` is the invoice a credit note reverses (for an
+    invoice, its own number).
+    """
 
     day: date
     document_type: str  # "invoice" or "credit_note"
@@ -105,10 +187,8 @@ class Booking:
     net: Decimal
     vat: Decimal
     gross: Decimal
-
-    @property
-    def debtor_account(self) -> int:
-        return settings.DATEV_DEBTOR_ACCOUNT + self.customer_id
+    debtor_account: int = 0
+    invoice_number: str = ""
 
     @property
     def revenue_account(self) -> int:
@@ -116,8 +196,39 @@ class Booking:
         return accounts.get(f"{self.vat_rate:.2f}", accounts.get("19.00", 8400))
 
 
+def debtor_range() -> tuple[int, int]:
+    """``settings.DATEV_DEBTOR_RANGE``, checked: a debtor account has at most one digit more than a G/L account."""
+    start, end = getattr(settings, "DATEV_DEBTOR_RANGE", (10000, 69999))
+    digits = settings.DATEV_ACCOUNT_LENGTH + 1
+    if not 0 < start < end or len(str(end)) > digits:
+        raise DatevExportError(
+            f"DATEV_DEBTOR_RANGE {start}–{end} is not a range of debtor accounts of at most {digits} digits "
+            f"(DATEV_ACCOUNT_LENGTH {settings.DATEV_ACCOUNT_LENGTH} + 1); correct the setting."
+        )
+    return start, end
+
+
+def debtor_account(customer_id: int, customer_name: str, account_range: tuple[int, int]) -> int:
+    """Range start + customer id; beyond the range's end an account would be a creditor's, so stop."""
+    start, end = account_range
+    account = start + customer_id
+    if account > end:
+        raise DatevExportError(
+            f"Customer {customer_name} (id {customer_id}) would get debtor account {account}, beyond the debtor "
+            f"range {start}–{end} (DATEV_DEBTOR_RANGE; accounts after it belong to creditors). Nothing was "
+            "exported: agree a larger range with the tax adviser and set DATEV_DEBTOR_RANGE_START/_END."
+        )
+    return account
+
+
+def _name_on_invoice(invoice: Invoice) -> str:
+    """The billing name as issued (the snapshot); the customer's name only for invoices issued without one."""
+    return (invoice.billing_address or {}).get("name") or invoice.customer.name
+
+
 def _bookings(invoices: list[Invoice], credit_notes: list[CreditNote]) -> list[Booking]:
     bookings: list[Booking] = []
+    account_range = debtor_range()
 
     def split(invoice: Invoice, day: date, kind: str, number: str, reference: str) -> None:
         groups: dict[tuple[Decimal, str], list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 3)
@@ -126,6 +237,8 @@ def _bookings(invoices: list[Invoice], credit_notes: list[CreditNote]) -> list[B
             total[0] += line.net
             total[1] += line.vat
             total[2] += line.gross
+        name = _name_on_invoice(invoice)
+        account = debtor_account(invoice.customer_id, name, account_range)
         for (rate, cost_centre), (net, vat, gross) in sorted(groups.items()):
             bookings.append(
                 Booking(
@@ -134,12 +247,14 @@ def _bookings(invoices: list[Invoice], credit_notes: list[CreditNote]) -> list[B
                     number,
                     reference,
                     invoice.customer_id,
-                    invoice.customer.name,
+                    name,
                     cost_centre,
                     rate,
                     net,
                     vat,
                     gross,
+                    account,
+                    invoice.display_number,
                 )  # fmt: skip
             )
 
@@ -147,15 +262,17 @@ def _bookings(invoices: list[Invoice], credit_notes: list[CreditNote]) -> list[B
         split(invoice, invoice.issue_date, "invoice", invoice.display_number, f"{invoice.period_start:%m/%Y}")
     for note in credit_notes:
         if note.is_partial:
-            _partial_credit(bookings, note)
+            _partial_credit(bookings, note, account_range)
         else:
             split(note.invoice, note.issue_date, "credit_note", note.display_number, note.invoice.display_number)
     return bookings
 
 
-def _partial_credit(bookings: list[Booking], note: CreditNote) -> None:
+def _partial_credit(bookings: list[Booking], note: CreditNote, account_range: tuple[int, int]) -> None:
     """A partial credit note books its own amounts per VAT rate (the invoice's cost centre when it has one)."""
     invoice = note.invoice
+    name = _name_on_invoice(invoice)
+    account = debtor_account(invoice.customer_id, name, account_range)
     centres: dict[Decimal, set[str]] = defaultdict(set)
     for line in invoice.lines.all():
         centres[line.vat_rate].add(line.cost_centre)
@@ -169,98 +286,230 @@ def _partial_credit(bookings: list[Booking], note: CreditNote) -> None:
                 number=note.display_number,
                 reference=invoice.display_number,
                 customer_id=invoice.customer_id,
-                customer_name=invoice.customer.name,
+                customer_name=name,
                 cost_centre=next(iter(only)) if len(only) == 1 else "",
                 vat_rate=rate,
                 net=Decimal(group["net"]),
                 vat=Decimal(group["vat"]),
                 gross=Decimal(group["gross"]),
+                debtor_account=account,
+                invoice_number=invoice.display_number,
             )
         )
 
 
+# --- DATEV texts and document numbers -------------------------------------------------------------
+
+
+def short_reference(number: str) -> str:
+    """A document number for Belegfeld 2 (at most 12 characters), read back to the number without guessing.
+
+    The whole number when it fits; else the counter without its zero padding ("CN2026-000001" → "CN2026-1");
+    else, for a long series, its significant part from the first digit ("GUTSCHRIFT2026-123456" →
+    "2026-123456"). A number that fits none of these stops the export.
+    """
+    if len(number) <= BELEGFELD_2_LENGTH:
+        return number
+    series, _, counter = number.rpartition("-")
+    if series and counter.isdigit():
+        compact = f"{series}-{int(counter)}"
+        if len(compact) <= BELEGFELD_2_LENGTH:
+            return compact
+        first_digit = next((i for i, char in enumerate(series) if char.isdigit()), None)
+        if first_digit is not None:
+            significant = f"{series[first_digit:]}-{int(counter)}"
+            if len(significant) <= BELEGFELD_2_LENGTH:
+                return significant
+    raise DatevExportError(
+        f"Document number {number} has no form of at most {BELEGFELD_2_LENGTH} characters for DATEV's "
+        "Belegfeld 2; shorten the number series' name."
+    )
+
+
+def _short_references(bookings: list[Booking]) -> dict[str, str]:
+    """Belegfeld 2 of every credit note: two documents of one export never share a short reference."""
+    shorts: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for booking in bookings:
+        if booking.document_type != "credit_note" or booking.number in shorts:
+            continue
+        short = short_reference(booking.number)
+        if short in owner:
+            raise DatevExportError(
+                f"Credit notes {owner[short]} and {booking.number} both shorten to {short!r} for DATEV's "
+                "Belegfeld 2, so DATEV could not tell them apart; nothing was exported. Rename one number series."
+            )
+        owner[short] = booking.number
+        shorts[booking.number] = short
+    return shorts
+
+
+def _belegfeld(number: str, limit: int, document: str) -> str:
+    """A document number as DATEV's Belegfeld takes it, whole: a number it cannot hold stops the export."""
+    if len(number) > limit or not BELEGFELD_CHARACTERS.fullmatch(number):
+        raise DatevExportError(
+            f"Document {document}: {number!r} cannot be a DATEV Belegfeld (at most {limit} letters, digits "
+            "and $ % & * + - /); nothing was exported. Change the number series."
+        )
+    return number
+
+
+def ansi_text(text: str) -> tuple[str, list[str]]:
+    """The text in Windows-1252 (what DATEV imports): characters it lacks transliterated (Ł → L, ő → o).
+
+    Returns the text and why it changed (empty when it did not). Line breaks and tabs become spaces.
+    """
+    reasons: set[str] = set()
+    out: list[str] = []
+    for char in unicodedata.normalize("NFC", text):
+        if unicodedata.category(char) == "Cc":
+            out.append(" ")
+            reasons.add("line breaks and tabs replaced by spaces")
+            continue
+        try:
+            char.encode("cp1252")
+        except UnicodeEncodeError:
+            out.append(anyascii(char))
+            reasons.add("transliterated to Windows-1252")
+        else:
+            out.append(char)
+    return "".join(out), sorted(reasons)
+
+
+@dataclass
+class DatevFile:
+    """The file's bytes and every text it had to change (see ``AccountingExport.changed_values``)."""
+
+    content: bytes
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Texts:
+    """Writes DATEV text fields and records each value that could not be written as it is."""
+
+    def __init__(self) -> None:
+        self.changes: list[dict[str, Any]] = []
+        self._seen: set[tuple[str, str, str]] = set()
+
+    def __call__(self, value: str, limit: int, *, document: str, field_name: str) -> str:
+        original = value or ""
+        text, reasons = ansi_text(original)
+        written = csv_text(text)
+        if len(written) > limit:
+            written = written[:limit]
+            reasons.append(f"cut to {limit} characters")
+        key = (document, field_name, original)
+        if reasons and key not in self._seen:
+            self._seen.add(key)
+            self.changes.append(
+                {
+                    "document": document,
+                    "field": field_name,
+                    "original": original,
+                    "written": written,
+                    "reasons": reasons,
+                }
+            )
+        return written
+
+
+def _fiscal_year_start(period_start: date) -> date:
+    month = settings.DATEV_FISCAL_YEAR_START_MONTH
+    return date(period_start.year if period_start.month >= month else period_start.year - 1, month, 1)
+
+
+def _header(created: datetime, period_start: date, period_end: date) -> list[Any]:
+    """The EXTF header line (31 fields, header version 700): what DATEV reads before the bookings."""
+    empty = Unquoted("")
+    return [
+        "EXTF",  # 1 Kennzeichen: a file made outside DATEV
+        700,  # 2 Versionsnummer of the header
+        21,  # 3 Formatkategorie: Buchungsstapel
+        "Buchungsstapel",  # 4 Formatname
+        13,  # 5 Formatversion
+        int(created.strftime("%Y%m%d%H%M%S") + f"{created.microsecond // 1000:03d}"),  # 6 Erzeugt am
+        empty,  # 7 Importiert (set by DATEV)
+        "RE",  # 8 Herkunft
+        "ParkingHQ",  # 9 Exportiert von
+        "",  # 10 Importiert von (set by DATEV)
+        settings.DATEV_CONSULTANT_NUMBER,  # 11 Beraternummer
+        settings.DATEV_CLIENT_NUMBER,  # 12 Mandantennummer
+        int(_fiscal_year_start(period_start).strftime("%Y%m%d")),  # 13 WJ-Beginn
+        settings.DATEV_ACCOUNT_LENGTH,  # 14 Sachkontenlänge
+        int(period_start.strftime("%Y%m%d")),  # 15 Datum vom
+        int(period_end.strftime("%Y%m%d")),  # 16 Datum bis
+        f"Rechnungen {period_start:%m/%Y}",  # 17 Bezeichnung (max 30)
+        "PH",  # 18 Diktatkürzel
+        1,  # 19 Buchungstyp: Finanzbuchführung
+        0,  # 20 Rechnungslegungszweck: independent of purpose
+        0,  # 21 Festschreibung: no, the tax adviser checks first
+        "EUR",  # 22 WKZ
+        empty,  # 23 reserviert
+        "",  # 24 Derivatskennzeichen
+        empty,  # 25 reserviert
+        empty,  # 26 reserviert
+        "03",  # 27 Sachkontenrahmen (SKR03)
+        empty,  # 28 ID der Branchenlösung
+        empty,  # 29 reserviert
+        "",  # 30 reserviert
+        "",  # 31 Anwendungsinformation
+    ]
+
+
+def _datev_row(booking: Booking, shorts: dict[str, str], texts: _Texts) -> list[Any]:
+    """One booking in all 125 columns (empty where unused).
+
+    An invoice debits the debtor with its own number in Belegfeld 1. A credit note credits the debtor with
+    the number of the invoice it reverses in Belegfeld 1 (DATEV clears an open item only when Belegfeld 1
+    equals the invoice's) and its own number short in Belegfeld 2, whole in Zusatzinformation 1.
+    """
+    credit = booking.document_type == "credit_note"
+    document = booking.number
+    row: list[Any] = [Unquoted("")] * len(DATEV_COLUMNS)
+
+    def put(name: str, value: Any) -> None:
+        row[DATEV_INDEX[name]] = value
+
+    label = "Gutschrift" if credit else "Rechnung"
+    text = f"Gutschrift {booking.number} {booking.customer_name}" if credit else f"Rechnung {booking.customer_name}"
+    put("Umsatz (ohne Soll/Haben-Kz)", decimal_comma(booking.gross))
+    put("Soll/Haben-Kennzeichen", "H" if credit else "S")
+    put("WKZ Umsatz", "EUR")
+    put("Konto", booking.debtor_account)
+    put("Gegenkonto (ohne BU-Schlüssel)", booking.revenue_account)
+    put("Belegdatum", Unquoted(booking.day.strftime("%d%m")))
+    put("Belegfeld 1", _belegfeld(booking.invoice_number, BELEGFELD_1_LENGTH, document))
+    if credit:
+        put("Belegfeld 2", _belegfeld(shorts[booking.number], BELEGFELD_2_LENGTH, document))
+    put("Buchungstext", texts(text, BUCHUNGSTEXT_LENGTH, document=document, field_name="Buchungstext"))
+    if booking.cost_centre:
+        put(
+            "KOST1 - Kostenstelle",
+            texts(booking.cost_centre, KOST_LENGTH, document=document, field_name="KOST1 - Kostenstelle"),
+        )
+    put("Zusatzinformation - Art 1", label)
+    put("Zusatzinformation - Inhalt 1", _belegfeld(booking.number, ZUSATZ_INHALT_LENGTH, document))
+    put("Festschreibung", 0)
+    return row
+
+
 def datev_file(
     bookings: list[Booking], *, period_start: date, period_end: date, created: datetime | None = None
-) -> bytes:
-    """The EXTF Buchungsstapel: header line, column line, one line per booking; Windows-1252."""
-    created = created or timezone.now()
-    fiscal_start = date(
-        period_start.year if period_start.month >= settings.DATEV_FISCAL_YEAR_START_MONTH else period_start.year - 1,
-        settings.DATEV_FISCAL_YEAR_START_MONTH,
-        1,
-    )
+) -> DatevFile:
+    """The EXTF Buchungsstapel: header line, column line, one line of 125 fields per booking; Windows-1252.
+
+    Raises :class:`DatevExportError` (before anything is written) for a document number DATEV cannot hold.
+    """
+    shorts = _short_references(bookings)
+    texts = _Texts()
     buffer = io.StringIO()
     writer = csv_writer(buffer, delimiter=";", quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
-    writer.writerow(
-        [
-            "EXTF",
-            700,
-            21,
-            "Buchungsstapel",
-            13,
-            int(created.strftime("%Y%m%d%H%M%S") + f"{created.microsecond // 1000:03d}"),
-            Unquoted(""),
-            "RE",
-            "ParkingHQ",
-            "",
-            settings.DATEV_CONSULTANT_NUMBER,
-            settings.DATEV_CLIENT_NUMBER,
-            int(fiscal_start.strftime("%Y%m%d")),
-            settings.DATEV_ACCOUNT_LENGTH,
-            int(period_start.strftime("%Y%m%d")),
-            int(period_end.strftime("%Y%m%d")),
-            f"Rechnungen {period_start:%m/%Y}",
-            "PH",
-            1,
-            0,
-            0,
-            "EUR",
-            Unquoted(""),
-            "",
-            Unquoted(""),
-            Unquoted(""),
-            "03",
-            Unquoted(""),
-            Unquoted(""),
-            "",
-            "",
-        ]
-    )
+    writer.writerow(_header(created or timezone.now(), period_start, period_end))
     writer.writerow(DATEV_COLUMNS)
-    empty = Unquoted("")
     for booking in bookings:
-        text = f"{'Gutschrift' if booking.document_type == 'credit_note' else 'Rechnung'} {booking.customer_name}"
-        row: list[Any] = [
-            decimal_comma(booking.gross),
-            "S" if booking.document_type == "invoice" else "H",
-            "EUR",
-            empty,
-            empty,
-            "",
-            booking.debtor_account,
-            booking.revenue_account,
-            "",
-            Unquoted(booking.day.strftime("%d%m")),
-            _datev_text(booking.number, 36),
-            _datev_text(booking.reference, 12),
-            empty,
-            _datev_text(text, 60),
-            empty,
-            "",
-            empty,
-            empty,
-            empty,
-            "",
-        ]
-        row += [""] * 16
-        row += [_datev_text(booking.cost_centre, 36), ""]
-        writer.writerow(row)
-    return buffer.getvalue().encode("cp1252", errors="replace")
-
-
-def _datev_text(text: str, limit: int) -> str:
-    """A DATEV text field: no double quotes, formulas neutralised before cutting to the field's length."""
-    return csv_text((text or "").replace('"', "'"))[:limit]
+        writer.writerow(_datev_row(booking, shorts, texts))
+    # Strict: every text went through ansi_text, so a character Windows-1252 lacks is a bug, never a "?".
+    return DatevFile(buffer.getvalue().encode("cp1252"), texts.changes)
 
 
 def journal_file(bookings: list[Booking]) -> bytes:
@@ -322,7 +571,12 @@ def accounting_export_create(*, period_start: date, format: str, user: Any = Non
         )
         if not invoices and not credit_notes:
             return None
+        # Everything that can fail (debtor range, document numbers) fails here, before any row or file.
         bookings = _bookings(invoices, credit_notes)
+        if format == AccountingExport.Format.DATEV:
+            rendered = datev_file(bookings, period_start=start, period_end=end)
+        else:
+            rendered = DatevFile(journal_file(bookings))
         sign = {"invoice": Decimal(1), "credit_note": Decimal(-1)}
         previous = AccountingExport.objects.filter(format=format, period_start=start).order_by("-sequence").first()
         export = AccountingExport.objects.create(
@@ -335,17 +589,24 @@ def accounting_export_create(*, period_start: date, format: str, user: Any = Non
             net_total=sum((sign[b.document_type] * b.net for b in bookings), Decimal("0.00")),
             vat_total=sum((sign[b.document_type] * b.vat for b in bookings), Decimal("0.00")),
             gross_total=sum((sign[b.document_type] * b.gross for b in bookings), Decimal("0.00")),
+            changed_values=rendered.changes,
             created_by=user,
         )
         ExportedDocument.objects.bulk_create(
             [ExportedDocument(export=export, format=format, invoice=invoice) for invoice in invoices]
             + [ExportedDocument(export=export, format=format, credit_note=note) for note in credit_notes]
         )
-        if format == AccountingExport.Format.DATEV:
-            content = datev_file(bookings, period_start=start, period_end=end)
-        else:
-            content = journal_file(bookings)
-        export.file.save(export.filename, ContentFile(content), save=True)
+        export.file.save(export.filename, ContentFile(rendered.content), save=True)
+        for change in rendered.changes:
+            logger.info(
+                "Export %s: %s of %s changed from %r to %r (%s)",
+                export.filename,
+                change["field"],
+                change["document"],
+                change["original"],
+                change["written"],
+                ", ".join(change["reasons"]),
+            )
         export_id = export.pk
         transaction.on_commit(lambda: accounting_export_deliver(export_id=export_id))
     return export

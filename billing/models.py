@@ -406,6 +406,12 @@ class AccountingExport(models.Model):
     net_total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     vat_total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
     gross_total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    changed_values = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Texts the file could not hold as they are (characters outside Windows-1252 transliterated, "
+        "text cut to the field's length): [{document, field, original, written, reasons}].",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 

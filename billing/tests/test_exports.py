@@ -70,7 +70,10 @@ def test_the_datev_file_parses_back_with_the_expected_columns_and_totals(march, 
         ("119,00", "H", "8400", "CC-1"),
     ]
     assert rows[0][9] == "0103" and rows[3][9] == "2003"
-    assert rows[0][10] == "INV2026-000001" and rows[3][10] == "CN2026-000001"
+    # A credit note names the invoice it reverses in Belegfeld 1 (DATEV's open-item key), itself in Belegfeld 2.
+    assert rows[0][10] == "INV2026-000001" and rows[0][11] == ""
+    assert (rows[3][10], rows[3][11]) == ("INV2026-000001", "CN2026-1")
+    assert len(columns) == 125 and all(len(row) == 125 for row in rows)
     assert "Bäcker & Söhne" in rows[0][13]  # Windows-1252 keeps the umlauts
     debit = sum(amount(r[0]) for r in rows if r[1] == "S")
     credit = sum(amount(r[0]) for r in rows if r[1] == "H")
