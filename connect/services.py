@@ -202,6 +202,9 @@ def connection_test(*, connection: CpmsConnection, user: Any = None) -> tuple[Sy
         result = connection.adapter().health_check()
     except CpmsError as exc:
         result = HealthResult(ok=False, message=str(exc))
+    except Exception as exc:  # noqa: BLE001 - "Test connection" answers with a result, never with a 500
+        logger.exception("CPMS connection test of %s failed unexpectedly", connection)
+        result = HealthResult(ok=False, message=f"The test failed unexpectedly: {exc.__class__.__name__}: {exc}"[:500])
     details = {"ok": result.ok, "message": result.message, "latency_ms": result.latency_ms, **result.details}
     if result.ok:
         _run_succeeded(run, details=details)

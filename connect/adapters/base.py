@@ -8,7 +8,10 @@ before anything is returned, so a broken answer raises before a single row chang
 from __future__ import annotations
 
 import abc
+import contextlib
+import json
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
@@ -17,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
+import urllib3
 
 
 class CpmsError(Exception):
@@ -38,6 +42,12 @@ class CpmsMalformed(CpmsError):
     """
 
     retryable = True
+
+
+class CpmsTooLarge(CpmsMalformed):
+    """The answer passed the size cap. Not retried: a feed that is too large now will be too large again."""
+
+    retryable = False
 
 
 class CpmsRejected(CpmsError):
@@ -123,6 +133,9 @@ class CredentialEntry:
     identifier: str
     valid_from: date | None = None
     valid_until: date | None = None
+    # The RightSpecification the CPMS published for the contract's product (connection's mapping page).
+    right_specification_id: str = ""
+    right_specification_version: int = 1
 
 
 @dataclass(frozen=True)
@@ -252,36 +265,190 @@ class CpmsAdapter(abc.ABC):
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One HTTP call with our timeout; transport errors and 5xx become CpmsUnavailable."""
+        """One HTTP call, its body read in full within the limits a CPMS answer must keep.
+
+        ``timeout_seconds`` is a deadline for the whole answer (connect, headers and body), not per
+        read: a server that drips a byte at a time fails at the deadline. Redirects are refused (an
+        admin fixes the base URL), bodies over the size cap are refused as soon as the cap is passed.
+        Transport errors and 5xx become CpmsUnavailable; callers see a response whose body is read.
+        """
         url = self.url(path)
+        what = f"{method} {url}"
+        deadline = time.monotonic() + self.timeout
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self.session.request(
+                method, url, timeout=(self.timeout, self.timeout), stream=True, allow_redirects=False, **kwargs
+            )
         except requests.Timeout:
-            raise CpmsUnavailable(f"{method} {url} timed out after {self.timeout:g} s") from None
+            raise CpmsUnavailable(f"{what} timed out after {self.timeout:g} s") from None
         except requests.ConnectionError as exc:
-            raise CpmsUnavailable(f"{method} {url}: could not connect ({_short(exc)})") from None
+            raise CpmsUnavailable(f"{what}: could not connect ({_short(exc)})") from None
         except requests.RequestException as exc:
-            raise CpmsUnavailable(f"{method} {url} failed: {_short(exc)}") from None
-        if response.status_code >= 500:
-            raise CpmsUnavailable(f"{method} {url} answered HTTP {response.status_code}")
-        if response.status_code in (401, 403):
-            raise CpmsRejected(f"{method} {url} refused our credentials (HTTP {response.status_code})")
+            raise CpmsUnavailable(f"{what} failed: {_short(exc)}") from None
+        try:
+            _check_status(response, what)
+            response._content = self._read_body(response, what, deadline)  # noqa: SLF001 - requests' body slot
+            response._content_consumed = True  # noqa: SLF001
+        finally:
+            # Releases the connection (back to the pool after a complete body, closed otherwise).
+            response.close()
         return response
+
+    @property
+    def max_response_bytes(self) -> int:
+        """The size cap: option ``max_response_bytes`` of the connection, else CONNECT_MAX_RESPONSE_BYTES."""
+        return response_size_cap(self.options)
+
+    def _read_body(self, response: requests.Response, what: str, deadline: float) -> bytes:
+        """Read the body chunk by chunk, refusing it past the size cap or the deadline."""
+        cap = self.max_response_bytes
+        announced = response.headers.get("Content-Length", "")
+        if announced.strip().isdigit() and int(announced) > cap:
+            raise CpmsTooLarge(f"{what}: the answer is larger than the {_size(cap)} cap (Content-Length {announced})")
+        body = bytearray()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._deadline_passed(what, len(body))
+            _narrow_read_timeout(response, remaining)
+            try:
+                chunk = response.raw.read1(READ_CHUNK_BYTES)
+            except (urllib3.exceptions.TimeoutError, TimeoutError):
+                raise self._deadline_passed(what, len(body)) from None
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                if time.monotonic() >= deadline:
+                    raise self._deadline_passed(what, len(body)) from None
+                raise CpmsMalformed(f"{what}: the answer broke off after {len(body)} bytes ({_short(exc)})") from None
+            if not chunk:
+                return bytes(body)
+            body += chunk
+            if len(body) > cap:
+                raise CpmsTooLarge(f"{what}: the answer is larger than the {_size(cap)} cap")
+
+    def _deadline_passed(self, what: str, received: int) -> CpmsUnavailable:
+        return CpmsUnavailable(
+            f"{what}: no complete answer within the {self.timeout:g} s deadline ({received} bytes received)"
+        )
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         response = self.request("GET", path, **kwargs)
         if response.status_code != 200:
             raise CpmsRejected(f"GET {self.url(path)} answered HTTP {response.status_code}")
-        try:
-            return response.json()
-        except ValueError:
-            raise CpmsMalformed(f"GET {self.url(path)} did not answer with JSON") from None
+        return parse_json(response.content, f"GET {self.url(path)}", response.headers.get("Content-Type", ""))
 
     def get_bytes(self, path: str, **kwargs: Any) -> bytes:
         response = self.request("GET", path, **kwargs)
         if response.status_code != 200:
             raise CpmsRejected(f"GET {self.url(path)} answered HTTP {response.status_code}")
+        if not response.content:
+            raise CpmsMalformed(f"GET {self.url(path)} answered HTTP 200 with an empty body")
         return response.content
+
+
+# --- reading answers safely ----------------------------------------------------------------
+DEFAULT_MAX_RESPONSE_BYTES = 20_000_000
+READ_CHUNK_BYTES = 64 * 1024
+# Deeper than any feed we read (APDS nests about ten levels); deeper documents are refused.
+MAX_JSON_DEPTH = 200
+
+
+def response_size_cap(options: dict[str, Any]) -> int:
+    """Option ``max_response_bytes`` when set (a positive whole number), else the setting (default 20 MB)."""
+    value = options.get("max_response_bytes")
+    if value not in (None, ""):
+        try:
+            cap = int(value)
+        except (TypeError, ValueError):
+            raise CpmsRejected(f"option max_response_bytes {value!r} is not a whole number of bytes") from None
+        if cap <= 0:
+            raise CpmsRejected(f"option max_response_bytes must be positive, not {cap}")
+        return cap
+    try:
+        from django.conf import settings
+
+        return int(getattr(settings, "CONNECT_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES))
+    except ImportError:  # pragma: no cover - adapters used without Django
+        return DEFAULT_MAX_RESPONSE_BYTES
+
+
+def _check_status(response: requests.Response, what: str) -> None:
+    """Refuse the answers whose body we do not read: redirects, 5xx and refused credentials."""
+    status = response.status_code
+    if 300 <= status < 400:
+        location = response.headers.get("Location", "") or "no Location header"
+        raise CpmsRejected(
+            f"{what} answered HTTP {status}, a redirect to {location[:300]}; redirects are not followed, "
+            "so correct the connection's base URL"
+        )
+    if status >= 500:
+        raise CpmsUnavailable(f"{what} answered HTTP {status}")
+    if status in (401, 403):
+        raise CpmsRejected(f"{what} refused our credentials (HTTP {status})")
+
+
+def _narrow_read_timeout(response: requests.Response, remaining: float) -> None:
+    """Let no single read wait past the deadline (best effort: the socket is urllib3's own)."""
+    connection = getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.settimeout(max(remaining, 0.001))
+
+
+def parse_json(data: bytes, what: str, content_type: str = "") -> Any:
+    """A JSON document, or CpmsMalformed saying in a few words why it is not one."""
+    if not data.strip():
+        raise CpmsMalformed(f"{what} answered with an empty body instead of JSON")
+    try:
+        document = json.loads(data)
+    except RecursionError:
+        raise CpmsMalformed(f"{what}: the JSON is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise CpmsMalformed(f"{what} {_why_not_json(data, exc, content_type)}") from None
+    if _depth_exceeds(document, MAX_JSON_DEPTH):
+        raise CpmsMalformed(f"{what}: the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    return document
+
+
+def _why_not_json(data: bytes, exc: ValueError, content_type: str) -> str:
+    """The reason a person can act on: an HTML page (wrong URL, login page), a cut-off body, or garbage."""
+    head = data[:300].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")) or "html" in content_type.lower():
+        return (
+            f"answered with an HTML page instead of JSON (Content-Type {content_type or 'not given'}); "
+            "check the connection's base URL"
+        )
+    if isinstance(exc, json.JSONDecodeError):
+        at_end = exc.pos >= len(exc.doc.rstrip()) - 1 or exc.msg.startswith("Unterminated string")
+        if at_end:
+            return f"answered with JSON that ends early (truncated after {len(data)} bytes)"
+        return f"did not answer with JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    return f"did not answer with readable JSON ({_short(exc)})"
+
+
+def _depth_exceeds(document: Any, limit: int) -> bool:
+    """Whether lists/objects nest deeper than ``limit`` (iterative: no recursion on hostile input)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[Any] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _size(number: int) -> str:
+    if number >= 1_000_000:
+        return f"{number / 1_000_000:g} MB"
+    if number >= 1_000:
+        return f"{number / 1_000:g} kB"
+    return f"{number} bytes"
 
 
 # --- validation helpers shared by the adapters -------------------------------------------

@@ -339,6 +339,8 @@ DATEV_REVENUE_ACCOUNTS = {"19.00": 8400, "7.00": 8300, "0.00": 8100}
 
 # The bundled CPMS simulator (Connect).
 CPMS_SIMULATOR_URL = envstr("CPMS_SIMULATOR_URL", "http://127.0.0.1:8010")
+# Largest answer a CPMS may send (bytes; a connection's option max_response_bytes overrides it).
+CONNECT_MAX_RESPONSE_BYTES = envint("CONNECT_MAX_RESPONSE_BYTES", 20_000_000)
 # Key for secrets stored at rest (Fernet); derived from SECRET_KEY when not set.
 FIELD_ENCRYPTION_KEY = envstr("FIELD_ENCRYPTION_KEY", "")
 
