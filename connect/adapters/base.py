@@ -455,12 +455,17 @@ def _size(number: int) -> str:
 DEFAULT_TIME_ZONE = "Europe/Berlin"
 DEFAULT_LANGUAGES = ("de", "en")
 MAX_CAPACITY = 100_000
-_ID_RE = re.compile(r"^[\w.:\-+/]{1,100}$")
+MAX_ID_LENGTH = 100
+# Control characters and line/paragraph separators never belong in an id (they break logs, CSV
+# exports and admin lists); everything printable does: real DATEX II feeds put names in their ids,
+# e.g. "2041[P+R Bad Soden Bahnhof]", and APDS ids are free strings.
+_ID_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def clean_id(value: Any, what: str) -> str:
+    """An id as the feed gives it (trimmed): printable, not empty, at most MAX_ID_LENGTH characters."""
     text = str(value).strip() if value is not None else ""
-    if not _ID_RE.match(text):
+    if not text or len(text) > MAX_ID_LENGTH or _ID_FORBIDDEN.search(text):
         raise CpmsMalformed(f"{what}: {value!r} is not a usable identifier")
     return text
 
