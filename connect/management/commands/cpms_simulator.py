@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from connect.simulator import SimulatorServer, SimulatorState
+from connect.simulator import Auth, SimulatorServer, SimulatorState
 
 
 class Command(BaseCommand):
@@ -20,6 +20,22 @@ class Command(BaseCommand):
         parser.add_argument("--carparks", type=int, default=20, help="How many generated car parks (SIM-0001 …).")
         parser.add_argument("--seed", type=int, default=1, help="Seed for the generated car parks.")
         parser.add_argument("--token", default="", help="Require this bearer token (any token is accepted if empty).")
+        parser.add_argument(
+            "--client",
+            action="append",
+            default=[],
+            metavar="ID:SECRET",
+            help="An OAuth2 client allowed to get tokens at /auth (repeatable; any client if none is given).",
+        )
+        parser.add_argument("--token-lifetime", type=int, default=3600, help="expires_in of issued tokens (s).")
+        parser.add_argument(
+            "--require-token", action="store_true", help="APDS endpoints need a token issued at /auth (or --token)."
+        )
+        parser.add_argument(
+            "--strict-rights",
+            action="store_true",
+            help="Refuse assigned rights that refer to unpublished RightSpecifications or resend a stored version.",
+        )
         parser.add_argument(
             "--from-database",
             metavar="CONNECTION_CODE",
@@ -35,7 +51,14 @@ class Command(BaseCommand):
         parser.add_argument("--verbose", action="store_true", help="Log every request.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        state = SimulatorState(carparks=options["carparks"], seed=options["seed"], token=options["token"])
+        state = SimulatorState(
+            carparks=options["carparks"],
+            seed=options["seed"],
+            token=options["token"],
+            strict_rights=options["strict_rights"],
+        )
+        clients = dict(client.partition(":")[::2] for client in options["client"])
+        state.auth = Auth(lifetime=options["token_lifetime"], clients=clients, require=options["require_token"])
         if options["from_database"]:
             try:
                 adopted, rights = adopt_database(state, options["from_database"])
