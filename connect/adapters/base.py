@@ -312,7 +312,7 @@ class CpmsAdapter(abc.ABC):
                 raise self._deadline_passed(what, len(body))
             _narrow_read_timeout(response, remaining)
             try:
-                chunk = response.raw.read1(READ_CHUNK_BYTES)
+                chunk = response.raw.read1(READ_CHUNK_BYTES, decode_content=True)
             except (urllib3.exceptions.TimeoutError, TimeoutError):
                 raise self._deadline_passed(what, len(body)) from None
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:

@@ -8,6 +8,7 @@ stored car park exactly as it was, and "Test connection" must answer 200 with th
 from __future__ import annotations
 
 import contextlib
+import gzip
 import http.server
 import json
 import threading
@@ -94,6 +95,20 @@ def _broken_off(handler: http.server.BaseHTTPRequestHandler) -> None:
     _json(handler, json.dumps({"lots": [GOOD_LOT] * 20}).encode()[:300], length=1000)
 
 
+def _gzip(handler: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
+    packed = gzip.compress(body)
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Encoding", "gzip")
+    handler.send_header("Content-Length", str(len(packed)))
+    handler.end_headers()
+    handler.wfile.write(packed)
+
+
+GOOD_DOCUMENT = json.dumps({"last_updated": "2026-12-04T10:00:00", "lots": [GOOD_LOT]}).encode()
+# 20 kB on the wire, 20 MB once unpacked: the cap counts what we would have to hold, not what travels.
+GZIP_BOMB = b'{"lots": [' + b" " * 20_000_000 + b"]}"
+
 ROUTES: dict[str, Callable[[http.server.BaseHTTPRequestHandler], None]] = {
     "huge": _endless,
     "announced": _announced_huge,
@@ -105,7 +120,9 @@ ROUTES: dict[str, Callable[[http.server.BaseHTTPRequestHandler], None]] = {
     "broken": _broken_off,
     "html": _html,
     "empty": lambda h: _json(h, b""),
-    "good": lambda h: _json(h, json.dumps({"last_updated": "2026-12-04T10:00:00", "lots": [GOOD_LOT]}).encode()),
+    "bomb": lambda h: _gzip(h, GZIP_BOMB),
+    "good": lambda h: _json(h, GOOD_DOCUMENT),
+    "gzip": lambda h: _gzip(h, GOOD_DOCUMENT),
 }
 
 
@@ -161,6 +178,7 @@ def _stored() -> list[tuple[Any, ...]]:
 # case → what the run's error (and the test result) must say
 CAUSES = {
     "huge": "larger than the 100 kB cap",
+    "bomb": "larger than the 100 kB cap",
     "announced": "larger than the 100 kB cap (Content-Length 50000000)",
     "drip": f"no complete answer within the {TIMEOUT:g} s deadline",
     "redirect": "HTTP 302, a redirect to http://moved.example/feeds/v2/",
@@ -236,8 +254,9 @@ def test_the_size_cap_defaults_to_the_setting(bad_server, settings):
         services.sync_static(connection=connection)
 
 
-def test_under_the_limits_the_same_server_answers_and_the_sync_succeeds(bad_server):
-    connection = _connection(bad_server, "parkapi", "good")
+@pytest.mark.parametrize("case", ["good", "gzip"])
+def test_under_the_limits_the_same_server_answers_and_the_sync_succeeds(bad_server, case):
+    connection = _connection(bad_server, "parkapi", case)
 
     run = services.sync_occupancy(connection=connection)
 
