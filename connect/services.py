@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -30,7 +31,7 @@ from .adapters import (
     OccupancyRecord,
     TariffRecord,
 )
-from .models import CarParkLink, CpmsConnection, SyncRun
+from .models import CarParkLink, CpmsConnection, ProductRightMapping, SyncRun
 from .signals import sync_incident
 
 logger = logging.getLogger(__name__)
@@ -481,8 +482,13 @@ def credential_validity(credential: Credential) -> tuple[date, date | None]:
 
 
 def credential_entry(credential: Credential, link: CarParkLink) -> CredentialEntry:
-    """The assigned right as the CPMS gets it: the CPMS enforces the validity, so both ends are sent."""
+    """The assigned right as the CPMS gets it: the CPMS enforces the validity, so both ends are sent.
+
+    It refers to the RightSpecification the contract's product is mapped to on the connection's
+    mapping page; without a mapping the id stays empty and the push resolves it (:func:`_specs_resolve`).
+    """
     valid_from, valid_until = credential_validity(credential)
+    mapping = right_mapping_for(link.connection_id, credential.contract.product_id)
     return CredentialEntry(
         right_id=right_id_for(credential),
         place_id=link.external_id,
@@ -490,7 +496,41 @@ def credential_entry(credential: Credential, link: CarParkLink) -> CredentialEnt
         identifier=credential.identifier,
         valid_from=valid_from,
         valid_until=valid_until,
+        right_specification_id=mapping.right_specification_id if mapping else "",
+        right_specification_version=mapping.right_specification_version if mapping else 1,
     )
+
+
+def right_mapping_for(connection_id: int, product_id: int) -> ProductRightMapping | None:
+    return ProductRightMapping.objects.filter(connection_id=connection_id, product_id=product_id).first()
+
+
+def _specs_resolve(adapter: Any, contract: Contract, link: CarParkLink, entries: list[CredentialEntry]) -> list[Any]:
+    """Entries without a mapped RightSpecification get the place's only published one; with none or
+    several the push fails and says which product to map (we never invent an id)."""
+    if all(entry.right_specification_id for entry in entries):
+        return entries
+    product = contract.product
+    hint = (
+        f"Map product “{product.name}” ({product.carpark.code}) to a RightSpecification on the connection's "
+        "mapping page"
+    )
+    try:
+        specs = adapter.list_right_specifications(place_id=link.external_id)
+    except CpmsNotSupported as exc:
+        raise CpmsNotSupported(f"{exc} Credentials of “{product.name}” cannot refer to a RightSpecification.") from None
+    if len(specs) != 1:
+        published = ", ".join(spec.id for spec in specs[:10]) or "none"
+        raise CpmsRejected(
+            f"{hint}: the CPMS publishes {len(specs)} RightSpecifications for place {link.external_id} ({published})."
+        )
+    spec = specs[0]
+    return [
+        entry
+        if entry.right_specification_id
+        else replace(entry, right_specification_id=spec.id, right_specification_version=spec.version)
+        for entry in entries
+    ]
 
 
 def whitelisted_credentials(*, carparks: Iterable[CarPark] | None = None) -> Any:
@@ -547,9 +587,13 @@ def _push_at(contract: Contract, carpark: CarPark, *, key: str, user: Any, final
     outcomes: list[tuple[Credential, str]] = []
 
     def push_all() -> None:
+        entries = _specs_resolve(
+            adapter, contract, link, [credential_entry(c, link) for c in credentials if c.pk in valid_ids]
+        )
+        by_right = {entry.right_id: entry for entry in entries}
         for credential in credentials:
             if credential.pk in valid_ids:
-                outcomes.append((credential, adapter.push_credential(credential_entry(credential, link)).outcome))
+                outcomes.append((credential, adapter.push_credential(by_right[right_id_for(credential)]).outcome))
             else:
                 outcomes.append((credential, adapter.revoke_credential(right_id_for(credential)).outcome))
 
@@ -557,6 +601,10 @@ def _push_at(contract: Contract, carpark: CarPark, *, key: str, user: Any, final
     with transaction.atomic():
         pushed = [credential.pk for credential, outcome in outcomes if outcome in ("created", "updated")]
         Credential.objects.filter(pk__in=pushed).update(cpms_synced_at=timezone.now())
+        # Already held as sent: in the whitelist, since whenever it was first pushed.
+        Credential.objects.filter(
+            pk__in=[c.pk for c, o in outcomes if o == "unchanged"], cpms_synced_at__isnull=True
+        ).update(cpms_synced_at=timezone.now())
         # cpms_synced_at means "in the CPMS whitelist since": a revoked credential is no longer there.
         Credential.objects.filter(pk__in=[c.pk for c, o in outcomes if o in ("deleted", "absent")]).update(
             cpms_synced_at=None
@@ -565,7 +613,7 @@ def _push_at(contract: Contract, carpark: CarPark, *, key: str, user: Any, final
             run,
             created=sum(1 for _, outcome in outcomes if outcome == "created"),
             updated=sum(1 for _, outcome in outcomes if outcome in ("updated", "deleted")),
-            unchanged=sum(1 for _, outcome in outcomes if outcome == "absent"),
+            unchanged=sum(1 for _, outcome in outcomes if outcome in ("absent", "unchanged")),
             details={
                 "contract_id": contract.pk,
                 "credentials": [
@@ -606,6 +654,62 @@ def credentials_revoke(*, contract: Contract, key: str = "", user: Any = None, f
                 ],
             },
         )
+
+
+# --- RightSpecification mappings (the connection's mapping page) --------------------------------
+def right_specifications_published(*, connection: CpmsConnection) -> tuple[list[Any], str]:
+    """The RightSpecifications the CPMS publishes now, read live, or a message why none can be chosen."""
+    try:
+        adapter = connection.adapter()
+        if not adapter.supports_push or not hasattr(adapter, "list_right_specifications"):
+            return [], f"{adapter.label} connections do not receive credentials, so there is nothing to map."
+        specs = adapter.list_right_specifications()
+    except CpmsNotSupported as exc:
+        return [], f"{exc} Without published RightSpecifications no product can be mapped."
+    except CpmsError as exc:
+        return [], f"The CPMS's RightSpecifications could not be read: {exc}"
+    return specs, ""
+
+
+@transaction.atomic
+def right_mappings_save(*, connection: CpmsConnection, chosen: dict[Any, Any], user: Any = None) -> int:
+    """Store which published RightSpecification each product's credentials refer to (None: unmapped).
+
+    Audited as ``connect.right_mappings_changed`` with each changed product's old and new reference.
+    Returns how many products changed.
+    """
+    from accounts.services import audit_record
+
+    existing = {mapping.product_id: mapping for mapping in connection.right_mappings.select_for_update()}
+    old: dict[str, Any] = {}
+    new: dict[str, Any] = {}
+    for product, spec in chosen.items():
+        mapping = existing.get(product.pk)
+        before = _mapping_text(mapping.right_specification_id, mapping.right_specification_version) if mapping else None
+        after = _mapping_text(spec.id, spec.version) if spec else None
+        if spec is None and mapping is not None:
+            mapping.delete()
+        elif spec is not None:
+            ProductRightMapping.objects.update_or_create(
+                connection=connection,
+                product=product,
+                defaults={
+                    "right_specification_id": spec.id,
+                    "right_specification_version": spec.version,
+                    "right_specification_name": spec.name[:200],
+                },
+            )
+        if before != after:
+            label = f"{product.name} ({product.carpark.code}) #{product.pk}"
+            old[label], new[label] = before, after
+    if new:
+        audit_record(actor=user, action="connect.right_mappings_changed", target=connection, old=old, new=new)
+        logger.info("RightSpecification mappings of %s changed: %s", connection.code, new)
+    return len(new)
+
+
+def _mapping_text(spec_id: str, version: int) -> str:
+    return f"{spec_id} v{version}"
 
 
 # --- reconciliation ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ urlpatterns = [
     path("<int:pk>/", views.connection_detail, name="connection-detail"),
     path("<int:pk>/edit/", views.connection_edit, name="connection-edit"),
     path("<int:pk>/test/", views.connection_test, name="connection-test"),
+    path("<int:pk>/rights/", views.right_mappings, name="connection-right-mappings"),
     path("<int:pk>/sync/<str:kind>/", views.connection_sync, name="connection-sync"),
     path("runs/<int:pk>/", views.run_detail, name="run-detail"),
     path("carparks/<int:pk>/cpms/", views.carpark_cpms, name="carpark-cpms"),

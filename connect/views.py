@@ -10,11 +10,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, MANAGER, SUPERVISOR, has_role, role_required
-from carparks.models import CarPark
+from carparks.models import CarPark, Product
 
 from . import selectors, services, tasks
 from .adapters import CpmsError
-from .forms import ConnectionForm
+from .forms import ConnectionForm, RightMappingForm
 from .models import CpmsConnection, SyncRun
 
 VIEW_ROLES = (ADMINISTRATOR, SUPERVISOR, MANAGER)
@@ -83,6 +83,47 @@ def connection_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse
         messages.success(request, f"Connection “{connection.name}” saved.")
         return redirect("connect:connection-detail", pk=connection.pk)
     return render(request, "connect/connection_form.html", {"form": form, "connection": connection})
+
+
+@role_required(ADMINISTRATOR)
+def right_mappings(request: HttpRequest, pk: int) -> HttpResponse:
+    """Map each product sold at the connection's car parks to a RightSpecification the CPMS publishes.
+
+    The published specifications are read live from the CPMS (GET rights/specs); credential pushes
+    refer to the mapped one. Same permission as editing the connection.
+    """
+    connection = get_object_or_404(CpmsConnection, pk=pk)
+    specs, problem = services.right_specifications_published(connection=connection)
+    mappings = {mapping.product_id: mapping for mapping in connection.right_mappings.all()}
+    products = Product.objects.filter(carpark__cpms_link__connection=connection).select_related("carpark__cpms_link")
+    rows = []
+    for product in products.order_by("carpark__name", "name", "pk"):
+        place_id = product.carpark.cpms_link.external_id
+        offered = [spec for spec in specs if not spec.place_ids or place_id in spec.place_ids]
+        rows.append((product, place_id, offered, mappings.get(product.pk)))
+    form = RightMappingForm(request.POST if request.method == "POST" else None, rows=rows)
+    if request.method == "POST":
+        if problem:
+            messages.error(request, f"Nothing saved: {problem}")
+        elif form.is_valid():
+            chosen = {}
+            for product, _place_id, offered, _mapping in rows:
+                value = form.cleaned_data.get(form.field_name(product)) or ""
+                by_id = {spec.id: spec for spec in offered}
+                if value in by_id:
+                    chosen[product] = by_id[value]
+                elif not value:
+                    chosen[product] = None
+                # else: the mapped specification is no longer published and was left as it is.
+            changed = services.right_mappings_save(connection=connection, chosen=chosen, user=request.user)
+            messages.success(request, f"RightSpecification mapping saved ({changed} product(s) changed).")
+            return redirect("connect:connection-right-mappings", pk=connection.pk)
+    refused = getattr(specs, "refused", [])
+    return render(
+        request,
+        "connect/right_mappings.html",
+        {"connection": connection, "form": form, "problem": problem, "specs": specs, "refused": refused},
+    )
 
 
 @role_required(*VIEW_ROLES)

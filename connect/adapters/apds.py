@@ -52,6 +52,7 @@ from .base import (
     collect,
     parse_datetime,
 )
+from .oauth import ClientCredentialsMixin
 
 SPEC = "APDS API Specification 4.0"
 MAX_PAGES = 1000
@@ -215,7 +216,7 @@ def _percentage(value: Any, what: str) -> float | None:
     return number
 
 
-class ApdsAdapter(ApdsRightsMixin, CpmsAdapter):
+class ApdsAdapter(ClientCredentialsMixin, ApdsRightsMixin, CpmsAdapter):
     kind = "apds"
     label = "APDS 4"
     spec_version = SPEC

@@ -91,7 +91,7 @@ def test_a_credential_whose_validity_ended_leaves_the_cpms_on_the_next_push(sim,
 
     assert sim.rights() == [right_id(plate)]
     outcomes = {item["identifier"]: item["outcome"] for item in run.details["credentials"]}
-    assert outcomes == {"0004711": "deleted", "MAB123": "updated"}
+    assert outcomes == {"0004711": "deleted", "MAB123": "unchanged"}, "the plate's right is held as sent already"
     expiring.refresh_from_db()
     assert expiring.cpms_synced_at is None
 

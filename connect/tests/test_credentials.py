@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from carparks.models import CarPark, Contract, Credential
 from connect import services
-from connect.models import SyncRun
+from connect.models import ProductRightMapping, SyncRun
 from connect.tasks import push_credentials_task
 
 from .conftest import make_contract
@@ -18,6 +19,12 @@ pytestmark = pytest.mark.django_db
 def carpark(sim, connection) -> CarPark:
     services.sync_static(connection=connection)
     return CarPark.objects.get(cpms_reference="SIM-0001")
+
+
+def published_ids(sim, place_id: str) -> list[str]:
+    """The ids of the RightSpecifications the simulator publishes for a place (the CPMS chooses them)."""
+    body = requests.get(f"{sim.url}/rights/specs", params={"place": place_id}, timeout=5).json()
+    return [spec["id"] for spec in body["data"] if place_id in [ref["id"] for ref in spec["hierarchyElements"]]]
 
 
 def terminate(contract: Contract) -> Contract:
@@ -40,7 +47,7 @@ def test_a_pushed_credential_is_in_the_whitelist_and_gone_after_termination(sim,
     assert right["rightHolder"]["credentials"] == [
         {"type": "licensePlate", "identifier": {"id": "MAB123", "className": "LicensePlate"}}
     ]
-    assert right["rightSpecification"]["id"] == "SIM-0001-season"
+    assert [right["rightSpecification"]["id"]] == published_ids(sim, "SIM-0001"), "the place's only published one"
     credential.refresh_from_db()
     assert credential.cpms_synced_at is not None
 
@@ -57,7 +64,7 @@ def test_pushing_the_same_credential_twice_leaves_one_entry(sim, carpark):
     first = services.credentials_push(contract=contract)
     second = services.credentials_push(contract=contract)
 
-    assert (first.created, second.created, second.updated) == (1, 0, 1)
+    assert (first.created, second.created, second.updated, second.unchanged) == (1, 0, 0, 1)
     assert len(sim.rights()) == 1
 
 
@@ -107,9 +114,8 @@ def test_reconciliation_finds_a_missing_and_an_extra_credential(sim, connection,
         "id": "cpms-local-77",
         "version": 1,
         "rightHolder": {"credentials": [{"type": "licensePlate", "identifier": {"id": "BOX999", "className": "X"}}]},
-        "rightSpecification": {"id": "SIM-0001-season", "version": 1},
+        "rightSpecification": {"id": published_ids(sim, "SIM-0001")[0], "version": 1},
     }
-    import requests
 
     assert requests.put(f"{sim.url}/rights/assigned/cpms-local-77", json=stranger, timeout=5).status_code == 201
 
@@ -141,6 +147,10 @@ def test_a_contract_moved_to_another_carpark_is_revoked_at_the_old_one(sim, carp
     old = contract.credentials.get()
     other = CarPark.objects.get(cpms_reference="SIM-0002")
     product = contract.product.__class__.objects.create(carpark=other, name="Season", monthly_price="80.00", quota=5)
+    premium = published_ids(sim, "SIM-0002")[-1]  # SIM-0002 publishes two: the product is mapped to one
+    ProductRightMapping.objects.create(
+        connection=carpark.cpms_link.connection, product=product, right_specification_id=premium
+    )
     Contract.objects.filter(pk=contract.pk).update(product=product)
     Credential.objects.filter(pk=old.pk).update(is_active=False)
     new = Credential.objects.create(
@@ -151,7 +161,7 @@ def test_a_contract_moved_to_another_carpark_is_revoked_at_the_old_one(sim, carp
 
     assert sim.rights() == [f"phq-credential-{new.pk}"]
     assert run.carpark == other
-    assert sim.right(f"phq-credential-{new.pk}")["rightSpecification"]["id"] == "SIM-0002-season"
+    assert sim.right(f"phq-credential-{new.pk}")["rightSpecification"]["id"] == premium
 
 
 def test_revoking_clears_the_synced_stamp(sim, carpark):
