@@ -555,3 +555,37 @@ def test_the_connection_form_keeps_the_oauth_settings_in_the_options(as_user, cl
     assert imported.get_secret() == "client-s3cret"
     form = client.get(reverse("connect:connection-edit", args=[imported.pk])).content.decode()
     assert 'name="client_id"' in form and 'value="phq-portal"' in form
+
+
+# --- the demo ------------------------------------------------------------------------------------------
+def test_the_demo_maps_its_products_and_its_pushes_go_through_a_strict_simulator():
+    import io
+
+    from connect import demo
+    from connect.management.commands.cpms_simulator import adopt_database
+    from connect.simulator import start_simulator
+
+    carpark = CarPark.objects.create(name="Demo Mitte", code="demo-mitte", capacity=250, city="Berlin")
+    contract = make_contract(carpark, plates=("B-DM 1",))
+    demo.load(io.StringIO())
+    demo.load(io.StringIO())  # idempotent
+    mapping = ProductRightMapping.objects.get(product=contract.product)
+    assert mapping.right_specification_id == f"RS-D{contract.product.pk}" and mapping.right_specification_version == 2
+    simulator = start_simulator(carparks=0)
+    try:
+        adopt_database(simulator.state, "simulator")
+        requests.post(f"{simulator.url}/_sim/rights", json={"strict": True}, timeout=5)
+        connection = CpmsConnection.objects.get(code="simulator")
+        CpmsConnection.objects.filter(pk=connection.pk).update(base_url=simulator.url)
+        [spec] = requests.get(f"{simulator.url}/rights/specs", timeout=5).json()["data"]
+        Credential.objects.filter(contract=contract).update(identifier="BDM2")
+
+        run = services.credentials_push(contract=contract)
+        held = requests.get(f"{simulator.url}/rights/assigned/phq-credential-{contract.credentials.get().pk}").json()
+        reconciled = services.reconcile(connection=CpmsConnection.objects.get(pk=connection.pk), start_review=False)
+    finally:
+        simulator.stop()
+    assert (spec["id"], spec["version"]) == (mapping.right_specification_id, 2)
+    assert (run.status, run.updated) == ("succeeded", 1), "the adopted right (version 1) was updated to version 2"
+    assert held["version"] == 2 and held["rightSpecification"]["id"] == mapping.right_specification_id
+    assert reconciled.details["differences"] == []

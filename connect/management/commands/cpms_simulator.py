@@ -94,9 +94,16 @@ def _idle() -> None:
 
 
 def adopt_database(state: SimulatorState, connection_code: str) -> tuple[int, int]:
-    """Add the connection's linked car parks as places and whitelist their valid credentials."""
+    """Add the connection's linked car parks as places and whitelist their valid credentials.
+
+    The RightSpecifications the connection's products are mapped to (the demo maps each one) are
+    published for their places, as the operator set them up in the CPMS; places without one get the
+    simulator's own. A credential of an unmapped product is held under its place's first one.
+    """
+    from dataclasses import replace
+
     from connect.adapters.apds import ApdsAdapter
-    from connect.models import CarParkLink
+    from connect.models import CarParkLink, ProductRightMapping
     from connect.services import credential_entry, whitelisted_credentials
 
     links = list(CarParkLink.objects.filter(connection__code=connection_code).select_related("carpark"))
@@ -120,8 +127,31 @@ def adopt_database(state: SimulatorState, connection_code: str) -> tuple[int, in
                 "version": 1,
             }
         by_carpark = {link.carpark_id: link for link in links}
+        mappings = ProductRightMapping.objects.filter(connection__code=connection_code).select_related("product")
+        for mapping in mappings:
+            link = by_carpark.get(mapping.product.carpark_id)
+            if link is None:
+                continue
+            name = mapping.right_specification_name or mapping.right_specification_id
+            spec = state.specs.setdefault(
+                mapping.right_specification_id,
+                {
+                    "id": mapping.right_specification_id,
+                    "version": mapping.right_specification_version,
+                    "kind": "custom",
+                    "names": {"de": name, "en": name},
+                    "places": [],
+                    "credentials": ["licensePlate", "rfid", "qrCode"],
+                },
+            )
+            if link.external_id not in spec["places"]:
+                spec["places"].append(link.external_id)
+        state.publish_specs()
         for credential in whitelisted_credentials(carparks=[link.carpark for link in links]):
             entry = credential_entry(credential, by_carpark[credential.carpark_id])
-            state.rights[entry.right_id] = adapter.assigned_right(entry)
+            if not entry.right_specification_id:
+                first = state.specs_for_place(entry.place_id)[0]
+                entry = replace(entry, right_specification_id=first["id"], right_specification_version=first["version"])
+            state.store_right(entry.right_id, adapter.assigned_right(entry))
             rights += 1
     return len(links), rights
