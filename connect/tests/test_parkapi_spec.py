@@ -238,16 +238,22 @@ def test_every_optional_field_is_read_and_nulls_leave_fields_empty(feed_server):
 
 
 # --- times and names ---------------------------------------------------------------------------
-def test_naive_times_are_utc_as_parkapi_says_unless_the_connection_names_its_zone(feed_server):
-    utc_feed = feed(feed_server, "minimal.json")
-    services.sync_static(connection=utc_feed)
-    services.sync_occupancy(connection=utc_feed)
-    link = CarParkLink.objects.get(external_id="musterstadtammarkt")
-    assert link.occupancy_observed_at == datetime(2026, 3, 2, 7, 45, tzinfo=UTC)
+@pytest.mark.parametrize(
+    ("options", "observed"),
+    [
+        ({}, datetime(2026, 3, 2, 7, 45, tzinfo=UTC)),  # ParkAPI: "Times are in UTC"
+        ({"time_zone": "Europe/Berlin"}, datetime(2026, 3, 2, 6, 45, tzinfo=UTC)),  # a server writing local time
+    ],
+    ids=["spec-utc", "connection-zone"],
+)
+def test_naive_times_are_utc_as_parkapi_says_unless_the_connection_names_its_zone(feed_server, options, observed):
+    connection = feed(feed_server, "minimal.json", **options)
+    services.sync_static(connection=connection)
 
-    local = utc_feed.adapter().__class__(base_url=feed_server, options={"time_zone": "Europe/Berlin"})
-    records = parse_lot_occupancy(document("minimal.json"), tz=local.feed_time_zone)
-    assert records[0].observed_at == datetime(2026, 3, 2, 6, 45, tzinfo=UTC)
+    services.sync_occupancy(connection=connection)
+
+    assert CarParkLink.objects.get(external_id="musterstadtammarkt").occupancy_observed_at == observed
+    assert connection.adapter().pull_occupancy()[0].observed_at == observed
 
 
 def test_a_lot_name_is_kept_under_the_connections_first_language(feed_server):
