@@ -32,6 +32,7 @@ from .adapters import (
     TariffRecord,
 )
 from .models import CarParkLink, CpmsConnection, ProductRightMapping, SyncRun
+from .normalise import comparison_keys
 from .signals import sync_incident
 
 logger = logging.getLogger(__name__)
@@ -748,15 +749,22 @@ def reconcile(
         local.setdefault(credential.carpark_id, []).append(credential)
     differences = []
     for link in links:
-        ours = {(c.kind, c.identifier): c for c in local.get(link.carpark_id, [])}
-        theirs = {(e.kind, e.identifier): e for e in remote.get(link.carpark_id, [])}
+        # Compared in canonical form (plates per the car park's country, RFID UIDs in hex or decimal,
+        # kinds as APDS names them); the differences show each side's own spelling.
+        our_rows, their_rows = local.get(link.carpark_id, []), remote.get(link.carpark_id, [])
+        our_keys, their_keys = comparison_keys(
+            [(c.kind, c.identifier) for c in our_rows],
+            [(e.kind, e.identifier) for e in their_rows],
+            country=link.carpark.country,
+        )
+        ours, theirs = dict(zip(our_keys, our_rows, strict=True)), dict(zip(their_keys, their_rows, strict=True))
         missing = [
-            {"kind": kind, "identifier": identifier, "credential_id": ours[(kind, identifier)].pk}
-            for kind, identifier in sorted(ours.keys() - theirs.keys())
+            {"kind": ours[key].kind, "identifier": ours[key].identifier, "credential_id": ours[key].pk}
+            for key in sorted(ours.keys() - theirs.keys())
         ]
         extra = [
-            {"kind": kind, "identifier": identifier, "right_id": theirs[(kind, identifier)].right_id}
-            for kind, identifier in sorted(theirs.keys() - ours.keys())
+            {"kind": theirs[key].kind, "identifier": theirs[key].identifier, "right_id": theirs[key].right_id}
+            for key in sorted(theirs.keys() - ours.keys())
         ]
         if missing or extra:
             differences.append(
