@@ -112,7 +112,7 @@ def test_status_as_vehicles_and_percentage_and_percentage_only_are_read():
     both = parse_parking_status(parse_document(_fixture("status-vehicles-percentage.xml"), "test"), tz=berlin)
     only = parse_parking_status(parse_document(_fixture("status-percentage-only.xml"), "test"), tz=berlin)
 
-    assert [(r.external_id, r.occupied, r.percent) for r in both] == [("PH-MARKT", 300, 75.0), (ODD_ID, 30, 25.0)]
+    assert [(r.external_id, r.occupied, r.percent) for r in both] == [("PH-MARKT", 300, 76.5), (ODD_ID, 30, 25.8)]
     [record] = only
     assert (record.external_id, record.occupied, record.percent) == ("TG RATHAUS", None, 40.0)
     assert record.observed_at == datetime(2026, 11, 25, 10, 15, tzinfo=berlin)
@@ -266,6 +266,7 @@ def test_status_as_vehicles_and_percentage_updates_occupancy(feed_server):
     run = services.sync_occupancy(connection=connection)
 
     assert (run.status, run.updated, run.refused) == (SyncRun.Status.SUCCEEDED, 2, [])
+    # The vehicles counted, not the rounded percentage (76.5 % of 400 would be 306, 25.8 % of 120 would be 31).
     assert _occupancy()["PH-MARKT"] == 300
     assert _occupancy()[ODD_ID] == 30
     link = CarPark.objects.get(cpms_reference=ODD_ID).cpms_link
