@@ -376,14 +376,23 @@ def export_create(request: HttpRequest) -> HttpResponse:
     if fmt not in AccountingExport.Format.values:
         messages.error(request, "Choose an export format.")
         return redirect("billing:export-list")
-    export = exports.accounting_export_create(period_start=period, format=fmt, user=request.user)
+    try:
+        export = exports.accounting_export_create(period_start=period, format=fmt, user=request.user)
+    except exports.DatevExportError as error:
+        messages.error(request, str(error))
+        return redirect("billing:export-list")
     if export is None:
         messages.info(request, f"Nothing new to export for {period:%m/%Y}: every document was exported already.")
     else:
+        changed = (
+            f" {len(export.changed_values)} texts had to be changed for DATEV; they are listed with the export."
+            if export.changed_values
+            else ""
+        )
         messages.success(
             request,
             f"Exported {export.invoice_count} invoices and {export.credit_note_count} credit notes "
-            f"({export.gross_total} € gross) to {export.filename}.",
+            f"({export.gross_total} € gross) to {export.filename}.{changed}",
         )
     return redirect("billing:export-list")
 
