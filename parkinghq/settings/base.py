@@ -333,7 +333,13 @@ DATEV_CONSULTANT_NUMBER = envint("DATEV_CONSULTANT_NUMBER", 1001)
 DATEV_CLIENT_NUMBER = envint("DATEV_CLIENT_NUMBER", 1)
 DATEV_FISCAL_YEAR_START_MONTH = envint("DATEV_FISCAL_YEAR_START_MONTH", 1)
 DATEV_ACCOUNT_LENGTH = envint("DATEV_ACCOUNT_LENGTH", 4)
-DATEV_DEBTOR_ACCOUNT = envint("DATEV_DEBTOR_ACCOUNT", 10000)
+# Debtor accounts are range start + customer id; an export stops with an error before an account would leave
+# the range (SKR03/SKR04 number debtors 10000-69999 and creditors from 70000 on).
+# DATEV_DEBTOR_ACCOUNT, the former name of the start, is still read.
+DATEV_DEBTOR_RANGE = (
+    envint("DATEV_DEBTOR_RANGE_START", envint("DATEV_DEBTOR_ACCOUNT", 10000)),
+    envint("DATEV_DEBTOR_RANGE_END", 69999),
+)
 # Revenue account per VAT rate (SKR03: 8400 at 19 %, 8300 at 7 %, 8100 tax-free).
 DATEV_REVENUE_ACCOUNTS = {"19.00": 8400, "7.00": 8300, "0.00": 8100}
 
