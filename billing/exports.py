@@ -198,7 +198,7 @@ class Booking:
 
 def debtor_range() -> tuple[int, int]:
     """``settings.DATEV_DEBTOR_RANGE``, checked: a debtor account has at most one digit more than a G/L account."""
-    start, end = getattr(settings, "DATEV_DEBTOR_RANGE", (10000, 69999))
+    start, end = settings.DATEV_DEBTOR_RANGE
     digits = settings.DATEV_ACCOUNT_LENGTH + 1
     if not 0 < start < end or len(str(end)) > digits:
         raise DatevExportError(
@@ -627,12 +627,24 @@ def accounting_export_deliver(*, export_id: int) -> str:
 
 
 def accounting_exports_nightly(*, today: date | None = None) -> list[AccountingExport]:
-    """Export the previous month in both formats (nothing new means no file)."""
+    """Export the previous month in both formats (nothing new means no file).
+
+    A format that cannot be exported does not keep the other from being exported; the task still fails
+    afterwards with every reason, so the failure is seen (and the next run exports the month once fixed).
+    """
     today = today or timezone.localdate()
     start, _ = month_period(today.replace(day=1) - timedelta(days=1))
     created = []
+    failed: list[str] = []
     for fmt in AccountingExport.Format.values:
-        export = accounting_export_create(period_start=start, format=fmt)
+        try:
+            export = accounting_export_create(period_start=start, format=fmt)
+        except DatevExportError as error:
+            logger.error("Accounting export %s of %s failed: %s", fmt, f"{start:%m/%Y}", error)
+            failed.append(f"{fmt}: {error}")
+            continue
         if export is not None:
             created.append(export)
+    if failed:
+        raise DatevExportError(" | ".join(failed))
     return created

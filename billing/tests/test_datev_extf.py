@@ -306,6 +306,14 @@ def test_a_number_datev_cannot_hold_stops_the_export(march):
     assert not AccountingExport.objects.exists()
 
 
+def test_the_nightly_export_writes_the_format_it_can_and_then_fails_loudly(march):
+    Invoice.objects.filter(customer=march["anna"]).update(series="RE 2026")  # DATEV cannot hold it, a journal can
+    with time_machine.travel("2026-04-01 02:00 +02:00", tick=False), pytest.raises(exports.DatevExportError) as caught:
+        exports.accounting_exports_nightly()
+    assert str(caught.value).startswith("datev: Document RE 2026-")
+    assert list(AccountingExport.objects.values_list("format", flat=True)) == ["journal"]
+
+
 def test_the_demo_month_passes_the_datev_check(tmp_path):
     """Done means: a DATEV file of the demo month opens in a check that counts 125 columns per row and finds
     every credit note's invoice reference (the demo bills two months and partly refunds one invoice)."""
