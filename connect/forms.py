@@ -43,10 +43,29 @@ class ConnectionForm(forms.ModelForm):
         label="Send the client id and secret to the token endpoint with HTTP Basic (instead of in the form body)",
     )
 
+    refused_alert_percent = forms.IntegerField(
+        required=False,
+        label="Alert when more than this % of records are refused",
+        help_text="A sync that refuses more than this share of the feed's records raises an incident "
+        "(0: any refused record alerts). Refused records are listed on the sync run either way.",
+    )
+
     class Meta:
         model = CpmsConnection
-        fields = ["name", "code", "kind", "base_url", "timeout_seconds", "options", "is_active"]
-        labels = {"timeout_seconds": "Timeout (seconds)", "is_active": "Active (synced by beat)"}
+        fields = [
+            "name",
+            "code",
+            "kind",
+            "base_url",
+            "timeout_seconds",
+            "refused_alert_percent",
+            "options",
+            "is_active",
+        ]
+        labels = {
+            "timeout_seconds": "Timeout (seconds)",
+            "is_active": "Active (synced by beat)",
+        }
         widgets = {"options": forms.Textarea(attrs={"rows": 3})}
 
     OAUTH_OPTIONS = ("token_url", "client_id", "scope")
@@ -91,6 +110,15 @@ class ConnectionForm(forms.ModelForm):
         value = self.cleaned_data["timeout_seconds"]
         if not 0.1 <= value <= 120:
             raise forms.ValidationError("Choose a timeout between 0.1 and 120 seconds.")
+        return value
+
+    def clean_refused_alert_percent(self) -> int:
+        """Left empty (or not sent, as by older forms), the connection keeps its threshold."""
+        value = self.cleaned_data.get("refused_alert_percent")
+        if value is None:
+            return self.instance.refused_alert_percent
+        if not 0 <= value <= 100:
+            raise forms.ValidationError("Give a share between 0 and 100 % (0 alerts on any refused record).")
         return value
 
     def clean_options(self) -> Any:

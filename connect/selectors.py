@@ -12,6 +12,8 @@ from accounts.roles import ADMINISTRATOR, SUPERVISOR, responsible_carpark_ids, u
 
 from .models import CarParkLink, CpmsConnection, SyncRun
 
+STORED = (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTLY)
+
 
 def carpark_scope(user: Any) -> set[int] | None:
     """Car parks whose CPMS data the user may see; None = all (administrators, supervisors)."""
@@ -27,8 +29,9 @@ def connections_for(user: Any) -> QuerySet[CpmsConnection]:
         connections = connections.filter(links__carpark_id__in=scope).distinct()
     return connections.annotate(
         carpark_count=Count("links", distinct=True),
-        last_static=Max("runs__finished_at", filter=Q(runs__kind="static", runs__status="succeeded")),
-        last_occupancy=Max("runs__finished_at", filter=Q(runs__kind="occupancy", runs__status="succeeded")),
+        # A partly succeeded sync stored every valid record: it counts as the last sync.
+        last_static=Max("runs__finished_at", filter=Q(runs__kind="static", runs__status__in=STORED)),
+        last_occupancy=Max("runs__finished_at", filter=Q(runs__kind="occupancy", runs__status__in=STORED)),
         recent_incidents=Count(
             "runs",
             filter=Q(runs__incident=True, runs__started_at__gte=timezone.now() - timedelta(days=7)),

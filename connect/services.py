@@ -9,12 +9,13 @@ leaves stored data exactly as it was: the run records the error and the caller r
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -27,11 +28,12 @@ from .adapters import (
     CpmsNotSupported,
     CpmsRejected,
     CredentialEntry,
+    GroupRecord,
     HealthResult,
     OccupancyRecord,
     TariffRecord,
 )
-from .models import CarParkLink, CpmsConnection, ProductRightMapping, SyncRun
+from .models import CarParkLink, CpmsConnection, CpmsGroup, ProductRightMapping, SyncRun
 from .normalise import comparison_keys
 from .signals import sync_incident
 
@@ -55,6 +57,8 @@ STATIC_FIELDS = (
 )
 # Fields a feed may leave empty without blanking what we already know.
 OPTIONAL_FIELDS = set(STATIC_FIELDS) - {"name", "capacity"}
+# What a link keeps as the CPMS last said it: replaced on every import.
+LINK_FIELDS = ("names", "opening_times", "tariffs")
 
 
 # Occupancy runs every five minutes: keep a month of the successful ones, every failure forever.
@@ -66,23 +70,57 @@ class CarParkNotLinked(CpmsRejected):
 
 
 # --- run bookkeeping --------------------------------------------------------------------------
+# A run with the same key in one of these states is done: a retried or repeated job returns it unchanged.
+FINISHED_OK = (SyncRun.Status.SUCCEEDED, SyncRun.Status.PARTLY)
+# The refused records a run lists (the rest are counted in details["refused_not_listed"]).
+REFUSED_KEPT = 1000
+# A run still "running" this long after it started belongs to a worker that died (killed, out of memory).
+ABANDONED_AFTER = timedelta(hours=1)
+
+
+class SyncCrashed(CpmsError):
+    """Asking or storing failed with an error that is not the CPMS's (a bug, a database failure).
+
+    Not retried: the same answer would crash the same way. The run is failed with the reason and
+    the traceback is logged for the developers.
+    """
+
+
 def sync_run_begin(
     *, connection: CpmsConnection, kind: str, key: str = "", carpark: CarPark | None = None, user: Any = None
 ) -> SyncRun:
-    """Start (or, for a retried job with the same key, resume) a run and count the attempt."""
+    """Start (or, for a retried job with the same key, resume) a run and count the attempt.
+
+    A run with the same key that already succeeded (fully or partly) is returned unchanged.
+    """
     now = timezone.now()
     run = None
     if key:
         run = SyncRun.objects.filter(connection=connection, kind=kind, key=key).first()
     if run is None:
         run = SyncRun(connection=connection, kind=kind, key=key, carpark=carpark, started_at=now, triggered_by=user)
-    elif run.status == SyncRun.Status.SUCCEEDED:
+    elif run.status in FINISHED_OK:
         return run
+    _abandoned_runs_close(connection, kind, now=now, keep=run.pk)
     run.status = SyncRun.Status.RUNNING
     run.attempts += 1
     run.finished_at = None
     run.save()
     return run
+
+
+def _abandoned_runs_close(connection: CpmsConnection, kind: str, *, now: Any, keep: int | None) -> None:
+    """Fail the runs of this connection and kind a dead worker left "running", so none stays so forever."""
+    stale = SyncRun.objects.filter(
+        connection=connection, kind=kind, status=SyncRun.Status.RUNNING, started_at__lt=now - ABANDONED_AFTER
+    ).exclude(pk=keep)
+    for run in stale:
+        sync_run_failed(
+            run=run,
+            error=f"Abandoned: still running {ABANDONED_AFTER} after it started (the worker stopped); "
+            "the next run replaces it.",
+            final=True,
+        )
 
 
 def sync_run_failed(*, run: SyncRun, error: Exception | str, final: bool) -> SyncRun:
@@ -108,13 +146,18 @@ def _connection_failing_emit(run: SyncRun, message: str) -> None:
     """``cpms.connection_failing`` for a run that failed for good (once per run)."""
     from workflows.starting import event_emit
 
+    # Failures since the last healthy run: succeeded, or partly succeeded below the refusal threshold.
     since = (
-        SyncRun.objects.filter(connection_id=run.connection_id, status=SyncRun.Status.SUCCEEDED)
+        SyncRun.objects.filter(connection_id=run.connection_id, status__in=FINISHED_OK, incident=False)
         .order_by("-started_at")
         .values_list("started_at", flat=True)
         .first()
     )
-    failed = SyncRun.objects.filter(connection_id=run.connection_id, status=SyncRun.Status.FAILED, incident=True)
+    failed = SyncRun.objects.filter(
+        connection_id=run.connection_id,
+        status__in=[SyncRun.Status.FAILED, SyncRun.Status.PARTLY],
+        incident=True,
+    )
     if since is not None:
         failed = failed.filter(started_at__gt=since)
     connection = run.connection
@@ -133,18 +176,77 @@ def _connection_failing_emit(run: SyncRun, message: str) -> None:
     )
 
 
-def _run_succeeded(run: SyncRun, *, created=0, updated=0, unchanged=0, failed=0, errors=(), details=None) -> SyncRun:
-    run.created, run.updated, run.unchanged, run.failed = created, updated, unchanged, failed
+def _run_succeeded(
+    run: SyncRun,
+    *,
+    created: int = 0,
+    updated: int = 0,
+    unchanged: int = 0,
+    failed: int = 0,
+    errors: Iterable[str] = (),
+    details: dict[str, Any] | None = None,
+    refused: Iterable[dict[str, str]] = (),
+    records_total: int = 0,
+) -> SyncRun:
+    """Finish a run that stored its answer: succeeded, or partly succeeded when records were refused.
+
+    Refused records fail nothing else: they are listed on the run (the first ``REFUSED_KEPT``) and
+    counted in ``failed``. The run is an incident only when their share of the feed's records
+    (``records_total``) is above the connection's ``refused_alert_percent``.
+    """
+    refused = list(refused)
+    run.created, run.updated, run.unchanged, run.failed = created, updated, unchanged, failed + len(refused)
     if errors:
         run.errors = [*run.errors, *errors][-200:]
     if details is not None:
         run.details = details
-    run.status = SyncRun.Status.SUCCEEDED
-    run.incident = False
+    run.refused = refused[:REFUSED_KEPT]
     run.finished_at = timezone.now()
+    if not refused:
+        run.status, run.incident = SyncRun.Status.SUCCEEDED, False
+        run.save()
+        _connection_status(run.connection, ok=True, message=f"{run.get_kind_display()} succeeded")
+        return run
+    limit = run.connection.refused_alert_percent
+    share = 100 * len(refused) / max(records_total, len(refused))
+    run.details = {
+        **(run.details or {}),
+        "refused_total": len(refused),
+        "refused_percent": round(share, 1),
+        "refused_not_listed": max(len(refused) - REFUSED_KEPT, 0),
+    }
+    run.status, run.incident = SyncRun.Status.PARTLY, share > limit
     run.save()
-    _connection_status(run.connection, ok=True, message=f"{run.get_kind_display()} succeeded")
+    _connection_status(run.connection, ok=not run.incident, message=_partly_message(run, share, limit))
     return run
+
+
+def _partly_message(run: SyncRun, share: float, limit: int) -> str:
+    refused = run.details["refused_total"]
+    records = "record" if refused == 1 else "records"
+    alert = "alerts on any refusal" if limit == 0 else f"alert above {limit} %"
+    return (
+        f"{run.get_kind_display()} partly succeeded: {refused} {records} of the feed refused "
+        f"({share:.1f} %, {alert}); see the sync run for each id and reason."
+    )
+
+
+def _partly_alert(run: SyncRun) -> None:
+    """A partly succeeded run above the refusal threshold raises the incident a failed run raises."""
+    message = _partly_message(run, run.details["refused_percent"], run.connection.refused_alert_percent)
+    logger.error("CPMS %s of %s refused too many records: %s", run.kind, run.connection, message)
+    _connection_failing_emit(run, message)
+    transaction.on_commit(lambda: sync_incident.send(sender=SyncRun, run=run))
+
+
+def _refused_of(records: Any) -> list[dict[str, str]]:
+    """The records an adapter refused, as a run lists them."""
+    return [{"id": item.external_id, "reason": item.reason} for item in getattr(records, "refused", ())]
+
+
+def _with_refused(result: dict[str, Any], refused: list[dict[str, str]], total: int) -> dict[str, Any]:
+    """Add what the adapter refused to what storing refused; ``total`` is every record the feed had."""
+    return {**result, "refused": [*refused, *result.get("refused", [])], "records_total": total}
 
 
 def _connection_status(connection: CpmsConnection, *, ok: bool, message: str) -> None:
@@ -156,12 +258,23 @@ def _connection_status(connection: CpmsConnection, *, ok: bool, message: str) ->
 
 
 def _ask(run: SyncRun, final: bool, question: Any) -> Any:
-    """Call the CPMS; on failure record the attempt and re-raise for the caller's retry policy."""
+    """Call the CPMS; on failure record the attempt and re-raise for the caller's retry policy.
+
+    An error that is not a CpmsError (a bug in an adapter meeting an odd document) fails the run for
+    good with a readable reason and is raised as :class:`SyncCrashed`, so no run stays "running" and
+    callers that handle CpmsError show it instead of answering 500.
+    """
     try:
         return question()
     except CpmsError as exc:
         sync_run_failed(run=run, error=exc, final=final)
         raise
+    except Exception as exc:
+        what = getattr(question, "__name__", "the request")
+        logger.exception("CPMS %s of %s: %s crashed", run.kind, run.connection, what)
+        crashed = SyncCrashed(f"Reading the CPMS answer failed unexpectedly in {what}: {_describe(exc)}")
+        sync_run_failed(run=run, error=crashed, final=True)
+        raise crashed from exc
 
 
 def _write(run: SyncRun, final: bool, apply: Any) -> SyncRun:
@@ -174,10 +287,20 @@ def _write(run: SyncRun, final: bool, apply: Any) -> SyncRun:
     try:
         with transaction.atomic():
             CpmsConnection.objects.select_for_update().filter(pk=run.connection_id).first()
-            return _run_succeeded(run, **apply())
+            run = _run_succeeded(run, **apply())
     except Exception as exc:
-        sync_run_failed(run=run, error=f"Storing the answer failed: {exc}", final=final)
-        raise
+        logger.exception("CPMS %s of %s: storing the answer failed", run.kind, run.connection)
+        crashed = SyncCrashed(f"Storing the answer failed: {_describe(exc)}")
+        sync_run_failed(run=run, error=crashed, final=final)
+        raise crashed from exc
+    if run.incident:
+        _partly_alert(run)
+    return run
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip() or "no message"
+    return f"{exc.__class__.__name__}: {text if len(text) <= 300 else text[:299] + '…'}"
 
 
 # --- connection settings -----------------------------------------------------------------------
@@ -225,34 +348,73 @@ def connection_test(*, connection: CpmsConnection, user: Any = None) -> tuple[Sy
 def sync_static(*, connection: CpmsConnection, key: str = "", user: Any = None, final: bool = True) -> SyncRun:
     """Import the CPMS's car parks: create the new ones, update the changed ones, idempotently."""
     run = sync_run_begin(connection=connection, kind=SyncRun.Kind.STATIC, key=key, user=user)
-    if run.status == SyncRun.Status.SUCCEEDED:
+    if run.status in FINISHED_OK:
         return run
     adapter = _ask(run, final, connection.adapter)
     records: list[CarParkRecord] = _ask(run, final, adapter.pull_carparks)
     tariffs: list[TariffRecord] = _ask(run, final, adapter.pull_tariffs) if adapter.supports_tariffs else []
-    return _write(run, final, lambda: _apply_static(connection, records, tariffs))
+    groups = list(getattr(records, "groups", ()))
+    # Refused rate tables are listed with the places; the share that alerts counts both.
+    refused = [*_refused_of(records), *_refused_of(tariffs)]
+    total = len(records) + len(tariffs) + len(refused)
+    return _write(
+        run, final, lambda: _with_refused(_apply_static(connection, records, tariffs, groups), refused, total)
+    )
 
 
 def _record_values(record: CarParkRecord) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in STATIC_FIELDS}
+    values = {name: getattr(record, name) for name in STATIC_FIELDS}
+    if not values["opening_hours"] and record.opening_times:
+        # The structured times stay on the link; the car park's one-line text is written only when the feed gave times.
+        values["opening_hours"] = opening_hours_summary(record.opening_times)
+    return values
+
+
+def _link_values(record: CarParkRecord, tariffs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the link keeps of a record as the CPMS said it (replaced on every import)."""
+    return {
+        "names": {str(code): str(name) for code, name in record.names.items() if name},
+        "opening_times": _jsonable(list(record.opening_times)),
+        "tariffs": tariffs,
+    }
+
+
+def _tariff_entry(tariff: TariffRecord) -> dict[str, Any]:
+    """One rate table as a link stores it; its validity keeps a 2025 and a 2026 table apart."""
+    return {
+        "id": tariff.external_id,
+        "name": tariff.name,
+        "currency": tariff.currency,
+        "lines": _jsonable(list(tariff.lines)),
+        "valid_from": _iso(tariff.valid_from),
+        "valid_until": _iso(tariff.valid_until),
+    }
 
 
 def _apply_static(
-    connection: CpmsConnection, records: list[CarParkRecord], tariffs: list[TariffRecord]
+    connection: CpmsConnection,
+    records: list[CarParkRecord],
+    tariffs: list[TariffRecord],
+    groups: list[GroupRecord] = (),
 ) -> dict[str, Any]:
     now = timezone.now()
     links = {link.external_id: link for link in connection.links.select_related("carpark")}
     tariffs_by_place: dict[str, list[dict[str, Any]]] = {}
     for tariff in tariffs:
         for place_id in tariff.place_ids:
-            tariffs_by_place.setdefault(place_id, []).append(
-                {
-                    "id": tariff.external_id,
-                    "name": tariff.name,
-                    "currency": tariff.currency,
-                    "lines": list(tariff.lines),
-                }
+            tariffs_by_place.setdefault(place_id, []).append(_tariff_entry(tariff))
+    refused: list[dict[str, str]] = []
+    group_ids = {group.external_id for group in groups}
+    carpark_records = []
+    for record in records:
+        if record.external_id in group_ids:
+            # A campus or group of sites counts its members' spaces: as a car park it would count them twice.
+            refused.append(
+                {"id": record.external_id, "reason": "It is a group of car parks in the feed, so not imported as one."}
             )
+        else:
+            carpark_records.append(record)
+    records = carpark_records
     # Car parks that already carry the CPMS id (entered by hand or by the demo) are adopted, not duplicated.
     unlinked = {
         carpark.cpms_reference: carpark
@@ -272,7 +434,7 @@ def _apply_static(
         values = _record_values(record)
         link = links.get(record.external_id)
         carpark = link.carpark if link else unlinked.get(record.external_id)
-        place_tariffs = tariffs_by_place.get(record.external_id, [])
+        link_values = _link_values(record, tariffs_by_place.get(record.external_id, []))
         if carpark is None:
             new_records.append((_new_code(connection, record.external_id, taken_codes), record, values))
             continue
@@ -295,33 +457,39 @@ def _apply_static(
                     connection=connection,
                     carpark=carpark,
                     external_id=record.external_id,
-                    tariffs=place_tariffs,
                     last_static_sync_at=now,
+                    **link_values,
                 )
             )
         else:
             seen_links.append(link.pk)
-            if link.tariffs != place_tariffs:
-                link.tariffs = place_tariffs
+            link_diff = {name: value for name, value in link_values.items() if getattr(link, name) != value}
+            if link_diff:
+                for name, value in link_diff.items():
+                    setattr(link, name, value)
                 changed_links.append(link)
-                diff = diff or {"tariffs": True}
+                diff = diff or link_diff
         if diff or link is None:
             updated += 1
         else:
             unchanged += 1
-    created, refused = _carparks_create(connection, new_records, tariffs_by_place, now, new_links)
+    created, not_created = _carparks_create(connection, new_records, tariffs_by_place, now, new_links)
+    refused.extend(not_created)
     if changed_carparks:
         CarPark.objects.bulk_update(changed_carparks, sorted(changed_fields | {"updated_at"}), batch_size=500)
     if changed_links:
-        CarParkLink.objects.bulk_update(changed_links, ["tariffs"], batch_size=500)
+        CarParkLink.objects.bulk_update(changed_links, list(LINK_FIELDS), batch_size=500)
     # One statement stamps every link seen; per-row updates only where something changed.
     CarParkLink.objects.filter(pk__in=seen_links).update(last_static_sync_at=now)
     if new_links:
         CarParkLink.objects.bulk_create(new_links, batch_size=500)
+    link_ids = {external_id: link.pk for external_id, link in links.items()}
+    link_ids.update({link.external_id: link.pk for link in new_links})
+    group_count = _groups_store(connection, records, groups, link_ids)
     seen = {record.external_id for record in records}
     gone = sorted(external_id for external_id in links if external_id not in seen)
-    details: dict[str, Any] = {"records": len(records), "tariffs": len(tariffs)}
-    errors = refused[:50]
+    details: dict[str, Any] = {"records": len(records), "tariffs": len(tariffs), "groups": group_count}
+    errors = []
     if gone:
         details["missing_from_feed"] = gone[:200]
         errors.append(f"{len(gone)} linked car park(s) are no longer in the feed: {', '.join(gone[:10])}")
@@ -329,10 +497,114 @@ def _apply_static(
         "created": created,
         "updated": updated,
         "unchanged": unchanged,
-        "failed": len(refused),
+        "refused": refused,
         "details": details,
         "errors": errors,
     }
+
+
+def _groups_store(
+    connection: CpmsConnection, records: list[CarParkRecord], groups: list[GroupRecord], link_ids: dict[str, int]
+) -> int:
+    """Keep the feed's groups (campus, group of sites) as CpmsGroup rows with their member links.
+
+    Members are the group's own list plus every car park naming it as its parent; a parent the feed
+    names without describing it is kept as a plain group. Groups no longer in the feed are deleted.
+    """
+    described = {group.external_id: group for group in groups}
+    members: dict[str, set[str]] = {group.external_id: set(group.member_ids) for group in groups}
+    for record in records:
+        if record.parent_id:
+            members.setdefault(record.parent_id, set()).add(record.external_id)
+    existing = {group.external_id: group for group in connection.groups.all()}
+    kinds = set(CpmsGroup.Kind.values)
+    for external_id, member_ids in members.items():
+        record = described.get(external_id)
+        values = {
+            "kind": record.kind if record and record.kind in kinds else CpmsGroup.Kind.GROUP,
+            "name": (record.name if record else "")[:200],
+            "names": dict(record.names) if record else {},
+            "capacity": record.capacity if record else None,
+        }
+        group = existing.get(external_id)
+        if group is None:
+            group = CpmsGroup.objects.create(connection=connection, external_id=external_id, **values)
+        elif any(getattr(group, name) != value for name, value in values.items()):
+            for name, value in values.items():
+                setattr(group, name, value)
+            group.save()
+        group.links.set(sorted(link_ids[m] for m in member_ids if m in link_ids))
+    CpmsGroup.objects.filter(connection=connection).exclude(external_id__in=list(members)).delete()
+    return len(members)
+
+
+WEEKDAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# "Mo", "mon", "Monday" (any case) all name the same day.
+_DAY_ALIASES = {
+    alias: day for day, name in zip(WEEKDAYS, _DAY_NAMES, strict=True) for alias in (day.lower(), name[:3], name)
+}
+
+
+def opening_hours_summary(rows: Iterable[dict[str, Any]]) -> str:
+    """A one-line text of structured opening times, e.g. "Mo–Fr 06:00–22:00; Sa 08:00–20:00" (≤ 200 chars).
+
+    Rows are {"days": [...], "from": "HH:MM", "to": "HH:MM"} (``opens``/``closes`` and ``closed`` understood too);
+    a row this does not understand is left out of the text (the link keeps every row).
+    """
+    parts = []
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        days = _days_text(row.get("days") or row.get("day") or [])
+        if row.get("closed"):
+            hours = "closed"
+        else:
+            opens = _clock(row.get("from") or row.get("opens") or row.get("start"))
+            closes = _clock(row.get("to") or row.get("closes") or row.get("end"))
+            if not (opens and closes):
+                continue
+            around_the_clock = opens == closes == "00:00" or (opens, closes) == ("00:00", "24:00")
+            hours = "24 hours" if around_the_clock else f"{opens}–{closes}"
+        parts.append(f"{days} {hours}".strip())
+    text = "; ".join(parts)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _days_text(days: Any) -> str:
+    if isinstance(days, str):
+        days = [days]
+    named = [_DAY_ALIASES.get(str(day).strip().lower(), str(day).strip()) for day in days]
+    indexes = [WEEKDAYS.index(day) for day in named if day in WEEKDAYS]
+    if len(indexes) == len(named) == 7:
+        return "daily"
+    if len(indexes) == len(named) > 2 and indexes == list(range(indexes[0], indexes[0] + len(indexes))):
+        return f"{named[0]}–{named[-1]}"
+    return ", ".join(named)
+
+
+def _clock(value: Any) -> str:
+    if isinstance(value, time):
+        return value.strftime("%H:%M")
+    text = str(value or "").strip()
+    return text[:5] if len(text) >= 5 and text[2] == ":" else text
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, (datetime, date, time)) else (value or None)
+
+
+def _jsonable(value: Any) -> Any:
+    """Dates and times as ISO strings, tuples as lists: what a JSON field stores."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if hasattr(value, "as_tuple"):  # Decimal
+        return float(value)
+    return value
 
 
 def _carparks_create(
@@ -341,9 +613,13 @@ def _carparks_create(
     tariffs_by_place: dict[str, list[dict[str, Any]]],
     now: Any,
     new_links: list[CarParkLink],
-) -> tuple[int, list[str]]:
+) -> tuple[int, list[dict[str, str]]]:
     """Add the car parks the feed has and we do not, each through ``carpark_create`` (which emits
-    ``carpark.added`` with source ``cpms_sync`` in this transaction); a place it refuses is reported."""
+    ``carpark.added`` with source ``cpms_sync`` in this transaction); a place it refuses is reported.
+
+    ``carpark_create`` writes in a savepoint, so a place the database refuses (a value too long for
+    its column) is rolled back alone and refused like any other; the rest of the import goes on.
+    """
     from carparks.services import CarparkError, carpark_create
 
     created, refused = 0, []
@@ -356,16 +632,16 @@ def _carparks_create(
                 connection_id=connection.pk,
                 **{k: v for k, v in values.items() if v not in ("", None)},
             )
-        except CarparkError as exc:
-            refused.append(f"Place {record.external_id} not imported: {exc}")
+        except (CarparkError, ValueError, DatabaseError) as exc:
+            refused.append({"id": record.external_id, "reason": f"Not imported: {exc}"[:500]})
             continue
         new_links.append(
             CarParkLink(
                 connection=connection,
                 carpark=carpark,
                 external_id=record.external_id,
-                tariffs=tariffs_by_place.get(record.external_id, []),
                 last_static_sync_at=now,
+                **_link_values(record, tariffs_by_place.get(record.external_id, [])),
             )
         )
         created += 1
@@ -384,46 +660,60 @@ def _new_code(connection: CpmsConnection, external_id: str, taken: set[str]) -> 
 
 # --- occupancy ---------------------------------------------------------------------------------
 def sync_occupancy(*, connection: CpmsConnection, key: str = "", user: Any = None, final: bool = True) -> SyncRun:
-    """Copy how full each linked car park is; places we do not know are reported, not created."""
+    """Copy how full each linked car park is; places we do not know are refused, not created."""
     run = sync_run_begin(connection=connection, kind=SyncRun.Kind.OCCUPANCY, key=key, user=user)
-    if run.status == SyncRun.Status.SUCCEEDED:
+    if run.status in FINISHED_OK:
         return run
     adapter = _ask(run, final, connection.adapter)
     records: list[OccupancyRecord] = _ask(run, final, adapter.pull_occupancy)
-    return _write(run, final, lambda: _apply_occupancy(connection, records))
+    refused = _refused_of(records)
+    groups = list(getattr(records, "groups", ()))
+    total = len(records) + len(refused)
+    return _write(run, final, lambda: _with_refused(_apply_occupancy(connection, records, groups), refused, total))
 
 
-def _apply_occupancy(connection: CpmsConnection, records: list[OccupancyRecord]) -> dict[str, Any]:
+def _apply_occupancy(
+    connection: CpmsConnection, records: list[OccupancyRecord], groups: list[GroupRecord] = ()
+) -> dict[str, Any]:
     now = timezone.now()
     links = {link.external_id: link for link in connection.links.select_related("carpark")}
     changed_carparks: list[CarPark] = []
     seen_carparks: list[int] = []
     link_groups: dict[tuple[str, Any], list[int]] = {}
-    updated = unchanged = failed = 0
-    errors = []
+    forecast_changed: list[CarParkLink] = []
+    updated = unchanged = 0
+    refused: list[dict[str, str]] = []
     for record in records:
         link = links.get(record.external_id)
         if link is None:
-            failed += 1
-            if len(errors) < 20:
-                errors.append(f"Place {record.external_id} is not linked to a car park; run the car-park import first.")
+            refused.append(
+                {"id": record.external_id, "reason": "Not linked to a car park here; run the car-park import first."}
+            )
             continue
         carpark = link.carpark
         occupied = _occupied(record, carpark)
+        status = record.status[:30]
+        forecast = _jsonable(list(record.forecast))
+        new_forecast = forecast != link.forecast
+        if new_forecast:
+            # Expected rows are kept apart and replaced as a whole: they never become the current occupancy.
+            link.forecast = forecast
+            forecast_changed.append(link)
         if occupied is None:
-            unchanged += 1
-            continue
-        seen_carparks.append(carpark.pk)
-        observed = record.observed_at or now
-        if carpark.occupancy == occupied and link.cpms_status == record.status:
+            # No count (a site reported closed, a lot without live data): the last occupancy stays, the status changes.
+            observed = link.occupancy_observed_at
+        else:
+            seen_carparks.append(carpark.pk)
+            observed = record.observed_at or now
+        if (occupied is None or carpark.occupancy == occupied) and link.cpms_status == status and not new_forecast:
             unchanged += 1
         else:
             updated += 1
-        if carpark.occupancy != occupied:
+        if occupied is not None and carpark.occupancy != occupied:
             carpark.occupancy = occupied
             changed_carparks.append(carpark)
-        if (link.cpms_status, link.occupancy_observed_at) != (record.status, observed):
-            link_groups.setdefault((record.status, observed), []).append(link.pk)
+        if (link.cpms_status, link.occupancy_observed_at) != (status, observed):
+            link_groups.setdefault((status, observed), []).append(link.pk)
     # Feeds stamp a whole document at once, so links fall into few (status, time) groups:
     # a handful of UPDATE statements instead of one per car park.
     CarPark.objects.bulk_update(changed_carparks, ["occupancy"], batch_size=1000)
@@ -437,32 +727,57 @@ def _apply_occupancy(connection: CpmsConnection, records: list[OccupancyRecord])
         for link in changed:
             link.cpms_status, link.occupancy_observed_at = by_pk[link.pk]
         CarParkLink.objects.bulk_update(changed, ["cpms_status", "occupancy_observed_at"], batch_size=1000)
-    if failed > len(errors):
-        errors.append(f"… and {failed - len(errors)} more unknown place(s).")
-    return {
-        "updated": updated,
-        "unchanged": unchanged,
-        "failed": failed,
-        "errors": errors,
-        "details": {"records": len(records)},
-    }
+    if forecast_changed:
+        CarParkLink.objects.bulk_update(forecast_changed, ["forecast"], batch_size=1000)
+    details: dict[str, Any] = {"records": len(records)}
+    if groups:
+        details["groups"] = _group_occupancy_store(connection, groups)
+    return {"updated": updated, "unchanged": unchanged, "refused": refused, "details": details}
+
+
+def _group_occupancy_store(connection: CpmsConnection, groups: list[GroupRecord]) -> int:
+    """A group's own occupancy and status, when the feed gives them; groups not imported yet are skipped."""
+    stored = {group.external_id: group for group in connection.groups.all()}
+    changed = []
+    for record in groups:
+        group = stored.get(record.external_id)
+        if group is None:
+            continue
+        occupancy = group.occupancy if record.occupied is None else max(record.occupied, 0)
+        if (group.occupancy, group.status) != (occupancy, record.status):
+            group.occupancy, group.status = occupancy, record.status[:30]
+            changed.append(group)
+    CpmsGroup.objects.bulk_update(changed, ["occupancy", "status"])
+    return sum(1 for record in groups if record.external_id in stored)
 
 
 def _occupied(record: OccupancyRecord, carpark: CarPark) -> int | None:
+    """Occupied spaces from a count, from vacant spaces, or from a percentage of the car park's capacity."""
     if record.occupied is not None:
         return max(record.occupied, 0)
     capacity = record.capacity if record.capacity is not None else carpark.capacity
     if record.vacant is not None and capacity:
         return max(capacity - record.vacant, 0)
+    if record.percent is not None:
+        capacity = carpark.capacity or record.capacity
+        if capacity:
+            return max(math.floor(capacity * record.percent / 100 + 0.5), 0)
     return None
 
 
 # --- credentials -------------------------------------------------------------------------------
 def sync_runs_prune(*, now: Any = None) -> int:
-    """Delete successful occupancy and test runs older than the retention; failures stay."""
+    """Delete successful occupancy and test runs older than the retention; failures and incidents stay.
+
+    A partly succeeded run below the refusal threshold is routine too (a feed with one lasting bad record
+    would otherwise keep every five-minute run forever); one that raised an incident stays.
+    """
     cutoff = (now or timezone.now()) - ROUTINE_RUN_RETENTION
     deleted, _ = SyncRun.objects.filter(
-        kind__in=[SyncRun.Kind.OCCUPANCY, SyncRun.Kind.TEST], status=SyncRun.Status.SUCCEEDED, started_at__lt=cutoff
+        kind__in=[SyncRun.Kind.OCCUPANCY, SyncRun.Kind.TEST],
+        status__in=FINISHED_OK,
+        incident=False,
+        started_at__lt=cutoff,
     ).delete()
     return deleted
 

@@ -20,6 +20,7 @@ from .models import CpmsConnection, SyncRun
 VIEW_ROLES = (ADMINISTRATOR, SUPERVISOR, MANAGER)
 # The CPMS panel is part of the car-park page, so it answers the roles that see car parks (carparks.views).
 PANEL_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE, FINANCE, MANAGER)
+REFUSED_PER_PAGE = 50
 SYNC_TASKS = {
     "static": tasks.sync_static_task,
     "occupancy": tasks.sync_occupancy_task,
@@ -157,10 +158,18 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     scope = selectors.carpark_scope(request.user)
     if run.carpark_id and scope is not None and run.carpark_id not in scope:
         raise Http404
+    # The records the feed had that were not stored, 50 a page (a run lists up to 1,000 of them).
+    refused = Paginator(run.refused if isinstance(run.refused, list) else [], REFUSED_PER_PAGE)
     return render(
         request,
         "connect/run_detail.html",
-        {"run": run, "connection": connection, "differences": selectors.differences_for(request.user, run)},
+        {
+            "run": run,
+            "connection": connection,
+            "differences": selectors.differences_for(request.user, run),
+            "refused": refused.get_page(request.GET.get("refused")),
+            "refused_total": (run.details or {}).get("refused_total", len(run.refused or [])),
+        },
     )
 
 

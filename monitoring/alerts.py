@@ -81,23 +81,29 @@ def _cpms_sync_failed(rule: AlertRule, now: Any) -> list[Condition]:
     if sync_run is None:
         return []
     conditions = []
-    finished = sync_run.objects.filter(status__in=["succeeded", "failed"]).exclude(kind="test")
+    # A partly succeeded run is finished too: below the connection's refusal threshold it clears the alert,
+    # above it (an incident) it raises one.
+    finished = sync_run.objects.filter(status__in=["succeeded", "partly", "failed"]).exclude(kind="test")
     pairs = finished.values_list("connection_id", "kind").order_by().distinct()
     for connection_id, kind in sorted(pairs):
         last = finished.filter(connection_id=connection_id, kind=kind).select_related("connection")
         last = last.order_by("-started_at", "-id").first()
-        if last is None or last.status != "failed":
+        if last is None or not (last.status == "failed" or (last.status == "partly" and last.incident)):
             continue
-        error = (last.errors or ["no error message"])[-1]
         when = timezone.localtime(last.finished_at or last.started_at)
-        conditions.append(
-            Condition(
-                key=f"connection:{connection_id}:{kind}",
-                message=f"The {last.get_kind_display().lower()} sync with {last.connection.name} failed at "
-                f"{when:%d %b %H:%M}: {error}",
-                value=1,
+        what = f"The {last.get_kind_display().lower()} sync with {last.connection.name}"
+        if last.status == "partly":
+            details = last.details if isinstance(last.details, dict) else {}
+            refused = details.get("refused_total", len(last.refused or []))
+            message = (
+                f"{what} refused {refused} record{'s' if refused != 1 else ''} of the feed at {when:%d %b %H:%M} "
+                f"({details.get('refused_percent', '?')} %, alert above "
+                f"{last.connection.refused_alert_percent} %)."
             )
-        )
+        else:
+            error = (last.errors or ["no error message"])[-1]
+            message = f"{what} failed at {when:%d %b %H:%M}: {error}"
+        conditions.append(Condition(key=f"connection:{connection_id}:{kind}", message=message, value=1))
     return conditions
 
 

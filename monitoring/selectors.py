@@ -268,7 +268,9 @@ def cpms_figures(day_from: date, day_to: date) -> dict[str, Any]:
         .values("connection_id", "connection__name")
         .annotate(
             total=Count("id"),
-            succeeded=Count("id", filter=Q(status="succeeded")),
+            # A partly succeeded run stored every valid record: a success that also refused some.
+            succeeded=Count("id", filter=Q(status__in=["succeeded", "partly"])),
+            partly=Count("id", filter=Q(status="partly")),
             failed=Count("id", filter=Q(status="failed")),
             retrying=Count("id", filter=Q(status="retrying")),
         )

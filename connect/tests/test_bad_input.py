@@ -297,7 +297,6 @@ def test_test_connection_answers_200_when_the_adapter_itself_breaks(bad_server, 
     assert run.finished_at is not None
 
 
-@pytest.mark.xfail(reason="services._ask records only CpmsError; the hardening against other errors is pending (H1)")
 def test_a_sync_whose_adapter_breaks_unexpectedly_does_not_stay_running(bad_server):
     connection = _connection(bad_server, "parkapi", "good")
     CpmsConnection.objects.filter(pk=connection.pk).update(options=["not", "an", "object"])

@@ -75,8 +75,11 @@ def test_occupancy_of_an_unknown_place_is_reported_not_created(sim, connection):
 
     run = services.sync_occupancy(connection=connection)
 
-    assert run.status == "succeeded" and run.failed == 1
-    assert "SIM-9999 is not linked" in run.errors[0]
+    # Refused, not failed: the five linked car parks are updated, the unknown place is listed on the run.
+    assert (run.status, run.updated, run.failed) == ("partly", 5, 1)
+    assert run.refused == [
+        {"id": "SIM-9999", "reason": "Not linked to a car park here; run the car-park import first."}
+    ]
     assert CarPark.objects.count() == 5
 
 
