@@ -280,11 +280,14 @@ def test_an_expired_token_is_replaced_without_a_failed_run(strict, oauth, one_sp
     services.credentials_push(contract=contract)
     time.sleep(2.2)
     Credential.objects.filter(contract=contract).update(identifier="MXY999")
+    served = strict.control("GET", "state")["requests_served"]
 
     run = services.credentials_push(contract=contract)
 
     assert (run.status, run.attempts, run.errors) == ("succeeded", 1, [])
     assert tokens(strict)["issued"] == 2
+    requests_made = strict.control("GET", "state")["requests_served"] - served
+    assert requests_made == 4, "specs, GET, PUT, GET with the new token: the expired one was not even tried (no 401)"
 
 
 def test_a_token_the_cpms_refuses_is_refreshed_once_and_the_request_retried(strict, oauth, one_spec_carpark):

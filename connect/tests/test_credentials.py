@@ -21,10 +21,14 @@ def carpark(sim, connection) -> CarPark:
     return CarPark.objects.get(cpms_reference="SIM-0001")
 
 
-def published_ids(sim, place_id: str) -> list[str]:
-    """The ids of the RightSpecifications the simulator publishes for a place (the CPMS chooses them)."""
+def published(sim, place_id: str) -> list[dict]:
+    """The RightSpecifications the simulator publishes for a place (the CPMS chooses ids and versions)."""
     body = requests.get(f"{sim.url}/rights/specs", params={"place": place_id}, timeout=5).json()
-    return [spec["id"] for spec in body["data"] if place_id in [ref["id"] for ref in spec["hierarchyElements"]]]
+    return [spec for spec in body["data"] if place_id in [ref["id"] for ref in spec["hierarchyElements"]]]
+
+
+def published_ids(sim, place_id: str) -> list[str]:
+    return [spec["id"] for spec in published(sim, place_id)]
 
 
 def terminate(contract: Contract) -> Contract:
@@ -114,7 +118,7 @@ def test_reconciliation_finds_a_missing_and_an_extra_credential(sim, connection,
         "id": "cpms-local-77",
         "version": 1,
         "rightHolder": {"credentials": [{"type": "licensePlate", "identifier": {"id": "BOX999", "className": "X"}}]},
-        "rightSpecification": {"id": published_ids(sim, "SIM-0001")[0], "version": 1},
+        "rightSpecification": {key: published(sim, "SIM-0001")[0][key] for key in ("id", "version")},
     }
 
     assert requests.put(f"{sim.url}/rights/assigned/cpms-local-77", json=stranger, timeout=5).status_code == 201
@@ -147,9 +151,12 @@ def test_a_contract_moved_to_another_carpark_is_revoked_at_the_old_one(sim, carp
     old = contract.credentials.get()
     other = CarPark.objects.get(cpms_reference="SIM-0002")
     product = contract.product.__class__.objects.create(carpark=other, name="Season", monthly_price="80.00", quota=5)
-    premium = published_ids(sim, "SIM-0002")[-1]  # SIM-0002 publishes two: the product is mapped to one
+    premium = published(sim, "SIM-0002")[-1]  # SIM-0002 publishes two: the product is mapped to one
     ProductRightMapping.objects.create(
-        connection=carpark.cpms_link.connection, product=product, right_specification_id=premium
+        connection=carpark.cpms_link.connection,
+        product=product,
+        right_specification_id=premium["id"],
+        right_specification_version=premium["version"],
     )
     Contract.objects.filter(pk=contract.pk).update(product=product)
     Credential.objects.filter(pk=old.pk).update(is_active=False)
@@ -161,7 +168,7 @@ def test_a_contract_moved_to_another_carpark_is_revoked_at_the_old_one(sim, carp
 
     assert sim.rights() == [f"phq-credential-{new.pk}"]
     assert run.carpark == other
-    assert sim.right(f"phq-credential-{new.pk}")["rightSpecification"]["id"] == premium
+    assert sim.right(f"phq-credential-{new.pk}")["rightSpecification"]["id"] == premium["id"]
 
 
 def test_revoking_clears_the_synced_stamp(sim, carpark):
