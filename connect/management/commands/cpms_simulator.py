@@ -32,9 +32,9 @@ class Command(BaseCommand):
             "--require-token", action="store_true", help="APDS endpoints need a token issued at /auth (or --token)."
         )
         parser.add_argument(
-            "--strict-rights",
+            "--lenient-rights",
             action="store_true",
-            help="Refuse assigned rights that refer to unpublished RightSpecifications or resend a stored version.",
+            help="Accept assigned rights that refer to unpublished <place>-season specs or resend a stored version.",
         )
         parser.add_argument(
             "--from-database",
@@ -55,7 +55,7 @@ class Command(BaseCommand):
             carparks=options["carparks"],
             seed=options["seed"],
             token=options["token"],
-            strict_rights=options["strict_rights"],
+            strict_rights=not options["lenient_rights"],
         )
         clients = dict(client.partition(":")[::2] for client in options["client"])
         state.auth = Auth(lifetime=options["token_lifetime"], clients=clients, require=options["require_token"])
