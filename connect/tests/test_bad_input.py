@@ -307,4 +307,5 @@ def test_a_sync_whose_adapter_breaks_unexpectedly_does_not_stay_running(bad_serv
 
     run = SyncRun.objects.get(connection=connection)
     assert run.status == SyncRun.Status.FAILED
-    assert run.errors
+    assert run.finished_at is not None
+    assert "failed unexpectedly" in run.errors[-1]
