@@ -357,9 +357,16 @@ def sync_static(*, connection: CpmsConnection, key: str = "", user: Any = None, 
     # Refused rate tables are listed with the places; the share that alerts counts both.
     refused = [*_refused_of(records), *_refused_of(tariffs)]
     total = len(records) + len(tariffs) + len(refused)
-    return _write(
-        run, final, lambda: _with_refused(_apply_static(connection, records, tariffs, groups), refused, total)
-    )
+    not_offered = dict(getattr(adapter, "not_offered", {}) or {})
+
+    def apply() -> dict[str, Any]:
+        result = _with_refused(_apply_static(connection, records, tariffs, groups), refused, total)
+        if not_offered:
+            # Optional endpoints the CPMS does not implement (APDS rates, right specifications): not an error.
+            result["details"] = {**result.get("details", {}), "not_offered": not_offered}
+        return result
+
+    return _write(run, final, apply)
 
 
 def _record_values(record: CarParkRecord) -> dict[str, Any]:

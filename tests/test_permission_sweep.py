@@ -105,6 +105,7 @@ POLICY: dict[str, set[str]] = {
     "/connect/": {A, S, M},
     "/connect/new/": {A},
     "/connect/<pk>/edit/": {A},
+    "/connect/<pk>/rights/": {A},  # the product → RightSpecification mapping
     "/connect/<pk>/sync/": {A, S},
     "/connect/carparks/<pk>/cpms/": VIEWERS,  # the CPMS panel of the car-park page
     "/connect/carparks/<pk>/cpms/refresh/": {A, S, M},
@@ -239,6 +240,7 @@ OBJECTS: dict[str, Obj] = {
     # connect
     "connect:connection-detail": Obj(_pk("connection"), CPMS_SEE_ALL),
     "connect:connection-edit": Obj(_pk("connection")),  # Administrators only
+    "connect:connection-right-mappings": Obj(_pk("connection")),  # Administrators only
     "connect:connection-test": Obj(_pk("connection"), CPMS_SEE_ALL),
     "connect:connection-sync": Obj(_pk("connection"), choices=(("kind", "static"),)),  # see-all roles only
     "connect:run-detail": Obj(_pk("sync_run"), CPMS_SEE_ALL),

@@ -213,6 +213,8 @@ class CpmsAdapter(abc.ABC):
     spec_version: str = ""
     supports_push: bool = False
     supports_tariffs: bool = False
+    # Templates read class attributes (spec_version) off ``connection.adapter_class``: never instantiate it.
+    do_not_call_in_templates = True
 
     def __init__(self, *, base_url: str, secret: str = "", timeout: float = 10.0, options: dict | None = None):
         self.base_url = base_url.rstrip("/")

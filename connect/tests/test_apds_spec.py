@@ -408,6 +408,19 @@ def test_areas_case_a_places_only_server_imports_with_summed_areas(apds) -> None
 
 
 @pytest.mark.django_db
+def test_rates_not_offered_are_shown_on_the_run_not_as_an_error(apds, client, make_user, login) -> None:
+    connection = connection_for(apds("areas"), code="pr")
+
+    static = services.sync_static(connection=connection)
+
+    assert static.status == "succeeded" and static.errors == []
+    assert "HTTP 404" in static.details["not_offered"]["rates"]
+    login(client, make_user("cpms-admin", "Administrator"))
+    page = client.get(f"/connect/runs/{static.pk}/").content.decode()
+    assert "Not offered by this CPMS" in page and "HTTP 404" in page
+
+
+@pytest.mark.django_db
 def test_levels_case_stores_the_occupancy_level_as_status(apds) -> None:
     connection = connection_for(apds("levels", statuses={"/rates": 501, "/rights/specs": 501}), code="lv")
 

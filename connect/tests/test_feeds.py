@@ -10,7 +10,7 @@ from carparks.models import CarPark
 from connect import services
 from connect.adapters import CpmsMalformed
 from connect.adapters.datex2 import parse_document, parse_parking_table
-from connect.models import CpmsConnection
+from connect.models import CarParkLink, CpmsConnection
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +44,8 @@ def test_a_datex2_parking_table_imports(datex):
 
     assert (run.status, run.created) == ("succeeded", 3)
     altmarkt = CarPark.objects.get(cpms_reference="PH-ALTMARKT")
-    assert altmarkt.name == "Altmarkt multi-storey car park"
+    # The feed names it in German and English: the car park's local language comes first.
+    assert altmarkt.name == "Parkhaus Altmarkt"
     assert altmarkt.capacity == 420
     assert (altmarkt.street, altmarkt.postcode, altmarkt.city, altmarkt.country) == (
         "Wilsdruffer Straße 10",
@@ -81,19 +82,18 @@ def test_a_parkapi_city_document_imports_with_occupancy(parkapi):
 
     assert static.created == 4
     lot = CarPark.objects.get(cpms_reference="musterstadtaltmarkt")
-    assert (lot.name, lot.capacity, lot.street, lot.city) == (
-        "Altmarkt",
-        400,
-        "Wilsdruffer Straße 10",
-        "Innere Altstadt",
-    )
+    # "region" groups lots within the city; it is not the city (the document names none).
+    assert (lot.name, lot.capacity, lot.street, lot.city) == ("Altmarkt", 400, "Wilsdruffer Straße 10", "")
     assert (lot.latitude, lot.longitude) == (Decimal("51.050310"), Decimal("13.737540"))
     values = dict(CarPark.objects.values_list("cpms_reference", "occupancy"))
     assert values["musterstadtaltmarkt"] == 165
     assert values["musterstadtfrauenkircheneumarkt"] == 120
-    assert values["musterstadthauptbahnhofnord"] == 0
+    assert values["musterstadthauptbahnhofnord"] is None  # "closed" is a status, not 0 cars
     assert values["musterstadtbautznerstrasse"] is None  # "nodata" tells nothing
-    assert (occupancy.updated, occupancy.unchanged) == (3, 1)
+    # The closed and the nodata lot keep no count but their status is stored: four links updated.
+    assert (occupancy.updated, occupancy.unchanged) == (4, 0)
+    statuses = dict(CarParkLink.objects.values_list("external_id", "cpms_status"))
+    assert (statuses["musterstadthauptbahnhofnord"], statuses["musterstadtbautznerstrasse"]) == ("closed", "nodata")
 
 
 def test_pull_only_feeds_refuse_credential_pushes(parkapi):
@@ -110,9 +110,14 @@ def test_xml_with_entity_expansion_is_refused():
         parse_document(bomb, "test")
 
 
-def test_a_table_with_an_unreadable_capacity_is_rejected_whole(datex):
+def test_a_record_with_an_unreadable_capacity_is_refused_alone(datex):
     text = (services.__file__.rsplit("/", 1)[0] + "/tests/data/datex2-parking-table.xml").replace("\\", "/")
     with open(text, "rb") as handle:
         broken = handle.read().replace(b"<parkingNumberOfSpaces>185<", b"<parkingNumberOfSpaces>many<")
-    with pytest.raises(CpmsMalformed, match="TG-SCHLOSS parkingNumberOfSpaces"):
-        parse_parking_table(parse_document(broken, "test"))
+
+    records = parse_parking_table(parse_document(broken, "test"))
+
+    assert [record.external_id for record in records] == ["PH-ALTMARKT", "PR-NORD"]
+    [refused] = records.refused
+    assert refused.external_id == "TG-SCHLOSS"
+    assert "TG-SCHLOSS parkingNumberOfSpaces: expected a whole number, got 'many'" in refused.reason

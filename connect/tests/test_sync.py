@@ -108,7 +108,7 @@ def test_broken_answers_retry_then_raise_an_incident_and_change_nothing(sim, con
         run = SyncRun.objects.filter(connection=connection, kind=kind).latest("started_at")
         assert (run.status, run.incident, run.attempts) == ("failed", True, 4)
         assert len(run.errors) == 4
-        expected = {"slow": "timed out", "error": "HTTP 500", "malformed": "did not answer with JSON"}[mode]
+        expected = {"slow": "timed out", "error": "HTTP 500", "malformed": "JSON that ends early"}[mode]
         assert expected in run.errors[0]
     connection.refresh_from_db()
     assert connection.status == "failing"
