@@ -33,6 +33,7 @@ from typing import Any
 
 from .apds_rights import ApdsRightsMixin
 from .base import (
+    DAYS,
     DEFAULT_LANGUAGES,
     CarParkRecord,
     CpmsAdapter,
@@ -65,15 +66,6 @@ FORECAST = "expected"
 # HTTP answers meaning "this server does not implement the endpoint" (the optional APDS domains).
 NOT_OFFERED_STATUSES = {404, 405, 501}
 STATIC_EXPAND = "streetAddress,pointLocation,characteristics,contacts,openingTimes,occupancy"
-DAYS = {
-    "monday": "Mo",
-    "tuesday": "Tu",
-    "wednesday": "We",
-    "thursday": "Th",
-    "friday": "Fr",
-    "saturday": "Sa",
-    "sunday": "Su",
-}
 WEEK = tuple(DAYS.values())
 
 

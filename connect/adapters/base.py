@@ -456,6 +456,16 @@ def _size(number: int) -> str:
 # --- validation helpers shared by the adapters -------------------------------------------
 DEFAULT_TIME_ZONE = "Europe/Berlin"
 DEFAULT_LANGUAGES = ("de", "en")
+# Day names as APDS (DayEnum) and DATEX II (DayEnum) write them → opening-hours abbreviations.
+DAYS = {
+    "monday": "Mo",
+    "tuesday": "Tu",
+    "wednesday": "We",
+    "thursday": "Th",
+    "friday": "Fr",
+    "saturday": "Sa",
+    "sunday": "Su",
+}
 MAX_CAPACITY = 100_000
 MAX_ID_LENGTH = 100
 # Control characters and line/paragraph separators never belong in an id (they break logs, CSV

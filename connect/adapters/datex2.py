@@ -43,6 +43,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from .base import (
+    DAYS,
     CarParkRecord,
     CpmsAdapter,
     CpmsMalformed,
@@ -65,15 +66,6 @@ GROUP_TYPE = "GroupOfParkingSites"
 GROUP_STATUS_TYPE = "GroupOfParkingSitesStatus"
 # OpeningStatusEnum values that mean the site cannot be entered now.
 CLOSED_OPENING_STATUSES = {"closed", "closedAbnormal"}
-DAYS = {
-    "monday": "Mo",
-    "tuesday": "Tu",
-    "wednesday": "We",
-    "thursday": "Th",
-    "friday": "Fr",
-    "saturday": "Sa",
-    "sunday": "Su",
-}
 ALL_DAYS = list(DAYS.values())
 
 

@@ -25,6 +25,15 @@ connection.timeout_seconds = 20.0
 connection.set_secret("fault-token")
 connection.save()
 CarParkLink.objects.update_or_create(carpark=carpark, defaults={{"connection": connection, "external_id": "fault-cp"}})
+# As an admin does on the mapping page: the car park's products get the CPMS's standard season right.
+from connect.models import ProductRightMapping
+[spec] = [s for s in connection.adapter().list_right_specifications("fault-cp") if "Standard" in s.names.get("de", "")]
+for product in carpark.products.all():
+    ProductRightMapping.objects.update_or_create(
+        connection=connection,
+        product=product,
+        defaults={{"right_specification_id": spec.id, "right_specification_version": spec.version}},
+    )
 print("ok")
 """
 
