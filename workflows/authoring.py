@@ -17,7 +17,17 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from workflows.bpmn import BpmnError, BpmnImport, bpmn_to_definition, definition_to_bpmn, layout_of, xml_text
+from workflows.bpmn import (
+    BPMN,
+    PHQ,
+    BpmnError,
+    BpmnImport,
+    bpmn_to_definition,
+    definition_to_bpmn,
+    layout_of,
+    parse_xml,
+    xml_text,
+)
 from workflows.compiler import compile_spec
 from workflows.errors import DefinitionInvalid, DefinitionNotFound, WorkflowError
 from workflows.models import WorkflowDefinition, WorkflowVersion
@@ -55,6 +65,112 @@ def validate_spec(spec: dict[str, Any]) -> list[dict[str, str]]:
     except DefinitionInvalid as exc:
         return problems_from_errors(exc.errors)
     return []
+
+
+def _is_error(problem: dict[str, str]) -> bool:
+    return problem.get("severity", "error") == "error"
+
+
+# -- checking a diagram as drawn (drafts, live lint) ------------------------------------------------
+@dataclass
+class DraftCheck:
+    """What the editor shows for a diagram: ``errors`` stop publishing, ``warnings`` do not.
+
+    ``spec`` is None when the reader refuses the diagram (an unfinished drawing): such a diagram is still
+    saved as a draft, and the reader's reasons are its errors.
+    """
+
+    spec: dict[str, Any] | None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    reader_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[dict[str, str]]:
+        return [*self.errors, *self.warnings]
+
+
+def _process_of(root: Any) -> Any:
+    processes = root.findall(f"{{{BPMN}}}process")
+    executable = [p for p in processes if (p.get("isExecutable") or "").strip().lower() in {"true", "1", "yes"}]
+    return executable[0] if len(executable) == 1 else (processes[0] if processes else None)
+
+
+def _local_name(element: Any) -> str:
+    tag = element.tag if isinstance(element.tag, str) else ""
+    return tag.rsplit("}", 1)[-1]
+
+
+def check_draft_xml(xml: str | bytes, *, key: str | None = None) -> DraftCheck:
+    """Read and validate a diagram the way publishing does, without refusing an unfinished one.
+
+    Raises BpmnError only when the text is no BPMN diagram at all (not XML, no <definitions>, no process):
+    then there is nothing the editor could show again.
+    """
+    root = parse_xml(xml)
+    process = _process_of(root) if root.tag == f"{{{BPMN}}}definitions" else None
+    try:
+        result = bpmn_to_definition(xml, key=key)
+    except BpmnError as exc:
+        if process is None:
+            raise
+        check = DraftCheck(None, problems_from_bpmn(exc))
+        check.errors += _unread_errors(process, check.errors)
+    else:
+        problems = validate_spec(result.spec)
+        check = DraftCheck(
+            result.spec,
+            [p for p in problems if _is_error(p)],
+            [p for p in problems if not _is_error(p)],
+            reader_warnings=result.warnings,
+        )
+    if process is not None:
+        check.warnings += _lint(process)
+        names = {e.get("id"): e.get("name") or "" for e in process.iter() if e.get("id")}
+        for problem in check.problems:
+            if not problem.get("element_name") and problem.get("element_id"):
+                problem["element_name"] = names.get(problem["element_id"], "")
+    for problem in check.errors:
+        problem["severity"] = "error"
+    return check
+
+
+def _unread_errors(process: Any, found: list[dict[str, str]]) -> list[dict[str, str]]:
+    """What the engine would refuse that the reader does not look at, when the reader stopped first (the
+    engine validates a readable diagram only): a user task without a role."""
+    errors = []
+    for node in process:
+        if _local_name(node) == "userTask" and not (node.get(f"{{{PHQ}}}role") or "").strip():
+            element_id = node.get("id", "")
+            if not any(p["element_id"] == element_id and "role" in p["message"] for p in found):
+                message = "a user task needs a role: choose who does it"
+                errors.append({"element_id": element_id, "element_name": node.get("name", ""), "message": message})
+    return errors
+
+
+def _lint(process: Any) -> list[dict[str, str]]:
+    """Warnings: what runs but reads badly or never becomes overdue (publishing does not stop on them)."""
+    warnings: list[dict[str, str]] = []
+
+    def warn(node: Any, message: str) -> None:
+        item = {"element_id": node.get("id", ""), "element_name": node.get("name", ""), "message": message}
+        warnings.append({**item, "severity": "warning"})
+
+    flows = process.findall(f"{{{BPMN}}}sequenceFlow")
+    due_timers = set()
+    for node in process:
+        if _local_name(node) != "boundaryEvent" or node.get(f"{{{PHQ}}}escalateTo"):
+            continue
+        has_timer = node.find(f"{{{BPMN}}}timerEventDefinition") is not None
+        if has_timer and not any(f.get("sourceRef") == node.get("id") for f in flows):
+            due_timers.add(node.get("attachedToRef", ""))
+    for node in process:
+        kind = _local_name(node)
+        if kind in {"userTask", "serviceTask", "callActivity"} and not (node.get("name") or "").strip():
+            warn(node, "the task has no name: people see its id instead")
+        if kind == "userTask" and not node.get(f"{{{PHQ}}}dueIn") and node.get("id") not in due_timers:
+            warn(node, "the user task has no due time: it never becomes overdue or escalates")
+    return warnings
 
 
 @dataclass
@@ -142,12 +258,19 @@ def _over_long_fields(spec: dict[str, Any]) -> list[dict[str, str]]:
     return problems
 
 
-def draft_save_bpmn(*, xml: str | bytes, key: str | None = None, user: Any = None, comment: str = "") -> SaveResult:
+def draft_save_bpmn(
+    *, xml: str | bytes, key: str | None = None, user: Any = None, comment: str = "", keep_refused: bool = False
+) -> SaveResult:
     """Read a BPMN file and save it as the draft. A refused file raises BpmnError and changes nothing.
 
     The file may be in any encoding XML allows (UTF-16 from Windows tools, ISO-8859-1); it is stored
     as text whose declaration says UTF-8, the encoding it is exported in.
+
+    With ``keep_refused`` (the editor's Save) a diagram the reader refuses is saved all the same, as drawn:
+    see :func:`draft_save_drawing`.
     """
+    if keep_refused:
+        return draft_save_drawing(xml=xml, key=key, user=user, comment=comment)
     result = bpmn_to_definition(xml, key=key)
     text = xml_text(xml)
     saved = draft_save(spec=result.spec, bpmn_xml=text, user=user, comment=comment)
@@ -155,9 +278,54 @@ def draft_save_bpmn(*, xml: str | bytes, key: str | None = None, user: Any = Non
     return saved
 
 
+def draft_save_drawing(*, xml: str | bytes, key: str | None = None, user: Any = None, comment: str = "") -> SaveResult:
+    """Save a diagram as the draft whatever its errors, so no work is lost; only publishing is a gate.
+
+    A diagram the reader refuses (a task without an outgoing flow, an unnamed branch…) is stored as drawn
+    (``bpmn_xml``) with a definition without steps: it can never be published or run, and publishing names
+    the reader's reasons (:func:`draft_publish`). ``problems`` holds the errors (publishing refuses them) and
+    the warnings (``severity``). Raises BpmnError only for text that is no BPMN diagram at all.
+    """
+    check = check_draft_xml(xml, key=key)
+    text = xml_text(xml)
+    spec = check.spec if check.spec is not None else _unread_spec(parse_xml(xml), key)
+    if not spec.get("key"):
+        raise BpmnError("The process has no id; pass a key for it.")
+    saved = draft_save(spec=spec, bpmn_xml=text, user=user, comment=comment)
+    if saved.version is not None or check.spec is None:
+        saved.problems = check.problems  # the reader's reasons name the element, e.g. an over-long process name
+    saved.warnings = check.reader_warnings
+    return saved
+
+
+def _unread_spec(root: Any, key: str | None) -> dict[str, Any]:
+    """The definition stored for a diagram the reader refuses: its key and name, no steps (never runs)."""
+    process = _process_of(root)
+    spec: dict[str, Any] = {"key": key or process.get("id", ""), "steps": []}
+    for name, value in (("name", process.get("name")), ("category", process.get(f"{{{PHQ}}}category"))):
+        if value and value.strip():
+            spec[name] = value.strip()
+    return spec
+
+
+def draft_problems(version: WorkflowVersion) -> list[dict[str, str]]:
+    """The errors and warnings of a saved version as the editor marks them, read from its diagram."""
+    if version.bpmn_xml:
+        try:
+            return check_draft_xml(version.bpmn_xml, key=version.definition.key).problems
+        except BpmnError as exc:
+            return [{**p, "severity": "error"} for p in problems_from_bpmn(exc)]
+    return [{**p, "severity": p.get("severity", "error")} for p in validate_spec(version.spec)]
+
+
 def draft_publish(*, version: WorkflowVersion, user: Any = None) -> SaveResult:
     """Publish a draft when it is valid; otherwise return the problems and leave everything as it was."""
     problems = validate_spec(version.spec)
+    if problems and not version.spec.get("steps") and version.bpmn_xml:
+        try:  # a diagram saved as drawn: the reader's reasons, on their elements
+            bpmn_to_definition(version.bpmn_xml, key=version.definition.key)
+        except BpmnError as exc:
+            problems = problems_from_bpmn(exc)
     if problems:
         return SaveResult(version, problems)
     if not version.graph:
@@ -255,7 +423,8 @@ def version_bpmn(version: WorkflowVersion) -> str:
             if _same_graph(bpmn_to_definition(version.bpmn_xml).spec, version.spec):
                 return version.bpmn_xml
         except BpmnError:
-            pass
+            if version.state == WorkflowVersion.State.DRAFT:
+                return version.bpmn_xml  # a draft saved as drawn, before it could be read
     return definition_to_bpmn(version.spec, layout=layout_of(version.bpmn_xml))
 
 

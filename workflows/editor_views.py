@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from csp.decorators import csp_update
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
@@ -163,7 +164,7 @@ def _editor_config(
     from workflows.events import catalogue_for_editor
     from workflows.starting import START_RULE
 
-    problems = authoring.validate_spec(version.spec) if version is not None and mode == "edit" else []
+    problems = authoring.draft_problems(version) if version is not None and mode == "edit" else []
     return {
         "mode": mode,
         "key": key,
@@ -184,6 +185,10 @@ def _editor_config(
         ],
         "definitions": list(WorkflowDefinition.objects.exclude(pk=definition.pk).values_list("key", flat=True)),
         "problems": problems,
+        "draft": version.number if version is not None and version.state == WorkflowVersion.State.DRAFT else None,
+        # Live lint after a pause in drawing, autosave after a longer one (milliseconds).
+        "lint_ms": getattr(settings, "WORKFLOW_EDITOR_LINT_MS", 600),
+        "autosave_ms": getattr(settings, "WORKFLOW_EDITOR_AUTOSAVE_MS", 20000),
     }
 
 
@@ -244,52 +249,101 @@ def _read_posted(request: HttpRequest, key: str) -> tuple[dict[str, Any] | None,
     return {"spec": result.spec, "warnings": result.warnings, "comment": str(body.get("comment") or "")}, xml, None
 
 
+def _posted_xml(request: HttpRequest) -> tuple[dict[str, Any], str, JsonResponse | None]:
+    body = _json_body(request)
+    refusal = _nul_refusal(body)
+    if refusal is not None:
+        return body, "", refusal
+    xml = body.get("xml")
+    if not isinstance(xml, str) or not xml.strip():
+        return body, "", JsonResponse({"ok": False, "message": "No diagram was sent.", "errors": []}, status=400)
+    return body, xml, None
+
+
+def _not_a_diagram(exc: BpmnError) -> JsonResponse:
+    """Text that is no BPMN diagram at all (nothing could show it again): refused, nothing saved."""
+    errors = [{**p, "severity": "error"} for p in authoring.problems_from_bpmn(exc)]
+    message = f"Not saved: this is not a BPMN diagram the editor can keep ({exc.summary})."
+    return JsonResponse({"ok": False, "refused": True, "message": message, "errors": errors, "problems": errors})
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _counts(problems: list[dict[str, str]]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    errors = [p for p in problems if p.get("severity", "error") == "error"]
+    return errors, [p for p in problems if p.get("severity", "error") != "error"]
+
+
+def _save_answer(saved: authoring.SaveResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    errors, warnings = _counts(saved.problems)
+    version = saved.version
+    return {
+        "ok": version is not None,
+        "saved": version is not None,
+        "valid": version is not None and not errors,
+        "errors": errors,
+        "problems": [*errors, *warnings],
+        "warnings": saved.warnings,
+        "version": version.number if version else None,
+        **(extra or {}),
+    }
+
+
 @role_required(*EDITORS)
 @require_POST
 def editor_save(request: HttpRequest, key: str) -> JsonResponse:
+    """Save the diagram as the draft whatever its errors (only publishing is a gate)."""
     _definition(key)
-    parsed, xml, refusal = _read_posted(request, key)
+    body, xml, refusal = _posted_xml(request)
     if refusal is not None:
         return refusal
-    assert parsed is not None
-    saved = authoring.draft_save(spec=parsed["spec"], bpmn_xml=xml, user=request.user, comment=parsed["comment"])
-    version = saved.version
-    if version is not None and version.state != WorkflowVersion.State.DRAFT:
-        message = f"Nothing changed: this is version {version.number} as published."
-    elif saved.valid:
-        message = f"Draft saved as version {version.number if version else '?'}. It is valid and can be published."
-    else:
-        message = (
-            f"Draft saved as version {version.number if version else '?'}. "
-            f"Fix {len(saved.problems)} problem(s) before publishing."
+    try:
+        saved = authoring.draft_save_bpmn(
+            xml=xml, key=key, user=request.user, comment=str(body.get("comment") or ""), keep_refused=True
         )
-    return JsonResponse(
-        {
-            "ok": True,
-            "valid": saved.valid,
-            "message": message,
-            "errors": saved.problems,
-            "warnings": parsed["warnings"],
-            "version": version.number if version else None,
-        }
-    )
+    except BpmnError as exc:
+        return _not_a_diagram(exc)
+    answer = _save_answer(saved)
+    errors, warnings = _counts(saved.problems)
+    version = saved.version
+    if version is None:
+        answer["message"] = f"Not saved: fix the {_plural(len(errors), 'error')} marked first."
+    elif version.state != WorkflowVersion.State.DRAFT:
+        answer["message"] = f"Nothing changed: this is version {version.number} as published."
+    else:
+        todo = f"{_plural(len(errors), 'problem')} to fix before publishing" if errors else "valid, can be published"
+        note = f" ({_plural(len(warnings), 'warning')})" if warnings else ""
+        answer["message"] = f"Draft saved (v{version.number}) \u2014 {todo}{note}"
+    return JsonResponse(answer)
 
 
 @role_required(*EDITORS)
 @require_POST
 def editor_validate(request: HttpRequest, key: str) -> JsonResponse:
+    """Check the diagram as drawn (the editor lints with it as you draw): errors stop publishing, warnings not."""
     _definition(key)
-    parsed, _, refusal = _read_posted(request, key)
+    _, xml, refusal = _posted_xml(request)
     if refusal is not None:
         return refusal
-    assert parsed is not None
-    problems = authoring.validate_spec(parsed["spec"])
+    try:
+        check = authoring.check_draft_xml(xml, key=key)
+    except BpmnError as exc:
+        return _not_a_diagram(exc)
+    if check.errors:
+        message = _plural(len(check.errors), "error")
+        message += f", {_plural(len(check.warnings), 'warning')}" if check.warnings else ""
+    else:
+        message = "Valid: can be published"
+        message += f" ({_plural(len(check.warnings), 'warning')})" if check.warnings else ""
     return JsonResponse(
         {
-            "ok": not problems,
-            "errors": problems,
-            "warnings": parsed["warnings"],
-            "message": "" if problems else "The workflow is valid and can be published.",
+            "ok": not check.errors,
+            "errors": check.errors,
+            "problems": check.problems,
+            "warnings": check.reader_warnings,
+            "message": message,
         }
     )
 
@@ -297,40 +351,38 @@ def editor_validate(request: HttpRequest, key: str) -> JsonResponse:
 @role_required(*EDITORS)
 @require_POST
 def editor_publish(request: HttpRequest, key: str) -> JsonResponse:
+    """Save the diagram as the draft, then publish it when it has no errors."""
     definition = _definition(key)
-    parsed, xml, refusal = _read_posted(request, key)
+    body, xml, refusal = _posted_xml(request)
     if refusal is not None:
         return refusal
-    assert parsed is not None
-    saved = authoring.draft_save(spec=parsed["spec"], bpmn_xml=xml, user=request.user, comment=parsed["comment"])
-    if not saved.valid or saved.version is None:
-        return JsonResponse(
-            {
-                "ok": False,
-                "errors": saved.problems,
-                "message": "The draft was saved but cannot be published: fix the problems listed.",
-            }
+    try:
+        saved = authoring.draft_save_bpmn(
+            xml=xml, key=key, user=request.user, comment=str(body.get("comment") or ""), keep_refused=True
         )
+    except BpmnError as exc:
+        return _not_a_diagram(exc)
+    errors, _ = _counts(saved.problems)
+    if errors or saved.version is None:
+        kept = f" The draft is saved (v{saved.version.number})." if saved.version is not None else ""
+        message = f"Not published: fix the {_plural(len(errors), 'error')} marked.{kept}"
+        return JsonResponse({**_save_answer(saved), "ok": False, "message": message})
+    detail = reverse("workflows:definition-detail", kwargs={"key": definition.key})
     if saved.version.state != WorkflowVersion.State.DRAFT:
-        return JsonResponse(
-            {
-                "ok": True,
-                "errors": [],
-                "message": f"Version {saved.version.number} is already published.",
-                "redirect": reverse("workflows:definition-detail", kwargs={"key": definition.key}),
-            }
-        )
+        message = f"Version {saved.version.number} is already published."
+        return JsonResponse(_save_answer(saved, {"message": message, "redirect": detail}))
     published = authoring.draft_publish(version=saved.version, user=request.user)
     if not published.valid:
-        return JsonResponse({"ok": False, "errors": published.problems, "message": "The draft cannot be published."})
+        refused = [{**p, "severity": "error"} for p in published.problems]
+        message = f"Not published: fix the {_plural(len(refused), 'error')} marked. The draft is saved."
+        return JsonResponse(
+            {**_save_answer(saved), "ok": False, "errors": refused, "problems": refused, "message": message}
+        )
     messages.success(request, f"{definition.name}: version {saved.version.number} is published.")
     return JsonResponse(
-        {
-            "ok": True,
-            "errors": [],
-            "message": f"Version {saved.version.number} is published.",
-            "redirect": reverse("workflows:definition-detail", kwargs={"key": definition.key}),
-        }
+        _save_answer(
+            published, {"message": f"Published as version {saved.version.number}", "redirect": detail, "problems": []}
+        )
     )
 
 
