@@ -9,7 +9,6 @@ a valid draft is published. A refused BPMN file changes nothing.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,13 @@ from workflows.bpmn import (
     parse_xml,
     xml_text,
 )
-from workflows.compiler import compile_spec
+from workflows.compiler import compile_spec, role_problems
 from workflows.errors import DefinitionInvalid, DefinitionNotFound, WorkflowError
 from workflows.models import WorkflowDefinition, WorkflowVersion
 from workflows.services import spec_checksum, version_publish
 from workflows.starting import StartRefused
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
-_STEP_IN_MESSAGE = re.compile(r"^step '([^']+)'")
 
 
 def audit(user: Any, action: str, target: Any, old: Any = None, new: Any = None) -> None:
@@ -44,15 +42,21 @@ def audit(user: Any, action: str, target: Any, old: Any = None, new: Any = None)
     audit_record(actor=user, action=action, target=target, old=old, new=new)
 
 
-def problems_from_errors(errors: list[str]) -> list[dict[str, str]]:
-    """The engine's validation messages, each tied to the diagram element of the step it names."""
-    problems = []
-    for message in errors:
-        match = _STEP_IN_MESSAGE.match(message)
-        element_id = match.group(1) if match else ""
-        text = message[match.end() :].lstrip(": ") if match else message
-        problems.append({"element_id": element_id, "element_name": "", "message": text or message})
-    return problems
+def problems_from_errors(errors: list[str] | DefinitionInvalid) -> list[dict[str, str]]:
+    """The engine's validation problems, each tied to the diagram element of its step (by the step's id,
+    which DefinitionInvalid keeps apart from the text) and naming the step by its name."""
+    invalid = errors if isinstance(errors, DefinitionInvalid) else DefinitionInvalid(list(errors))
+    return [
+        {"element_id": p.element_id, "element_name": p.element_name, "message": p.message} for p in invalid.problems
+    ]
+
+
+def role_warnings(spec: dict[str, Any]) -> list[dict[str, str]]:
+    """Roles that do not exist: a draft keeps them (a warning), publishing refuses them."""
+    return [
+        {"element_id": p.element_id, "element_name": p.element_name, "message": p.message, "severity": "warning"}
+        for p in role_problems(spec)
+    ]
 
 
 def problems_from_bpmn(error: BpmnError) -> list[dict[str, str]]:
@@ -63,8 +67,8 @@ def validate_spec(spec: dict[str, Any]) -> list[dict[str, str]]:
     try:
         compile_spec(spec)
     except DefinitionInvalid as exc:
-        return problems_from_errors(exc.errors)
-    return []
+        return [*problems_from_errors(exc), *role_warnings(spec)]
+    return role_warnings(spec)
 
 
 def _is_error(problem: dict[str, str]) -> bool:
@@ -182,7 +186,8 @@ class SaveResult:
 
     @property
     def valid(self) -> bool:
-        return not self.problems
+        """No errors (warnings, such as a role that does not exist yet, do not keep a draft from saving)."""
+        return not any(p.get("severity", "error") == "error" for p in self.problems)
 
 
 def current_draft(definition: WorkflowDefinition) -> WorkflowVersion | None:
@@ -205,7 +210,7 @@ def draft_save(*, spec: dict[str, Any], bpmn_xml: str = "", user: Any = None, co
         return SaveResult(None, too_long)
     problems = validate_spec(spec)
     graph: dict[str, Any] = {}
-    if not problems:
+    if not any(p.get("severity", "error") == "error" for p in problems):
         graph = compile_spec(spec)
     checksum = spec_checksum(spec, bpmn_xml)
     with transaction.atomic():
@@ -320,7 +325,7 @@ def draft_problems(version: WorkflowVersion) -> list[dict[str, str]]:
 
 def draft_publish(*, version: WorkflowVersion, user: Any = None) -> SaveResult:
     """Publish a draft when it is valid; otherwise return the problems and leave everything as it was."""
-    problems = validate_spec(version.spec)
+    problems = [p for p in validate_spec(version.spec) if p.get("severity", "error") == "error"]
     if problems and not version.spec.get("steps") and version.bpmn_xml:
         try:  # a diagram saved as drawn: the reader's reasons, on their elements
             bpmn_to_definition(version.bpmn_xml, key=version.definition.key)
@@ -334,7 +339,7 @@ def draft_publish(*, version: WorkflowVersion, user: Any = None) -> SaveResult:
     try:
         version = version_publish(version=version, user=user)
     except DefinitionInvalid as exc:
-        return SaveResult(version, problems_from_errors(exc.errors))
+        return SaveResult(version, problems_from_errors(exc))
     except StartRefused as exc:
         start = version.spec["steps"][0]["id"] if version.spec.get("steps") else ""
         start = next((s["id"] for s in version.spec.get("steps", []) if s.get("type") == "start"), start)
@@ -549,7 +554,7 @@ def library_install(*, slug: str, user: Any = None, key: str | None = None) -> S
     if saved.version is None:
         return saved
     audit(user, "workflow.library_installed", saved.version, new={"library": slug, "key": key or item.key})
-    if saved.problems or saved.version.state != WorkflowVersion.State.DRAFT:
+    if not saved.valid or saved.version.state != WorkflowVersion.State.DRAFT:
         return saved  # not valid yet, or the same content is already published
     published = draft_publish(version=saved.version, user=user)
     published.warnings = [*saved.warnings, *published.warnings]

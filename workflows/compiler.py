@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workflows.durations import parse_duration
-from workflows.errors import DefinitionInvalid, ExpressionError
+from workflows.errors import DefinitionInvalid, ExpressionError, StepProblem
 from workflows.expressions import Expression, compile_expression, is_identifier
 
 STEP_TYPES = ("start", "user", "system", "decision", "wait", "end", "call")
@@ -31,13 +31,13 @@ DEFAULT_RETRY = {"max_attempts": 3, "backoff": "PT30S"}
 DEFAULT_TIMEOUT = "PT5M"
 
 
-def _path_timeout(sid: str, timeout: Any, errors: list[str]) -> dict[str, str] | None:
+def _path_timeout(sid: str, timeout: Any, errors: Problems) -> dict[str, str] | None:
     """A timeout that ends the step and takes a path of its own: a wait for a message that does not
     come, or a user task nobody finished (its open tasks are cancelled)."""
     if not timeout:
         return None
     if not isinstance(timeout, dict) or not timeout.get("after") or not timeout.get("next"):
-        errors.append(f"step '{sid}': timeout needs 'after' (a duration) and 'next'")
+        errors.step(sid, "timeout needs 'after' (a duration) and 'next'")
         return None
     return {"after": _duration(sid, "timeout.after", timeout["after"], errors) or "", "next": timeout["next"]}
 
@@ -85,13 +85,62 @@ def known_variables(spec: dict[str, Any]) -> set[str]:
     return names
 
 
+class Problems:
+    """The problems found while compiling, each about a step (named by its name) or the whole definition."""
+
+    def __init__(self, names: dict[str, str]):
+        self.names = names
+        self.items: list[StepProblem] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def append(self, message: str) -> None:
+        """A problem of the whole definition (no step to mark)."""
+        self.items.append(StepProblem("", "", message))
+
+    def step(self, sid: str, message: str) -> None:
+        self.items.append(StepProblem(sid, self.names.get(sid) or step_label(sid), message))
+
+    def named(self, sid: str) -> str:
+        return f"“{self.names.get(sid) or step_label(sid)}”"
+
+    def invalid(self, *more: str) -> DefinitionInvalid:
+        for message in more:
+            self.append(message)
+        return DefinitionInvalid.of(self.items)
+
+
+def step_label(step_id: str, name: str | None = None) -> str:
+    """What a person reads for a step: its name, or its id in words when it has none (``Activity_1`` →
+    ``Activity 1``)."""
+    if name and name != step_id:
+        return name
+    from workflows.bpmn.writer import humanize
+
+    return humanize(step_id) or step_id
+
+
+def step_names(spec: dict[str, Any]) -> dict[str, str]:
+    """Step id → the name a person reads, from a compact definition (raw or compiled steps)."""
+    raw_steps = spec.get("steps") if isinstance(spec, dict) else None
+    if isinstance(raw_steps, dict):
+        raw_steps = list(raw_steps.values())
+    names: dict[str, str] = {}
+    for raw in raw_steps if isinstance(raw_steps, list) else []:
+        if isinstance(raw, dict) and isinstance(raw.get("id"), str) and raw["id"] not in names:
+            names[raw["id"]] = step_label(raw["id"], raw.get("name") if isinstance(raw.get("name"), str) else None)
+    return names
+
+
 def compile_spec(spec: dict[str, Any], *, check_registry: bool = True) -> dict[str, Any]:
-    """Validate a compact definition and return its compiled graph. Raises DefinitionInvalid."""
+    """Validate a compact definition and return its compiled graph. Raises DefinitionInvalid, whose
+    problems name each step by its name (``problems`` keeps the step's id for the editor)."""
     from workflows.registry import is_registered
 
-    errors: list[str] = []
     if not isinstance(spec, dict):
         raise DefinitionInvalid(["the definition must be a JSON object"])
+    errors = Problems(step_names(spec))
     key = spec.get("key")
     if not isinstance(key, str) or not key.strip():
         errors.append("the definition needs a 'key'")
@@ -99,7 +148,7 @@ def compile_spec(spec: dict[str, Any], *, check_registry: bool = True) -> dict[s
         errors.append(f"key {key!r}: use letters, digits, '-', '_' or '.' (at most 100 characters)")
     raw_steps = spec.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
-        raise DefinitionInvalid([*errors, "the definition needs a non-empty list of 'steps'"])
+        raise errors.invalid("the definition needs a non-empty list of 'steps'")
 
     known = known_variables(spec)
     steps: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -109,51 +158,50 @@ def compile_spec(spec: dict[str, Any], *, check_registry: bool = True) -> dict[s
             continue
         sid = raw.get("id")
         if not isinstance(sid, str) or not sid.strip():
-            errors.append(f"step #{index + 1}: needs an 'id'")
+            label = f"“{raw['name']}” (step #{index + 1})" if isinstance(raw.get("name"), str) else f"step #{index + 1}"
+            errors.append(f"{label}: needs an 'id'")
             continue
         if len(sid) > 100:
-            errors.append(f"step '{sid[:40]}…': the id is longer than 100 characters")
+            errors.step(sid, "the id is longer than 100 characters")
             continue
         if sid in steps:
-            errors.append(f"step '{sid}': the id is used twice")
+            errors.step(sid, "the id is used by two steps")
             continue
         kind = raw.get("type")
         if kind not in STEP_TYPES:
-            errors.append(f"step '{sid}': unknown type {kind!r} (use one of {', '.join(STEP_TYPES)})")
+            errors.step(sid, f"unknown type {kind!r} (use one of {', '.join(STEP_TYPES)})")
             continue
         steps[sid] = _normalise(sid, kind, raw, known, errors, check_registry, is_registered)
 
     starts = [sid for sid, s in steps.items() if s["type"] == "start"]
     if len(starts) != 1:
-        errors.append(
-            "the definition needs exactly one start step" + (f" (found {', '.join(starts)})" if starts else "")
-        )
+        found = f" (found {', '.join(errors.named(s) for s in starts)})" if starts else ""
+        errors.append(f"the definition needs exactly one start step{found}")
     if not any(s["type"] == "end" for s in steps.values()):
         errors.append("the definition needs at least one end step")
     for sid, step in steps.items():
         for target in _targets(step):
             if target not in steps:
-                errors.append(f"step '{sid}': leads to unknown step '{target}'")
+                errors.step(sid, f"leads to unknown step '{target}'")
     if errors:
-        raise DefinitionInvalid(errors)
+        raise errors.invalid()
 
     start = starts[0]
     reachable = _reach(steps, [start], forward=True)
     for sid in steps:
         if sid not in reachable:
-            errors.append(f"step '{sid}': cannot be reached from the start")
+            errors.step(sid, "cannot be reached from the start")
     ends = [sid for sid, s in steps.items() if s["type"] == "end"]
     reaches_end = _reach(steps, ends, forward=False)
     for sid in steps:
         if sid in reachable and sid not in reaches_end:
-            errors.append(f"step '{sid}': no end can be reached from it")
+            errors.step(sid, "no end can be reached from it")
     cycle = _cycle_without_wait(steps)
     if cycle:
-        errors.append(
-            f"step '{cycle[0]}': is part of a loop without a user task or wait ({' → '.join([*cycle, cycle[0]])})"
-        )
+        loop = " → ".join(errors.named(s) for s in [*cycle, cycle[0]])
+        errors.step(cycle[0], f"is part of a loop without a user task or wait ({loop})")
     if errors:
-        raise DefinitionInvalid(errors)
+        raise errors.invalid()
     declared = spec.get("variables") or []
     return {
         "key": key,
@@ -166,13 +214,74 @@ def compile_spec(spec: dict[str, Any], *, check_registry: bool = True) -> dict[s
     }
 
 
-def _duration(sid: str, label: str, value: Any, errors: list[str]) -> str | None:
+def known_roles() -> list[str]:
+    """The roles a step may name: the portal's roles, then every other group (a role an admin added)."""
+    from django.contrib.auth.models import Group
+
+    from accounts.roles import ALL_ROLES
+
+    others = Group.objects.exclude(name__in=ALL_ROLES).order_by("name").values_list("name", flat=True)
+    return [*ALL_ROLES, *others]
+
+
+def role_problems(spec: dict[str, Any], roles: list[str] | None = None) -> list[StepProblem]:
+    """Roles a definition names that do not exist: a user task's ``role``, an escalation's ``to`` and a
+    start's ``starters``. Such tasks would go to nobody, so publishing refuses them (a draft may keep them)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list):
+        return []
+    roles = known_roles() if roles is None else roles
+    known = set(roles)
+    listed = ", ".join(roles)
+    names = step_names(spec)
+    problems: list[StepProblem] = []
+
+    def unknown(sid: str, message: str) -> None:
+        problems.append(StepProblem(sid, names.get(sid) or step_label(sid), f"{message} (roles: {listed})"))
+
+    for raw in spec["steps"]:
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+            continue
+        sid = raw["id"]
+        if raw.get("type") == "user":
+            role = raw.get("role")
+            if isinstance(role, str) and role.strip() and role not in known:
+                unknown(sid, f"role “{role}” does not exist, so its tasks would go to nobody")
+            for level, item in enumerate(raw.get("escalation") or [], start=1):
+                target = item.get("to") if isinstance(item, dict) else None
+                if isinstance(target, str) and target and target not in known:
+                    unknown(sid, f"escalation level {level} goes to “{target}”, which is not a role")
+        elif raw.get("type") == "start" and not raw.get("event"):
+            starters = raw.get("starters") or []
+            if isinstance(starters, str):
+                starters = [s.strip() for s in starters.split(",") if s.strip()]
+            for starter in starters if isinstance(starters, list) else []:
+                if isinstance(starter, str) and starter not in known:
+                    unknown(sid, f"starter “{starter}” is not a role, so nobody with it could start the workflow")
+    return problems
+
+
+def publish_check(spec: dict[str, Any]) -> dict[str, Any]:
+    """Everything publishing refuses: what :func:`compile_spec` refuses and roles that do not exist.
+    Returns the compiled graph; raises DefinitionInvalid listing every problem by step name."""
+    problems: list[StepProblem] = []
+    graph: dict[str, Any] = {}
+    try:
+        graph = compile_spec(spec)
+    except DefinitionInvalid as exc:
+        problems = list(exc.problems)
+    problems += role_problems(spec)
+    if problems:
+        raise DefinitionInvalid.of(problems)
+    return graph
+
+
+def _duration(sid: str, label: str, value: Any, errors: Problems) -> str | None:
     if value in (None, ""):
         return None
     try:
         parse_duration(value)
     except ValueError as exc:
-        errors.append(f"step '{sid}': {label}: {exc}")
+        errors.step(sid, f"{label}: {exc}")
         return None
     return value
 
@@ -184,29 +293,29 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
     if kind in ("start", "system", "call", "wait"):
         nxt = raw.get("next")
         if not nxt or not isinstance(nxt, str):
-            errors.append(f"step '{sid}': needs 'next'")
+            errors.step(sid, "needs 'next'")
         step["next"] = nxt
     if kind == "start":
         _normalise_start(sid, raw, step, errors)
     if kind == "user":
         role = raw.get("role")
         if not isinstance(role, str) or not role.strip():
-            errors.append(f"step '{sid}': a user task needs a 'role'")
+            errors.step(sid, "a user task needs a 'role'")
         step["role"] = role or ""
         scope = raw.get("scope") or None
         if scope not in SCOPES:
-            errors.append(f"step '{sid}': scope must be 'carpark' or empty, not {scope!r}")
+            errors.step(sid, f"scope must be 'carpark' or empty, not {scope!r}")
         step["scope"] = scope
         step["instructions"] = str(raw.get("instructions") or "")
         step["due_in"] = _duration(sid, "due_in", raw.get("due_in"), errors)
         priority = raw.get("priority") or "normal"
         if priority not in PRIORITIES:
-            errors.append(f"step '{sid}': priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+            errors.step(sid, f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
         step["priority"] = PRIORITIES.get(priority, 2)
         chain = []
         for level, item in enumerate(raw.get("escalation") or [], start=1):
             if not isinstance(item, dict) or not item.get("to"):
-                errors.append(f"step '{sid}': escalation level {level} needs 'to' (a role)")
+                errors.step(sid, f"escalation level {level} needs 'to' (a role)")
                 continue
             after = _duration(sid, f"escalation level {level} 'after'", item.get("after") or "PT0S", errors)
             chain.append({"after": after or "PT0S", "to": item["to"]})
@@ -219,19 +328,19 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
             if raw.get("next"):
                 outcomes = {"done": raw["next"]}
             else:
-                errors.append(f"step '{sid}': a user task needs 'outcomes' (outcome → next step)")
+                errors.step(sid, "a user task needs 'outcomes' (outcome → next step)")
                 outcomes = {}
         for outcome, target in outcomes.items():
             if not isinstance(target, str) or not target:
-                errors.append(f"step '{sid}': outcome '{outcome}' needs a next step")
+                errors.step(sid, f"outcome '{outcome}' needs a next step")
         step["outcomes"] = dict(outcomes)
         step["timeout"] = _path_timeout(sid, raw.get("timeout"), errors)
     elif kind == "system":
         task = raw.get("task")
         if not isinstance(task, str) or not task:
-            errors.append(f"step '{sid}': a system task needs 'task' (a registered name)")
+            errors.step(sid, "a system task needs 'task' (a registered name)")
         elif check_registry and not is_registered(task):
-            errors.append(f"step '{sid}': system task '{task}' is not registered")
+            errors.step(sid, f"system task '{task}' is not registered")
         step["task"] = task or ""
         retry = {**DEFAULT_RETRY, **(raw.get("retry") or {})}
         try:
@@ -239,7 +348,7 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
             if not 1 <= retry["max_attempts"] <= 100:
                 raise ValueError
         except (TypeError, ValueError):
-            errors.append(f"step '{sid}': retry.max_attempts must be a whole number from 1 to 100")
+            errors.step(sid, "retry.max_attempts must be a whole number from 1 to 100")
             retry["max_attempts"] = 1
         retry["backoff"] = _duration(sid, "retry.backoff", retry.get("backoff"), errors) or "PT0S"
         step["retry"] = {"max_attempts": retry["max_attempts"], "backoff": retry["backoff"]}
@@ -248,43 +357,44 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
         branches = []
         for number, branch in enumerate(raw.get("branches") or [], start=1):
             if not isinstance(branch, dict) or not branch.get("next"):
-                errors.append(f"step '{sid}': branch {number} needs 'when' and 'next'")
+                errors.step(sid, f"branch {number} needs 'when' and 'next'")
                 continue
             try:
                 compile_expression(branch.get("when", ""), known)
             except ExpressionError as exc:
-                errors.append(f"step '{sid}': branch {number}: {exc}")
+                errors.step(sid, f"branch {number}: {exc}")
             branches.append({"when": branch.get("when", ""), "next": branch["next"]})
         step["branches"] = branches
         if not raw.get("default"):
-            errors.append(f"step '{sid}': a decision needs a 'default' branch")
+            errors.step(sid, "a decision needs a 'default' branch")
         step["default"] = raw.get("default")
     elif kind == "wait":
         modes = [m for m in ("duration", "until_variable", "message") if raw.get(m)]
         if len(modes) != 1:
-            errors.append(f"step '{sid}': a wait needs exactly one of 'duration', 'until_variable' or 'message'")
+            errors.step(sid, "a wait needs exactly one of 'duration', 'until_variable' or 'message'")
         step["duration"] = _duration(sid, "duration", raw.get("duration"), errors)
         until = raw.get("until_variable")
         if until and (not is_identifier(until) or until not in known):
-            errors.append(
-                f"step '{sid}': until_variable '{until}' is not a known variable "
-                '(declare process variables in the definition\'s "variables" list)'
+            errors.step(
+                sid,
+                f"until_variable '{until}' is not a known variable "
+                '(declare process variables in the definition\'s "variables" list)',
             )
         step["until_variable"] = until or None
         step["message"] = raw.get("message") or None
         payload = raw.get("payload")
         if payload is not None:
             if not isinstance(payload, list) or not all(is_identifier(str(p)) for p in payload):
-                errors.append(f"step '{sid}': payload must be a list of variable names")
+                errors.step(sid, "payload must be a list of variable names")
                 payload = []
             step["payload"] = [str(p) for p in payload]
         if raw.get("timeout") and not step["message"]:
-            errors.append(f"step '{sid}': only a wait for a message can have a timeout")
+            errors.step(sid, "only a wait for a message can have a timeout")
         step["timeout"] = _path_timeout(sid, raw.get("timeout"), errors)
     elif kind == "call":
         definition = raw.get("definition")
         if not isinstance(definition, str) or not definition:
-            errors.append(f"step '{sid}': a call needs 'definition' (the key of another workflow)")
+            errors.step(sid, "a call needs 'definition' (the key of another workflow)")
         step["definition"] = definition or ""
     elif kind == "end":
         step["result"] = str(raw.get("result") or "")
@@ -295,14 +405,14 @@ START_PRIORITY_RANGE = (-100, 100)
 _EVENT_FIELD = re.compile(r"\bevent\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def _normalise_start(sid: str, raw: dict[str, Any], step: dict[str, Any], errors: list[str]) -> None:
+def _normalise_start(sid: str, raw: dict[str, Any], step: dict[str, Any], errors: Problems) -> None:
     """A message start (``event`` from the catalogue, optional ``condition`` on ``event.<field>`` and
     ``priority``) or a none start, started by hand with a start form (``inputs``) by ``starters``."""
     from workflows.events import CATALOGUE
 
     event = raw.get("event") or ""
     if not isinstance(event, str):
-        errors.append(f"step '{sid}': 'event' must be the name of a business event")
+        errors.step(sid, "'event' must be the name of a business event")
         event = ""
     step["event"] = event
     step["condition"] = ""
@@ -310,21 +420,20 @@ def _normalise_start(sid: str, raw: dict[str, Any], step: dict[str, Any], errors
     if event:
         event_type = CATALOGUE.get(event)
         if event_type is None:
-            errors.append(
-                f"step '{sid}': '{event}' is not a business event (use one of {', '.join(sorted(CATALOGUE))})"
-            )
+            errors.step(sid, f"'{event}' is not a business event (use one of {', '.join(sorted(CATALOGUE))})")
         condition = str(raw.get("condition") or "").strip()
         if condition:
             try:
                 compile_expression(condition, {"event"})
             except ExpressionError as exc:
-                errors.append(f"step '{sid}': start condition: {exc}")
+                errors.step(sid, f"start condition: {exc}")
             if event_type is not None:
                 fields = set(event_type.properties)
                 for name in sorted(set(_EVENT_FIELD.findall(condition)) - fields):
-                    errors.append(
-                        f"step '{sid}': start condition uses event.{name}, which '{event}' does not have "
-                        f"(its fields: {', '.join(sorted(fields))})"
+                    errors.step(
+                        sid,
+                        f"start condition uses event.{name}, which '{event}' does not have "
+                        f"(its fields: {', '.join(sorted(fields))})",
                     )
         step["condition"] = condition
         try:
@@ -332,38 +441,38 @@ def _normalise_start(sid: str, raw: dict[str, Any], step: dict[str, Any], errors
         except (TypeError, ValueError):
             priority = None
         if priority is None or not START_PRIORITY_RANGE[0] <= priority <= START_PRIORITY_RANGE[1]:
-            errors.append(f"step '{sid}': priority must be a whole number from -100 to 100")
+            errors.step(sid, "priority must be a whole number from -100 to 100")
             priority = 0
         step["priority"] = priority
         if raw.get("inputs"):
-            errors.append(f"step '{sid}': a workflow started by an event has no start form; remove its fields")
+            errors.step(sid, "a workflow started by an event has no start form; remove its fields")
     elif raw.get("condition"):
-        errors.append(f"step '{sid}': a start condition needs an event to test")
+        errors.step(sid, "a start condition needs an event to test")
     step["inputs"] = [] if event else _inputs(sid, raw, errors)
     starters = raw.get("starters") or []
     if isinstance(starters, str):
         starters = [s.strip() for s in starters.split(",") if s.strip()]
     if not isinstance(starters, list) or not all(isinstance(s, str) for s in starters):
-        errors.append(f"step '{sid}': 'starters' must be a list of role names")
+        errors.step(sid, "'starters' must be a list of role names")
         starters = []
     step["starters"] = [] if event else list(starters)
 
 
-def _inputs(sid: str, raw: dict[str, Any], errors: list[str]) -> list[dict[str, Any]]:
+def _inputs(sid: str, raw: dict[str, Any], errors: Problems) -> list[dict[str, Any]]:
     """The fields a person fills in: a user task's inputs, or a manual start's start form."""
     inputs = []
     seen: set[str] = set()
     for item in raw.get("inputs") or []:
         if not isinstance(item, dict) or not is_identifier(item.get("name", "")):
-            errors.append(f"step '{sid}': every input needs a 'name' made of letters, digits and '_'")
+            errors.step(sid, "every input needs a 'name' made of letters, digits and '_'")
             continue
         name = item["name"]
         if name in seen:
-            errors.append(f"step '{sid}': input '{name}' is listed twice")
+            errors.step(sid, f"input '{name}' is listed twice")
         seen.add(name)
         itype = item.get("type", "text")
         if itype not in INPUT_TYPES:
-            errors.append(f"step '{sid}': input '{name}' has unknown type {itype!r}")
+            errors.step(sid, f"input '{name}' has unknown type {itype!r}")
         field_spec = {
             "name": name,
             "label": item.get("label") or name.replace("_", " ").capitalize(),
@@ -373,7 +482,7 @@ def _inputs(sid: str, raw: dict[str, Any], errors: list[str]) -> list[dict[str, 
         if itype == "choice":
             choices = item.get("choices")
             if not isinstance(choices, list) or not choices:
-                errors.append(f"step '{sid}': choice input '{name}' needs a list of 'choices'")
+                errors.step(sid, f"choice input '{name}' needs a list of 'choices'")
             field_spec["choices"] = [str(c) for c in choices or []]
         if item.get("help"):
             field_spec["help"] = str(item["help"])

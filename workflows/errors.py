@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 
 class WorkflowError(Exception):
     """Base class of every engine error."""
@@ -11,12 +13,35 @@ class DefinitionNotFound(WorkflowError):
     """No (published) workflow definition with that key."""
 
 
-class DefinitionInvalid(WorkflowError):
-    """A definition failed validation; ``errors`` lists every problem, each naming its step."""
+class StepProblem(NamedTuple):
+    """One validation problem: the step (diagram element) it is about, that step's name, and the message
+    without the step (``element_id`` and ``element_name`` are empty for a problem of the whole definition)."""
 
-    def __init__(self, errors: list[str]):
+    element_id: str
+    element_name: str
+    message: str
+
+    def text(self) -> str:
+        """The problem as a person reads it: ``“Check the request” (verify): a user task needs a 'role'``."""
+        if not self.element_id:
+            return self.message
+        hint = f" ({self.element_id})" if self.element_name and self.element_name != self.element_id else ""
+        return f"“{self.element_name or self.element_id}”{hint}: {self.message}"
+
+
+class DefinitionInvalid(WorkflowError):
+    """A definition failed validation; ``errors`` lists every problem as a person reads it, each naming its
+    step by its name, and ``problems`` the same problems as :class:`StepProblem` (the step's id apart, so
+    the editor marks the element without parsing the text)."""
+
+    def __init__(self, errors: list[str], problems: list[StepProblem] | None = None):
         self.errors = list(errors)
+        self.problems = list(problems) if problems is not None else [StepProblem("", "", e) for e in self.errors]
         super().__init__("; ".join(self.errors))
+
+    @classmethod
+    def of(cls, problems: list[StepProblem]) -> DefinitionInvalid:
+        return cls([p.text() for p in problems], problems)
 
 
 class VersionImmutable(WorkflowError):

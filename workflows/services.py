@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_role, responsible_carpark_ids, user_roles
 from workflows import signals
-from workflows.compiler import compile_spec, graph_for_version
+from workflows.compiler import compile_spec, graph_for_version, publish_check
 from workflows.durations import add_duration
 from workflows.engine import (
     Kind,
@@ -97,9 +97,10 @@ def definition_install(
     """Install a definition in the compact format. A new version only if its content changed.
 
     With ``publish`` the version is published (retiring the previously published one); otherwise
-    it stays a draft. Raises DefinitionInvalid listing every problem by step.
+    it stays a draft. Raises DefinitionInvalid listing every problem by step (publishing also refuses
+    roles that do not exist).
     """
-    graph = compile_spec(spec)
+    graph = publish_check(spec) if publish else compile_spec(spec)
     checksum = spec_checksum(spec, bpmn_xml)
     with transaction.atomic():
         definition, created = WorkflowDefinition.objects.select_for_update().get_or_create(
@@ -150,8 +151,10 @@ def _publish(version: WorkflowVersion, user: Any) -> None:
 
 
 def version_publish(*, version: WorkflowVersion, user: Any = None) -> WorkflowVersion:
-    """Validate a draft again (the registry may have changed) and publish it."""
-    compile_spec(version.spec)
+    """Validate a draft again (the registry and the roles may have changed) and publish it. Refuses
+    (DefinitionInvalid, naming each step) what cannot run: what the compiler refuses and roles that do not
+    exist; the version published before stays in force."""
+    publish_check(version.spec)
     with transaction.atomic():
         version = WorkflowVersion.objects.select_for_update().get(pk=version.pk)
         if version.state != WorkflowVersion.State.DRAFT:

@@ -30,26 +30,26 @@ def test_validation_errors_name_the_step(season_spec):
     steps["activate"]["task"] = "nobody.registered_this"
     steps["check"]["branches"][0]["when"] = "mystery > 1"
     errors = errors_of(spec)
-    assert "step 'review': a user task needs a 'role'" in errors
-    assert "step 'check': a decision needs a 'default' branch" in errors
-    assert "step 'activate': system task 'nobody.registered_this' is not registered" in errors
-    assert any(e.startswith("step 'check': branch 1:") and "unknown variables: mystery" in e for e in errors)
+    assert "“Review application” (review): a user task needs a 'role'" in errors
+    assert "“Check” (check): a decision needs a 'default' branch" in errors
+    assert "“Activate” (activate): system task 'nobody.registered_this' is not registered" in errors
+    assert any(e.startswith("“Check” (check): branch 1:") and "unknown variables: mystery" in e for e in errors)
 
 
 def test_structure_errors_name_the_step(season_spec):
     spec = copy.deepcopy(season_spec)
     spec["steps"].append({"id": "orphan", "type": "end"})
     spec["steps"].append({"id": "start2", "type": "start", "next": "review"})
-    assert "the definition needs exactly one start step (found start, start2)" in errors_of(spec)
+    assert "the definition needs exactly one start step (found “Start”, “Start2”)" in errors_of(spec)
 
     spec = copy.deepcopy(season_spec)
     spec["steps"].append({"id": "orphan", "type": "end"})
-    assert "step 'orphan': cannot be reached from the start" in errors_of(spec)
+    assert "“Orphan” (orphan): cannot be reached from the start" in errors_of(spec)
 
     spec = copy.deepcopy(season_spec)
     spec["steps"][1]["outcomes"]["hold"] = "limbo"
     spec["steps"].append({"id": "limbo", "type": "wait", "duration": "P1D", "next": "limbo"})
-    assert "step 'limbo': no end can be reached from it" in errors_of(spec)
+    assert "“Limbo” (limbo): no end can be reached from it" in errors_of(spec)
 
     spec = copy.deepcopy(season_spec)
     spec["steps"][2]["default"] = "loop_a"
@@ -66,11 +66,11 @@ def test_structure_errors_name_the_step(season_spec):
 
     spec = copy.deepcopy(season_spec)
     spec["steps"][1]["outcomes"]["approve"] = "nowhere"
-    assert "step 'review': leads to unknown step 'nowhere'" in errors_of(spec)
+    assert "“Review application” (review): leads to unknown step 'nowhere'" in errors_of(spec)
 
     spec = copy.deepcopy(season_spec)
     spec["steps"][1]["due_in"] = "two days"
-    assert any(e.startswith("step 'review': due_in:") for e in errors_of(spec))
+    assert any(e.startswith("“Review application” (review): due_in:") for e in errors_of(spec))
 
 
 def test_a_loop_through_a_user_task_is_allowed(season_spec):

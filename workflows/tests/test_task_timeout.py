@@ -216,12 +216,12 @@ def test_a_timeout_must_lead_to_a_known_step():
             s | {"timeout": {"after": "P1D", "next": "nowhere"}} if s["id"] == "call" else s for s in CALLBACK["steps"]
         ]
     }
-    with pytest.raises(DefinitionInvalid, match="step 'call': leads to unknown step 'nowhere'"):
+    with pytest.raises(DefinitionInvalid, match="“Call the customer back” \\(call\\): leads to unknown step 'nowhere'"):
         compile_spec(broken)
     no_path = CALLBACK | {
         "steps": [s | {"timeout": {"after": "P1D"}} if s["id"] == "call" else s for s in CALLBACK["steps"]]
     }
-    with pytest.raises(DefinitionInvalid, match="step 'call': timeout needs 'after'"):
+    with pytest.raises(DefinitionInvalid, match="“Call the customer back” \\(call\\): timeout needs 'after'"):
         compile_spec(no_path)
 
 
