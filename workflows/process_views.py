@@ -11,6 +11,7 @@ import json
 from datetime import datetime, time
 from typing import Any
 
+from csp.decorators import csp_update
 from django.apps import apps
 from django.conf import settings
 from django.contrib import messages
@@ -28,6 +29,8 @@ from parkinghq.posted import posted_text
 from workflows import services
 from workflows.errors import WorkflowError
 from workflows.models import BusinessEvent, Process, SystemJob, Timer, WorkflowDefinition
+from workflows.process_diagram import diagram_data, process_xml, step_label, step_names
+from workflows.step_names import StepNames
 
 SEE_ALL = (ADMINISTRATOR, WORKFLOW_ADMIN, SUPERVISOR)
 ACT = (ADMINISTRATOR, WORKFLOW_ADMIN)
@@ -100,8 +103,10 @@ def process_list(request: HttpRequest) -> HttpResponse:
     visible = visible_processes(request.user)
     carpark_ids = set(visible.exclude(scope_carpark_id=None).values_list("scope_carpark_id", flat=True).distinct())
     names = _carpark_names(carpark_ids)
+    labels = StepNames()
     for process in page.object_list:
         process.carpark_name = names.get(process.scope_carpark_id) if process.scope_carpark_id else None
+        process.current_step_name = labels.of_process(process)
     filters = request.GET.copy()
     filters.pop("page", None)
     return render(
@@ -131,10 +136,12 @@ def _process_for(request: HttpRequest, pk: int) -> Process:
 
 @role_required()
 @require_GET
+@csp_update({"style-src": ["'unsafe-inline'"]})  # bpmn-js styles its SVG inline; scripts stay 'self'
 def process_detail(request: HttpRequest, pk: int) -> HttpResponse:
     process = _process_for(request, pk)
     graph = process.graph
     step = graph.steps.get(process.current_step) if process.current_step else None
+    names = step_names(graph.steps)
     business_object = None
     if process.content_type_id:
         try:
@@ -143,6 +150,19 @@ def process_detail(request: HttpRequest, pk: int) -> HttpResponse:
             business_object = None
     object_url = getattr(business_object, "get_absolute_url", None)
     events = list(process.events.select_related("actor", "task").order_by("at", "id"))
+    for event in events:
+        event.step_name = step_label(names, event.step_id) if event.step_id else ""
+        if event.kind == event.Kind.PROCESS_MIGRATED and isinstance(event.data, dict):
+            event.moved = [step_label(names, str(event.data.get(k) or "")) for k in ("from_step", "to_step")]
+    tasks = list(process.tasks.select_related("assignee").order_by("created_at", "id"))
+    timers = list(process.timers.filter(state=Timer.State.PENDING, step_seq=process.step_seq))
+    jobs = list(process.jobs.order_by("-created_at", "-id")[:10])
+    for item in [*timers, *jobs]:
+        item.step_name = step_label(names, item.step_id)
+    xml, problem = process_xml(process.version)
+    diagram = diagram_data(
+        process, names=names, steps=graph.steps, events=events, tasks=tasks, timers=timers, xml=xml, problem=problem
+    )
     return render(
         request,
         "workflows/process_detail.html",
@@ -154,9 +174,12 @@ def process_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "business_object": business_object,
             "object_url": object_url() if callable(object_url) else None,
             "events": events,
-            "tasks": process.tasks.select_related("assignee").order_by("created_at", "id"),
-            "timers": process.timers.filter(state=Timer.State.PENDING, step_seq=process.step_seq),
-            "jobs": process.jobs.order_by("-created_at", "-id")[:10],
+            "tasks": tasks,
+            "timers": timers,
+            "step_name": step_label(names, process.current_step) if process.current_step else "",
+            "incident_step_name": step_label(names, process.incident_step) if process.incident_step else "",
+            "diagram": diagram,
+            "jobs": jobs,
             "children": process.children.select_related("definition"),
             "can_act": has_role(request.user, *ACT),
             "carpark_name": _carpark_names({process.scope_carpark_id}).get(process.scope_carpark_id)
