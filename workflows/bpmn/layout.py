@@ -254,10 +254,10 @@ class Router:
         if source in self.attached or "right" in self._ports_used.get(source, set()):
             return None
         start, end = _port(s, "right"), _port(t, "left")
-        if end[0] - start[0] < 2 * MARGIN:
-            return None
-        if abs(start[1] - end[1]) < 1:
+        if abs(start[1] - end[1]) < 1 and end[0] > start[0]:
             candidate = [start, (end[0], start[1])]
+        elif end[0] - start[0] < 2 * MARGIN:
+            return None
         else:
             middle = round((start[0] + end[0]) / 2)
             candidate = [start, (middle, start[1]), (middle, end[1]), end]
