@@ -129,12 +129,10 @@ def test_the_editor_endpoints_save_validate_and_publish(client, wfadmin):
         {"xml": definition_to_bpmn(simple_spec())},
         "application/json",
     )
-    assert validate.json() == {
-        "ok": True,
-        "errors": [],
-        "warnings": [],
-        "message": "The workflow is valid and can be published.",
-    }
+    valid = validate.json()
+    assert (valid["ok"], valid["errors"], valid["warnings"]) == (True, [], [])
+    assert valid["message"] == "Valid: can be published (2 warnings)"  # the user tasks have no due time
+    assert {p["severity"] for p in valid["problems"]} == {"warning"}
     refused = client.post(
         reverse("workflows:editor-publish", kwargs={"key": "refund"}), {"xml": xml}, "application/json"
     ).json()
