@@ -6,12 +6,16 @@
 - Camunda 7 JUEL: ``${deposit > 0 and approved}`` — the wrapper goes, ``and``/``or``/``not``/``eq``/
   ``ne``/``lt``/``gt``/``le``/``ge`` become their CEL operators.
 
-Only these simple, unambiguous rewrites are done; anything else is kept and left to the engine's
-validation, which names the step whose condition does not compile.
+Only these simple, unambiguous rewrites are done. :func:`expression_to_cel` (what the importer uses) refuses
+what has no CEL form here — function and method calls such as ``${execution.getVariable('x')}``, JUEL
+``empty``/``div``/``mod``, FEEL ``between``/``in``/``some``/``if``, ranges, script languages — with a message
+the importer ties to the element; anything else is left to the engine's validation, which names the step
+whose condition does not compile.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 _TOKEN = re.compile(
@@ -78,3 +82,107 @@ def strip_expression(value: str) -> str:
         if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
             text = text[1:-1]
     return text
+
+
+# -- expression languages --------------------------------------------------------------------------
+XPATH = "http://www.w3.org/1999/XPath"  # the BPMN 2.0 default, declared by files that mean nothing by it
+
+
+class ExpressionError(ValueError):
+    """An expression that has no CEL form here; the message says why, for the element that holds it."""
+
+
+def dialect(language: str) -> str:
+    """``cel``, ``feel``, ``juel`` or ``""`` (undeclared: the BPMN default, XPath, means nothing to modelers)
+    for a definitions' ``expressionLanguage`` or an expression's ``language``; anything else is returned
+    as written (a script language: not run here)."""
+    text = (language or "").strip()
+    lowered = text.lower()
+    if not text or lowered.rstrip("/") == XPATH.lower() or lowered == "xpath":
+        return ""
+    if "cel-spec" in lowered or lowered == "cel":
+        return "cel"
+    if "feel" in lowered:
+        return "feel"
+    if "juel" in lowered or lowered in {"el", "jsp-el", "http://java.sun.com/products/jsp/"}:
+        return "juel"
+    return text
+
+
+_FEEL_UNMAPPED = {"between", "in", "instance", "of", "some", "every", "satisfies", "if", "then", "else", "for",
+                  "return", "function"}  # fmt: skip
+_JUEL_UNMAPPED = {"empty", "div", "mod", "instanceof"}
+
+
+def _unmapped(text: str, words: set[str], allowed_calls: set[str], language: str) -> None:
+    """Raise ExpressionError for a function or method call, or a word of the language with no CEL operator."""
+    tokens = [(m.lastgroup, m.group()) for m in _TOKEN.finditer(text) if m.lastgroup != "space"]
+    for index, (kind, token) in enumerate(tokens):
+        following = tokens[index + 1][1] if index + 1 < len(tokens) else ""
+        previous = tokens[index - 1][1] if index else ""
+        if kind != "word":
+            if token == "." and following == ".":
+                raise ExpressionError(f"the {language} range '..' has no CEL form here")
+            continue
+        if following == "(" and token not in allowed_calls:
+            what = "method" if previous == "." else "function"
+            owner = tokens[index - 2][1] + "." if previous == "." and index >= 2 else ""
+            raise ExpressionError(
+                f"the {language} {what} call {owner}{token}(…) has no CEL form here; "
+                "write the condition in CEL over process variables (e.g. deposit > 0 && approved)"
+            )
+        if token in words and previous != ".":
+            raise ExpressionError(f"the {language} operator '{token}' has no CEL form here; write the condition in CEL")
+
+
+def expression_to_cel(expression: str, language: str = "") -> str:
+    """The CEL form of an expression from a BPMN file, or ExpressionError when there is none.
+
+    ``language`` is the element's ``language`` or else the file's ``expressionLanguage``. The text's own
+    form wins over an undeclared language: ``=…`` is FEEL (Camunda 8), ``${…}``/``#{…}`` is JUEL (Camunda 7);
+    the rest is CEL, ours (files of generic modelers declare nothing or the XPath default and mean CEL-like
+    comparisons). A script language (JavaScript, Groovy, …) is refused.
+    """
+    text = (expression or "").strip()
+    declared = dialect(language)
+    if declared not in {"", "cel", "feel", "juel"}:
+        raise ExpressionError(f"expressions in {declared!r} are not run here; write the condition in CEL")
+    if text.startswith("="):
+        kind = "feel"
+    elif re.fullmatch(r"[$#]\{.*\}", text, re.DOTALL):
+        kind = "juel"
+    elif "${" in text or "#{" in text:
+        raise ExpressionError("text and JUEL expressions (${…}) are mixed; write one CEL condition")
+    elif declared in {"", "cel", "juel"}:
+        kind = "cel"  # a JUEL text outside ${…} is a literal, which reads the same in CEL
+    else:  # declared FEEL without the leading "="
+        kind = "feel"
+        text = "=" + text
+    if kind == "feel":
+        _unmapped(text[1:], _FEEL_UNMAPPED, {"not"}, "FEEL")
+    elif kind == "juel":
+        inner = re.fullmatch(r"[$#]\{(.*)\}", text, re.DOTALL)
+        _unmapped(inner.group(1) if inner else text, _JUEL_UNMAPPED, set(), "JUEL")
+    return to_cel(text)
+
+
+_STRING = re.compile(r"""("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')""")
+
+
+def outcome_literal(cel: str) -> str | None:
+    """``outcome == "approve"`` (or ``"approve" == outcome``) → ``approve``; None for any other condition."""
+    text = cel.strip()
+    match = re.fullmatch(r"outcome\s*==\s*" + _STRING.pattern, text) or re.fullmatch(
+        _STRING.pattern + r"\s*==\s*outcome", text
+    )
+    if not match:
+        return None
+    literal = match.group(1)
+    body = literal[1:-1]
+    if literal[0] == "'":  # a single-quoted CEL string: the same escapes, the other quote is plain
+        body = body.replace("\\'", "'").replace('"', '\\"')
+    try:
+        value = json.loads(f'"{body}"')
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None

@@ -40,8 +40,8 @@ from ._common import (
     Problem,
     q,
 )
-from .conditions import strip_expression, to_cel, variable_reference
-from .writer import humanize
+from .conditions import ExpressionError, expression_to_cel, outcome_literal, strip_expression
+from .writer import humanize, outcome_gateway_id
 
 _DURATION = re.compile(
     r"^-?P(?!$)(\d+(\.\d+)?Y)?(\d+(\.\d+)?M)?(\d+(\.\d+)?W)?(\d+(\.\d+)?D)?(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?$"
@@ -220,6 +220,9 @@ class _Reader:
                 f"expected <definitions> in {BPMN}."
             )
         process = self._choose_process()
+        # CEL for our files; FEEL (Camunda 8), JUEL (Camunda 7) or the XPath default for others. An expression's
+        # own ``language`` wins; the text's form (``=…``, ``${…}``) tells FEEL and JUEL apart when nothing is said.
+        self.language = self.root.get("expressionLanguage", "")
         self.messages = {
             m.get("id", ""): m.get("name") or m.get("id", "") for m in self.root.findall(q(BPMN, "message"))
         }
@@ -297,6 +300,17 @@ class _Reader:
         self.merges = {
             nid for nid, node in nodes.items() if _local(node)[1] == "exclusiveGateway" and self._is_merge(node)
         }
+        # exclusive gateways that carry a user task's outcomes (the standard form of our export)
+        self.outcome_gateways: dict[str, tuple[Element, list[tuple[Element, str]]]] = {}
+        for nid, node in nodes.items():
+            if _local(node)[1] == "userTask":
+                found = self._outcome_gateway(node)
+                if found is not None:
+                    self.outcome_gateways[nid] = found
+        self._owned_ids: dict[str, str] = {
+            gateway.get("id", ""): outcome_gateway_id(task_id)
+            for task_id, (gateway, _) in self.outcome_gateways.items()
+        }
         # catch events owned by an event-based gateway (they become part of its wait step)
         self.owned: set[str] = set()
         for node in nodes.values():
@@ -311,9 +325,10 @@ class _Reader:
                 starts[1] if len(starts) > 1 else None,
                 f"a workflow has exactly one start event; this process has {len(starts)}",
             )
+        outcome_gateway_ids = {gateway.get("id", "") for gateway, _ in self.outcome_gateways.values()}
         for nid, node in nodes.items():
             kind = _local(node)[1]
-            if nid in self.merges or nid in self.owned or kind == "boundaryEvent":
+            if nid in self.merges or nid in self.owned or nid in outcome_gateway_ids or kind == "boundaryEvent":
                 if kind == "boundaryEvent":
                     self._check_boundary(node)
                 continue
@@ -365,6 +380,48 @@ class _Reader:
     def _is_merge(self, node: Element) -> bool:
         out = self.outgoing.get(node.get("id", ""), [])
         return len(out) == 1 and out[0].find(q(BPMN, "conditionExpression")) is None
+
+    def _condition(self, flow: Element) -> str | None:
+        """The CEL form of a flow's condition; None (and the flow refused, named) when it has none here."""
+        condition = flow.find(q(BPMN, "conditionExpression"))
+        language = (condition.get("language") if condition is not None else "") or self.language
+        try:
+            return expression_to_cel(_text(condition), language)
+        except ExpressionError as exc:
+            self.refuse(flow, f"the condition {_text(condition)!r} cannot be read: {exc}")
+            return None
+
+    def _outcome_gateway(self, task: Element) -> tuple[Element, list[tuple[Element, str]]] | None:
+        """The exclusive gateway right after a user task that chooses by the task's outcome: its only
+        incoming flow is the task's only outgoing flow, and each of its flows is ``outcome == "<literal>"``
+        (in CEL, FEEL or JUEL) or its default flow, named by the outcome. Else None: a decision step."""
+        out = self.outgoing.get(task.get("id", ""), [])
+        if len(out) != 1 or out[0].find(q(BPMN, "conditionExpression")) is not None:
+            return None
+        gateway = self.nodes.get(out[0].get("targetRef", ""))
+        if gateway is None or _local(gateway)[1] != "exclusiveGateway":
+            return None
+        gid = gateway.get("id", "")
+        flows = self.outgoing.get(gid, [])
+        if gid in self.merges or len(self.incoming.get(gid, [])) != 1 or not flows:
+            return None
+        outcomes: list[tuple[Element, str]] = []
+        for flow in flows:
+            condition = flow.find(q(BPMN, "conditionExpression"))
+            if flow.get("id") == gateway.get("default"):
+                name = self._outcome_name(flow)
+            elif condition is None or not _text(condition):
+                return None
+            else:
+                language = condition.get("language") or self.language
+                try:
+                    name = outcome_literal(expression_to_cel(_text(condition), language)) or ""
+                except ExpressionError:
+                    return None  # read as a decision, which names the flow and the reason
+            if not name:
+                return None
+            outcomes.append((flow, name))
+        return gateway, outcomes
 
     def _target(self, flow: Element) -> str:
         """Where a flow leads, looking through merge gateways."""
@@ -512,6 +569,17 @@ class _Reader:
         out = self.outgoing.get(nid, [])
         if not out:
             self.refuse(node, "a user task needs at least one outgoing sequence flow")
+        elif nid in self.outcome_gateways:  # task → exclusive gateway with one flow per outcome
+            outcomes = {}
+            for flow, name in self.outcome_gateways[nid][1]:
+                written = flow.get(q(PHQ, "outcome"))
+                if written and written != name:
+                    self.refuse(flow, f"the flow's phq:outcome {written!r} differs from the outcome {name!r} it tests")
+                elif name in outcomes:
+                    self.refuse(flow, f"outcome {name!r} appears twice on the flows after {nid!r}")
+                else:
+                    outcomes[name] = self._target(flow)
+            step["outcomes"] = outcomes
         elif len(out) == 1 and not self._outcome_name(out[0]):
             step["next"] = self._target(out[0])
         else:
@@ -709,11 +777,9 @@ class _Reader:
                     "is not the default flow",
                 )
                 continue
-            language = (condition.get("language") or "").lower()
-            if language and any(s in language for s in ("javascript", "groovy", "python", "ruby", "juel-script")):
-                self.refuse(flow, f"script conditions ({language}) are not run; write a CEL expression")
-                continue
-            branches.append({"when": to_cel(_text(condition)), "next": self._target(flow)})
+            when = self._condition(flow)
+            if when is not None:
+                branches.append({"when": when, "next": self._target(flow)})
         if not self.outgoing.get(nid):
             self.refuse(node, "a decision needs outgoing sequence flows")
         step["branches"] = branches
@@ -786,13 +852,16 @@ class _Reader:
                 step["until_variable"] = variable
             elif duration is not None:
                 step["duration"] = self._duration_of(node, strip_expression(_text(duration)), "timer duration")
-            elif date is not None and variable_reference(_text(date)):
-                step["until_variable"] = variable_reference(_text(date))
+            elif date is not None and (variable := self._date_variable(node, date)) is not None:
+                if not variable:
+                    return None  # its expression was refused, with the reason
+                step["until_variable"] = variable
             else:
                 self.refuse(
                     node,
                     "a timer catch event waits a duration (timeDuration, e.g. P1D) or until the date in "
-                    "a process variable (timeDate ${variable}); fixed dates and cycles are not supported",
+                    "a process variable (timeDate naming it: terminate_at in CEL, ${terminate_at} in JUEL, "
+                    "=terminate_at in FEEL); fixed dates and cycles are not supported",
                 )
                 return None
         else:
@@ -802,6 +871,17 @@ class _Reader:
         self._single_next(node, step, "catch event")
         step.update(self._extras(node))
         return step
+
+    def _date_variable(self, node: Element, date: Element) -> str | None:
+        """The variable a timeDate waits for: ``terminate_at`` (CEL), ``${terminate_at}``, ``=terminate_at``;
+        None when the date is something else (a fixed date), "" when its expression was refused."""
+        text = _text(date)
+        try:
+            cel = expression_to_cel(text, date.get("language") or self.language)
+        except ExpressionError as exc:
+            self.refuse(node, f"the timer date {text!r} cannot be read: {exc}")
+            return ""
+        return cel if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cel) else None
 
     def _step_boundaryEvent(self, node: Element) -> None:  # handled with its user task
         return None

@@ -61,6 +61,21 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
+def outcome_gateway_id(task_id: str) -> str:
+    """The exclusive gateway that carries a user task's outcomes."""
+    return f"{task_id}__outcome"
+
+
+def outcome_condition(outcome: str) -> str:
+    """``outcome == "approve"``: the CEL condition of an outcome's flow (a JSON string is a valid CEL literal)."""
+    return f"outcome == {json.dumps(outcome, ensure_ascii=False)}"
+
+
+def outcome_tasks(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The user tasks whose outcomes the export writes as an exclusive gateway (two or more outcomes)."""
+    return [s for s in spec.get("steps", []) if s["type"] == "user" and len(s.get("outcomes") or {}) > 1]
+
+
 def edges_of(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """Every sequence flow the export writes: (source element, target element, flow attributes)."""
     edges: list[tuple[str, str, dict[str, Any]]] = []
@@ -68,7 +83,14 @@ def edges_of(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
         sid, kind = step["id"], step["type"]
         if kind == "user" and step.get("timeout") and step["timeout"].get("next"):
             edges.append((f"{sid}__timeout", step["timeout"]["next"], {"name": "timeout"}))
-        if kind == "user" and step.get("outcomes"):
+        if kind == "user" and len(step.get("outcomes") or {}) > 1:
+            # BPMN 2.0: several unconditioned flows leaving a task are a parallel split. The choice is an
+            # exclusive gateway after the task, one flow per outcome with the condition ``outcome == "…"``.
+            gateway = outcome_gateway_id(sid)
+            edges.append((sid, gateway, {}))
+            for outcome, target in step["outcomes"].items():
+                edges.append((gateway, target, {"outcome": outcome, "condition": outcome_condition(outcome)}))
+        elif kind == "user" and step.get("outcomes"):
             for outcome, target in step["outcomes"].items():
                 edges.append((sid, target, {"outcome": outcome}))
         elif kind == "decision":
@@ -97,6 +119,8 @@ def auto_layout(spec: dict[str, Any]) -> Layout:
         if step["type"] == "wait" and step.get("message") and step.get("timeout"):
             sizes[f"{sid}__message"] = SIZES["event"]
             sizes[f"{sid}__timeout"] = SIZES["event"]
+    for step in outcome_tasks(spec):  # the outcome gateway is a node of the graph, in the column after its task
+        sizes[outcome_gateway_id(step["id"])] = SIZES["gateway"]
     graph: dict[str, list[str]] = {}
     for source, target, _ in edges_of(spec):
         graph.setdefault(source, []).append(target)
@@ -186,6 +210,7 @@ class _Writer:
                 for element in wanted & set(layout.shapes):
                     self.layout.shapes[element] = layout.shapes[element]
                 self.layout.edges = dict(layout.edges)
+        self._place_outcome_gateways(layout)
         for sid, step in self.steps.items():
             # an interrupting timer sits on the task's lower left edge (its due timer on the right)
             if step["type"] == "user" and step.get("timeout") and sid in self.layout.shapes:
@@ -196,6 +221,29 @@ class _Writer:
         self.flow_ids: list[tuple[str, str, str]] = []  # (flow id, source, target)
         self.outgoing: dict[str, list[str]] = {}
         self.incoming: dict[str, list[str]] = {}
+
+    def _place_outcome_gateways(self, saved: Layout | None) -> None:
+        """An outcome gateway the saved diagram does not show (a file of the older form, or a task that
+        got a second outcome) sits right of its task, vertically centred, before the nearest target."""
+        gateways = {outcome_gateway_id(s["id"]) for s in outcome_tasks(self.spec)}
+        for stale in [e for e in self.layout.shapes if e.endswith("__outcome") and e not in gateways]:
+            del self.layout.shapes[stale]  # the task has one outcome now: no gateway to draw
+        for step in outcome_tasks(self.spec):
+            gateway = outcome_gateway_id(step["id"])
+            task = self.layout.shapes.get(step["id"])
+            if gateway in (saved.shapes if saved else self.layout.shapes) or task is None:
+                continue
+            width, height = SIZES["gateway"]
+            right = task.x + task.width
+            ahead = [
+                self.layout.shapes[t].x
+                for t in step["outcomes"].values()
+                if t in self.layout.shapes and self.layout.shapes[t].x > right
+            ]
+            gap = 50.0
+            if ahead and min(ahead) - right < 2 * gap + width:
+                gap = max((min(ahead) - right - width) / 2, 10.0)
+            self.layout.shapes[gateway] = Bounds(right + gap, task.mid[1] - height / 2, width, height)
 
     def write(self) -> bytes:
         definitions = etree.Element(q(BPMN, "definitions"), nsmap=NSMAP)
@@ -246,7 +294,8 @@ class _Writer:
                 condition = etree.SubElement(flow, q(BPMN, "conditionExpression"))
                 condition.set(q(XSI, "type"), "bpmn:tFormalExpression")
                 condition.text = attrs["condition"]
-                flow.set("name", attrs["condition"][:60])
+                if not attrs.get("outcome"):
+                    flow.set("name", attrs["condition"][:60])
         self._diagram(definitions, key)
         return etree.tostring(definitions, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
@@ -325,6 +374,11 @@ class _Writer:
         self._inputs(node, step)
         self._step_extras(node, step)
         self._flows(node, step["id"])
+        if len(step.get("outcomes") or {}) > 1:  # the employee's choice: an exclusive gateway after the task
+            gateway_id = outcome_gateway_id(step["id"])
+            label = f"{step.get('name') or humanize(step['id'])}?"
+            gateway = etree.SubElement(process, q(BPMN, "exclusiveGateway"), id=gateway_id, name=label)
+            self._flows(gateway, gateway_id)
         if step.get("due_in"):  # marks the due time: the task stays
             self._timer_boundary(process, step["id"], "due", "Due", step["due_in"], cancelActivity="false")
         if step.get("timeout"):  # interrupting (the default): the task ends, the process follows the timer
@@ -415,7 +469,7 @@ class _Writer:
                 node.set(q(PHQ, "untilVariable"), step["until_variable"])
                 date = etree.SubElement(definition, q(BPMN, "timeDate"))
                 date.set(q(XSI, "type"), "bpmn:tFormalExpression")
-                date.text = "${" + step["until_variable"] + "}"
+                date.text = step["until_variable"]  # a CEL expression: the variable's value
             else:
                 duration = etree.SubElement(definition, q(BPMN, "timeDuration"))
                 duration.set(q(XSI, "type"), "bpmn:tFormalExpression")
@@ -446,7 +500,8 @@ class _Writer:
                 continue
             if element_id.endswith("__due"):
                 continue
-            shape(element_id, bounds, marker=bool(step and step["type"] == "decision"))
+            marker = bool(step and step["type"] == "decision") or element_id.endswith("__outcome")
+            shape(element_id, bounds, marker=marker)
         for step in self.steps.values():
             if step["type"] == "user" and step.get("due_in"):
                 task = shapes[step["id"]]
