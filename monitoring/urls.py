@@ -10,6 +10,7 @@ urlpatterns = [
     path("processes/", views.processes, name="processes"),
     path("analytics/", views.analytics, name="analytics"),
     path("analytics/compare/", views.compare, name="compare"),
+    path("analytics/event-log/", views.analytics_xes, name="analytics-xes"),
     path("heatmap/<int:version_id>/", views.heatmap, name="heatmap"),
     path("heatmap/<int:version_id>/data.json", views.heatmap_data, name="heatmap-data"),
     path("heatmap/<int:version_id>/diagram.bpmn", views.heatmap_xml, name="heatmap-xml"),

@@ -13,7 +13,7 @@ from csp.decorators import csp_update
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Exists, F, OuterRef, QuerySet, Sum
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -29,6 +29,7 @@ from monitoring.models import AlertEvent, AlertRule, DailyWorkflowStat, Statemen
 from monitoring.selectors import Scope
 from monitoring.statements import SUBSCRIBER_ROLES, period_for, statement_build
 from parkinghq.http import safe_next
+from workflows import xes
 from workflows.models import ProcessEvent, Task, WorkflowDefinition, WorkflowVersion
 
 VIEW_ROLES = (roles.ADMINISTRATOR, roles.SUPERVISOR, roles.WORKFLOW_ADMIN, roles.FINANCE, roles.MANAGER)
@@ -330,6 +331,31 @@ def _busiest_definition(scope: Scope) -> WorkflowDefinition | None:
     if first and first["started"]:
         return definitions.filter(pk=first["definition_id"]).first() or definitions.order_by("name").first()
     return definitions.order_by("name").first()
+
+
+@role_required(*VIEW_ROLES)
+def analytics_xes(request: HttpRequest) -> HttpResponse:
+    """The analytics selection (workflow, period, car parks) as an XES event log, streamed: the processes
+    of the workflow started in the period, every version. ``?gzip=1`` sends it gzipped (.xes.gz)."""
+    scope, form = _scope(request)
+    back = reverse("monitoring:analytics") + "?" + urlencode(list(request.GET.items()))
+    if form.is_bound and not form.is_valid():
+        return redirect(back)  # the analytics page shows what is wrong with the filters
+    definition = scope.definition or _busiest_definition(scope)
+    if definition is None:
+        messages.info(request, "No workflow is installed yet, so there is no event log to download.")
+        return redirect(back)
+    start, _ = day_bounds(scope.day_from)
+    _, end = day_bounds(scope.day_to)
+    chunks = xes.xes_stream(definition.key, start, end, user=request.user, carpark_ids=scope.carpark_ids)
+    filename = f"{definition.key}_{scope.day_from:%Y-%m-%d}_{scope.day_to:%Y-%m-%d}.xes"
+    if request.GET.get("gzip") == "1":
+        response = StreamingHttpResponse(xes.gzipped(chunks), content_type="application/gzip")
+        filename += ".gz"
+    else:
+        response = StreamingHttpResponse(chunks, content_type="application/xml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 @role_required(*VIEW_ROLES)
