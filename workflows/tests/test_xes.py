@@ -109,8 +109,7 @@ def story(run) -> list[Process]:
 def events(log: bytes) -> list[dict[str, str]]:
     root = etree.fromstring(log)
     return [
-        {"case": trace.find("string[@key='concept:name']").get("value")}
-        | {a.get("key"): a.get("value") for a in event}
+        {"case": trace.find("string[@key='concept:name']").get("value")} | {a.get("key"): a.get("value") for a in event}
         for trace in root.iter("trace")
         for event in trace.iter("event")
     ]
@@ -251,7 +250,9 @@ def test_the_command_writes_a_file_stdout_and_gzip(run, tmp_path):
     story(run)
     target = tmp_path / "claims.xes"
     out = io.StringIO()
-    call_command("history_export_xes", "xes-claim", str(target), "--from", "2026-03-02", "--to", "2026-03-02", stdout=out)
+    call_command(
+        "history_export_xes", "xes-claim", str(target), "--from", "2026-03-02", "--to", "2026-03-02", stdout=out
+    )
     assert "Wrote" in out.getvalue()
     assert len(etree.fromstring(target.read_bytes()).findall("trace")) == 6
     assert not list(tmp_path.glob(".*part")), "no partial file is left"
