@@ -14,6 +14,7 @@ from typing import Any
 from lxml import etree
 
 from ._common import BPMN, BPMNDI, CEL_LANGUAGE, DC, DI, NSMAP, PHQ, SIZES, XSI, Bounds, Layout, q
+from .layout import Router, arrange, docked
 
 _KNOWN = {
     "start": {"id", "type", "name", "next", "event", "condition", "priority", "inputs", "starters"},
@@ -112,7 +113,7 @@ def edges_of(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 # -- automatic layout --------------------------------------------------------------------------
 def auto_layout(spec: dict[str, Any]) -> Layout:
-    """Left-to-right layers by distance from the start; rows by order of discovery."""
+    """Left-to-right columns by longest path from the start; the main path on one row, branches below."""
     steps = {s["id"]: s for s in spec.get("steps", [])}
     sizes: dict[str, tuple[float, float]] = {sid: SIZES[_kind(s)] for sid, s in steps.items()}
     for sid, step in steps.items():
@@ -121,76 +122,12 @@ def auto_layout(spec: dict[str, Any]) -> Layout:
             sizes[f"{sid}__timeout"] = SIZES["event"]
     for step in outcome_tasks(spec):  # the outcome gateway is a node of the graph, in the column after its task
         sizes[outcome_gateway_id(step["id"])] = SIZES["gateway"]
-    graph: dict[str, list[str]] = {}
-    for source, target, _ in edges_of(spec):
-        graph.setdefault(source, []).append(target)
-    for sid, step in steps.items():  # a user task's timer path is laid out as leaving the task
-        if step["type"] == "user" and step.get("timeout") and step["timeout"].get("next"):
-            graph.setdefault(sid, []).append(step["timeout"]["next"])
+    # a user task's timer path is laid out as leaving the task, its target below the task
+    timers = {f"{sid}__timeout": sid for sid, step in steps.items() if step["type"] == "user" and step.get("timeout")}
+    edges = [(timers.get(source, source), target) for source, target, _ in edges_of(spec)]
+    below = {(timers[source], target) for source, target, _ in edges_of(spec) if source in timers}
     start = next((s["id"] for s in spec.get("steps", []) if s["type"] == "start"), None)
-    # Longest-path layering over the graph without its back edges (found by a depth-first walk), so a
-    # step sits right of every step that leads to it and the ends line up on the right.
-    order: list[str] = []
-    back: set[tuple[str, str]] = set()
-    state: dict[str, int] = {}
-    stack: list[tuple[str, int]] = [(start, 0)] if start else []
-    if start:
-        state[start] = 1
-        order.append(start)
-    while stack:
-        node, index = stack[-1]
-        targets = [t for t in graph.get(node, []) if t in sizes]
-        if index >= len(targets):
-            state[node] = 2
-            stack.pop()
-            continue
-        stack[-1] = (node, index + 1)
-        target = targets[index]
-        if state.get(target) == 1:
-            back.add((node, target))
-        elif target not in state:
-            state[target] = 1
-            order.append(target)
-            stack.append((target, 0))
-    for node in sizes:  # unreachable nodes still get a place
-        if node not in state:
-            order.append(node)
-    layer: dict[str, int] = dict.fromkeys(order, 0)
-    for _ in range(len(order)):
-        changed = False
-        for source in order:
-            for target in graph.get(source, []):
-                if target in layer and (source, target) not in back and layer[target] < layer[source] + 1:
-                    layer[target] = layer[source] + 1
-                    changed = True
-        if not changed:
-            break
-    rows: dict[int, int] = {}
-    layout = Layout()
-    for node in order:
-        column = layer[node]
-        row = rows.get(column, 0)
-        rows[column] = row + 1
-        width, height = sizes[node]
-        center_x = 180 + column * 170
-        center_y = 160 + row * 140
-        layout.shapes[node] = Bounds(center_x - width / 2, center_y - height / 2, width, height)
-    return layout
-
-
-def _route(source: Bounds, target: Bounds) -> list[tuple[float, float]]:
-    sx, sy = source.mid
-    tx, ty = target.mid
-    if target.x >= source.x + source.width:  # forward: right side to left side
-        start = (source.x + source.width, sy)
-        end = (target.x, ty)
-        if abs(sy - ty) < 1:
-            return [start, end]
-        middle = (start[0] + end[0]) / 2
-        return [start, (middle, sy), (middle, ty), end]
-    # backward or same column: leave at the bottom, run below both, enter from the bottom
-    below = max(source.y + source.height, target.y + target.height) + 40
-    return [(sx, source.y + source.height), (sx, below), (tx, below), (tx, target.y + target.height)]
+    return Layout(shapes=arrange(sizes, edges, start=start, below=below))
 
 
 # -- the XML -----------------------------------------------------------------------------------
@@ -216,7 +153,7 @@ class _Writer:
             if step["type"] == "user" and step.get("timeout") and sid in self.layout.shapes:
                 task = self.layout.shapes[sid]
                 self.layout.shapes.setdefault(f"{sid}__timeout", Bounds(task.x + 12, task.y + task.height - 18, 36, 36))
-        self.saved_edges = layout.edges if layout else {}
+        self.saved_edges = self.layout.edges if layout else {}
         self.messages: dict[str, str] = {}
         self.flow_ids: list[tuple[str, str, str]] = []  # (flow id, source, target)
         self.outgoing: dict[str, list[str]] = {}
@@ -224,26 +161,45 @@ class _Writer:
 
     def _place_outcome_gateways(self, saved: Layout | None) -> None:
         """An outcome gateway the saved diagram does not show (a file of the older form, or a task that
-        got a second outcome) sits right of its task, vertically centred, before the nearest target."""
+        got a second outcome) sits right of its task, vertically centred. When the next shape on its row or
+        one of the task's targets is too close, everything right of the task moves right to make room (the
+        saved waypoints there move with it; a flow left with a loose end is routed again)."""
         gateways = {outcome_gateway_id(s["id"]) for s in outcome_tasks(self.spec)}
+        if saved is not None and self.layout is saved:  # never change the caller's layout
+            self.layout = Layout(shapes=dict(saved.shapes), edges=dict(saved.edges))
         for stale in [e for e in self.layout.shapes if e.endswith("__outcome") and e not in gateways]:
             del self.layout.shapes[stale]  # the task has one outcome now: no gateway to draw
+        width, height = SIZES["gateway"]
+        gap = 40.0
         for step in outcome_tasks(self.spec):
             gateway = outcome_gateway_id(step["id"])
             task = self.layout.shapes.get(step["id"])
             if gateway in (saved.shapes if saved else self.layout.shapes) or task is None:
                 continue
-            width, height = SIZES["gateway"]
-            right = task.x + task.width
+            right, middle = task.x + task.width, task.mid[1]
+            targets = set(step["outcomes"].values())
             ahead = [
-                self.layout.shapes[t].x
-                for t in step["outcomes"].values()
-                if t in self.layout.shapes and self.layout.shapes[t].x > right
+                b.x
+                for element, b in self.layout.shapes.items()
+                if b.x >= right
+                and (
+                    element in targets
+                    or (b.y < middle + height / 2 + gap and b.y + b.height > middle - height / 2 - gap)
+                )
             ]
-            gap = 50.0
-            if ahead and min(ahead) - right < 2 * gap + width:
-                gap = max((min(ahead) - right - width) / 2, 10.0)
-            self.layout.shapes[gateway] = Bounds(right + gap, task.mid[1] - height / 2, width, height)
+            room = 2 * gap + width
+            if ahead and min(ahead) - right < room:
+                self._shift_right_of(right, room - (min(ahead) - right))
+            self.layout.shapes[gateway] = Bounds(right + gap, middle - height / 2, width, height)
+
+    def _shift_right_of(self, x: float, delta: float) -> None:
+        """Move every shape whose left side is at or right of ``x`` (and the waypoints of flows wholly there)."""
+        for element, b in list(self.layout.shapes.items()):
+            if b.x >= x:
+                self.layout.shapes[element] = Bounds(b.x + delta, b.y, b.width, b.height)
+        for ends, points in list(self.layout.edges.items()):
+            if all(px >= x for px, _ in points):
+                self.layout.edges[ends] = [(px + delta, py) for px, py in points]
 
     def write(self) -> bytes:
         definitions = etree.Element(q(BPMN, "definitions"), nsmap=NSMAP)
@@ -481,7 +437,10 @@ class _Writer:
         plane = etree.SubElement(diagram, q(BPMNDI, "BPMNPlane"), id=f"BPMNPlane_{_slug(key)}", bpmnElement=key)
         shapes = self.layout.shapes
 
+        drawn: dict[str, Bounds] = {}
+
         def shape(element_id: str, bounds: Bounds, marker: bool = False) -> None:
+            drawn[element_id] = bounds
             node = etree.SubElement(plane, q(BPMNDI, "BPMNShape"), id=f"{element_id}_di", bpmnElement=element_id)
             if marker:
                 node.set("isMarkerVisible", "true")
@@ -509,13 +468,32 @@ class _Writer:
                     task.x + task.width - 28, task.y + task.height - 18, 36, 36
                 )
                 shape(f"{step['id']}__due", bounds)
-        for flow_id, source, target in self.flow_ids:
-            points = self.saved_edges.get((source, target))
-            if not points:
-                points = _route(shapes[source], shapes[target])
+        for flow_id, points in self._routes(drawn).items():
             edge = etree.SubElement(plane, q(BPMNDI, "BPMNEdge"), id=f"{flow_id}_di", bpmnElement=flow_id)
             for x, y in points:
                 etree.SubElement(edge, q(DI, "waypoint"), x=_num(x), y=_num(y))
+
+    def _routes(self, drawn: dict[str, Bounds]) -> dict[str, list[tuple[float, float]]]:
+        """Waypoints of every flow: the saved ones while they still join their shapes and cross no other
+        shape, otherwise a route around the shapes (the positions of the shapes are kept)."""
+        attached = {
+            f"{sid}__{kind}": sid
+            for sid, step in self.steps.items()
+            if step["type"] == "user"
+            for kind in ("due", "timeout")
+            if f"{sid}__{kind}" in drawn
+        }
+        router = Router(drawn, attached)
+        routes: dict[str, list[tuple[float, float]]] = {}
+        for flow_id, source, target in self.flow_ids:
+            saved = self.saved_edges.get((source, target))
+            if saved and docked(saved, drawn[source], drawn[target]) and not router.crosses(source, target, saved):
+                routes[flow_id] = list(saved)
+                router.occupy(source, target, saved)
+        for flow_id, source, target in self.flow_ids:
+            if flow_id not in routes:
+                routes[flow_id] = router.route(source, target)
+        return {flow_id: routes[flow_id] for flow_id, _, _ in self.flow_ids}
 
 
 def _num(value: float) -> str:
