@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from accounts import roles
 from monitoring.aggregation import day_bounds, summed
+from workflows.compiler import step_label, step_names
 from workflows.models import Process, ProcessEvent, Task, Timer, WorkflowDefinition, WorkflowVersion
 
 Kind = ProcessEvent.Kind
@@ -130,14 +131,35 @@ def live_counts(scope: Scope, now: Any = None) -> list[dict[str, Any]]:
         rows = live_processes(scope, status, now).values("definition_id", step_field).annotate(n=Count("id")).order_by()
         for r in rows:
             table[(r["definition_id"], r[step_field])][status] = r["n"]
-    names = dict(WorkflowDefinition.objects.filter(pk__in={d for d, _ in table}).values_list("pk", "name"))
-    keys = dict(WorkflowDefinition.objects.filter(pk__in={d for d, _ in table}).values_list("pk", "key"))
+    definitions = {d: (name, key) for d, name, key in _definition_names({d for d, _ in table})}
+    steps = _published_step_names({d for d, _ in table})
     out = [
-        {"definition_id": d, "definition": names.get(d, d), "key": keys.get(d, ""), "step": s, **counts}
+        {
+            "definition_id": d,
+            "definition": definitions.get(d, (d, ""))[0],
+            "key": definitions.get(d, (d, ""))[1],
+            "step": s,
+            "step_name": (steps.get(d) or {}).get(s) or step_label(s) if s else "",
+            **counts,
+        }
         for (d, s), counts in table.items()
     ]
     out.sort(key=lambda r: (str(r["definition"]), r["step"]))
     return out
+
+
+def _definition_names(ids: set[int]) -> list[tuple[int, str, str]]:
+    return list(WorkflowDefinition.objects.filter(pk__in=ids).values_list("pk", "name", "key")) if ids else []
+
+
+def _published_step_names(definition_ids: set[int]) -> dict[int, dict[str, str]]:
+    """Step id → name per definition, from its published version (one query for all of them)."""
+    if not definition_ids:
+        return {}
+    graphs = WorkflowVersion.objects.filter(
+        definition_id__in=definition_ids, state=WorkflowVersion.State.PUBLISHED
+    ).values_list("definition_id", "graph")
+    return {d: step_names(graph or {}) for d, graph in graphs}
 
 
 # -- period figures -------------------------------------------------------------------------------
@@ -341,7 +363,7 @@ def _pct(values: list[int], q: float) -> float:
 
 def step_order(version: WorkflowVersion) -> list[tuple[str, str, str]]:
     """(step id, name, type) in the definition's order."""
-    return [(s["id"], s.get("name") or s["id"], s["type"]) for s in (version.spec or {}).get("steps", [])]
+    return [(s["id"], step_label(s["id"], s.get("name")), s["type"]) for s in (version.spec or {}).get("steps", [])]
 
 
 def step_analytics(
@@ -433,9 +455,10 @@ def heatmap(version: WorkflowVersion, day_from: date, day_to: date, carpark_ids:
     """Per BPMN element (= step id): how often it was entered and how long it took on average."""
     figures = summed(("step_id",), day_from, day_to, version_ids={version.pk}, carpark_ids=carpark_ids)
     elements = {}
-    for step, _name, _kind in step_order(version):
+    for step, name, _kind in step_order(version):
         f = figures.get((step,), {})
         elements[step] = {
+            "name": name,
             "entered": f.get("entered", 0),
             "left": f.get("left", 0),
             "avg_ms": round(f["duration_ms_sum"] / f["left"]) if f.get("left") else None,

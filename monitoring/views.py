@@ -30,7 +30,9 @@ from monitoring.selectors import Scope
 from monitoring.statements import SUBSCRIBER_ROLES, period_for, statement_build
 from parkinghq.http import safe_next
 from workflows import xes
+from workflows.compiler import step_label, step_names
 from workflows.models import ProcessEvent, Task, WorkflowDefinition, WorkflowVersion
+from workflows.step_names import StepNames
 
 VIEW_ROLES = (roles.ADMINISTRATOR, roles.SUPERVISOR, roles.WORKFLOW_ADMIN, roles.FINANCE, roles.MANAGER)
 ALERT_ROLES = (roles.ADMINISTRATOR, roles.SUPERVISOR, roles.WORKFLOW_ADMIN, roles.FINANCE)
@@ -238,8 +240,21 @@ def drill_processes(request: HttpRequest, scope: Scope) -> tuple[QuerySet, list[
     if status:
         described.insert(0, DRILL_STATUSES[status])
     if step is not None:
-        described.append(f"step “{step}”")
+        described.append(f"step “{_step_name(scope, version, step)}”")
     return qs, described
+
+
+def _step_name(scope: Scope, version: str | None, step: str) -> str:
+    """The name of a drilled-down step: in the chosen version, else in the workflow's published version."""
+    versions = WorkflowVersion.objects.all()
+    if version and version.isdigit():
+        versions = versions.filter(pk=int(version))
+    elif scope.definition is not None:
+        versions = versions.filter(definition=scope.definition, state=WorkflowVersion.State.PUBLISHED)
+    else:
+        return step_label(step) if step else "no step"
+    graph = versions.values_list("graph", flat=True).first()
+    return (step_names(graph or {}).get(step) or step_label(step)) if step else "no step"
 
 
 @role_required(*VIEW_ROLES)
@@ -248,6 +263,9 @@ def processes(request: HttpRequest) -> HttpResponse:
     qs, described = drill_processes(request, scope)
     qs = qs.select_related("definition", "version").order_by("-started_at", "-id")
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    labels = StepNames()
+    for process in page.object_list:
+        process.current_step_name = labels.of_process(process)
     return render(
         request,
         "monitoring/processes.html",

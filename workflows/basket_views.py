@@ -41,6 +41,7 @@ from workflows.services import (
     task_load,
     task_release,
 )
+from workflows.step_names import StepNames
 
 PAGE_SIZE = 25
 
@@ -158,12 +159,16 @@ def _render_task(
     process = task.process
     business = process.business_object if process.content_type_id else None
     colleagues = sel.colleagues_for(task, exclude=user) if active and (may_work or supervisor) else None
+    history = process_history(process)
+    labels = StepNames()
+    for event in history:
+        event.step_name = labels.of_process(process, event.step_id)
     context = {
         "task": task,
         "process": process,
         "summary": sel.business_summary(business),
         "carpark_name": sel.carpark_names({task.scope_carpark_id}).get(task.scope_carpark_id, ""),
-        "history": process_history(process),
+        "history": history,
         "outcomes": task.outcome_names if active else [],
         "inputs_form": inputs_form or TaskInputsForm(task=task),
         "escalate_form": escalate_form or EscalateForm(),

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from workflows import signals
-from workflows.compiler import CompiledGraph, graph_for_version
+from workflows.compiler import CompiledGraph, graph_for_version, step_label
 from workflows.durations import add_duration, duration_seconds
 from workflows.errors import (
     DefinitionNotFound,
@@ -954,7 +954,8 @@ def execute_job(job_id: int) -> str:
                     state=SystemJob.State.FAILED, finished_at=run.now, last_error=error
                 )
                 tries = f"after {job.attempts} attempt{'s' if job.attempts != 1 else ''}"
-                open_incident(run, process, f"System step '{job.step_id}' ({job.task_name}) failed {tries}: {error}")
+                where = f"“{step_label(job.step_id, step.get('name'))}” ({job.step_id}, {job.task_name})"
+                open_incident(run, process, f"System step {where} failed {tries}: {error}")
                 outcome = "failed"
         run.flush()
     return outcome

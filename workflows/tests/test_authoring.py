@@ -59,7 +59,7 @@ def test_a_draft_with_errors_is_saved_and_the_errors_name_the_step(wfadmin):
     saved = authoring.draft_save(spec=simple_spec(default=False), user=wfadmin)
     assert saved.version.state == WorkflowVersion.State.DRAFT
     assert saved.problems == [
-        {"element_id": "decide", "element_name": "", "message": "a decision needs a 'default' branch"}
+        {"element_id": "decide", "element_name": "Decide", "message": "a decision needs a 'default' branch"}
     ]
     published = authoring.draft_publish(version=saved.version, user=wfadmin)
     assert published.problems and saved.version.state == WorkflowVersion.State.DRAFT

@@ -18,7 +18,7 @@
     var level = figures.entered ? 1 + Math.min(4, Math.floor(figures.heat * 4.999)) : 0;
     var el = document.createElement("div");
     el.className = "heat-badge heat-" + level;
-    el.title = figures.entered + " entered, average " + figures.avg_label;
+    el.title = (figures.name ? figures.name + ": " : "") + figures.entered + " entered, average " + figures.avg_label;
     el.textContent = String(figures.entered);
     var small = document.createElement("small");
     small.textContent = " · " + figures.avg_label;
