@@ -171,6 +171,7 @@ class Router:
         self._x_index = {x: i for i, x in enumerate(self.xs)}
         self._y_index = {y: i for i, y in enumerate(self.ys)}
         self._blockers: dict[tuple[str, float, float, float], list[tuple[str, bool, bool]]] = {}
+        self._lines_near: dict[tuple[str, float], list[tuple[str, bool, tuple[float, float]]]] = {}
 
     # what is in the way
     def _segment_blockers(self, axis: str, fixed: float, a: float, b: float) -> list[tuple[str, bool, bool]]:
@@ -181,21 +182,28 @@ class Router:
             return cached
         found = []
         low, high = min(a, b), max(a, b)
-        for shape_id, box in self.shapes.items():
-            if axis == "h":
-                across, along = (box.y, box.y + box.height), (box.x, box.x + box.width)
-            else:
-                across, along = (box.x, box.x + box.width), (box.y, box.y + box.height)
-            inner = across[0] < fixed < across[1] and along[0] < high and low < along[1]
-            outer = (
-                across[0] - CLEARANCE < fixed < across[1] + CLEARANCE
-                and along[0] - CLEARANCE < high
-                and low < along[1] + CLEARANCE
-            )
-            if outer:
-                found.append((shape_id, inner, outer))
+        for shape_id, inner_across, along in self._near(axis, fixed):
+            if along[0] - CLEARANCE < high and low < along[1] + CLEARANCE:
+                found.append((shape_id, inner_across and along[0] < high and low < along[1], True))
         self._blockers[key] = found
         return found
+
+    def _near(self, axis: str, fixed: float) -> list[tuple[str, bool, tuple[float, float]]]:
+        """Shapes whose clearance a horizontal (``h``) or vertical (``v``) line at ``fixed`` runs through:
+        (shape id, whether it runs through the shape itself, the shape's extent along the line)."""
+        key = (axis, fixed)
+        near = self._lines_near.get(key)
+        if near is None:
+            near = []
+            for shape_id, box in self.shapes.items():
+                if axis == "h":
+                    across, along = (box.y, box.y + box.height), (box.x, box.x + box.width)
+                else:
+                    across, along = (box.x, box.x + box.width), (box.y, box.y + box.height)
+                if across[0] - CLEARANCE < fixed < across[1] + CLEARANCE:
+                    near.append((shape_id, across[0] < fixed < across[1], along))
+            self._lines_near[key] = near
+        return near
 
     def _strict(self, source: str, target: str) -> set[str]:
         """Shapes a flow may touch (its ends; the task a boundary event source sits on)."""
@@ -218,8 +226,14 @@ class Router:
             axis, fixed, low, high = "v", p[0], min(p[1], q[1]), max(p[1], q[1])
         total = 0.0
         for line_fixed, a, b, other_source, other_target in self._lines[axis]:
-            if abs(line_fixed - fixed) < 6 and other_source != source and other_target != target:
-                total += max(0.0, min(high, b) - max(low, a))
+            if (
+                a < high
+                and low < b
+                and abs(line_fixed - fixed) < 6
+                and other_source != source
+                and other_target != target
+            ):
+                total += min(high, b) - max(low, a)
         return total
 
     def occupy(self, source: str, target: str, points: Sequence[Point]) -> None:
