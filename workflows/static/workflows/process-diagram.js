@@ -162,7 +162,7 @@
     var first = null;
     Array.prototype.forEach.call(history.children, function (li) {
       var show = !stepId || li.dataset.step === stepId;
-      li.hidden = !show;
+      li.classList.toggle('history-hidden', !show);
       if (show && !first) { first = li; }
     });
     if (filter) {
