@@ -90,7 +90,10 @@ def open_process(page, live_server, process) -> list[str]:
     return problems
 
 
-def test_the_current_step_is_highlighted_and_history_and_diagram_point_at_each_other(live_server, page, admin):
+def test_the_current_step_is_highlighted_and_history_and_diagram_point_at_each_other(
+    live_server, page, admin, make_user
+):
+    agent = make_user("agent1", roles.AGENT)
     install_definition(REVIEW)
     process = services.process_start(definition_key="diagram-review")
     page.context.add_cookies([session_cookie(admin, live_server)])
@@ -123,6 +126,23 @@ def test_the_current_step_is_highlighted_and_history_and_diagram_point_at_each_o
     page.locator("#history-filter-clear").click()
     expect(page.locator("#history-filter")).to_be_hidden()
     assert problems == []
+
+    # rejected: the flow into "rejected" is taken (through the outcome's gateway, where the export
+    # draws one), the one into "approved" is not, and the end reached is shown
+    task = process.tasks.get()
+    services.task_claim(task=task, user=agent)
+    services.task_complete(task=task, user=agent, outcome="reject")
+    open_process(page, live_server, process)
+    into = page.evaluate(
+        """() => Object.fromEntries(window.phqProcessViewer.get('elementRegistry')
+              .filter(e => e.waypoints && ['approved', 'rejected'].includes(e.target.id))
+              .map(e => [e.target.id, document.querySelector(`[data-element-id="${e.id}"]`)
+                                          .classList.contains('phq-taken')]))"""
+    )
+    assert into == {"approved": False, "rejected": True}
+    assert page.locator('.djs-element.phq-end-reached[data-element-id="rejected"]').count() == 1
+    assert page.locator(".djs-element.phq-current").count() == 0
+    expect(page.locator(".phq-ended")).to_have_text("Ended: rejected")
 
 
 def test_an_incident_is_marked_on_the_diagram_and_its_retry_runs_the_step_again(live_server, page, admin):
