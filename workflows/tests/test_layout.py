@@ -131,8 +131,16 @@ def test_the_outcome_gateway_has_its_own_column_and_the_timer_path_runs_below():
 
 def test_saved_waypoints_that_cross_a_shape_are_routed_again_and_the_shapes_stay():
     layout = bpmn_to_definition(definition_to_bpmn(SPEC)).layout
-    start, book = layout.shapes["start"], layout.shapes["book"]
-    through = [(start.x + start.width, start.mid[1]), (book.x + book.width + 30, start.mid[1])]
+    start, review, book = layout.shapes["start"], layout.shapes["review"], layout.shapes["book"]
+    # docked on both its ends, but out through the outcome gateway and the next task and back
+    through = [
+        (start.x + start.width, start.mid[1]),
+        (book.x + 30, start.mid[1]),
+        (book.x + 30, review.y - 30),
+        (review.mid[0], review.y - 30),
+        (review.mid[0], review.y),
+    ]
+    assert crossings_of(definition_to_bpmn(SPEC, layout=Layout(shapes=dict(layout.shapes)))) == []
     kept = [(start.x + start.width, start.mid[1]), (start.x + start.width + 10, start.mid[1] - 200)]
     edges = {("start", "review"): through, ("book", "done"): kept}
     spec = copy.deepcopy(SPEC)
@@ -141,7 +149,8 @@ def test_saved_waypoints_that_cross_a_shape_are_routed_again_and_the_shapes_stay
     steps = [step["id"] for step in SPEC["steps"]]
     assert {k: shapes[k] for k in steps} == {k: layout.shapes[k] for k in steps}
     first = next(points for _, source, target, points, _ in flows if (source, target) == ("start", "review"))
-    assert first != through and crossings_of(exported) == []
+    assert crossings_of(exported) == []
+    assert first != through
     # a saved route that crosses nothing but no longer ends at its target is routed again too
     loose = next(points for _, source, target, points, _ in flows if (source, target) == ("book", "done"))
     assert loose != kept
