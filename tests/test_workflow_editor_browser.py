@@ -99,7 +99,7 @@ def test_it_edits_validates_publishes_and_runs_a_new_version(live_server, page, 
     page.get_by_label("Role").select_option(roles.AGENT)
 
     page.click("#btn-save")
-    page.wait_for_selector("#editor-status:has-text('Draft saved as version 2')")
+    page.wait_for_selector("#editor-status:has-text('Draft saved (v2)')")
     problem = page.locator("#editor-problems li[data-element-id=decide]")
     assert "default" in problem.inner_text()
     assert page.locator(".djs-element.phq-error[data-element-id=decide]").count() == 1
@@ -117,7 +117,7 @@ def test_it_edits_validates_publishes_and_runs_a_new_version(live_server, page, 
     )
     page.get_by_label("Default flow (taken when no condition holds)").check()
     page.click("#btn-validate")
-    page.wait_for_selector("#editor-status:has-text('valid and can be published')")
+    page.wait_for_selector("#editor-status:has-text('Valid: can be published')")
     assert page.locator(".phq-error").count() == 0
 
     page.click("#btn-publish")
@@ -172,7 +172,7 @@ def test_an_interrupting_timer_on_a_user_task_is_shown_as_a_path_not_as_the_due_
     assert page.locator("#properties [name=duration]").input_value() == "P2D"
 
     page.click("#btn-validate")
-    page.wait_for_selector("#editor-status:has-text('valid and can be published')")
+    page.wait_for_selector("#editor-status:has-text('Valid: can be published')")
     assert not problems_in_console
 
 
@@ -189,7 +189,7 @@ def test_a_task_gets_a_closing_time_and_path_from_its_properties(live_server, pa
     assert attached == [[True, ["done"]]]
 
     page.click("#btn-save")
-    page.wait_for_selector("#editor-status:has-text('Draft saved as version 2')")
+    page.wait_for_selector("#editor-status:has-text('Draft saved (v2)')")
     draft = WorkflowDefinition.objects.get(key="parking-permit").versions.get(number=2)
     review = next(s for s in draft.spec["steps"] if s["id"] == "review")
     assert review["timeout"] == {"after": "P2D", "next": "done"}

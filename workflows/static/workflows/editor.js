@@ -252,11 +252,12 @@
 
   function renderForm(element) {
     form.textContent = '';
-    if (!element || element.type === 'label') { element = null; }
+    if (element && element.labelTarget) { element = element.labelTarget; }
     var root = svc('canvas').getRootElement();
     if (!element || element === root) { return renderProcess(); }
     var obj = bo(element);
-    heading(labelOf(element) + ' · ' + obj.id);
+    heading(labelOf(element) + ' · ' + (obj.name || obj.id));
+    idField(element);
     if (!is(element, 'bpmn:SequenceFlow')) {
       field('Name', input(obj.name, function (v) { update(element, { name: v || undefined }); }, { name: 'name' }));
     }
@@ -275,6 +276,11 @@
       return;
     }
     if (is(element, 'bpmn:IntermediateCatchEvent') || is(element, 'bpmn:BoundaryEvent')) { return renderCatch(element); }
+    if (isOutcomeGateway(element)) {
+      note('The outcomes of \u201c' + (bo(element.incoming[0].source).name || element.incoming[0].source.id) +
+        '\u201d: select a flow to name the outcome it stands for.');
+      return;
+    }
     if (is(element, 'bpmn:ExclusiveGateway')) {
       note('Set a condition on each outgoing flow and mark one flow as the default (select the flow).');
       return;
@@ -282,6 +288,37 @@
     if (is(element, 'bpmn:EventBasedGateway')) {
       note('Waits for whichever comes first: the message or the timer that follow it.');
     }
+  }
+
+  // The element's id (the step id the engine and the history use): unique, an XML name, at most 100 characters.
+  var NCNAME = /^[\p{L}_][\p{L}\p{N}_.\-]*$/u;
+  function idProblem(element, value) {
+    if (!value) { return 'Give the element an id.'; }
+    if (value.length > 100) { return 'Use at most 100 characters (this id has ' + value.length + ').'; }
+    if (!NCNAME.test(value)) {
+      return 'Start with a letter or _, then use letters, digits, _, - or . (no spaces or colons).';
+    }
+    var other = svc('elementRegistry').get(value);
+    var taken = (other && other !== element) || (value !== bo(element).id && (definitions().rootElements || []).some(function (e) { return e.id === value; }));
+    if (taken) { return 'Another element has the id \u201c' + value + '\u201d: ids are unique in the diagram.'; }
+    return '';
+  }
+  function idField(element) {
+    var feedback = document.createElement('div');
+    feedback.className = 'invalid-feedback';
+    feedback.id = 'id-feedback';
+    var control = input(bo(element).id, function (v) {
+      var problem = idProblem(element, v);
+      control.classList.toggle('is-invalid', !!problem);
+      feedback.textContent = problem;
+      if (problem || v === bo(element).id) { return; }
+      update(element, { id: v });
+      renderForm(element);
+    }, { name: 'element-id' });
+    control.maxLength = 100;
+    control.setAttribute('aria-describedby', feedback.id);
+    field('ID', control, 'Used by the engine and in the history; letters, digits, _, - or ., unique.');
+    control.parentNode.insertBefore(feedback, control.nextSibling);
   }
 
   function labelOf(element) {
@@ -301,8 +338,8 @@
     function updateProc(props) {
       svc('modeling').updateModdleProperties(rootElement, proc, props);
     }
-    field('Name', input(proc.name, function (v) { updateProc({ name: v }); }, { name: 'process-name' }));
-    field('Category', input(proc.get('phq:category'), function (v) { updateProc({ 'phq:category': v || undefined }); }, { name: 'category' }));
+    field('Name', input(proc.name, function (v) { updateProc({ name: v }); }, { name: 'process-name' })).maxLength = 200;
+    field('Category', input(proc.get('phq:category'), function (v) { updateProc({ 'phq:category': v || undefined }); }, { name: 'category' })).maxLength = 100;
     var desc = input(documentation(proc), function (v) {
       updateProc({ documentation: v ? [svc('moddle').create('bpmn:Documentation', { text: v })] : [] });
     }, { multiline: true, name: 'description' });
@@ -626,10 +663,37 @@
     form.appendChild(set);
   }
 
+  // A user task's outcomes exported as the task followed by the exclusive gateway "<task>__outcome" whose
+  // flows carry outcome == "approve": such a flow is edited as an outcome, not as a raw condition.
+  var OUTCOME = /^\s*outcome\s*==\s*("(?:[^"\\]|\\.)*")\s*$/;
+  function outcomeOf(flow) {
+    var condition = bo(flow).conditionExpression;
+    var match = condition && condition.body && OUTCOME.exec(condition.body);
+    if (!match) { return null; }
+    try { return JSON.parse(match[1]); } catch (e) { return null; }
+  }
+  function isOutcomeGateway(gateway) {
+    if (!gateway || !is(gateway, 'bpmn:ExclusiveGateway')) { return false; }
+    var incoming = gateway.incoming || [];
+    var fromTask = incoming.length === 1 && incoming[0].source && is(incoming[0].source, 'bpmn:UserTask');
+    if (!fromTask) { return false; }
+    if (/__outcome$/.test(gateway.id)) { return true; }
+    var outgoing = gateway.outgoing || [];
+    return outgoing.length > 0 && outgoing.every(function (f) { return outcomeOf(f) !== null; });
+  }
+
   function renderFlow(element) {
     var obj = bo(element);
     var source = element.source;
-    if (source && is(source, 'bpmn:UserTask')) {
+    if (source && isOutcomeGateway(source) && bo(source).default !== obj) {
+      var task = source.incoming[0].source;
+      field('Outcome', input(outcomeOf(element) || obj.name || '', function (v) {
+        update(element, {
+          conditionExpression: v ? formal('outcome == ' + JSON.stringify(v)) : undefined, name: v || undefined, 'phq:outcome': v || undefined
+        });
+      }, { placeholder: 'approve', name: 'outcome' }),
+      'The button the employee presses in \u201c' + (bo(task).name || task.id) + '\u201d to take this path.');
+    } else if (source && is(source, 'bpmn:UserTask')) {
       field('Outcome', input(obj.get('phq:outcome') || obj.name, function (v) {
         update(element, { 'phq:outcome': v || undefined, name: v || undefined });
       }, { placeholder: 'approve', name: 'outcome' }), 'The button the employee presses to take this path.');
@@ -706,61 +770,173 @@
     });
   }
 
+  // ---- problems: marked on the elements (outline + badge) and listed under the canvas -------------
   var marked = [];
+  function severityOf(problem) { return problem.severity === 'warning' ? 'warning' : 'error'; }
   function clearProblems() {
     var canvas = svc('canvas');
-    marked.forEach(function (id) { try { canvas.removeMarker(id, 'phq-error'); } catch (e) { /* element gone */ } });
+    marked.forEach(function (mark) { try { canvas.removeMarker(mark[0], mark[1]); } catch (e) { /* element gone */ } });
     marked = [];
-    svc('overlays').remove({ type: 'phq-error' });
+    svc('overlays').remove({ type: 'phq-problem' });
     problemList.textContent = '';
+  }
+  function countText(problems) {
+    var errors = problems.filter(function (p) { return severityOf(p) === 'error'; }).length;
+    var warnings = problems.length - errors;
+    var parts = [];
+    if (errors) { parts.push(errors + (errors === 1 ? ' error' : ' errors')); }
+    if (warnings) { parts.push(warnings + (warnings === 1 ? ' warning' : ' warnings')); }
+    return { errors: errors, warnings: warnings, text: parts.join(', ') };
+  }
+  function reveal(element) {
+    svc('selection').select(element);
+    try { svc('canvas').scrollToElement(element); } catch (e) { /* not on this canvas */ }
   }
   function showProblems(problems) {
     clearProblems();
+    lastProblems = problems || [];
     var registry = svc('elementRegistry');
-    (problems || []).forEach(function (problem) {
+    var badged = {};
+    lastProblems.forEach(function (problem) {
+      var severity = severityOf(problem);
       var li = document.createElement('li');
-      li.className = 'list-group-item list-group-item-danger small phq-problem';
-      li.textContent = (problem.element_id ? problem.element_id + ': ' : '') + problem.message;
-      if (problem.element_id) { li.dataset.elementId = problem.element_id; }
-      problemList.appendChild(li);
+      li.className = 'list-group-item small phq-problem list-group-item-' + (severity === 'error' ? 'danger' : 'warning');
+      li.dataset.severity = severity;
       var element = problem.element_id && registry.get(problem.element_id);
-      if (element) {
-        svc('canvas').addMarker(element, 'phq-error');
-        marked.push(problem.element_id);
-        var badge = document.createElement('div');
-        badge.className = 'phq-error-badge';
-        badge.title = problem.message;
+      var who = problem.element_name || problem.element_id;
+      var kind = document.createElement('span');
+      kind.className = 'visually-hidden';
+      kind.textContent = severity === 'error' ? 'Error: ' : 'Warning: ';
+      li.appendChild(kind);
+      li.appendChild(document.createTextNode((who ? who + ': ' : '') + problem.message));
+      problemList.appendChild(li);
+      if (!element) { return; }
+      li.dataset.elementId = problem.element_id;
+      li.tabIndex = 0;
+      li.setAttribute('role', 'button');
+      li.title = 'Show ' + (who || 'the element') + ' in the diagram';
+      li.addEventListener('click', function () { reveal(element); });
+      li.addEventListener('keydown', function (event) {
+        if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); reveal(element); }
+      });
+      var marker = 'phq-' + severity;
+      svc('canvas').addMarker(element, marker);
+      marked.push([element, marker]);
+      var badge = badged[element.id];
+      if (!badge) {
+        badge = badged[element.id] = document.createElement('div');
         badge.textContent = '!';
-        svc('overlays').add(element, 'phq-error', { position: { top: -10, right: 10 }, html: badge });
-        li.addEventListener('click', function () { svc('selection').select(element); });
+        badge.title = '';
+        svc('overlays').add(element, 'phq-problem', { position: { top: -10, right: 10 }, html: badge });
       }
+      if (severity === 'error' || badge.className === '') { badge.className = 'phq-badge phq-badge-' + severity; }
+      badge.title += (badge.title ? '\n' : '') + problem.message;
+    });
+    var counts = countText(lastProblems);
+    if (lintBox) {
+      lintBox.textContent = lastProblems.length ? counts.text + ' (errors stop publishing)' : 'No problems found.';
+    }
+  }
+  var lastProblems = [];
+  var lintBox = document.getElementById('editor-lint');
+
+  // ---- dirty, saving, live lint and autosave --------------------------------------------------
+  var changes = 0;      // changes to the diagram so far
+  var savedAt = 0;      // the value of changes when the diagram last reached the server as the draft
+  var saving = false;
+  var lintTimer = null;
+  var autosaveTimer = null;
+  var lintRound = 0;
+  function isDirty() { return changes !== savedAt; }
+  function markDirty() {
+    document.body.dataset.dirty = isDirty() ? 'true' : 'false';
+  }
+  function diagram() { return modeler.saveXML({ format: true }).then(function (result) { return result.xml; }); }
+  function comment() {
+    var box = document.getElementById('version-comment');
+    return box ? box.value : '';
+  }
+  function stamp() {
+    var now = new Date();
+    return String(now.getHours()).padStart(2, '0') + ':' + String(now.getMinutes()).padStart(2, '0');
+  }
+
+  // Save, validate or publish: the XML as drawn goes to the server, the answer's problems are marked.
+  function send(url, kind) {
+    var at = changes;
+    saving = kind !== 'validate';
+    return diagram().then(function (xml) {
+      return post(url, { xml: xml, comment: comment() });
+    }).then(function (answer) {
+      saving = false;
+      showProblems(answer.problems || answer.errors);
+      if (answer.saved) {
+        savedAt = at;
+        markDirty();
+        if (answer.version) { config.draft = answer.version; }
+      }
+      var counts = countText(answer.problems || answer.errors || []);
+      var text = answer.message;
+      if (kind === 'autosave' && answer.saved) {
+        text = 'Autosaved ' + stamp() + ' (draft v' + answer.version + ')' +
+          (counts.errors ? ' \u2014 ' + counts.errors + (counts.errors === 1 ? ' problem' : ' problems') + ' to fix before publishing' : '');
+      }
+      var tone = answer.saved || answer.ok ? (counts.errors ? 'warning' : 'success') : 'danger';
+      if (kind === 'validate') { tone = counts.errors ? 'warning' : 'success'; }
+      if (answer.refused || (kind === 'publish' && !answer.ok)) { tone = 'danger'; }
+      setStatus(tone, text || (answer.ok ? 'Done.' : 'Please fix the problems listed below the diagram.'));
+      if (answer.ok && answer.redirect) {
+        savedAt = changes;
+        markDirty();
+        window.location.assign(answer.redirect);
+      }
+      return answer;
+    }).catch(function (error) {
+      saving = false;
+      setStatus('danger', 'The server could not be reached: ' + error.message + ' Your changes are still here; try again.');
     });
   }
 
-  function send(url, extra, successText) {
-    return modeler.saveXML({ format: true }).then(function (result) {
-      var comment = document.getElementById('version-comment');
-      var body = Object.assign({ xml: result.xml, comment: comment ? comment.value : '' }, extra || {});
-      return post(url, body);
-    }).then(function (answer) {
-      showProblems(answer.errors);
-      if (answer.ok) {
-        setStatus('success', answer.message || successText);
-        if (answer.redirect) { window.location.assign(answer.redirect); }
-      } else {
-        setStatus('danger', answer.message || 'Please fix the problems listed below the diagram.');
-      }
-      return answer;
-    });
+  function lint() {
+    if (readOnly) { return; }
+    var round = ++lintRound;
+    diagram().then(function (xml) { return post(config.validate_url, { xml: xml }); }).then(function (answer) {
+      if (round !== lintRound) { return; }  // a newer change is being checked
+      showProblems(answer.problems || answer.errors);
+    }).catch(function () { /* the next change or Save tries again */ });
   }
+
+  function autosave() {
+    if (readOnly || !isDirty()) { return; }
+    if (saving) { scheduleAutosave(); return; }
+    send(config.save_url, 'autosave');
+  }
+  function scheduleAutosave() {
+    clearTimeout(autosaveTimer);
+    autosaveTimer = setTimeout(autosave, config.autosave_ms || 20000);
+  }
+
+  function changed() {
+    changes += 1;
+    markDirty();
+    clearTimeout(lintTimer);
+    lintTimer = setTimeout(lint, config.lint_ms || 600);
+    scheduleAutosave();
+  }
+
+  window.addEventListener('beforeunload', function (event) {
+    if (readOnly || !isDirty()) { return; }
+    event.preventDefault();
+    event.returnValue = '';  // older browsers need a value to ask
+  });
 
   function bind(id, handler) {
     var button = document.getElementById(id);
     if (button) { button.addEventListener('click', function (event) { event.preventDefault(); handler(); }); }
   }
-  bind('btn-save', function () { send(config.save_url, {}, 'Draft saved.'); });
-  bind('btn-validate', function () { send(config.validate_url, {}, 'The workflow is valid and can be published.'); });
-  bind('btn-publish', function () { send(config.publish_url, {}, 'Published.'); });
+  bind('btn-save', function () { send(config.save_url, 'save'); });
+  bind('btn-validate', function () { send(config.validate_url, 'validate'); });
+  bind('btn-publish', function () { send(config.publish_url, 'publish'); });
   bind('btn-fit', function () { svc('canvas').zoom('fit-viewport', 'auto'); });
   bind('btn-download', function () {
     modeler.saveXML({ format: true }).then(function (result) {
@@ -800,10 +976,26 @@
     if (result.warnings && result.warnings.length) {
       setStatus('warning', result.warnings.length + ' parts of the diagram could not be shown.');
     }
-    svc('eventBus').on('selection.changed', function (event) { renderForm(event.newSelection[0]); });
-    svc('eventBus').on('elements.changed', function () { document.body.dataset.dirty = 'true'; });
+    var eventBus = svc('eventBus');
+    eventBus.on('selection.changed', function (event) {
+      var chosen = event.newSelection;
+      // A click on an external label (of an event, a gateway or a flow) selects the element it belongs to.
+      if (chosen.length === 1 && chosen[0].labelTarget) {
+        svc('selection').select(chosen[0].labelTarget);
+        return;
+      }
+      renderForm(chosen[0]);
+    });
+    if (!readOnly) { eventBus.on('commandStack.changed', changed); }
     renderForm(null);
-    if (config.problems && config.problems.length) { showProblems(config.problems); }
+    var problems = config.problems || [];
+    if (problems.length) { showProblems(problems); }
+    if (!readOnly && config.draft) {
+      var counts = countText(problems);
+      setStatus(counts.errors ? 'warning' : 'info', 'Draft v' + config.draft + ' saved' +
+        (problems.length ? ' with ' + counts.text : ': valid, can be published') + '.');
+    }
+    markDirty();
     document.body.dataset.editorReady = 'true';
   }).catch(function (error) {
     setStatus('danger', 'The diagram could not be opened: ' + error.message);
