@@ -33,6 +33,24 @@ def step_names(steps: dict[str, dict[str, Any]]) -> dict[str, str]:
     return names
 
 
+def history_names(process: Process, steps: dict[str, dict[str, Any]], events: Iterable[ProcessEvent]) -> dict[str, str]:
+    """Names of the steps of the process's version and of the versions it was migrated from (their
+    steps appear in the history before the move); the current version's name wins."""
+    from workflows.compiler import graph_for_version
+    from workflows.models import WorkflowVersion
+
+    names = step_names(steps)
+    numbers = {e.data.get("from") for e in events if e.kind == Kind.PROCESS_MIGRATED and isinstance(e.data, dict)} - {
+        None
+    }
+    if numbers:  # one query, only for a process that was migrated
+        versions = WorkflowVersion.objects.filter(definition_id=process.definition_id, number__in=numbers)
+        for version_id in versions.order_by("-number").values_list("pk", flat=True):
+            for sid, name in step_names(graph_for_version(version_id).steps).items():
+                names.setdefault(sid, name)
+    return names
+
+
 def step_label(names: dict[str, str], step_id: str) -> str:
     """The name of a step, also of one no longer in the version (a process migrated since)."""
     return names.get(step_id) or humanize(step_id)

@@ -29,7 +29,7 @@ from parkinghq.posted import posted_text
 from workflows import services
 from workflows.errors import WorkflowError
 from workflows.models import BusinessEvent, Process, SystemJob, Timer, WorkflowDefinition
-from workflows.process_diagram import diagram_data, process_xml, step_label, step_names
+from workflows.process_diagram import diagram_data, history_names, process_xml, step_label
 from workflows.step_names import StepNames
 
 SEE_ALL = (ADMINISTRATOR, WORKFLOW_ADMIN, SUPERVISOR)
@@ -141,7 +141,6 @@ def process_detail(request: HttpRequest, pk: int) -> HttpResponse:
     process = _process_for(request, pk)
     graph = process.graph
     step = graph.steps.get(process.current_step) if process.current_step else None
-    names = step_names(graph.steps)
     business_object = None
     if process.content_type_id:
         try:
@@ -150,6 +149,7 @@ def process_detail(request: HttpRequest, pk: int) -> HttpResponse:
             business_object = None
     object_url = getattr(business_object, "get_absolute_url", None)
     events = list(process.events.select_related("actor", "task").order_by("at", "id"))
+    names = history_names(process, graph.steps, events)
     for event in events:
         event.step_name = step_label(names, event.step_id) if event.step_id else ""
         if event.kind == event.Kind.PROCESS_MIGRATED and isinstance(event.data, dict):
