@@ -28,7 +28,7 @@ from accounts.roles import (
     responsible_carpark_ids,
     user_roles,
 )
-from workflows.compiler import graph_for_version
+from workflows.compiler import graph_for_version, step_label
 from workflows.models import Absence, Task, Timer, WorkflowVersion
 from workflows.services import can_work_on
 
@@ -304,7 +304,7 @@ def filter_choices(user: Any) -> dict[str, list]:
         # Compiled graphs are cached in-process (published versions never change): no JSON per request.
         for step_id, step in graph_for_version(version_id).steps.items():
             if step.get("type") == "user":
-                steps.setdefault(step_id, step.get("name") or step_id)
+                steps.setdefault(step_id, step_label(step_id, step.get("name")))
     carparks = CarPark.objects.order_by("name")
     ids = None if has_role(user, *ALL_CARPARK_ROLES) else responsible_carpark_ids(user)
     if ids is not None:

@@ -207,6 +207,15 @@ class Process(ConcurrentTransitionMixin, models.Model):
         return self.graph.steps.get(self.current_step) if self.current_step else None
 
     @property
+    def current_step_label(self) -> str:
+        """The name of the step the process is at, as a person reads it ("" when it is at none)."""
+        if not self.current_step:
+            return ""
+        from workflows.compiler import step_label
+
+        return step_label(self.current_step, (self.current_step_spec or {}).get("name"))
+
+    @property
     def duration(self):  # type: ignore[no-untyped-def]
         return (self.ended_at or timezone.now()) - self.started_at
 
