@@ -229,13 +229,25 @@ def role_problems(spec: dict[str, Any], roles: list[str] | None = None) -> list[
     start's ``starters``. Such tasks would go to nobody, so publishing refuses them (a draft may keep them)."""
     if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list):
         return []
-    roles = known_roles() if roles is None else roles
-    known = set(roles)
-    listed = ", ".join(roles)
+    from accounts.roles import ALL_ROLES
+
+    fetched: list[list[str]] = [roles] if roles is not None else []
+
+    def all_roles() -> list[str]:  # the groups are read only when a name is not one of the portal's roles
+        if not fetched:
+            fetched.append(known_roles())
+        return fetched[0]
+
+    class _Known:
+        def __contains__(self, name: object) -> bool:
+            return (roles is None and name in ALL_ROLES) or name in all_roles()
+
+    known = _Known()
     names = step_names(spec)
     problems: list[StepProblem] = []
 
     def unknown(sid: str, message: str) -> None:
+        listed = ", ".join(all_roles())
         problems.append(StepProblem(sid, names.get(sid) or step_label(sid), f"{message} (roles: {listed})"))
 
     for raw in spec["steps"]:

@@ -190,7 +190,7 @@ def test_it_exports_the_filtered_rows_as_csv_safe_for_spreadsheets(client, finan
         "2",
         "32",
     )
-    assert anna["Current step"] == "Wait 2" and anna["Next due"].startswith("2026-11-09")
+    assert anna["Current step"] == "Wait for payment (second reminder)" and anna["Next due"].startswith("2026-11-09")
     assert bernd["Customer"] == '\'=HYPERLINK("http://evil.example","Bernd")'
     assert bernd["Customer email"] == "'@bernd@example.com"
 
