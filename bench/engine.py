@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._db import bench_database  # noqa: E402
+from bench._record import python_speed_ms  # noqa: E402
 
 SPEC = {
     "key": "bench-season",
@@ -143,19 +144,6 @@ def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[
             "cpu_seconds": cpu,
         }
     )
-
-
-def python_speed_ms() -> float:
-    """The machine's speed for pure Python right now: the best of five runs of a fixed loop. The
-    2-core machine's speed varies with its neighbours; this puts a run's figures in proportion."""
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        total = 0
-        for i in range(2_000_000):
-            total += i
-        best = min(best, time.perf_counter() - started)
-    return round(best * 1000, 1)
 
 
 def main() -> int:

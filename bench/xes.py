@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._db import on_scratch_database  # noqa: E402
+from bench._record import python_speed_ms  # noqa: E402
 
 KEY = "bench-xes"
 BASE = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -57,18 +58,6 @@ COLUMNS = {
     "comment created_at completed_at assignee_id completed_by_id priority",
     "workflows_processevent": "id process_id kind step_id task_id actor_id at duration_ms data",
 }
-
-
-def python_speed_ms() -> float:
-    """Best of 5 runs of a fixed Python loop (2 M additions): how fast this machine's cores are now."""
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        total = 0
-        for i in range(2_000_000):
-            total += i
-        best = min(best, time.perf_counter() - started)
-    return round(best * 1000, 1)
 
 
 def _extra(cursor, table: str, known: list[str]) -> list[tuple[str, str]]:
