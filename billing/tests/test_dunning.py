@@ -53,7 +53,8 @@ def test_dunning_retries_reminds_hands_over_to_finance_suspends_and_reactivates(
     assert process.current_step == "wait_1" and len(reminders()) == 1
     client.force_login(finance_user)
     page = client.get(reverse("billing:invoice-detail", args=[invoice.pk]))
-    assert b"Failed card payment (dunning)" in page.content and b"at Wait for payment (first reminder)" in page.content  # the step by its name
+    assert b"Failed card payment (dunning)" in page.content
+    assert b"at Wait for payment (first reminder)" in page.content  # the step by its name
     client.logout()
 
     advance(3.01)  # first retry fails, second reminder
