@@ -12,9 +12,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     DJANGO_SETTINGS_MODULE=parkinghq.settings.production \
     PARKINGHQ_VAR_DIR=/app/var
-# Pango for WeasyPrint (invoice PDFs); fonts so PDFs render the same everywhere.
+# Pango for WeasyPrint (invoice PDFs); fonts so PDFs render the same everywhere; gettext compiles the translations.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core gettext \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # Dependencies first (cached while only code changes), pinned by constraints.txt.
@@ -22,6 +22,7 @@ COPY pyproject.toml constraints.txt ./
 RUN pip install -c constraints.txt .
 COPY --from=frontend /app/node_modules ./node_modules
 COPY . .
+RUN DJANGO_SETTINGS_MODULE=parkinghq.settings.dev python manage.py compilemessages --ignore=node_modules -v 0
 RUN useradd --system --home /app parkinghq \
     && mkdir -p /app/var/media /app/staticfiles \
     && chown -R parkinghq /app/var /app/staticfiles

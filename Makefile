@@ -18,7 +18,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(VENV)/.installed node_modules/.installed
+## German and English: the .po files are in the repository, the compiled .mo files are built here.
+PO_FILES := $(shell find . -path ./.venv -prune -o -path ./node_modules -prune -o -name '*.po' -print)
+var/.messages-compiled: $(VENV)/.installed $(PO_FILES)
+	@mkdir -p var
+	$(PY) manage.py compilemessages --ignore=.venv --ignore=node_modules -v 0
+	@touch $@
+
+setup: $(VENV)/.installed node_modules/.installed var/.messages-compiled
 
 ## Bring the portal up with demo data on SQLite and an embedded broker (no services needed);
 ## migrates, loads the demo data and starts web + worker + beat on 127.0.0.1:$(PORT).

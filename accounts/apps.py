@@ -29,3 +29,4 @@ class AccountsConfig(AppConfig):
         from accounts.services import audit_admin_log_entry
 
         post_save.connect(audit_admin_log_entry, sender=LogEntry, dispatch_uid="accounts-audit-django-admin")
+        import accounts.middleware  # noqa: F401 — the login signal that restores a user's language

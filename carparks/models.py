@@ -150,6 +150,12 @@ class Customer(models.Model):
     postcode = models.CharField(max_length=20, blank=True)
     city = models.CharField(max_length=100, blank=True)
     country = models.CharField(max_length=2, default="DE")
+    language = models.CharField(
+        max_length=10,
+        choices=settings.LANGUAGES,
+        default="de",
+        help_text="The language of the customer's emails, invoices and credit notes.",
+    )
     company_number = models.CharField(max_length=50, blank=True)
     vat_id = models.CharField(max_length=50, blank=True)
     billing_contact = models.CharField(max_length=200, blank=True)

@@ -54,9 +54,11 @@ MIDDLEWARE = [
     "parkinghq.middleware.RejectNulBytesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.UserLanguageMiddleware",
     "parkinghq.middleware.NoStoreForAuthenticatedMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.two_factor.TwoFactorMiddleware",
@@ -216,7 +218,10 @@ for _name in ("PASSWORD_RESET_RATE", "PASSWORD_RESET_IP_RATE"):
     if not re.fullmatch(r"[1-9][0-9]*/(minute|hour|day)", globals()[_name]):
         raise ConfigError(f"{_name} must look like 5/hour (per minute, hour or day), got {globals()[_name]!r}")
 
+# The portal speaks German and English: a user's own choice (Profile), else the browser's, else English.
 LANGUAGE_CODE = "en"
+LANGUAGES = [("de", "Deutsch"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = envstr("TIME_ZONE", "Europe/Berlin")
 USE_I18N = True
 USE_TZ = True
