@@ -222,6 +222,9 @@ for _name in ("PASSWORD_RESET_RATE", "PASSWORD_RESET_IP_RATE"):
 LANGUAGE_CODE = "en"
 LANGUAGES = [("de", "Deutsch"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# One date format per language (d.m.Y in German, ISO in English); numbers are grouped only where a
+# template asks for it (|money, |intcomma), never in ids.
+FORMAT_MODULE_PATH = ["parkinghq.formats"]
 TIME_ZONE = envstr("TIME_ZONE", "Europe/Berlin")
 USE_I18N = True
 USE_TZ = True

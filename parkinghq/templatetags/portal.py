@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
 from django import forms, template
 from django.forms.boundfield import BoundField
+from django.utils.formats import number_format
 from django.utils.safestring import SafeString
+from django.utils.translation import get_language
 
 register = template.Library()
 
@@ -47,3 +51,19 @@ def audit_value(value: object) -> str:
     if isinstance(value, dict):
         return "; ".join(f"{key}: {audit_value(item)}" for key, item in value.items()) if value else "(none)"
     return str(value)
+
+
+@register.filter
+def money(value: object, currency: str = "EUR") -> str:
+    """An amount in the active language's format: ``1.234,50 €`` in German, ``€1,234.50`` in English."""
+    if value is None or value == "":
+        return "—"
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return str(value)
+    text = number_format(amount, decimal_pos=2, use_l10n=True, force_grouping=True)
+    symbol = {"EUR": "€", "CHF": "CHF", "GBP": "£", "USD": "$"}.get(currency, currency)
+    if (get_language() or "en").startswith("de"):
+        return f"{text}\u00a0{symbol}"
+    return f"{symbol}{text}" if len(symbol) == 1 else f"{symbol}\u00a0{text}"
