@@ -21,6 +21,8 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext as _
 from lxml import etree
 
 from billing.models import CreditNote, Invoice, PaymentMethod
@@ -90,7 +92,11 @@ def document_lines(invoice: Invoice, credit_note: CreditNote | None = None) -> l
     of the credited amount (what it credits is an amount, not the invoice's contracts)."""
     if credit_note is None or not credit_note.is_partial:
         return list(invoice.lines.select_related("vehicle"))
-    description = f"Partial credit of invoice {invoice.display_number}: {credit_note.reason}"[:300]
+    description = _("Partial credit of invoice %(number)s: %(reason)s") % {
+        "number": invoice.display_number,
+        "reason": credit_note.reason,
+    }
+    description = description[:300]
     return [
         SimpleNamespace(
             description=description,
@@ -122,10 +128,10 @@ def facturx_xml(invoice: Invoice, *, credit_note: CreditNote | None = None) -> b
     xb.sub(document, "ram:ID", number)
     xb.sub(document, "ram:TypeCode", "381" if credit_note else "380")
     xb.date(document, "ram:IssueDateTime", issued)
-    note = f"Season parking {invoice.period_start:%m/%Y}"
+    note = _("Season parking %(month)s") % {"month": f"{invoice.period_start:%m/%Y}"}
     if credit_note:
-        how = "Partially credits" if credit_note.is_partial else "Reverses"
-        note = f"{how} invoice {invoice.display_number}: {credit_note.reason}"
+        how = _("Partially credits invoice %(number)s") if credit_note.is_partial else _("Reverses invoice %(number)s")
+        note = f"{how % {'number': invoice.display_number}}: {credit_note.reason}"
     xb.sub(xb.sub(document, "ram:IncludedNote"), "ram:Content", note)
 
     transaction_el = xb.sub(root, "rsm:SupplyChainTradeTransaction")
@@ -179,9 +185,10 @@ def facturx_xml(invoice: Invoice, *, credit_note: CreditNote | None = None) -> b
     xb.date(period, "ram:EndDateTime", invoice.period_end)
     terms = xb.sub(header, "ram:SpecifiedTradePaymentTerms")
     if credit_note:
-        xb.sub(terms, "ram:Description", "The amount is refunded or set off against open invoices.")
+        xb.sub(terms, "ram:Description", _("The amount is refunded or set off against open invoices."))
     else:
-        xb.sub(terms, "ram:Description", f"Payable within {settings.BILLING_PAYMENT_TERMS_DAYS} days.")
+        days = settings.BILLING_PAYMENT_TERMS_DAYS
+        xb.sub(terms, "ram:Description", _("Payable within %(days)s days.") % {"days": days})
         if invoice.due_date:
             xb.date(terms, "ram:DueDateDateTime", invoice.due_date)
     totals = xb.sub(header, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
@@ -241,7 +248,8 @@ def render_pdf(html: str) -> bytes:
 
 
 def document_pdf(invoice: Invoice, xml: bytes, *, credit_note: CreditNote | None = None) -> bytes:
-    """Render the letterhead PDF and embed the Factur-X XML (PDF/A-3, Factur-X XMP)."""
+    """Render the letterhead PDF and embed the Factur-X XML (PDF/A-3, Factur-X XMP), in the active
+    language (the customer's: see ``customer_language``)."""
     html = render_to_string(
         "billing/pdf/invoice.html",
         {
@@ -259,6 +267,7 @@ def document_pdf(invoice: Invoice, xml: bytes, *, credit_note: CreditNote | None
     )
     pdf = render_pdf(html)
     number = credit_note.display_number if credit_note else invoice.display_number
+    kind = _("Credit note") if credit_note else _("Invoice")
     return facturx.generate_from_binary(
         pdf,
         xml,
@@ -269,11 +278,16 @@ def document_pdf(invoice: Invoice, xml: bytes, *, credit_note: CreditNote | None
         pdf_metadata={
             "author": settings.BILLING_OPERATOR["name"],
             "keywords": "Factur-X, invoice",
-            "title": f"{settings.BILLING_OPERATOR['name']}: {'Credit note' if credit_note else 'Invoice'} {number}",
-            "subject": f"{'Credit note' if credit_note else 'Invoice'} {number}",
+            "title": f"{settings.BILLING_OPERATOR['name']}: {kind} {number}",
+            "subject": f"{kind} {number}",
         },
-        lang="en",
+        lang=translation.get_language() or settings.LANGUAGE_CODE,
     )
+
+
+def customer_language(invoice: Invoice) -> str:
+    """The language of the customer's documents and emails (not the staff member's who triggers them)."""
+    return invoice.customer.language or settings.LANGUAGE_CODE
 
 
 def invoice_documents_render(*, invoice: Invoice, force: bool = False) -> Invoice:
@@ -282,9 +296,10 @@ def invoice_documents_render(*, invoice: Invoice, force: bool = False) -> Invoic
         raise ValueError("a draft invoice has no documents")
     if invoice.pdf and invoice.facturx_xml and not force:
         return invoice
-    xml = facturx_xml(invoice)
-    facturx_check(xml)
-    pdf = document_pdf(invoice, xml)
+    with translation.override(customer_language(invoice)):
+        xml = facturx_xml(invoice)
+        facturx_check(xml)
+        pdf = document_pdf(invoice, xml)
     with transaction.atomic():
         locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if locked.pdf and not force:
@@ -299,9 +314,10 @@ def credit_note_documents_render(*, credit_note: CreditNote, force: bool = False
     if credit_note.pdf and credit_note.facturx_xml and not force:
         return credit_note
     invoice = credit_note.invoice
-    xml = facturx_xml(invoice, credit_note=credit_note)
-    facturx_check(xml)
-    pdf = document_pdf(invoice, xml, credit_note=credit_note)
+    with translation.override(customer_language(invoice)):
+        xml = facturx_xml(invoice, credit_note=credit_note)
+        facturx_check(xml)
+        pdf = document_pdf(invoice, xml, credit_note=credit_note)
     with transaction.atomic():
         locked = CreditNote.objects.select_for_update().get(pk=credit_note.pk)
         if locked.pdf and not force:

@@ -1959,8 +1959,12 @@ def _email_once(
     context: dict[str, Any],
     invoice: Invoice | None = None,
     attachments: tuple = (),
+    language: str | None = None,
 ) -> bool:
-    """Send an email at most once for ``key`` (the SentEmail row and the send share one transaction)."""
+    """Send an email at most once for ``key`` (the SentEmail row and the send share one transaction),
+    written in ``language`` (the customer's), whoever sends it: a worker has no request language."""
+    from django.utils import translation
+
     from billing.models import SentEmail
     from parkinghq.emails import send_email
 
@@ -1972,7 +1976,8 @@ def _email_once(
                 SentEmail.objects.create(key=key, template=template, to=to, invoice=invoice)
         except IntegrityError:
             return False
-        send_email(template=template, to=[to], context=context, attachments=attachments)
+        with translation.override(language or settings.LANGUAGE_CODE):
+            send_email(template=template, to=[to], context=context, attachments=attachments)
     return True
 
 
@@ -1990,6 +1995,7 @@ def invoice_send(*, invoice: Invoice, key: str | None = None) -> bool:
         context={"invoice": invoice, "customer": invoice.customer, "operator": settings.BILLING_OPERATOR},
         invoice=invoice,
         attachments=((f"{invoice.display_number}.pdf", pdf, "application/pdf"),),
+        language=invoice.customer.language,
     )
     if sent:
         Invoice.objects.filter(pk=invoice.pk, emailed_at__isnull=True).update(emailed_at=timezone.now())
@@ -2010,6 +2016,7 @@ def credit_note_send(*, credit_note: CreditNote) -> bool:
         context={"credit_note": credit_note, "invoice": invoice, "operator": settings.BILLING_OPERATOR},
         invoice=invoice,
         attachments=((f"{credit_note.display_number}.pdf", pdf, "application/pdf"),),
+        language=invoice.customer.language,
     )
 
 
@@ -2026,6 +2033,7 @@ def payment_reminder_send(*, invoice: Invoice, level: int, key: str) -> bool:
             "operator": settings.BILLING_OPERATOR,
         },
         invoice=invoice,
+        language=invoice.customer.language,
     )
 
 
@@ -2039,6 +2047,7 @@ def card_link_send(*, customer: Customer, key: str) -> bool:
             "card_link": card_setup_link(customer=customer),
             "operator": settings.BILLING_OPERATOR,
         },
+        language=customer.language,
     )
 
 
@@ -2050,6 +2059,7 @@ def payment_received(*, invoice: Invoice) -> None:
         to=invoice.customer.invoice_email,
         context={"invoice": invoice, "operator": settings.BILLING_OPERATOR},
         invoice=invoice,
+        language=invoice.customer.language,
     )
     try:
         from workflows.services import message_send
