@@ -42,7 +42,7 @@ def test_dunning_retries_reminds_hands_over_to_finance_suspends_and_reactivates(
     from workflows.services import task_complete
     from workflows.testing import run_pending_system_steps
 
-    customer = CustomerFactory()
+    customer = CustomerFactory(language="en")
     save_card(client, customer, DECLINED_ON_CHARGE)
     invoice = issued_invoice(customer)
     contract = invoice.lines.get().contract

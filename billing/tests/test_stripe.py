@@ -187,7 +187,7 @@ def signed(payload: bytes, secret: str, timestamp: int | None = None) -> str:
 @pytest.fixture
 def pending_charge(client, stripe_settings):
     """A charge Stripe made whose outcome our ledger has not heard yet (e.g. a worker died)."""
-    customer = CustomerFactory()
+    customer = CustomerFactory(language="en")
     method = save_card(client, customer)
     invoice = issued_invoice(customer)
     payment = Payment.objects.create(
@@ -251,7 +251,7 @@ def test_the_same_webhook_twice_changes_things_once(
 def test_the_monthly_run_emails_each_invoice_and_charges_the_saved_card(
     client, stripe_settings, django_capture_on_commit_callbacks
 ):
-    customer = CustomerFactory()
+    customer = CustomerFactory(language="en")
     save_card(client, customer)
     ContractFactory(customer=customer, monthly_price=Decimal("119.00"), start_date=date(2026, 1, 1))
     run = services.invoicing_run_create(period_start=date(2026, 3, 1))

@@ -31,7 +31,7 @@ def test_the_billing_system_tasks_are_registered():
 
 
 def test_invoicing_run_send_invoice_and_card_link_are_idempotent_per_key():
-    contract = ContractFactory()
+    contract = ContractFactory(customer__language="en")
     result = run_task("billing.invoicing_run", ctx(period_start="2026-03-01"))
     assert result["invoices_created"] == 1 and InvoicingRun.objects.get().period_start == date(2026, 3, 1)
     assert run_task("billing.invoicing_run", ctx(period_start="2026-03-01"))["invoices_created"] == 0
