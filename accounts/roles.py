@@ -119,6 +119,11 @@ def has_any_role(user: Any) -> bool:
     return bool(user_roles(user))
 
 
+def roles_allow(user: Any, roles: tuple[str, ...]) -> bool:
+    """The check of ``role_required(*roles)``: one of ``roles`` (administrators hold all), any role when none."""
+    return has_role(user, *roles) if roles else has_any_role(user)
+
+
 def role_required(*roles: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Login, then 403 unless the user holds one of ``roles`` (or any role when none are named)."""
 
@@ -126,11 +131,12 @@ def role_required(*roles: str) -> Callable[[Callable[..., HttpResponse]], Callab
         @login_required
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            allowed = has_role(request.user, *roles) if roles else has_any_role(request.user)
-            if not allowed:
+            if not roles_allow(request.user, roles):
                 raise PermissionDenied
             return view(request, *args, **kwargs)
 
+        # The menu reads the same roles (parkinghq.navigation), so a link shows only where this check passes.
+        wrapper.portal_roles = roles  # type: ignore[attr-defined]
         return wrapper
 
     return decorator
