@@ -15,6 +15,7 @@ from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin as _ConcurrentTransitionMixin
 from django_fsm import FSMField, transition
 
@@ -57,9 +58,9 @@ class WorkflowVersion(ConcurrentTransitionMixin, models.Model):
     """One version of a definition: draft → published → retired. Published content never changes."""
 
     class State(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        PUBLISHED = "published", "Published"
-        RETIRED = "retired", "Retired"
+        DRAFT = "draft", _("Draft")
+        PUBLISHED = "published", _("Published")
+        RETIRED = "retired", _("Retired")
 
     FROZEN_FIELDS = ("spec", "graph", "bpmn_xml", "checksum", "number", "definition_id")
 
@@ -125,10 +126,10 @@ class Process(ConcurrentTransitionMixin, models.Model):
     """One run of a workflow version about one business object."""
 
     class State(models.TextChoices):
-        RUNNING = "running", "Running"
-        COMPLETED = "completed", "Completed"
-        CANCELLED = "cancelled", "Cancelled"
-        SUSPENDED = "suspended", "Suspended"
+        RUNNING = "running", _("Running")
+        COMPLETED = "completed", _("Completed")
+        CANCELLED = "cancelled", _("Cancelled")
+        SUSPENDED = "suspended", _("Suspended")
 
     # Indexed by wf_process_def_state (definition, state).
     definition = models.ForeignKey(
@@ -224,17 +225,17 @@ class Task(ConcurrentTransitionMixin, models.Model):
     """A work item for a role: open → claimed → completed, or escalated / cancelled."""
 
     class State(models.TextChoices):
-        OPEN = "open", "Open"
-        CLAIMED = "claimed", "Claimed"
-        COMPLETED = "completed", "Completed"
-        ESCALATED = "escalated", "Escalated"
-        CANCELLED = "cancelled", "Cancelled"
+        OPEN = "open", _("Open")
+        CLAIMED = "claimed", _("Claimed")
+        COMPLETED = "completed", _("Completed")
+        ESCALATED = "escalated", _("Escalated")
+        CANCELLED = "cancelled", _("Cancelled")
 
     class Priority(models.IntegerChoices):
-        LOW = 1, "Low"
-        NORMAL = 2, "Normal"
-        HIGH = 3, "High"
-        URGENT = 4, "Urgent"
+        LOW = 1, _("Low")
+        NORMAL = 2, _("Normal")
+        HIGH = 3, _("High")
+        URGENT = 4, _("Urgent")
 
     ACTIVE_STATES = (State.OPEN, State.CLAIMED)
 
@@ -258,6 +259,10 @@ class Task(ConcurrentTransitionMixin, models.Model):
     outcome = models.CharField(max_length=100, blank=True)
     inputs = models.JSONField(default=dict, blank=True)
     comment = models.TextField(blank=True)
+    # Who kept the entries in ``inputs`` when handing the task on (escalate, delegate, release):
+    # {"by": user id, "by_name": name, "action": "escalate" | "delegate" | "release", "at": ISO time,
+    # "comment": the comment typed so far}. Empty when nobody handed entries on.
+    draft = models.JSONField(default=dict, blank=True)
     completed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -343,30 +348,30 @@ class ProcessEvent(models.Model):
     """Append-only history of a process."""
 
     class Kind(models.TextChoices):
-        PROCESS_STARTED = "process_started", "Process started"
-        PROCESS_COMPLETED = "process_completed", "Process completed"
-        PROCESS_CANCELLED = "process_cancelled", "Process cancelled"
-        PROCESS_SUSPENDED = "process_suspended", "Process suspended"
-        PROCESS_RESUMED = "process_resumed", "Process resumed"
-        PROCESS_MIGRATED = "process_migrated", "Process migrated"
-        STEP_ENTERED = "step_entered", "Step entered"
-        STEP_LEFT = "step_left", "Step left"
-        DECISION = "decision", "Decision taken"
-        TASK_CREATED = "task_created", "Task created"
-        TASK_CLAIMED = "task_claimed", "Task claimed"
-        TASK_RELEASED = "task_released", "Task released"
-        TASK_DELEGATED = "task_delegated", "Task delegated"
-        TASK_ESCALATED = "task_escalated", "Task escalated"
-        TASK_COMPLETED = "task_completed", "Task completed"
-        TASK_CANCELLED = "task_cancelled", "Task cancelled"
-        SYSTEM_QUEUED = "system_queued", "System step queued"
-        SYSTEM_ATTEMPT = "system_attempt", "System step attempt"
-        INCIDENT_OPENED = "incident_opened", "Incident opened"
-        INCIDENT_RETRIED = "incident_retried", "Incident retried"
-        MESSAGE_RECEIVED = "message_received", "Message received"
-        TIMER_FIRED = "timer_fired", "Timer fired"
-        VARIABLES_CHANGED = "variables_changed", "Variables changed"
-        SUBPROCESS_STARTED = "subprocess_started", "Sub-process started"
+        PROCESS_STARTED = "process_started", _("Process started")
+        PROCESS_COMPLETED = "process_completed", _("Process completed")
+        PROCESS_CANCELLED = "process_cancelled", _("Process cancelled")
+        PROCESS_SUSPENDED = "process_suspended", _("Process suspended")
+        PROCESS_RESUMED = "process_resumed", _("Process resumed")
+        PROCESS_MIGRATED = "process_migrated", _("Process migrated")
+        STEP_ENTERED = "step_entered", _("Step entered")
+        STEP_LEFT = "step_left", _("Step left")
+        DECISION = "decision", _("Decision taken")
+        TASK_CREATED = "task_created", _("Task created")
+        TASK_CLAIMED = "task_claimed", _("Task claimed")
+        TASK_RELEASED = "task_released", _("Task released")
+        TASK_DELEGATED = "task_delegated", _("Task delegated")
+        TASK_ESCALATED = "task_escalated", _("Task escalated")
+        TASK_COMPLETED = "task_completed", _("Task completed")
+        TASK_CANCELLED = "task_cancelled", _("Task cancelled")
+        SYSTEM_QUEUED = "system_queued", _("System step queued")
+        SYSTEM_ATTEMPT = "system_attempt", _("System step attempt")
+        INCIDENT_OPENED = "incident_opened", _("Incident opened")
+        INCIDENT_RETRIED = "incident_retried", _("Incident retried")
+        MESSAGE_RECEIVED = "message_received", _("Message received")
+        TIMER_FIRED = "timer_fired", _("Timer fired")
+        VARIABLES_CHANGED = "variables_changed", _("Variables changed")
+        SUBPROCESS_STARTED = "subprocess_started", _("Sub-process started")
 
     # Indexed by wf_event_process_at (process, at) and mon_event_kind_at (kind, at).
     # No foreign-key constraints in the database on this append-only table (as in other engines'
@@ -410,16 +415,16 @@ class Timer(models.Model):
     """A due time in the database, fired by the beat tick (SELECT … FOR UPDATE SKIP LOCKED)."""
 
     class Kind(models.TextChoices):
-        ESCALATION = "escalation", "Escalation"
-        WAIT = "wait", "Wait"
-        MESSAGE_TIMEOUT = "message_timeout", "Message timeout"
-        TASK_TIMEOUT = "task_timeout", "Task timeout"
-        RETRY = "retry", "System-step retry"
+        ESCALATION = "escalation", _("Escalation")
+        WAIT = "wait", _("Wait")
+        MESSAGE_TIMEOUT = "message_timeout", _("Message timeout")
+        TASK_TIMEOUT = "task_timeout", _("Task timeout")
+        RETRY = "retry", _("System-step retry")
 
     class State(models.TextChoices):
-        PENDING = "pending", "Pending"
-        FIRED = "fired", "Fired"
-        CANCELLED = "cancelled", "Cancelled"
+        PENDING = "pending", _("Pending")
+        FIRED = "fired", _("Fired")
+        CANCELLED = "cancelled", _("Cancelled")
 
     process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="timers")
     task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.CASCADE, related_name="timers")
@@ -445,11 +450,11 @@ class SystemJob(models.Model):
     """One execution of a system step (with its attempts), keyed for idempotency."""
 
     class State(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed (incident)"
-        CANCELLED = "cancelled", "Cancelled"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed (incident)")
+        CANCELLED = "cancelled", _("Cancelled")
 
     process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="jobs")
     step_id = models.CharField(max_length=100)
@@ -511,10 +516,10 @@ class BusinessEvent(models.Model):
     """
 
     class State(models.TextChoices):
-        STARTED = "started", "Process started"
-        UNMATCHED = "unmatched", "No workflow matched"
-        INCIDENT = "incident", "Incident"
-        DISMISSED = "dismissed", "Dismissed"
+        STARTED = "started", _("Process started")
+        UNMATCHED = "unmatched", _("No workflow matched")
+        INCIDENT = "incident", _("Incident")
+        DISMISSED = "dismissed", _("Dismissed")
 
     event_id = models.CharField(max_length=200, unique=True)
     name = models.CharField(max_length=100, db_index=True)
