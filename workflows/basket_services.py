@@ -15,11 +15,12 @@ from datetime import date
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from workflows.basket_selectors import is_supervisor, substitute_for
 from workflows.errors import TaskNotAvailable, TaskPermissionDenied, WorkflowError
 from workflows.models import Absence, Task
-from workflows.services import can_work_on, task_delegate, task_escalate
+from workflows.services import can_work_on, task_delegate, task_escalate, task_release
 
 
 def _check_may_edit(task: Task, user: Any) -> None:
@@ -29,36 +30,73 @@ def _check_may_edit(task: Task, user: Any) -> None:
         raise TaskNotAvailable(f"Task '{task.name}' is claimed by someone else.")
 
 
-def task_save_draft(*, task: Task, user: Any, inputs: dict[str, Any]) -> Task:
-    """Keep the inputs entered so far on an active task (they need not be complete or valid yet)."""
+def task_save_draft(
+    *, task: Task, user: Any, inputs: dict[str, Any], action: str = "", comment: str | None = None
+) -> Task:
+    """Keep the inputs entered so far on an active task (they need not be complete or valid yet).
+
+    With ``action`` (escalate, delegate, release) the task also records who kept them and why
+    (``Task.draft``), so whoever opens it next sees "Entries saved by … when escalating"."""
     _check_may_edit(task, user)
     allowed = {spec["name"] for spec in task.input_fields}
     draft = {**(task.inputs or {}), **{k: v for k, v in inputs.items() if k in allowed}}
+    changes: dict[str, Any] = {"inputs": draft}
+    if action:
+        changes["draft"] = {
+            "by": user.pk,
+            "by_name": user.get_full_name() or user.username,
+            "action": action,
+            "at": timezone.now().isoformat(),
+            "comment": (comment or "")[:10_000],
+        }
     with transaction.atomic():
-        if not Task.objects.filter(pk=task.pk, state__in=Task.ACTIVE_STATES).update(inputs=draft):
+        if not Task.objects.filter(pk=task.pk, state__in=Task.ACTIVE_STATES).update(**changes):
             raise TaskNotAvailable(f"Task '{task.name}' is no longer open.")
     task.inputs = draft
+    if action:
+        task.draft = changes["draft"]
     return task
 
 
-def task_cant_decide(*, task: Task, user: Any, reason: str, inputs: dict[str, Any] | None = None) -> Task:
-    """Escalate with a reason, keeping every input entered so far. Returns the escalated task."""
+def task_cant_decide(
+    *, task: Task, user: Any, reason: str, inputs: dict[str, Any] | None = None, comment: str = ""
+) -> Task:
+    """Escalate with a reason, keeping every input entered so far. Returns the escalated task, which
+    carries the entries and who kept them."""
     reason = (reason or "").strip()
     if not reason:
         raise WorkflowError("Say why you cannot decide, so the next person knows where to look.")
     with transaction.atomic():
-        if inputs:
-            task_save_draft(task=task, user=user, inputs=inputs)
-        return task_escalate(task=task, user=user, reason=reason)
+        if inputs is not None or comment:
+            task_save_draft(task=task, user=user, inputs=inputs or {}, action="escalate", comment=comment)
+        new = task_escalate(task=task, user=user, reason=reason)
+        if task.draft and new.pk:
+            Task.objects.filter(pk=new.pk).update(draft=task.draft)
+            new.draft = task.draft
+        return new
 
 
-def task_route(*, task: Task, user: Any, to_user: Any) -> tuple[Task, Any]:
+def task_route(
+    *, task: Task, user: Any, to_user: Any, inputs: dict[str, Any] | None = None, comment: str = ""
+) -> tuple[Task, Any]:
     """Delegate (the assignee) or reassign (a supervisor) ``task`` to ``to_user``, or to their
-    substitute while ``to_user`` is away. Returns the task and who got it."""
+    substitute while ``to_user`` is away. Returns the task and who got it. ``inputs`` (what was typed
+    on the task page) are kept on the task in the same transaction."""
     target = substitute_for(to_user)
     if target.pk != to_user.pk and not can_work_on(target, task):
         target = to_user  # the substitute cannot take this kind of task: it stays with the colleague
-    return task_delegate(task=task, user=user, to_user=target), target
+    with transaction.atomic():
+        if inputs is not None:
+            task_save_draft(task=task, user=user, inputs=inputs, action="delegate", comment=comment)
+        return task_delegate(task=task, user=user, to_user=target), target
+
+
+def task_release_keeping(*, task: Task, user: Any, inputs: dict[str, Any] | None = None, comment: str = "") -> Task:
+    """Release a claimed task back to the queue, keeping what was typed on the task page."""
+    with transaction.atomic():
+        if inputs is not None:
+            task_save_draft(task=task, user=user, inputs=inputs, action="release", comment=comment)
+        return task_release(task=task, user=user)
 
 
 def task_take_over(*, task: Task, user: Any) -> Task:

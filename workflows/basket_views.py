@@ -16,6 +16,9 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import formats
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import role_required
@@ -26,6 +29,7 @@ from workflows.basket_services import (
     absence_create,
     absence_delete,
     task_cant_decide,
+    task_release_keeping,
     task_route,
     task_save_draft,
     task_take_over,
@@ -39,7 +43,6 @@ from workflows.services import (
     task_claim_by_id,
     task_complete,
     task_load,
-    task_release,
 )
 from workflows.step_names import StepNames
 
@@ -48,6 +51,34 @@ PAGE_SIZE = 25
 
 def _name(user: Any) -> str:
     return user.get_full_name() or user.username
+
+
+# The task page's form is sent along by "Can't decide", "Delegate" and "Release" (their buttons
+# belong to it), marked by this field: only then are the typed entries kept on the task.
+WITH_INPUTS = "with_inputs"
+
+
+def _typed(request: HttpRequest, task: Task) -> tuple[TaskInputsForm, dict[str, Any] | None, str]:
+    """The task page's entries sent with an action: the form, the draft to keep (None when the
+    action was sent without them) and the comment."""
+    form = TaskInputsForm(request.POST, request.FILES, task=task)
+    names = {WITH_INPUTS, "comment", *(spec["name"] for spec in task.input_fields)}
+    if not names & (set(request.POST) | set(request.FILES)):
+        return form, None, ""
+    return form, form.draft(), request.POST.get("comment", "")
+
+
+def _draft_note(task: Task) -> str:
+    """ "Entries saved by <name> when escalating", for whoever opens the task next."""
+    draft = task.draft or {}
+    if not draft.get("by_name") or not task.is_active:
+        return ""
+    texts = {
+        "escalate": _("Entries saved by %(name)s when escalating"),
+        "delegate": _("Entries saved by %(name)s when delegating"),
+        "release": _("Entries saved by %(name)s when releasing"),
+    }
+    return texts.get(draft.get("action"), _("Entries saved by %(name)s")) % {"name": draft["by_name"]}
 
 
 # -- the basket ----------------------------------------------------------------------------------
@@ -170,9 +201,12 @@ def _render_task(
         "carpark_name": sel.carpark_names({task.scope_carpark_id}).get(task.scope_carpark_id, ""),
         "history": history,
         "outcomes": task.outcome_names if active else [],
-        "inputs_form": inputs_form or TaskInputsForm(task=task),
+        "inputs_form": inputs_form
+        or TaskInputsForm(task=task, initial={"comment": (task.draft or {}).get("comment", "")}),
         "escalate_form": escalate_form or EscalateForm(),
         "delegate_form": DelegateForm(colleagues=colleagues) if colleagues is not None else None,
+        "draft_note": _draft_note(task),
+        "draft_at": parse_datetime((task.draft or {}).get("at") or ""),
         "may_work": may_work and active and (task.assignee_id is None or mine),
         "may_claim": may_work and task.state == Task.State.OPEN,
         "may_release": task.state == Task.State.CLAIMED and (mine or supervisor),
@@ -182,6 +216,10 @@ def _render_task(
         "supervisor": supervisor,
         "absence": sel.active_absence(task.assignee) if task.assignee_id and not mine else None,
     }
+    if context["may_work"]:  # the actions' fields belong to the task form, so its entries go with them
+        context["escalate_form"].fields["reason"].widget.attrs["form"] = "task-form"
+        if context["delegate_form"] is not None and context["may_delegate"]:
+            context["delegate_form"].fields["to_user"].widget.attrs["form"] = "task-form"
     steps = graph_for_version(process.version_id).steps
     if active and (steps.get(task.step_id) or {}).get("timeout"):  # only such steps have a timer to look up
         context["closes"] = sel.task_closes_at(task)
@@ -196,13 +234,13 @@ def task_claim_view(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         task = task_claim_by_id(task_id=pk, user=request.user)  # checks the right in the same statement
     except Task.DoesNotExist as exc:
-        raise Http404("No task with this number.") from exc
+        raise Http404(_("No task with this number.")) from exc
     except TaskPermissionDenied as exc:
         raise PermissionDenied(str(exc)) from exc
     except WorkflowError as exc:
         messages.error(request, str(exc))
         return redirect(_next(request) or reverse("workflows:basket"))
-    messages.success(request, f"You claimed '{task.name}'.")
+    messages.success(request, _("You claimed “%(task)s”.") % {"task": task.name})
     return _back(request, task)
 
 
@@ -217,12 +255,19 @@ def task_release_view(request: HttpRequest, pk: int) -> HttpResponse:
     task = _task_for_action(request, pk)
     if not (task.assignee_id == request.user.pk or sel.is_supervisor(request.user)):
         raise PermissionDenied
+    inputs_form, inputs, comment = _typed(request, task)
+    if inputs is not None and inputs_form.draft_refused():
+        return _render_task(request, _task_for(request, pk), inputs_form=inputs_form, status=400)
     try:
-        task_release(task=task, user=request.user)
+        task_release_keeping(task=task, user=request.user, inputs=inputs, comment=comment)
+    except TaskPermissionDenied as exc:
+        raise PermissionDenied(str(exc)) from exc
     except WorkflowError as exc:
         messages.error(request, str(exc))
+        if inputs is not None:
+            return _render_task(request, _task_for(request, pk), inputs_form=inputs_form, status=409)
         return _back(request, task)
-    messages.success(request, f"'{task.name}' is back in the queue.")
+    messages.success(request, _("“%(task)s” is back in the queue.") % {"task": task.name})
     return redirect("workflows:basket")
 
 
@@ -244,11 +289,11 @@ def task_complete_view(request: HttpRequest, pk: int) -> HttpResponse:
         except WorkflowError as exc:
             messages.error(request, str(exc))
             return _back(request, task)
-        messages.success(request, "Your entries are saved on the task.")
+        messages.success(request, _("Your entries are saved on the task."))
         return _back(request, task)
     outcome = request.POST.get("outcome", "")
     if outcome not in task.outcome_names:
-        messages.error(request, "Choose one of the task's outcomes.")
+        messages.error(request, _("Choose one of the task's outcomes."))
         return _render_task(request, _task_for(request, pk), inputs_form=form, status=400)
     if not form.is_valid():
         return _render_task(request, _task_for(request, pk), inputs_form=form, status=400)
@@ -262,8 +307,8 @@ def task_complete_view(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied(str(exc)) from exc
     except WorkflowError as exc:
         messages.error(request, str(exc))
-        return _back(request, task)
-    messages.success(request, f"'{task.name}' completed: {outcome}.")
+        return _render_task(request, _task_for(request, pk), inputs_form=form, status=409)
+    messages.success(request, _("“%(task)s” completed: %(outcome)s.") % {"task": task.name, "outcome": outcome})
     return redirect("workflows:basket")
 
 
@@ -276,17 +321,21 @@ def task_escalate_view(request: HttpRequest, pk: int) -> HttpResponse:
     if not can_work_on(user, task) or task.assignee_id not in (None, user.pk):
         raise PermissionDenied
     form = EscalateForm(request.POST)
-    inputs_form = TaskInputsForm(request.POST, request.FILES, task=task)
-    if not form.is_valid():
+    inputs_form, inputs, comment = _typed(request, task)
+    if not form.is_valid() or (inputs is not None and inputs_form.draft_refused()):
+        form.is_valid()
         return _render_task(request, task, inputs_form=inputs_form, escalate_form=form, status=400)
     try:
-        new = task_cant_decide(task=task, user=user, reason=form.cleaned_data["reason"], inputs=inputs_form.draft())
+        new = task_cant_decide(task=task, user=user, reason=form.cleaned_data["reason"], inputs=inputs, comment=comment)
     except TaskPermissionDenied as exc:
         raise PermissionDenied(str(exc)) from exc
     except WorkflowError as exc:
         messages.error(request, str(exc))
-        return _back(request, task)
-    messages.success(request, f"'{task.name}' was escalated to {new.role} with everything you entered.")
+        return _render_task(request, _task_for(request, pk), inputs_form=inputs_form, escalate_form=form, status=409)
+    messages.success(
+        request,
+        _("“%(task)s” was escalated to %(role)s with everything you entered.") % {"task": task.name, "role": new.role},
+    )
     return redirect("workflows:basket")
 
 
@@ -299,21 +348,31 @@ def _route(request: HttpRequest, pk: int, *, reassign: bool) -> HttpResponse:
     elif not can_work_on(user, task) or task.assignee_id not in (None, user.pk):
         raise PermissionDenied
     form = DelegateForm(request.POST, colleagues=sel.colleagues_for(task, exclude=user))
-    if not form.is_valid():
-        messages.error(request, "Choose a colleague who can work on this task.")
+    inputs_form, inputs, comment = _typed(request, task)
+    if reassign:
+        inputs = None  # a supervisor reassigning someone else's task types nothing on it
+    if not form.is_valid() or (inputs is not None and inputs_form.draft_refused()):
+        if not form.is_valid():
+            messages.error(request, _("Choose a colleague who can work on this task."))
+        if inputs is not None:
+            return _render_task(request, task, inputs_form=inputs_form, status=400)
         return _back(request, task)
     colleague = form.cleaned_data["to_user"]
     try:
-        _, target = task_route(task=task, user=user, to_user=colleague)
+        __, target = task_route(task=task, user=user, to_user=colleague, inputs=inputs, comment=comment)
     except WorkflowError as exc:
         messages.error(request, str(exc))
+        if inputs is not None:
+            return _render_task(request, _task_for(request, pk), inputs_form=inputs_form, status=409)
         return _back(request, task)
     if target.pk != colleague.pk:
         messages.success(
-            request, f"{_name(colleague)} is away; '{task.name}' went to their substitute {_name(target)}."
+            request,
+            _("%(colleague)s is away; “%(task)s” went to their substitute %(substitute)s.")
+            % {"colleague": _name(colleague), "task": task.name, "substitute": _name(target)},
         )
     else:
-        messages.success(request, f"'{task.name}' is now with {_name(target)}.")
+        messages.success(request, _("“%(task)s” is now with %(name)s.") % {"task": task.name, "name": _name(target)})
     return redirect("workflows:basket") if not reassign else _back(request, task)
 
 
@@ -340,7 +399,7 @@ def task_take_over_view(request: HttpRequest, pk: int) -> HttpResponse:
     except WorkflowError as exc:
         messages.error(request, str(exc))
         return _back(request, task)
-    messages.success(request, f"You took over '{task.name}'.")
+    messages.success(request, _("You took over “%(task)s”.") % {"task": task.name})
     return _back(request, task)
 
 
@@ -367,8 +426,12 @@ def absence_list(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(
                 request,
-                f"While you are away ({absence.starts_on:%d.%m.%Y}–{absence.ends_on:%d.%m.%Y}) tasks routed to you "
-                f"go to {_name(absence.substitute)}.",
+                _("While you are away (%(first)s–%(last)s) tasks routed to you go to %(substitute)s.")
+                % {
+                    "first": formats.date_format(absence.starts_on, "SHORT_DATE_FORMAT"),
+                    "last": formats.date_format(absence.ends_on, "SHORT_DATE_FORMAT"),
+                    "substitute": _name(absence.substitute),
+                },
             )
             return redirect("workflows:absence-list")
     absences = Absence.objects.select_related("substitute").filter(user=user).order_by("-starts_on")
@@ -390,5 +453,5 @@ def absence_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
         absence_delete(absence=absence, user=request.user)
     except TaskPermissionDenied as exc:
         raise PermissionDenied(str(exc)) from exc
-    messages.success(request, "The absence is cancelled.")
+    messages.success(request, _("The absence is cancelled."))
     return redirect("workflows:absence-list")
