@@ -16,7 +16,7 @@
     errors.textContent = "";
     stripe.confirmCardSetup(form.dataset.clientSecret, { payment_method: { card: card } }).then(function (result) {
       if (result.error) {
-        errors.textContent = result.error.message || "The card could not be saved.";
+        errors.textContent = result.error.message || form.dataset.errorText || "The card could not be saved.";
         button.disabled = false;
         return;
       }
