@@ -18,7 +18,10 @@ PRIORITY_CHOICES = [("", "Any priority"), *[(str(value), label) for value, label
 
 class BasketFilterForm(forms.Form):
     tab = forms.CharField(required=False, widget=forms.HiddenInput)
-    q = forms.CharField(label="Search", required=False, max_length=100, help_text="Customer, contract number or plate.")
+    # Not "q": the top bar's global search is "q", and a page must not offer two fields of one name.
+    task_search = forms.CharField(
+        label="Search tasks", required=False, max_length=100, help_text="Customer, contract number or plate."
+    )
     workflow = forms.ChoiceField(label="Workflow", required=False)
     step = forms.ChoiceField(label="Step", required=False)
     carpark = forms.TypedChoiceField(label="Car park", required=False, coerce=int, empty_value=None)
@@ -50,7 +53,7 @@ class BasketFilterForm(forms.Form):
             overdue=bool(data.get("overdue")),
             escalated=bool(data.get("escalated")),
             priority=data.get("priority"),
-            q=data.get("q") or "",
+            q=data.get("task_search") or "",
             sort=sort if sort in SORTS else "due",
         )
 

@@ -124,11 +124,11 @@ def test_it_filters_by_car_park_overdue_escalated_priority_and_step(client, logi
 def test_it_finds_tasks_by_customer_contract_and_plate(client, login, world):
     login(client, world["admin"])
     a, b = world["task_a"], world["task_b"]
-    assert shown(client, q="mustermann") == {a.pk}
-    assert shown(client, q="m ab-123") == {a.pk}
-    assert shown(client, q=str(b.process.object_id)) == {b.pk}
-    assert shown(client, q=b.process.business_object.customer.email) == {b.pk}
-    assert shown(client, q="nobody at all") == set()
+    assert shown(client, task_search="mustermann") == {a.pk}
+    assert shown(client, task_search="m ab-123") == {a.pk}
+    assert shown(client, task_search=str(b.process.object_id)) == {b.pk}
+    assert shown(client, task_search=b.process.business_object.customer.email) == {b.pk}
+    assert shown(client, task_search="nobody at all") == set()
 
 
 def test_it_finds_the_same_when_searching_from_the_objects_side(client, login, world, monkeypatch):
@@ -137,10 +137,10 @@ def test_it_finds_the_same_when_searching_from_the_objects_side(client, login, w
     monkeypatch.setattr(basket_selectors, "SEARCH_SCAN_LIMIT", 1)  # more candidates than that: objects first
     login(client, world["admin"])
     a, b = world["task_a"], world["task_b"]
-    assert shown(client, q="mustermann") == {a.pk}
-    assert shown(client, q="M-AB 123") == {a.pk}
-    assert shown(client, q=f"C-{b.process.object_id}") == {b.pk}
-    assert shown(client, q="nobody at all") == set()
+    assert shown(client, task_search="mustermann") == {a.pk}
+    assert shown(client, task_search="M-AB 123") == {a.pk}
+    assert shown(client, task_search=f"C-{b.process.object_id}") == {b.pk}
+    assert shown(client, task_search="nobody at all") == set()
 
 
 def test_it_sorts_by_priority_and_age(client, login, world):
@@ -196,7 +196,7 @@ def test_the_basket_page_makes_the_same_number_of_queries_for_5_and_50_tasks(cli
     Task.objects.filter(pk=world["task_b"].pk).update(escalation_level=1)
     done = start_review(world["a"])
     Task.objects.filter(pk=done.pk).update(state=Task.State.COMPLETED, completed_by=user, completed_at=timezone.now())
-    client.get(BASKET, {"q": "mustermann"})  # warm caches (content types, compiled graphs)
+    client.get(BASKET, {"task_search": "mustermann"})  # warm caches (content types, compiled graphs)
 
     def queries(**params) -> int:
         with CaptureQueriesContext(connection) as ctx:
@@ -205,7 +205,7 @@ def test_the_basket_page_makes_the_same_number_of_queries_for_5_and_50_tasks(cli
 
     variants = {
         "queue": {},
-        "search": {"q": "mustermann"},
+        "search": {"task_search": "mustermann"},
         "filtered": {"carpark": world["b"].pk, "sort": "priority", "escalated": "on"},
         "mine": {"tab": "mine"},
         "team": {"tab": "team"},
