@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from carparks.api.authentication import token_new
 from carparks.models import ApiClient, CarPark, Case, Contract, Customer, Product
@@ -82,6 +83,26 @@ class ApiClientAdmin(admin.ModelAdmin):
     list_display = ["name", "token_prefix", "scopes", "is_active", "last_used_at"]
     readonly_fields = ["token_prefix", "created_at", "last_used_at"]
     filter_horizontal = ["carparks"]
+
+    @admin.display(description=_("Token (development only)"))
+    def development_token(self, obj: ApiClient) -> str:
+        from parkinghq.dev_token import demo_api_token_shown
+
+        return demo_api_token_shown(obj) or "—"
+
+    def _development(self) -> bool:
+        from django.conf import settings
+
+        return getattr(settings, "DEVELOPMENT", False)
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        # In development the demo client's token is shown here; in production a token is shown once, at creation.
+        base = super().get_list_display(request)
+        return [*base, "development_token"] if self._development() else base
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        base = super().get_readonly_fields(request, obj)
+        return [*base, "development_token"] if self._development() and obj is not None else base
 
     @staticmethod
     def _audited(client: ApiClient) -> dict[str, Any]:

@@ -418,8 +418,13 @@ def _api_client() -> str | None:
     if ApiClient.objects.filter(name="Demo shop").exists():
         return None
     # The demo shop sells every demo car park's season tickets: granted all of them.
-    _, token = api_client_create(name="Demo shop", scopes=list(ApiClient.Scope.values), carparks=CarPark.objects.all())
-    return token
+    client, token = api_client_create(
+        name="Demo shop", scopes=list(ApiClient.Scope.values), carparks=CarPark.objects.all()
+    )
+    from parkinghq.dev_token import demo_api_token_adopt
+
+    # Development: a token that stays the same, shown on the API clients page (elsewhere: only printed here).
+    return demo_api_token_adopt(client) or token
 
 
 def _corporate_places(carpark: CarPark, customers: list[Customer]) -> int:

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from parkinghq import admin_audit, health, views
+from parkinghq import admin_audit, health, outbox, views
 
 admin.site.login = views.django_admin_login
 admin_audit.install(admin.site)
@@ -12,6 +12,10 @@ admin.site.site_header = "ParkingHQ Workflow — technical administration"
 urlpatterns = [
     path("", views.home, name="portal-home"),
     path("health", health.health, name="health"),
+    path("favicon.ico", views.favicon, name="favicon"),
+    # Development only (404 elsewhere): the emails the portal sent, kept in var/mail/.
+    path("outbox/", outbox.outbox_list, name="outbox"),
+    path("outbox/<str:name>/", outbox.outbox_message, name="outbox-message"),
     path("accounts/", include("accounts.urls")),
     # /basket/ and /workflows/, both in the "workflows" namespace
     path("", include("workflows.portal_urls")),

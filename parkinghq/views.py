@@ -65,3 +65,11 @@ def django_admin_login(request: HttpRequest, extra_context: dict | None = None) 
             return redirect(target)
         raise PermissionDenied  # logged in, but not staff: no loop back to the login page
     return redirect_to_login(target)
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on their own: send them to the portal's icon (no 404 in the logs)."""
+    from django.http import HttpResponsePermanentRedirect
+    from django.templatetags.static import static
+
+    return HttpResponsePermanentRedirect(static("favicon.svg"))

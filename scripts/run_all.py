@@ -7,6 +7,7 @@ loader use the same database as the processes. Prints the URL and the demo login
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,13 +27,62 @@ DEMO_USERS = [
 ]
 
 
+def _port(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise SystemExit(f"make run: {name} must be a port number (1-65535), got {value!r}")
+    return int(value)
+
+
+def _busy(port: int) -> bool:
+    """True when something on this machine already listens on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def configure_ports() -> dict[str, int]:
+    """Every port of `make run` from one place: PORT (8000), CPMS_SIM_PORT (PORT+10), STRIPE_SIM_PORT
+    (PORT+420); SITE_URL, the CPMS simulator's and localstripe's URLs follow unless set. A port in use
+    stops the start with the variable to set (a second portal never shares the first one's simulators)."""
+    port = _port("PORT", 8000)
+    ports = {
+        "PORT": port,
+        "CPMS_SIM_PORT": _port("CPMS_SIM_PORT", port + 10),
+        "STRIPE_SIM_PORT": _port("STRIPE_SIM_PORT", port + 420),
+    }
+    if len(set(ports.values())) != len(ports):
+        raise SystemExit(f"make run: the ports must differ, got {ports}")
+    for name, number in ports.items():
+        if _busy(number):
+            raise SystemExit(
+                f"make run: port {number} ({name}) is already in use, perhaps by another `make run`. "
+                f"Stop that one, or choose another port: {name}=<free port> make run"
+            )
+        os.environ[name] = str(number)
+    os.environ.setdefault("SITE_URL", f"http://127.0.0.1:{port}")
+    os.environ.setdefault("CPMS_SIMULATOR_URL", f"http://127.0.0.1:{ports['CPMS_SIM_PORT']}")
+    os.environ.setdefault("STRIPE_API_BASE", f"http://127.0.0.1:{ports['STRIPE_SIM_PORT']}")
+    return ports
+
+
 def main() -> int:
     os.chdir(ROOT)
     env_file = ROOT / ".env"
     if env_file.exists():
         for key, value in parse(env_file.read_text()).items():
             os.environ.setdefault(key, value)
-    port = os.environ.setdefault("PORT", "8000")
+    ports = configure_ports()
+    port = ports["PORT"]
+    # Beat's schedule, the mail folder and the embedded broker live here, whatever the database.
+    var_dir = Path(os.environ.get("PARKINGHQ_VAR_DIR") or ROOT / "var")
+    for folder in (var_dir, var_dir / "mail"):
+        folder.mkdir(parents=True, exist_ok=True)
     venv_bin = str(ROOT / ".venv" / "bin")
     os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
     python = str(ROOT / ".venv" / "bin" / "python")
@@ -48,6 +98,11 @@ def main() -> int:
     for username, role in DEMO_USERS:
         print(f"    {username:<11} {role}")
     print("  admin, wfadmin and supervisor set up an authenticator app (TOTP) at their first login.")
+    print(f"  Ports: portal {port} (PORT), CPMS simulator {ports['CPMS_SIM_PORT']} (CPMS_SIM_PORT),")
+    print(f"         localstripe {ports['STRIPE_SIM_PORT']} (STRIPE_SIM_PORT).")
+    print(f"  Links in emails and card pages: {os.environ['SITE_URL']} (SITE_URL).")
+    print(f"  Emails are written to {var_dir / 'mail'} (one .eml each); admin sees them under Outbox (/outbox/).")
+    print("  REST API: admin sees the demo client's token under Technical administration › API clients.")
     print("  Press Ctrl-C to stop everything.\n", flush=True)
     os.execvp("honcho", ["honcho", "-f", "Procfile.dev", "start"])
     return 0

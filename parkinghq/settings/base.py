@@ -19,6 +19,10 @@ DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
+# Development conveniences (the Outbox page, the demo API client's token on its page): only dev.py turns them on.
+DEVELOPMENT = False
+# Folder the development mail backend writes one .eml per message to (parkinghq.outbox); None: no Outbox.
+OUTBOX_DIR: Path | None = None
 
 INSTALLED_APPS = [
     "django.contrib.admin",
