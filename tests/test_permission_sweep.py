@@ -19,6 +19,7 @@ the car-park objects of A (404) and the same pages of B (allowed).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ POLICY: dict[str, set[str]] = {
     "/basket/tasks/<pk>/release/": {A, W, S},  # an unclaimed task: only supervisors release it
     "/basket/tasks/<pk>/take-over/": {A, W, S},
     "/notifications/": EVERYONE,
+    "/outbox/": {A},  # development only: the emails the portal sent (parkinghq.outbox)
     "/billing/": {A, F},
     "/billing/dunning/": {A, F, S},  # the dunning overview
     "/carparks/": VIEWERS,
@@ -160,6 +162,19 @@ def _pk(name: str, key: str = "pk", *, of_carpark: bool = True) -> Callable[[Any
 
 def _global(name: str) -> Callable[[Any, Any], dict[str, Any]]:
     return _pk(name, of_carpark=False)
+
+
+def _outbox_message(w: Any, cp: Any) -> dict[str, Any]:
+    """A message in the development Outbox (the sweep's settings turn it on), written as the backend does."""
+    from django.core.mail import EmailMessage
+
+    from parkinghq.outbox import OutboxBackend
+
+    folder = Path(settings.OUTBOX_DIR)
+    before = set(folder.glob("*.eml"))
+    with open(os.devnull, "w") as quiet:
+        OutboxBackend(stream=quiet).send_messages([EmailMessage("Sweep", "Body", to=["a@example.com"])])
+    return {"name": (set(folder.glob("*.eml")) - before).pop().name}
 
 
 def _definition(w: Any, cp: Any) -> dict[str, Any]:
@@ -278,6 +293,8 @@ OBJECTS: dict[str, Obj] = {
     "workflows:process-detail": Obj(_pk("process"), PROCESSES_SEE_ALL),
     "workflows:process-action": Obj(_pk("process"), choices=(("action", "retry"),)),  # see-all roles only
     "workflows:start-form": Obj(lambda w, cp: {"key": w.by_hand.definition.key}),
+    # the development Outbox
+    "outbox-message": Obj(_outbox_message),
 }
 
 
@@ -524,7 +541,12 @@ def world(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest
     """The dataset, seeded once for the module inside a transaction that is rolled back at its end
     (each test runs in a savepoint within it, as pytest-django's ``django_db`` tests always do)."""
     tmp = tmp_path_factory.mktemp("sweep")
-    files = override_settings(MEDIA_ROOT=tmp / "media", ACCOUNTING_EXPORT_DIR=tmp / "accounting-export")
+    files = override_settings(
+        MEDIA_ROOT=tmp / "media",
+        ACCOUNTING_EXPORT_DIR=tmp / "accounting-export",
+        DEVELOPMENT=True,  # the development-only pages (the Outbox) are swept too
+        OUTBOX_DIR=tmp / "outbox",
+    )
     with django_db_blocker.unblock(), files:
         atomic = transaction.atomic()
         atomic.__enter__()
