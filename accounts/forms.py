@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from accounts.models import AuditEntry
 from accounts.roles import ALL_ROLES
+from parkinghq.widgets import LocalDateInput
 
 User = get_user_model()
 
@@ -22,7 +26,7 @@ def _carpark_queryset():
 
 class TokenForm(forms.Form):
     token = forms.CharField(
-        label="Six-digit code from your authenticator app",
+        label=_("Six-digit code from your authenticator app"),
         min_length=6,
         max_length=8,
         widget=forms.TextInput(
@@ -33,29 +37,43 @@ class TokenForm(forms.Form):
     def clean_token(self) -> str:
         token = self.cleaned_data["token"].replace(" ", "")
         if not token.isdigit():
-            raise ValidationError("The code has digits only.")
+            raise ValidationError(_("The code has digits only."))
         return token
+
+
+class LanguageForm(forms.Form):
+    """The portal's language for this user: their browser's, or one of the portal's languages."""
+
+    # The languages keep their own names (Deutsch, English): whoever cannot read the current one still finds theirs.
+    language = forms.ChoiceField(
+        label=_("Language"),
+        required=False,
+        choices=[("", _("Browser's language")), *settings.LANGUAGES],
+    )
 
 
 class UserForm(forms.Form):
     """Create or edit a portal user: names, email, roles and car-park responsibilities."""
 
-    username = forms.CharField(max_length=150, help_text="Letters, digits and @/./+/-/_ only.")
-    first_name = forms.CharField(max_length=150, required=False)
-    last_name = forms.CharField(max_length=150, required=False)
-    email = forms.EmailField(required=False, help_text="Needed for password reset and notifications.")
+    username = forms.CharField(label=_("Username"), max_length=150, help_text=_("Letters, digits and @/./+/-/_ only."))
+    first_name = forms.CharField(label=_("First name"), max_length=150, required=False)
+    last_name = forms.CharField(label=_("Last name"), max_length=150, required=False)
+    email = forms.EmailField(
+        label=_("Email"), required=False, help_text=_("Needed for password reset and notifications.")
+    )
     roles = forms.MultipleChoiceField(
+        label=_("Roles"),
         choices=[(role, role) for role in ALL_ROLES],
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Administrator, Workflow admin and Supervisor log in with a second factor (TOTP).",
+        help_text=_("Administrator, Workflow admin and Supervisor log in with a second factor (TOTP)."),
     )
     carparks = forms.ModelMultipleChoiceField(
         queryset=None,
         required=False,
-        label="Responsible for car parks",
+        label=_("Responsible for car parks"),
         widget=forms.SelectMultiple(attrs={"size": 8}),
-        help_text="Tasks scoped to a car park reach only the users responsible for it. Hold Ctrl to pick several.",
+        help_text=_("Tasks scoped to a car park reach only the users responsible for it. Hold Ctrl to pick several."),
     )
 
     def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
@@ -70,20 +88,20 @@ class UserForm(forms.Form):
         if self.user is None:
             User.username_validator(username)
             if User.objects.filter(username__iexact=username).exists():
-                raise ValidationError("A user with this username already exists.")
+                raise ValidationError(_("A user with this username already exists."))
         return username
 
 
 class UserCreateForm(UserForm):
     password1 = forms.CharField(
-        label="Initial password",
+        label=_("Initial password"),
         required=False,
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text="Leave empty to email the user a link to set their own password.",
+        help_text=_("Leave empty to email the user a link to set their own password."),
     )
     password2 = forms.CharField(
-        label="Initial password again",
+        label=_("Initial password again"),
         required=False,
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
@@ -94,37 +112,45 @@ class UserCreateForm(UserForm):
         password1, password2 = data.get("password1"), data.get("password2")
         if password1 or password2:
             if password1 != password2:
-                self.add_error("password2", "The two passwords differ.")
+                self.add_error("password2", _("The two passwords differ."))
             else:
                 try:
                     password_validation.validate_password(password1, User(username=data.get("username", "")))
                 except ValidationError as exc:
                     self.add_error("password1", exc)
         elif not data.get("email"):
-            self.add_error("email", "Give an email address (for the set-password link) or an initial password.")
+            self.add_error("email", _("Give an email address (for the set-password link) or an initial password."))
         return data
 
 
 class AuditFilterForm(forms.Form):
-    q = forms.CharField(label="Search", required=False, help_text="Who or what was changed.")
-    action = forms.ChoiceField(label="Action", required=False)
-    actor = forms.CharField(label="Changed by", required=False)
-    date_from = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    q = forms.CharField(label=_("Search"), required=False, help_text=_("Who or what was changed."))
+    action = forms.ChoiceField(label=_("Action"), required=False)
+    actor = forms.CharField(label=_("Changed by"), required=False)
+    date_from = forms.DateField(
+        label=pgettext_lazy("date range", "From"),
+        required=False,
+        widget=LocalDateInput(attrs={"class": "form-control"}),
+    )
+    date_to = forms.DateField(
+        label=pgettext_lazy("date range", "To"), required=False, widget=LocalDateInput(attrs={"class": "form-control"})
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         actions = AuditEntry.objects.order_by("action").values_list("action", flat=True).distinct()
-        self.fields["action"].choices = [("", "All actions")] + [(a, a) for a in actions]
+        self.fields["action"].choices = [("", _("All actions"))] + [(a, a) for a in actions]
 
 
 class UserFilterForm(forms.Form):
-    q = forms.CharField(label="Search", required=False, help_text="Username, name or email.")
+    q = forms.CharField(label=_("Search"), required=False, help_text=_("Username, name or email."))
     role = forms.ChoiceField(
-        label="Role", required=False, choices=[("", "All roles"), ("-", "No role")] + [(r, r) for r in ALL_ROLES]
+        label=_("Role"),
+        required=False,
+        choices=[("", _("All roles")), ("-", _("No role"))] + [(r, r) for r in ALL_ROLES],
     )
     state = forms.ChoiceField(
-        label="State",
+        label=_("State"),
         required=False,
-        choices=[("", "Active"), ("inactive", "Deactivated"), ("all", "All")],
+        choices=[("", _("Active")), ("inactive", _("Deactivated")), ("all", _("All"))],
     )

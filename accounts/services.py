@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.db import models, transaction
 
-from accounts.models import AuditEntry
+from accounts.models import AuditEntry, Preference
 from accounts.roles import ALL_ROLES, RESPONSIBLE_PERMISSION
 
 User = get_user_model()
@@ -233,6 +233,17 @@ def user_set_password(*, actor: Any, user: AbstractUser, password: str) -> None:
     user.set_password(password)
     user.save(update_fields=["password"])
     audit_record(actor=actor, action="user.password", target=user, old=None, new=None)
+
+
+@transaction.atomic
+def user_set_language(*, actor: Any, user: AbstractUser, language: str) -> None:
+    """Keep the portal's language the user chose ('' = their browser's); audited when it changes."""
+    preference, _created = Preference.objects.select_for_update().get_or_create(user=user)
+    if preference.language != language:
+        old = preference.language
+        preference.language = language
+        preference.save(update_fields=["language"])
+        audit_record(actor=actor, action="user.language", target=user, old=old or None, new=language or None)
 
 
 @transaction.atomic

@@ -22,6 +22,7 @@ urlpatterns = [
         name="password-reset-complete",
     ),
     path("profile/", views.profile, name="profile"),
+    path("profile/language/", views.language, name="language"),
     path("profile/devices/<int:pk>/remove/", views.device_remove, name="device-remove"),
     path("users/", views.user_list, name="user-list"),
     path("users/new/", views.user_create, name="user-create"),

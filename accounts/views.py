@@ -14,13 +14,17 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 from django_otp import user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import selectors, services
-from accounts.forms import AuditFilterForm, TokenForm, UserCreateForm, UserFilterForm, UserForm
+from accounts.forms import AuditFilterForm, LanguageForm, TokenForm, UserCreateForm, UserFilterForm, UserForm
 from accounts.lockout import account_locked_until, lockout_clear
+from accounts.middleware import preferred_language, remember_language
 from accounts.roles import ADMINISTRATOR, role_required
 from accounts.throttling import password_reset_allowed
 from accounts.two_factor import (
@@ -53,11 +57,11 @@ class LoginView(auth_views.LoginView):
         return response
 
 
-THROTTLED = "Too many wrong codes in a row. Wait a little (the wait doubles each time) and try again."
-NOT_VALID = "That code is not valid. Check the code and your phone's clock, then try again."
+THROTTLED = gettext_lazy("Too many wrong codes in a row. Wait a little (the wait doubles each time) and try again.")
+NOT_VALID = gettext_lazy("That code is not valid. Check the code and your phone's clock, then try again.")
 
 
-def _check_token(devices: list[TOTPDevice], token: str) -> tuple[TOTPDevice | None, str]:
+def _check_token(devices: list[TOTPDevice], token: str) -> tuple[TOTPDevice | None, Any]:
     """The device that accepts ``token``, or None and why not. Failures throttle the device."""
     allowed = [device for device in devices if device.verify_is_allowed()[0]]
     if not allowed:
@@ -109,7 +113,9 @@ def otp_enrol(request: HttpRequest) -> HttpResponse:
                     actor=user, action="user.2fa-enrol", target=user, old=None, new={"device": device.name}
                 )
             second_factor_login(request, device)
-            messages.success(request, "Your authenticator app is set up. You will be asked for a code at each login.")
+            messages.success(
+                request, _("Your authenticator app is set up. You will be asked for a code at each login.")
+            )
             return redirect(next_url)
         form.add_error("token", error)
     context = {
@@ -160,10 +166,11 @@ def profile(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and password_form.is_valid():
         services.user_set_password(actor=user, user=user, password=password_form.cleaned_data["new_password1"])
         update_session_auth_hash(request, user)
-        messages.success(request, "Your password has been changed.")
+        messages.success(request, _("Your password has been changed."))
         return redirect("accounts:profile")
     context = {
         "password_form": password_form,
+        "language_form": LanguageForm(initial={"language": preferred_language(user)}),
         "devices": TOTPDevice.objects.filter(user=user, confirmed=True).order_by("created_at"),
         "roles": services.user_roles_of(user),
         "carparks": _carparks_of(user),
@@ -181,8 +188,25 @@ def device_remove(request: HttpRequest, pk: int) -> HttpResponse:
         services.audit_record(
             actor=request.user, action="user.2fa-remove", target=request.user, old={"device": device.name}, new=None
         )
-    messages.info(request, f"Removed “{device.name}”.")
+    messages.info(request, _("Removed “%(device)s”.") % {"device": device.name})
     return redirect("accounts:profile")
+
+
+@role_required()
+@require_POST
+def language(request: HttpRequest) -> HttpResponse:
+    """The user's language (profile page and the top bar's menu): kept, and used from this answer on."""
+    back = safe_next(request, "accounts:profile")
+    form = LanguageForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Choose one of the listed languages."))
+        return redirect(back)
+    chosen = form.cleaned_data["language"]
+    services.user_set_language(actor=request.user, user=request.user, language=chosen)
+    remember_language(request, chosen)
+    translation.activate(chosen or translation.get_language_from_request(request))
+    messages.success(request, _("Language saved."))
+    return redirect(back)
 
 
 def _carparks_of(user: Any) -> list[Any]:
@@ -236,8 +260,11 @@ def user_create(request: HttpRequest) -> HttpResponse:
             )
             if invite:
                 _send_invite(request, user)
-        note = f" A link to set the password went to {user.email}." if invite else ""
-        messages.success(request, f"User {user.username} created.{note}")
+        if invite:
+            text = _("User %(username)s created. A link to set the password went to %(email)s.")
+        else:
+            text = _("User %(username)s created.")
+        messages.success(request, text % {"username": user.username, "email": user.email})
         return redirect("accounts:user-edit", pk=user.pk)
     return render(request, "accounts/user_form.html", {"form": form, "creating": True})
 
@@ -257,7 +284,7 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         if user == request.user and ADMINISTRATOR not in data["roles"]:
-            form.add_error("roles", "You cannot take the Administrator role away from yourself.")
+            form.add_error("roles", _("You cannot take the Administrator role away from yourself."))
         else:
             with transaction.atomic():
                 services.user_update(
@@ -269,7 +296,7 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
                 )
                 services.user_set_roles(actor=request.user, user=user, roles=data["roles"])
                 services.user_set_carparks(actor=request.user, user=user, carparks=data["carparks"])
-            messages.success(request, f"Saved {user.username}.")
+            messages.success(request, _("Saved %(username)s.") % {"username": user.username})
             return redirect("accounts:user-edit", pk=user.pk)
     context = {
         "form": form,
@@ -288,10 +315,11 @@ def user_set_active(request: HttpRequest, pk: int) -> HttpResponse:
     user = get_object_or_404(User, pk=pk)
     active = request.POST.get("active") == "1"
     if user == request.user and not active:
-        messages.error(request, "You cannot deactivate yourself.")
+        messages.error(request, _("You cannot deactivate yourself."))
     else:
         services.user_set_active(actor=request.user, user=user, active=active)
-        messages.success(request, f"{user.username} {'reactivated' if active else 'deactivated'}.")
+        text = _("%(username)s reactivated.") if active else _("%(username)s deactivated.")
+        messages.success(request, text % {"username": user.username})
     return redirect("accounts:user-edit", pk=user.pk)
 
 
@@ -304,7 +332,11 @@ def user_reset_two_factor(request: HttpRequest, pk: int) -> HttpResponse:
         names = list(TOTPDevice.objects.filter(user=user).values_list("name", flat=True))
         TOTPDevice.objects.filter(user=user).delete()
         services.audit_record(actor=request.user, action="user.2fa-reset", target=user, old=names, new=[])
-    messages.success(request, f"Two-factor devices of {user.username} removed; they enrol a new one at next login.")
+    messages.success(
+        request,
+        _("Two-factor devices of %(username)s removed; they enrol a new one at next login.")
+        % {"username": user.username},
+    )
     return redirect("accounts:user-edit", pk=user.pk)
 
 
@@ -314,7 +346,7 @@ def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
     """Lift a login lock (someone locked the account by guessing its password), before it ends."""
     user = get_object_or_404(User, pk=pk)
     services.user_login_unlock(actor=request.user, user=user)
-    messages.success(request, f"{user.username} can log in again.")
+    messages.success(request, _("%(username)s can log in again.") % {"username": user.username})
     return redirect("accounts:user-edit", pk=user.pk)
 
 

@@ -89,7 +89,7 @@ def untranslated_text(source: str) -> list[tuple[int, str]]:
                 closing = {"blocktrans": "endblocktrans"}.get(name, "end" + name)
         pieces.append(MARK + "\n" * bit.count("\n"))
     text = "".join(pieces)
-    text = re.sub(r"<!--.*?-->", _blank, text, flags=re.S)
+    text = re.sub(r"<!--.*?-->|<![a-zA-Z][^>]*>", _blank, text, flags=re.S)  # comments, <!doctype html>
     text = re.sub(r"<(script|style)\b.*?</\1\s*>", _blank, text, flags=re.S | re.I)
 
     findings: list[tuple[int, str]] = []
@@ -116,7 +116,7 @@ def untranslated_text(source: str) -> list[tuple[int, str]]:
 def test_the_checker_finds_untranslated_text_and_accepts_translated_text() -> None:
     source = (
         '{% load i18n %}<h1 title="Open">{% translate "Hello" %}</h1>\n'
-        "<p>Plain words</p>{# a comment #}\n"
+        "<!doctype html><p>Plain words</p>{# a comment #}<!-- Not shown -->\n"
         '{% blocktranslate trimmed with n=x %}Hi {{ n }}{% endblocktranslate %}<input placeholder="{{ p }}">\n'
         "<script>var a = 'not checked';</script><span>ParkingHQ · CPMS — 12 €</span>&nbsp;\n"
         '<img alt="Logo of {{ x }}" src="a.png">{% if a > b %}\n{% endif %}<b>{{ v }} left</b>'
