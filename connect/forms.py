@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from .models import ENV_REFERENCE, CpmsConnection
 
@@ -13,41 +14,50 @@ class ConnectionForm(forms.ModelForm):
     base_url = forms.URLField(
         max_length=500,
         assume_scheme="https",
-        label="Base URL",
-        help_text="Where the CPMS answers, for example https://cpms.example/v4.",
+        label=_("Base URL"),
+        help_text=_("Where the CPMS answers, for example https://cpms.example/v4."),
     )
     secret = forms.CharField(
         required=False,
-        label="Secret (API token)",
+        label=_("Secret (API token)"),
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Leave empty to keep the stored secret. Write env:VARIABLE_NAME to read it from the environment "
-        "instead of storing it. Stored secrets are encrypted and never shown in full. With an OAuth2 token URL this "
-        "is the client secret.",
+        help_text=_(
+            "Leave empty to keep the stored secret. Write env:VARIABLE_NAME to read it from the environment "
+            "instead of storing it. Stored secrets are encrypted and never shown in full. With an OAuth2 token URL "
+            "this is the client secret."
+        ),
     )
-    clear_secret = forms.BooleanField(required=False, label="Remove the stored secret")
+    clear_secret = forms.BooleanField(required=False, label=_("Remove the stored secret"))
     # OAuth2 client credentials (APDS 4 securitySchemes.oAuth): kept in the connection's options.
     token_url = forms.CharField(
         required=False,
         max_length=500,
-        label="OAuth2 token URL",
-        help_text="For OAuth2 client-credentials login: the token endpoint, relative to the base URL (for example "
-        "auth/token) or absolute. The secret above is then the client secret. Empty: the secret is sent as a fixed "
-        "bearer token.",
+        label=_("OAuth2 token URL"),
+        help_text=_(
+            "For OAuth2 client-credentials login: the token endpoint, relative to the base URL (for example "
+            "auth/token) or absolute. The secret above is then the client secret. Empty: the secret is sent as a "
+            "fixed bearer token."
+        ),
     )
-    client_id = forms.CharField(required=False, max_length=200, label="OAuth2 client id")
+    client_id = forms.CharField(required=False, max_length=200, label=_("OAuth2 client id"))
     scope = forms.CharField(
-        required=False, max_length=200, label="OAuth2 scope", help_text="Optional, for example sp (service provider)."
+        required=False,
+        max_length=200,
+        label=_("OAuth2 scope"),
+        help_text=_("Optional, for example sp (service provider)."),
     )
     token_auth_basic = forms.BooleanField(
         required=False,
-        label="Send the client id and secret to the token endpoint with HTTP Basic (instead of in the form body)",
+        label=_("Send the client id and secret to the token endpoint with HTTP Basic (instead of in the form body)"),
     )
 
     refused_alert_percent = forms.IntegerField(
         required=False,
-        label="Alert when more than this % of records are refused",
-        help_text="A sync that refuses more than this share of the feed's records raises an incident "
-        "(0: any refused record alerts). Refused records are listed on the sync run either way.",
+        label=_("Alert when more than this percentage of records is refused"),
+        help_text=_(
+            "A sync that refuses more than this share of the feed's records raises an incident "
+            "(0: any refused record alerts). Refused records are listed on the sync run either way."
+        ),
     )
 
     class Meta:
@@ -63,8 +73,12 @@ class ConnectionForm(forms.ModelForm):
             "is_active",
         ]
         labels = {
-            "timeout_seconds": "Timeout (seconds)",
-            "is_active": "Active (synced by beat)",
+            "name": _("Name"),
+            "code": _("Code"),
+            "kind": _("Protocol"),
+            "options": _("Options"),
+            "timeout_seconds": _("Timeout (seconds)"),
+            "is_active": _("Active (synced by beat)"),
         }
         widgets = {"options": forms.Textarea(attrs={"rows": 3})}
 
@@ -82,7 +96,7 @@ class ConnectionForm(forms.ModelForm):
         if value.startswith(("http://", "https://")):
             forms.URLField().clean(value)
         elif "://" in value or value.startswith("//"):
-            raise forms.ValidationError("Write the token URL as https://… or as a path relative to the base URL.")
+            raise forms.ValidationError(_("Write the token URL as https://… or as a path relative to the base URL."))
         return value
 
     def clean(self) -> dict[str, Any]:
@@ -102,14 +116,14 @@ class ConnectionForm(forms.ModelForm):
         else:
             options.pop("token_auth", None)
         if options.get("token_url") and not options.get("client_id"):
-            self.add_error("client_id", "OAuth2 needs the client id the CPMS gave you (with the token URL).")
+            self.add_error("client_id", _("OAuth2 needs the client id the CPMS gave you (with the token URL)."))
         cleaned["options"] = options
         return cleaned
 
     def clean_timeout_seconds(self) -> float:
         value = self.cleaned_data["timeout_seconds"]
         if not 0.1 <= value <= 120:
-            raise forms.ValidationError("Choose a timeout between 0.1 and 120 seconds.")
+            raise forms.ValidationError(_("Choose a timeout between 0.1 and 120 seconds."))
         return value
 
     def clean_refused_alert_percent(self) -> int:
@@ -118,19 +132,19 @@ class ConnectionForm(forms.ModelForm):
         if value is None:
             return self.instance.refused_alert_percent
         if not 0 <= value <= 100:
-            raise forms.ValidationError("Give a share between 0 and 100 % (0 alerts on any refused record).")
+            raise forms.ValidationError(_("Give a share between 0 and 100 % (0 alerts on any refused record)."))
         return value
 
     def clean_options(self) -> Any:
         value = self.cleaned_data.get("options") or {}
         if not isinstance(value, dict):
-            raise forms.ValidationError('Options must be a JSON object, for example {"city": "dresden"}.')
+            raise forms.ValidationError(_('Options must be a JSON object, for example {"city": "dresden"}.'))
         return value
 
     def clean_secret(self) -> str:
         value = (self.cleaned_data.get("secret") or "").strip()
         if value.startswith("env:") and not ENV_REFERENCE.match(value):
-            raise forms.ValidationError("Write the reference as env:VARIABLE_NAME (letters, digits, underscores).")
+            raise forms.ValidationError(_("Write the reference as env:VARIABLE_NAME (letters, digits, underscores)."))
         return value
 
 
@@ -146,14 +160,18 @@ class RightMappingForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.rows = rows
         for product, place_id, specs, mapping in rows:
-            choices = [("", "— not mapped —")] + [(spec.id, spec.label) for spec in specs]
+            choices = [("", _("— not mapped —"))] + [(spec.id, spec.label) for spec in specs]
             if mapping and mapping.right_specification_id not in {spec.id for spec in specs}:
                 label = mapping.right_specification_name or mapping.right_specification_id
                 choices.append(
                     (
                         mapping.right_specification_id,
-                        f"{label} ({mapping.right_specification_id} v{mapping.right_specification_version}, "
-                        "no longer published)",
+                        _("%(label)s (%(id)s v%(version)s, no longer published)")
+                        % {
+                            "label": label,
+                            "id": mapping.right_specification_id,
+                            "version": mapping.right_specification_version,
+                        },
                     )
                 )
             self.fields[self.field_name(product)] = forms.ChoiceField(
@@ -161,7 +179,7 @@ class RightMappingForm(forms.Form):
                 required=False,
                 label=f"{product.name} · {product.carpark.name}",
                 initial=mapping.right_specification_id if mapping else "",
-                help_text=f"Place {place_id}" if place_id else "",
+                help_text=_("Place %(place)s") % {"place": place_id} if place_id else "",
             )
 
     @staticmethod

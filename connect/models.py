@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from carparks.models import CarPark
 
@@ -20,34 +21,38 @@ ENV_REFERENCE = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
 
 class CpmsConnection(models.Model):
     class Kind(models.TextChoices):
-        APDS = "apds", "APDS 4 (HTTP + JSON, push and pull)"
-        DATEX2 = "datex2", "DATEX II v2 XML (pull)"
-        PARKAPI = "parkapi", "ParkAPI JSON (pull)"
+        APDS = "apds", _("APDS 4 (HTTP + JSON, push and pull)")
+        DATEX2 = "datex2", _("DATEX II v2 XML (pull)")
+        PARKAPI = "parkapi", _("ParkAPI JSON (pull)")
 
     class Status(models.TextChoices):
-        UNKNOWN = "unknown", "Not checked yet"
-        OK = "ok", "Working"
-        FAILING = "failing", "Failing"
+        UNKNOWN = "unknown", _("Not checked yet")
+        OK = "ok", _("Working")
+        FAILING = "failing", _("Failing")
 
     name = models.CharField(max_length=200)
     code = models.SlugField(
         max_length=30,
         unique=True,
-        help_text="Short code; car parks imported from this CPMS get codes starting with it.",
+        help_text=_("Short code; car parks imported from this CPMS get codes starting with it."),
     )
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.APDS)
-    base_url = models.URLField(max_length=500, help_text="Where the CPMS answers, for example https://cpms.example/v4.")
+    base_url = models.URLField(
+        max_length=500, help_text=_("Where the CPMS answers, for example https://cpms.example/v4.")
+    )
     secret_encrypted = models.TextField(blank=True, editable=False)
     secret_reference = models.CharField(
-        max_length=100, blank=True, help_text="Instead of storing the secret: env:VARIABLE_NAME read at run time."
+        max_length=100, blank=True, help_text=_("Instead of storing the secret: env:VARIABLE_NAME read at run time.")
     )
-    options = models.JSONField(default=dict, blank=True, help_text="Adapter options, for example paths of feeds.")
+    options = models.JSONField(default=dict, blank=True, help_text=_("Adapter options, for example paths of feeds."))
     timeout_seconds = models.FloatField(
-        default=10.0, help_text="How long a whole answer may take, in seconds (a total deadline, not per read)."
+        default=10.0, help_text=_("How long a whole answer may take, in seconds (a total deadline, not per read).")
     )
     refused_alert_percent = models.PositiveSmallIntegerField(
         default=10,
-        help_text="A sync that refuses more than this share of the feed's records raises an incident (0: any refusal).",
+        help_text=_(
+            "A sync that refuses more than this share of the feed's records raises an incident (0: any refusal)."
+        ),
     )
     is_active = models.BooleanField(default=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNKNOWN)
@@ -64,7 +69,7 @@ class CpmsConnection(models.Model):
 
     def clean(self) -> None:
         if self.secret_reference and not ENV_REFERENCE.match(self.secret_reference):
-            raise ValidationError({"secret_reference": "Write the reference as env:VARIABLE_NAME."})
+            raise ValidationError({"secret_reference": _("Write the reference as env:VARIABLE_NAME.")})
 
     # --- secrets ----------------------------------------------------------------------------
     def set_secret(self, value: str) -> None:
@@ -136,17 +141,17 @@ class CarParkLink(models.Model):
     connection = models.ForeignKey(CpmsConnection, on_delete=models.PROTECT, related_name="links")
     carpark = models.OneToOneField(CarPark, on_delete=models.CASCADE, related_name="cpms_link")
     external_id = models.CharField(
-        max_length=100, help_text="The car park's id in the CPMS (copied to cpms_reference)."
+        max_length=100, help_text=_("The car park's id in the CPMS (copied to cpms_reference).")
     )
-    cpms_status = models.CharField(max_length=30, blank=True, help_text="Last state the CPMS reported.")
+    cpms_status = models.CharField(max_length=30, blank=True, help_text=_("Last state the CPMS reported."))
     occupancy_observed_at = models.DateTimeField(null=True, blank=True)
     tariffs = models.JSONField(
-        default=list, blank=True, help_text="Rate tables with their validity, as the CPMS sent them."
+        default=list, blank=True, help_text=_("Rate tables with their validity, as the CPMS sent them.")
     )
-    names = models.JSONField(default=dict, blank=True, help_text="The car park's name per language code.")
-    opening_times = models.JSONField(default=list, blank=True, help_text="Opening times as the CPMS published them.")
+    names = models.JSONField(default=dict, blank=True, help_text=_("The car park's name per language code."))
+    opening_times = models.JSONField(default=list, blank=True, help_text=_("Opening times as the CPMS published them."))
     forecast = models.JSONField(
-        default=list, blank=True, help_text="Expected (forecast) occupancy rows, kept apart from the counted one."
+        default=list, blank=True, help_text=_("Expected (forecast) occupancy rows, kept apart from the counted one.")
     )
     last_static_sync_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -169,8 +174,8 @@ class CpmsGroup(models.Model):
     """
 
     class Kind(models.TextChoices):
-        CAMPUS = "campus", "Campus"
-        GROUP = "group", "Group of sites"
+        CAMPUS = "campus", _("Campus")
+        GROUP = "group", _("Group of sites")
 
     connection = models.ForeignKey(CpmsConnection, on_delete=models.CASCADE, related_name="groups")
     external_id = models.CharField(max_length=100)
@@ -215,26 +220,26 @@ class ProductRightMapping(models.Model):
 
 class SyncRun(models.Model):
     class Kind(models.TextChoices):
-        STATIC = "static", "Car-park data"
-        OCCUPANCY = "occupancy", "Occupancy"
-        PUSH = "push", "Credential push"
-        REVOKE = "revoke", "Credential revocation"
-        RECONCILE = "reconcile", "Reconciliation"
-        TEST = "test", "Connection test"
+        STATIC = "static", _("Car-park data")
+        OCCUPANCY = "occupancy", _("Occupancy")
+        PUSH = "push", _("Credential push")
+        REVOKE = "revoke", _("Credential revocation")
+        RECONCILE = "reconcile", _("Reconciliation")
+        TEST = "test", _("Connection test")
 
     class Status(models.TextChoices):
-        RUNNING = "running", "Running"
-        RETRYING = "retrying", "Failed, will retry"
-        SUCCEEDED = "succeeded", "Succeeded"
-        PARTLY = "partly", "Partly succeeded"
-        FAILED = "failed", "Failed"
+        RUNNING = "running", _("Running")
+        RETRYING = "retrying", _("Failed, will retry")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        PARTLY = "partly", _("Partly succeeded")
+        FAILED = "failed", _("Failed")
 
     connection = models.ForeignKey(CpmsConnection, on_delete=models.CASCADE, related_name="runs")
     carpark = models.ForeignKey(CarPark, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
     key = models.CharField(
-        max_length=200, blank=True, db_index=True, help_text="Celery task id or idempotency key: one run per job."
+        max_length=200, blank=True, db_index=True, help_text=_("Celery task id or idempotency key: one run per job.")
     )
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -243,9 +248,9 @@ class SyncRun(models.Model):
     updated = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list, blank=True, help_text="Readable error messages, newest last.")
+    errors = models.JSONField(default=list, blank=True, help_text=_("Readable error messages, newest last."))
     refused = models.JSONField(
-        default=list, blank=True, help_text="Records of the feed that were not stored: [{id, reason}]."
+        default=list, blank=True, help_text=_("Records of the feed that were not stored: [{id, reason}].")
     )
     details = models.JSONField(default=dict, blank=True)
     incident = models.BooleanField(default=False, db_index=True)

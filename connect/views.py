@@ -7,6 +7,8 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, MANAGER, SUPERVISOR, has_role, role_required
@@ -81,7 +83,7 @@ def connection_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse
             clear_secret=form.cleaned_data["clear_secret"],
             user=request.user,
         )
-        messages.success(request, f"Connection “{connection.name}” saved.")
+        messages.success(request, _("Connection “%(name)s” saved.") % {"name": connection.name})
         return redirect("connect:connection-detail", pk=connection.pk)
     return render(request, "connect/connection_form.html", {"form": form, "connection": connection})
 
@@ -105,7 +107,7 @@ def right_mappings(request: HttpRequest, pk: int) -> HttpResponse:
     form = RightMappingForm(request.POST if request.method == "POST" else None, rows=rows)
     if request.method == "POST":
         if problem:
-            messages.error(request, f"Nothing saved: {problem}")
+            messages.error(request, _("Nothing saved: %(problem)s") % {"problem": problem})
         elif form.is_valid():
             chosen = {}
             for product, _place_id, offered, _mapping in rows:
@@ -117,7 +119,15 @@ def right_mappings(request: HttpRequest, pk: int) -> HttpResponse:
                     chosen[product] = None
                 # else: the mapped specification is no longer published and was left as it is.
             changed = services.right_mappings_save(connection=connection, chosen=chosen, user=request.user)
-            messages.success(request, f"RightSpecification mapping saved ({changed} product(s) changed).")
+            messages.success(
+                request,
+                ngettext(
+                    "RightSpecification mapping saved (%(count)s product changed).",
+                    "RightSpecification mapping saved (%(count)s products changed).",
+                    changed,
+                )
+                % {"count": changed},
+            )
             return redirect("connect:connection-right-mappings", pk=connection.pk)
     refused = getattr(specs, "refused", [])
     return render(
@@ -134,7 +144,9 @@ def connection_test(request: HttpRequest, pk: int) -> HttpResponse:
     run, result = services.connection_test(connection=connection, user=request.user)
     if request.htmx:
         return render(request, "connect/_test_result.html", {"run": run, "result": result})
-    (messages.success if result.ok else messages.error)(request, f"Connection test: {result.message}")
+    (messages.success if result.ok else messages.error)(
+        request, _("Connection test: %(message)s") % {"message": result.message}
+    )
     return redirect("connect:connection-detail", pk=connection.pk)
 
 
@@ -147,7 +159,11 @@ def connection_sync(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
         raise Http404
     transaction.on_commit(lambda: task.delay(connection.pk))
     label = dict(SyncRun.Kind.choices)[kind]
-    messages.info(request, f"{label} of “{connection.name}” queued; it appears in the history when it starts.")
+    messages.info(
+        request,
+        _("%(what)s of “%(name)s” queued; it appears in the history when it starts.")
+        % {"what": label, "name": connection.name},
+    )
     return redirect("connect:connection-detail", pk=connection.pk)
 
 

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from accounts import roles
+from accounts.middleware import preferred_language
 from monitoring import anomalies
 from monitoring.aggregation import summed
 from monitoring.models import AlertEvent, AlertRule
@@ -230,7 +233,7 @@ def _in_app(users: list[Any], event: AlertEvent) -> None:
     notification_send(
         users=users,
         kind=Notification.Kind.INFO,
-        title=f"Alert: {event.rule.name}"[:200],
+        title=lambda: (gettext("Alert: %(name)s") % {"name": event.rule.name})[:200],
         body=event.message,
         url=reverse("monitoring:alerts"),
     )
@@ -247,9 +250,17 @@ def _notify(event: AlertEvent) -> None:
     _in_app(users, event)
     if rule.send_email and addresses:
         context = {"event": event, "rule": rule}
-        transaction.on_commit(
-            lambda: send_email(template="monitoring_alert", to=addresses, context=context), robust=True
-        )
+        by_language: dict[str, set[str]] = {}
+        for user in users:
+            if user.email:
+                by_language.setdefault(preferred_language(user) or settings.LANGUAGE_CODE, set()).add(user.email)
+
+        def deliver() -> None:
+            for language, emails in sorted(by_language.items()):  # each person reads it in their language
+                with translation.override(language):
+                    send_email(template="monitoring_alert", to=sorted(emails), context=context)
+
+        transaction.on_commit(deliver, robust=True)
 
 
 def rule_evaluate(rule: AlertRule, now: Any = None) -> dict[str, int]:

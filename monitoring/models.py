@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext_lazy as _
 
 from accounts import roles
 
@@ -114,37 +116,40 @@ class AlertRule(models.Model):
     """A condition an administrator wants to hear about, evaluated by the beat every few minutes."""
 
     class Kind(models.TextChoices):
-        OVERDUE_TASKS = "overdue_tasks", "Overdue tasks of a role above N"
-        INCIDENTS = "incidents", "Open incidents above N"
-        CPMS_SYNC_FAILED = "cpms_sync_failed", "A CPMS sync failed"
-        CARD_FAILURE_RATE = "card_failure_rate", "Card payment failure rate today above X %"
-        NO_INVOICING_RUN = "no_invoicing_run", "No invoicing run this month by day N"
-        VOLUME_ANOMALY = "volume_anomaly", "Unusual number of started processes (anomaly)"
-        DURATION_ANOMALY = "duration_anomaly", "Unusual step durations (anomaly)"
+        OVERDUE_TASKS = "overdue_tasks", _("Overdue tasks of a role above N")
+        INCIDENTS = "incidents", _("Open incidents above N")
+        CPMS_SYNC_FAILED = "cpms_sync_failed", _("A CPMS sync failed")
+        CARD_FAILURE_RATE = "card_failure_rate", _("Card payment failure rate today above X %")
+        NO_INVOICING_RUN = "no_invoicing_run", _("No invoicing run this month by day N")
+        VOLUME_ANOMALY = "volume_anomaly", _("Unusual number of started processes (anomaly)")
+        DURATION_ANOMALY = "duration_anomaly", _("Unusual step durations (anomaly)")
 
     HELP = {
-        Kind.OVERDUE_TASKS: "Threshold N: fires when more than N active tasks of the role are past their due time.",
-        Kind.INCIDENTS: "Threshold N (usually 0): fires when more than N processes have an open incident.",
-        Kind.CPMS_SYNC_FAILED: "Fires per CPMS connection whose latest sync run failed; clears when one succeeds.",
-        Kind.CARD_FAILURE_RATE: "Threshold X: fires when more than X % of today's card charges failed.",
-        Kind.NO_INVOICING_RUN: "Threshold N: fires after day N of the month while no invoicing run has finished.",
-        Kind.VOLUME_ANOMALY: "Threshold: robust z-score (default 3.5) of yesterday's started processes per "
-        "workflow against the previous 28 days.",
-        Kind.DURATION_ANOMALY: "Threshold: robust z-score (default 3.5) of yesterday's average step duration "
-        "against the previous 28 days.",
+        Kind.OVERDUE_TASKS: _("Threshold N: fires when more than N active tasks of the role are past their due time."),
+        Kind.INCIDENTS: _("Threshold N (usually 0): fires when more than N processes have an open incident."),
+        Kind.CPMS_SYNC_FAILED: _("Fires per CPMS connection whose latest sync run failed; clears when one succeeds."),
+        Kind.CARD_FAILURE_RATE: _("Threshold X: fires when more than X % of today's card charges failed."),
+        Kind.NO_INVOICING_RUN: _("Threshold N: fires after day N of the month while no invoicing run has finished."),
+        Kind.VOLUME_ANOMALY: _(
+            "Threshold: robust z-score (default 3.5) of yesterday's started processes per "
+            "workflow against the previous 28 days."
+        ),
+        Kind.DURATION_ANOMALY: _(
+            "Threshold: robust z-score (default 3.5) of yesterday's average step duration against the previous 28 days."
+        ),
     }
 
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=30, choices=Kind.choices)
     role = models.CharField(
-        max_length=150, blank=True, choices=[(r, r) for r in roles.ALL_ROLES], help_text="For overdue tasks."
+        max_length=150, blank=True, choices=[(r, r) for r in roles.ALL_ROLES], help_text=_("For overdue tasks.")
     )
     threshold = models.DecimalField(max_digits=10, decimal_places=2, default=0)
     notify_role = models.CharField(
         max_length=150,
         default=roles.ADMINISTRATOR,
         choices=[(r, r) for r in roles.ALL_ROLES],
-        help_text="Everyone with this role is notified.",
+        help_text=_("Everyone with this role is notified."),
     )
     send_email = models.BooleanField(default=True)
     is_active = models.BooleanField(default=True)
@@ -196,9 +201,9 @@ class AlertEvent(models.Model):
 
 class StatementSubscription(models.Model):
     class Frequency(models.TextChoices):
-        DAILY = "daily", "Daily"
-        WEEKLY = "weekly", "Weekly"
-        MONTHLY = "monthly", "Monthly"
+        DAILY = "daily", _("Daily")
+        WEEKLY = "weekly", _("Weekly")
+        MONTHLY = "monthly", _("Monthly")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="statement_subscriptions")
     frequency = models.CharField(max_length=10, choices=Frequency.choices)
@@ -234,13 +239,27 @@ class Statement(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_frequency_display()} statement {self.period_label}"
+        return f"{self.title} {self.period_label}"
+
+    @property
+    def title(self) -> str:
+        """'Weekly statement' in the active language (a whole phrase: German inflects the adjective)."""
+        titles = {
+            self.Frequency.DAILY: _("Daily statement"),
+            self.Frequency.WEEKLY: _("Weekly statement"),
+            self.Frequency.MONTHLY: _("Monthly statement"),
+        }
+        return str(titles.get(self.frequency, self.get_frequency_display()))
 
     @property
     def period_label(self) -> str:
         if self.period_start == self.period_end:
-            return f"{self.period_start:%d %b %Y}"
-        return f"{self.period_start:%d %b %Y} – {self.period_end:%d %b %Y}"
+            return date_format(self.period_start, "SHORT_DATE_FORMAT")
+        start, end = (
+            date_format(self.period_start, "SHORT_DATE_FORMAT"),
+            date_format(self.period_end, "SHORT_DATE_FORMAT"),
+        )
+        return f"{start} – {end}"
 
     @property
     def filename(self) -> str:

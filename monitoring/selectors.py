@@ -14,6 +14,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
+from django.utils.formats import get_format
+from django.utils.translation import gettext
 
 from accounts import roles
 from monitoring.aggregation import day_bounds, summed
@@ -488,12 +490,13 @@ def duration_label(ms: float | None) -> str:
     seconds = ms / 1000
     if seconds < 1:
         return f"{ms:.0f} ms"
+    point = get_format("DECIMAL_SEPARATOR")
     if seconds < 60:
-        return f"{seconds:.1f} s"
+        return f"{seconds:.1f} s".replace(".", point)
     minutes = seconds / 60
     if minutes < 60:
         return f"{minutes:.0f} min"
     hours = minutes / 60
     if hours < 48:
-        return f"{hours:.1f} h"
-    return f"{hours / 24:.1f} d"
+        return f"{hours:.1f} h".replace(".", point)
+    return gettext("%(days)s d") % {"days": f"{hours / 24:.1f}".replace(".", point)}

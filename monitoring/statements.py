@@ -17,9 +17,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from accounts import roles
+from accounts.middleware import preferred_language
 from monitoring.aggregation import aggregate_day
 from monitoring.models import AggregatedDay, Statement, StatementSubscription
 from monitoring.selectors import Scope, billing_figures, cpms_figures, per_workflow, totals
@@ -126,7 +127,7 @@ def statement_context(statement: Statement) -> dict[str, Any]:
     return {
         "statement": statement,
         "f": statement.figures,
-        "title": f"{statement.get_frequency_display()} statement",
+        "title": statement.title,
         "generated_at": timezone.localtime(statement.created_at),
     }
 
@@ -141,10 +142,19 @@ def statement_build(*, frequency: str, day_from: date, day_to: date) -> Statemen
     statement.period_end = day_to
     statement.figures = figures
     statement.created_at = timezone.now()
-    statement.pdf = render_pdf(render_to_string("monitoring/statement_pdf.html", statement_context(statement)))
+    with translation.override(settings.LANGUAGE_CODE):  # the archived PDF is in the portal's language
+        statement.pdf = render_pdf(render_to_string("monitoring/statement_pdf.html", statement_context(statement)))
     statement.build_ms = int((time.monotonic() - started) * 1000)
     statement.save()
     return statement
+
+
+def statement_pdf(statement: Statement, language: str) -> bytes:
+    """The statement's PDF in ``language``: the stored one for the portal's language, else rendered now."""
+    if language == settings.LANGUAGE_CODE and statement.pdf:
+        return bytes(statement.pdf)
+    with translation.override(language):
+        return render_pdf(render_to_string("monitoring/statement_pdf.html", statement_context(statement)))
 
 
 def subscribers(frequency: str) -> list[Any]:
@@ -163,12 +173,21 @@ def statement_send(statement: Statement) -> int:
         locked.sent_at = timezone.now()
         locked.recipients = addresses
         locked.save(update_fields=["sent_at", "recipients"])
-        context = statement_context(locked)
-        attachment = (locked.filename, bytes(locked.pdf), "application/pdf")
+        languages = {u.email: preferred_language(u) or settings.LANGUAGE_CODE for u in users}
 
         def deliver() -> None:
-            for address in addresses:  # one email each: recipients never see each other
-                send_email(template="monitoring_statement", to=[address], context=context, attachments=[attachment])
+            pdfs: dict[str, bytes] = {}
+            for address in addresses:  # one email each (in the person's language): recipients never see each other
+                language = languages[address]
+                if language not in pdfs:
+                    pdfs[language] = statement_pdf(locked, language)
+                with translation.override(language):
+                    send_email(
+                        template="monitoring_statement",
+                        to=[address],
+                        context=statement_context(locked),
+                        attachments=[(locked.filename, pdfs[language], "application/pdf")],
+                    )
 
         transaction.on_commit(deliver)
     statement.sent_at, statement.recipients = locked.sent_at, locked.recipients

@@ -16,7 +16,9 @@ from django.db.models import Exists, F, OuterRef, QuerySet, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts import roles
@@ -84,7 +86,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     billing = selectors.billing_figures(scope.day_from, scope.day_to) if selectors.sees_billing(request.user) else None
     cpms = selectors.cpms_figures(scope.day_from, scope.day_to) if unrestricted else None
     chart = {
-        "days": [d["day"].strftime("%d %b") for d in flow],
+        "days": [date_format(d["day"], "MONTH_DAY_FORMAT") for d in flow],
         "started": [d["started"] for d in flow],
         "completed": [d["completed"] for d in flow],
         "roles": [r["role"] for r in by_role],
@@ -119,7 +121,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         flow_rows.append(
             {
                 **d,
-                "label": d["day"].strftime("%a %d %b %Y"),
+                "label": f"{date_format(d['day'], 'D')} {date_format(d['day'], 'SHORT_DATE_FORMAT')}",
                 "started_url": f"{base}&status=started{one_day}",
                 "completed_url": f"{base}&status=completed{one_day}",
             }
@@ -181,8 +183,8 @@ def drill_processes(request: HttpRequest, scope: Scope) -> tuple[QuerySet, list[
             qs = qs.filter(**{"incident_step" if status == "incident" else "current_step": step})
     else:
         qs = scope.processes()
-        start, _ = day_bounds(scope.day_from)
-        _, end = day_bounds(scope.day_to)
+        start, _unused = day_bounds(scope.day_from)
+        _unused, end = day_bounds(scope.day_to)
         in_period = ProcessEvent.objects.filter(process_id=OuterRef("pk"), at__gte=start, at__lt=end)
         if step is not None:
             in_period = in_period.filter(step_id=step)
@@ -361,10 +363,10 @@ def analytics_xes(request: HttpRequest) -> HttpResponse:
         return redirect(back)  # the analytics page shows what is wrong with the filters
     definition = scope.definition or _busiest_definition(scope)
     if definition is None:
-        messages.info(request, "No workflow is installed yet, so there is no event log to download.")
+        messages.info(request, _("No workflow is installed yet, so there is no event log to download."))
         return redirect(back)
-    start, _ = day_bounds(scope.day_from)
-    _, end = day_bounds(scope.day_to)
+    start, _unused = day_bounds(scope.day_from)
+    _unused, end = day_bounds(scope.day_to)
     chunks = xes.xes_stream(definition.key, start, end, user=request.user, carpark_ids=scope.carpark_ids)
     filename = f"{definition.key}_{scope.day_from:%Y-%m-%d}_{scope.day_to:%Y-%m-%d}.xes"
     if request.GET.get("gzip") == "1":
@@ -401,7 +403,7 @@ def heatmap(request: HttpRequest, version_id: int) -> HttpResponse:
 
 @role_required(*VIEW_ROLES)
 def heatmap_data(request: HttpRequest, version_id: int) -> JsonResponse:
-    scope, _ = _scope(request)
+    scope, _form = _scope(request)
     version = get_object_or_404(WorkflowVersion.objects.select_related("definition"), pk=version_id)
     return JsonResponse(selectors.heatmap(version, scope.day_from, scope.day_to, scope.carpark_ids))
 
@@ -432,11 +434,13 @@ def compare(request: HttpRequest) -> HttpResponse:
     scope, form = _scope(request)
     definition = scope.definition
     if definition is None:
-        messages.info(request, "Choose a workflow to compare two of its versions.")
+        messages.info(request, _("Choose a workflow to compare two of its versions."))
         return redirect(reverse("monitoring:analytics") + "?" + _filter_query(request))
     versions = list(definition.versions.exclude(state=WorkflowVersion.State.DRAFT).order_by("-number"))
     if len(versions) < 2:
-        messages.info(request, f"“{definition.name}” has only one version so far: nothing to compare.")
+        messages.info(
+            request, _("“%(name)s” has only one version so far: nothing to compare.") % {"name": definition.name}
+        )
         return redirect(reverse("monitoring:analytics") + "?" + _filter_query(request))
     a = _version_for(request, definition, "a") if request.GET.get("a") else versions[1]
     b = _version_for(request, definition, "b") if request.GET.get("b") else versions[0]
@@ -486,7 +490,7 @@ def alert_list(request: HttpRequest) -> HttpResponse:
 def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     event = get_object_or_404(AlertEvent, pk=pk)
     alerts.alert_acknowledge(event=event, user=request.user)
-    messages.success(request, f"Acknowledged: {event.rule.name}.")
+    messages.success(request, _("Acknowledged: %(name)s.") % {"name": event.rule.name})
     return redirect(safe_next(request, "monitoring:alerts"))
 
 
@@ -499,7 +503,9 @@ def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         if rule is None:
             saved.created_by = request.user
         saved.save()
-        messages.success(request, f"Alert rule “{saved.name}” saved; it is checked within five minutes.")
+        messages.success(
+            request, _("Alert rule “%(name)s” saved; it is checked within five minutes.") % {"name": saved.name}
+        )
         return redirect("monitoring:alerts")
     return render(request, "monitoring/rule_form.html", {"form": form, "rule": rule, "help": AlertRule.HELP})
 
@@ -509,7 +515,7 @@ def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk)
     rule.delete()
-    messages.success(request, f"Alert rule “{rule.name}” deleted.")
+    messages.success(request, _("Alert rule “%(name)s” deleted.") % {"name": rule.name})
     return redirect("monitoring:alerts")
 
 
@@ -518,7 +524,9 @@ def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def rules_evaluate(request: HttpRequest) -> HttpResponse:
     result = alerts.alerts_evaluate()
     messages.success(
-        request, f"Rules checked: {result['opened']} new, {result['held']} still holding, {result['cleared']} cleared."
+        request,
+        _("Rules checked: %(opened)s new, %(held)s still holding, %(cleared)s cleared.")
+        % {"opened": result["opened"], "held": result["held"], "cleared": result["cleared"]},
     )
     return redirect("monitoring:alerts")
 
@@ -534,9 +542,9 @@ def statement_list(request: HttpRequest) -> HttpResponse:
         for frequency in wanted - mine:
             StatementSubscription.objects.get_or_create(user=request.user, frequency=frequency)
         if wanted and not request.user.email:
-            messages.warning(request, "Subscriptions saved, but your account has no email address to send them to.")
+            messages.warning(request, _("Subscriptions saved, but your account has no email address to send them to."))
         else:
-            messages.success(request, "Your statement subscriptions are saved.")
+            messages.success(request, _("Your statement subscriptions are saved."))
         return redirect("monitoring:statements")
     statements = Statement.objects.defer("pdf").order_by("-period_start", "frequency")
     page = Paginator(statements, 30).get_page(request.GET.get("page"))
@@ -550,7 +558,9 @@ def statement_list(request: HttpRequest) -> HttpResponse:
 @role_required(*SUBSCRIBER_ROLES)
 def statement_pdf(request: HttpRequest, pk: int) -> HttpResponse:
     statement = get_object_or_404(Statement, pk=pk)
-    response = HttpResponse(bytes(statement.pdf), content_type="application/pdf")
+    from monitoring.statements import statement_pdf as pdf_in
+
+    response = HttpResponse(pdf_in(statement, translation.get_language()), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="{statement.filename}"'
     return response
 
@@ -569,9 +579,11 @@ def statement_build_now(request: HttpRequest) -> HttpResponse:
     """Build (or rebuild) the statement of the last closed period without sending it."""
     frequency = request.POST.get("frequency", "")
     if frequency not in StatementSubscription.Frequency.values:
-        messages.error(request, "Choose daily, weekly or monthly.")
+        messages.error(request, _("Choose daily, weekly or monthly."))
         return redirect("monitoring:statements")
     day_from, day_to = period_for(frequency, timezone.localdate())
     statement = statement_build(frequency=frequency, day_from=day_from, day_to=day_to)
-    messages.success(request, f"{statement} built in {statement.build_ms} ms.")
+    messages.success(
+        request, _("%(statement)s built in %(ms)s ms.") % {"statement": statement, "ms": statement.build_ms}
+    )
     return redirect("monitoring:statement-detail", pk=statement.pk)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Notification(models.Model):
     class Kind(models.TextChoices):
-        ASSIGNMENT = "assignment", "Task assigned"
-        ESCALATION = "escalation", "Task escalated"
-        OVERDUE = "overdue", "Task overdue"
-        INFO = "info", "Information"
+        ASSIGNMENT = "assignment", _("Task assigned")
+        ESCALATION = "escalation", _("Task escalated")
+        OVERDUE = "overdue", _("Task overdue")
+        INFO = "info", _("Information")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.INFO)
@@ -49,9 +50,9 @@ class NotificationPreference(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
     )
-    email_assignment = models.BooleanField("Email me when a task is assigned to me", default=True)
-    email_escalation = models.BooleanField("Email me when a task is escalated to me", default=True)
-    email_overdue = models.BooleanField("Email me when a task of mine is overdue", default=True)
+    email_assignment = models.BooleanField(_("Email me when a task is assigned to me"), default=True)
+    email_escalation = models.BooleanField(_("Email me when a task is escalated to me"), default=True)
+    email_overdue = models.BooleanField(_("Email me when a task of mine is overdue"), default=True)
 
     def __str__(self) -> str:
         return f"Notification preferences of {self.user}"

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.dispatch import receiver
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from notifications.models import Notification
 from notifications.services import notification_send
@@ -25,12 +26,18 @@ def _context(task: Any, **extra: Any) -> dict[str, Any]:
 def on_task_assigned(sender: Any, task: Any, user: Any, by: Any = None, **kwargs: Any) -> None:
     if by is not None and getattr(by, "pk", None) == user.pk:
         return  # claimed it themself
-    who = (by.get_full_name() or by.username) if by is not None else "The workflow"
+
+    def body() -> str:
+        if by is None:
+            return _("The workflow handed you the task “%(task)s”.") % {"task": task.name}
+        who = by.get_full_name() or by.username
+        return _("%(who)s handed you the task “%(task)s”.") % {"who": who, "task": task.name}
+
     notification_send(
         users=[user],
         kind=Notification.Kind.ASSIGNMENT,
-        title=f"Assigned to you: {task.name}",
-        body=f"{who} handed you the task '{task.name}'.",
+        title=lambda: _("Assigned to you: %(task)s") % {"task": task.name},
+        body=body,
         url=_task_url(task),
         email_context=_context(task, by=by),
     )
@@ -46,19 +53,29 @@ def on_task_escalated(sender: Any, task: Any, previous: Any, reason: str = "", *
     targets = {user.pk: user for user in colleagues_for(task, role_holders_only=True)}
     # Someone away is represented by their substitute.
     recipients = {sub.pk: sub for sub in (substitute_for(user) for user in targets.values())}
-    why = "it is overdue" if overdue else f"“{reason}”"
+
+    def body() -> str:
+        why = _("it is overdue") if overdue else f"“{reason}”"
+        return _("“%(task)s” was escalated to %(role)s (level %(level)s): %(why)s.") % {
+            "task": task.name,
+            "role": task.role,
+            "level": task.escalation_level,
+            "why": why,
+        }
+
     notification_send(
         users=recipients.values(),
         kind=Notification.Kind.ESCALATION,
-        title=f"Escalated to {task.role}: {task.name}",
-        body=f"'{task.name}' was escalated to {task.role} (level {task.escalation_level}): {why}.",
+        title=lambda: _("Escalated to %(role)s: %(task)s") % {"role": task.role, "task": task.name},
+        body=body,
         url=_task_url(task),
         email_context=_context(task, previous=previous, reason=reason, overdue=overdue),
     )
     if overdue and previous is not None and previous.assignee_id:
         _tell_overdue(
-            previous.assignee, task, f"Overdue: {task.name}",
-            f"'{task.name}' passed its due time and went to {task.role}.", previous=previous,
+            previous.assignee, task, lambda: _("Overdue: %(task)s") % {"task": task.name},
+            lambda: _("“%(task)s” passed its due time and went to %(role)s.") % {"task": task.name, "role": task.role},
+            previous=previous,
         )  # fmt: skip
 
 
@@ -67,12 +84,13 @@ def on_task_timed_out(sender: Any, task: Any, next_step: str = "", **kwargs: Any
     """Whoever held a task that its step's timeout closed is told, so no one works on it in vain."""
     if task.assignee_id:
         _tell_overdue(
-            task.assignee, task, f"Closed: {task.name}",
-            f"'{task.name}' was not done in time and was closed; the process went on to '{next_step}'.",
+            task.assignee, task, lambda: _("Closed: %(task)s") % {"task": task.name},
+            lambda: _("“%(task)s” was not done in time and was closed; the process went on to “%(step)s”.")
+            % {"task": task.name, "step": next_step},
         )  # fmt: skip
 
 
-def _tell_overdue(user: Any, task: Any, title: str, body: str, **context: Any) -> None:
+def _tell_overdue(user: Any, task: Any, title: Any, body: Any, **context: Any) -> None:
     notification_send(
         users=[user],
         kind=Notification.Kind.OVERDUE,

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import template
 from django.utils import formats, timezone
+from django.utils.translation import gettext as _
 
 register = template.Library()
 
@@ -37,8 +38,8 @@ def _day(value: Any) -> str:
         if timezone.is_aware(when):
             when = timezone.localtime(when)
         if (when.hour, when.minute) != (0, 0):
-            return formats.date_format(when, "j M Y H:i")
-    return formats.date_format(when, "j M Y")
+            return formats.date_format(when, "SHORT_DATETIME_FORMAT")
+    return formats.date_format(when, "SHORT_DATE_FORMAT")
 
 
 @register.filter
@@ -48,11 +49,11 @@ def tariff_validity(tariff: Any) -> str:
         return ""
     start, end = tariff.get("valid_from"), tariff.get("valid_until")
     if start and end:
-        return f"valid {_day(start)} – {_day(end)}"
+        return _("valid %(start)s – %(end)s") % {"start": _day(start), "end": _day(end)}
     if start:
-        return f"valid from {_day(start)}"
+        return _("valid from %(start)s") % {"start": _day(start)}
     if end:
-        return f"valid until {_day(end)}"
+        return _("valid until %(end)s") % {"end": _day(end)}
     return ""
 
 
@@ -77,11 +78,11 @@ def forecast_rows(link: Any) -> list[dict[str, Any]]:
         if not isinstance(row, dict):
             continue
         if row.get("occupied") is not None:
-            expected = f"{row['occupied']} occupied"
+            expected = _("%(count)s occupied") % {"count": row["occupied"]}
         elif row.get("vacant") is not None:
-            expected = f"{row['vacant']} free"
+            expected = _("%(count)s free") % {"count": row["vacant"]}
         elif row.get("percent") is not None:
-            expected = f"{float(row['percent']):g} % full"
+            expected = _("%(percent)s %% full") % {"percent": f"{float(row['percent']):g}"}
         else:
             expected = str(row.get("status") or "")
         if expected:

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from django import template
 from django.urls import NoReverseMatch, reverse
+from django.utils.formats import get_format
 
 from monitoring.selectors import duration_label
 
@@ -28,7 +29,9 @@ def duration(ms: float | None) -> str:
 
 @register.filter
 def pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:g} %"
+    if value is None:
+        return "–"
+    return f"{value:g}".replace(".", get_format("DECIMAL_SEPARATOR")) + " %"
 
 
 @register.filter

@@ -91,7 +91,7 @@ def test_a_weekly_statement_holds_the_figures_of_the_history(
 
     text = " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages).split())
     assert "Weekly statement" in text and "Monitoring review" in text
-    assert "02 Mar 2026 – 08 Mar 2026" in text
+    assert "2026-03-02 – 2026-03-08" in text  # the English format: ISO dates
 
     weekly_mails = [m for m in mail.outbox if "weekly" in m.subject.lower()]
     assert sorted(m.to[0] for m in weekly_mails) == ["finance@example.com", "supervisor@example.com"]
