@@ -7,7 +7,6 @@ admins act on processes (retry an incident, cancel, suspend, resume).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, time
 from typing import Any
 
@@ -31,6 +30,7 @@ from workflows.errors import WorkflowError
 from workflows.models import BusinessEvent, Process, SystemJob, Timer, WorkflowDefinition
 from workflows.process_diagram import diagram_data, history_names, process_xml, step_label
 from workflows.step_names import StepNames
+from workflows.variable_rows import variable_rows
 
 SEE_ALL = (ADMINISTRATOR, WORKFLOW_ADMIN, SUPERVISOR)
 ACT = (ADMINISTRATOR, WORKFLOW_ADMIN)
@@ -170,7 +170,7 @@ def process_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "process": process,
             "step": step,
             "steps": graph.steps,
-            "variables_json": json.dumps(process.variables, indent=2, sort_keys=True, ensure_ascii=False),
+            "variable_rows": variable_rows(process.variables, graph.steps),
             "business_object": business_object,
             "object_url": object_url() if callable(object_url) else None,
             "events": events,
