@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from billing import selectors, services
 
@@ -19,10 +20,10 @@ def _clean_text(value: str) -> str:
 
 class RunPeriodForm(forms.Form):
     period = forms.CharField(
-        label="Month to bill",
+        label=_("Month to bill"),
         max_length=7,
         widget=forms.TextInput(attrs={"type": "month", "placeholder": "YYYY-MM"}),
-        help_text="The current or an earlier month; the next month from a few days before it starts.",
+        help_text=_("The current or an earlier month; the next month from a few days before it starts."),
     )
 
     def __init__(self, *args, today: date | None = None, **kwargs) -> None:  # noqa: ANN002, ANN003
@@ -33,12 +34,12 @@ class RunPeriodForm(forms.Form):
         raw = _clean_text(self.cleaned_data["period"])
         match = _MONTH.match(raw)
         if not match:
-            raise forms.ValidationError("Enter the month as YYYY-MM, for example 2026-03.")
+            raise forms.ValidationError(_("Enter the month as YYYY-MM, for example 2026-03."))
         year, month = int(match.group(1)), int(match.group(2))
         if not 1 <= month <= 12:
-            raise forms.ValidationError("There is no month %(month)02d; enter 01 to 12.", params={"month": month})
+            raise forms.ValidationError(_("There is no month %(month)02d; enter 01 to 12."), params={"month": month})
         if year < 2000:
-            raise forms.ValidationError("Choose a month from 2000 on.")
+            raise forms.ValidationError(_("Choose a month from 2000 on."))
         period = date(year, month, 1)
         try:
             services.invoicing_run_period_check(period_start=period, today=self.today)
@@ -49,41 +50,41 @@ class RunPeriodForm(forms.Form):
 
 class RunConfirmForm(forms.Form):
     confirm = forms.BooleanField(
-        label="I have checked the preview: issue these invoices, email them and charge the saved cards.",
-        error_messages={"required": "Tick the box to confirm the run; nothing is billed until you do."},
+        label=_("I have checked the preview: issue these invoices, email them and charge the saved cards."),
+        error_messages={"required": _("Tick the box to confirm the run; nothing is billed until you do.")},
     )
 
 
 SORT_CHOICES = [
-    ("-age", "Oldest first"),
-    ("age", "Newest first"),
-    ("-amount", "Highest amount"),
-    ("amount", "Lowest amount"),
-    ("-level", "Highest level"),
-    ("level", "Lowest level"),
-    ("customer", "Customer A–Z"),
-    ("-customer", "Customer Z–A"),
-    ("due", "Due date, earliest"),
-    ("-due", "Due date, latest"),
+    ("-age", _("Oldest first")),
+    ("age", _("Newest first")),
+    ("-amount", _("Highest amount")),
+    ("amount", _("Lowest amount")),
+    ("-level", _("Highest level")),
+    ("level", _("Lowest level")),
+    ("customer", _("Customer A–Z")),
+    ("-customer", _("Customer Z–A")),
+    ("due", _("Due date, earliest")),
+    ("-due", _("Due date, latest")),
 ]
 
 
 class DunningFilterForm(forms.Form):
-    q = forms.CharField(label="Customer", required=False, max_length=200)
-    level = forms.ChoiceField(label="Level", required=False)
+    q = forms.CharField(label=_("Customer"), required=False, max_length=200)
+    level = forms.ChoiceField(label=_("Level"), required=False)
     age = forms.ChoiceField(
-        label="Age",
+        label=_("Age"),
         required=False,
-        choices=[("", "Any age")] + [(key, label) for key, (label, _, _) in selectors.DUNNING_AGE_BUCKETS.items()],
+        choices=[("", _("Any age"))] + [(key, label) for key, (label, *_rest) in selectors.DUNNING_AGE_BUCKETS.items()],
     )
     amount_min = forms.DecimalField(
-        label="Amount from (€)", required=False, min_value=Decimal("0"), max_digits=12, decimal_places=2
+        label=_("Amount from (€)"), required=False, min_value=Decimal("0"), max_digits=12, decimal_places=2
     )
-    sort = forms.ChoiceField(label="Sort", required=False, choices=SORT_CHOICES)
+    sort = forms.ChoiceField(label=_("Sort"), required=False, choices=SORT_CHOICES)
 
     def __init__(self, *args, levels: list[tuple[str, str]] = (), **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
-        self.fields["level"].choices = [("", "Any level"), *levels]
+        self.fields["level"].choices = [("", _("Any level")), *levels]
 
     def clean_q(self) -> str:
         return _clean_text(self.cleaned_data.get("q", ""))

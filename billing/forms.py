@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from django import forms
 from django.core.validators import ProhibitNullCharactersValidator
+from django.utils.translation import gettext_lazy as _
 
 from billing.services import REFUND_REASON_MAX
 
@@ -16,13 +17,13 @@ class RefundForm(forms.Form):
     so that a form sent twice refunds once."""
 
     amount = forms.CharField(
-        label="Amount (€)",
+        label=_("Amount (€)"),
         max_length=20,
-        help_text="Up to what can still be refunded; the whole paid amount credits the invoice in full.",
+        help_text=_("Up to what can still be refunded; the whole paid amount credits the invoice in full."),
         widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
     )
     reason = forms.CharField(
-        label="Reason (printed on the credit note)",
+        label=_("Reason (printed on the credit note)"),
         max_length=REFUND_REASON_MAX,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
@@ -34,7 +35,10 @@ class RefundForm(forms.Form):
             self.initial.setdefault("key", uuid.uuid4().hex)
 
     def clean_amount(self) -> Decimal:
-        raw = self.cleaned_data["amount"].strip().replace("€", "").replace(" ", "").replace(",", ".")
+        raw = self.cleaned_data["amount"].strip().replace("€", "").replace(" ", "").replace("\u00a0", "")
+        if "," in raw and "." in raw:  # 1.234,50 (German) or 1,234.50 (English): the last mark is the decimal one
+            raw = raw.replace("." if raw.rfind(",") > raw.rfind(".") else ",", "")
+        raw = raw.replace(",", ".")
         ProhibitNullCharactersValidator()(raw)
         try:
             amount = Decimal(raw)
@@ -42,11 +46,11 @@ class RefundForm(forms.Form):
                 raise InvalidOperation
             exact = amount == amount.quantize(Decimal("0.01"))
         except InvalidOperation:
-            raise forms.ValidationError("Enter the amount as a number, for example 12.50.") from None
+            raise forms.ValidationError(_("Enter the amount as a number, for example 12.50.")) from None
         if not exact:
-            raise forms.ValidationError("Enter the amount in euros and cents, for example 12.50.")
+            raise forms.ValidationError(_("Enter the amount in euros and cents, for example 12.50."))
         if amount <= 0:
-            raise forms.ValidationError("The refund amount must be more than 0.")
+            raise forms.ValidationError(_("The refund amount must be more than 0."))
         return amount
 
     def clean_key(self) -> str:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 from django_fsm import FSMField, transition
 
 ZERO = Decimal("0.00")
@@ -34,12 +35,12 @@ class InvoicingRun(models.Model):
     """One invoicing run for a period, with its progress (shown to Finance while it runs)."""
 
     class State(models.TextChoices):
-        PREVIEW = "preview", "Preview (not confirmed)"
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+        PREVIEW = "preview", _("Preview (not confirmed)")
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
 
     period_start = models.DateField()
     period_end = models.DateField()
@@ -77,12 +78,12 @@ class InvoicingRun(models.Model):
 
 class Invoice(models.Model):
     class State(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        ISSUED = "issued", "Issued"
-        OPEN = "open", "Open (payment failed)"
-        PAID = "paid", "Paid"
-        DISPUTED = "disputed", "Disputed (chargeback)"
-        VOID = "void", "Void (credited)"
+        DRAFT = "draft", _("Draft")
+        ISSUED = "issued", _("Issued")
+        OPEN = "open", _("Open (payment failed)")
+        PAID = "paid", _("Paid")
+        DISPUTED = "disputed", _("Disputed (chargeback)")
+        VOID = "void", _("Void (credited)")
 
     customer = models.ForeignKey("carparks.Customer", on_delete=models.PROTECT, related_name="invoices")
     period_start = models.DateField()
@@ -297,15 +298,15 @@ class Payment(models.Model):
     """One row of the payment ledger: a charge attempt or a refund for an invoice."""
 
     class Kind(models.TextChoices):
-        CHARGE = "charge", "Charge"
-        REFUND = "refund", "Refund"
-        CHARGEBACK = "chargeback", "Chargeback (funds withdrawn by a dispute)"
-        REVERSAL = "reversal", "Chargeback reversal (funds reinstated)"
+        CHARGE = "charge", _("Charge")
+        REFUND = "refund", _("Refund")
+        CHARGEBACK = "chargeback", _("Chargeback (funds withdrawn by a dispute)")
+        REVERSAL = "reversal", _("Chargeback reversal (funds reinstated)")
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CHARGE)
@@ -390,8 +391,8 @@ class Dispute(models.Model):
 
 class AccountingExport(models.Model):
     class Format(models.TextChoices):
-        DATEV = "datev", "DATEV Buchungsstapel (EXTF)"
-        JOURNAL = "journal", "Journal CSV"
+        DATEV = "datev", _("DATEV Buchungsstapel (EXTF)")
+        JOURNAL = "journal", _("Journal CSV")
 
     period_start = models.DateField()
     period_end = models.DateField()
@@ -457,13 +458,13 @@ class BillingException(models.Model):
     """Something Finance must look at (shown on the Finance pages; a Finance task once the engine runs)."""
 
     class Kind(models.TextChoices):
-        MISSING_PAYMENT_METHOD = "missing_payment_method", "Missing payment method"
-        ZERO_AMOUNT = "zero_amount", "Zero amount"
-        PRICE_CHANGED = "price_changed", "Price changed"
-        CHARGE_FAILED = "charge_failed", "Charge failed"
-        UNMATCHED_PAYMENT = "unmatched_payment", "Stripe payment not in the ledger"
-        DISPUTE = "dispute", "Card payment disputed"
-        RECONCILIATION = "reconciliation", "Stripe and ledger differ"
+        MISSING_PAYMENT_METHOD = "missing_payment_method", _("Missing payment method")
+        ZERO_AMOUNT = "zero_amount", _("Zero amount")
+        PRICE_CHANGED = "price_changed", _("Price changed")
+        CHARGE_FAILED = "charge_failed", _("Charge failed")
+        UNMATCHED_PAYMENT = "unmatched_payment", _("Stripe payment not in the ledger")
+        DISPUTE = "dispute", _("Card payment disputed")
+        RECONCILIATION = "reconciliation", _("Stripe and ledger differ")
 
     kind = models.CharField(max_length=30, choices=Kind.choices)
     dedupe_key = models.CharField(max_length=200, unique=True, help_text="Keeps reruns from repeating an exception.")

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
+from django.utils.translation import gettext_lazy
 
 from billing.models import BillingException, Invoice, InvoiceLine, Payment, PaymentMethod
 from carparks.models import Contract
@@ -166,10 +167,10 @@ def processes_about(obj: Any) -> list[Any]:
 DUNNING_EVENT = "payment.failed"
 # Age buckets of the overview: (label, first day, last day or None).
 DUNNING_AGE_BUCKETS = {
-    "0-7": ("up to 7 days", 0, 7),
-    "8-30": ("8 to 30 days", 8, 30),
-    "31-60": ("31 to 60 days", 31, 60),
-    "61+": ("more than 60 days", 61, None),
+    "0-7": (gettext_lazy("up to 7 days"), 0, 7),
+    "8-30": (gettext_lazy("8 to 30 days"), 8, 30),
+    "31-60": (gettext_lazy("31 to 60 days"), 31, 60),
+    "61+": (gettext_lazy("more than 60 days"), 61, None),
 }
 DUNNING_SORTS = {
     "age": ("-first_failure_at", "-pk"),  # age ascending: the newest failure first

@@ -15,6 +15,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -140,14 +141,17 @@ def invoice_charge(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         result = services.invoice_charge(invoice=invoice, user=request.user)
     except stripe.StripeError as exc:
-        messages.error(request, f"Stripe did not answer as expected: {exc.user_message or exc}. Try again later.")
+        messages.error(
+            request,
+            _("Stripe did not answer as expected: %(error)s. Try again later.") % {"error": exc.user_message or exc},
+        )
         return redirect("billing:invoice-detail", pk=pk)
     text = {
-        "succeeded": ("success", "The card was charged; the invoice is paid."),
-        "failed": ("error", "The card was declined. The failed-payment process has started."),
-        "pending": ("info", "The payment is processing; Stripe will tell us the outcome."),
-        "no_payment_method": ("warning", "The customer has no saved card. Send them the card link."),
-        "not_payable": ("warning", "This invoice cannot be charged in its current state."),
+        "succeeded": ("success", _("The card was charged; the invoice is paid.")),
+        "failed": ("error", _("The card was declined. The failed-payment process has started.")),
+        "pending": ("info", _("The payment is processing; Stripe will tell us the outcome.")),
+        "no_payment_method": ("warning", _("The customer has no saved card. Send them the card link.")),
+        "not_payable": ("warning", _("This invoice cannot be charged in its current state.")),
     }[result.status]
     getattr(messages, text[0])(request, text[1])
     return redirect("billing:invoice-detail", pk=pk)
@@ -158,14 +162,14 @@ def invoice_charge(request: HttpRequest, pk: int) -> HttpResponse:
 def invoice_transfer(request: HttpRequest, pk: int) -> HttpResponse:
     invoice = _get_invoice(pk)
     try:
-        reference = posted_text(request, "reference", label="The bank reference")
+        reference = posted_text(request, "reference", label=_("The bank reference"))
         services.invoice_record_transfer(invoice=invoice, reference=reference, user=request.user)
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
     except services.BillingError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Invoice {invoice} is recorded as paid by bank transfer.")
+        messages.success(request, _("Invoice %(invoice)s is recorded as paid by bank transfer.") % {"invoice": invoice})
     return redirect("billing:invoice-detail", pk=pk)
 
 
@@ -174,11 +178,15 @@ def invoice_transfer(request: HttpRequest, pk: int) -> HttpResponse:
 def invoice_send(request: HttpRequest, pk: int) -> HttpResponse:
     invoice = _get_invoice(pk)
     if invoice.state == Invoice.State.DRAFT:
-        messages.error(request, "A draft cannot be sent.")
+        messages.error(request, _("A draft cannot be sent."))
     else:
         key = f"invoice-resend:{invoice.pk}:{timezone.now():%Y%m%d%H%M%S}"
         services.invoice_send(invoice=invoice, key=key if invoice.emailed_at else None)
-        messages.success(request, f"Invoice {invoice} was emailed to {invoice.customer.invoice_email}.")
+        messages.success(
+            request,
+            _("Invoice %(invoice)s was emailed to %(email)s.")
+            % {"invoice": invoice, "email": invoice.customer.invoice_email},
+        )
     return redirect("billing:invoice-detail", pk=pk)
 
 
@@ -189,7 +197,7 @@ def card_link_send(request: HttpRequest, pk: int) -> HttpResponse:
     services.card_link_send(
         customer=invoice.customer, key=f"card-link:manual:{invoice.pk}:{timezone.now():%Y%m%d%H%M%S}"
     )
-    messages.success(request, f"The card link was emailed to {invoice.customer.invoice_email}.")
+    messages.success(request, _("The card link was emailed to %(email)s.") % {"email": invoice.customer.invoice_email})
     return redirect("billing:invoice-detail", pk=pk)
 
 
@@ -198,14 +206,16 @@ def card_link_send(request: HttpRequest, pk: int) -> HttpResponse:
 def credit_note_create(request: HttpRequest, pk: int) -> HttpResponse:
     invoice = _get_invoice(pk)
     try:
-        reason = posted_text(request, "reason", label="The reason")
+        reason = posted_text(request, "reason", label=_("The reason"))
         note = services.credit_note_issue(invoice=invoice, reason=reason, user=request.user)
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
     except services.BillingError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Credit note {note} reverses invoice {invoice}.")
+        messages.success(
+            request, _("Credit note %(note)s reverses invoice %(invoice)s.") % {"note": note, "invoice": invoice}
+        )
     return redirect("billing:invoice-detail", pk=pk)
 
 
@@ -238,20 +248,24 @@ def invoice_refund(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _refund_message(request: HttpRequest, refund: Payment) -> None:
     note = refund.credit_notes.first()
-    paper = f" Credit note {note} is issued." if note else ""
+    paper = " " + _("Credit note %(note)s is issued.") % {"note": note} if note else ""
+    amount = {"amount": refund.amount, "currency": refund.currency}
     if refund.status == Payment.Status.SUCCEEDED:
-        how = "to the customer's card" if refund.stripe_refund_id else "(pay it back by bank transfer)"
-        messages.success(request, f"Refunded {refund.amount} {refund.currency} {how}.{paper}")
+        if refund.stripe_refund_id:
+            text = _("Refunded %(amount)s %(currency)s to the customer's card.") % amount
+        else:
+            text = _("Refunded %(amount)s %(currency)s (pay it back by bank transfer).") % amount
+        messages.success(request, f"{text}{paper}")
     elif refund.status == Payment.Status.FAILED:
-        messages.error(request, f"{refund.failure_message}.{paper} Refund the same amount again to retry.")
+        retry = _("Refund the same amount again to retry.")
+        messages.error(request, f"{refund.failure_message}.{paper} {retry}")
     elif refund.stripe_refund_id:
-        messages.info(request, f"The refund of {refund.amount} {refund.currency} is pending at Stripe.{paper}")
+        text = _("The refund of %(amount)s %(currency)s is pending at Stripe.") % amount
+        messages.info(request, f"{text}{paper}")
     else:
-        messages.warning(
-            request,
-            f"Stripe could not be reached: the refund of {refund.amount} {refund.currency} is recorded as pending."
-            f"{paper} Send it again from the list of refunds.",
-        )
+        text = _("Stripe could not be reached: the refund of %(amount)s %(currency)s is recorded as pending.") % amount
+        again = _("Send it again from the list of refunds.")
+        messages.warning(request, f"{text}{paper} {again}")
 
 
 @role_required(FINANCE)
@@ -336,12 +350,12 @@ def exception_list(request: HttpRequest) -> HttpResponse:
 def exception_resolve(request: HttpRequest, pk: int) -> HttpResponse:
     item = get_object_or_404(BillingException, pk=pk)
     try:
-        resolution = posted_text(request, "resolution", label="The resolution")
+        resolution = posted_text(request, "resolution", label=_("The resolution"))
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
         return redirect("billing:exception-list")
     services.billing_exception_resolve(exception=item, user=request.user, resolution=resolution)
-    messages.success(request, "Marked as resolved.")
+    messages.success(request, _("Marked as resolved."))
     return redirect("billing:exception-list")
 
 
@@ -370,11 +384,11 @@ def export_create(request: HttpRequest) -> HttpResponse:
     try:
         period = date.fromisoformat(f"{request.POST.get('period', '')}-01")
     except ValueError:
-        messages.error(request, "Choose the month to export.")
+        messages.error(request, _("Choose the month to export."))
         return redirect("billing:export-list")
     fmt = request.POST.get("format", "")
     if fmt not in AccountingExport.Format.values:
-        messages.error(request, "Choose an export format.")
+        messages.error(request, _("Choose an export format."))
         return redirect("billing:export-list")
     try:
         export = exports.accounting_export_create(period_start=period, format=fmt, user=request.user)
@@ -382,18 +396,28 @@ def export_create(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(error))
         return redirect("billing:export-list")
     if export is None:
-        messages.info(request, f"Nothing new to export for {period:%m/%Y}: every document was exported already.")
+        messages.info(
+            request,
+            _("Nothing new to export for %(month)s: every document was exported already.")
+            % {"month": f"{period:%m/%Y}"},
+        )
     else:
         changed = (
-            f" {len(export.changed_values)} texts had to be changed for DATEV; they are listed with the export."
+            " "
+            + _("%(count)s texts had to be changed for DATEV; they are listed with the export.")
+            % {"count": len(export.changed_values)}
             if export.changed_values
             else ""
         )
-        messages.success(
-            request,
-            f"Exported {export.invoice_count} invoices and {export.credit_note_count} credit notes "
-            f"({export.gross_total} € gross) to {export.filename}.{changed}",
-        )
+        text = _(
+            "Exported %(invoices)s invoices and %(credit_notes)s credit notes (%(gross)s € gross) to %(file)s."
+        ) % {
+            "invoices": export.invoice_count,
+            "credit_notes": export.credit_note_count,
+            "gross": export.gross_total,
+            "file": export.filename,
+        }
+        messages.success(request, f"{text}{changed}")
     return redirect("billing:export-list")
 
 
@@ -427,7 +451,7 @@ def card_setup(request: HttpRequest, token: str) -> HttpResponse:
         return render(
             request,
             "billing/card_setup_invalid.html",
-            {"error": "Our payment provider is not reachable right now. Please try again in a few minutes."},
+            {"error": _("Our payment provider is not reachable right now. Please try again in a few minutes.")},
             status=503,
         )
     response = render(
@@ -455,7 +479,7 @@ def card_setup_return(request: HttpRequest, token: str) -> HttpResponse:
         customer = services.card_setup_customer(token=token)
         setup_intent_id = request.GET.get("setup_intent", "")
         if not setup_intent_id.startswith("seti_"):
-            raise services.BillingError("The card setup did not finish. Please open the link again.")
+            raise services.BillingError(_("The card setup did not finish. Please open the link again."))
         method = services.payment_method_save(customer=customer, setup_intent_id=setup_intent_id)
     except (services.BillingError, Customer.DoesNotExist) as exc:
         return render(request, "billing/card_setup_invalid.html", {"error": str(exc)}, status=400)
@@ -463,7 +487,7 @@ def card_setup_return(request: HttpRequest, token: str) -> HttpResponse:
         return render(
             request,
             "billing/card_setup_invalid.html",
-            {"error": "We could not confirm the card with our payment provider. Please try again."},
+            {"error": _("We could not confirm the card with our payment provider. Please try again.")},
             status=400,
         )
     return render(request, "billing/card_setup_done.html", {"method": method, "operator": settings.BILLING_OPERATOR})
