@@ -69,7 +69,12 @@ class CaseForm(forms.Form):
     subject = forms.CharField(label="Subject", max_length=200)
     description = forms.CharField(label="Description", required=False, widget=forms.Textarea(attrs={"rows": 4}))
     contract = forms.ModelChoiceField(label="Contract", required=False, queryset=Contract.objects.none())
-    invoice_id = forms.IntegerField(label="Invoice number", required=False, min_value=1)
+    invoice_id = forms.CharField(
+        label="Invoice number",
+        required=False,
+        max_length=40,
+        help_text="As printed on the invoice, e.g. INV2026-000133.",
+    )
     priority = forms.ChoiceField(
         label="Priority",
         required=False,

@@ -37,6 +37,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 from django_fsm import can_proceed, has_transition_perm
 
 from accounts.roles import MANAGER, RESPONSIBLE_PERMISSION, user_roles
@@ -1477,7 +1478,29 @@ def case_open(
         )
         CaseEvent.objects.create(case=case, to_state=case.state, actor=_actor(user), note="Opened.")
         _emit("case.opened", case, _case_payload(case), event_id=f"case.opened:{case.pk}", user=user)
+        case_tasks_follow_sla(case)
     return case
+
+
+def _case_tasks(case: Case) -> Any:
+    """The open and claimed tasks of the processes about ``case`` (None without the engine)."""
+    try:
+        from workflows.models import Task
+    except ImportError:
+        return None
+    from django.contrib.contenttypes.models import ContentType
+
+    return Task.objects.filter(
+        process__content_type=ContentType.objects.get_for_model(Case),
+        process__object_id=case.pk,
+        state__in=Task.ACTIVE_STATES,
+    )
+
+
+def case_tasks_follow_sla(case: Case) -> int:
+    """The case's open tasks are due when the case is (its SLA); call when the SLA is set or changes."""
+    tasks = _case_tasks(case)
+    return tasks.update(due_at=case.sla_due_at) if tasks is not None else 0
 
 
 def _case_payload(case: Case) -> dict[str, Any]:
@@ -1502,8 +1525,12 @@ def _lock_case(case_id: int) -> Case:
 
 
 def case_assign(*, case: Case, assignee: Any, user: Any = None) -> Case:
+    """Assign the case and claim its open basket task for ``assignee`` (one piece of work), in one
+    transaction: the case row is locked, so of two assignments at once one wins and the other is told
+    who has the case."""
     with transaction.atomic():
         case = _lock_case(case.pk)
+        _claim_case_tasks(case, assignee)
         case.assignee = assignee
         case.save(update_fields=["assignee", "updated_at"])
         if case.state == Case.State.OPEN:
@@ -1511,6 +1538,46 @@ def case_assign(*, case: Case, assignee: Any, user: Any = None) -> Case:
         else:
             CaseEvent.objects.create(case=case, actor=_actor(user), note=f"Assigned to {assignee}.")
     return case
+
+
+def _claim_case_tasks(case: Case, assignee: Any) -> None:
+    """Claim the case's open tasks for ``assignee``; refuse when someone else holds one."""
+    tasks = _case_tasks(case)
+    if tasks is None:
+        return
+    from workflows.errors import WorkflowError
+    from workflows.services import task_claim
+
+    for task in tasks.select_related("assignee").order_by("pk"):
+        if task.assignee_id == assignee.pk:
+            continue
+        if task.assignee_id is not None:
+            raise CarparkError(
+                _("Case %(case)s is already being handled by %(name)s.")
+                % {"case": case.pk, "name": task.assignee.get_full_name() or task.assignee.username}
+            )
+        try:
+            task_claim(task=task, user=assignee)
+        except WorkflowError as exc:
+            raise CarparkError(
+                _("Case %(case)s cannot be assigned to %(name)s: %(reason)s")
+                % {"case": case.pk, "name": assignee.get_full_name() or assignee.username, "reason": exc}
+            ) from exc
+
+
+def case_follow_task(*, case_id: int, assignee: Any, user: Any = None) -> None:
+    """The case follows its task: claimed → assigned to the claimer, released → nobody (in the
+    caller's transaction)."""
+    case = _lock_case(case_id)
+    if case.assignee_id == (assignee.pk if assignee else None) or case.state not in Case.OPEN_STATES:
+        return
+    case.assignee = assignee
+    case.save(update_fields=["assignee", "updated_at"])
+    note = f"Assigned to {assignee} with its task." if assignee else "Unassigned: its task went back to the queue."
+    if assignee and case.state == Case.State.OPEN:
+        _transition(case, "start", user=user, note=note)
+    else:
+        CaseEvent.objects.create(case=case, actor=_actor(user), note=note)
 
 
 def case_add_note(*, case: Case, note: str, user: Any = None) -> CaseEvent:

@@ -7,6 +7,7 @@ for answers 404 and lists show only what the user may see.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, MANAGER, SUPERVISOR, has_role, role_required
@@ -444,8 +446,13 @@ def case_create(request: HttpRequest, customer_pk: int) -> HttpResponse:
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        if data["invoice_id"] and not _invoice_visible(request.user, customer, data["invoice_id"]):
-            form.add_error("invoice_id", f"{customer.name} has no invoice {data['invoice_id']} you may see.")
+        invoice_id = _invoice_lookup(request.user, customer, data["invoice_id"]) if data["invoice_id"] else None
+        if data["invoice_id"] and invoice_id is None:
+            form.add_error(
+                "invoice_id",
+                _("%(customer)s has no invoice %(number)s you may see. Enter it as printed, e.g. INV2026-000133.")
+                % {"customer": customer.name, "number": data["invoice_id"]},
+            )
             return render(request, "carparks/case_form.html", {"form": form, "customer": customer})
         try:
             case = services.case_open(
@@ -454,7 +461,7 @@ def case_create(request: HttpRequest, customer_pk: int) -> HttpResponse:
                 subject=data["subject"],
                 description=data["description"],
                 contract=data["contract"],
-                invoice_id=data["invoice_id"],
+                invoice_id=invoice_id,
                 priority=data["priority"] or None,
                 user=request.user,
             )
@@ -468,13 +475,33 @@ def case_create(request: HttpRequest, customer_pk: int) -> HttpResponse:
     return render(request, "carparks/case_form.html", {"form": form, "customer": customer})
 
 
-def _invoice_visible(user: Any, customer: Any, invoice_id: int) -> bool:
-    """Whether ``invoice_id`` is an invoice of ``customer`` billing a car park ``user`` sees (any number
-    passes without billing)."""
+INVOICE_NUMBER = re.compile(r"(?P<series>[A-Za-z0-9]+)-(?P<number>\d{1,9})")
+
+
+def _invoice_lookup(user: Any, customer: Any, text: str) -> int | None:
+    """The id of ``customer``'s invoice numbered ``text`` (as printed, ``INV2026-000133``; bare digits
+    are the invoice's id) billing a car park ``user`` sees; None if there is none. Without billing,
+    bare digits pass as they are."""
+    text = text.strip()
+    match = INVOICE_NUMBER.fullmatch(text)
     related = getattr(customer, "invoices", None)
     if related is None:
-        return True
-    return invoices_for_user(user, related.filter(pk=invoice_id)).exists()
+        return int(text) if text.isdigit() else None
+    if match:
+        rows = related.filter(series__iexact=match["series"], number=int(match["number"]))
+    elif text.isdigit() and len(text) < 19:
+        rows = related.filter(pk=int(text))
+    else:
+        return None
+    return invoices_for_user(user, rows).values_list("pk", flat=True).first()
+
+
+def _case_invoice(user: Any, case: Case) -> Any:
+    """The case's invoice if the user may see it (for its printed number and a link), else None."""
+    related = getattr(case.customer, "invoices", None)
+    if not case.invoice_id or related is None:
+        return None
+    return invoices_for_user(user, related.filter(pk=case.invoice_id)).first()
 
 
 def _case_for(request: HttpRequest, pk: int) -> Case:
@@ -491,6 +518,7 @@ def case_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "case": case,
             "events": case.events.select_related("actor"),
             "processes": selectors.processes_about(case),
+            "invoice": _case_invoice(request.user, case),
             "note_form": CaseNoteForm(),
             "resolve_form": CaseResolveForm(),
             "now": timezone.now(),

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from workflows.basket_selectors import is_supervisor, substitute_for
 from workflows.errors import TaskNotAvailable, TaskPermissionDenied, WorkflowError
-from workflows.models import Absence, Task
-from workflows.services import can_work_on, task_delegate, task_escalate, task_release
+from workflows.models import Absence, Process, Task
+from workflows.services import can_work_on, task_claim_by_id, task_delegate, task_escalate, task_load, task_release
 
 
 def _check_may_edit(task: Task, user: Any) -> None:
@@ -76,6 +76,45 @@ def task_cant_decide(
         return new
 
 
+def _case_id(task: Task) -> int | None:
+    """The customer-care case the task's process is about, if it is about one: case and task are
+    one piece of work (claiming assigns the case, releasing unassigns it)."""
+    row = (
+        Process.objects.filter(pk=task.process_id)
+        .values_list("content_type__app_label", "content_type__model", "object_id")
+        .first()
+    )
+    return row[2] if row and row[:2] == ("carparks", "case") else None
+
+
+def _lock_case(task: Task) -> int | None:
+    """Lock the task's case first (the same order as assigning a case does), so the two never deadlock."""
+    case_id = _case_id(task)
+    if case_id is not None:
+        from carparks.models import Case
+
+        Case.objects.select_for_update().filter(pk=case_id).values_list("pk").first()
+    return case_id
+
+
+def _case_follows(case_id: int | None, assignee: Any, user: Any) -> None:
+    if case_id is not None:
+        from carparks.services import case_follow_task
+
+        case_follow_task(case_id=case_id, assignee=assignee, user=user)
+
+
+def task_claim_with_case(*, task_id: int, user: Any) -> Task:
+    """Claim a task (:func:`task_claim_by_id`); a case the task is about is assigned to the claimer
+    in the same transaction."""
+    with transaction.atomic():
+        loaded = task_load(task_id)
+        case_id = _lock_case(loaded) if loaded is not None else None
+        task = task_claim_by_id(task_id=task_id, user=user)
+        _case_follows(case_id, user, user)
+    return task
+
+
 def task_route(
     *, task: Task, user: Any, to_user: Any, inputs: dict[str, Any] | None = None, comment: str = ""
 ) -> tuple[Task, Any]:
@@ -86,17 +125,23 @@ def task_route(
     if target.pk != to_user.pk and not can_work_on(target, task):
         target = to_user  # the substitute cannot take this kind of task: it stays with the colleague
     with transaction.atomic():
+        case_id = _lock_case(task)
         if inputs is not None:
             task_save_draft(task=task, user=user, inputs=inputs, action="delegate", comment=comment)
-        return task_delegate(task=task, user=user, to_user=target), target
+        task_delegate(task=task, user=user, to_user=target)
+        _case_follows(case_id, target, user)
+    return task, target
 
 
 def task_release_keeping(*, task: Task, user: Any, inputs: dict[str, Any] | None = None, comment: str = "") -> Task:
     """Release a claimed task back to the queue, keeping what was typed on the task page."""
     with transaction.atomic():
+        case_id = _lock_case(task)
         if inputs is not None:
             task_save_draft(task=task, user=user, inputs=inputs, action="release", comment=comment)
-        return task_release(task=task, user=user)
+        task_release(task=task, user=user)
+        _case_follows(case_id, None, user)
+    return task
 
 
 def task_take_over(*, task: Task, user: Any) -> Task:

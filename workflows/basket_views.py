@@ -29,6 +29,7 @@ from workflows.basket_services import (
     absence_create,
     absence_delete,
     task_cant_decide,
+    task_claim_with_case,
     task_release_keeping,
     task_route,
     task_save_draft,
@@ -40,7 +41,6 @@ from workflows.models import Absence, Task
 from workflows.services import (
     can_work_on,
     process_history,
-    task_claim_by_id,
     task_complete,
     task_load,
 )
@@ -232,7 +232,7 @@ def _render_task(
 @require_POST
 def task_claim_view(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        task = task_claim_by_id(task_id=pk, user=request.user)  # checks the right in the same statement
+        task = task_claim_with_case(task_id=pk, user=request.user)  # checks the right in the same statement
     except Task.DoesNotExist as exc:
         raise Http404(_("No task with this number.")) from exc
     except TaskPermissionDenied as exc:
