@@ -231,6 +231,10 @@ class Statement(models.Model):
     build_ms = models.PositiveIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
     recipients = models.JSONField(default=list, blank=True)
+    # Who built it on demand (empty: the scheduled build).
+    built_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-period_start", "frequency"]

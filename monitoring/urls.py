@@ -22,6 +22,7 @@ urlpatterns = [
     path("alerts/evaluate/", views.rules_evaluate, name="rules-evaluate"),
     path("statements/", views.statement_list, name="statements"),
     path("statements/build/", views.statement_build_now, name="statement-build"),
+    path("statements/preview/", views.statement_preview, name="statement-preview"),
     path("statements/<int:pk>/", views.statement_detail, name="statement-detail"),
     path("statements/<int:pk>/pdf/", views.statement_pdf, name="statement-pdf"),
 ]

@@ -6,12 +6,14 @@ car parks the user may see, and renders what the selectors return.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from csp.decorators import csp_update
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,7 +21,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from accounts import roles
 from accounts.roles import role_required
@@ -94,6 +96,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "role_claimed": [r["claimed"] for r in by_role],
         "sla_labels": [w["definition"] for w in workflows if w["sla_due"]],
         "sla_percent": [w["sla_percent"] for w in workflows if w["sla_due"]],
+        "text": {
+            "started": _("Started"),
+            "completed": _("Completed"),
+            "open": _("Open"),
+            "claimed": _("Claimed"),
+            "on_time": _("On time (%)"),
+        },
+        "locale": translation.get_language() or "en",
     }
     open_alerts = (
         AlertEvent.objects.filter(cleared_at=None).select_related("rule")[:5]
@@ -546,12 +556,12 @@ def statement_list(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("Your statement subscriptions are saved."))
         return redirect("monitoring:statements")
-    statements = Statement.objects.defer("pdf").order_by("-period_start", "frequency")
+    statements = Statement.objects.defer("pdf").select_related("built_by").order_by("-period_start", "frequency")
     page = Paginator(statements, 30).get_page(request.GET.get("page"))
     return render(
         request,
         "monitoring/statements.html",
-        {"form": form, "page": page, "can_build": roles.has_role(request.user, *RULE_ROLES)},
+        {"form": form, "page": page, "can_build": roles.has_role(request.user, *SUBSCRIBER_ROLES)},
     )
 
 
@@ -573,17 +583,62 @@ def statement_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "monitoring/statement_detail.html", statement_context(statement))
 
 
-@role_required(*RULE_ROLES)
+def _current_period(frequency: str, today: Any) -> tuple[Any, Any]:
+    """The period running today: today, this week from Monday, this month from the 1st."""
+    if frequency == StatementSubscription.Frequency.WEEKLY:
+        return today - timedelta(days=today.weekday()), today
+    if frequency == StatementSubscription.Frequency.MONTHLY:
+        return today.replace(day=1), today
+    return today, today
+
+
+@role_required(*SUBSCRIBER_ROLES)
+@require_GET
+def statement_preview(request: HttpRequest) -> HttpResponse:
+    """The figures of the running day, week or month so far, as the statement will show them (nothing stored)."""
+    frequency = request.GET.get("frequency", "")
+    if frequency not in StatementSubscription.Frequency.values:
+        messages.error(request, _("Choose daily, weekly or monthly."))
+        return redirect("monitoring:statements")
+    from monitoring.statements import statement_context, statement_figures
+
+    day_from, day_to = _current_period(frequency, timezone.localdate())
+    statement = Statement(frequency=frequency, period_start=day_from, period_end=day_to, created_at=timezone.now())
+    statement.figures = statement_figures(day_from, day_to)
+    return render(request, "monitoring/statement_preview.html", statement_context(statement))
+
+
+# The menu shows statements to the subscriber roles (``statement_list``); they may build one too.
+@role_required(*SUBSCRIBER_ROLES)
 @require_POST
 def statement_build_now(request: HttpRequest) -> HttpResponse:
-    """Build (or rebuild) the statement of the last closed period without sending it."""
+    """Build (or rebuild) the statement of the last closed period without sending it; audited."""
     frequency = request.POST.get("frequency", "")
     if frequency not in StatementSubscription.Frequency.values:
         messages.error(request, _("Choose daily, weekly or monthly."))
         return redirect("monitoring:statements")
     day_from, day_to = period_for(frequency, timezone.localdate())
-    statement = statement_build(frequency=frequency, day_from=day_from, day_to=day_to)
+    with transaction.atomic():
+        statement = statement_build(frequency=frequency, day_from=day_from, day_to=day_to)
+        Statement.objects.filter(pk=statement.pk).update(built_by=request.user)
+        statement.built_by = request.user
+        _audit_build(request.user, statement)
     messages.success(
         request, _("%(statement)s built in %(ms)s ms.") % {"statement": statement, "ms": statement.build_ms}
     )
     return redirect("monitoring:statement-detail", pk=statement.pk)
+
+
+def _audit_build(user: Any, statement: Statement) -> None:
+    from accounts.services import audit_record
+
+    audit_record(
+        actor=user,
+        action="statement.build",
+        target=statement,
+        new={
+            "frequency": statement.frequency,
+            "period_start": statement.period_start.isoformat(),
+            "period_end": statement.period_end.isoformat(),
+        },
+    )
