@@ -89,7 +89,7 @@ TEMPLATES = [
                 "parkinghq.context_processors.portal",
             ],
             # parkinghq is not an app, so its template tags are registered by name.
-            "libraries": {"portal": "parkinghq.templatetags.portal"},
+            "libraries": {"portal": "parkinghq.templatetags.portal", "progress": "parkinghq.templatetags.progress"},
         },
     },
 ]
