@@ -17,6 +17,7 @@ from django.db.models import Count, Max, Q
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import ADMINISTRATOR, ALL_ROLES, SUPERVISOR, WORKFLOW_ADMIN, has_role, role_required
@@ -128,7 +129,7 @@ def version_compare(request: HttpRequest, key: str) -> HttpResponse:
     try:
         a, b = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
     except ValueError:
-        messages.error(request, "Choose two versions to compare.")
+        messages.error(request, gettext("Choose two versions to compare."))
         return redirect("workflows:definition-detail", key=key)
     old = get_object_or_404(definition.versions, number=min(a, b))
     new = get_object_or_404(definition.versions, number=max(a, b))
@@ -378,7 +379,11 @@ def editor_publish(request: HttpRequest, key: str) -> JsonResponse:
         return JsonResponse(
             {**_save_answer(saved), "ok": False, "errors": refused, "problems": refused, "message": message}
         )
-    messages.success(request, f"{definition.name}: version {saved.version.number} is published.")
+    messages.success(
+        request,
+        gettext("%(name)s: version %(number)s is published.")
+        % {"name": definition.name, "number": saved.version.number},
+    )
     return JsonResponse(
         _save_answer(
             published, {"message": f"Published as version {saved.version.number}", "redirect": detail, "problems": []}
@@ -408,9 +413,16 @@ def draft_discard(request: HttpRequest, key: str) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect("workflows:definition-detail", key=key)
     if result.definition_removed:
-        messages.success(request, f"{definition.name} was never published: its draft and the workflow are removed.")
+        messages.success(
+            request,
+            gettext("%(name)s was never published: its draft and the workflow are removed.")
+            % {"name": definition.name},
+        )
         return redirect("workflows:definition-list")
-    messages.success(request, f"{definition.name}: draft v{result.number} is discarded.")
+    messages.success(
+        request,
+        gettext("%(name)s: draft v%(number)s is discarded.") % {"name": definition.name, "number": result.number},
+    )
     return redirect("workflows:definition-detail", key=key)
 
 
@@ -472,17 +484,23 @@ def definition_new(request: HttpRequest) -> HttpResponse:
         values = {"key": request.POST.get("key", "").strip(), "name": request.POST.get("name", "").strip()}
         longest = {name: WorkflowDefinition._meta.get_field(name).max_length for name in values}
         if not values["key"] or not all(c.isalnum() or c in "-_." for c in values["key"]):
-            errors["key"] = "Use letters, digits, '-', '_' or '.'."
+            errors["key"] = gettext("Use letters, digits, '-', '_' or '.'.")
         elif len(values["key"]) > longest["key"]:
-            errors["key"] = f"Use at most {longest['key']} characters (this key has {len(values['key'])})."
+            errors["key"] = gettext("Use at most %(most)s characters (this key has %(has)s).") % {
+                "most": longest["key"],
+                "has": len(values["key"]),
+            }
         elif WorkflowDefinition.objects.filter(key=values["key"]).exists():
-            errors["key"] = "A workflow with this key exists already."
+            errors["key"] = gettext("A workflow with this key exists already.")
         if not values["name"]:
-            errors["name"] = "Give the workflow a name."
+            errors["name"] = gettext("Give the workflow a name.")
         elif "\x00" in values["name"]:
-            errors["name"] = "Name must not contain NUL characters."
+            errors["name"] = gettext("Name must not contain NUL characters.")
         elif len(values["name"]) > longest["name"]:
-            errors["name"] = f"Use at most {longest['name']} characters (this name has {len(values['name'])})."
+            errors["name"] = gettext("Use at most %(most)s characters (this name has %(has)s).") % {
+                "most": longest["name"],
+                "has": len(values["name"]),
+            }
         if not errors:
             spec = {
                 "key": values["key"],
@@ -504,9 +522,9 @@ def definition_import(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         upload = request.FILES.get("file")
         if upload is None:
-            summary = "Choose a BPMN file to import."
+            summary = gettext("Choose a BPMN file to import.")
         elif upload.size > MAX_BYTES:
-            summary = f"The file is larger than {MAX_BYTES // 1024 // 1024} MB."
+            summary = gettext("The file is larger than %(size)s MB.") % {"size": MAX_BYTES // 1024 // 1024}
         else:
             try:
                 saved = authoring.draft_save_bpmn(
@@ -518,7 +536,11 @@ def definition_import(request: HttpRequest) -> HttpResponse:
                 assert saved.version is not None
                 for warning in saved.warnings:
                     messages.warning(request, warning)
-                messages.success(request, f"Imported {upload.name} as version {saved.version.number} (draft).")
+                messages.success(
+                    request,
+                    gettext("Imported %(file)s as version %(number)s (draft).")
+                    % {"file": upload.name, "number": saved.version.number},
+                )
                 return redirect("workflows:editor", key=saved.version.definition.key)
     return render(request, "workflows/definition_import.html", {"problems": problems, "summary": summary, "key": key})
 
@@ -543,12 +565,22 @@ def library_install(request: HttpRequest, slug: str) -> HttpResponse:
     if saved.problems:
         problems = "; ".join(p["message"] for p in saved.problems)
         messages.warning(
-            request, f"{name} is installed as a draft (version {version.number}), not published: {problems}"
+            request,
+            gettext("%(name)s is installed as a draft (version %(number)s), not published: %(problems)s")
+            % {"name": name, "number": version.number, "problems": problems},
         )
         return redirect("workflows:editor", key=version.definition.key)
     start = next((s for s in version.spec.get("steps", []) if s.get("type") == "start"), {})
-    starts = f"it now starts on {start['event']}" if start.get("event") else "it is started by hand"
+    starts = (
+        gettext("it now starts on %(event)s") % {"event": start["event"]}
+        if start.get("event")
+        else gettext("it is started by hand")
+    )
     if start.get("condition"):
-        starts += f" when {start['condition']}"
-    messages.success(request, f"{name} is installed and published (version {version.number}) — {starts}.")
+        starts += " " + gettext("when %(condition)s") % {"condition": start["condition"]}
+    messages.success(
+        request,
+        gettext("%(name)s is installed and published (version %(number)s) — %(starts)s.")
+        % {"name": name, "number": version.number, "starts": starts},
+    )
     return redirect("workflows:definition-detail", key=version.definition.key)

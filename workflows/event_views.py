@@ -20,8 +20,8 @@ from django.core.paginator import Paginator
 from django.db.models import Count, prefetch_related_objects
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils.translation import gettext, gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_any_role, has_role, role_required
@@ -39,12 +39,12 @@ ACT = (ADMINISTRATOR, WORKFLOW_ADMIN)
 PAGE_SIZE = 25
 ATTENTION = "attention"
 STATE_FILTERS = [
-    (ATTENTION, "Needs attention (no match or incident)"),
-    (BusinessEvent.State.UNMATCHED, "No workflow matched"),
-    (BusinessEvent.State.INCIDENT, "Incident"),
-    (BusinessEvent.State.STARTED, "Process started"),
-    (BusinessEvent.State.DISMISSED, "Dismissed"),
-    ("all", "All events"),
+    (ATTENTION, gettext_lazy("Needs attention (no match or incident)")),
+    (BusinessEvent.State.UNMATCHED, gettext_lazy("No workflow matched")),
+    (BusinessEvent.State.INCIDENT, gettext_lazy("Incident")),
+    (BusinessEvent.State.STARTED, gettext_lazy("Process started")),
+    (BusinessEvent.State.DISMISSED, gettext_lazy("Dismissed")),
+    ("all", gettext_lazy("All events")),
 ]
 INPUT_TYPES = {"text": "text", "number": "number", "date": "date", "file": "text"}
 
@@ -63,22 +63,32 @@ def _verdicts(bindings: list[StartBinding]) -> list[dict[str, Any]]:
         if binding.condition:
             stronger = [b.definition.name for b in conditional if b.priority > binding.priority]
             equal = [b.definition.name for b in conditional if b.priority == binding.priority and b is not binding]
-            wins = "Wins when its condition holds"
+            wins = gettext("Wins when its condition holds")
             if stronger:
-                wins += " and the condition of " + _names(stronger) + " (higher priority) does not"
+                wins += " " + gettext("and the condition of %(names)s (higher priority) does not") % {
+                    "names": _names(stronger)
+                }
             wins += "."
             if equal:
-                wins += f" If the condition of {_names(equal)} holds too, the event is held as an incident."
+                wins += " " + gettext("If the condition of %(names)s holds too, the event is held as an incident.") % {
+                    "names": _names(equal)
+                }
         elif binding is fallback:
-            wins = "Wins when no workflow with a condition matches." if conditional else "Wins every time."
+            wins = (
+                gettext("Wins when no workflow with a condition matches.")
+                if conditional
+                else gettext("Wins every time.")
+            )
         else:
-            wins = f"Never wins while '{fallback.definition.name}' (no condition, higher priority) is published."
+            wins = gettext("Never wins while '%(name)s' (no condition, higher priority) is published.") % {
+                "name": fallback.definition.name
+            }
         rows.append({"binding": binding, "name": name, "wins": wins})
     return rows
 
 
 def _names(names: list[str]) -> str:
-    return " and ".join(f"'{n}'" for n in names)
+    return gettext(" and ").join(f"'{n}'" for n in names)
 
 
 def _catalogue() -> list[dict[str, Any]]:
@@ -125,7 +135,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
         if name in CATALOGUE:
             events = events.filter(name=name)
         else:
-            errors.append(f"“{name}” is not a business event; showing every event name.")
+            errors.append(gettext("“%(name)s” is not a business event; showing every event name.") % {"name": name})
             name = ""
     page = Paginator(events.order_by("-emitted_at", "-pk"), PAGE_SIZE).get_page(params.get("page"))
     # One query per kind of business object; an object whose model is gone is looked up alone below.
@@ -189,23 +199,39 @@ def event_replay(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         event = starting.event_replay(event=event, user=request.user)
     except WorkflowError as exc:
-        messages.error(request, f"Not replayed: {exc}")
+        messages.error(request, gettext("Not replayed: %(reason)s") % {"reason": exc})
         return redirect(_back(request))
     if event.state == BusinessEvent.State.STARTED:
         process = event.process
         messages.success(
             request,
-            f"Event #{event.pk} ({event.name}) started process #{event.process_id}"
-            f"{f' of {process.definition.name}' if process else ''}.",
+            (
+                gettext("Event #%(number)s (%(name)s) started process #%(process)s of %(workflow)s.")
+                if process
+                else gettext("Event #%(number)s (%(name)s) started process #%(process)s.")
+            )
+            % {
+                "number": event.pk,
+                "name": event.name,
+                "process": event.process_id,
+                "workflow": process.definition.name if process else "",
+            },
         )
     elif event.state == BusinessEvent.State.UNMATCHED:
         messages.warning(
             request,
-            f"Event #{event.pk} ({event.name}) still matches no published workflow. Publish a workflow that "
-            "starts on it, then replay it, or dismiss it.",
+            gettext(
+                "Event #%(number)s (%(name)s) still matches no published workflow. Publish a workflow that "
+                "starts on it, then replay it, or dismiss it."
+            )
+            % {"number": event.pk, "name": event.name},
         )
     else:
-        messages.error(request, f"Event #{event.pk} ({event.name}) is held as an incident again: {event.error}")
+        messages.error(
+            request,
+            gettext("Event #%(number)s (%(name)s) is held as an incident again: %(error)s")
+            % {"number": event.pk, "name": event.name, "error": event.error},
+        )
     return redirect(_back(request))
 
 
@@ -215,17 +241,29 @@ def events_replay_all(request: HttpRequest) -> HttpResponse:
     """Replay every event of one name that started nothing (after a workflow for it was published)."""
     name = request.POST.get("name", "")
     if name not in CATALOGUE:
-        messages.error(request, "Choose a business event to replay.")
+        messages.error(request, gettext("Choose a business event to replay."))
         return redirect(_back(request))
     outcome = starting.events_replay(name=name, user=request.user)
     started = outcome.get(BusinessEvent.State.STARTED, 0)
     if not outcome:
-        messages.info(request, f"No {name} event was waiting.")
+        messages.info(request, gettext("No %(name)s event was waiting.") % {"name": name})
     elif started == sum(outcome.values()):
-        messages.success(request, f"Replayed {started} {name} event{pluralize(started)}: each started a process.")
+        messages.success(
+            request,
+            ngettext(
+                "Replayed %(count)s %(name)s event: each started a process.",
+                "Replayed %(count)s %(name)s events: each started a process.",
+                started,
+            )
+            % {"count": started, "name": name},
+        )
     else:
         rest = ", ".join(f"{n} {BusinessEvent.State(state).label.lower()}" for state, n in sorted(outcome.items()) if n)
-        messages.warning(request, f"Replayed {sum(outcome.values())} {name} events: {rest}.")
+        messages.warning(
+            request,
+            gettext("Replayed %(count)s %(name)s events: %(rest)s.")
+            % {"count": sum(outcome.values()), "name": name, "rest": rest},
+        )
     return redirect(_back(request))
 
 
@@ -234,19 +272,29 @@ def events_replay_all(request: HttpRequest) -> HttpResponse:
 def event_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
     event = get_object_or_404(BusinessEvent, pk=pk)
     try:
-        reason = posted_text(request, "reason", label="Reason", max_length=500)
+        reason = posted_text(request, "reason", label=gettext("Reason"), max_length=500)
     except ValidationError as exc:
-        messages.error(request, f"Event #{event.pk} was not dismissed: {exc.messages[0]}")
+        messages.error(
+            request,
+            gettext("Event #%(number)s was not dismissed: %(reason)s")
+            % {"number": event.pk, "reason": exc.messages[0]},
+        )
         return redirect(_back(request))
     if not reason:
-        messages.error(request, f"Event #{event.pk} was not dismissed: say why it needs no process.")
+        messages.error(
+            request, gettext("Event #%(number)s was not dismissed: say why it needs no process.") % {"number": event.pk}
+        )
         return redirect(_back(request))
     try:
         starting.event_dismiss(event=event, user=request.user, reason=reason)
     except WorkflowError as exc:
-        messages.error(request, f"Not dismissed: {exc}")
+        messages.error(request, gettext("Not dismissed: %(reason)s") % {"reason": exc})
     else:
-        messages.success(request, f"Event #{event.pk} ({event.name}) is dismissed: {reason}")
+        messages.success(
+            request,
+            gettext("Event #%(number)s (%(name)s) is dismissed: %(reason)s")
+            % {"number": event.pk, "name": event.name, "reason": reason},
+        )
     return redirect(_back(request))
 
 
@@ -365,9 +413,12 @@ def start_form(request: HttpRequest, key: str) -> HttpResponse:
             messages.error(request, str(exc))
             return redirect("workflows:start-list")
         except WorkflowError as exc:
-            form_error = f"The process could not be started: {exc}"
+            form_error = gettext("The process could not be started: %(reason)s") % {"reason": exc}
         else:
-            messages.success(request, f"Process #{process.pk} of {definition.name} started.")
+            messages.success(
+                request,
+                gettext("Process #%(number)s of %(name)s started.") % {"number": process.pk, "name": definition.name},
+            )
             if visible_processes(request.user).filter(pk=process.pk).exists():
                 return redirect("workflows:process-detail", pk=process.pk)
             return redirect("workflows:start-list")

@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.roles import ADMINISTRATOR, WORKFLOW_ADMIN, role_required
@@ -56,10 +57,13 @@ def _choices(rows: list[migration.StepRow], data: QueryDict, version_n: int) -> 
         if choice == LEAVE:
             continue
         if not choice:
-            errors[row.step_id] = (
-                f"Choose the step of the new version for the {row.count} process{'es' if row.count != 1 else ''} "
-                f"at '{row.name}', or leave them on version {version_n}."
-            )
+            errors[row.step_id] = ngettext(
+                "Choose the step of the new version for the %(count)s process at '%(step)s', "
+                "or leave them on version %(number)s.",
+                "Choose the step of the new version for the %(count)s processes at '%(step)s', "
+                "or leave them on version %(number)s.",
+                row.count,
+            ) % {"count": row.count, "step": row.name, "number": version_n}
             continue
         step_ids.append(row.step_id)
         if choice != row.step_id:
@@ -112,9 +116,11 @@ def migrate(request: HttpRequest, key: str) -> HttpResponse:
         context["errors"] = {}
         return render(request, "workflows/migrate/migrate.html", context)
     if errors:
-        context["error"] = "Nothing was migrated: choose where the processes of the steps marked below go."
+        context["error"] = gettext("Nothing was migrated: choose where the processes of the steps marked below go.")
     elif not step_ids:
-        context["error"] = "Nothing to migrate: every step is left where it is. Choose a step for at least one."
+        context["error"] = gettext(
+            "Nothing to migrate: every step is left where it is. Choose a step for at least one."
+        )
     if context["error"]:
         return render(request, "workflows/migrate/migrate.html", context, status=400)
     arguments = {
@@ -126,16 +132,16 @@ def migrate(request: HttpRequest, key: str) -> HttpResponse:
         "user": request.user,
     }
     if action == "migrate" and request.POST.get("confirm") != "yes":
-        context["confirm_error"] = "Tick the box to confirm the migration."
+        context["confirm_error"] = gettext("Tick the box to confirm the migration.")
         action = "preview"
     try:
         report = migration.processes_migrate(**arguments, dry_run=action != "migrate")
     except migration.StepMapInvalid as exc:
         context["errors"] = exc.problems
-        context["error"] = "Nothing was migrated: " + str(exc)
+        context["error"] = gettext("Nothing was migrated: %(reason)s") % {"reason": exc}
         return render(request, "workflows/migrate/migrate.html", context, status=400)
     except MigrationNotPossible as exc:
-        context["error"] = f"Nothing was migrated: {exc}"
+        context["error"] = gettext("Nothing was migrated: %(reason)s") % {"reason": exc}
         return render(request, "workflows/migrate/migrate.html", context, status=400)
     if action != "migrate":
         context["report"] = report.summary()
@@ -143,9 +149,17 @@ def migrate(request: HttpRequest, key: str) -> HttpResponse:
         return render(request, "workflows/migrate/preview.html", context)
     request.session[RESULT_KEY] = report.summary()
     counts = report.counts()
-    text = f"{counts['migrated']} process{'es' if counts['migrated'] != 1 else ''} moved to version {to_number}."
+    text = ngettext(
+        "%(count)s process moved to version %(number)s.",
+        "%(count)s processes moved to version %(number)s.",
+        counts["migrated"],
+    ) % {"count": counts["migrated"], "number": to_number}
     if report.not_migrated:
-        messages.warning(request, f"{text} {len(report.not_migrated)} stayed on version {from_number}.")
+        stayed = gettext("%(count)s stayed on version %(number)s.") % {
+            "count": len(report.not_migrated),
+            "number": from_number,
+        }
+        messages.warning(request, f"{text} {stayed}")
     else:
         messages.success(request, text)
     return redirect("workflows:migrate-result", key=definition.key)

@@ -20,7 +20,8 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.dateparse import parse_date
+from django.utils.formats import get_format
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_role, responsible_carpark_ids, role_required
@@ -58,10 +59,19 @@ def _carpark_names(ids: set[int]) -> dict[int, str]:
 
 
 def _day(value: str, *, end: bool = False) -> datetime | None:
-    day = parse_date(value or "")
-    if day is None:
-        return None
-    return timezone.make_aware(datetime.combine(day, time.max if end else time.min))
+    """A day typed in the language's format (24.12.2026 in German, 2026-12-24 in English)."""
+    for fmt in get_format("DATE_INPUT_FORMATS"):
+        try:
+            day = datetime.strptime(value, fmt).date()
+        except (TypeError, ValueError):
+            continue
+        return timezone.make_aware(datetime.combine(day, time.max if end else time.min))
+    return None
+
+
+def _date_hint() -> str:
+    """How a date is typed in the active language."""
+    return _("DD.MM.YYYY") if get_format("DATE_INPUT_FORMATS")[0].startswith("%d") else "YYYY-MM-DD"
 
 
 @role_required()
@@ -83,13 +93,13 @@ def process_list(request: HttpRequest) -> HttpResponse:
         if carpark.isdigit():
             processes = processes.filter(scope_carpark_id=int(carpark))
         else:
-            errors.append("Car park must be chosen from the list.")
+            errors.append(_("Car park must be chosen from the list."))
     for name, end in (("started_from", False), ("started_to", True)):
         raw = params.get(name, "").strip()
         if raw:
             moment = _day(raw, end=end)
             if moment is None:
-                errors.append(f"“{raw}” is not a date (use YYYY-MM-DD).")
+                errors.append(_("“%(value)s” is not a date (use %(format)s).") % {"value": raw, "format": _date_hint()})
             else:
                 processes = processes.filter(**{"started_at__lte" if end else "started_at__gte": moment})
     if query := params.get("q", "").strip():
@@ -118,8 +128,12 @@ def process_list(request: HttpRequest) -> HttpResponse:
             "params": params,
             "filter_query": filters.urlencode(),
             "definitions": WorkflowDefinition.objects.order_by("name"),
-            "states": [*Process.State.choices, ("incident", "With incident")],
-            "carparks": sorted(((pk, names.get(pk, f"Car park #{pk}")) for pk in carpark_ids), key=lambda c: c[1]),
+            "date_hint": _date_hint(),
+            "states": [*Process.State.choices, ("incident", _("With incident"))],
+            "carparks": sorted(
+                ((pk, names.get(pk, _("Car park #%(number)s") % {"number": pk})) for pk in carpark_ids),
+                key=lambda c: c[1],
+            ),
             "any_filter": any(
                 params.get(k) for k in ("workflow", "state", "step", "carpark", "started_from", "started_to", "q")
             ),
@@ -196,23 +210,26 @@ def process_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def process_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     process = _process_for(request, pk)
     try:
-        reason = posted_text(request, "reason", label="Reason", max_length=500)
+        reason = posted_text(request, "reason", label=_("Reason"), max_length=500)
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
         return redirect("workflows:process-detail", pk=process.pk)
     actions = {
-        "retry": (lambda: services.incident_retry(process=process, user=request.user), "The failed step runs again."),
+        "retry": (
+            lambda: services.incident_retry(process=process, user=request.user),
+            _("The failed step runs again."),
+        ),
         "cancel": (
             lambda: services.process_cancel(process=process, user=request.user, reason=reason),
-            "The process was cancelled.",
+            _("The process was cancelled."),
         ),
         "suspend": (
             lambda: services.process_suspend(process=process, user=request.user, reason=reason),
-            "The process is suspended.",
+            _("The process is suspended."),
         ),
         "resume": (
             lambda: services.process_resume(process=process, user=request.user, reason=reason),
-            "The process runs again.",
+            _("The process runs again."),
         ),
     }
     if action not in actions:

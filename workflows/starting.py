@@ -26,6 +26,7 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from workflows.compiler import graph_for_version
 from workflows.engine import Run, enter, jsonable, new_process
@@ -36,7 +37,7 @@ from workflows.models import BusinessEvent, Process, StartBinding, WorkflowDefin
 
 log = logging.getLogger(__name__)
 
-START_RULE = (
+START_RULE = gettext_lazy(
     "Of the published workflows bound to an event, those whose condition holds (or that have no "
     "condition) match. A workflow with a condition beats one without; among those, the higher priority "
     "wins. Publishing is refused when another workflow has the same event, condition and priority. If two "
@@ -96,7 +97,10 @@ def event_replay(*, event: BusinessEvent, user: Any = None) -> BusinessEvent:
     with transaction.atomic():
         locked = BusinessEvent.objects.select_for_update().get(pk=event.pk)
         if locked.state == BusinessEvent.State.STARTED:
-            raise WorkflowError(f"Event #{locked.pk} already started process #{locked.process_id}.")
+            raise WorkflowError(
+                gettext("Event #%(number)s already started process #%(process)s.")
+                % {"number": locked.pk, "process": locked.process_id}
+            )
         locked.attempts += 1
         obj = _business_object(locked)
         _dispatch(locked, obj, user if getattr(user, "pk", None) else None)
@@ -128,7 +132,10 @@ def event_dismiss(*, event: BusinessEvent, user: Any = None, reason: str = "") -
     with transaction.atomic():
         locked = BusinessEvent.objects.select_for_update().get(pk=event.pk)
         if locked.state == BusinessEvent.State.STARTED:
-            raise WorkflowError(f"Event #{locked.pk} started process #{locked.process_id}; nothing to dismiss.")
+            raise WorkflowError(
+                gettext("Event #%(number)s started process #%(process)s; nothing to dismiss.")
+                % {"number": locked.pk, "process": locked.process_id}
+            )
         locked.state = BusinessEvent.State.DISMISSED
         locked.error = (reason or "Dismissed.")[:2000]
         locked.handled_at = timezone.now()
@@ -388,7 +395,7 @@ def start_values_clean(inputs: list[dict[str, Any]], raw: dict[str, Any]) -> dic
             value = value.strip()
         if value in (None, "") and kind != "bool":
             if item.get("required"):
-                errors[name] = f"{item.get('label') or name} is required."
+                errors[name] = gettext("%(field)s is required.") % {"field": item.get("label") or name}
             continue
         try:
             if kind == "number":
@@ -405,12 +412,20 @@ def start_values_clean(inputs: list[dict[str, Any]], raw: dict[str, Any]) -> dic
                     raise ValueError
                 values[name] = str(value)
             elif "\x00" in str(value):  # PostgreSQL cannot store it
-                errors[name] = f"{item.get('label') or name} must not contain NUL characters."
+                errors[name] = gettext("%(field)s must not contain NUL characters.") % {
+                    "field": item.get("label") or name
+                }
             else:
                 values[name] = str(value)[:10_000]
         except (InvalidOperation, ValueError):
-            expected = {"number": "a number", "date": "a date (YYYY-MM-DD)", "choice": "one of the choices"}
-            errors[name] = f"{item.get('label') or name} must be {expected.get(kind, 'valid')}."
+            expected = {
+                "number": gettext("%(field)s must be a number."),
+                "date": gettext("%(field)s must be a date (YYYY-MM-DD)."),
+                "choice": gettext("%(field)s must be one of the choices."),
+            }
+            errors[name] = expected.get(kind, gettext("%(field)s must be valid.")) % {
+                "field": item.get("label") or name
+            }
     if errors:
         raise InvalidInputs(errors)
     return values
@@ -435,13 +450,16 @@ def process_start_manual(
         .first()
     )
     if version is None:
-        raise StartNotAllowed(f"'{definition.name}' has no published version.")
+        raise StartNotAllowed(gettext("'%(name)s' has no published version.") % {"name": definition.name})
     start = manual_start_step(version)
     if start is None:
         event = start_of(version.graph)["event"]
-        raise StartNotAllowed(f"'{definition.name}' starts on the business event '{event}', not by hand.")
+        raise StartNotAllowed(
+            gettext("'%(name)s' starts on the business event '%(event)s', not by hand.")
+            % {"name": definition.name, "event": event}
+        )
     if check_permission and not may_start(user, version):
-        raise StartNotAllowed(f"You may not start '{definition.name}'.")
+        raise StartNotAllowed(gettext("You may not start '%(name)s'.") % {"name": definition.name})
     variables = {**(extra_variables or {}), **start_values_clean(start.get("inputs") or [], values or {})}
     actor = user if getattr(user, "pk", None) else None
     with transaction.atomic():
