@@ -14,16 +14,18 @@ from typing import Any
 from django import forms
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from carparks import services
 from carparks.access import carparks_for_user
 from carparks.models import CarPark, Customer, Product
+from parkinghq.widgets import LocalDateInput
 
 CHANNELS = [
-    ("phone", "Phone"),
-    ("counter", "At the counter"),
-    ("email", "Email"),
-    ("portal", "Portal (letter, form)"),
+    ("phone", _("Phone")),
+    ("counter", _("At the counter")),
+    ("email", _("Email")),
+    ("portal", _("Portal (letter, form)")),
 ]
 MAX_PLACES = 500
 
@@ -45,33 +47,33 @@ def products_for(customer: Customer, carparks: QuerySet[CarPark]) -> QuerySet[Pr
 
 
 class ApplicationForm(forms.Form):
-    channel = forms.ChoiceField(label="Channel", choices=CHANNELS, help_text="How the customer applied.")
-    carpark = forms.ModelChoiceField(label="Car park", queryset=CarPark.objects.none(), empty_label="Choose…")
+    channel = forms.ChoiceField(label=_("Channel"), choices=CHANNELS, help_text=_("How the customer applied."))
+    carpark = forms.ModelChoiceField(label=_("Car park"), queryset=CarPark.objects.none(), empty_label=_("Choose…"))
     product = ProductChoiceField(
-        label="Product",
+        label=_("Product"),
         queryset=Product.objects.none(),
-        empty_label="Choose…",
-        help_text="The season products of the car park offered to this customer.",
+        empty_label=_("Choose…"),
+        help_text=_("The season products of the car park offered to this customer."),
     )
-    start_date = forms.DateField(
-        label="Start date", widget=forms.DateInput(attrs={"type": "date"}), help_text="Today or later."
-    )
+    start_date = forms.DateField(label=_("Start date"), widget=LocalDateInput(), help_text=_("Today or later."))
     places = forms.IntegerField(
-        label="Places",
+        label=_("Places"),
         min_value=1,
         max_value=MAX_PLACES,
         initial=1,
-        help_text="How many vehicles may park at once; each place counts against the product's quota.",
+        help_text=_("How many vehicles may park at once; each place counts against the product's quota."),
     )
     vehicles = forms.CharField(
-        label="Vehicles",
+        label=_("Vehicles"),
         max_length=4000,
         widget=forms.Textarea(attrs={"rows": 4, "class": "font-monospace"}),
-        error_messages={"required": "Enter at least one plate, one per line."},
-        help_text="One plate per line; add the country after a comma when it is not German "
-        "(e.g. <code>W-12345 X, A</code>, <code>ZH 123456, CH</code>, <code>AB-123-CD, F</code>).",
+        error_messages={"required": _("Enter at least one plate, one per line.")},
+        help_text=_(
+            "One plate per line; add the country after a comma when it is not German "
+            "(e.g. <code>W-12345 X, A</code>, <code>ZH 123456, CH</code>, <code>AB-123-CD, F</code>)."
+        ),
     )
-    cost_centre = forms.CharField(label="Cost centre", max_length=50, required=False)
+    cost_centre = forms.CharField(label=_("Cost centre"), max_length=50, required=False)
 
     def __init__(self, *args: Any, customer: Customer, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,7 +100,7 @@ class ApplicationForm(forms.Form):
     def clean_start_date(self) -> Any:
         start = self.cleaned_data["start_date"]
         if start < timezone.localdate():
-            raise forms.ValidationError("The start date cannot be in the past.")
+            raise forms.ValidationError(_("The start date cannot be in the past."))
         return start
 
     def clean_vehicles(self) -> list[services.PlateInput]:

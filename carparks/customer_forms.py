@@ -12,58 +12,65 @@ from typing import Any
 from django import forms
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from carparks.customer_services import company_number_owner
 from carparks.models import Customer
 
 COUNTRY = r"^[A-Za-z]{2}$"
 CHANNELS = [
-    ("phone", "Phone"),
-    ("counter", "At the counter"),
-    ("portal", "Back office (letter, email, form)"),
+    ("phone", _("Phone")),
+    ("counter", _("At the counter")),
+    ("portal", _("Back office (letter, email, form)")),
 ]
-LANGUAGES = [("de", "German"), ("en", "English")]
+LANGUAGES = [("de", _("German")), ("en", _("English"))]
 
 
 class CustomerForm(forms.Form):
-    kind = forms.ChoiceField(label="Kind", choices=Customer.Kind.choices, initial=Customer.Kind.PRIVATE)
-    name = forms.CharField(label="Name", max_length=200, help_text="The person's full name or the company name.")
-    email = forms.EmailField(label="Email", max_length=254)
-    phone = forms.CharField(label="Phone", max_length=50, required=False)
-    street = forms.CharField(label="Street and number", max_length=200, required=False)
-    postcode = forms.CharField(label="Postcode", max_length=20, required=False)
-    city = forms.CharField(label="City", max_length=100, required=False)
+    kind = forms.ChoiceField(label=_("Kind"), choices=Customer.Kind.choices, initial=Customer.Kind.PRIVATE)
+    name = forms.CharField(label=_("Name"), max_length=200, help_text=_("The person's full name or the company name."))
+    email = forms.EmailField(label=_("Email"), max_length=254)
+    phone = forms.CharField(label=_("Phone"), max_length=50, required=False)
+    street = forms.CharField(label=_("Street and number"), max_length=200, required=False)
+    postcode = forms.CharField(label=_("Postcode"), max_length=20, required=False)
+    city = forms.CharField(label=_("City"), max_length=100, required=False)
     country = forms.RegexField(
-        label="Country", regex=COUNTRY, max_length=2, initial="DE", help_text="Two letters, e.g. DE."
+        label=_("Country"), regex=COUNTRY, max_length=2, initial="DE", help_text=_("Two letters, e.g. DE.")
     )
     company_number = forms.CharField(
-        label="Company number",
+        label=_("Company number"),
         max_length=50,
         required=False,
-        help_text="Needed for corporate customers (e.g. HRB 12345, Munich).",
+        help_text=_("Needed for corporate customers (e.g. HRB 12345, Munich)."),
     )
-    vat_id = forms.CharField(label="VAT id", max_length=50, required=False)
-    billing_contact = forms.CharField(label="Billing contact", max_length=200, required=False)
+    vat_id = forms.CharField(label=_("VAT id"), max_length=50, required=False)
+    billing_contact = forms.CharField(label=_("Billing contact"), max_length=200, required=False)
     billing_email = forms.EmailField(
-        label="Billing email", max_length=254, required=False, help_text="Empty: invoices go to the email above."
+        label=_("Billing email"), max_length=254, required=False, help_text=_("Empty: invoices go to the email above.")
     )
     billing_street = forms.CharField(
-        label="Billing street and number",
+        label=_("Billing street and number"),
         max_length=200,
         required=False,
-        help_text="Leave the billing address empty to bill to the customer's address.",
+        help_text=_("Leave the billing address empty to bill to the customer's address."),
     )
-    billing_postcode = forms.CharField(label="Billing postcode", max_length=20, required=False)
-    billing_city = forms.CharField(label="Billing city", max_length=100, required=False)
-    billing_country = forms.RegexField(label="Billing country", regex=COUNTRY, max_length=2, required=False)
+    billing_postcode = forms.CharField(label=_("Billing postcode"), max_length=20, required=False)
+    billing_city = forms.CharField(label=_("Billing city"), max_length=100, required=False)
+    billing_country = forms.RegexField(label=_("Billing country"), regex=COUNTRY, max_length=2, required=False)
     cost_centres = forms.CharField(
-        label="Cost centres",
+        label=_("Cost centres"),
         required=False,
         max_length=5000,
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="One per line.",
+        help_text=_("One per line."),
     )
-    invoice_language = forms.ChoiceField(label="Invoice language", choices=LANGUAGES, initial="de")
+    invoice_language = forms.ChoiceField(label=_("Invoice language"), choices=LANGUAGES, initial="de")
+    language = forms.ChoiceField(
+        label=_("Language"),
+        choices=LANGUAGES,
+        initial="de",
+        help_text=_("The language of the customer's emails, invoices and credit notes."),
+    )
 
     def __init__(self, *args: Any, instance: Customer | None = None, **kwargs: Any) -> None:
         self.instance = instance
@@ -109,7 +116,7 @@ class CustomerForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         if data.get("kind") == Customer.Kind.CORPORATE and "company_number" in data and not data["company_number"]:
-            self.add_error("company_number", "A corporate customer needs a company number.")
+            self.add_error("company_number", _("A corporate customer needs a company number."))
         return data
 
     def customer_fields(self) -> dict[str, Any]:
@@ -118,7 +125,7 @@ class CustomerForm(forms.Form):
 
 
 class CustomerCreateForm(CustomerForm):
-    channel = forms.ChoiceField(label="Taken by", choices=CHANNELS, initial="phone")
+    channel = forms.ChoiceField(label=_("Taken by"), choices=CHANNELS, initial="phone")
     confirm = forms.CharField(required=False, widget=forms.HiddenInput, max_length=500)
 
     field_order = ["channel"]
@@ -130,14 +137,14 @@ class CustomerCreateForm(CustomerForm):
 
 class CustomerMergeForm(forms.Form):
     other = forms.IntegerField(
-        label="Other customer",
+        label=_("Other customer"),
         min_value=1,
-        help_text="The other customer's number (shown on its page and in the list).",
+        help_text=_("The other customer's number (shown on its page and in the list)."),
     )
     keep = forms.ChoiceField(
-        label="Customer to keep",
-        choices=[("this", "This customer"), ("other", "The other customer")],
+        label=_("Customer to keep"),
+        choices=[("this", _("This customer")), ("other", _("The other customer"))],
         initial="this",
         widget=forms.RadioSelect,
-        help_text="Everything of the other one moves to the customer you keep.",
+        help_text=_("Everything of the other one moves to the customer you keep."),
     )

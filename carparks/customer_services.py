@@ -75,6 +75,7 @@ EDITABLE_FIELDS = (
     "billing_country",
     "cost_centres",
     "invoice_language",
+    "language",
 )
 
 

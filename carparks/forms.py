@@ -4,42 +4,48 @@ from __future__ import annotations
 
 from django import forms
 from django.db.models import QuerySet
+from django.utils.translation import gettext_lazy as _
 
 from carparks.models import Case, Contract, Customer, Product
+from parkinghq.widgets import LocalDateInput
 
 
 class CustomerFilterForm(forms.Form):
-    q = forms.CharField(label="Search", required=False, help_text="Name, email or company number.")
-    kind = forms.ChoiceField(label="Kind", required=False, choices=[("", "All"), *Customer.Kind.choices])
+    q = forms.CharField(label=_("Search"), required=False, help_text=_("Name, email or company number."))
+    kind = forms.ChoiceField(label=_("Kind"), required=False, choices=[("", _("All")), *Customer.Kind.choices])
 
 
 class CaseFilterForm(forms.Form):
-    STATES = [("open", "Open and in progress"), ("", "All"), *Case.State.choices]
-    state = forms.ChoiceField(label="State", required=False, choices=STATES, initial="open")
-    kind = forms.ChoiceField(label="Kind", required=False, choices=[("", "All"), *Case.Kind.choices])
-    priority = forms.ChoiceField(label="Priority", required=False, choices=[("", "All"), *Case.Priority.choices])
-    mine = forms.BooleanField(label="Assigned to me", required=False)
+    STATES = [("open", _("Open and in progress")), ("", _("All")), *Case.State.choices]
+    state = forms.ChoiceField(label=_("State"), required=False, choices=STATES, initial="open")
+    kind = forms.ChoiceField(label=_("Kind"), required=False, choices=[("", _("All")), *Case.Kind.choices])
+    priority = forms.ChoiceField(label=_("Priority"), required=False, choices=[("", _("All")), *Case.Priority.choices])
+    mine = forms.BooleanField(label=_("Assigned to me"), required=False)
 
 
 class ReasonForm(forms.Form):
-    reason = forms.CharField(label="Reason", required=False, max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
+    reason = forms.CharField(
+        label=_("Reason"), required=False, max_length=500, widget=forms.Textarea(attrs={"rows": 2})
+    )
 
 
 class TerminationForm(forms.Form):
     end_date = forms.DateField(
-        label="Last day",
+        label=_("Last day"),
         required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Leave empty for the earliest day the notice period allows.",
+        widget=LocalDateInput(),
+        help_text=_("Leave empty for the earliest day the notice period allows."),
     )
-    waive_notice = forms.BooleanField(label="Waive the notice period", required=False)
-    reason = forms.CharField(label="Reason", required=False, max_length=500)
+    waive_notice = forms.BooleanField(label=_("Waive the notice period"), required=False)
+    reason = forms.CharField(label=_("Reason"), required=False, max_length=500)
 
 
 class PlateChangeForm(forms.Form):
-    old_plate = forms.ChoiceField(label="Current plate")
-    new_plate = forms.CharField(label="New plate", max_length=30, help_text="Spaces, dashes and case do not matter.")
-    country = forms.CharField(label="Country code", max_length=3, initial="D")
+    old_plate = forms.ChoiceField(label=_("Current plate"))
+    new_plate = forms.CharField(
+        label=_("New plate"), max_length=30, help_text=_("Spaces, dashes and case do not matter.")
+    )
+    country = forms.CharField(label=_("Country code"), max_length=3, initial="D")
 
     def __init__(self, *args, contract: Contract, **kwargs):
         super().__init__(*args, **kwargs)
@@ -48,38 +54,38 @@ class PlateChangeForm(forms.Form):
 
 class VehiclesAddForm(forms.Form):
     plates = forms.CharField(
-        label="Plates",
+        label=_("Plates"),
         widget=forms.Textarea(attrs={"rows": 3}),
-        help_text="One plate per line (a fleet may list many).",
+        help_text=_("One plate per line (a fleet may list many)."),
     )
 
     def clean_plates(self) -> list[str]:
         plates = [line.strip() for line in self.cleaned_data["plates"].splitlines() if line.strip()]
         if not plates:
-            raise forms.ValidationError("Enter at least one plate.")
+            raise forms.ValidationError(_("Enter at least one plate."))
         return plates
 
 
 class QuotaForm(forms.Form):
-    quota = forms.IntegerField(label="Quota", min_value=0, max_value=100000)
+    quota = forms.IntegerField(label=_("Quota"), min_value=0, max_value=100000)
 
 
 class CaseForm(forms.Form):
-    kind = forms.ChoiceField(label="Kind", choices=Case.Kind.choices)
-    subject = forms.CharField(label="Subject", max_length=200)
-    description = forms.CharField(label="Description", required=False, widget=forms.Textarea(attrs={"rows": 4}))
-    contract = forms.ModelChoiceField(label="Contract", required=False, queryset=Contract.objects.none())
+    kind = forms.ChoiceField(label=_("Kind"), choices=Case.Kind.choices)
+    subject = forms.CharField(label=_("Subject"), max_length=200)
+    description = forms.CharField(label=_("Description"), required=False, widget=forms.Textarea(attrs={"rows": 4}))
+    contract = forms.ModelChoiceField(label=_("Contract"), required=False, queryset=Contract.objects.none())
     invoice_id = forms.CharField(
-        label="Invoice number",
+        label=_("Invoice number"),
         required=False,
         max_length=40,
-        help_text="As printed on the invoice, e.g. INV2026-000133.",
+        help_text=_("As printed on the invoice, e.g. INV2026-000133."),
     )
     priority = forms.ChoiceField(
-        label="Priority",
+        label=_("Priority"),
         required=False,
-        choices=[("", "Default for the kind"), *Case.Priority.choices],
-        help_text="Sets the SLA: urgent 4 hours, high 1 day, normal 3 days, low 5 days.",
+        choices=[("", _("Default for the kind")), *Case.Priority.choices],
+        help_text=_("Sets the SLA: urgent 4 hours, high 1 day, normal 3 days, low 5 days."),
     )
 
     def __init__(self, *args, customer: Customer, contracts: QuerySet[Contract] | None = None, **kwargs):
@@ -90,24 +96,24 @@ class CaseForm(forms.Form):
 
 
 class CaseNoteForm(forms.Form):
-    note = forms.CharField(label="Note", widget=forms.Textarea(attrs={"rows": 3}))
+    note = forms.CharField(label=_("Note"), widget=forms.Textarea(attrs={"rows": 3}))
 
 
 class CaseResolveForm(forms.Form):
     resolution = forms.CharField(
-        label="Resolution", widget=forms.Textarea(attrs={"rows": 3}), help_text="Sent to the customer."
+        label=_("Resolution"), widget=forms.Textarea(attrs={"rows": 3}), help_text=_("Sent to the customer.")
     )
 
 
 class StageChangeForm(forms.Form):
-    next_product = forms.ModelChoiceField(label="Next product", required=False, queryset=Product.objects.none())
-    next_plate = forms.CharField(label="Next vehicle (plate)", required=False, max_length=30)
-    country = forms.CharField(label="Country code", max_length=3, initial="D")
+    next_product = forms.ModelChoiceField(label=_("Next product"), required=False, queryset=Product.objects.none())
+    next_plate = forms.CharField(label=_("Next vehicle (plate)"), required=False, max_length=30)
+    country = forms.CharField(label=_("Country code"), max_length=3, initial="D")
     on = forms.DateField(
-        label="Takes effect on",
+        label=_("Takes effect on"),
         required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Leave empty for the first of next month.",
+        widget=LocalDateInput(),
+        help_text=_("Leave empty for the first of next month."),
     )
 
     def __init__(self, *args, contract: Contract, **kwargs):
@@ -125,19 +131,19 @@ def _time_zone_choices() -> list[tuple[str, str]]:
 
 
 class CarParkForm(forms.Form):
-    name = forms.CharField(label="Name", max_length=200)
-    street = forms.CharField(label="Street and number", max_length=200, required=False)
-    postcode = forms.CharField(label="Postcode", max_length=20, required=False)
-    city = forms.CharField(label="City", max_length=100, required=False)
-    capacity = forms.IntegerField(label="Capacity", min_value=0, help_text="Number of parking spaces.")
+    name = forms.CharField(label=_("Name"), max_length=200)
+    street = forms.CharField(label=_("Street and number"), max_length=200, required=False)
+    postcode = forms.CharField(label=_("Postcode"), max_length=20, required=False)
+    city = forms.CharField(label=_("City"), max_length=100, required=False)
+    capacity = forms.IntegerField(label=_("Capacity"), min_value=0, help_text=_("Number of parking spaces."))
     time_zone = forms.ChoiceField(
-        label="Time zone", initial="Europe/Berlin", help_text="Contracts end at midnight in this time zone."
+        label=_("Time zone"), initial="Europe/Berlin", help_text=_("Contracts end at midnight in this time zone.")
     )
     latitude = forms.DecimalField(
-        label="Latitude", required=False, min_value=-90, max_value=90, max_digits=9, decimal_places=6
+        label=_("Latitude"), required=False, min_value=-90, max_value=90, max_digits=9, decimal_places=6
     )
     longitude = forms.DecimalField(
-        label="Longitude", required=False, min_value=-180, max_value=180, max_digits=9, decimal_places=6
+        label=_("Longitude"), required=False, min_value=-180, max_value=180, max_digits=9, decimal_places=6
     )
 
     def __init__(self, *args, **kwargs):

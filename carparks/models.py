@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 from django_fsm import FSMField, transition
 
 PLATE_STRIP = re.compile(r"[\s\-._·]+")
@@ -59,21 +60,21 @@ class CarPark(models.Model):
 
 class Product(models.Model):
     class VehicleClass(models.TextChoices):
-        CAR = "car", "Car"
-        MOTORCYCLE = "motorcycle", "Motorcycle"
-        VAN = "van", "Van"
-        EV = "ev", "Electric vehicle"
+        CAR = "car", _("Car")
+        MOTORCYCLE = "motorcycle", _("Motorcycle")
+        VAN = "van", _("Van")
+        EV = "ev", _("Electric vehicle")
 
     class Validity(models.TextChoices):
-        ALL_DAY = "all_day", "All day"
-        WEEKDAYS = "weekdays", "Weekdays"
-        NIGHTS = "nights", "Nights"
-        WEEKENDS = "weekends", "Weekends"
+        ALL_DAY = "all_day", _("All day")
+        WEEKDAYS = "weekdays", _("Weekdays")
+        NIGHTS = "nights", _("Nights")
+        WEEKENDS = "weekends", _("Weekends")
 
     class Audience(models.TextChoices):
-        ANY = "any", "Private and corporate"
-        PRIVATE = "private", "Private customers"
-        CORPORATE = "corporate", "Corporate customers"
+        ANY = "any", _("Private and corporate")
+        PRIVATE = "private", _("Private customers")
+        CORPORATE = "corporate", _("Corporate customers")
 
     carpark = models.ForeignKey(CarPark, on_delete=models.PROTECT, related_name="products")
     name = models.CharField(max_length=200)
@@ -139,8 +140,8 @@ class ProductPrice(models.Model):
 
 class Customer(models.Model):
     class Kind(models.TextChoices):
-        PRIVATE = "private", "Private"
-        CORPORATE = "corporate", "Corporate"
+        PRIVATE = "private", _("Private")
+        CORPORATE = "corporate", _("Corporate")
 
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.PRIVATE)
     name = models.CharField(max_length=200, help_text="Person's full name or company name.")
@@ -165,7 +166,7 @@ class Customer(models.Model):
     billing_postcode = models.CharField(max_length=20, blank=True)
     billing_city = models.CharField(max_length=100, blank=True)
     billing_country = models.CharField(max_length=2, blank=True)
-    invoice_language = models.CharField(max_length=2, choices=[("de", "German"), ("en", "English")], default="de")
+    invoice_language = models.CharField(max_length=2, choices=[("de", _("German")), ("en", _("English"))], default="de")
     possible_duplicate_of = models.ForeignKey(
         "self",
         null=True,
@@ -221,15 +222,15 @@ class Vehicle(models.Model):
 
 class Contract(models.Model):
     class State(models.TextChoices):
-        APPLIED = "applied", "Applied"
-        WAITLISTED = "waitlisted", "Waitlisted"
-        OFFERED = "offered", "Offered"
-        APPROVED = "approved", "Approved"
-        ACTIVE = "active", "Active"
-        SUSPENDED = "suspended", "Suspended"
-        TERMINATED = "terminated", "Terminated"
-        REJECTED = "rejected", "Rejected"
-        CANCELLED = "cancelled", "Cancelled"
+        APPLIED = "applied", _("Applied")
+        WAITLISTED = "waitlisted", _("Waitlisted")
+        OFFERED = "offered", _("Offered")
+        APPROVED = "approved", _("Approved")
+        ACTIVE = "active", _("Active")
+        SUSPENDED = "suspended", _("Suspended")
+        TERMINATED = "terminated", _("Terminated")
+        REJECTED = "rejected", _("Rejected")
+        CANCELLED = "cancelled", _("Cancelled")
 
     # States that hold a place of the product's quota. An application that got a place keeps it
     # while it is reviewed; applications beyond the quota are waitlisted instead.
@@ -425,9 +426,9 @@ def _may_manage(contract: Contract, user: object) -> bool:
 
 class Credential(models.Model):
     class Kind(models.TextChoices):
-        PLATE = "plate", "Licence plate"
-        RFID = "rfid", "RFID card"
-        QR = "qr", "QR code"
+        PLATE = "plate", _("Licence plate")
+        RFID = "rfid", _("RFID card")
+        QR = "qr", _("QR code")
 
     contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="credentials")
     carpark = models.ForeignKey(CarPark, on_delete=models.PROTECT, related_name="credentials")
@@ -481,29 +482,29 @@ class Case(models.Model):
     """A customer-care case: a complaint, refund request, card replacement or question."""
 
     class Kind(models.TextChoices):
-        COMPLAINT = "complaint", "Complaint"
-        REFUND = "refund", "Refund request"
-        CARD_REPLACEMENT = "card_replacement", "Card replacement"
-        CALLBACK = "callback", "Call-back request"
-        QUESTION = "question", "Question"
+        COMPLAINT = "complaint", _("Complaint")
+        REFUND = "refund", _("Refund request")
+        CARD_REPLACEMENT = "card_replacement", _("Card replacement")
+        CALLBACK = "callback", _("Call-back request")
+        QUESTION = "question", _("Question")
 
     class Priority(models.TextChoices):
-        LOW = "low", "Low"
-        NORMAL = "normal", "Normal"
-        HIGH = "high", "High"
-        URGENT = "urgent", "Urgent"
+        LOW = "low", _("Low")
+        NORMAL = "normal", _("Normal")
+        HIGH = "high", _("High")
+        URGENT = "urgent", _("Urgent")
 
     class State(models.TextChoices):
-        OPEN = "open", "Open"
-        IN_PROGRESS = "in_progress", "In progress"
-        RESOLVED = "resolved", "Resolved"
-        CLOSED = "closed", "Closed"
+        OPEN = "open", _("Open")
+        IN_PROGRESS = "in_progress", _("In progress")
+        RESOLVED = "resolved", _("Resolved")
+        CLOSED = "closed", _("Closed")
 
     class Channel(models.TextChoices):
-        PORTAL = "portal", "Back office"
-        API = "api", "App / Web"
-        EMAIL = "email", "Email"
-        PHONE = "phone", "Phone"
+        PORTAL = "portal", _("Back office")
+        API = "api", _("App / Web")
+        EMAIL = "email", _("Email")
+        PHONE = "phone", _("Phone")
 
     OPEN_STATES = (State.OPEN, State.IN_PROGRESS)
 
@@ -592,11 +593,11 @@ class ApiClient(models.Model):
     """
 
     class Scope(models.TextChoices):
-        CARPARKS_READ = "carparks:read", "Read car parks, products and availability"
-        CONTRACTS_READ = "contracts:read", "Read contracts"
-        CONTRACTS_WRITE = "contracts:write", "Apply for and change contracts"
-        CASES_WRITE = "cases:write", "Open customer-care cases"
-        PROCESSES_READ = "processes:read", "Read processes and their state"
+        CARPARKS_READ = "carparks:read", _("Read car parks, products and availability")
+        CONTRACTS_READ = "contracts:read", _("Read contracts")
+        CONTRACTS_WRITE = "contracts:write", _("Apply for and change contracts")
+        CASES_WRITE = "cases:write", _("Open customer-care cases")
+        PROCESSES_READ = "processes:read", _("Read processes and their state")
 
     name = models.CharField(max_length=200, unique=True)
     token_prefix = models.CharField(max_length=12, db_index=True)
@@ -651,9 +652,9 @@ class ContractChangeRequest(models.Model):
     to add, ``[{"plate": …, "country": …}]``). Approving raises the places and adds the vehicles."""
 
     class State(models.TextChoices):
-        PENDING = "pending", "Waiting for review"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
+        PENDING = "pending", _("Waiting for review")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
 
     contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="change_requests")
     kind = models.CharField(max_length=20, default="vehicle")

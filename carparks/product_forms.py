@@ -5,24 +5,26 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from carparks.forms import CarParkForm
 from carparks.models import Product
+from parkinghq.widgets import LocalDateInput
 
 
 class CarParkEditForm(CarParkForm):
     opening_hours = forms.CharField(
-        label="Opening hours", max_length=200, required=False, help_text="For example 'Mo-Su 00:00-24:00'."
+        label=_("Opening hours"), max_length=200, required=False, help_text=_("For example 'Mo-Su 00:00-24:00'.")
     )
     cpms_reference = forms.CharField(
-        label="CPMS reference", max_length=100, required=False, help_text="The car park's id in its CPMS."
+        label=_("CPMS reference"), max_length=100, required=False, help_text=_("The car park's id in its CPMS.")
     )
     connection = forms.ModelChoiceField(
-        label="CPMS connection",
+        label=_("CPMS connection"),
         required=False,
         queryset=None,
-        empty_label="Not connected",
-        help_text="Links the car park to this CPMS under its CPMS reference (credentials and occupancy follow).",
+        empty_label=_("Not connected"),
+        help_text=_("Links the car park to this CPMS under its CPMS reference (credentials and occupancy follow)."),
     )
 
     def __init__(self, *args, may_link: bool = False, **kwargs):
@@ -36,26 +38,30 @@ class CarParkEditForm(CarParkForm):
 
 
 class ProductForm(forms.Form):
-    name = forms.CharField(label="Name", max_length=200)
-    audience = forms.ChoiceField(label="Sold to", choices=Product.Audience.choices, initial=Product.Audience.ANY)
-    validity = forms.ChoiceField(label="Valid", choices=Product.Validity.choices, initial=Product.Validity.ALL_DAY)
-    vehicle_class = forms.ChoiceField(label="Vehicle class", choices=Product.VehicleClass.choices)
+    name = forms.CharField(label=_("Name"), max_length=200)
+    audience = forms.ChoiceField(label=_("Sold to"), choices=Product.Audience.choices, initial=Product.Audience.ANY)
+    validity = forms.ChoiceField(label=_("Valid"), choices=Product.Validity.choices, initial=Product.Validity.ALL_DAY)
+    vehicle_class = forms.ChoiceField(label=_("Vehicle class"), choices=Product.VehicleClass.choices)
     is_addon = forms.BooleanField(
-        label="E-charging or other add-on", required=False, help_text="Sold on top of a season product."
+        label=_("E-charging or other add-on"), required=False, help_text=_("Sold on top of a season product.")
     )
     monthly_price = forms.DecimalField(
-        label="Monthly price (gross, EUR)", min_value=0, max_digits=10, decimal_places=2, help_text="Valid from today."
+        label=_("Monthly price (gross, EUR)"),
+        min_value=0,
+        max_digits=10,
+        decimal_places=2,
+        help_text=_("Valid from today."),
     )
-    deposit = forms.DecimalField(label="Deposit (EUR)", min_value=0, max_digits=10, decimal_places=2, initial=0)
+    deposit = forms.DecimalField(label=_("Deposit (EUR)"), min_value=0, max_digits=10, decimal_places=2, initial=0)
     vat_rate = forms.DecimalField(
-        label="VAT rate (%)", min_value=0, max_value=100, max_digits=5, decimal_places=2, initial=Decimal("19.00")
+        label=_("VAT rate (%)"), min_value=0, max_value=100, max_digits=5, decimal_places=2, initial=Decimal("19.00")
     )
-    notice_period_days = forms.IntegerField(label="Notice period (days)", min_value=0, max_value=3650, initial=30)
+    notice_period_days = forms.IntegerField(label=_("Notice period (days)"), min_value=0, max_value=3650, initial=30)
     vehicles_per_place = forms.IntegerField(
-        label="Vehicles per place", min_value=1, max_value=100, initial=1, help_text="A corporate pool's ratio."
+        label=_("Vehicles per place"), min_value=1, max_value=100, initial=1, help_text=_("A corporate pool's ratio.")
     )
     quota = forms.IntegerField(
-        label="Quota", min_value=0, max_value=100000, help_text="Places sold at once; never below those held."
+        label=_("Quota"), min_value=0, max_value=100000, help_text=_("Places sold at once; never below those held.")
     )
 
     def __init__(self, *args, editing: bool = False, **kwargs):
@@ -64,14 +70,14 @@ class ProductForm(forms.Form):
             # The price changes through "New price from …", so its history is kept.
             del self.fields["monthly_price"]
             self.fields["is_active"] = forms.BooleanField(
-                label="Sold", required=False, help_text="Untick to deactivate: no new contracts, running ones go on."
+                label=_("Sold"),
+                required=False,
+                help_text=_("Untick to deactivate: no new contracts, running ones go on."),
             )
 
 
 class PriceForm(forms.Form):
     monthly_price = forms.DecimalField(
-        label="New monthly price (gross, EUR)", min_value=0, max_digits=10, decimal_places=2
+        label=_("New monthly price (gross, EUR)"), min_value=0, max_digits=10, decimal_places=2
     )
-    valid_from = forms.DateField(
-        label="Valid from", widget=forms.DateInput(attrs={"type": "date"}), help_text="Today or later."
-    )
+    valid_from = forms.DateField(label=_("Valid from"), widget=LocalDateInput(), help_text=_("Today or later."))

@@ -35,7 +35,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.db.models import Max
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django_fsm import can_proceed, has_transition_perm
@@ -249,10 +249,17 @@ def _actor(user: Any) -> Any:
     return user if getattr(user, "is_authenticated", False) and getattr(user, "pk", None) else None
 
 
-def _email(template: str, to: str, context: dict) -> None:
+def _email(template: str, customer: Customer, context: dict) -> None:
+    """Email the customer after commit, in the customer's own language (``Customer.language``)."""
     from parkinghq.emails import send_email
 
-    transaction.on_commit(lambda: send_email(template=template, to=[to], context=context))
+    to, language = customer.email, customer.language or settings.LANGUAGE_CODE
+
+    def send() -> None:
+        with translation.override(language):
+            send_email(template=template, to=[to], context=context)
+
+    transaction.on_commit(send)
 
 
 # --- locking and transitions --------------------------------------------------------------------
@@ -676,7 +683,7 @@ def contract_apply(
                 note=f"No place free: number {position} on the waitlist.",
                 update_fields=["waitlist_position"],
             )
-            _email("contract_waitlisted", customer.email, {"contract": contract, "position": position})
+            _email("contract_waitlisted", customer, {"contract": contract, "position": position})
         else:
             _application_emit(contract, channel=channel, user=user)
     return contract
@@ -734,7 +741,7 @@ def contract_approve(*, contract: Contract, user: Any = None, note: str = "") ->
             raise CarparkError(f"{contract.product} is sold out.", field="product")
         contract.monthly_price = contract.product.monthly_price
         _transition(contract, "approve", user=user, note=note or "Approved.", update_fields=["monthly_price"])
-        _email("contract_approved", contract.customer.email, {"contract": contract})
+        _email("contract_approved", contract.customer, {"contract": contract})
     return contract
 
 
@@ -744,7 +751,7 @@ def contract_reject(*, contract: Contract, user: Any = None, reason: str = "") -
         contract = _lock_contract(contract.pk)
         contract.waitlist_position = None
         _transition(contract, "reject", user=user, note=reason or "Rejected.", update_fields=["waitlist_position"])
-        _email("contract_rejected", contract.customer.email, {"contract": contract, "reason": reason})
+        _email("contract_rejected", contract.customer, {"contract": contract, "reason": reason})
         waitlist_advance(product=product)
     return contract
 
@@ -842,7 +849,7 @@ def contract_terminate(
             update_fields=["end_date"],
         )
         _deactivate_credentials(contract, until=contract.end_date)
-        _email("contract_terminated", contract.customer.email, {"contract": contract})
+        _email("contract_terminated", contract.customer, {"contract": contract})
         waitlist_advance(product=product)
     return contract
 
@@ -1345,7 +1352,7 @@ def _offer(contract_id: int) -> Contract:
         note=f"Place offered until {timezone.localtime(contract.offer_expires_at):%Y-%m-%d %H:%M}.",
         update_fields=["offer_expires_at"],
     )
-    _email("contract_offered", contract.customer.email, {"contract": contract})
+    _email("contract_offered", contract.customer, {"contract": contract})
     _offer_emit(contract)
     return contract
 
@@ -1602,7 +1609,7 @@ def case_resolve(*, case: Case, resolution: str = "", user: Any = None) -> Case:
         _transition(
             case, "resolve", user=user, note=resolution or "Resolved.", update_fields=["resolution", "resolved_at"]
         )
-        _email("case_resolved", case.customer.email, {"case": case})
+        _email("case_resolved", case.customer, {"case": case})
     return case
 
 

@@ -46,7 +46,7 @@ def test_the_text_part_is_verbatim_and_the_html_part_escaped(probe_templates, ma
 def test_a_customer_email_names_the_customer_as_typed(mailoutbox, django_capture_on_commit_callbacks):
     full = ProductFactory(quota=0)  # the application is waitlisted at once, and the customer told
     with django_capture_on_commit_callbacks(execute=True):
-        customer = CustomerFactory(name=NAME, email="tom@example.com")
+        customer = CustomerFactory(name=NAME, email="tom@example.com", language="en")
         services.contract_apply(customer=customer, product=full, vehicles=["M AB 123"])
     assert f"Dear {NAME}," in mailoutbox[0].body
     assert "&amp;" not in mailoutbox[0].body

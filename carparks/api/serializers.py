@@ -81,6 +81,10 @@ class CarParkSerializer(serializers.ModelSerializer):
         return ProductSerializer(self._products(carpark), many=True).data
 
 
+# The languages a customer is written to in (API values and labels stay English).
+CUSTOMER_LANGUAGES = [("de", "German"), ("en", "English")]
+
+
 class CustomerInputSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Customer.Kind.choices, default=Customer.Kind.PRIVATE)
     name = serializers.CharField(max_length=200)
@@ -94,6 +98,11 @@ class CustomerInputSerializer(serializers.Serializer):
     vat_id = serializers.CharField(max_length=50, required=False, allow_blank=True)
     billing_contact = serializers.CharField(max_length=200, required=False, allow_blank=True)
     billing_email = serializers.EmailField(required=False, allow_blank=True)
+    language = serializers.ChoiceField(
+        choices=CUSTOMER_LANGUAGES,
+        required=False,
+        help_text="The language of the customer's emails, invoices and credit notes (default de).",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("kind") == Customer.Kind.CORPORATE and not attrs.get("company_number"):
@@ -183,6 +192,12 @@ class ContractSerializer(serializers.ModelSerializer):
     credentials = CredentialSerializer(many=True)
     waitlist_position = serializers.SerializerMethodField()
     history = ContractEventSerializer(many=True, source="events")
+    customer_language = serializers.ChoiceField(
+        choices=CUSTOMER_LANGUAGES,
+        source="customer.language",
+        read_only=True,
+        help_text="The language the customer is written to in.",
+    )
 
     class Meta:
         model = Contract
@@ -190,6 +205,7 @@ class ContractSerializer(serializers.ModelSerializer):
             "id",
             "status",
             "customer_id",
+            "customer_language",
             "product",
             "carpark",
             "start_date",

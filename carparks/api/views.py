@@ -156,7 +156,9 @@ class ApplicationCreate(ApiView):
 
 def _contract(client: ApiClient, pk: int) -> Contract:
     """The contract ``pk`` if ``client`` may see it; 404 otherwise (also for one that exists)."""
-    qs = Contract.objects.select_related("product__carpark").prefetch_related("vehicles", "credentials", "events")
+    qs = Contract.objects.select_related("product__carpark", "customer").prefetch_related(
+        "vehicles", "credentials", "events"
+    )
     return get_object_or_404(contracts_for_client(client, qs), pk=pk)
 
 

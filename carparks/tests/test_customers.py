@@ -50,6 +50,7 @@ def form_data(**overrides):
         "billing_country": "",
         "cost_centres": "",
         "invoice_language": "de",
+        "language": "de",
     }
     data.update(overrides)
     return data

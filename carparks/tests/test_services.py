@@ -402,8 +402,8 @@ def test_old_idempotency_keys_are_purged():
 def test_the_customer_is_emailed_after_commit(mailoutbox, django_capture_on_commit_callbacks):
     product = ProductFactory(quota=1)
     with django_capture_on_commit_callbacks(execute=True):
-        contract = approve_directly(apply(product, customer=CustomerFactory(email="eve@example.com")))
-        waiting = apply(product, "W1", customer=CustomerFactory(email="wait@example.com"))
+        contract = approve_directly(apply(product, customer=CustomerFactory(email="eve@example.com", language="en")))
+        waiting = apply(product, "W1", customer=CustomerFactory(email="wait@example.com", language="en"))
     assert [m.to for m in mailoutbox] == [["eve@example.com"], ["wait@example.com"]]
     assert f"contract {contract.pk} is approved" in mailoutbox[0].subject
     assert "number 1 on the waitlist" in mailoutbox[1].body
