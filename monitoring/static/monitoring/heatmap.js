@@ -5,11 +5,16 @@
   var status = document.getElementById("heatmap-status");
   if (!container) { return; }
   function say(text) { if (status) { status.textContent = text; } }
-  if (typeof BpmnJS === "undefined") { say("The diagram viewer could not be loaded; the table below has the figures."); return; }
+  // The sentences come from the page, in the reader's language ({count}, {average} filled in here).
+  var texts = container.dataset;
+  function fill(template, values) {
+    return template.replace(/\{(\w+)\}/g, function (all, key) { return key in values ? String(values[key]) : all; });
+  }
+  if (typeof BpmnJS === "undefined") { say(texts.textUnavailable || "The diagram viewer could not be loaded; the table below has the figures."); return; }
 
   function fetchText(url) {
     return fetch(url, { credentials: "same-origin" }).then(function (r) {
-      if (!r.ok) { throw new Error(r.status === 404 ? "No BPMN diagram is available for this version." : "HTTP " + r.status); }
+      if (!r.ok) { throw new Error(r.status === 404 ? (texts.textMissing || "No BPMN diagram is available for this version.") : "HTTP " + r.status); }
       return r.text();
     });
   }
@@ -18,7 +23,8 @@
     var level = figures.entered ? 1 + Math.min(4, Math.floor(figures.heat * 4.999)) : 0;
     var el = document.createElement("div");
     el.className = "heat-badge heat-" + level;
-    el.title = (figures.name ? figures.name + ": " : "") + figures.entered + " entered, average " + figures.avg_label;
+    el.title = (figures.name ? figures.name + ": " : "") +
+      fill(texts.textEntered || "{count} entered, average {average}", { count: figures.entered, average: figures.avg_label });
     el.textContent = String(figures.entered);
     var small = document.createElement("small");
     small.textContent = " · " + figures.avg_label;
@@ -47,7 +53,7 @@
         placed += 1;
       });
       container.dataset.overlays = String(placed);
-      say("Figures for " + figures.day_from + " – " + figures.day_to + " on " + placed + " elements. Drag to move, scroll to zoom.");
+      say(fill(texts.textPlaced || ("Figures for " + figures.day_from + " – " + figures.day_to + " on {count} elements. Drag to move, scroll to zoom."), { count: placed }));
     })
-    .catch(function (err) { container.dataset.overlays = "0"; say(err.message + " The table below has the figures."); });
+    .catch(function (err) { container.dataset.overlays = "0"; say(err.message + " " + (texts.textTable || "The table below has the figures.")); });
 })();
