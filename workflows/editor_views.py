@@ -118,7 +118,7 @@ def _start_summary(version: WorkflowVersion | None) -> dict[str, Any] | None:
         "condition": start.get("condition") or "",
         "priority": start.get("priority") or 0,
         "others": [b for b in bindings_for(start["event"]) if b.version_id != version.pk],
-        "rule": START_RULE,
+        "rule": str(START_RULE),
     }
 
 
@@ -179,7 +179,7 @@ def _editor_config(
         "always_starters": [ADMINISTRATOR, WORKFLOW_ADMIN],
         "events": catalogue_for_editor(),
         "start_rule": "A condition beats none, then the higher priority wins.",
-        "start_rule_full": START_RULE,
+        "start_rule_full": str(START_RULE),
         "system_tasks": [
             {"name": t.name, "description": t.description, "reads": list(t.reads), "writes": list(t.writes)}
             for t in registered_tasks()

@@ -166,7 +166,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
         request,
         "workflows/events/event_list.html",
         {
-            "rule": starting.START_RULE,
+            "rule": str(starting.START_RULE),
             "page": page,
             "rows": rows,
             "state": state,
