@@ -57,6 +57,7 @@ VIEWERS = {A, S, G, F, C, M}  # every back-office role but workflow admins: car 
 POLICY: dict[str, set[str]] = {
     "/": EVERYONE,
     "/accounts/profile/": EVERYONE,
+    "/accounts/profile/language/": EVERYONE,  # each saves their own language only
     "/accounts/two-factor/": EVERYONE,
     "/accounts/audit/": {A},
     "/accounts/users/": {A},
