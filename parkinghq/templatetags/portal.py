@@ -67,3 +67,24 @@ def money(value: object, currency: str = "EUR") -> str:
     if (get_language() or "en").startswith("de"):
         return f"{text}\u00a0{symbol}"
     return f"{symbol}{text}" if len(symbol) == 1 else f"{symbol}\u00a0{text}"
+
+
+@register.filter
+def state_label(value: object, event: object) -> object:
+    """A state value from an event row (``from_state``/``to_state``) by the label of its object's state:
+    ``in_progress`` of a case's event reads "In progress". Unknown values are shown as they are."""
+    from django.core.exceptions import FieldDoesNotExist
+
+    if not value or not hasattr(event, "_meta"):
+        return value
+    for field in event._meta.get_fields():
+        if not (field.many_to_one and field.related_model):
+            continue
+        try:
+            state = field.related_model._meta.get_field("state")
+        except FieldDoesNotExist:
+            continue
+        labels = {str(key): label for key, label in state.flatchoices}
+        if str(value) in labels:
+            return labels[str(value)]
+    return value
