@@ -217,8 +217,11 @@ def _render_task(
         "absence": sel.active_absence(task.assignee) if task.assignee_id and not mine else None,
     }
     if context["may_work"]:  # the actions' fields belong to the task form, so its entries go with them
+        # (not "required" in the browser: that would stop the outcome buttons; the server checks them)
+        context["escalate_form"].use_required_attribute = False
         context["escalate_form"].fields["reason"].widget.attrs["form"] = "task-form"
         if context["delegate_form"] is not None and context["may_delegate"]:
+            context["delegate_form"].use_required_attribute = False
             context["delegate_form"].fields["to_user"].widget.attrs["form"] = "task-form"
     steps = graph_for_version(process.version_id).steps
     if active and (steps.get(task.step_id) or {}).get("timeout"):  # only such steps have a timer to look up
