@@ -414,8 +414,8 @@ def test_the_carpark_panel_shows_names_group_status_forecast_and_tariff_validity
     assert '“South Car Park” <span class="text-muted">(EN)</span>' in page
     assert "campus “Klinikum” (400 spaces)" in page
     assert ">closed</span>" in page
-    assert "Fri 4 Dec 15:00: 190 occupied" in page
-    assert 'Tagestarif <span class="text-muted">(valid from 1 Jan 2026)</span>' in page
+    assert "2026-12-04 15:00: 190 occupied" in page  # dates in the language's format (English: ISO)
+    assert 'Tagestarif <span class="text-muted">(valid from 2026-01-01)</span>' in page
 
 
 # --- no run stays "running" ---------------------------------------------------------------------------
