@@ -5,6 +5,7 @@ message; the task is due when the case's SLA is; the case form takes invoice num
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
@@ -51,6 +52,13 @@ def test_the_task_is_due_when_the_case_is(world):
         customer=world["contract"].customer, contract=world["contract"], kind="question", subject="?", priority="urgent"
     )
     assert case_task(urgent).due_at == urgent.sla_due_at
+
+
+def test_the_task_follows_when_the_sla_changes(world):
+    case = Case.objects.get(pk=world["case"].pk)
+    case.sla_due_at = case.sla_due_at + timedelta(hours=5)
+    case.save()
+    assert case_task(case).due_at == case.sla_due_at
 
 
 def test_assigning_the_case_claims_its_task(client, world):
