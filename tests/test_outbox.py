@@ -139,3 +139,22 @@ def test_the_favicon(client):
     assert answer.status_code == 301
     assert answer["Location"].endswith("/favicon.svg")
     assert 'rel="icon"' in client.get("/accounts/login/").content.decode()
+
+
+def test_the_exports_page_names_the_file_not_the_servers_folder(client, make_user, login):
+    from datetime import date
+
+    from billing.models import AccountingExport
+
+    AccountingExport.objects.create(
+        period_start=date(2026, 11, 1),
+        period_end=date(2026, 11, 30),
+        format=AccountingExport.Format.DATEV,
+        sequence=1,
+        delivered_to="/app/var/accounting-export/EXTF_Buchungsstapel_202611_01.csv",
+    )
+    login(client, make_user("fin", roles.FINANCE))
+    page = client.get("/billing/exports/").content.decode()
+    assert "EXTF_Buchungsstapel_202611_01.csv" in page
+    assert "/app/var" not in page
+    assert "accounting-export/" not in page

@@ -89,7 +89,11 @@ TEMPLATES = [
                 "parkinghq.context_processors.portal",
             ],
             # parkinghq is not an app, so its template tags are registered by name.
-            "libraries": {"portal": "parkinghq.templatetags.portal", "progress": "parkinghq.templatetags.progress"},
+            "libraries": {
+                "portal": "parkinghq.templatetags.portal",
+                "progress": "parkinghq.templatetags.progress",
+                "files": "parkinghq.templatetags.files",
+            },
         },
     },
 ]
