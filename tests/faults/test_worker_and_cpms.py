@@ -103,13 +103,15 @@ def test_a_worker_killed_mid_step_runs_it_again_without_a_second_side_effect(sta
         apply_and_approve(stack)
         _connect(stack, url)
         before = len(_rights(url))
-        requests.post(f"{url}/_sim/faults", json={"mode": "slow", "delay": 6, "count": None}, timeout=5)
+        # The CPMS answers after 15 s: time enough, even on a loaded machine, to see the job running and
+        # kill its worker while it waits inside the call.
+        requests.post(f"{url}/_sim/faults", json={"mode": "slow", "delay": 15, "count": None}, timeout=5)
         contract_id, process_id = apply_and_approve(stack)
         wait_for(lambda: _job(stack, process_id)[0] == "running", timeout=60, what="the push to start")
         time.sleep(1)  # the worker now waits inside the CPMS call
         stack.worker.kill()
         assert _job(stack, process_id) == ("running", 1)
-        time.sleep(6)  # the CPMS finishes the request the dead worker sent: the side effect happened
+        time.sleep(15)  # the CPMS finishes the request the dead worker sent: the side effect happened
         requests.post(f"{url}/_sim/faults", json={"mode": "none"}, timeout=5)
 
         stack.worker.start()
