@@ -17,6 +17,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_role, responsible_carpark_ids, user_roles
 from workflows import signals
@@ -184,7 +185,10 @@ def process_start(
 
 def _running(process: Process) -> None:
     if process.state != Process.State.RUNNING:
-        raise ProcessNotRunning(f"Process #{process.pk} is {process.get_state_display().lower()}.")
+        raise ProcessNotRunning(
+            gettext("Process #%(number)s is %(state)s.")
+            % {"number": process.pk, "state": process.get_state_display().lower()}
+        )
 
 
 def process_message(*, process: Process, name: str, payload: dict[str, Any] | None = None) -> Process:
@@ -235,7 +239,10 @@ def process_cancel(*, process: Process, user: Any = None, reason: str = "") -> P
     with transaction.atomic():
         locked = lock_process(process.pk)
         if locked.is_finished:
-            raise ProcessNotRunning(f"Process #{locked.pk} is already {locked.get_state_display().lower()}.")
+            raise ProcessNotRunning(
+                gettext("Process #%(number)s is already %(state)s.")
+                % {"number": locked.pk, "state": locked.get_state_display().lower()}
+            )
         run = Run(actor=user)
         _cancel(run, locked, reason)
         run.flush()
@@ -279,7 +286,7 @@ def process_resume(*, process: Process, user: Any = None, reason: str = "") -> P
     with transaction.atomic():
         locked = lock_process(process.pk)
         if locked.state != Process.State.SUSPENDED:
-            raise ProcessNotRunning(f"Process #{locked.pk} is not suspended.")
+            raise ProcessNotRunning(gettext("Process #%(number)s is not suspended.") % {"number": locked.pk})
         run = Run(actor=user)
         locked.resume()
         run.touch(locked, "state")
@@ -294,7 +301,7 @@ def incident_retry(*, process: Process, user: Any = None) -> Process:
     with transaction.atomic():
         locked = lock_process(process.pk)
         if not locked.incident_open:
-            raise NoIncident(f"Process #{locked.pk} holds no incident.")
+            raise NoIncident(gettext("Process #%(number)s holds no incident.") % {"number": locked.pk})
         _running(locked)
         run = Run(actor=user)
         run.event(locked, Kind.INCIDENT_RETRIED, locked.current_step, data={"error": locked.incident_error[:2000]})
@@ -329,7 +336,10 @@ def process_migrate(
     with transaction.atomic():
         locked = lock_process(process.pk)
         if locked.is_finished:
-            raise ProcessNotRunning(f"Process #{locked.pk} is {locked.get_state_display().lower()}.")
+            raise ProcessNotRunning(
+                gettext("Process #%(number)s is %(state)s.")
+                % {"number": locked.pk, "state": locked.get_state_display().lower()}
+            )
         if to_version.definition_id != locked.definition_id:
             raise MigrationNotPossible("The target version belongs to another workflow.")
         if to_version.state == WorkflowVersion.State.DRAFT:
@@ -547,7 +557,7 @@ def task_claim(*, task: Task, user: Any) -> Task:
         try:
             now = task_claim_by_id(task_id=task.pk, user=user).claimed_at
         except Task.DoesNotExist as exc:
-            raise TaskNotAvailable(f"Task #{task.pk} does not exist any more.") from exc
+            raise TaskNotAvailable(gettext("Task #%(number)s does not exist any more.") % {"number": task.pk}) from exc
     else:
         now = timezone.now()
         if not _claim_orm(task, user, now):
@@ -625,12 +635,12 @@ def clean_inputs(step: dict[str, Any], inputs: dict[str, Any] | None) -> dict[st
                 raw = raw.strip().lower() in ("1", "true", "yes", "on")
             value = bool(raw)
             if field["required"] and not value and raw is None:
-                errors[name] = "This field is required."
+                errors[name] = gettext("This field is required.")
             cleaned[name] = value
             continue
         if empty:
             if field["required"]:
-                errors[name] = "This field is required."
+                errors[name] = gettext("This field is required.")
             else:
                 cleaned[name] = None
             continue
@@ -649,10 +659,14 @@ def clean_inputs(step: dict[str, Any], inputs: dict[str, Any] | None) -> dict[st
             else:  # text, file (a stored file's name or URL)
                 cleaned[name] = str(raw)[:10_000]
         except (InvalidOperation, ValueError, TypeError):
-            label = {"number": "a number", "date": "a date (YYYY-MM-DD)", "choice": "one of the choices"}
-            errors[name] = f"Enter {label.get(kind, 'a valid value')}."
+            label = {
+                "number": gettext("Enter a number."),
+                "date": gettext("Enter a date (YYYY-MM-DD)."),
+                "choice": gettext("Enter one of the choices."),
+            }
+            errors[name] = label.get(kind, gettext("Enter a valid value."))
     for name in inputs:
-        errors[name] = "This task has no such input."
+        errors[name] = gettext("This task has no such input.")
     if errors:
         raise InvalidInputs(errors)
     return cleaned
