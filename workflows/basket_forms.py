@@ -9,38 +9,40 @@ from typing import Any
 from django import forms
 from django.core.files.storage import default_storage
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
+from parkinghq.widgets import LocalDateInput
 from workflows.basket_selectors import SORTS, BasketFilters
 from workflows.models import Task
 
-PRIORITY_CHOICES = [("", "Any priority"), *[(str(value), label) for value, label in Task.Priority.choices]]
+PRIORITY_CHOICES = [("", _("Any priority")), *[(str(value), label) for value, label in Task.Priority.choices]]
 
 
 class BasketFilterForm(forms.Form):
     tab = forms.CharField(required=False, widget=forms.HiddenInput)
     # Not "q": the top bar's global search is "q", and a page must not offer two fields of one name.
     task_search = forms.CharField(
-        label="Search tasks", required=False, max_length=100, help_text="Customer, contract number or plate."
+        label=_("Search tasks"), required=False, max_length=100, help_text=_("Customer, contract number or plate.")
     )
-    workflow = forms.ChoiceField(label="Workflow", required=False)
-    step = forms.ChoiceField(label="Step", required=False)
-    carpark = forms.TypedChoiceField(label="Car park", required=False, coerce=int, empty_value=None)
+    workflow = forms.ChoiceField(label=_("Workflow"), required=False)
+    step = forms.ChoiceField(label=_("Step"), required=False)
+    carpark = forms.TypedChoiceField(label=_("Car park"), required=False, coerce=int, empty_value=None)
     priority = forms.TypedChoiceField(
-        label="Priority", required=False, coerce=int, empty_value=None, choices=PRIORITY_CHOICES
+        label=_("Priority"), required=False, coerce=int, empty_value=None, choices=PRIORITY_CHOICES
     )
-    overdue = forms.BooleanField(label="Overdue only", required=False)
-    escalated = forms.BooleanField(label="Escalated only", required=False)
+    overdue = forms.BooleanField(label=_("Overdue only"), required=False)
+    escalated = forms.BooleanField(label=_("Escalated only"), required=False)
     sort = forms.ChoiceField(
-        label="Sort by",
+        label=_("Sort by"),
         required=False,
-        choices=[("due", "Due date"), ("priority", "Priority"), ("age", "Oldest first")],
+        choices=[("due", _("Due date")), ("priority", _("Priority")), ("age", _("Oldest first"))],
     )
 
     def __init__(self, *args: Any, choices: dict[str, list], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["workflow"].choices = [("", "All workflows"), *choices["workflows"]]
-        self.fields["step"].choices = [("", "All steps"), *choices["steps"]]
-        self.fields["carpark"].choices = [("", "All car parks"), *[(str(pk), n) for pk, n in choices["carparks"]]]
+        self.fields["workflow"].choices = [("", _("All workflows")), *choices["workflows"]]
+        self.fields["step"].choices = [("", _("All steps")), *choices["steps"]]
+        self.fields["carpark"].choices = [("", _("All car parks")), *[(str(pk), n) for pk, n in choices["carparks"]]]
 
     def filters(self) -> BasketFilters:
         self.is_valid()  # a value that is not a choice (an old link) is left out, the rest still filter
@@ -73,7 +75,7 @@ class TaskInputsForm(forms.Form):
     """The step's inputs as a form: text, number, date, choice, bool and file, with their labels,
     help and required flags; initial values come from the task's saved draft."""
 
-    comment = forms.CharField(label="Comment", required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    comment = forms.CharField(label=_("Comment"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
     def __init__(self, *args: Any, task: Task, **kwargs: Any) -> None:
         self.task = task
@@ -94,7 +96,7 @@ class TaskInputsForm(forms.Form):
         if kind == "number":
             return forms.DecimalField(**common)
         if kind == "date":
-            return forms.DateField(**common, widget=forms.DateInput(attrs={"type": "date"}))
+            return forms.DateField(**common, widget=LocalDateInput())
         if kind == "choice":
             return forms.ChoiceField(**common, choices=[("", "—"), *[(c, c) for c in spec.get("choices", [])]])
         if kind == "bool":
@@ -103,7 +105,7 @@ class TaskInputsForm(forms.Form):
             stored = draft.get(spec["name"])
             if stored:
                 common["required"] = False
-                common["help_text"] = f"Stored: {stored}. Upload another file to replace it."
+                common["help_text"] = _("Stored: %(file)s. Upload another file to replace it.") % {"file": stored}
             return forms.FileField(**common)
         return forms.CharField(**common, max_length=10_000, widget=forms.Textarea(attrs={"rows": 3}))
 
@@ -164,9 +166,9 @@ class UserChoiceField(forms.ModelChoiceField):
 
 class DelegateForm(forms.Form):
     to_user = UserChoiceField(
-        label="Colleague",
+        label=_("Colleague"),
         queryset=None,
-        empty_label="Choose a colleague",
+        empty_label=_("Choose a colleague"),
         widget=forms.Select(attrs={"class": "form-select"}),
     )
 
@@ -177,18 +179,18 @@ class DelegateForm(forms.Form):
 
 class EscalateForm(forms.Form):
     reason = forms.CharField(
-        label="Why can't you decide?",
+        label=_("Why can't you decide?"),
         max_length=1000,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="The next person sees this reason and everything you have entered so far.",
+        help_text=_("The next person sees this reason and everything you have entered so far."),
     )
 
 
 class AbsenceForm(forms.Form):
-    substitute = UserChoiceField(label="Substitute", queryset=None, empty_label="Choose a colleague")
-    starts_on = forms.DateField(label="First day away", widget=forms.DateInput(attrs={"type": "date"}))
-    ends_on = forms.DateField(label="Last day away", widget=forms.DateInput(attrs={"type": "date"}))
-    note = forms.CharField(label="Note", max_length=200, required=False)
+    substitute = UserChoiceField(label=_("Substitute"), queryset=None, empty_label=_("Choose a colleague"))
+    starts_on = forms.DateField(label=_("First day away"), widget=LocalDateInput())
+    ends_on = forms.DateField(label=_("Last day away"), widget=LocalDateInput())
+    note = forms.CharField(label=_("Note"), max_length=200, required=False)
 
     def __init__(self, *args: Any, substitutes: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -198,7 +200,7 @@ class AbsenceForm(forms.Form):
         data = super().clean()
         starts, ends = data.get("starts_on"), data.get("ends_on")
         if starts and ends and ends < starts:
-            self.add_error("ends_on", "The last day must be on or after the first day.")
+            self.add_error("ends_on", _("The last day must be on or after the first day."))
         if ends and ends < timezone.localdate():
-            self.add_error("ends_on", "This absence would already be over.")
+            self.add_error("ends_on", _("This absence would already be over."))
         return data

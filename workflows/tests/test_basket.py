@@ -242,7 +242,14 @@ def test_the_task_page_shows_instructions_summary_timeline_and_the_generated_for
     ):
         assert f'href="{url}"' in body
     assert "Task created" in body and "Process started" in body  # timeline
-    for field in ('name="note"', 'name="amount"', 'type="date"', '<select name="channel"', 'type="checkbox"'):
+    # the date is typed in the language's format (a text field, not the browser's locale-bound picker)
+    for field in (
+        'name="note"',
+        'name="amount"',
+        'placeholder="yyyy-mm-dd"',
+        '<select name="channel"',
+        'type="checkbox"',
+    ):
         assert field in body
     assert 'type="file"' in body and 'value="approve"' in body and 'value="reject"' in body
     assert "csrfmiddlewaretoken" in body
