@@ -94,3 +94,40 @@ def test_an_alert_goes_out_in_each_recipients_language(story, carparks, staff, d
     assert "Opened 2026-03-02 11:45" in english_mail.body
     assert Notification.objects.get(user=german).title == "Alarm: Overdue"
     assert Notification.objects.get(user=english).title == "Alert: Overdue"
+
+
+def test_a_statement_reaches_each_subscriber_in_their_language_with_the_pdf_too(
+    story, carparks, staff, django_capture_on_commit_callbacks
+):
+    import io
+    from datetime import date
+
+    from pypdf import PdfReader
+
+    from monitoring.models import StatementSubscription
+    from monitoring.statements import statement_build, statement_send
+
+    def pdf_text(content: bytes) -> str:
+        return " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages).split())
+
+    german, english = staff["supervisor"], staff["finance"]
+    Preference.objects.update_or_create(user=german, defaults={"language": "de"})
+    StatementSubscription.objects.create(user=german, frequency="weekly")
+    StatementSubscription.objects.create(user=english, frequency="weekly")
+    story.full(at("2026-03-03", 9), carparks[0])
+    with time_machine.travel(at("2026-03-09", 7), tick=False):
+        statement = statement_build(frequency="weekly", day_from=date(2026, 3, 2), day_to=date(2026, 3, 8))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert statement_send(statement) == 2
+
+    german_mail = next(m for m in mail.outbox if m.to == [german.email])
+    english_mail = next(m for m in mail.outbox if m.to == [english.email])
+    assert german_mail.subject == "ParkingHQ: Wochenbericht – 02.03.2026 – 08.03.2026"
+    assert "Der vollständige Bericht ist als PDF angehängt" in german_mail.body
+    assert english_mail.subject == "ParkingHQ: Weekly statement – 2026-03-02 – 2026-03-08"
+    german_pdf = pdf_text(german_mail.attachments[0][1])
+    assert "Wochenbericht" in german_pdf and "Zeitraum 02.03.2026 – 08.03.2026" in german_pdf
+    assert "Workflow-Aktivität" in german_pdf and "Seite 1 von 1" in german_pdf
+    # The English reader gets the archived PDF as it was built.
+    assert english_mail.attachments[0][1] == bytes(statement.pdf)
+    assert "Weekly statement" in pdf_text(bytes(statement.pdf))
