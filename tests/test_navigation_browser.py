@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from accounts.demo import DEMO_PASSWORD
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_an_agent_and_finance_click_every_menu_link(page, live_server, browser_login):
