@@ -12,10 +12,12 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.core import mail
+from django.urls import reverse
 from django.utils import translation
 from pypdf import PdfReader
 
 from billing import services, tasks
+from billing.forms import RefundForm
 from billing.models import Invoice
 from billing.tests.factories import ContractFactory
 from carparks.tests.factories import CustomerFactory
@@ -105,3 +107,36 @@ def test_a_credit_note_and_a_payment_reminder_follow_the_customer_not_the_staff_
         f"Zweite Erinnerung: Ihre Kartenzahlung für Rechnung {invoice.display_number} ist fehlgeschlagen"
     )
     assert "wir konnten 1.234,50\xa0€ für die Rechnung" in reminder.body
+
+
+def test_finance_pages_follow_the_staff_members_language_not_the_customers(client, finance_user):
+    invoice = issued_invoice("en")
+    client.force_login(finance_user)
+    url = reverse("billing:invoice-detail", args=[invoice.pk])
+
+    german = client.get(url, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert f"Rechnung {invoice.display_number}" in german and "Positionen" in german
+    assert "Zeitraum 01.12.2026–31.12.2026" in german
+    assert "Überweisung über 1.234,50\xa0€ erfassen" in german
+
+    english = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "period 2026-12-01–2026-12-31" in english and "Record transfer of €1,234.50" in english
+
+    listing = client.get(reverse("billing:invoice-list"), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert "Rechnungen" in listing and "1.234,50\xa0€" in listing and "Ausgestellt" in listing
+
+
+@pytest.mark.parametrize(
+    ("typed", "amount"),
+    [
+        ("1.234,50", "1234.50"),
+        ("1,234.50", "1234.50"),
+        ("12,50", "12.50"),
+        ("12.50", "12.50"),
+        ("1.234,50 €", "1234.50"),
+    ],
+)
+def test_a_refund_amount_is_read_in_either_languages_format(typed, amount):
+    form = RefundForm(data={"amount": typed, "reason": "Doppelt berechnet"})
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["amount"] == Decimal(amount)
