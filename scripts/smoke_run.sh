@@ -4,7 +4,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A free port, never a fixed one: other checkouts may run their own portal on this machine.
-PORT="${SMOKE_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+# make run also listens on PORT+10 (CPMS simulator) and PORT+420 (localstripe): all three must be free.
+PORT="${SMOKE_PORT:-$(python3 - <<'PY'
+import socket
+
+
+def free(port):
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+while True:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    if port + 420 < 65535 and free(port + 10) and free(port + 420):
+        print(port)
+        break
+PY
+)}"
 export PORT
 unset DATABASE_URL REDIS_URL
 export PARKINGHQ_VAR_DIR="$(mktemp -d)"
