@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from workflows.basket_selectors import is_supervisor, substitute_for
 from workflows.errors import TaskNotAvailable, TaskPermissionDenied, WorkflowError
@@ -25,9 +26,9 @@ from workflows.services import can_work_on, task_claim_by_id, task_delegate, tas
 
 def _check_may_edit(task: Task, user: Any) -> None:
     if not can_work_on(user, task):
-        raise TaskPermissionDenied(f"You cannot work on '{task.name}'.")
+        raise TaskPermissionDenied(gettext("You cannot work on '%(task)s'.") % {"task": task.name})
     if task.assignee_id not in (None, user.pk) and not is_supervisor(user):
-        raise TaskNotAvailable(f"Task '{task.name}' is claimed by someone else.")
+        raise TaskNotAvailable(gettext("Task '%(task)s' is claimed by someone else.") % {"task": task.name})
 
 
 def task_save_draft(
@@ -51,7 +52,7 @@ def task_save_draft(
         }
     with transaction.atomic():
         if not Task.objects.filter(pk=task.pk, state__in=Task.ACTIVE_STATES).update(**changes):
-            raise TaskNotAvailable(f"Task '{task.name}' is no longer open.")
+            raise TaskNotAvailable(gettext("Task '%(task)s' is no longer open.") % {"task": task.name})
     task.inputs = draft
     if action:
         task.draft = changes["draft"]
@@ -146,7 +147,7 @@ def task_release_keeping(*, task: Task, user: Any, inputs: dict[str, Any] | None
 
 def task_take_over(*, task: Task, user: Any) -> Task:
     if not is_supervisor(user):
-        raise TaskPermissionDenied("Only a supervisor can take over a task.")
+        raise TaskPermissionDenied(gettext("Only a supervisor can take over a task."))
     return task_delegate(task=task, user=user, to_user=user)
 
 
@@ -162,5 +163,5 @@ def absence_create(*, user: Any, substitute: Any, starts_on: date, ends_on: date
 
 def absence_delete(*, absence: Absence, user: Any) -> None:
     if absence.user_id != user.pk and not is_supervisor(user):
-        raise TaskPermissionDenied("You can only cancel your own absences.")
+        raise TaskPermissionDenied(gettext("You can only cancel your own absences."))
     absence.delete()
