@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 
 from accounts.roles import ADMINISTRATOR, AGENT, CARE, SUPERVISOR, role_required
 from carparks import services
@@ -64,11 +65,13 @@ def application_create(request: HttpRequest, customer_pk: int) -> HttpResponse:
             if contract.state == Contract.State.WAITLISTED:
                 messages.warning(
                     request,
-                    f"No place free: application {contract.pk} is number {_waitlist_rank(contract)} on the "
-                    f"waitlist of {contract.product.name}.",
+                    _("No place free: application %(number)s is number %(rank)s on the waitlist of %(product)s.")
+                    % {"number": contract.pk, "rank": _waitlist_rank(contract), "product": contract.product.name},
                 )
             else:
-                messages.success(request, f"Application {contract.pk} taken: it waits for review.")
+                messages.success(
+                    request, _("Application %(number)s taken: it waits for review.") % {"number": contract.pk}
+                )
             return redirect("carparks:contract-detail", pk=contract.pk)
     # Choosing the car park reloads the product list (htmx swaps in the product field of this page).
     form.fields["carpark"].widget.attrs.update(

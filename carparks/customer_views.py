@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.roles import ADMINISTRATOR, AGENT, CARE, FINANCE, MANAGER, SUPERVISOR, has_role, role_required
@@ -82,7 +83,7 @@ def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     user = request.user
     merged = Customer.objects.filter(pk=pk, merged_into__isnull=False).values_list("merged_into", flat=True).first()
     if merged:
-        messages.info(request, f"Customer {pk} was merged into this customer.")
+        messages.info(request, _("Customer %(number)s was merged into this customer.") % {"number": pk})
         return redirect("carparks:customer-detail", pk=merged)
     customer = get_for_user(customers_for_user(user).select_related("possible_duplicate_of"), pk)
     contracts = contracts_for_user(user, customer.contracts.all()).select_related("product__carpark")
@@ -145,7 +146,11 @@ def customer_create(request: HttpRequest) -> HttpResponse:
             except services.CarparkError as exc:
                 _form_error(form, exc)
             else:
-                messages.success(request, f"Customer {customer.name} was created (customer {customer.pk}).")
+                messages.success(
+                    request,
+                    _("Customer %(name)s was created (customer %(number)s).")
+                    % {"name": customer.name, "number": customer.pk},
+                )
                 return redirect("carparks:customer-detail", pk=customer.pk)
     return render(
         request,
@@ -172,7 +177,7 @@ def customer_edit(request: HttpRequest, pk: int) -> HttpResponse:
         except services.CarparkError as exc:
             _form_error(form, exc)
         else:
-            messages.success(request, f"Customer {customer.pk} was saved.")
+            messages.success(request, _("Customer %(number)s was saved.") % {"number": customer.pk})
             return redirect("carparks:customer-detail", pk=customer.pk)
     return render(request, "carparks/customer_form.html", {"form": form, "customer": customer, "duplicates": []})
 
@@ -186,7 +191,7 @@ def customer_duplicate_dismiss(request: HttpRequest, pk: int) -> HttpResponse:
     except services.CarparkError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"{customer.name} is marked as a different customer.")
+        messages.success(request, _("%(name)s is marked as a different customer.") % {"name": customer.name})
     return redirect("carparks:customer-detail", pk=pk)
 
 
@@ -216,8 +221,12 @@ def customer_merge(request: HttpRequest, pk: int) -> HttpResponse:
                 except services.CarparkError as exc:
                     preview["refused"] = str(exc)
                 else:
-                    moved = ", ".join(f"{n} {label}" for label, n in counts.items() if n) or "nothing"
-                    messages.success(request, f"{gone.name} (customer {gone.pk}) was merged into {keep.name}: {moved}.")
+                    moved = ", ".join(f"{n} {label}" for label, n in counts.items() if n) or _("nothing")
+                    messages.success(
+                        request,
+                        _("%(gone)s (customer %(number)s) was merged into %(keep)s: %(moved)s.")
+                        % {"gone": gone.name, "number": gone.pk, "keep": keep.name, "moved": moved},
+                    )
                     return redirect("carparks:customer-detail", pk=keep.pk)
             context.update(preview)
             return render(request, "carparks/customer_merge_confirm.html", context)

@@ -13,6 +13,8 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.formats import date_format, number_format
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.roles import ADMINISTRATOR, FINANCE, MANAGER, has_role, responsible_carpark_ids, role_required
@@ -78,7 +80,7 @@ def carpark_edit(request: HttpRequest, pk: int) -> HttpResponse:
         except services.CarparkError as exc:
             _field_error(form, exc)
         else:
-            messages.success(request, f"Car park {carpark.name} was saved.")
+            messages.success(request, _("Car park %(name)s was saved.") % {"name": carpark.name})
             return redirect("carparks:carpark-detail", pk=carpark.pk)
     return render(
         request, "carparks/carpark_edit.html", {"form": form, "carpark": carpark, "link": link, "may_link": may_link}
@@ -110,7 +112,11 @@ def product_create(request: HttpRequest, carpark_pk: int) -> HttpResponse:
         except services.CarparkError as exc:
             _field_error(form, exc)
         else:
-            messages.success(request, f"Product {product.name} was added at {product.monthly_price} a month.")
+            messages.success(
+                request,
+                _("Product %(name)s was added at %(price)s a month.")
+                % {"name": product.name, "price": number_format(product.monthly_price, 2)},
+            )
             return redirect("carparks:product-detail", pk=product.pk)
     return render(request, "carparks/product_form.html", {"form": form, "carpark": carpark, "product": None})
 
@@ -166,7 +172,7 @@ def product_edit(request: HttpRequest, pk: int) -> HttpResponse:
         except services.CarparkError as exc:
             _field_error(form, exc)
         else:
-            messages.success(request, f"Product {product.name} was saved.")
+            messages.success(request, _("Product %(name)s was saved.") % {"name": product.name})
             return redirect("carparks:product-detail", pk=product.pk)
     return render(request, "carparks/product_form.html", {"form": form, "carpark": product.carpark, "product": product})
 
@@ -189,7 +195,13 @@ def product_price_new(request: HttpRequest, pk: int) -> HttpResponse:
             _field_error(form, exc)
         else:
             messages.success(
-                request, f"{product.name} costs {price.monthly_price} a month from {price.valid_from:%Y-%m-%d}."
+                request,
+                _("%(name)s costs %(price)s a month from %(date)s.")
+                % {
+                    "name": product.name,
+                    "price": number_format(price.monthly_price, 2),
+                    "date": date_format(price.valid_from, "SHORT_DATE_FORMAT"),
+                },
             )
             return redirect("carparks:product-detail", pk=product.pk)
     if request.method != "POST":
@@ -209,5 +221,12 @@ def product_price_withdraw(request: HttpRequest, pk: int, price_pk: int) -> Http
     except services.CarparkError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"The price {price.monthly_price} from {price.valid_from:%Y-%m-%d} was withdrawn.")
+        messages.success(
+            request,
+            _("The price %(price)s from %(date)s was withdrawn.")
+            % {
+                "price": number_format(price.monthly_price, 2),
+                "date": date_format(price.valid_from, "SHORT_DATE_FORMAT"),
+            },
+        )
     return redirect("carparks:product-detail", pk=product.pk)

@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -85,7 +86,7 @@ def _page(request: HttpRequest, qs: Any, per_page: int = 25) -> Any:
 
 
 def _error(request: HttpRequest, exc: Exception) -> None:
-    messages.error(request, str(exc) or "That is not allowed.")
+    messages.error(request, str(exc) or _("That is not allowed."))
 
 
 def _contract_change(
@@ -133,9 +134,9 @@ def carpark_create(request: HttpRequest) -> HttpResponse:
         except services.CarparkError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
-            text = f"Car park {carpark.name} was added (code {carpark.code})."
+            text = _("Car park %(name)s was added (code %(code)s).") % {"name": carpark.name, "code": carpark.code}
             if has_role(request.user, MANAGER) and not has_role(request.user, ADMINISTRATOR):
-                text += " You are responsible for it."
+                text += " " + _("You are responsible for it.")
             messages.success(request, text)
             return redirect("carparks:carpark-detail", pk=carpark.pk)
     return render(request, "carparks/carpark_form.html", {"form": form})
@@ -199,9 +200,13 @@ def product_quota(request: HttpRequest, pk: int) -> HttpResponse:
         except services.CarparkError as exc:
             _error(request, exc)
         else:
-            messages.success(request, f"Quota of {product.name} changed from {before} to {product.quota}.")
+            messages.success(
+                request,
+                _("Quota of %(name)s changed from %(before)s to %(after)s.")
+                % {"name": product.name, "before": before, "after": product.quota},
+            )
     else:
-        messages.error(request, "Enter a quota of 0 or more.")
+        messages.error(request, _("Enter a quota of 0 or more."))
     return redirect("carparks:carpark-detail", pk=product.carpark_id)
 
 
@@ -299,7 +304,7 @@ def _contract_action(request: HttpRequest, pk: int, action: str) -> HttpResponse
         "cancel": lambda: services.contract_cancel(contract=contract, user=user, reason=reason),
     }
     if action not in calls:
-        messages.error(request, f"'{action}' is not an action on contracts.")
+        messages.error(request, _("'%(action)s' is not an action on contracts.") % {"action": action})
         return redirect("carparks:contract-detail", pk=pk)
     try:
         updated = calls[action]()
@@ -308,7 +313,10 @@ def _contract_action(request: HttpRequest, pk: int, action: str) -> HttpResponse
     else:
         if updated.is_final:
             services.contract_processes_close(contract=updated, user=user, reason=reason)
-        messages.success(request, f"Contract {pk} is now {updated.get_state_display().lower()}.")
+        messages.success(
+            request,
+            _("Contract %(number)s is now %(state)s.") % {"number": pk, "state": updated.get_state_display().lower()},
+        )
     return redirect("carparks:contract-detail", pk=pk)
 
 
@@ -320,11 +328,11 @@ def contract_terminate(request: HttpRequest, pk: int) -> HttpResponse:
     contract = _contract_for(request, pk)
     form = TerminationForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Enter a valid end date.")
+        messages.error(request, _("Enter a valid end date."))
         return redirect("carparks:contract-detail", pk=pk)
     waive = form.cleaned_data["waive_notice"]
     if waive and not has_role(request.user, SUPERVISOR, ADMINISTRATOR):
-        messages.error(request, "Only supervisors may waive the notice period.")
+        messages.error(request, _("Only supervisors may waive the notice period."))
         return redirect("carparks:contract-detail", pk=pk)
     return _contract_change(
         request,
@@ -336,7 +344,10 @@ def contract_terminate(request: HttpRequest, pk: int) -> HttpResponse:
             reason=form.cleaned_data["reason"],
             enforce_notice=not waive,
         ),
-        lambda ended: f"Contract {pk} ends on {ended.end_date:%Y-%m-%d}.",
+        lambda ended: (
+            _("Contract %(number)s ends on %(date)s.")
+            % {"number": pk, "date": date_format(ended.end_date, "SHORT_DATE_FORMAT")}
+        ),
     )
 
 
@@ -346,13 +357,13 @@ def contract_plate(request: HttpRequest, pk: int) -> HttpResponse:
     contract = _contract_for(request, pk)
     form = PlateChangeForm(request.POST, contract=contract)
     if not form.is_valid():
-        messages.error(request, "Choose the current plate and enter the new one.")
+        messages.error(request, _("Choose the current plate and enter the new one."))
         return redirect("carparks:contract-detail", pk=pk)
     return _contract_change(
         request,
         pk,
         lambda: services.contract_change_plate(contract=contract, user=request.user, **form.cleaned_data),
-        lambda _: f"Plate changed to {form.cleaned_data['new_plate']}.",
+        lambda changed: _("Plate changed to %(plate)s.") % {"plate": form.cleaned_data["new_plate"]},
     )
 
 
@@ -362,7 +373,7 @@ def contract_vehicles_add(request: HttpRequest, pk: int) -> HttpResponse:
     contract = _contract_for(request, pk)
     form = VehiclesAddForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Enter at least one plate, one per line.")
+        messages.error(request, _("Enter at least one plate, one per line."))
         return redirect("carparks:contract-detail", pk=pk)
     return _contract_change(
         request,
@@ -385,13 +396,15 @@ def contract_stage(request: HttpRequest, pk: int) -> HttpResponse:
     contract = _contract_for(request, pk)
     form = StageChangeForm(request.POST, contract=contract)
     if not form.is_valid():
-        messages.error(request, "Choose a product of this car park and a valid date.")
+        messages.error(request, _("Choose a product of this car park and a valid date."))
         return redirect("carparks:contract-detail", pk=pk)
     return _contract_change(
         request,
         pk,
         lambda: services.contract_stage_change(contract=contract, user=request.user, **form.cleaned_data),
-        lambda staged: f"Change staged for {staged.next_change_on:%Y-%m-%d}.",
+        lambda staged: (
+            _("Change staged for %(date)s.") % {"date": date_format(staged.next_change_on, "SHORT_DATE_FORMAT")}
+        ),
     )
 
 
@@ -404,7 +417,9 @@ def contract_card(request: HttpRequest, pk: int) -> HttpResponse:
     except services.CarparkError as exc:
         _error(request, exc)
     else:
-        messages.success(request, f"RFID card {card.identifier} issued; earlier cards stop working.")
+        messages.success(
+            request, _("RFID card %(card)s issued; earlier cards stop working.") % {"card": card.identifier}
+        )
     return redirect("carparks:contract-detail", pk=pk)
 
 
@@ -469,7 +484,9 @@ def case_create(request: HttpRequest, customer_pk: int) -> HttpResponse:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
             messages.success(
-                request, f"Case {case.pk} opened; due {timezone.localtime(case.sla_due_at):%Y-%m-%d %H:%M}."
+                request,
+                _("Case %(number)s opened; due %(due)s.")
+                % {"number": case.pk, "due": date_format(timezone.localtime(case.sla_due_at), "SHORT_DATETIME_FORMAT")},
             )
             return redirect("carparks:case-detail", pk=case.pk)
     return render(request, "carparks/case_form.html", {"form": form, "customer": customer})
@@ -533,27 +550,27 @@ def case_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     try:
         if action == "take":
             services.case_assign(case=case, assignee=request.user, user=request.user)
-            messages.success(request, f"Case {pk} is assigned to you.")
+            messages.success(request, _("Case %(number)s is assigned to you.") % {"number": pk})
         elif action == "note":
             form = CaseNoteForm(request.POST)
             if not form.is_valid():
                 raise services.CarparkError("Write a note.")
             services.case_add_note(case=case, note=form.cleaned_data["note"], user=request.user)
-            messages.success(request, "Note added.")
+            messages.success(request, _("Note added."))
         elif action == "resolve":
             form = CaseResolveForm(request.POST)
             if not form.is_valid():
                 raise services.CarparkError("Write the resolution the customer will read.")
             services.case_resolve(case=case, resolution=form.cleaned_data["resolution"], user=request.user)
-            messages.success(request, f"Case {pk} is resolved.")
+            messages.success(request, _("Case %(number)s is resolved.") % {"number": pk})
         elif action == "reopen":
             services.case_reopen(case=case, user=request.user)
-            messages.success(request, f"Case {pk} is open again.")
+            messages.success(request, _("Case %(number)s is open again.") % {"number": pk})
         elif action == "close":
             services.case_close(case=case, user=request.user)
-            messages.success(request, f"Case {pk} is closed.")
+            messages.success(request, _("Case %(number)s is closed.") % {"number": pk})
         else:
-            messages.error(request, f"'{action}' is not an action on cases.")
+            messages.error(request, _("'%(action)s' is not an action on cases.") % {"action": action})
     except services.CarparkError as exc:
         _error(request, exc)
     return redirect("carparks:case-detail", pk=pk)

@@ -72,7 +72,7 @@ def test_an_admin_adds_a_car_park_two_products_and_a_price_change_the_invoice_sh
     expect(page.get_by_text("planned", exact=True)).to_be_visible()
     expect(page.locator("#price-today")).to_contain_text("90.00")
     until = (change_on - timedelta(days=1)).isoformat()
-    expect(page.locator("tr").filter(has_text=until)).to_contain_text("90.00 €")
+    expect(page.locator("tr").filter(has_text=until)).to_contain_text("€90.00")
 
     # Setup outside the pages: the active contract and next month's invoicing (by the service; the
     # Finance run page adds a preview and confirmation that this journey does not need).
@@ -85,7 +85,7 @@ def test_an_admin_adds_a_car_park_two_products_and_a_price_change_the_invoice_sh
 
     page.goto(f"{live_server.url}{reverse('billing:invoice-detail', args=[invoice.pk])}")
     lines = page.locator("table").filter(has_text="Season 24/7")
-    expect(lines).to_contain_text("monthly 90.00 €")
-    expect(lines).to_contain_text("monthly 99.00 €")
+    expect(lines).to_contain_text("monthly €90.00")
+    expect(lines).to_contain_text("monthly €99.00")
     expect(lines).to_contain_text("14/")
     assert invoice.lines.count() == 2

@@ -91,7 +91,7 @@ class TestPages:
         services.case_open(customer=company, contract=contract, kind="question", subject="Invoice address?")
         login(client, CARE, carparks=[product.carpark])
         page = client.get(reverse("carparks:customer-detail", args=[company.pk])).content.decode()
-        for text in ("Fleet AG", company.company_number, "MFL1", "Invoice address?", "applied → approved"[:7]):
+        for text in ("Fleet AG", company.company_number, "MFL1", "Invoice address?", "Applied → Approved"[:7]):
             assert text in page
 
     def test_list_pages_do_not_grow_queries_with_rows(self, client, django_assert_max_num_queries):
