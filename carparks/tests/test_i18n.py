@@ -136,7 +136,7 @@ class TestGermanPages:
         for label in ("Kunde", "Parkhaus", "Laufzeit", "Monatspreis", "Kaution", "Fahrzeuge", "Kündigen"):
             assert f">{label}<" in page, label
         assert "1.234,50\u00a0€" in page
-        assert "01.03.2027" in page
+        assert "01.03.2027 – unbefristet" in page
         assert ">Monthly price<" not in page
         english = client.get(url).content.decode()
         assert ">Monthly price<" in english and "€1,234.50" in english and "2027-03-01" in english
