@@ -157,6 +157,10 @@ def test_the_basket_has_one_field_per_name(demo, client, login, django_user_mode
             seen[name] = index
     assert "q" in seen and "task_search" in seen
 
+    # the search's own results page offers its field once (the top bar's would be a second "q")
+    search = parse(client.get(reverse("carparks:search") + "?q=x").content.decode()).forms
+    assert sum(names.count("q") for names in search) == 1
+
 
 def test_the_visible_text_leaves_out_attributes_and_scripts():
     html = '<div title="{&quot;a&quot;: 1}" data-x="in_progress">Shown</div><script>var x = {"a": 1}</script>'
