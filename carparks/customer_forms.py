@@ -64,7 +64,6 @@ class CustomerForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_("One per line."),
     )
-    invoice_language = forms.ChoiceField(label=_("Invoice language"), choices=LANGUAGES, initial="de")
     language = forms.ChoiceField(
         label=_("Language"),
         choices=LANGUAGES,

@@ -74,7 +74,6 @@ EDITABLE_FIELDS = (
     "billing_city",
     "billing_country",
     "cost_centres",
-    "invoice_language",
     "language",
 )
 

@@ -207,7 +207,7 @@ def _customer_billing_and_review(customers: list[Customer]) -> int:
         "München",
         "DE",
     )
-    first.cost_centres, first.invoice_language = ["Vertrieb", "Service", "Geschäftsführung"], "de"
+    first.cost_centres, first.language = ["Vertrieb", "Service", "Geschäftsführung"], "de"
     second.billing_contact, second.billing_email = "Accounts payable", f"ap@{second.email.split('@')[1]}"
     second.billing_street, second.billing_postcode, second.billing_city, second.billing_country = (
         "PO Box 4711",
@@ -215,7 +215,7 @@ def _customer_billing_and_review(customers: list[Customer]) -> int:
         "Berlin",
         "DE",
     )
-    second.cost_centres, second.invoice_language = ["FLEET-01", "FLEET-02", "POOL"], "en"
+    second.cost_centres, second.language = ["FLEET-01", "FLEET-02", "POOL"], "en"
     branch.name = f"{first.name.rsplit(' ', 1)[0]} Niederlassung Nord"
     branch.company_number, branch.possible_duplicate_of = first.company_number, first
     fields = [
@@ -229,7 +229,7 @@ def _customer_billing_and_review(customers: list[Customer]) -> int:
         "billing_city",
         "billing_country",
         "cost_centres",
-        "invoice_language",
+        "language",
     ]
     Customer.objects.bulk_update([first, second, branch], fields)
     return 3

@@ -166,7 +166,6 @@ class Customer(models.Model):
     billing_postcode = models.CharField(max_length=20, blank=True)
     billing_city = models.CharField(max_length=100, blank=True)
     billing_country = models.CharField(max_length=2, blank=True)
-    invoice_language = models.CharField(max_length=2, choices=[("de", _("German")), ("en", _("English"))], default="de")
     possible_duplicate_of = models.ForeignKey(
         "self",
         null=True,

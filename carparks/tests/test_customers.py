@@ -49,7 +49,6 @@ def form_data(**overrides):
         "billing_city": "",
         "billing_country": "",
         "cost_centres": "",
-        "invoice_language": "de",
         "language": "de",
     }
     data.update(overrides)
@@ -85,14 +84,14 @@ class TestNewCustomer:
                 billing_city="Munich",
                 billing_country="de",
                 cost_centres="CC-100\n\n  CC-200  \nCC-100",
-                invoice_language="en",
+                language="en",
             ),
         )
         customer = Customer.objects.get(name="Fleet AG")
         assert response.status_code == 302 and response.url == reverse("carparks:customer-detail", args=[customer.pk])
         assert customer.kind == "corporate" and customer.company_number == "HRB 777"
         assert customer.cost_centres == ["CC-100", "CC-200"]
-        assert (customer.billing_country, customer.invoice_language, customer.invoice_email) == (
+        assert (customer.billing_country, customer.language, customer.invoice_email) == (
             "DE",
             "en",
             "ap@fleet.example",
@@ -157,7 +156,7 @@ class TestBadInput:
             ("name", "Ada\x00Lovelace", "Null characters are not allowed."),
             ("name", "A" * 10_000, "at most 200 characters"),
             ("email", "not-an-email", "Enter a valid email address."),
-            ("invoice_language", "fr", "Select a valid choice."),
+            ("language", "fr", "Select a valid choice."),
             ("kind", "alien", "Select a valid choice."),
             ("country", "Germany", "Enter a valid value."),
             ("cost_centres", "\x00", "Null characters are not allowed."),

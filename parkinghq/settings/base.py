@@ -312,6 +312,7 @@ SPECTACULAR_SETTINGS = {
         "CredentialKindEnum": "carparks.models.Credential.Kind",
         "ContractStateEnum": "carparks.models.Contract.State",
         "CaseStateEnum": "carparks.models.Case.State",
+        "CustomerLanguageEnum": "carparks.api.serializers.CUSTOMER_LANGUAGES",
     },
 }
 # Requests per API client (carparks.api.throttling).
