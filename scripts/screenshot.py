@@ -53,7 +53,7 @@ def main() -> int:
             secret = page.get_by_test_id("otp-secret").inner_text().replace(" ", "")
             key = base64.b32decode(secret + "=" * (-len(secret) % 8))
             page.locator("input[name=token]").fill(f"{totp(key):06d}")
-            page.locator("form:has(input[name=password]) button[type=submit]").click()
+            page.locator("form:has(input[name=token]) button[type=submit]").click()
             page.wait_for_load_state()
         elif "/two-factor/" in page.url:
             print("this user has an authenticator already; use a fresh demo database", file=sys.stderr)
