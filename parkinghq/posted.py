@@ -12,8 +12,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
-
-NUL_MESSAGE = "must not contain NUL characters"
+from django.utils.translation import gettext as _
 
 
 def posted_text(request: HttpRequest, name: str, *, label: str, max_length: int | None = None) -> str:
@@ -26,7 +25,7 @@ def posted_text(request: HttpRequest, name: str, *, label: str, max_length: int 
     try:
         text = field.clean(request.POST.get(name, ""))
     except ValidationError as exc:
-        raise ValidationError(f"{label} {NUL_MESSAGE}.") from exc
+        raise ValidationError(_("%(label)s must not contain NUL characters.") % {"label": label}) from exc
     return text[:max_length] if max_length is not None else text
 
 

@@ -9,6 +9,7 @@ from django.forms.boundfield import BoundField
 from django.utils.formats import number_format
 from django.utils.safestring import SafeString
 from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 
 register = template.Library()
 
@@ -45,11 +46,11 @@ def audit_value(value: object) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return _("yes") if value else _("no")
     if isinstance(value, list):
-        return ", ".join(audit_value(item) for item in value) if value else "(none)"
+        return ", ".join(audit_value(item) for item in value) if value else _("(none)")
     if isinstance(value, dict):
-        return "; ".join(f"{key}: {audit_value(item)}" for key, item in value.items()) if value else "(none)"
+        return "; ".join(f"{key}: {audit_value(item)}" for key, item in value.items()) if value else _("(none)")
     return str(value)
 
 
