@@ -15,6 +15,8 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.roles import FINANCE, SUPERVISOR, role_required
@@ -41,7 +43,7 @@ def run_create(request: HttpRequest) -> HttpResponse:
         except services.BillingError as exc:
             form.add_error("period", str(exc))
         else:
-            messages.info(request, "Check the preview, then confirm the run. Nothing is billed before you do.")
+            messages.info(request, _("Check the preview, then confirm the run. Nothing is billed before you do."))
             return redirect("billing:run-detail", pk=run.pk)
     return render(
         request,
@@ -95,7 +97,10 @@ def run_confirm(request: HttpRequest, pk: int) -> HttpResponse:
     except services.BillingError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"The invoicing run for {run.period_start:%m/%Y} is confirmed and queued.")
+        messages.success(
+            request,
+            _("The invoicing run for %(month)s is confirmed and queued.") % {"month": f"{run.period_start:%m/%Y}"},
+        )
     return redirect("billing:run-detail", pk=pk)
 
 
@@ -109,8 +114,12 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         deleted = run.preview.get("drafts_deleted", 0)
-        detail = f" Its {deleted} draft invoice{'s' if deleted != 1 else ''} were deleted." if deleted else ""
-        messages.success(request, f"The invoicing run for {run.period_start:%m/%Y} is cancelled.{detail}")
+        text = _("The invoicing run for %(month)s is cancelled.") % {"month": f"{run.period_start:%m/%Y}"}
+        if deleted:
+            text += " " + ngettext(
+                "Its %(count)s draft invoice was deleted.", "Its %(count)s draft invoices were deleted.", deleted
+            ) % {"count": deleted}
+        messages.success(request, text)
     return redirect("billing:run-detail", pk=pk)
 
 
@@ -123,7 +132,7 @@ def run_refresh(request: HttpRequest, pk: int) -> HttpResponse:
     except services.BillingError as exc:
         messages.error(request, str(exc))
     else:
-        messages.info(request, "The preview is up to date.")
+        messages.info(request, _("The preview is up to date."))
     return redirect("billing:run-detail", pk=pk)
 
 
