@@ -19,6 +19,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext
 
 from carparks.models import CarPark, Contract, Credential
 
@@ -329,7 +330,12 @@ def connection_test(*, connection: CpmsConnection, user: Any = None) -> tuple[Sy
         result = HealthResult(ok=False, message=str(exc))
     except Exception as exc:  # noqa: BLE001 - "Test connection" answers with a result, never with a 500
         logger.exception("CPMS connection test of %s failed unexpectedly", connection)
-        result = HealthResult(ok=False, message=f"The test failed unexpectedly: {exc.__class__.__name__}: {exc}"[:500])
+        result = HealthResult(
+            ok=False,
+            message=(
+                gettext("The test failed unexpectedly: %(error)s") % {"error": f"{exc.__class__.__name__}: {exc}"}
+            )[:500],
+        )
     details = {"ok": result.ok, "message": result.message, "latency_ms": result.latency_ms, **result.details}
     if result.ok:
         _run_succeeded(run, details=details)

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from django.utils.translation import gettext
+
 from .apds_rights import ApdsRightsMixin
 from .base import (
     DAYS,
@@ -648,7 +650,7 @@ class ApdsAdapter(ClientCredentialsMixin, ApdsRightsMixin, CpmsAdapter):
         total = body["meta"].get("total")
         return HealthResult(
             ok=True,
-            message=f"APDS 4 endpoint answered: {total} places published.",
+            message=gettext("APDS 4 endpoint answered: %(total)s places published.") % {"total": total},
             latency_ms=_elapsed(started),
             details={"places": total},
         )

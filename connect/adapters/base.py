@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 import urllib3
+from django.utils.translation import gettext
 
 
 class CpmsError(Exception):
@@ -257,7 +258,7 @@ class CpmsAdapter(abc.ABC):
         except CpmsError as exc:
             return HealthResult(ok=False, message=str(exc), latency_ms=_ms_since(started))
         return HealthResult(
-            ok=True, message="The feed answered with a readable document.", latency_ms=_ms_since(started)
+            ok=True, message=gettext("The feed answered with a readable document."), latency_ms=_ms_since(started)
         )
 
     # --- HTTP helpers ----------------------------------------------------------------------
