@@ -140,3 +140,18 @@ def test_a_refund_amount_is_read_in_either_languages_format(typed, amount):
     form = RefundForm(data={"amount": typed, "reason": "Doppelt berechnet"})
     assert form.is_valid(), form.errors
     assert form.cleaned_data["amount"] == Decimal(amount)
+
+
+def test_the_invoicing_run_page_follows_the_staff_members_language(client, finance_user):
+    ContractFactory(customer=CustomerFactory(language="en"), monthly_price=Decimal("1234.50"))
+    client.force_login(finance_user)
+    with time_machine.travel("2026-12-01 06:00 +01:00", tick=False):
+        run = services.invoicing_run_preview_create(period_start=date(2026, 12, 1), user=finance_user)
+        url = reverse("billing:run-detail", args=[run.pk])
+        german = client.get(url, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+        english = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Abrechnungslauf für Dezember 2026" in german and "Vorschau: Was dieser Lauf tun wird" in german
+    assert '<dd class="col-sm-7" data-figure="gross">1.234,50\xa0€</dd>' in german
+    assert "Berechnet am 01.12.2026" in german and "Bestätigen und ausführen" in german
+    assert "Invoicing run for December 2026" in english and '"gross">€1,234.50</dd>' in english
+    assert "Worked out 2026-12-01" in english
