@@ -22,6 +22,7 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import get_language, gettext
 
 from billing import selectors
 from billing.models import (
@@ -253,6 +254,13 @@ def invoicing_run_create(*, period_start: date, user: Any = None) -> InvoicingRu
     )
 
 
+def _state_in_prose(run: InvoicingRun) -> str:
+    """The run's state inside a sentence: lower case in English ('done'), as labelled in German (nouns keep
+    their capitals)."""
+    label = str(run.get_state_display())
+    return label if (get_language() or "en").startswith("de") else label.lower()
+
+
 def invoicing_run_period_check(*, period_start: date, today: date | None = None) -> None:
     """Refuse a period Finance may not bill yet: the current or an earlier month, or the next month
     from ``BILLING_RUN_EARLY_DAYS`` days before it starts (raises BillingError naming the date)."""
@@ -268,10 +276,21 @@ def invoicing_run_period_check(*, period_start: date, today: date | None = None)
         return
     if start == next_month:
         raise BillingError(
-            f"{start:%m/%Y} can be billed from {opens:%d.%m.%Y} ({early} days before it starts); "
-            f"choose {this_month:%m/%Y} or an earlier month."
+            gettext(
+                "%(month)s can be billed from %(opens)s (%(early)s days before it starts); "
+                "choose %(this_month)s or an earlier month."
+            )
+            % {
+                "month": f"{start:%m/%Y}",
+                "opens": f"{opens:%d.%m.%Y}",
+                "early": early,
+                "this_month": f"{this_month:%m/%Y}",
+            }
         )
-    raise BillingError(f"{start:%m/%Y} is too far ahead: bill {this_month:%m/%Y} or an earlier month.")
+    raise BillingError(
+        gettext("%(month)s is too far ahead: bill %(this_month)s or an earlier month.")
+        % {"month": f"{start:%m/%Y}", "this_month": f"{this_month:%m/%Y}"}
+    )
 
 
 def invoicing_run_preview_compute(*, period_start: date, period_end: date) -> dict[str, Any]:
@@ -364,7 +383,9 @@ def invoicing_run_preview_refresh(*, run: InvoicingRun) -> InvoicingRun:
     with transaction.atomic():
         run = InvoicingRun.objects.select_for_update().get(pk=run.pk)
         if run.state != InvoicingRun.State.PREVIEW:
-            raise BillingError(f"This run is {run.get_state_display().lower()}; its preview is kept as it was.")
+            raise BillingError(
+                gettext("This run is %(state)s; its preview is kept as it was.") % {"state": _state_in_prose(run)}
+            )
         run.preview = preview
         run.save(update_fields=["preview"])
     return run
@@ -375,8 +396,11 @@ def invoicing_run_confirm(*, run: InvoicingRun, user: Any, today: date | None = 
     with transaction.atomic():
         run = InvoicingRun.objects.select_for_update().get(pk=run.pk)
         if run.state != InvoicingRun.State.PREVIEW:
-            already = "confirmed already" if run.confirmed_at else run.get_state_display().lower()
-            raise BillingError(f"This invoicing run is {already}; it was not queued again.")
+            if run.confirmed_at:
+                raise BillingError(gettext("This invoicing run is confirmed already; it was not queued again."))
+            raise BillingError(
+                gettext("This invoicing run is %(state)s; it was not queued again.") % {"state": _state_in_prose(run)}
+            )
         invoicing_run_period_check(period_start=run.period_start, today=today)
         busy = (
             InvoicingRun.objects.filter(
@@ -387,7 +411,10 @@ def invoicing_run_confirm(*, run: InvoicingRun, user: Any, today: date | None = 
             .first()
         )
         if busy is not None:
-            raise BillingError(f"The run for {busy.period_start:%m/%Y} is still in progress; confirm when it is done.")
+            raise BillingError(
+                gettext("The run for %(month)s is still in progress; confirm when it is done.")
+                % {"month": f"{busy.period_start:%m/%Y}"}
+            )
         run.state = InvoicingRun.State.QUEUED
         run.confirmed_by = user if getattr(user, "pk", None) else None
         run.confirmed_at = timezone.now()
@@ -421,11 +448,13 @@ def invoicing_run_cancel(*, run: InvoicingRun, user: Any) -> InvoicingRun:
     with transaction.atomic():
         run = InvoicingRun.objects.select_for_update().get(pk=run.pk)
         if run.state == InvoicingRun.State.CANCELLED:
-            raise BillingError("This invoicing run is cancelled already.")
+            raise BillingError(gettext("This invoicing run is cancelled already."))
         if not invoicing_run_cancellable(run):
             raise BillingError(
-                "This run has issued its invoices and is emailing and charging them: it can no longer be "
-                "cancelled. Reverse a single invoice with a credit note instead."
+                gettext(
+                    "This run has issued its invoices and is emailing and charging them: it can no longer be "
+                    "cancelled. Reverse a single invoice with a credit note instead."
+                )
             )
         drafts = Invoice.objects.filter(run=run, state=Invoice.State.DRAFT)
         deleted = drafts.count()
