@@ -119,7 +119,7 @@ def invoice_finalise(*, invoice: Invoice, user: Any = None, issue_date: date | N
             return invoice
         lines = list(invoice.lines.all())
         if not lines:
-            raise BillingError("An invoice without lines cannot be issued.")
+            raise BillingError(gettext("An invoice without lines cannot be issued."))
         issued_on = issue_date or timezone.localdate()
         _apply_totals(invoice, lines)
         InvoiceLine.objects.bulk_update(lines, ["net", "vat"])
@@ -829,17 +829,18 @@ def _queue_delivery(invoice_ids: list[int]) -> None:
 def credit_note_issue(*, invoice: Invoice, reason: str, user: Any = None) -> CreditNote:
     """Reverse an issued invoice in full: a numbered credit note, and the invoice becomes void."""
     if not reason.strip():
-        raise BillingError("Give a reason for the credit note.")
+        raise BillingError(gettext("Give a reason for the credit note."))
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if invoice.state == Invoice.State.DRAFT:
-            raise BillingError("A draft invoice has nothing to reverse.")
+            raise BillingError(gettext("A draft invoice has nothing to reverse."))
         if invoice.credit_notes.filter(is_partial=True).exists():
             raise BillingError(
-                f"Invoice {invoice.display_number} is partly credited already; refund what is left instead."
+                gettext("Invoice %(number)s is partly credited already; refund what is left instead.")
+                % {"number": invoice.display_number}
             )
         if invoice.state == Invoice.State.VOID or CreditNote.objects.filter(invoice=invoice).exists():
-            raise BillingError(f"Invoice {invoice.display_number} is already reversed.")
+            raise BillingError(gettext("Invoice %(number)s is already reversed.") % {"number": invoice.display_number})
 
         issued_on = timezone.localdate()
         series = f"{CREDIT_NOTE_SERIES_PREFIX}{issued_on.year}"
@@ -900,7 +901,7 @@ def card_setup_customer(*, token: str) -> Customer:
     try:
         data = signing.loads(token, salt=CARD_SETUP_SALT, max_age=settings.BILLING_CARD_LINK_MAX_AGE_DAYS * 86400)
     except signing.BadSignature as exc:
-        raise BillingError("This link is invalid or has expired. Ask us for a new one.") from exc
+        raise BillingError(gettext("This link is invalid or has expired. Ask us for a new one.")) from exc
     return Customer.objects.get(pk=data["customer"])
 
 
@@ -935,9 +936,9 @@ def payment_method_save(*, customer: Customer, setup_intent_id: str) -> PaymentM
     intent = client.v1.setup_intents.retrieve(setup_intent_id)
     stripe_id = stripe_customer_ensure(customer=customer)
     if intent.customer != stripe_id:
-        raise BillingError("This card setup does not belong to this customer.")
+        raise BillingError(gettext("This card setup does not belong to this customer."))
     if intent.status != "succeeded" or not intent.payment_method:
-        raise BillingError("The card was not saved; please try again.")
+        raise BillingError(gettext("The card was not saved; please try again."))
     pm_id = intent.payment_method if isinstance(intent.payment_method, str) else intent.payment_method.id
     method = client.v1.payment_methods.retrieve(pm_id)
     if not getattr(method, "customer", None):
@@ -1284,13 +1285,13 @@ def _dunning_running(invoice: Invoice) -> bool:
 def invoice_record_transfer(*, invoice: Invoice, reference: str, user: Any = None) -> Payment:
     """Record that the invoice was paid by bank transfer (outside Stripe): a ledger row, invoice paid."""
     if not reference.strip():
-        raise BillingError("Give the bank reference of the transfer.")
+        raise BillingError(gettext("Give the bank reference of the transfer."))
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if not invoice.is_payable:
             raise BillingError(f"Invoice {invoice.display_number} is {invoice.get_state_display().lower()}.")
         if selectors.live_charge(invoice) is not None:
-            raise BillingError("A card payment for this invoice is in progress or done.")
+            raise BillingError(gettext("A card payment for this invoice is in progress or done."))
         attempt = invoice.payments.filter(kind=Payment.Kind.CHARGE).count() + 1
         payment = Payment.objects.create(
             invoice=invoice,
