@@ -113,7 +113,11 @@ class ApplicationForm(forms.Form):
         data = super().clean()
         carpark, product = data.get("carpark"), data.get("product")
         if carpark and product and product.carpark_id != carpark.pk:
-            self.add_error("product", f"{product.name} is sold at {product.carpark.name}, not at {carpark.name}.")
+            self.add_error(
+                "product",
+                _("%(product)s is sold at %(sold_at)s, not at %(carpark)s.")
+                % {"product": product.name, "sold_at": product.carpark.name, "carpark": carpark.name},
+            )
         return data
 
     def add_service_error(self, exc: services.CarparkError) -> None:

@@ -211,7 +211,7 @@ def customer_merge(request: HttpRequest, pk: int) -> HttpResponse:
     if data is not None and form.is_valid():
         other = customers_for_user(request.user).filter(pk=form.cleaned_data["other"]).first()
         if other is None or other.pk == this.pk:
-            form.add_error("other", "Enter the number of another customer you may see.")
+            form.add_error("other", _("Enter the number of another customer you may see."))
         else:
             keep, gone = (this, other) if form.cleaned_data["keep"] == "this" else (other, this)
             preview = customer_services.customers_merge_preview(keep=keep, other=gone)
