@@ -132,6 +132,17 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+@pytest.fixture(autouse=True)
+def _language_reset() -> Iterator[None]:
+    """Each test starts and ends in the default language: a request in German (LocaleMiddleware activates
+    the language and nothing deactivates it) must not leave German behind for the next test's code."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})

@@ -251,7 +251,7 @@ def test_termination_revokes_credentials_and_sends_the_final_invoice(sim, synced
 @pytest.mark.django_db
 def test_dunning_retries_the_card_and_ends_paid(client, stripe_settings):  # noqa: F811
     publish("dunning-failed-payment")
-    customer = CustomerFactory()
+    customer = CustomerFactory(language="en")  # the reminder below is read in English
     invoice = issued_invoice(customer)
     process = process_start(definition_key="dunning-failed-payment", business_object=invoice)
     run_pending_system_steps()

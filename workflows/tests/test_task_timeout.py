@@ -84,7 +84,7 @@ def test_the_task_page_says_when_the_task_closes_and_where_the_process_goes(clie
     login(client, care)
     page = client.get(reverse("workflows:task-detail", args=[task.pk])).content.decode()
     closes = page.split('id="task-closes"', 1)[1].split("</div></div>", 1)[0]
-    assert "05.05.2026" in closes and "“Send a letter”" in closes
+    assert "2026-05-05 10:00" in closes and "“Send a letter”" in closes
 
     services.task_complete(task=task, user=care, outcome="reached")
     page = client.get(reverse("workflows:task-detail", args=[task.pk])).content.decode()
@@ -107,7 +107,7 @@ def test_whoever_held_a_closed_task_is_told(time_machine, care, django_capture_o
         assert fire_due_timers() == 1
     note = Notification.objects.get(user=care, kind=Notification.Kind.OVERDUE)
     assert note.title == "Closed: Call the customer back"
-    assert "went on to 'Send a letter'" in note.body
+    assert "went on to “Send a letter”" in note.body
     assert [m.subject for m in mail.outbox] == ["[ParkingHQ] Closed: Call the customer back"]
 
 
