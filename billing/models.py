@@ -15,6 +15,8 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django_fsm import FSMField, transition
 
+from billing.payment_options import PaymentOption
+
 ZERO = Decimal("0.00")
 
 
@@ -103,6 +105,25 @@ class Invoice(models.Model):
     facturx_xml = models.TextField(blank=True)
     emailed_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
+    payment_option = models.CharField(
+        max_length=20,
+        choices=PaymentOption.choices,
+        default=PaymentOption.CARD,
+        help_text="How this invoice is collected: the customer's option when it was issued.",
+    )
+    payment_reference = models.CharField(
+        max_length=35,
+        blank=True,
+        db_index=True,
+        help_text="The structured reference a bank transfer quotes (ISO 11649 RF creditor reference).",
+    )
+    amount_paid = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        default=ZERO,
+        help_text="Received so far (card, direct debit, transfers) less money taken back; the open amount is "
+        "gross_total - amount_paid.",
+    )
     run = models.ForeignKey(InvoicingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -126,6 +147,10 @@ class Invoice(models.Model):
         if self.number is None:
             return f"Draft {self.pk}"
         return f"{self.series}-{self.number:06d}"
+
+    @property
+    def amount_open(self) -> Decimal:
+        return max(self.gross_total - self.amount_paid, ZERO)
 
     @property
     def is_payable(self) -> bool:
@@ -266,14 +291,34 @@ class CreditNote(models.Model):
 
 
 class PaymentMethod(models.Model):
-    """A card saved at Stripe through a SetupIntent; we keep only its ids and what to show."""
+    """A card or SEPA Direct Debit account saved at Stripe through a SetupIntent; we keep its ids and what to show.
+
+    For ``sepa_debit`` the mandate is kept as SEPA requires (reference, date, the text the customer
+    accepted and how they accepted it); a SEPA method without ``mandate_accepted_at`` is never charged.
+    """
+
+    class Kind(models.TextChoices):
+        CARD = PaymentOption.CARD.value, PaymentOption.CARD.label
+        SEPA_DEBIT = PaymentOption.SEPA_DEBIT.value, PaymentOption.SEPA_DEBIT.label
 
     customer = models.ForeignKey("carparks.Customer", on_delete=models.CASCADE, related_name="payment_methods")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CARD)
     stripe_customer_id = models.CharField(max_length=100)
     stripe_payment_method_id = models.CharField(max_length=100, unique=True)
     stripe_setup_intent_id = models.CharField(max_length=100, blank=True)
     brand = models.CharField(max_length=30, blank=True)
-    last4 = models.CharField(max_length=4, blank=True)
+    last4 = models.CharField(max_length=4, blank=True, help_text="Last four digits of the card or the IBAN.")
+    bank_code = models.CharField(max_length=20, blank=True, help_text="SEPA: the bank code within the IBAN.")
+    country = models.CharField(max_length=2, blank=True, help_text="SEPA: the IBAN's country.")
+    mandate_reference = models.CharField(max_length=35, blank=True, help_text="SEPA: the mandate reference.")
+    stripe_mandate_id = models.CharField(max_length=100, blank=True)
+    mandate_text = models.TextField(blank=True, help_text="SEPA: the mandate text the customer accepted.")
+    mandate_accepted_at = models.DateTimeField(null=True, blank=True, help_text="SEPA: when the mandate was signed.")
+    mandate_acceptance = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="SEPA: how it was accepted ({type: online|offline, ip_address, user_agent}).",
+    )
     exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
     exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
     is_default = models.BooleanField(default=True)
@@ -291,7 +336,16 @@ class PaymentMethod(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.kind == self.Kind.SEPA_DEBIT:
+            return f"SEPA {self.country} •••• {self.last4}"
         return f"{self.brand or 'card'} •••• {self.last4}"
+
+    @property
+    def is_chargeable(self) -> bool:
+        """Live, and for SEPA with a signed mandate: only then may a charge be sent."""
+        if self.detached_at is not None:
+            return False
+        return self.kind != self.Kind.SEPA_DEBIT or self.mandate_accepted_at is not None
 
 
 class Payment(models.Model):
@@ -305,6 +359,7 @@ class Payment(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
+        PROCESSING = "processing", _("Processing (direct debit under way)")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
 
@@ -316,7 +371,18 @@ class Payment(models.Model):
     attempt = models.PositiveSmallIntegerField(default=1)
     idempotency_key = models.CharField(max_length=100, unique=True)
     job_key = models.CharField(max_length=200, blank=True, db_index=True, help_text="The system step that made it.")
+    method = models.CharField(
+        max_length=20, choices=PaymentOption.choices, default=PaymentOption.CARD, help_text="How the money moved."
+    )
     payment_method = models.ForeignKey(PaymentMethod, null=True, blank=True, on_delete=models.SET_NULL)
+    bank_entry = models.ForeignKey(
+        "BankEntry",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="payments",
+        help_text="The bank statement credit a transfer was booked from.",
+    )
     stripe_payment_intent_id = models.CharField(max_length=100, blank=True, db_index=True)
     stripe_charge_id = models.CharField(max_length=100, blank=True)
     stripe_refund_id = models.CharField(max_length=100, blank=True)
@@ -333,7 +399,7 @@ class Payment(models.Model):
             # The ledger's guard against charging twice: at most one live charge per invoice.
             models.UniqueConstraint(
                 fields=["invoice"],
-                condition=Q(kind="charge", status__in=["pending", "succeeded"]),
+                condition=Q(kind="charge", status__in=["pending", "processing", "succeeded"], bank_entry__isnull=True),
                 name="payment_one_live_charge_per_invoice",
             ),
             models.UniqueConstraint(
@@ -507,3 +573,116 @@ class SentEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template} to {self.to}"
+
+
+class BankStatement(models.Model):
+    """A bank statement Finance uploaded (ISO 20022 camt.053, or camt.054 credit notifications).
+
+    A file is imported once: the SHA-256 of its bytes, and the account's statement id, are unique, so
+    the same statement uploaded again is refused and books nothing.
+    """
+
+    class Kind(models.TextChoices):
+        CAMT053 = "camt053", _("Statement (camt.053)")
+        CAMT054 = "camt054", _("Credit notification (camt.054)")
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    message_id = models.CharField(max_length=35, help_text="GrpHdr/MsgId.")
+    statement_id = models.CharField(max_length=35, help_text="Stmt/Id (camt.053) or Ntfctn/Id (camt.054).")
+    account_iban = models.CharField(max_length=34)
+    currency = models.CharField(max_length=3, default="EUR")
+    created_on = models.DateTimeField(null=True, blank=True, help_text="When the bank created the file.")
+    from_date = models.DateField(null=True, blank=True)
+    to_date = models.DateField(null=True, blank=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    file_sha256 = models.CharField(max_length=64, unique=True)
+    entries_count = models.PositiveIntegerField(default=0)
+    credits_count = models.PositiveIntegerField(default=0)
+    credits_total = models.DecimalField(max_digits=14, decimal_places=2, default=ZERO)
+    matched_count = models.PositiveIntegerField(default=0)
+    queued_count = models.PositiveIntegerField(default=0)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account_iban", "kind", "statement_id"], name="bankstatement_unique_statement"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.statement_id}"
+
+
+class BankEntry(models.Model):
+    """One booked entry of a bank statement; credits are matched to invoices, debits only recorded."""
+
+    class Status(models.TextChoices):
+        MATCHED = "matched", _("Matched")
+        PARTIAL = "partial", _("Matched, part of the amount")
+        OVERPAID = "overpaid", _("Matched, more than the amount (credit balance)")
+        QUEUED = "queued", _("To match by hand")
+        MANUAL = "manual", _("Matched by hand")
+        IGNORED = "ignored", _("Not an invoice payment")
+
+    class Rule(models.TextChoices):
+        REFERENCE = "reference", _("Invoice number in the reference")
+        CREDITOR_REFERENCE = "creditor_reference", _("RF creditor reference")
+        FUZZY_REFERENCE = "fuzzy_reference", _("Invoice number with a typo")
+        AMOUNT_NAME = "amount_name", _("Amount and payer's name")
+        MANUAL = "manual", _("By hand")
+
+    statement = models.ForeignKey(BankStatement, on_delete=models.PROTECT, related_name="entries")
+    position = models.PositiveIntegerField(help_text="Order within the statement (entry, then transaction).")
+    is_credit = models.BooleanField(help_text="CdtDbtInd CRDT.")
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3, default="EUR")
+    booking_date = models.DateField(null=True, blank=True)
+    value_date = models.DateField(null=True, blank=True)
+    account_servicer_reference = models.CharField(max_length=35, blank=True, help_text="AcctSvcrRef.")
+    end_to_end_id = models.CharField(max_length=35, blank=True)
+    debtor_name = models.CharField(max_length=140, blank=True)
+    debtor_iban = models.CharField(max_length=34, blank=True)
+    remittance_unstructured = models.TextField(blank=True, help_text="RmtInf/Ustrd, joined.")
+    remittance_structured = models.CharField(max_length=35, blank=True, help_text="RmtInf/Strd/CdtrRefInf/Ref.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    rule = models.CharField(max_length=20, choices=Rule.choices, blank=True)
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="bank_entries")
+    matched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    matched_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["statement", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["statement", "position"], name="bankentry_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        sign = "" if self.is_credit else "-"
+        return f"{sign}{self.amount} {self.currency} {self.debtor_name}".strip()
+
+
+class CustomerCredit(models.Model):
+    """The customer's credit balance ledger: over-payments in (+), credit used on an invoice or paid out (-)."""
+
+    customer = models.ForeignKey("carparks.Customer", on_delete=models.PROTECT, related_name="credits")
+    amount = models.DecimalField(max_digits=12, decimal_places=2, help_text="Signed: + credit, - used.")
+    currency = models.CharField(max_length=3, default="EUR")
+    reason = models.CharField(max_length=300)
+    bank_entry = models.ForeignKey(
+        BankEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="customer_credits"
+    )
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}: {self.reason}"

@@ -1192,7 +1192,8 @@ def _invoice_paid(invoice: Invoice, payment: Payment, *, user: Any = None) -> No
     from_state = invoice.state
     invoice.mark_paid()
     invoice.paid_at = timezone.now()
-    invoice.save(update_fields=["state", "paid_at"])
+    invoice.amount_paid = max(invoice.amount_paid, invoice.gross_total)
+    invoice.save(update_fields=["state", "paid_at", "amount_paid"])
     how = f"card ({payment.stripe_payment_intent_id})" if payment.stripe_payment_intent_id else payment.reason
     _invoice_event(invoice, from_state, note=f"Paid: {how}", actor=user).save()
     _exceptions_resolve(BillingException.objects.filter(invoice=invoice), resolution="Invoice paid.", user=user)

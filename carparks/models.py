@@ -16,6 +16,8 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django_fsm import FSMField, transition
 
+from billing.payment_options import PaymentOption, default_product_options
+
 PLATE_STRIP = re.compile(r"[\s\-._·]+")
 # The business event whose process reviews an application (approves or rejects it).
 REVIEW_EVENT = "application.received"
@@ -91,6 +93,11 @@ class Product(models.Model):
     )
     is_addon = models.BooleanField(default=False, help_text="An add-on to a season product (e.g. e-charging).")
     is_active = models.BooleanField(default=True)
+    payment_options = models.JSONField(
+        default=default_product_options,
+        blank=True,
+        help_text="The payment options (billing.payment_options.PaymentOption values) this product offers.",
+    )
 
     class Meta:
         ordering = ["carpark__name", "name"]
@@ -177,6 +184,12 @@ class Customer(models.Model):
     merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from")
     authorised_contacts = models.JSONField(default=list, blank=True)
     stripe_customer_id = models.CharField(max_length=100, blank=True)
+    payment_option = models.CharField(
+        max_length=20,
+        choices=PaymentOption.choices,
+        default=PaymentOption.CARD,
+        help_text="How the customer pays their invoices.",
+    )
     api_client = models.ForeignKey(
         "ApiClient",
         null=True,

@@ -338,6 +338,8 @@ BILLING_OPERATOR = {
     "phone": envstr("BILLING_OPERATOR_PHONE", "+49 89 123456-0"),
     "iban": envstr("BILLING_OPERATOR_IBAN", "DE02120300000000202051"),
     "bic": envstr("BILLING_OPERATOR_BIC", "BYLADEM1001"),
+    # SEPA Creditor Identifier, printed with every direct debit pre-notification and mandate.
+    "sepa_creditor_id": envstr("BILLING_OPERATOR_SEPA_CREDITOR_ID", "DE98ZZZ09999999999"),
     "register": envstr("BILLING_OPERATOR_REGISTER", "Amtsgericht München HRB 000000"),
 }
 BILLING_FONT_DIR = envstr("BILLING_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
