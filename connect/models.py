@@ -248,6 +248,10 @@ class SyncRun(models.Model):
     updated = models.PositiveIntegerField(default=0)
     unchanged = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Records to handle, once known (live progress).")
+    )
+    progress_done = models.PositiveIntegerField(default=0, help_text=_("Records handled so far (live progress)."))
     errors = models.JSONField(default=list, blank=True, help_text=_("Readable error messages, newest last."))
     refused = models.JSONField(
         default=list, blank=True, help_text=_("Records of the feed that were not stored: [{id, reason}].")

@@ -268,3 +268,35 @@ class Statement(models.Model):
     @property
     def filename(self) -> str:
         return f"parkinghq-{self.frequency}-statement-{self.period_start:%Y-%m-%d}.pdf"
+
+
+class StatementBuild(models.Model):
+    """A statement build asked for on demand: it runs as a job, and its page polls the progress."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+
+    frequency = models.CharField(max_length=10, choices=StatementSubscription.Frequency.choices)
+    period_start = models.DateField()
+    period_end = models.DateField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    steps_total = models.PositiveSmallIntegerField(default=0)
+    steps_done = models.PositiveSmallIntegerField(default=0)
+    step_label = models.CharField(max_length=200, blank=True, help_text="What the build is doing now.")
+    error = models.TextField(blank=True)
+    statement = models.ForeignKey(Statement, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_frequency_display()} {self.period_start:%Y-%m-%d}: {self.get_state_display()}"
