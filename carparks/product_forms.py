@@ -7,6 +7,7 @@ from decimal import Decimal
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from billing.payment_options import PaymentOption, default_product_options
 from carparks.forms import CarParkForm
 from carparks.models import Product
 from parkinghq.widgets import LocalDateInput
@@ -62,6 +63,14 @@ class ProductForm(forms.Form):
     )
     quota = forms.IntegerField(
         label=_("Quota"), min_value=0, max_value=100000, help_text=_("Places sold at once; never below those held.")
+    )
+    payment_options = forms.MultipleChoiceField(
+        label=_("Payment options offered"),
+        choices=PaymentOption.choices,
+        initial=default_product_options,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": _("Choose at least one payment option the product offers.")},
+        help_text=_("How customers of this product may pay; each customer uses one of them."),
     )
 
     def __init__(self, *args, editing: bool = False, **kwargs):

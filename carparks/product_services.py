@@ -20,7 +20,9 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from billing.payment_options import PaymentOption, default_product_options
 from carparks.models import CarPark, Product, ProductPrice
 from carparks.services import CarparkError, _lock_product, product_set_quota
 
@@ -106,10 +108,30 @@ def _product_values(values: dict[str, Any]) -> dict[str, Any]:
         checked["vehicles_per_place"] = ratio
     if "is_active" in values:
         checked["is_active"] = bool(values["is_active"])
+    if "payment_options" in values:
+        checked["payment_options"] = product_payment_options_check(values["payment_options"])
     unknown = set(values) - set(checked)
     if unknown:
         raise CarparkError(f"Unknown product field {sorted(unknown)[0]!r}.", field=None)
     return checked
+
+
+def product_payment_options_check(value: Any) -> list[str]:
+    """The payment options a product offers, checked: at least one, each a ``PaymentOption``, no repeats;
+    returned in the order of ``PaymentOption`` (so the stored list compares equal however it was given)."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise CarparkError(_('Give the payment options as a list, for example ["card"].'), field="payment_options")
+    given = [str(option) for option in value]
+    unknown = [option for option in given if option not in PaymentOption.values]
+    if unknown:
+        raise CarparkError(
+            _("%(option)r is not a payment option (one of %(options)s).")
+            % {"option": unknown[0], "options": ", ".join(PaymentOption.values)},
+            field="payment_options",
+        )
+    if not given:
+        raise CarparkError(_("Choose at least one payment option the product offers."), field="payment_options")
+    return [option for option in PaymentOption.values if option in given]
 
 
 def _json(values: dict[str, Any]) -> dict[str, Any]:
@@ -130,11 +152,15 @@ def product_create(
     vat_rate: Decimal | str = Decimal("19.00"),
     notice_period_days: int = 30,
     vehicles_per_place: int = 1,
+    payment_options: Iterable[str] | None = None,
     user: Any = None,
 ) -> Product:
-    """Add a season product to a car park with its first price, valid from today (audited)."""
+    """Add a season product to a car park with its first price, valid from today (audited).
+
+    ``payment_options`` defaults to card and SEPA Direct Debit (``default_product_options``)."""
     values = _product_values(
         {
+            "payment_options": default_product_options() if payment_options is None else payment_options,
             "name": name,
             "audience": audience,
             "validity": validity,

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.roles import ADMINISTRATOR, FINANCE, MANAGER, has_role, responsible_carpark_ids, role_required
+from billing.payment_options import PaymentOption
 from carparks import product_services, selectors, services
 from carparks.access import carparks_for_user, get_for_user
 from carparks.models import CarPark, Product, ProductPrice
@@ -28,7 +29,7 @@ EDIT_ROLES = (ADMINISTRATOR, MANAGER)
 PRICE_ROLES = (ADMINISTRATOR, MANAGER, FINANCE)
 PRODUCT_FIELDS = (
     "name", "audience", "validity", "vehicle_class", "is_addon", "deposit", "vat_rate", "notice_period_days",
-    "vehicles_per_place",
+    "vehicles_per_place", "payment_options",
 )  # fmt: skip
 
 
@@ -148,6 +149,9 @@ def _product_page(request: HttpRequest, product: Product, price_form: PriceForm)
             "today": today,
             "price_today": product_services.price_on(product, today),
             "price_form": price_form,
+            "payment_options": [
+                PaymentOption(value).label for value in PaymentOption.values if value in (product.payment_options or [])
+            ],
             "may_edit": may_edit(request.user, product.carpark_id),
             "may_price": has_role(request.user, *PRICE_ROLES) and may_price(request.user, product.carpark_id),
         },

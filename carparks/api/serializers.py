@@ -8,6 +8,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from billing.payment_options import PaymentOption
 from carparks import services
 from carparks.access import contracts_for_client, customers_for_client
 from carparks.models import CarPark, Case, Contract, Credential, Customer, Product
@@ -16,6 +17,11 @@ from carparks.models import CarPark, Case, Contract, Credential, Customer, Produ
 class ProductSerializer(serializers.ModelSerializer):
     places_free = serializers.SerializerMethodField()
     waitlist_length = serializers.SerializerMethodField()
+    payment_options = serializers.ListField(
+        child=serializers.ChoiceField(choices=PaymentOption.choices),
+        read_only=True,
+        help_text="How customers of this product may pay: card, sepa_debit, bank_transfer.",
+    )
 
     class Meta:
         model = Product
@@ -31,6 +37,7 @@ class ProductSerializer(serializers.ModelSerializer):
             "quota",
             "places_free",
             "waitlist_length",
+            "payment_options",
         ]
 
     def get_places_free(self, product: Product) -> int:

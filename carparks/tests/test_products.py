@@ -181,6 +181,7 @@ def product_data(**overrides):
         "notice_period_days": "30",
         "vehicles_per_place": "1",
         "quota": "10",
+        "payment_options": ["card", "sepa_debit"],
     }
     return {**data, **overrides}
 
