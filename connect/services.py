@@ -13,9 +13,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
+from time import monotonic as _monotonic
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -106,8 +107,94 @@ def sync_run_begin(
     run.status = SyncRun.Status.RUNNING
     run.attempts += 1
     run.finished_at = None
+    # A retried attempt counts its records again from the start.
+    run.progress_total, run.progress_done = None, 0
     run.save()
     return run
+
+
+# --- live progress ---------------------------------------------------------------------------
+# A run's page polls these counts: written every PROGRESS_EVERY records or PROGRESS_SECONDS, never per record.
+PROGRESS_EVERY = 200
+PROGRESS_SECONDS = 0.5
+
+
+class SyncProgress:
+    """Counts a run's records as they are handled and writes the counts to the run now and then.
+
+    The writes go through a connection of their own in autocommit, so a poller sees them while the
+    run's own transaction (storing a feed happens in one) is still open. They skip a run whose row is
+    locked instead of waiting for it (``SKIP LOCKED``): a progress write never blocks a sync, and a
+    skipped one is made good by the next. Counts are also kept on the run object, so the run's final
+    save keeps them.
+    """
+
+    def __init__(self, run: SyncRun, *, every: int | None = None, seconds: float | None = None):
+        self.run = run
+        self.every = PROGRESS_EVERY if every is None else every
+        self.seconds = PROGRESS_SECONDS if seconds is None else seconds
+        self.done = self.created = self.updated = self.failed = 0
+        self.total: int | None = None
+        self.writes = 0
+        self._written_done = 0
+        self._written_at = _monotonic()
+        self._connection: Any = None
+
+    def start(self, total: int, *, failed: int = 0) -> SyncProgress:
+        """The number of records is known: write it at once (the page shows 0 of ``total``)."""
+        self.total, self.failed = total, failed
+        self._write()
+        return self
+
+    def step(self, count: int = 1, *, created: int = 0, updated: int = 0, failed: int = 0) -> None:
+        self.done += count
+        self.created += created
+        self.updated += updated
+        self.failed += failed
+        self.run.progress_done = self.done  # the run's final save keeps it
+        if self.done - self._written_done >= self.every or _monotonic() - self._written_at >= self.seconds:
+            self._write()
+
+    def close(self) -> None:
+        """Close the connection of the writes; the run's own final save stores the last counts."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _write(self) -> None:
+        run = self.run
+        run.progress_total, run.progress_done = self.total, self.done
+        self._written_done, self._written_at = self.done, _monotonic()
+        if run.pk is None:
+            return
+        counts = {
+            "progress_total": self.total,
+            "progress_done": self.done,
+            "created": self.created,
+            "updated": self.updated,
+            "failed": self.failed,
+        }
+        try:
+            if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+                # No second writer beside an open transaction there (SQLite): only outside one.
+                if not transaction.get_connection().in_atomic_block:
+                    SyncRun.objects.filter(pk=run.pk).update(**counts)
+                    self.writes += 1
+                return
+            if self._connection is None:
+                self._connection = connections.create_connection(DEFAULT_DB_ALIAS)
+            table = self._connection.ops.quote_name(SyncRun._meta.db_table)
+            with self._connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {table} SET {', '.join(f'{name} = %s' for name in counts)} "  # noqa: S608 - our names
+                    f"WHERE id IN (SELECT id FROM {table} WHERE id = %s FOR UPDATE SKIP LOCKED)",
+                    [*counts.values(), run.pk],
+                )
+            self.writes += 1
+        except DatabaseError:
+            # Progress is a courtesy to the person watching: the sync goes on without it.
+            logger.warning("CPMS %s of %s: writing its progress failed", run.kind, run.connection_id, exc_info=True)
+            self.close()
 
 
 def _abandoned_runs_close(connection: CpmsConnection, kind: str, *, now: Any, keep: int | None) -> None:
@@ -364,15 +451,19 @@ def sync_static(*, connection: CpmsConnection, key: str = "", user: Any = None, 
     refused = [*_refused_of(records), *_refused_of(tariffs)]
     total = len(records) + len(tariffs) + len(refused)
     not_offered = dict(getattr(adapter, "not_offered", {}) or {})
+    progress = SyncProgress(run).start(len(records), failed=len(refused))
 
     def apply() -> dict[str, Any]:
-        result = _with_refused(_apply_static(connection, records, tariffs, groups), refused, total)
+        result = _with_refused(_apply_static(connection, records, tariffs, groups, progress), refused, total)
         if not_offered:
             # Optional endpoints the CPMS does not implement (APDS rates, right specifications): not an error.
             result["details"] = {**result.get("details", {}), "not_offered": not_offered}
         return result
 
-    return _write(run, final, apply)
+    try:
+        return _write(run, final, apply)
+    finally:
+        progress.close()
 
 
 def _record_values(record: CarParkRecord) -> dict[str, Any]:
@@ -409,7 +500,9 @@ def _apply_static(
     records: list[CarParkRecord],
     tariffs: list[TariffRecord],
     groups: list[GroupRecord] = (),
+    progress: SyncProgress | None = None,
 ) -> dict[str, Any]:
+    progress = progress or SyncProgress(SyncRun())
     now = timezone.now()
     links = {link.external_id: link for link in connection.links.select_related("carpark")}
     tariffs_by_place: dict[str, list[dict[str, Any]]] = {}
@@ -425,6 +518,7 @@ def _apply_static(
             refused.append(
                 {"id": record.external_id, "reason": "It is a group of car parks in the feed, so not imported as one."}
             )
+            progress.step(failed=1)
         else:
             carpark_records.append(record)
     records = carpark_records
@@ -484,9 +578,11 @@ def _apply_static(
                 diff = diff or link_diff
         if diff or link is None:
             updated += 1
+            progress.step(updated=1)
         else:
             unchanged += 1
-    created, not_created = _carparks_create(connection, new_records, tariffs_by_place, now, new_links)
+            progress.step()
+    created, not_created = _carparks_create(connection, new_records, tariffs_by_place, now, new_links, progress)
     refused.extend(not_created)
     if changed_carparks:
         CarPark.objects.bulk_update(changed_carparks, sorted(changed_fields | {"updated_at"}), batch_size=500)
@@ -626,6 +722,7 @@ def _carparks_create(
     tariffs_by_place: dict[str, list[dict[str, Any]]],
     now: Any,
     new_links: list[CarParkLink],
+    progress: SyncProgress | None = None,
 ) -> tuple[int, list[dict[str, str]]]:
     """Add the car parks the feed has and we do not, each through ``carpark_create`` (which emits
     ``carpark.added`` with source ``cpms_sync`` in this transaction); a place it refuses is reported.
@@ -635,6 +732,7 @@ def _carparks_create(
     """
     from carparks.services import CarparkError, carpark_create
 
+    progress = progress or SyncProgress(SyncRun())
     created, refused = 0, []
     for code, record, values in new_records:
         try:
@@ -647,6 +745,7 @@ def _carparks_create(
             )
         except (CarparkError, ValueError, DatabaseError) as exc:
             refused.append({"id": record.external_id, "reason": f"Not imported: {exc}"[:500]})
+            progress.step(failed=1)
             continue
         new_links.append(
             CarParkLink(
@@ -658,6 +757,7 @@ def _carparks_create(
             )
         )
         created += 1
+        progress.step(created=1)
     return created, refused
 
 
@@ -682,12 +782,24 @@ def sync_occupancy(*, connection: CpmsConnection, key: str = "", user: Any = Non
     refused = _refused_of(records)
     groups = list(getattr(records, "groups", ()))
     total = len(records) + len(refused)
-    return _write(run, final, lambda: _with_refused(_apply_occupancy(connection, records, groups), refused, total))
+    progress = SyncProgress(run).start(len(records), failed=len(refused))
+    try:
+        return _write(
+            run,
+            final,
+            lambda: _with_refused(_apply_occupancy(connection, records, groups, progress), refused, total),
+        )
+    finally:
+        progress.close()
 
 
 def _apply_occupancy(
-    connection: CpmsConnection, records: list[OccupancyRecord], groups: list[GroupRecord] = ()
+    connection: CpmsConnection,
+    records: list[OccupancyRecord],
+    groups: list[GroupRecord] = (),
+    progress: SyncProgress | None = None,
 ) -> dict[str, Any]:
+    progress = progress or SyncProgress(SyncRun())
     now = timezone.now()
     links = {link.external_id: link for link in connection.links.select_related("carpark")}
     changed_carparks: list[CarPark] = []
@@ -702,6 +814,7 @@ def _apply_occupancy(
             refused.append(
                 {"id": record.external_id, "reason": "Not linked to a car park here; run the car-park import first."}
             )
+            progress.step(failed=1)
             continue
         carpark = link.carpark
         occupied = _occupied(record, carpark)
@@ -720,8 +833,10 @@ def _apply_occupancy(
             observed = record.observed_at or now
         if (occupied is None or carpark.occupancy == occupied) and link.cpms_status == status and not new_forecast:
             unchanged += 1
+            progress.step()
         else:
             updated += 1
+            progress.step(updated=1)
         if occupied is not None and carpark.occupancy != occupied:
             carpark.occupancy = occupied
             changed_carparks.append(carpark)
@@ -914,19 +1029,26 @@ def _push_at(contract: Contract, carpark: CarPark, *, key: str, user: Any, final
         sync_run_failed(run=run, error=CpmsNotSupported(f"{adapter.label} cannot receive credentials"), final=True)
         raise CpmsNotSupported(f"{adapter.label} cannot receive credentials")
     outcomes: list[tuple[Credential, str]] = []
+    progress = SyncProgress(run)
 
     def push_all() -> None:
         entries = _specs_resolve(
             adapter, contract, link, [credential_entry(c, link) for c in credentials if c.pk in valid_ids]
         )
         by_right = {entry.right_id: entry for entry in entries}
+        progress.start(len(credentials))
         for credential in credentials:
             if credential.pk in valid_ids:
-                outcomes.append((credential, adapter.push_credential(by_right[right_id_for(credential)]).outcome))
+                outcome = adapter.push_credential(by_right[right_id_for(credential)]).outcome
             else:
-                outcomes.append((credential, adapter.revoke_credential(right_id_for(credential)).outcome))
+                outcome = adapter.revoke_credential(right_id_for(credential)).outcome
+            outcomes.append((credential, outcome))
+            progress.step(created=outcome == "created", updated=outcome in ("updated", "deleted"))
 
-    _ask(run, final, push_all)
+    try:
+        _ask(run, final, push_all)
+    finally:
+        progress.close()
     with transaction.atomic():
         pushed = [credential.pk for credential, outcome in outcomes if outcome in ("created", "updated")]
         Credential.objects.filter(pk__in=pushed).update(cpms_synced_at=timezone.now())
@@ -963,12 +1085,19 @@ def credentials_revoke(*, contract: Contract, key: str = "", user: Any = None, f
     credentials = list(contract.credentials.filter(carpark=carpark).order_by("pk"))
     adapter = _ask(run, final, link.connection.adapter)
     outcomes: list[tuple[Credential, str]] = []
+    progress = SyncProgress(run)
 
     def revoke_all() -> None:
+        progress.start(len(credentials))
         for credential in credentials:
-            outcomes.append((credential, adapter.revoke_credential(right_id_for(credential)).outcome))
+            outcome = adapter.revoke_credential(right_id_for(credential)).outcome
+            outcomes.append((credential, outcome))
+            progress.step(updated=outcome == "deleted")
 
-    _ask(run, final, revoke_all)
+    try:
+        _ask(run, final, revoke_all)
+    finally:
+        progress.close()
     with transaction.atomic():
         Credential.objects.filter(pk__in=[c.pk for c, _ in outcomes]).update(cpms_synced_at=None)
         return _run_succeeded(
@@ -1066,12 +1195,19 @@ def reconcile(
         links = [link for link in links if link.carpark_id in wanted]
     adapter = _ask(run, final, connection.adapter)
     remote: dict[int, list[CredentialEntry]] = {}
+    progress = SyncProgress(run)
 
     def read_all() -> None:
+        # One request per car park: the part of a reconciliation that takes time.
+        progress.start(len(links))
         for link in links:
             remote[link.carpark_id] = adapter.list_credentials(link.external_id)
+            progress.step()
 
-    _ask(run, final, read_all)
+    try:
+        _ask(run, final, read_all)
+    finally:
+        progress.close()
     local: dict[int, list[Credential]] = {}
     for credential in whitelisted_credentials(carparks=[link.carpark for link in links]).order_by("identifier"):
         local.setdefault(credential.carpark_id, []).append(credential)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
@@ -20,6 +25,10 @@ from .forms import ConnectionForm, RightMappingForm
 from .models import CpmsConnection, SyncRun
 
 VIEW_ROLES = (ADMINISTRATOR, SUPERVISOR, MANAGER)
+# Who may start a sync also watches its progress (the poll URLs check the same rule).
+SYNC_ROLES = (ADMINISTRATOR, SUPERVISOR)
+# A queued sync the workers have not started after this long is no longer waited for on the page.
+PROGRESS_WAIT = timedelta(minutes=10)
 # The CPMS panel is part of the car-park page, so it answers the roles that see car parks (carparks.views).
 PANEL_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE, FINANCE, MANAGER)
 REFUSED_PER_PAGE = 50
@@ -66,10 +75,48 @@ def connection_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "runs": runs,
             "links": links,
             "can_edit": has_role(request.user, ADMINISTRATOR),
-            "can_sync": has_role(request.user, SUPERVISOR),
+            "can_sync": has_role(request.user, *SYNC_ROLES),
             "last_test": connection.last_run(SyncRun.Kind.TEST),
+            **(_progress_context(request, connection) if has_role(request.user, *SYNC_ROLES) else {}),
         },
     )
+
+
+def _progress_context(request: HttpRequest, connection: CpmsConnection) -> dict[str, object]:
+    """The connection's syncs under way (and those finished since ``?since=``, the moment one was queued).
+
+    The panel polls while one runs, or while a sync queued less than ``PROGRESS_WAIT`` ago has not started.
+    """
+    since = None
+    try:
+        since = datetime.fromtimestamp(float(request.GET.get("since", "")), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        since = None
+    now = timezone.now()
+    if since is not None and not (now - PROGRESS_WAIT <= since <= now + timedelta(minutes=1)):
+        since = None
+    unfinished = Q(status__in=[SyncRun.Status.RUNNING, SyncRun.Status.RETRYING])
+    shown = unfinished | Q(started_at__gte=since) if since else unfinished
+    runs = list(
+        connection.runs.filter(shown)
+        .exclude(kind=SyncRun.Kind.TEST)
+        .select_related("carpark")
+        .order_by("-started_at", "-pk")[:10]
+    )
+    waiting = since is not None and not any(run.started_at >= since for run in runs)
+    polling = waiting or any(not run.is_finished for run in runs)
+    poll_url = reverse("connect:connection-progress", args=[connection.pk])
+    if since is not None:
+        poll_url += f"?since={since.timestamp():.3f}"
+    return {"progress_runs": runs, "progress_waiting": waiting, "progress_polling": polling, "poll_url": poll_url}
+
+
+@role_required(*SYNC_ROLES)
+def connection_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The progress panel of the connection page, polled by htmx every 2 s while a sync runs."""
+    connection = _get_connection_for_user(request, pk)
+    context = {"connection": connection, **_progress_context(request, connection)}
+    return render(request, "connect/_connection_progress.html", context)
 
 
 @role_required(ADMINISTRATOR)
@@ -161,19 +208,16 @@ def connection_sync(request: HttpRequest, pk: int, kind: str) -> HttpResponse:
     label = dict(SyncRun.Kind.choices)[kind]
     messages.info(
         request,
-        _("%(what)s of “%(name)s” queued; it appears in the history when it starts.")
+        _("%(what)s of “%(name)s” queued; its progress shows here when it starts.")
         % {"what": label, "name": connection.name},
     )
-    return redirect("connect:connection-detail", pk=connection.pk)
+    url = reverse("connect:connection-detail", args=[connection.pk])
+    return redirect(f"{url}?since={timezone.now().timestamp():.3f}")
 
 
 @role_required(*VIEW_ROLES)
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(SyncRun.objects.select_related("connection", "carpark", "triggered_by"), pk=pk)
-    connection = _get_connection_for_user(request, run.connection_id)
-    scope = selectors.carpark_scope(request.user)
-    if run.carpark_id and scope is not None and run.carpark_id not in scope:
-        raise Http404
+    run, connection = _get_run_for_user(request, pk)
     # The records the feed had that were not stored, 50 a page (a run lists up to 1,000 of them).
     refused = Paginator(run.refused if isinstance(run.refused, list) else [], REFUSED_PER_PAGE)
     return render(
@@ -185,8 +229,26 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "differences": selectors.differences_for(request.user, run),
             "refused": refused.get_page(request.GET.get("refused")),
             "refused_total": (run.details or {}).get("refused_total", len(run.refused or [])),
+            "can_sync": has_role(request.user, *SYNC_ROLES),
         },
     )
+
+
+def _get_run_for_user(request: HttpRequest, pk: int) -> tuple[SyncRun, CpmsConnection]:
+    """The run and its connection if the user may see both (a manager: a run of one of their car parks)."""
+    run = get_object_or_404(SyncRun.objects.select_related("connection", "carpark", "triggered_by"), pk=pk)
+    connection = _get_connection_for_user(request, run.connection_id)
+    scope = selectors.carpark_scope(request.user)
+    if run.carpark_id and scope is not None and run.carpark_id not in scope:
+        raise Http404
+    return run, connection
+
+
+@role_required(*SYNC_ROLES)
+def run_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """A run's progress (records done of total, failed so far, time left), polled every 2 s while it runs."""
+    run, _connection = _get_run_for_user(request, pk)
+    return render(request, "connect/_run_progress.html", {"run": run})
 
 
 @role_required(*PANEL_ROLES)
