@@ -25,7 +25,9 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from lxml import etree
 
+from billing.bank_transfer import transfer_instructions
 from billing.models import CreditNote, Invoice, PaymentMethod
+from billing.payment_options import PaymentOption
 
 NS = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
@@ -163,16 +165,12 @@ def facturx_xml(invoice: Invoice, *, credit_note: CreditNote | None = None) -> b
     xb.sub(transaction_el, "ram:ApplicableHeaderTradeDelivery")
 
     header = xb.sub(transaction_el, "ram:ApplicableHeaderTradeSettlement")
-    xb.sub(header, "ram:PaymentReference", invoice.display_number)
+    mandate = None if credit_note else _sepa_mandate(invoice)
+    if mandate is not None:
+        xb.sub(header, "ram:CreditorReferenceID", settings.BILLING_OPERATOR["sepa_creditor_id"])  # BT-90
+    xb.sub(header, "ram:PaymentReference", _remittance(invoice, credit_note))  # BT-83
     xb.sub(header, "ram:InvoiceCurrencyCode", invoice.currency)
-    means = xb.sub(header, "ram:SpecifiedTradeSettlementPaymentMeans")
-    has_card = PaymentMethod.objects.filter(customer_id=invoice.customer_id, detached_at__isnull=True).exists()
-    if has_card and not credit_note:
-        xb.sub(means, "ram:TypeCode", "48")
-    else:
-        xb.sub(means, "ram:TypeCode", "58")
-        account = xb.sub(means, "ram:PayeePartyCreditorFinancialAccount")
-        xb.sub(account, "ram:IBANID", settings.BILLING_OPERATOR["iban"])
+    _payment_means(xb, header, invoice, credit_note, mandate)
     for group in totals_of.vat_breakdown:
         tax = xb.sub(header, "ram:ApplicableTradeTax")
         xb.sub(tax, "ram:CalculatedAmount", _amount(Decimal(group["vat"])))
@@ -191,6 +189,8 @@ def facturx_xml(invoice: Invoice, *, credit_note: CreditNote | None = None) -> b
         xb.sub(terms, "ram:Description", _("Payable within %(days)s days.") % {"days": days})
         if invoice.due_date:
             xb.date(terms, "ram:DueDateDateTime", invoice.due_date)
+        if mandate is not None and mandate.mandate_reference:
+            xb.sub(terms, "ram:DirectDebitMandateID", mandate.mandate_reference)  # BT-89
     totals = xb.sub(header, "ram:SpecifiedTradeSettlementHeaderMonetarySummation")
     xb.sub(totals, "ram:LineTotalAmount", _amount(totals_of.net_total))
     xb.sub(totals, "ram:TaxBasisTotalAmount", _amount(totals_of.net_total))
@@ -203,6 +203,64 @@ def facturx_xml(invoice: Invoice, *, credit_note: CreditNote | None = None) -> b
         formatted = xb.sub(referenced, "ram:FormattedIssueDateTime")
         xb.sub(formatted, "qdt:DateTimeString", invoice.issue_date.strftime("%Y%m%d"), format="102")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def _remittance(invoice: Invoice, credit_note: CreditNote | None) -> str:
+    """BT-83: what a transfer quotes: the invoice's RF creditor reference, else its number."""
+    if credit_note is None and invoice.payment_option == PaymentOption.BANK_TRANSFER and invoice.payment_reference:
+        return invoice.payment_reference
+    return invoice.display_number
+
+
+def _sepa_mandate(invoice: Invoice) -> PaymentMethod | None:
+    """The SEPA account (with an accepted mandate) a direct-debit invoice is collected from."""
+    if invoice.payment_option != PaymentOption.SEPA_DEBIT:
+        return None
+    return (
+        PaymentMethod.objects.filter(
+            customer_id=invoice.customer_id,
+            kind=PaymentMethod.Kind.SEPA_DEBIT,
+            detached_at__isnull=True,
+            mandate_accepted_at__isnull=False,
+        )
+        .order_by("-pk")
+        .first()
+    )
+
+
+def _masked_iban(method: PaymentMethod) -> str:
+    """The debtor's IBAN as far as we keep it: country, masked digits, the last four (``DE**********1234``)."""
+    return f"{(method.country or 'DE').upper()}{'*' * 14}{method.last4}"
+
+
+def _payment_means(
+    xb: XmlBuilder,
+    header: etree._Element,
+    invoice: Invoice,
+    credit_note: CreditNote | None,
+    mandate: PaymentMethod | None,
+) -> None:
+    """BG-16 payment instructions: 59 SEPA direct debit (the debtor's masked IBAN, BT-91), 48 card, or 58
+    SEPA credit transfer to the operator's IBAN (BT-84) and BIC (BT-86) for bank-transfer invoices, credit
+    notes and card customers without a saved card."""
+    means = xb.sub(header, "ram:SpecifiedTradeSettlementPaymentMeans")
+    if mandate is not None:
+        xb.sub(means, "ram:TypeCode", "59")
+        xb.sub(xb.sub(means, "ram:PayerPartyDebtorFinancialAccount"), "ram:IBANID", _masked_iban(mandate))
+        return
+    has_card = PaymentMethod.objects.filter(
+        customer_id=invoice.customer_id, kind=PaymentMethod.Kind.CARD, detached_at__isnull=True
+    ).exists()
+    if has_card and not credit_note and invoice.payment_option == PaymentOption.CARD:
+        xb.sub(means, "ram:TypeCode", "48")
+        return
+    xb.sub(means, "ram:TypeCode", "58")
+    account = xb.sub(means, "ram:PayeePartyCreditorFinancialAccount")
+    xb.sub(account, "ram:IBANID", settings.BILLING_OPERATOR["iban"].replace(" ", "").upper())
+    xb.sub(account, "ram:AccountName", settings.BILLING_OPERATOR["name"])
+    if settings.BILLING_OPERATOR.get("bic"):
+        institution = xb.sub(means, "ram:PayeeSpecifiedCreditorFinancialInstitution")
+        xb.sub(institution, "ram:BICID", settings.BILLING_OPERATOR["bic"])
 
 
 def facturx_check(xml: bytes) -> None:
@@ -260,9 +318,9 @@ def document_pdf(invoice: Invoice, xml: bytes, *, credit_note: CreditNote | None
             "operator": settings.BILLING_OPERATOR,
             "address": invoice.billing_address,
             "payment_terms_days": settings.BILLING_PAYMENT_TERMS_DAYS,
-            "has_card": PaymentMethod.objects.filter(
-                customer_id=invoice.customer_id, detached_at__isnull=True
-            ).exists(),
+            "has_card": invoice.payment_option != PaymentOption.BANK_TRANSFER
+            and PaymentMethod.objects.filter(customer_id=invoice.customer_id, detached_at__isnull=True).exists(),
+            "transfer": transfer_instructions(invoice),
         },
     )
     pdf = render_pdf(html)

@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import get_language, gettext
 
-from billing import selectors
+from billing import bank_transfer, selectors
 from billing.models import (
     BillingException,
     CreditNote,
@@ -38,6 +38,7 @@ from billing.models import (
     PaymentMethod,
     StripeEvent,
 )
+from billing.payment_options import PaymentOption
 from billing.proration import (
     ProRata,
     month_period,
@@ -128,6 +129,7 @@ def invoice_finalise(*, invoice: Invoice, user: Any = None, issue_date: date | N
         invoice.issue_date = issued_on
         invoice.due_date = issued_on + timedelta(days=settings.BILLING_PAYMENT_TERMS_DAYS)
         invoice.billing_address = _address_snapshot(invoice.customer)
+        bank_transfer.invoice_payment_fields(invoice, invoice.customer)  # the option and its RF reference
         invoice.issue()
         invoice.save()
         _invoice_event(invoice, Invoice.State.DRAFT, actor=user).save()
@@ -614,7 +616,8 @@ def _invoice_chunk(
                 lines.extend(contract_lines)
             if not lines:
                 continue
-            if customer_id not in with_method:
+            pays_by_transfer = customers[customer_id].payment_option == PaymentOption.BANK_TRANSFER
+            if customer_id not in with_method and not pays_by_transfer:
                 exceptions.append(
                     _exception(
                         BillingException.Kind.MISSING_PAYMENT_METHOD,
@@ -631,6 +634,7 @@ def _invoice_chunk(
                 period_end=period_end,
                 run=run,
                 billing_address=_address_snapshot(customers[customer_id]),
+                payment_option=customers[customer_id].payment_option,
             )  # a draft: the delivery phase numbers and issues it
             _apply_totals(invoice, lines)
             invoices.append(invoice)
@@ -699,6 +703,7 @@ def _run_issue(run: InvoicingRun, *, deliver: bool) -> bool:
             )
         series.next_number = first + len(ids)
         series.save(update_fields=["next_number"])
+        bank_transfer.run_references_assign(run.pk)  # the RF reference of each bank-transfer invoice
         InvoiceEvent.objects.bulk_create(
             [
                 InvoiceEvent(
@@ -974,11 +979,15 @@ def payment_method_save(*, customer: Customer, setup_intent_id: str) -> PaymentM
 @dataclass
 class ChargeResult:
     payment: Payment | None
-    status: str  # "succeeded", "failed", "pending", "no_payment_method", "not_payable"
+    status: str  # "succeeded", "failed", "pending", "no_payment_method", "not_payable", "awaits_transfer"
 
     @property
     def paid(self) -> bool:
         return self.status == "succeeded"
+
+
+#: The charge status of an invoice paid by bank transfer: nothing is charged, the money comes by transfer.
+AWAITS_TRANSFER = "awaits_transfer"
 
 
 class ChargeOutcomeUnknown(BillingError):
@@ -1006,6 +1015,9 @@ def invoice_charge(*, invoice: Invoice, user: Any = None, start_dunning: bool = 
     stays pending and :class:`ChargeOutcomeUnknown` is raised: a retry of the same attempt reuses the
     row and its key, so Stripe answers with the PaymentIntent it made, and the ledger records it once.
     """
+    if Invoice.objects.filter(pk=invoice.pk, payment_option=PaymentOption.BANK_TRANSFER).exists():
+        # Paid by the customer's own transfer: never sent to the card or SEPA provider.
+        return ChargeResult(None, AWAITS_TRANSFER)
     prepared = _charge_attempt(invoice=invoice, user=user)
     if isinstance(prepared, ChargeResult):
         return prepared
@@ -2023,7 +2035,12 @@ def invoice_send(*, invoice: Invoice, key: str | None = None) -> bool:
         key=key or f"invoice:{invoice.pk}",
         template="billing_invoice",
         to=invoice.customer.invoice_email,
-        context={"invoice": invoice, "customer": invoice.customer, "operator": settings.BILLING_OPERATOR},
+        context={
+            "invoice": invoice,
+            "customer": invoice.customer,
+            "operator": settings.BILLING_OPERATOR,
+            "transfer": bank_transfer.transfer_instructions(invoice),
+        },
         invoice=invoice,
         attachments=((f"{invoice.display_number}.pdf", pdf, "application/pdf"),),
         language=invoice.customer.language,
@@ -2052,15 +2069,18 @@ def credit_note_send(*, credit_note: CreditNote) -> bool:
 
 
 def payment_reminder_send(*, invoice: Invoice, level: int, key: str) -> bool:
-    """A friendly reminder that the card payment failed, with a link to save a new card."""
+    """A friendly reminder that the card payment failed, with a link to save a new card (for an invoice
+    paid by bank transfer: that the transfer has not arrived, with the IBAN and reference)."""
+    transfer = bank_transfer.transfer_instructions(invoice)
     return _email_once(
         key=key,
-        template="billing_payment_reminder",
+        template="billing_transfer_reminder" if transfer else "billing_payment_reminder",
         to=invoice.customer.invoice_email,
         context={
             "invoice": invoice,
             "level": level,
-            "card_link": card_setup_link(customer=invoice.customer),
+            "card_link": "" if transfer else card_setup_link(customer=invoice.customer),
+            "transfer": transfer,
             "operator": settings.BILLING_OPERATOR,
         },
         invoice=invoice,

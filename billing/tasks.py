@@ -97,6 +97,14 @@ def accounting_export_nightly() -> list[int]:
 
 
 @shared_task
+def bank_transfers_overdue_daily() -> int:
+    """Beat: ``payment.failed`` (method bank_transfer) once for each transfer invoice unpaid after its due date."""
+    from billing.bank_transfer import bank_transfers_overdue_emit
+
+    return bank_transfers_overdue_emit()
+
+
+@shared_task
 def stripe_reconcile_nightly() -> int:
     """Beat: compare yesterday's (UTC) Stripe balance transactions with the ledger; a Finance task per
     difference (idempotent per day)."""

@@ -44,6 +44,11 @@ BEAT_SCHEDULE: dict[str, dict] = {
         "task": "billing.tasks.accounting_export_nightly",
         "schedule": crontab(minute=30, hour=2),
     },
+    # Invoices paid by bank transfer and unpaid after their due date start the overdue-transfer dunning (once).
+    "billing-bank-transfers-overdue": {
+        "task": "billing.tasks.bank_transfers_overdue_daily",
+        "schedule": crontab(minute=0, hour=7),
+    },
     # Stripe's balance transactions of yesterday against the ledger; a Finance task per difference.
     "billing-stripe-reconcile-nightly": {
         "task": "billing.tasks.stripe_reconcile_nightly",
