@@ -28,6 +28,7 @@ from lxml import etree
 from billing.bank_transfer import transfer_instructions
 from billing.models import CreditNote, Invoice, PaymentMethod
 from billing.payment_options import PaymentOption
+from billing.sepa import prenotification as sepa_prenotification
 
 NS = {
     "rsm": "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100",
@@ -321,6 +322,7 @@ def document_pdf(invoice: Invoice, xml: bytes, *, credit_note: CreditNote | None
             "has_card": invoice.payment_option != PaymentOption.BANK_TRANSFER
             and PaymentMethod.objects.filter(customer_id=invoice.customer_id, detached_at__isnull=True).exists(),
             "transfer": transfer_instructions(invoice),
+            "sepa": sepa_prenotification(invoice),
         },
     )
     pdf = render_pdf(html)

@@ -196,6 +196,10 @@ class Invoice(models.Model):
     def dispute_won(self) -> None:
         """The dispute closed in our favour (or an inquiry closed without a chargeback)."""
 
+    @transition(field=state, source=[State.PAID, State.DISPUTED], target=State.OPEN)
+    def reopen(self) -> None:
+        """The money came back (a returned direct debit): the invoice is to be collected again."""
+
 
 class InvoiceEvent(models.Model):
     """Append-only history of an invoice's lifecycle."""

@@ -107,7 +107,8 @@ def customers_with_payment_method(customer_ids: list[int]) -> set[int]:
 
 def live_charge(invoice: Invoice) -> Payment | None:
     return invoice.payments.filter(
-        kind=Payment.Kind.CHARGE, status__in=[Payment.Status.PENDING, Payment.Status.SUCCEEDED]
+        kind=Payment.Kind.CHARGE,
+        status__in=[Payment.Status.PENDING, Payment.Status.PROCESSING, Payment.Status.SUCCEEDED],
     ).first()
 
 

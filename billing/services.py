@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import get_language, gettext
 
-from billing import bank_transfer, selectors
+from billing import bank_transfer, selectors, sepa
 from billing.models import (
     BillingException,
     CreditNote,
@@ -38,7 +38,8 @@ from billing.models import (
     PaymentMethod,
     StripeEvent,
 )
-from billing.payment_options import PaymentOption
+from billing.payment_options import PROVIDER_COLLECTED, PaymentOption
+from billing.payment_setup import chargeable_method
 from billing.proration import (
     ProRata,
     month_period,
@@ -1068,13 +1069,21 @@ def _charge_attempt(*, invoice: Invoice, user: Any) -> ChargeResult | tuple[Paym
         invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
         live = selectors.live_charge(invoice)
         if live is not None and live.status == Payment.Status.SUCCEEDED:
-            return ChargeResult(live, "succeeded")
+            # An open invoice whose charge succeeded was charged back (a returned direct debit): the
+            # ledger holds one live charge per invoice, so it is not collected again by the provider.
+            return ChargeResult(live, "charged_back" if invoice.state == Invoice.State.OPEN else "succeeded")
+        if live is not None and live.status == Payment.Status.PROCESSING:
+            return ChargeResult(live, "processing")  # a direct debit under way: never a second one
         if live is not None:
             return live, True
         if not invoice.is_payable:
             return ChargeResult(None, "not_payable")
-        method = selectors.default_payment_method(invoice.customer_id)
+        # The saved method of the invoice's option (card or SEPA Direct Debit); a SEPA account without an
+        # accepted mandate is never chosen (PaymentMethod.is_chargeable).
+        kind = invoice.payment_option if invoice.payment_option in PROVIDER_COLLECTED else PaymentOption.CARD
+        method = chargeable_method(invoice.customer_id, kind)
         if method is None:
+            what = "saved card" if kind == PaymentOption.CARD else "SEPA account with an accepted mandate"
             billing_exception_raise(
                 kind=BillingException.Kind.MISSING_PAYMENT_METHOD,
                 key=f"nopm-charge:{invoice.pk}",
@@ -1093,6 +1102,7 @@ def _charge_attempt(*, invoice: Invoice, user: Any) -> ChargeResult | tuple[Paym
             # Random per attempt, so two databases (a copy, a test system) never share a key at Stripe.
             idempotency_key=f"invoice-{invoice.pk}-charge-{attempt}-{secrets.token_hex(6)}",
             payment_method=method,
+            method=method.kind,
             created_by=user,
         )
     return payment, False
@@ -1135,18 +1145,21 @@ def _charge_intent_create(invoice: Invoice, payment: Payment) -> Any:
     only ever charge the saved card, off-session, so we say so instead of relying on the default.
     """
     method = payment.payment_method
+    params = {
+        "amount": to_cents(payment.amount),
+        "currency": payment.currency.lower(),
+        "customer": method.stripe_customer_id,
+        "payment_method": method.stripe_payment_method_id,
+        "payment_method_types": ["card"],
+        "off_session": True,
+        "confirm": True,
+        "metadata": {"invoice_id": str(invoice.pk), "payment_id": str(payment.pk)},
+    }
+    if method.kind == PaymentMethod.Kind.SEPA_DEBIT:
+        params.update(sepa.debit_params(method))  # sepa_debit with its mandate; stays processing for days
     try:
         return stripe_client().v1.payment_intents.create(
-            params={
-                "amount": to_cents(payment.amount),
-                "currency": payment.currency.lower(),
-                "customer": method.stripe_customer_id,
-                "payment_method": method.stripe_payment_method_id,
-                "payment_method_types": ["card"],
-                "off_session": True,
-                "confirm": True,
-                "metadata": {"invoice_id": str(invoice.pk), "payment_id": str(payment.pk)},
-            },
+            params=params,
             options={"idempotency_key": payment.idempotency_key},
         )
     except stripe.CardError as exc:
@@ -1181,7 +1194,12 @@ def _charge_settle(
         payment.save()
         _invoice_paid(invoice, payment, user=user)
         return ChargeResult(payment, "succeeded")
-    if status in ("processing", "requires_capture"):
+    if status == "processing":
+        # A direct debit: the bank answers in days, by payment_intent.succeeded or payment_failed.
+        payment.status = Payment.Status.PROCESSING
+        payment.save()
+        return ChargeResult(payment, "processing")
+    if status == "requires_capture":
         payment.save()
         return ChargeResult(payment, "pending")
     payment.status = Payment.Status.FAILED
@@ -1206,7 +1224,8 @@ def _invoice_paid(invoice: Invoice, payment: Payment, *, user: Any = None) -> No
     invoice.paid_at = timezone.now()
     invoice.amount_paid = max(invoice.amount_paid, invoice.gross_total)
     invoice.save(update_fields=["state", "paid_at", "amount_paid"])
-    how = f"card ({payment.stripe_payment_intent_id})" if payment.stripe_payment_intent_id else payment.reason
+    label = "direct debit" if payment.method == PaymentOption.SEPA_DEBIT else "card"
+    how = f"{label} ({payment.stripe_payment_intent_id})" if payment.stripe_payment_intent_id else payment.reason
     _invoice_event(invoice, from_state, note=f"Paid: {how}", actor=user).save()
     _exceptions_resolve(BillingException.objects.filter(invoice=invoice), resolution="Invoice paid.", user=user)
     invoice_id = invoice.pk
@@ -1224,7 +1243,11 @@ def _invoice_payment_failed(invoice: Invoice, payment: Payment, *, user: Any, st
         invoice.mark_open()
         invoice.save(update_fields=["state"])
         _invoice_event(
-            invoice, Invoice.State.ISSUED, note=f"Card payment failed: {payment.failure_message}", actor=user
+            invoice,
+            Invoice.State.ISSUED,
+            note=f"{'Direct debit' if payment.method == PaymentOption.SEPA_DEBIT else 'Card payment'} failed: "
+            f"{payment.failure_message}",
+            actor=user,
         ).save()
     if start_dunning:
         dunning_start(invoice=invoice, payment=payment, user=user)
@@ -1258,7 +1281,7 @@ def _dunning_start_locked(invoice: Invoice, payment: Payment | None, user: Any) 
         "failure": payment.failure_message if payment else "",
     }
     if payment is not None:
-        payload["method"] = "card"
+        payload["method"] = payment.method or PaymentOption.CARD.value
         payload["payment_id"] = payment.pk
         payload["failure_code"] = payment.failure_code
     event = event_emit(
@@ -1676,6 +1699,20 @@ def _unmatched_payment(obj: dict[str, Any], why: str) -> str:
     return f"unmatched payment {intent_id}: Finance told"
 
 
+def _on_intent_processing(obj: dict[str, Any]) -> str:
+    """``payment_intent.processing``: a direct debit was sent to the bank; the ledger row waits (once)."""
+    invoice, payment = _payment_for_intent(obj)
+    if invoice is None or payment is None:
+        return "processing payment intent of no ledger row of ours (nothing changed)"
+    if payment.status != Payment.Status.PENDING:
+        return f"already {payment.status}"
+    payment.status = Payment.Status.PROCESSING
+    payment.stripe_payment_intent_id = obj.get("id", "")
+    payment.stripe_charge_id = payment.stripe_charge_id or _charge_id_from_dict(obj)
+    payment.save()
+    return f"invoice {invoice.display_number}: direct debit processing"
+
+
 def _on_intent_failed(obj: dict[str, Any]) -> str:
     invoice, payment = _payment_for_intent(obj)
     if invoice is None:
@@ -1689,7 +1726,7 @@ def _on_intent_failed(obj: dict[str, Any]) -> str:
             f"{error.get('message') or 'failed'}"[:1000],
         ).save()
         return f"failed payment intent noted on invoice {invoice.display_number}"
-    if payment.status != Payment.Status.PENDING:
+    if payment.status not in (Payment.Status.PENDING, Payment.Status.PROCESSING):
         return f"already {payment.status}"
     error = obj.get("last_payment_error") or {}
     payment.status = Payment.Status.FAILED
@@ -1735,7 +1772,11 @@ def _dispute_for(obj: dict[str, Any]) -> tuple[Dispute | None, str]:
             "evidence_due_by": datetime.fromtimestamp(int(due), tz=UTC) if due else None,
         },
     )
-    if created:
+    if created and charge.method == PaymentOption.SEPA_DEBIT:
+        # A returned direct debit: not contestable; the invoice is open again and the returned-debit
+        # workflow (payment.failed, method sepa_debit) follows it up.
+        sepa.sepa_chargeback(invoice=invoice, dispute=dispute)
+    elif created:
         if invoice.state != Invoice.State.DISPUTED and invoice.state != Invoice.State.VOID:
             from_state = invoice.state
             invoice.mark_disputed()
@@ -1845,6 +1886,8 @@ def _on_setup_succeeded(obj: dict[str, Any]) -> str:
     customer = Customer.objects.filter(pk=int(customer_id)).first()
     if customer is None:
         return "unknown customer"
+    if (obj.get("metadata") or {}).get("kind") == PaymentOption.SEPA_DEBIT:
+        return "SEPA mandate: saved by the mandate page with its acceptance"
     if PaymentMethod.objects.filter(stripe_setup_intent_id=obj.get("id", "")).exists():
         return "card already saved"
     transaction.on_commit(lambda: _queue_card_save(customer.pk, obj.get("id", "")))
@@ -1944,6 +1987,7 @@ def _on_charge_refunded(obj: dict[str, Any]) -> str:
 _EVENT_HANDLERS = {
     "payment_intent.succeeded": _on_intent_succeeded,
     "payment_intent.payment_failed": _on_intent_failed,
+    "payment_intent.processing": _on_intent_processing,
     "setup_intent.succeeded": _on_setup_succeeded,
     "refund.created": _refund_reconcile,
     "refund.updated": _refund_reconcile,
@@ -2040,6 +2084,7 @@ def invoice_send(*, invoice: Invoice, key: str | None = None) -> bool:
             "customer": invoice.customer,
             "operator": settings.BILLING_OPERATOR,
             "transfer": bank_transfer.transfer_instructions(invoice),
+            "sepa": sepa.prenotification(invoice),
         },
         invoice=invoice,
         attachments=((f"{invoice.display_number}.pdf", pdf, "application/pdf"),),

@@ -243,3 +243,42 @@ def refund_issue(ctx: SystemTaskContext) -> dict[str, Any]:
         "refunded_amount": str(refund.amount),
         "credit_note_number": note.display_number if note else "",
     }
+
+
+# --- SEPA Direct Debit: the returned-debit workflow (billing/sepa.py) ---------------------------------
+
+
+@system_task(
+    "billing.send_returned_debit_notice",
+    reads=["invoice_id", "failure"],
+    writes=["returned_debit_notified"],
+    description="Email the customer that their direct debit for the invoice came back, with the bank's reason, "
+    "and what happens next.",
+)
+def send_returned_debit_notice(ctx: SystemTaskContext) -> dict[str, Any]:
+    from billing import sepa
+
+    invoice = _invoice(ctx)
+    if invoice.state in (Invoice.State.PAID, Invoice.State.VOID):
+        return {"returned_debit_notified": False}
+    sent = sepa.returned_debit_notice_send(
+        invoice=invoice, reason=str(ctx.variables.get("failure") or ""), key=f"returned-debit:{ctx.idempotency_key}"
+    )
+    return {"returned_debit_notified": sent or True}
+
+
+@system_task(
+    "billing.switch_to_bank_transfer",
+    reads=["invoice_id"],
+    writes=["switched_to_transfer"],
+    description="Collect the unpaid invoice by bank transfer instead of direct debit: the customer's payment "
+    "option becomes bank transfer and the invoice is sent again with the IBAN and transfer reference.",
+)
+def switch_to_bank_transfer(ctx: SystemTaskContext) -> dict[str, Any]:
+    from billing import sepa
+
+    invoice = _invoice(ctx)
+    if not invoice.is_payable:
+        return {"switched_to_transfer": False}
+    sepa.invoice_switch_to_transfer(invoice=invoice, key=ctx.idempotency_key)
+    return {"switched_to_transfer": True}

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import finance_views, views
+from billing import bank_views, finance_views, sepa_views, views
 
 app_name = "billing"
 urlpatterns = [
@@ -31,8 +31,12 @@ urlpatterns = [
     path("exports/", views.export_list, name="export-list"),
     path("exports/new/", views.export_create, name="export-create"),
     path("exports/<int:pk>/download/", views.export_download, name="export-download"),
+    path("customers/<int:pk>/payment-option/", sepa_views.payment_option_change, name="payment-option-change"),
+    path("customers/<int:pk>/sepa-mandate/", sepa_views.sepa_mandate_offline, name="sepa-mandate-offline"),
+    path("mandates/<int:pk>/", sepa_views.sepa_mandate_detail, name="sepa-mandate-detail"),
     # Public: the customer's card page (signed link) and Stripe's webhook (signature-checked).
     path("card/<str:token>/", views.card_setup, name="card-setup"),
     path("card/<str:token>/done/", views.card_setup_return, name="card-setup-return"),
+    path("sepa/<str:token>/", sepa_views.sepa_mandate, name="sepa-mandate"),
     path("stripe/webhook/", views.stripe_webhook, name="stripe-webhook"),
 ]

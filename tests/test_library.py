@@ -36,6 +36,7 @@ REQUIRED = {
     "contract-change",
     "contract-termination-final-invoice",
     "dunning-failed-payment",
+    "returned-direct-debit",
     "carpark-onboarding",
     "complaint-refund",
     "access-card-replacement",
