@@ -1087,7 +1087,7 @@ def _charge_attempt(*, invoice: Invoice, user: Any) -> ChargeResult | tuple[Paym
             billing_exception_raise(
                 kind=BillingException.Kind.MISSING_PAYMENT_METHOD,
                 key=f"nopm-charge:{invoice.pk}",
-                message=f"Invoice {invoice.display_number} cannot be charged: {invoice.customer} has no saved card.",
+                message=f"Invoice {invoice.display_number} cannot be charged: {invoice.customer} has no {what}.",
                 customer_id=invoice.customer_id,
                 invoice=invoice,
             )

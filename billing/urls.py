@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import bank_views, finance_views, sepa_views, views
+from billing import finance_views, sepa_views, views
 
 app_name = "billing"
 urlpatterns = [
