@@ -670,6 +670,12 @@ class BankEntry(models.Model):
         sign = "" if self.is_credit else "-"
         return f"{sign}{self.amount} {self.currency} {self.debtor_name}".strip()
 
+    def task_summary(self) -> list[dict]:
+        """The credit and the invoices it may pay, for its matching task in the basket."""
+        from billing.bank_statements import entry_task_summary
+
+        return entry_task_summary(self)
+
 
 class CustomerCredit(models.Model):
     """The customer's credit balance ledger: over-payments in (+), credit used on an invoice or paid out (-)."""

@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from billing import services
 from billing.models import BillingException, Invoice, InvoicingRun, Payment
@@ -243,6 +244,82 @@ def refund_issue(ctx: SystemTaskContext) -> dict[str, Any]:
         "refunded_amount": str(refund.amount),
         "credit_note_number": note.display_number if note else "",
     }
+
+
+def _bank_entry(ctx: SystemTaskContext) -> Any:
+    from billing.models import BankEntry
+
+    obj = ctx.business_object
+    entry_id = obj.pk if isinstance(obj, BankEntry) else ctx.variables.get("entry_id")
+    entry = BankEntry.objects.select_related("invoice").filter(pk=entry_id).first()
+    if entry is None:
+        raise PermanentError(f"bank statement entry {entry_id!r} does not exist")
+    return entry
+
+
+def _bank_problem(entry: Any, text: Any) -> dict[str, Any]:
+    """A choice the credit cannot take: noted on the entry (the task shows it) and the task comes back."""
+    from billing.models import BankEntry
+
+    text = str(text)
+    BankEntry.objects.filter(pk=entry.pk, status=BankEntry.Status.QUEUED).update(note=text[:500])
+    return {"bank_credit_settled": False, "bank_credit_problem": text}
+
+
+@system_task(
+    "billing.bank_credit_match",
+    reads=["entry_id", "invoice_number"],
+    writes=["bank_credit_settled", "bank_credit_problem", "invoice_id"],
+    description="Book the queued bank credit to the invoice Finance named (invoice_number): paid, part paid, or "
+    "the excess as the customer's credit balance. A number that names no invoice sends the task back with a note.",
+)
+def bank_credit_match(ctx: SystemTaskContext) -> dict[str, Any]:
+    from billing import bank_statements
+    from billing.models import BankEntry
+
+    entry = _bank_entry(ctx)
+    if entry.status != BankEntry.Status.QUEUED:  # settled already (this step before, or the statement page)
+        return {"bank_credit_settled": True, "bank_credit_problem": "", "invoice_id": entry.invoice_id}
+    number = str(ctx.variables.get("invoice_number") or "").strip()
+    if not number:
+        return _bank_problem(
+            entry, gettext("Name the invoice the credit pays (its number), or choose “not an invoice payment”.")
+        )
+    invoice = bank_statements.invoice_find(number)
+    if invoice is None:
+        return _bank_problem(
+            entry,
+            gettext("No issued invoice has the number “%(number)s”. Check the number and try again.")
+            % {"number": number[:40]},
+        )
+    try:
+        bank_statements.entry_match_manual(entry=entry, invoice=invoice, user=None, cancel_task=False)
+    except bank_statements.EntryRefused as exc:
+        return _bank_problem(entry, str(exc))
+    return {"bank_credit_settled": True, "bank_credit_problem": "", "invoice_id": invoice.pk}
+
+
+@system_task(
+    "billing.bank_credit_ignore",
+    reads=["entry_id", "reason"],
+    writes=["bank_credit_settled", "bank_credit_problem"],
+    description="Mark the queued bank credit as not an invoice payment, with Finance's reason. Without a reason "
+    "the task comes back with a note.",
+)
+def bank_credit_ignore(ctx: SystemTaskContext) -> dict[str, Any]:
+    from billing import bank_statements
+    from billing.models import BankEntry
+
+    entry = _bank_entry(ctx)
+    if entry.status != BankEntry.Status.QUEUED:
+        return {"bank_credit_settled": True, "bank_credit_problem": ""}
+    try:
+        bank_statements.entry_ignore(
+            entry=entry, reason=str(ctx.variables.get("reason") or ""), user=None, cancel_task=False
+        )
+    except bank_statements.EntryRefused as exc:
+        return _bank_problem(entry, str(exc))
+    return {"bank_credit_settled": True, "bank_credit_problem": ""}
 
 
 # --- SEPA Direct Debit: the returned-debit workflow (billing/sepa.py) ---------------------------------

@@ -114,3 +114,11 @@ def stripe_reconcile_nightly() -> int:
 
     day = timezone.now().date() - timedelta(days=1)
     return len(reconciliation.stripe_reconcile_day(day=day))
+
+
+@shared_task(acks_late=True, autoretry_for=(Exception,), max_retries=5, default_retry_delay=30)
+def bank_credits_unmatched_task(entry_ids: list[int]) -> int:
+    """Start the matching tasks of a big statement's queued credits (each once: the event id)."""
+    from billing.bank_statements import bank_credits_unmatched_emit
+
+    return bank_credits_unmatched_emit(entry_ids=entry_ids)

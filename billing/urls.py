@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing import finance_views, sepa_views, views
+from billing import bank_views, finance_views, sepa_views, views
 
 app_name = "billing"
 urlpatterns = [
@@ -28,6 +28,12 @@ urlpatterns = [
     path("runs/<int:pk>/refresh/", finance_views.run_refresh, name="run-refresh"),
     path("dunning/", finance_views.dunning_list, name="dunning-list"),
     path("dunning/export.csv", finance_views.dunning_export, name="dunning-export"),
+    path("bank-statements/", bank_views.statement_list, name="bank-statement-list"),
+    path("bank-statements/upload/", bank_views.statement_upload, name="bank-statement-upload"),
+    path("bank-statements/<int:pk>/", bank_views.statement_detail, name="bank-statement-detail"),
+    path("bank-entries/<int:pk>/", bank_views.entry_detail, name="bankentry-detail"),
+    path("bank-entries/<int:pk>/match/", bank_views.entry_match, name="bankentry-match"),
+    path("bank-entries/<int:pk>/ignore/", bank_views.entry_ignore, name="bankentry-ignore"),
     path("exports/", views.export_list, name="export-list"),
     path("exports/new/", views.export_create, name="export-create"),
     path("exports/<int:pk>/download/", views.export_download, name="export-download"),

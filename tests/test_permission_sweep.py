@@ -77,6 +77,11 @@ POLICY: dict[str, set[str]] = {
     "/outbox/": {A},  # development only: the emails the portal sent (parkinghq.outbox)
     "/billing/": {A, F},
     "/billing/dunning/": {A, F, S},  # the dunning overview
+    "/billing/bank-statements/": {A, F, S},  # bank statements: Supervisors read (they get escalated matching tasks)
+    "/billing/bank-statements/upload/": {A, F},
+    "/billing/bank-entries/<pk>/": {A, F, S},
+    "/billing/bank-entries/<pk>/match/": {A, F},
+    "/billing/bank-entries/<pk>/ignore/": {A, F},
     "/carparks/": VIEWERS,
     "/carparks/cases/": {A, S, G, C},
     "/carparks/new/": {A, M},  # add a car park
@@ -223,6 +228,10 @@ OBJECTS: dict[str, Obj] = {
     "billing:run-cancel": Obj(_global("run")),
     "billing:run-confirm": Obj(_global("run")),
     "billing:run-refresh": Obj(_global("run")),
+    "billing:bank-statement-detail": Obj(_global("bank_statement")),
+    "billing:bankentry-detail": Obj(_global("bank_entry")),
+    "billing:bankentry-match": Obj(_global("bank_entry")),
+    "billing:bankentry-ignore": Obj(_global("bank_entry")),
     # car parks, products, customers, contracts, cases
     "carparks:carpark-detail": Obj(_pk("carpark"), CARPARKS_SEE_ALL),
     "carparks:carpark-edit": Obj(_pk("carpark"), EDIT_SEE_ALL),
@@ -468,7 +477,7 @@ def _seed() -> SimpleNamespace:
 
     from billing import exports
     from billing import services as billing
-    from billing.models import AccountingExport, BillingException, Invoice
+    from billing.models import AccountingExport, BankEntry, BankStatement, BillingException, Invoice
     from monitoring.models import AlertEvent, AlertRule
     from monitoring.statements import statement_build
     from notifications.models import Notification
@@ -502,6 +511,17 @@ def _seed() -> SimpleNamespace:
     )
     export = exports.accounting_export_create(period_start=timezone.localdate(), format=AccountingExport.Format.DATEV)
     assert export is not None and export.file
+    bank_statement = BankStatement.objects.create(
+        kind="camt053",
+        message_id="SWEEP",
+        statement_id="SWEEP-1",
+        account_iban="DE02120300000000202051",
+        file_sha256="0" * 64,
+        credits_count=1,
+        credits_total=Decimal("5.00"),
+        queued_count=1,
+    )
+    bank_entry = BankEntry.objects.create(statement=bank_statement, position=1, is_credit=True, amount=Decimal("5.00"))
 
     rule = AlertRule.objects.create(name="Incidents", kind=AlertRule.Kind.INCIDENTS)
     statement = statement_build(frequency="weekly", day_from=date(2026, 11, 2), day_to=date(2026, 11, 8))
@@ -521,6 +541,8 @@ def _seed() -> SimpleNamespace:
         credit_note=credit_note,
         billing_exception=billing_exception,
         export=export,
+        bank_statement=bank_statement,
+        bank_entry=bank_entry,
         run=run,
         rule=rule,
         alert=AlertEvent.objects.create(rule=rule, key="incidents", message="1 process with an open incident"),

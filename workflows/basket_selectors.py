@@ -432,4 +432,7 @@ def business_summary(obj: Any) -> list[dict[str, Any]]:
         what = "company" if customer.kind == "corporate" else "customer"
         text = f"May be the same {what} as {duplicate_of} (customer {duplicate_of.pk}): merge or mark as different"
         items.append({"label": "Possible duplicate", "text": text, "detail": "", "url": _link(customer)})
+    extra = getattr(obj, "task_summary", None)  # an object may add what its task needs (label, text, detail, url)
+    if callable(extra):
+        items.extend(extra())
     return items

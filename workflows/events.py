@@ -314,6 +314,24 @@ CATALOGUE: dict[str, EventType] = {
             required=("exception_id", "kind"),
         ),
         EventType(
+            name="bank_credit.unmatched",
+            title="Bank credit not matched",
+            description="A credit of an imported bank statement (camt.053/054) matched no open invoice by "
+            "reference, by a reference with a typo, or by amount and payer: Finance matches it by hand.",
+            business_object="billing.BankEntry",
+            properties={
+                "entry_id": _int("The statement entry (the credit)."),
+                "statement_id": _int("The imported statement."),
+                "amount": _str("The amount credited, as a decimal string.", pattern=r"^\d+(\.\d+)?$"),
+                "currency": _str("Its currency."),
+                "booking_date": {"type": ["string", "null"], "description": "The booking date (ISO), if given."},
+                "debtor_name": _str("Who paid, as the bank reports it."),
+                "debtor_iban": _str("The payer's IBAN, if given."),
+                "remittance": _str("The reference the payer gave (structured, else unstructured)."),
+            },
+            required=("entry_id", "statement_id", "amount"),
+        ),
+        EventType(
             name="customer.created",
             title="Customer created",
             description="A customer was created (web shop, API or an employee).",

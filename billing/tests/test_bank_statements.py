@@ -1,0 +1,404 @@
+"""Bank statements: importing camt.053 files, booking credits (exact, partial, over-payments), refusing bad
+files with nothing booked, the matching queue in the Finance basket, and one booking per credit under races."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from xml.sax.saxutils import escape
+
+import pytest
+from django.db import close_old_connections
+from django.urls import reverse
+
+from billing import bank_statements, services
+from billing.bank_statements import EntryRefused, StatementRefused, statement_import
+from billing.models import BankEntry, BankStatement, CustomerCredit, Invoice, InvoiceEvent, Payment
+from billing.tests.factories import ContractFactory
+from carparks.tests.factories import CustomerFactory
+
+pytestmark = pytest.mark.django_db
+
+OPERATOR_IBAN = "DE02120300000000202051"
+OTHER_IBAN = "DE89370400440532013000"
+
+
+@dataclass
+class Credit:
+    amount: str
+    name: str = ""
+    reference: str = ""
+    structured: str = ""
+    iban: str = "DE75512108001245126199"
+    credit: bool = True
+    currency: str = "EUR"
+
+
+@dataclass
+class Statement:
+    """A camt.053.001.02 file as ISO 20022's schema describes it (Document/BkToCstmrStmt/Stmt/Ntry)."""
+
+    statement_id: str = "STMT-2026-03-04"
+    account: str = OPERATOR_IBAN
+    currency: str = "EUR"
+    entries: list[Credit] = field(default_factory=list)
+    namespace: str = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"
+
+    def xml(self) -> bytes:
+        entries = "".join(self._entry(n, e) for n, e in enumerate(self.entries, start=1))
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<Document xmlns="{self.namespace}"><BkToCstmrStmt>'
+            f"<GrpHdr><MsgId>MSG-{escape(self.statement_id)}</MsgId><CreDtTm>2026-03-05T06:00:00</CreDtTm></GrpHdr>"
+            f"<Stmt><Id>{escape(self.statement_id)}</Id><CreDtTm>2026-03-05T06:00:00</CreDtTm>"
+            "<FrToDt><FrDtTm>2026-03-04T00:00:00</FrDtTm><ToDtTm>2026-03-04T23:59:59</ToDtTm></FrToDt>"
+            f"<Acct><Id><IBAN>{self.account}</IBAN></Id><Ccy>{self.currency}</Ccy></Acct>"
+            f"{entries}</Stmt></BkToCstmrStmt></Document>"
+        ).encode()
+
+    @staticmethod
+    def _entry(n: int, e: Credit) -> str:
+        party = (
+            f"<RltdPties><Dbtr><Nm>{escape(e.name)}</Nm></Dbtr><DbtrAcct><Id><IBAN>{e.iban}</IBAN></Id></DbtrAcct>"
+            "</RltdPties>"
+            if e.credit
+            else f"<RltdPties><Cdtr><Nm>{escape(e.name)}</Nm></Cdtr></RltdPties>"
+        )
+        remittance = ""
+        if e.reference:
+            remittance += f"<Ustrd>{escape(e.reference)}</Ustrd>"
+        if e.structured:
+            remittance += f"<Strd><CdtrRefInf><Ref>{escape(e.structured)}</Ref></CdtrRefInf></Strd>"
+        return (
+            f'<Ntry><Amt Ccy="{e.currency}">{e.amount}</Amt><CdtDbtInd>{"CRDT" if e.credit else "DBIT"}</CdtDbtInd>'
+            "<Sts>BOOK</Sts><BookgDt><Dt>2026-03-04</Dt></BookgDt><ValDt><Dt>2026-03-04</Dt></ValDt>"
+            f"<AcctSvcrRef>BANK-{n}</AcctSvcrRef><BkTxCd/><NtryDtls><TxDtls><Refs><EndToEndId>E2E-{n}</EndToEndId>"
+            f'</Refs><AmtDtls><TxAmt><Amt Ccy="{e.currency}">{e.amount}</Amt></TxAmt></AmtDtls>{party}'
+            f"{'<RmtInf>' + remittance + '</RmtInf>' if remittance else ''}</TxDtls></NtryDtls></Ntry>"
+        )
+
+
+def invoice_for(name: str, price: str = "119.00") -> Invoice:
+    customer = CustomerFactory(name=name)
+    ContractFactory(customer=customer, monthly_price=Decimal(price), start_date=date(2026, 1, 1))
+    run = services.invoicing_run_create(period_start=date(2026, 3, 1))
+    services.invoicing_run_execute(run=run, deliver=False)
+    return Invoice.objects.get(customer=customer)
+
+
+def ledger() -> tuple[int, ...]:
+    return (
+        BankStatement.objects.count(),
+        BankEntry.objects.count(),
+        Payment.objects.count(),
+        CustomerCredit.objects.count(),
+        InvoiceEvent.objects.count(),
+        Invoice.objects.filter(state=Invoice.State.PAID).count(),
+    )
+
+
+def fresh(invoice: Invoice) -> Invoice:
+    return Invoice.objects.get(pk=invoice.pk)
+
+
+def test_an_import_books_each_credit_to_the_invoice_it_names_and_queues_the_rest(finance_user):
+    exact = invoice_for("Anna Berger")
+    by_name = invoice_for("Carla Diaz GmbH", "89.50")
+    untouched = invoice_for("Emil Faber")
+    statement = Statement(
+        entries=[
+            Credit("119.00", "ANNA BERGER", f"Rechnung {exact.display_number.lower().replace('-', '')} Maerz"),
+            Credit("89.50", "Carla Diaz GmbH", "Parken Maerz"),
+            Credit("42.00", "Someone Else", "Spende"),
+            Credit("15.00", "Stadtwerke", "Strom", credit=False),
+        ]
+    )
+
+    imported = statement_import(data=statement.xml(), file_name="march.xml", user=finance_user)
+
+    assert (imported.entries_count, imported.credits_count, imported.matched_count, imported.queued_count) == (
+        4,
+        3,
+        2,
+        1,
+    )
+    assert imported.credits_total == Decimal("250.50") and imported.uploaded_by == finance_user
+    rows = {e.debtor_name: e for e in imported.entries.all()}
+    assert (rows["ANNA BERGER"].invoice, rows["ANNA BERGER"].rule, rows["ANNA BERGER"].status) == (
+        exact,
+        BankEntry.Rule.REFERENCE,
+        BankEntry.Status.MATCHED,
+    )
+    assert (rows["Carla Diaz GmbH"].invoice, rows["Carla Diaz GmbH"].rule) == (by_name, BankEntry.Rule.AMOUNT_NAME)
+    assert rows["Someone Else"].status == BankEntry.Status.QUEUED and rows["Someone Else"].invoice is None
+    assert rows["Stadtwerke"].status == BankEntry.Status.IGNORED and not rows["Stadtwerke"].is_credit
+    for invoice, amount in ((exact, "119.00"), (by_name, "89.50")):
+        invoice = fresh(invoice)
+        assert invoice.state == Invoice.State.PAID and invoice.amount_paid == Decimal(amount)
+        payment = invoice.payments.get()
+        assert (payment.method, payment.status, payment.amount, payment.bank_entry.invoice_id) == (
+            "bank_transfer",
+            Payment.Status.SUCCEEDED,
+            Decimal(amount),
+            invoice.pk,
+        )
+    assert fresh(untouched).state == Invoice.State.ISSUED and not fresh(untouched).payments.exists()
+
+
+def test_two_partial_payments_pay_the_invoice_when_the_second_lands():
+    invoice = invoice_for("Greta Hansen")
+    first = Statement("S-1", entries=[Credit("50.00", "Greta Hansen", invoice.display_number)])
+    statement_import(data=first.xml(), file_name="1.xml", user=None)
+
+    invoice = fresh(invoice)
+    entry = BankEntry.objects.get(statement__statement_id="S-1")
+    assert entry.status == BankEntry.Status.PARTIAL
+    assert invoice.state == Invoice.State.ISSUED
+    assert (invoice.amount_paid, invoice.amount_open) == (Decimal("50.00"), Decimal("69.00"))
+
+    second = Statement("S-2", entries=[Credit("69.00", "Greta Hansen", f"Rest {invoice.display_number}")])
+    statement_import(data=second.xml(), file_name="2.xml", user=None)
+
+    invoice = fresh(invoice)
+    assert invoice.state == Invoice.State.PAID and invoice.amount_open == 0
+    assert sorted(invoice.payments.values_list("amount", "attempt")) == [(Decimal("50.00"), 1), (Decimal("69.00"), 2)]
+    assert BankEntry.objects.get(statement__statement_id="S-2").status == BankEntry.Status.MATCHED
+    assert not CustomerCredit.objects.exists()
+
+
+def test_an_over_payment_becomes_the_customers_credit_balance_and_a_paid_invoice_takes_none():
+    invoice = invoice_for("Ida Jansen")
+    statement = Statement(
+        entries=[
+            Credit("150.00", "Ida Jansen", invoice.display_number),
+            Credit("20.00", "Ida Jansen", f"nochmal {invoice.display_number}"),
+        ]
+    )
+    statement_import(data=statement.xml(), file_name="over.xml", user=None)
+
+    invoice = fresh(invoice)
+    assert invoice.state == Invoice.State.PAID and invoice.amount_paid == Decimal("119.00")
+    assert invoice.payments.get().amount == Decimal("119.00")
+    first, second = BankEntry.objects.order_by("position")
+    assert first.status == second.status == BankEntry.Status.OVERPAID
+    credits = sorted(CustomerCredit.objects.values_list("bank_entry_id", "amount"))
+    assert credits == [(first.pk, Decimal("31.00")), (second.pk, Decimal("20.00"))]
+    assert bank_statements.customer_credit_balance(invoice.customer) == Decimal("51.00")
+
+
+def test_the_same_statement_twice_is_refused_and_books_nothing(finance_user):
+    invoice = invoice_for("Karl Lang")
+    statement = Statement(entries=[Credit("60.00", "Karl Lang", invoice.display_number)])
+    statement_import(data=statement.xml(), file_name="a.xml", user=finance_user)
+    before = ledger()
+
+    with pytest.raises(StatementRefused, match=r"imported already \(file a\.xml, on .* by fin\)"):
+        statement_import(data=statement.xml(), file_name="a-again.xml", user=finance_user)
+    # The same statement of the bank in other bytes (re-downloaded, another creation time) is the same.
+    again = Statement(entries=[Credit("60.00", "Karl Lang", invoice.display_number), Credit("1.00", "X")])
+    with pytest.raises(StatementRefused, match="imported already"):
+        statement_import(data=again.xml(), file_name="b.xml", user=finance_user)
+
+    assert ledger() == before
+    assert fresh(invoice).amount_paid == Decimal("60.00")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"Kontoauszug als Text", "not readable XML"),
+        (Statement().xml()[:-40], "not readable XML"),
+        (Statement(namespace="urn:iso:std:iso:20022:tech:xsd:pain.001.001.03").xml(), "not a camt.053 or camt.054"),
+        (Statement(account=OTHER_IBAN, entries=[Credit("5.00", "A")]).xml(), "not one of the operator's accounts"),
+        (Statement(currency="USD", entries=[Credit("5.00", "A", currency="USD")]).xml(), "amounts in USD"),
+        (Statement(entries=[Credit("5.00", "A", currency="CHF")]).xml(), "amounts in CHF"),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "boom">]>'
+            b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02">&e;</Document>',
+            "document type",
+        ),
+    ],
+    ids=["not-xml", "malformed", "not-camt", "unknown-iban", "other-currency", "entry-in-other-currency", "dtd"],
+)
+def test_a_bad_file_is_refused_at_the_upload_field_and_nothing_is_booked(client, finance_user, data, message):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    invoice_for("Lena Meier")
+    before = ledger()
+    client.force_login(finance_user)
+
+    response = client.post(
+        reverse("billing:bank-statement-upload"), {"file": SimpleUploadedFile("statement.xml", data, "text/xml")}
+    )
+
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert list(errors) == ["file"] and message in errors["file"][0], errors
+    assert message.encode() in response.content or b"&#x27;" in response.content
+    assert ledger() == before
+
+
+def test_the_upload_page_imports_and_refuses_the_same_file_again(client, finance_user):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    invoice = invoice_for("Nora Otto")
+    data = Statement(entries=[Credit("119.00", "Nora Otto", invoice.display_number)]).xml()
+    client.force_login(finance_user)
+    url = reverse("billing:bank-statement-upload")
+
+    response = client.post(url, {"file": SimpleUploadedFile("day.xml", data, "text/xml")}, follow=True)
+    assert response.status_code == 200
+    assert b"1 credit, 1 matched, 0 to match by hand" in response.content
+    assert fresh(invoice).state == Invoice.State.PAID
+    before = ledger()
+
+    response = client.post(url, {"file": SimpleUploadedFile("day.xml", data, "text/xml")})
+    assert response.status_code == 400
+    assert "imported already (file day.xml" in response.context["form"].errors["file"][0]
+    assert ledger() == before
+    listing = client.get(reverse("billing:bank-statement-list"))
+    assert b"STMT-2026-03-04" in listing.content and b"fin" in listing.content
+
+
+def _queued_statement(django_capture_on_commit_callbacks, name="Unknown Payer GmbH", reference="Miete Stellplatz"):
+    statement = Statement(entries=[Credit("119.00", name, reference)])
+    with django_capture_on_commit_callbacks(execute=True):
+        imported = statement_import(data=statement.xml(), file_name="q.xml", user=None)
+    return imported.entries.get()
+
+
+def _task_of(entry: BankEntry):
+    from workflows.models import Task
+
+    return Task.objects.filter(process__object_id=entry.pk, process__definition__key="bank-credit-matching").latest(
+        "pk"
+    )
+
+
+def test_a_queued_credit_is_a_finance_task_and_matching_it_there_pays_the_invoice(
+    client, finance_user, django_capture_on_commit_callbacks
+):
+    from workflows.models import BusinessEvent, Process, Task
+
+    invoice = invoice_for("Paul Quast")
+    entry = _queued_statement(django_capture_on_commit_callbacks, name="P. Quast")
+    event = BusinessEvent.objects.get(name="bank_credit.unmatched")
+    assert event.state == BusinessEvent.State.STARTED and event.payload["entry_id"] == entry.pk
+    assert event.payload["amount"] == "119.00" and event.payload["debtor_name"] == "P. Quast"
+    # Emitting again (a retried worker) starts nothing new.
+    bank_statements.bank_credits_unmatched_emit(entry_ids=[entry.pk])
+    assert BusinessEvent.objects.filter(name="bank_credit.unmatched").count() == 1
+
+    client.force_login(finance_user)
+    basket = client.get(reverse("workflows:basket"))
+    task = _task_of(entry)
+    assert task.role == "Finance" and b"Match the bank credit" in basket.content
+    page = client.get(reverse("workflows:task-detail", args=[task.pk]))
+    assert page.status_code == 200
+    assert b"P. Quast" in page.content and b"Miete Stellplatz" in page.content
+    assert reverse("billing:bankentry-detail", args=[entry.pk]).encode() in page.content
+
+    # A number that names no invoice: the task comes back with a note, nothing is booked.
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("workflows:task-complete", args=[task.pk]), {"outcome": "match", "invoice_number": "X1"})
+    _run_engine()
+    retry = _task_of(entry)
+    assert retry.pk != task.pk and retry.state == Task.State.OPEN
+    entry.refresh_from_db()
+    assert entry.status == BankEntry.Status.QUEUED and "X1" in entry.note
+    assert b"X1" in client.get(reverse("workflows:task-detail", args=[retry.pk])).content
+    assert not Payment.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("workflows:task-complete", args=[retry.pk]),
+            {"outcome": "match", "invoice_number": invoice.display_number.lower()},
+        )
+    _run_engine()
+    invoice = fresh(invoice)
+    entry.refresh_from_db()
+    assert invoice.state == Invoice.State.PAID
+    assert (entry.status, entry.rule, entry.invoice_id) == (BankEntry.Status.MANUAL, BankEntry.Rule.MANUAL, invoice.pk)
+    assert Process.objects.get(pk=retry.process_id).state == Process.State.COMPLETED
+    assert BankStatement.objects.get().queued_count == 0
+
+
+def test_matching_on_the_entry_page_cancels_the_basket_task(client, finance_user, django_capture_on_commit_callbacks):
+    from workflows.models import Process
+
+    invoice = invoice_for("Rita Sommer")
+    entry = _queued_statement(django_capture_on_commit_callbacks)
+    task = _task_of(entry)
+    client.force_login(finance_user)
+    url = reverse("billing:bankentry-detail", args=[entry.pk])
+    page = client.get(url, {"find": "Rita"})
+    assert invoice.display_number.encode() in page.content
+    assert reverse("workflows:task-detail", args=[task.pk]).encode() in page.content
+
+    bad = client.post(reverse("billing:bankentry-match", args=[entry.pk]), {"invoice_number": "INV1999-000999"})
+    assert bad.status_code == 400 and "INV1999-000999" in bad.context["match_form"].errors["invoice_number"][0]
+    assert not Payment.objects.exists()
+
+    client.post(reverse("billing:bankentry-match", args=[entry.pk]), {"invoice_number": invoice.display_number})
+    assert fresh(invoice).state == Invoice.State.PAID
+    assert Process.objects.get(pk=task.process_id).state == Process.State.CANCELLED
+    # Booked once: a second match or an ignore is refused.
+    again = client.post(reverse("billing:bankentry-match", args=[entry.pk]), {"invoice_number": invoice.display_number})
+    assert again.status_code == 400 and "booked only once" in again.context["match_form"].errors["invoice_number"][0]
+    assert Payment.objects.count() == 1
+
+
+def test_ignoring_a_credit_needs_a_reason_and_settles_it(client, finance_user, django_capture_on_commit_callbacks):
+    entry = _queued_statement(django_capture_on_commit_callbacks)
+    client.force_login(finance_user)
+    url = reverse("billing:bankentry-ignore", args=[entry.pk])
+    assert client.post(url, {"reason": ""}).status_code == 400
+    client.post(url, {"reason": "Refund from a supplier"})
+    entry.refresh_from_db()
+    assert (entry.status, entry.note, entry.matched_by) == (
+        BankEntry.Status.IGNORED,
+        "Refund from a supplier",
+        finance_user,
+    )
+    assert not Payment.objects.exists() and not CustomerCredit.objects.exists()
+
+
+def _run_engine() -> None:
+    """Run the system steps the engine queued (the tests have no worker)."""
+    from workflows.testing import run_pending_system_steps
+
+    run_pending_system_steps()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_bookings_of_one_credit_at_the_same_moment_book_it_once(django_capture_on_commit_callbacks):
+    invoice = invoice_for("Sven Tal")
+    statement = Statement(entries=[Credit("119.00", "Nobody", "no reference")])
+    imported = statement_import(data=statement.xml(), file_name="race.xml", user=None)
+    entry = imported.entries.get()
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def book() -> None:
+        try:
+            barrier.wait()
+            bank_statements.entry_book(entry=entry, invoice=invoice, rule=BankEntry.Rule.MANUAL)
+            outcomes.append("booked")
+        except EntryRefused:
+            outcomes.append("refused")
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=book) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["booked", "refused"]
+    assert Payment.objects.filter(bank_entry=entry).count() == 1
+    assert not CustomerCredit.objects.exists()
+    assert fresh(invoice).amount_paid == Decimal("119.00")
+    assert BankStatement.objects.get().queued_count == 0
