@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -18,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
+from django.utils.translation import gettext_noop
 
 from accounts import roles
 from accounts.middleware import preferred_language
@@ -58,16 +60,49 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def statement_figures(day_from: date, day_to: date) -> dict[str, Any]:
-    """Everything a statement reports for the period (closed days are aggregated first if needed)."""
+# The steps of a build besides aggregating the days not stored yet (see ``statement_build_steps``).
+# Their labels are stored in English and shown in the reader's language.
+STEP_AGGREGATE = gettext_noop("Adding up the period's days")
+STEP_WORKFLOWS = gettext_noop("Collecting the workflow figures")
+STEP_BILLING = gettext_noop("Collecting the billing figures")
+STEP_CPMS = gettext_noop("Collecting the CPMS figures")
+STEP_PDF = gettext_noop("Rendering the PDF")
+STEP_STORE = gettext_noop("Storing the statement")
+FIXED_STEPS = (STEP_WORKFLOWS, STEP_BILLING, STEP_CPMS, STEP_PDF, STEP_STORE)
+Step = Callable[[str], None]
+
+
+def _no_step(label: str) -> None:
+    pass
+
+
+def _days_to_aggregate(day_from: date, day_to: date) -> list[date]:
+    """The closed days of the period whose figures are not stored yet."""
     today = timezone.localdate()
     stored = set(AggregatedDay.objects.filter(day__gte=day_from, day__lte=day_to).values_list("day", flat=True))
-    day = day_from
+    days, day = [], day_from
     while day <= day_to and day < today:
         if day not in stored:
-            aggregate_day(day)
+            days.append(day)
         day += timedelta(days=1)
+    return days
+
+
+def statement_build_steps(day_from: date, day_to: date) -> int:
+    """How many steps building the period's statement takes: one per day to add up, then the fixed ones."""
+    return len(_days_to_aggregate(day_from, day_to)) + len(FIXED_STEPS)
+
+
+def statement_figures(day_from: date, day_to: date, *, step: Step = _no_step) -> dict[str, Any]:
+    """Everything a statement reports for the period (closed days are aggregated first if needed).
+
+    ``step(label)`` is called as each step begins (a build job reports its progress with it).
+    """
+    for day in _days_to_aggregate(day_from, day_to):
+        step(STEP_AGGREGATE)
+        aggregate_day(day)
     scope = Scope(day_from=day_from, day_to=day_to)
+    step(STEP_WORKFLOWS)
     workflows = per_workflow(scope)
     fields = (
         "definition",
@@ -86,14 +121,18 @@ def statement_figures(day_from: date, day_to: date) -> dict[str, Any]:
         "reentered",
     )
     rows = [{k: r[k] for k in fields} for r in workflows if any(r[k] for k in ("started", "completed", "entered"))]
+    step(STEP_BILLING)
+    billing = billing_figures(day_from, day_to)
+    step(STEP_CPMS)
+    cpms = cpms_figures(day_from, day_to)
     return _plain(
         {
             "period_start": day_from,
             "period_end": day_to,
             "workflows": rows,
             "totals": totals(workflows),
-            "billing": billing_figures(day_from, day_to),
-            "cpms": cpms_figures(day_from, day_to),
+            "billing": billing,
+            "cpms": cpms,
         }
     )
 
@@ -132,18 +171,23 @@ def statement_context(statement: Statement) -> dict[str, Any]:
     }
 
 
-def statement_build(*, frequency: str, day_from: date, day_to: date) -> Statement:
-    """Compute the figures of the period and render the PDF; stores (or refreshes) the Statement."""
+def statement_build(*, frequency: str, day_from: date, day_to: date, step: Step = _no_step) -> Statement:
+    """Compute the figures of the period and render the PDF; stores (or refreshes) the Statement.
+
+    ``step(label)`` is called as each step begins (``statement_build_steps`` counts them).
+    """
     started = time.monotonic()
-    figures = statement_figures(day_from, day_to)
+    figures = statement_figures(day_from, day_to, step=step)
     statement = Statement.objects.filter(frequency=frequency, period_start=day_from).first() or Statement(
         frequency=frequency, period_start=day_from
     )
     statement.period_end = day_to
     statement.figures = figures
     statement.created_at = timezone.now()
+    step(STEP_PDF)
     with translation.override(settings.LANGUAGE_CODE):  # the archived PDF is in the portal's language
         statement.pdf = render_pdf(render_to_string("monitoring/statement_pdf.html", statement_context(statement)))
+    step(STEP_STORE)
     statement.build_ms = int((time.monotonic() - started) * 1000)
     statement.save()
     return statement

@@ -28,3 +28,15 @@ def send_statements() -> int:
 
     aggregate_pending()
     return len(statements_send_due())
+
+
+@shared_task(name="monitoring.tasks.statement_build", ignore_result=True)
+def statement_build_task(build_id: int) -> str:
+    """Run a statement build asked for on the Statements page (the build's page polls its steps)."""
+    from monitoring.builds import statement_build_run
+    from monitoring.models import StatementBuild
+
+    build = StatementBuild.objects.filter(pk=build_id).first()
+    if build is None:
+        return "gone"
+    return statement_build_run(build=build).state

@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 from csp.decorators import csp_update
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -29,9 +28,9 @@ from carparks.models import CarPark
 from monitoring import alerts, selectors
 from monitoring.aggregation import day_bounds
 from monitoring.forms import AlertRuleForm, FilterForm, SubscriptionForm
-from monitoring.models import AlertEvent, AlertRule, DailyWorkflowStat, Statement, StatementSubscription
+from monitoring.models import AlertEvent, AlertRule, DailyWorkflowStat, Statement, StatementBuild, StatementSubscription
 from monitoring.selectors import Scope
-from monitoring.statements import SUBSCRIBER_ROLES, period_for, statement_build
+from monitoring.statements import SUBSCRIBER_ROLES
 from parkinghq.http import safe_next
 from workflows import xes
 from workflows.compiler import step_label, step_names
@@ -608,37 +607,48 @@ def statement_preview(request: HttpRequest) -> HttpResponse:
     return render(request, "monitoring/statement_preview.html", statement_context(statement))
 
 
-# The menu shows statements to the subscriber roles (``statement_list``); they may build one too.
+# The menu shows statements to the subscriber roles (``statement_list``); they may build one too, and
+# see and poll the builds (statements are not limited to car parks, so neither are their builds).
 @role_required(*SUBSCRIBER_ROLES)
 @require_POST
 def statement_build_now(request: HttpRequest) -> HttpResponse:
-    """Build (or rebuild) the statement of the last closed period without sending it; audited."""
-    frequency = request.POST.get("frequency", "")
-    if frequency not in StatementSubscription.Frequency.values:
-        messages.error(request, _("Choose daily, weekly or monthly."))
+    """Queue the build (or rebuild) of the last closed period's statement, without sending it; audited when
+    built. The page of the build shows its progress; a build of the period already under way is reused."""
+    from monitoring.builds import StatementBuildError, statement_build_request
+
+    try:
+        build, created = statement_build_request(frequency=request.POST.get("frequency", ""), user=request.user)
+    except StatementBuildError as exc:
+        messages.error(request, str(exc))
         return redirect("monitoring:statements")
-    day_from, day_to = period_for(frequency, timezone.localdate())
-    with transaction.atomic():
-        statement = statement_build(frequency=frequency, day_from=day_from, day_to=day_to)
-        Statement.objects.filter(pk=statement.pk).update(built_by=request.user)
-        statement.built_by = request.user
-        _audit_build(request.user, statement)
-    messages.success(
-        request, _("%(statement)s built in %(ms)s ms.") % {"statement": statement, "ms": statement.build_ms}
+    if created:
+        messages.success(request, _("The statement is being built; you can go on working meanwhile."))
+    else:
+        messages.info(request, _("This statement is already being built; here is that build's progress."))
+    return redirect("monitoring:statement-build-detail", pk=build.pk)
+
+
+def _build_context(pk: int) -> dict[str, Any]:
+    build = get_object_or_404(
+        StatementBuild.objects.select_related("requested_by", "statement").defer("statement__pdf"), pk=pk
     )
-    return redirect("monitoring:statement-detail", pk=statement.pk)
+    statement = Statement(frequency=build.frequency, period_start=build.period_start, period_end=build.period_end)
+    return {
+        "build": build,
+        "title": statement.title,
+        "period_label": statement.period_label,
+        # Step labels and the build's own refusals are stored in English and read in the reader's language.
+        "step": _(build.step_label) if build.step_label else "",
+        "error": _(build.error) if build.error else "",
+    }
 
 
-def _audit_build(user: Any, statement: Statement) -> None:
-    from accounts.services import audit_record
+@role_required(*SUBSCRIBER_ROLES)
+def statement_build_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render(request, "monitoring/statement_build.html", _build_context(pk))
 
-    audit_record(
-        actor=user,
-        action="statement.build",
-        target=statement,
-        new={
-            "frequency": statement.frequency,
-            "period_start": statement.period_start.isoformat(),
-            "period_end": statement.period_end.isoformat(),
-        },
-    )
+
+@role_required(*SUBSCRIBER_ROLES)
+def statement_build_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The build's progress, polled by htmx every 2 s while it is queued or running."""
+    return render(request, "monitoring/_build_progress.html", _build_context(pk))

@@ -9,7 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AuditEntry
-from monitoring.models import Statement
+from monitoring.builds import statement_build_run
+from monitoring.models import Statement, StatementBuild
 
 pytestmark = pytest.mark.django_db
 
@@ -25,11 +26,14 @@ def test_supervisors_and_finance_build_a_statement_and_the_archive_names_them(cl
     assert "No statement has been built yet." in page
     assert f'action="{BUILD}"' in page and f"{PREVIEW}?frequency=weekly" in page
     response = client.post(BUILD, {"frequency": "weekly"})
-    statement = Statement.objects.get(frequency="weekly")
+    build = StatementBuild.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse(
-        "monitoring:statement-detail", args=[statement.pk]
+        "monitoring:statement-build-detail", args=[build.pk]
     )
+    statement_build_run(build=build)  # what the worker does with the queued build
+    statement = Statement.objects.get(frequency="weekly")
     assert statement.built_by == user
+    assert reverse("monitoring:statement-detail", args=[statement.pk]) in client.get(response["Location"]).text
     entry = AuditEntry.objects.get(action="statement.build")
     assert entry.actor == user and entry.target_id == str(statement.pk)
     assert entry.new["frequency"] == "weekly"
