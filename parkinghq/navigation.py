@@ -68,11 +68,17 @@ def view_roles(urlname: str) -> tuple[str, ...]:
         raise NavigationError(f"the view of {urlname} is not guarded by role_required") from None
 
 
-def may_open(user: Any, entry: Entry) -> bool:
-    """Whether the entry's page answers this user (the view's own role check, then the entry's own test)."""
+def may_open_page(user: Any, urlname: str) -> bool:
+    """Whether the page of ``urlname`` (a URL without arguments) lets this user in: its view's role check.
+    Tab bars show a tab only when this holds (``{% may_open "app:name" as shown %}``, ``{% load navigation %}``)."""
     from accounts.roles import roles_allow
 
-    if not roles_allow(user, view_roles(entry.urlname)):
+    return roles_allow(user, view_roles(urlname))
+
+
+def may_open(user: Any, entry: Entry) -> bool:
+    """Whether the entry's page answers this user (the view's own role check, then the entry's own test)."""
+    if not may_open_page(user, entry.urlname):
         return False
     return entry.visible is None or entry.visible(user)
 

@@ -9,13 +9,11 @@ menu hides nothing that would have worked. The one exception is an entry hidden 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from io import StringIO
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
+import lxml.html
 import pytest
-from django.core.management import call_command
-from django.db import transaction
 from django.urls import reverse
 
 from accounts import roles
@@ -32,20 +30,6 @@ def menu_links(html: str) -> list[tuple[str, bool]]:
     if not found:
         return []
     return [(href, bool(active)) for active, href in LINK.findall(found.group(1))]
-
-
-@pytest.fixture(scope="module")
-def demo(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
-    """The demo data, loaded once for the module inside a transaction rolled back at its end."""
-    with django_db_blocker.unblock():
-        atomic = transaction.atomic()
-        atomic.__enter__()
-        try:
-            call_command("demo_load", stdout=StringIO())
-            yield
-        finally:
-            transaction.set_rollback(True)
-            atomic.__exit__(None, None, None)
 
 
 def _refused(response: Any) -> bool:
@@ -119,3 +103,93 @@ def test_exactly_one_item_is_active_the_longest_prefix(make_user):
     assert [item.urlname for item in navigation.menu(boss, "/")] == [item.urlname for item in items]
     assert not any(item.active for item in navigation.menu(boss, "/"))
     assert len(items) >= 10  # an administrator opens every page
+
+
+# --- Tab bars: a tab shows only when its page lets the user in -----------------------------------
+
+TABS = '//ul[contains(concat(" ", normalize-space(@class), " "), " nav-tabs ")]//a[@href]'
+
+
+def tab_links(html: str, page_url: str) -> list[str]:
+    """The links of every tab bar (``ul.nav-tabs``) of a page, as absolute paths."""
+    if not html.strip():
+        return []
+    document = lxml.html.fromstring(html)
+    links = []
+    for anchor in document.xpath(TABS):
+        href = anchor.get("href")
+        if href and not href.startswith("#"):
+            links.append(urljoin(page_url, href))
+    return links
+
+
+def tab_pages(client: Any, urls: list[str]) -> dict[str, list[str]]:
+    """Each page the menu links (and each page a tab of those leads to) → the tabs it shows."""
+    found: dict[str, list[str]] = {}
+    queue = list(urls)
+    depth = dict.fromkeys(urls, 0)
+    while queue:
+        url = queue.pop(0)
+        if url in found:
+            continue
+        response = client.get(url)
+        if response.status_code != 200 or "html" not in response.get("Content-Type", ""):
+            found[url] = []
+            continue
+        found[url] = tab_links(response.content.decode(), url)
+        if depth[url] < 1:
+            for tab in found[url]:
+                if tab not in depth:
+                    depth[tab] = depth[url] + 1
+                    queue.append(tab)
+    return found
+
+
+_ADMINISTRATOR_TABS: dict[str, list[str]] = {}
+
+
+@pytest.fixture
+def administrator_tabs(demo: None, login: Any, django_user_model: Any) -> dict[str, list[str]]:
+    """Every tab of every tab bar, as an administrator (who opens every page) sees them (once a module)."""
+    from django.test import Client
+
+    if not _ADMINISTRATOR_TABS:
+        client = Client()
+        admin = login(client, django_user_model.objects.get(username="admin"))
+        _ADMINISTRATOR_TABS.update(tab_pages(client, [item.url for item in navigation.menu(admin, "/")]))
+    assert any(_ADMINISTRATOR_TABS.values()), "the administrator sees no tab bar at all"
+    return _ADMINISTRATOR_TABS
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("username", "role"), ROLE_USERS, ids=[role for _u, role in ROLE_USERS])
+def test_every_tab_shown_opens_and_every_tab_hidden_refuses(
+    demo, administrator_tabs, client, login, django_user_model, username, role
+):
+    user = django_user_model.objects.get(username=username)
+    login(client, user)
+    menu_urls = [href for href, _active in menu_links(client.get("/").content.decode())]
+    pages = tab_pages(client, menu_urls)
+    shown = {tab for tabs in pages.values() for tab in tabs}
+    for tab in sorted(shown):
+        response = client.get(tab)
+        assert response.status_code == 200, f"{role}: a tab links {tab}, which answers {response.status_code}"
+    for page_url, tabs in pages.items():
+        for hidden in set(administrator_tabs.get(page_url, ())) - set(tabs):
+            if urlsplit(hidden).path == urlsplit(page_url).path:
+                continue  # a view of the same page (the basket's ?tab=team): the page shows what it may
+            assert _refused(client.get(hidden)), f"{role}: {page_url} hides the tab {hidden}, which would open"
+
+
+@pytest.mark.django_db
+def test_the_car_park_tabs_follow_each_role(demo, client, login, django_user_model):
+    """Finance sees car parks and customers but not the case inbox, which it may not open."""
+    login(client, django_user_model.objects.get(username="finance"))
+    url = reverse("carparks:customer-list")
+    tabs = tab_links(client.get(url).content.decode(), url)
+    assert reverse("carparks:customer-list") in tabs
+    assert reverse("carparks:case-list") not in tabs
+    assert client.get(reverse("carparks:case-list")).status_code == 403
+    client.logout()
+    login(client, django_user_model.objects.get(username="agent"))
+    assert reverse("carparks:case-list") in tab_links(client.get(url).content.decode(), url)

@@ -93,6 +93,7 @@ TEMPLATES = [
                 "portal": "parkinghq.templatetags.portal",
                 "progress": "parkinghq.templatetags.progress",
                 "files": "parkinghq.templatetags.files",
+                "navigation": "parkinghq.templatetags.navigation",
             },
         },
     },
