@@ -13,14 +13,17 @@ are matched; a debit, a reversal and a credit nothing fits come back with ``invo
 2. **fuzzy_reference** — a reference one typing error (a character wrong, missing, extra, or two
    neighbours swapped) away from exactly one open invoice's number. When several open invoices are that
    close, the one whose open amount equals the credit decides; and a reference that is itself a well-formed
-   invoice number (it may be an invoice already paid) is only taken for its neighbour when the amount agrees.
+   invoice number of a known series (it may be an invoice already paid, or last year's) is only taken for its
+   neighbour when the amount agrees.
 3. **amount_name** — the amount equals the open amount of exactly one open invoice whose customer's name,
    normalised (case, umlauts, punctuation, legal forms such as GmbH, word order), equals the payer's or the
    ultimate payer's name.
 
-Everything is indexed once (dicts keyed by normalised number, RF reference, and currency + amount + name);
-the typo rule uses a deletion-neighbourhood index built only when a credit needs it, so matching is linear
-in entries plus invoices, not their product.
+Everything is indexed once (dicts keyed by normalised number, RF reference, and currency + amount + name).
+The typo rule looks up the reference's one-edit neighbourhood — every string over the invoice numbers'
+characters one edit away, a few hundred for a 13-character number — in the number index, so it needs no
+index of its own and costs the same for 100 or 100,000 open invoices. Matching is linear in entries plus
+invoices, never their product.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ _LEGAL_FORMS = frozenset(
     {"gmbh", "mbh", "ag", "kg", "kgaa", "ohg", "gbr", "ug", "ev", "eg", "se", "co", "ltd", "llc", "inc", "plc"}
     | {"sarl", "bv", "haftungsbeschraenkt", "dr", "prof", "herr", "frau"}
 )
+_DROPPED = re.compile(r"[.'`´]")
+_WORD_BREAK = re.compile(r"[^a-z0-9]+")
 _TRANSLITERATE = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "æ": "ae", "ø": "oe", "å": "aa"})
 
 
@@ -93,39 +98,30 @@ def name_key(value: str) -> str:
     """
     text = value.lower().translate(_TRANSLITERATE)
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    text = re.sub(r"[&+]", " ", text)
-    text = re.sub(r"[.'`´]", "", text)  # "e.V." → "ev", "O'Neil" → "oneil"
-    words = [w for w in re.split(r"[^a-z0-9]+", text) if w and w not in _LEGAL_FORMS]
+    text = _DROPPED.sub("", text)  # "e.V." → "ev", "O'Neil" → "oneil"
+    words = [w for w in _WORD_BREAK.split(text) if w and w not in _LEGAL_FORMS]
     return " ".join(sorted(words))
 
 
-def _within_one_edit(a: str, b: str) -> bool:
-    """Optimal-string-alignment distance ≤ 1: one substitution, insertion, deletion or adjacent swap."""
-    if a == b:
-        return True
-    la, lb = len(a), len(b)
-    if abs(la - lb) > 1:
-        return False
-    if la == lb:
-        diffs = [i for i in range(la) if a[i] != b[i]]
-        if len(diffs) == 1:
-            return True
-        return (
-            len(diffs) == 2 and diffs[1] == diffs[0] + 1 and a[diffs[0]] == b[diffs[1]] and a[diffs[1]] == b[diffs[0]]
-        )
-    if la > lb:
-        a, b = b, a
-    # b is a with one character more.
-    i = 0
-    while i < len(a) and a[i] == b[i]:
-        i += 1
-    return a[i:] == b[i + 1 :]
-
-
-def _deletions(key: str) -> Iterable[str]:
-    yield key
-    for i in range(len(key)):
-        yield key[:i] + key[i + 1 :]
+def _one_edit_away(token: str, alphabet: str, lengths: frozenset[int]) -> Iterable[str]:
+    """Every string over ``alphabet`` one edit from ``token`` (a character replaced, left out, added, or two
+    neighbours swapped: optimal-string-alignment distance 1) whose length is one of ``lengths``."""
+    n = len(token)
+    if n - 1 in lengths:  # a character too many
+        for i in range(n):
+            yield token[:i] + token[i + 1 :]
+    if n + 1 in lengths:  # a character missing
+        for i in range(n + 1):
+            head, tail = token[:i], token[i:]
+            for c in alphabet:
+                yield head + c + tail
+    if n in lengths:  # a character wrong, or two swapped
+        for i in range(n):
+            head, tail = token[:i], token[i + 1 :]
+            for c in alphabet:
+                yield head + c + tail
+            if i + 1 < n:
+                yield head + token[i + 1] + token[i] + token[i + 2 :]
 
 
 class _Index:
@@ -135,6 +131,7 @@ class _Index:
         self.by_reference: dict[str, int] = {}
         self.by_amount_name: dict[tuple[str, Decimal, str], list[int]] = defaultdict(list)
         prefixes: set[str] = set()
+        names: dict[str, str] = {}  # a customer has many invoices
         for inv in invoices:
             key = number_key(inv.number)
             if key:
@@ -144,22 +141,17 @@ class _Index:
                 prefixes.add(parsed.group(1))
             if inv.payment_reference:
                 self.by_reference[reference_key(inv.payment_reference)] = inv.id
-            name = name_key(inv.customer_name)
+            name = names.get(inv.customer_name)
+            if name is None:
+                name = names[inv.customer_name] = name_key(inv.customer_name)
             if name and inv.amount_open > 0:
                 self.by_amount_name[(inv.currency.upper(), inv.amount_open, name)].append(inv.id)
-        alternatives = "|".join(sorted(map(re.escape, prefixes), key=len, reverse=True)) or "INV"
+        self.prefixes = prefixes or {"INV"}
+        alternatives = "|".join(sorted(map(re.escape, self.prefixes), key=len, reverse=True))
         self.number_pattern = re.compile(rf"({alternatives}){_SEP}(\d{{4}}){_SEP}(\d{{6}})(?!\d)", re.IGNORECASE)
-        self._deletion_index: dict[str, list[int]] | None = None
-
-    @property
-    def deletion_index(self) -> dict[str, list[int]]:
-        if self._deletion_index is None:
-            index: dict[str, list[int]] = defaultdict(list)
-            for key, invoice_id in self.by_number.items():
-                for variant in _deletions(key):
-                    index[variant].append(invoice_id)
-            self._deletion_index = dict(index)
-        return self._deletion_index
+        # The characters invoice numbers are made of: a typo's neighbours are looked up over these only.
+        self.alphabet = "".join(sorted({c for key in self.by_number for c in key}))
+        self.lengths = frozenset(len(key) for key in self.by_number)
 
     # --- rule 1 ----------------------------------------------------------------------------------
 
@@ -213,24 +205,20 @@ class _Index:
         return chosen.pop() if len(chosen) == 1 else None
 
     def _fuzzy_token(self, token: str, amount: Decimal, currency: str) -> int | None:
-        index = self.deletion_index
-        ids: set[int] = set()
-        for variant in _deletions(token):
-            for invoice_id in index.get(variant, ()):
-                ids.add(invoice_id)
-        close = [
-            i
-            for i in ids
-            if self.invoices[i].currency.upper() == currency
-            and _within_one_edit(token, number_key(self.invoices[i].number))
-        ]
+        close = {
+            invoice_id
+            for candidate in _one_edit_away(token, self.alphabet, self.lengths)
+            if (invoice_id := self.by_number.get(candidate)) is not None
+            and self.invoices[invoice_id].currency.upper() == currency
+        }
         if not close:
             return None
-        same_amount = [i for i in close if self.invoices[i].amount_open == amount]
-        well_formed = _NUMBER.match(token) is not None
+        parsed = _NUMBER.match(token)
+        well_formed = parsed is not None and parsed.group(1) in self.prefixes
         if len(close) == 1 and not well_formed:
-            return close[0]
+            return close.pop()
         # Several neighbours, or a well-formed number that may be another (paid) invoice: the amount decides.
+        same_amount = [i for i in close if self.invoices[i].amount_open == amount]
         return same_amount[0] if len(same_amount) == 1 else None
 
     # --- rule 3 ----------------------------------------------------------------------------------

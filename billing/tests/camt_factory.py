@@ -180,16 +180,14 @@ def _bank_name(name: str) -> str:
     return f"{last}, {first}".translate(table).upper()
 
 
-def _osa_distance_at_most_one(a: str, b: str) -> bool:
-    # Independent of billing.matching: brute force over the single edits of a.
-    if a == b:
-        return True
-    alphabet = set(a + b)
+def _one_edit(a: str) -> set[str]:
+    """Every string one edit from ``a`` (independent of billing.matching: brute force over single edits)."""
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     edits = {a[:i] + a[i + 1 :] for i in range(len(a))}
     edits |= {a[:i] + c + a[i + 1 :] for i in range(len(a)) for c in alphabet}
     edits |= {a[:i] + c + a[i:] for i in range(len(a) + 1) for c in alphabet}
     edits |= {a[:i] + a[i + 1] + a[i] + a[i + 2 :] for i in range(len(a) - 1)}
-    return b in edits
+    return edits
 
 
 def scenario_200(*, year: int = 2026, first_number: int = 101) -> Scenario:
@@ -267,7 +265,8 @@ def scenario_200(*, year: int = 2026, first_number: int = 101) -> Scenario:
     for k, inv in enumerate(invoices[140:170]):
         reference = typo(inv.number, k)
         token = reference.replace("-", "").upper()
-        close = [other for other in invoices if _osa_distance_at_most_one(token, other.number.replace("-", ""))]
+        edits = _one_edit(token)
+        close = [other for other in invoices if other.number.replace("-", "") in edits]
         # One invoice that close, or several of which only the intended one has the amount paid.
         assert inv in close and [o for o in close if o.amount_open == inv.amount_open] == [inv], (reference, close)
         # Paid by someone else (a property manager), so only the reference can tell.
