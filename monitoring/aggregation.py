@@ -23,7 +23,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from monitoring.models import AggregatedDay, DailyStepStat, DailyWorkflowStat
-from workflows.models import Process, ProcessEvent, Task
+from workflows.models import Process, ProcessEvent, ProcessEventArchive, Task
 
 Kind = ProcessEvent.Kind
 DIMENSIONS = ("definition_id", "version_id", "step_id", "carpark_id")
@@ -82,6 +82,14 @@ def _ms(delta: timedelta) -> int:
     return max(0, int(delta.total_seconds() * 1000))
 
 
+def _history(*fields: str, **filters: Any) -> list[tuple]:
+    """Rows of the live history and of its archive (``manage.py history_archive`` moves the events of
+    long-finished processes there), so a day's figures are the same before and after archiving."""
+    live = ProcessEvent.objects.filter(**filters).values_list(*fields).order_by()
+    archived = ProcessEventArchive.objects.filter(**filters).values_list(*fields).order_by()
+    return list(live.union(archived, all=True))
+
+
 def compute_rows(start: datetime, end: datetime) -> dict[Key, dict[str, int]]:
     """Figures of the history between ``start`` and ``end`` per (definition, version, step, car park).
 
@@ -90,19 +98,21 @@ def compute_rows(start: datetime, end: datetime) -> dict[Key, dict[str, int]]:
     is what makes a day slow on years of history.
     """
     rows: dict[Key, dict[str, int]] = defaultdict(empty_row)
-    events = list(
-        ProcessEvent.objects.filter(at__gte=start, at__lt=end, kind__in=list(KIND_FIELD))
-        .values_list("id", "process_id", "kind", "step_id", "task_id", "duration_ms")
-        .order_by()
+    events = _history(
+        "id",
+        "process_id",
+        "kind",
+        "step_id",
+        "task_id",
+        "duration_ms",
+        at__gte=start,
+        at__lt=end,
+        kind__in=list(KIND_FIELD),
     )
     if not events:
         return {}
     # Timestamps only where they are needed (parsing thousands of them is the slow part).
-    completed_at = dict(
-        ProcessEvent.objects.filter(at__gte=start, at__lt=end, kind=Kind.TASK_COMPLETED)
-        .values_list("id", "at")
-        .order_by()
-    )
+    completed_at = dict(_history("id", "at", at__gte=start, at__lt=end, kind=Kind.TASK_COMPLETED))
     process_ids = {e[1] for e in events}
     dims = {
         pk: (definition_id, version_id, carpark_id or 0)
@@ -112,10 +122,8 @@ def compute_rows(start: datetime, end: datetime) -> dict[Key, dict[str, int]]:
     }
     # Rework: an entry into a step the same process had entered before (perhaps on an earlier day).
     entries: dict[tuple[int, str], int] = {}
-    for process_id, step_id, event_id in (
-        ProcessEvent.objects.filter(process_id__in=process_ids, kind=Kind.STEP_ENTERED, at__lt=end)
-        .values_list("process_id", "step_id", "id")
-        .order_by()
+    for process_id, step_id, event_id in _history(
+        "process_id", "step_id", "id", process_id__in=process_ids, kind=Kind.STEP_ENTERED, at__lt=end
     ):
         key = (process_id, step_id)
         entries[key] = min(entries.get(key, event_id), event_id)
@@ -127,10 +135,8 @@ def compute_rows(start: datetime, end: datetime) -> dict[Key, dict[str, int]]:
         .order_by()
     }
     first_claims: dict[int, datetime] = {}
-    for task_id, claimed_at in (
-        ProcessEvent.objects.filter(task_id__in=completed_tasks, kind__in=[Kind.TASK_CLAIMED, Kind.TASK_DELEGATED])
-        .values_list("task_id", "at")
-        .order_by()
+    for task_id, claimed_at in _history(
+        "task_id", "at", task_id__in=completed_tasks, kind__in=[Kind.TASK_CLAIMED, Kind.TASK_DELEGATED]
     ):
         if task_id not in first_claims or claimed_at < first_claims[task_id]:
             first_claims[task_id] = claimed_at
@@ -184,7 +190,10 @@ def aggregate_day(day: date) -> int:
     DailyWorkflowStat.objects.bulk_create(
         DailyWorkflowStat(day=day, definition_id=d, carpark_id=c, **figures) for (d, c), figures in rollup.items()
     )
-    marker.events = ProcessEvent.objects.filter(at__gte=start, at__lt=end).count()
+    marker.events = (
+        ProcessEvent.objects.filter(at__gte=start, at__lt=end).count()
+        + ProcessEventArchive.objects.filter(at__gte=start, at__lt=end).count()
+    )
     marker.computed_at = timezone.now()
     marker.save(update_fields=["events", "computed_at"])
     transaction.on_commit(_bump_stats_version)
@@ -204,7 +213,10 @@ def aggregate_pending(*, today: date | None = None, lookback_days: int = 3, back
     the last ``backfill_days`` that has history but no stored figures. Returns the days done."""
     today = today or timezone.localdate()
     wanted = {today - timedelta(days=n) for n in range(1, lookback_days + 1)}
-    earliest = ProcessEvent.objects.order_by("at").values_list("at", flat=True).first()
+    firsts = [
+        m.objects.order_by("at").values_list("at", flat=True).first() for m in (ProcessEvent, ProcessEventArchive)
+    ]
+    earliest = min((at for at in firsts if at is not None), default=None)
     if earliest is not None:
         first = max(timezone.localtime(earliest).date(), today - timedelta(days=backfill_days))
         stored = set(AggregatedDay.objects.filter(day__gte=first, day__lt=today).values_list("day", flat=True))

@@ -573,3 +573,45 @@ class StartBinding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} → {self.definition_id}"
+
+
+class ProcessEventArchive(models.Model):
+    """History of processes that finished before a retention date, moved out of ``ProcessEvent``.
+
+    ``manage.py history_archive --before DATE`` moves the events of completed and cancelled
+    processes here in short batches (see ``workflows.archive``): same columns, same ids, so a row is
+    in exactly one of the two tables and readers that need an archived process's history (the
+    process page, the XES export, monitoring's daily figures) read both. The live table then holds
+    the running processes and the recent past only, and its time-range reads stay small.
+    """
+
+    Kind = ProcessEvent.Kind
+
+    id = models.BigIntegerField(primary_key=True)  # the id the event had in ProcessEvent
+    process = models.ForeignKey(
+        Process, on_delete=models.CASCADE, related_name="archived_events", db_index=False, db_constraint=False
+    )
+    kind = models.CharField(max_length=40, choices=ProcessEvent.Kind.choices)
+    step_id = models.CharField(max_length=100, blank=True)
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+    )
+    at = models.DateTimeField(db_index=True)
+    duration_ms = models.BigIntegerField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["process", "at"], name="wf_eventarch_process_at")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.step_id}".strip()

@@ -162,7 +162,7 @@ def process_detail(request: HttpRequest, pk: int) -> HttpResponse:
         except Exception:  # the object's model may be gone; show its type and id
             business_object = None
     object_url = getattr(business_object, "get_absolute_url", None)
-    events = list(process.events.select_related("actor", "task").order_by("at", "id"))
+    events = services.process_history(process)  # archived events included
     names = history_names(process, graph.steps, events)
     for event in events:
         event.step_name = step_label(names, event.step_id) if event.step_id else ""

@@ -751,4 +751,7 @@ def _completion_update(
 
 
 def process_history(process: Process) -> list[ProcessEvent]:
-    return list(process.events.select_related("actor", "task").order_by("at", "id"))
+    """The process's history oldest first, archived events included (see workflows.archive)."""
+    from workflows.archive import process_events
+
+    return process_events(process)

@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from workflows.archive import process_events
 from workflows.models import Process
 
 
@@ -37,7 +38,7 @@ class Command(BaseCommand):
                 + (f" · due {timezone.localtime(task.due_at):%Y-%m-%d %H:%M}" if task.due_at else "")
             )
         out("History:")
-        for event in process.events.select_related("actor").order_by("at", "id"):
+        for event in process_events(process):  # archived events included
             who = f" by {event.actor.username}" if event.actor else ""
             took = f" ({event.duration_ms} ms)" if event.duration_ms is not None else ""
             data = f" {json.dumps(event.data, ensure_ascii=False)}" if event.data else ""
