@@ -508,9 +508,12 @@ def invoicing_run_execute(*, run: InvoicingRun, chunk_size: int = 500, deliver: 
             .values_list("contract_id", "monthly_price")
         )  # the price of each contract's last segment of the month before
         customer_ids = list(by_customer)
+        # Progress is written per chunk: a small run gets about 20 chunks (so its page does not jump from
+        # 0 to 100 %), a large one keeps ``chunk_size`` (so the number of writes stays bounded).
+        step = max(1, min(chunk_size, len(customer_ids) // 20))
         going = True
-        for offset in range(0, len(customer_ids), chunk_size):
-            chunk = {cid: by_customer[cid] for cid in customer_ids[offset : offset + chunk_size]}
+        for offset in range(0, len(customer_ids), step):
+            chunk = {cid: by_customer[cid] for cid in customer_ids[offset : offset + step]}
             going = _invoice_chunk(run, chunk, previous_prices, deliver=deliver)
             if not going:
                 break  # cancelled between chunks
