@@ -32,7 +32,8 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import AccountingExport, CreditNote, ExportedDocument, Invoice, NumberSeries
+from billing.models import AccountingExport, CreditNote, ExportedDocument, Invoice, NumberSeries, Payment
+from billing.payment_options import PaymentOption
 from billing.proration import month_period
 from parkinghq.csv_cells import csv_text, csv_writer
 
@@ -189,6 +190,8 @@ class Booking:
     gross: Decimal
     debtor_account: int = 0
     invoice_number: str = ""
+    method: str = ""  # a payment's option (card, sepa_debit, bank_transfer)
+    money_account: int = 0  # a payment's: the bank account or the provider's clearing account
 
     @property
     def revenue_account(self) -> int:
@@ -265,6 +268,82 @@ def _bookings(invoices: list[Invoice], credit_notes: list[CreditNote]) -> list[B
             _partial_credit(bookings, note, account_range)
         else:
             split(note.invoice, note.issue_date, "credit_note", note.display_number, note.invoice.display_number)
+    return bookings
+
+
+# --- payments ------------------------------------------------------------------------------------
+
+#: How a payment is named in DATEV's booking text and the journal.
+PAYMENT_LABELS = {"card": "Karte", "sepa_debit": "Lastschrift", "bank_transfer": "Überweisung"}
+
+
+def payment_method_of(payment: Payment) -> str:
+    """The option a payment moved by: a transfer booked from the bank (a statement entry or by hand, no
+    provider PaymentIntent) is a bank transfer whatever the row's default says."""
+    if payment.bank_entry_id or not payment.stripe_payment_intent_id:
+        return PaymentOption.BANK_TRANSFER.value
+    return payment.method or PaymentOption.CARD.value
+
+
+def payment_account(method: str) -> int:
+    """Card and SEPA money arrives through the provider (its clearing account, e.g. SKR03 1360 Geldtransit);
+    a bank transfer on the bank account (e.g. SKR03 1200)."""
+    if method == PaymentOption.BANK_TRANSFER:
+        return settings.DATEV_BANK_ACCOUNT
+    return settings.DATEV_PROVIDER_CLEARING_ACCOUNT
+
+
+def _payments_in(start: date, end: date, format: str, now: datetime) -> list[Payment]:  # noqa: A002
+    """The received payments (charges succeeded, or a direct debit under way) recorded in the period and not
+    in an earlier file of this period and format: a file takes what was recorded after the one before it.
+    A payment's record time never changes, so each is in exactly one file."""
+    tz = timezone.get_current_timezone()
+    since = datetime.combine(start, datetime.min.time(), tzinfo=tz)
+    until = min(datetime.combine(end + timedelta(days=1), datetime.min.time(), tzinfo=tz), now)
+    previous = AccountingExport.objects.filter(format=format, period_start=start).order_by("-created_at").first()
+    after = {"created_at__gt": previous.created_at} if previous is not None else {}
+    return list(
+        Payment.objects.filter(
+            kind=Payment.Kind.CHARGE,
+            status__in=[Payment.Status.SUCCEEDED, Payment.Status.PROCESSING],
+            created_at__gte=since,
+            created_at__lt=until,
+            **after,
+        )
+        .select_related("invoice__customer")
+        .order_by("created_at", "pk")
+    )
+
+
+def _payment_bookings(payments: list[Payment]) -> list[Booking]:
+    """One booking per payment: the money account (bank or provider clearing) debited, the debtor credited,
+    with the invoice's number in Belegfeld 1 so that DATEV clears its open item."""
+    account_range = debtor_range()
+    bookings = []
+    for payment in payments:
+        invoice = payment.invoice
+        name = _name_on_invoice(invoice)
+        method = payment_method_of(payment)
+        reference = payment.stripe_payment_intent_id or (payment.reason or "").removeprefix("Bank transfer: ")
+        bookings.append(
+            Booking(
+                day=timezone.localtime(payment.created_at).date(),
+                document_type="payment",
+                number=f"P{payment.pk}",
+                reference=reference or invoice.payment_reference or invoice.display_number,
+                customer_id=invoice.customer_id,
+                customer_name=name,
+                cost_centre="",
+                vat_rate=Decimal("0.00"),
+                net=payment.amount,
+                vat=Decimal("0.00"),
+                gross=payment.amount,
+                debtor_account=debtor_account(invoice.customer_id, name, account_range),
+                invoice_number=invoice.display_number,
+                method=method,
+                money_account=payment_account(method),
+            )
+        )
     return bookings
 
 
@@ -470,6 +549,9 @@ def _datev_row(booking: Booking, shorts: dict[str, str], texts: _Texts) -> list[
     def put(name: str, value: Any) -> None:
         row[DATEV_INDEX[name]] = value
 
+    if booking.document_type == "payment":
+        return _datev_payment_row(booking, row, put, texts)
+
     label = "Gutschrift" if credit else "Rechnung"
     text = f"Gutschrift {booking.number} {booking.customer_name}" if credit else f"Rechnung {booking.customer_name}"
     put("Umsatz (ohne Soll/Haben-Kz)", decimal_comma(booking.gross))
@@ -489,6 +571,36 @@ def _datev_row(booking: Booking, shorts: dict[str, str], texts: _Texts) -> list[
         )
     put("Zusatzinformation - Art 1", label)
     put("Zusatzinformation - Inhalt 1", _belegfeld(booking.number, ZUSATZ_INHALT_LENGTH, document))
+    put("Festschreibung", 0)
+    return row
+
+
+def _datev_payment_row(booking: Booking, row: list[Any], put: Any, texts: _Texts) -> list[Any]:
+    """A payment: the bank or clearing account (Konto) debited, the debtor (Gegenkonto) credited; Belegfeld 1
+    is the invoice paid, so DATEV clears its open item; the provider's or bank's reference in Zusatzinformation."""
+    document = f"payment {booking.number} of {booking.invoice_number}"
+    label = PAYMENT_LABELS.get(booking.method, booking.method)
+    put("Umsatz (ohne Soll/Haben-Kz)", decimal_comma(booking.gross))
+    put("Soll/Haben-Kennzeichen", "S")
+    put("WKZ Umsatz", "EUR")
+    put("Konto", booking.money_account)
+    put("Gegenkonto (ohne BU-Schlüssel)", booking.debtor_account)
+    put("Belegdatum", Unquoted(booking.day.strftime("%d%m")))
+    put("Belegfeld 1", _belegfeld(booking.invoice_number, BELEGFELD_1_LENGTH, document))
+    put(
+        "Buchungstext",
+        texts(
+            f"Zahlung {label} {booking.customer_name}",
+            BUCHUNGSTEXT_LENGTH,
+            document=document,
+            field_name="Buchungstext",
+        ),
+    )
+    put("Zusatzinformation - Art 1", "Zahlung")
+    put(
+        "Zusatzinformation - Inhalt 1",
+        texts(booking.reference, ZUSATZ_INHALT_LENGTH, document=document, field_name="Zusatzinformation - Inhalt 1"),
+    )
     put("Festschreibung", 0)
     return row
 
@@ -518,9 +630,11 @@ def journal_file(bookings: list[Booking]) -> bytes:
     writer.writerow(JOURNAL_COLUMNS)
     cent = Decimal("0.01")
     for booking in bookings:
-        sign = Decimal(1) if booking.document_type == "invoice" else Decimal(-1)
+        sign = Decimal(1) if booking.document_type in ("invoice", "payment") else Decimal(-1)
         debit, credit = booking.debtor_account, booking.revenue_account
-        if sign < 0:
+        if booking.document_type == "payment":
+            debit, credit = booking.money_account, booking.debtor_account
+        elif sign < 0:
             debit, credit = credit, debit
         writer.writerow(
             [
@@ -569,15 +683,16 @@ def accounting_export_create(*, period_start: date, format: str, user: Any = Non
             .prefetch_related("invoice__lines")
             .order_by("series", "number")
         )
-        if not invoices and not credit_notes:
+        payments = _payments_in(start, end, format, timezone.now())
+        if not invoices and not credit_notes and not payments:
             return None
         # Everything that can fail (debtor range, document numbers) fails here, before any row or file.
-        bookings = _bookings(invoices, credit_notes)
+        bookings = _bookings(invoices, credit_notes) + _payment_bookings(payments)
         if format == AccountingExport.Format.DATEV:
             rendered = datev_file(bookings, period_start=start, period_end=end)
         else:
             rendered = DatevFile(journal_file(bookings))
-        sign = {"invoice": Decimal(1), "credit_note": Decimal(-1)}
+        sign = {"invoice": Decimal(1), "credit_note": Decimal(-1), "payment": Decimal(0)}  # totals: revenue only
         previous = AccountingExport.objects.filter(format=format, period_start=start).order_by("-sequence").first()
         export = AccountingExport.objects.create(
             period_start=start,

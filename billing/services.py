@@ -1340,6 +1340,7 @@ def invoice_record_transfer(*, invoice: Invoice, reference: str, user: Any = Non
             currency=invoice.currency,
             attempt=attempt,
             idempotency_key=f"invoice-{invoice.pk}-transfer-{attempt}",
+            method=PaymentOption.BANK_TRANSFER,
             reason=f"Bank transfer: {reference.strip()}"[:300],
             created_by=user,
         )

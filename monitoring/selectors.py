@@ -277,7 +277,64 @@ def billing_figures(day_from: date, day_to: date) -> dict[str, Any]:
         "refunds": ref["count"],
         "refunded_amount": ref["amount"] or Decimal("0.00"),
         "invoicing_runs": run_count,
+        "by_method": _billing_by_method(payment, start, end),
     }
+
+
+def _billing_by_method(payment: Any, start: Any, end: Any) -> list[dict[str, Any]]:
+    """Collected amounts and failures per payment option (card, SEPA Direct Debit, bank transfer).
+
+    A charge booked from the bank (a statement entry, or by hand: no provider PaymentIntent) is a bank
+    transfer; a bank transfer "fails" when it is overdue (its ``payment.failed`` event of the period).
+    """
+    from django.db.models import Case, CharField, Value, When
+
+    from billing.payment_options import PaymentOption
+
+    method = Case(
+        When(Q(bank_entry__isnull=False) | Q(stripe_payment_intent_id=""), then=Value("bank_transfer")),
+        default="method",
+        output_field=CharField(),
+    )
+    rows = {
+        row["how"]: row
+        for row in payment.objects.filter(kind="charge", created_at__gte=start, created_at__lt=end)
+        .annotate(how=method)
+        .values("how")
+        .annotate(
+            succeeded=Count("id", filter=Q(status="succeeded")),
+            failed=Count("id", filter=Q(status="failed")),
+            processing=Count("id", filter=Q(status__in=["pending", "processing"])),
+            amount=Sum("amount", filter=Q(status="succeeded")),
+        )
+    }
+    overdue = 0
+    event = _model("workflows.BusinessEvent")
+    if event is not None:
+        overdue = event.objects.filter(
+            name="payment.failed",
+            event_id__endswith=":transfer-overdue",
+            emitted_at__gte=start,
+            emitted_at__lt=end,
+        ).count()
+    result = []
+    for option in PaymentOption:
+        row = rows.get(option.value, {})
+        succeeded, failed = row.get("succeeded", 0), row.get("failed", 0)
+        if option == PaymentOption.BANK_TRANSFER:
+            failed += overdue
+        result.append(
+            {
+                "method": option.value,
+                "label": str(option.label),
+                "succeeded": succeeded,
+                "amount": row.get("amount") or Decimal("0.00"),
+                "processing": row.get("processing", 0),
+                "failed": failed,
+                "failure_rate": percent(failed, succeeded + failed),
+            }
+        )
+    return result
 
 
 def cpms_figures(day_from: date, day_to: date) -> dict[str, Any]:

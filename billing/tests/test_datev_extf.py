@@ -125,6 +125,7 @@ def test_every_row_has_the_125_columns_of_the_format_and_leaves_unused_ones_empt
         ("H", "89,25"),
         ("H", "6,20"),
         ("H", "13,80"),
+        ("S", "172,50"),  # the company's transfer: bank account debited, debtor credited
     ]
     used = {
         "Umsatz (ohne Soll/Haben-Kz)",
@@ -269,7 +270,11 @@ def test_debtor_accounts_stop_before_the_creditor_range_and_nothing_is_written(s
 def test_the_debtor_range_is_configurable(march, settings):
     settings.DATEV_DEBTOR_RANGE = (20000, 29999)
     _, _, rows = _read(_export())
-    assert {row["Konto"] for row in rows} == {str(20000 + c.pk) for c in march.values()}
+    documents = [row for row in rows if row["Zusatzinformation - Art 1"] != "Zahlung"]
+    assert {row["Konto"] for row in documents} == {str(20000 + c.pk) for c in march.values()}
+    # A payment credits the debtor (Gegenkonto) from the bank or the provider's clearing account (Konto).
+    (payment,) = [row for row in rows if row["Zusatzinformation - Art 1"] == "Zahlung"]
+    assert (payment["Konto"], payment["Gegenkonto (ohne BU-Schlüssel)"]) == ("1200", str(20000 + march["company"].pk))
     settings.DATEV_DEBTOR_RANGE = (20000, 20000 + max(c.pk for c in march.values()) - 1)
     with pytest.raises(exports.DatevExportError, match="beyond the debtor range"):
         _export("journal")
@@ -360,7 +365,7 @@ def test_the_check_refuses_a_short_row_and_a_reference_to_no_invoice(march, tmp_
     good.write_bytes("\r\n".join(lines).encode("cp1252"))
     out = io.StringIO()
     call_command("datev_check", str(good), "--file-only", stdout=out)
-    assert "rows: 7; with 125 columns: 7" in out.getvalue()
+    assert "rows: 8; with 125 columns: 8" in out.getvalue()
     assert "credit-note rows: 3 (credit notes: 2); invoice reference found: 3 (3 in this file, 0" in out.getvalue()
 
     bad = list(lines)

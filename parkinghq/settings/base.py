@@ -345,6 +345,11 @@ BILLING_OPERATOR = {
 }
 BILLING_FONT_DIR = envstr("BILLING_FONT_DIR", "/usr/share/fonts/truetype/dejavu")
 BILLING_PAYMENT_TERMS_DAYS = envint("BILLING_PAYMENT_TERMS_DAYS", 14)
+# Which payment provider (a module under billing/providers/) collects each provider-collected option.
+BILLING_PROVIDERS = {
+    "card": envstr("BILLING_PROVIDER_CARD", "stripe"),
+    "sepa_debit": envstr("BILLING_PROVIDER_SEPA_DEBIT", "stripe"),
+}
 BILLING_CARD_LINK_MAX_AGE_DAYS = envint("BILLING_CARD_LINK_MAX_AGE_DAYS", 14)
 # Finance may bill the next month from this many days before it starts (earlier months always).
 BILLING_RUN_EARLY_DAYS = envint("BILLING_RUN_EARLY_DAYS", 5)
@@ -362,6 +367,10 @@ DATEV_DEBTOR_RANGE = (
 )
 # Revenue account per VAT rate (SKR03: 8400 at 19 %, 8300 at 7 %, 8100 tax-free).
 DATEV_REVENUE_ACCOUNTS = {"19.00": 8400, "7.00": 8300, "0.00": 8100}
+# Payment bookings: card and SEPA Direct Debit money arrives through the payment provider (its clearing
+# account, SKR03 1360 Geldtransit), bank transfers on the bank account (SKR03 1200).
+DATEV_BANK_ACCOUNT = envint("DATEV_BANK_ACCOUNT", 1200)
+DATEV_PROVIDER_CLEARING_ACCOUNT = envint("DATEV_PROVIDER_CLEARING_ACCOUNT", 1360)
 
 # The bundled CPMS simulator (Connect).
 CPMS_SIMULATOR_URL = envstr("CPMS_SIMULATOR_URL", "http://127.0.0.1:8010")
