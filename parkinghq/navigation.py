@@ -40,6 +40,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(_("Car parks"), "carparks:carpark-list", "p-square"),
     Entry(_("Customers & contracts"), "carparks:customer-list", "people"),
     Entry(_("Billing"), "billing:invoice-list", "receipt"),
+    Entry(_("Bank statements"), "billing:bank-statement-list", "bank"),
     Entry(_("CPMS"), "connect:connection-list", "plug"),
     Entry(_("Monitoring"), "monitoring:dashboard", "graph-up"),
     Entry(_("Administration"), "accounts:user-list", "gear"),
