@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from accounts.models import AuditEntry
-from accounts.roles import ALL_ROLES
+from accounts.roles import role_choices
 from parkinghq.widgets import LocalDateInput
 
 User = get_user_model()
@@ -63,7 +63,7 @@ class UserForm(forms.Form):
     )
     roles = forms.MultipleChoiceField(
         label=_("Roles"),
-        choices=[(role, role) for role in ALL_ROLES],
+        choices=role_choices,
         required=False,
         widget=forms.CheckboxSelectMultiple,
         help_text=_("Administrator, Workflow admin and Supervisor log in with a second factor (TOTP)."),
@@ -147,7 +147,7 @@ class UserFilterForm(forms.Form):
     role = forms.ChoiceField(
         label=_("Role"),
         required=False,
-        choices=[("", _("All roles")), ("-", _("No role"))] + [(r, r) for r in ALL_ROLES],
+        choices=lambda: [("", _("All roles")), ("-", _("No role")), *role_choices()],
     )
     state = forms.ChoiceField(
         label=_("State"),

@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import pgettext_lazy
 
 ADMINISTRATOR = "Administrator"
 WORKFLOW_ADMIN = "Workflow admin"
@@ -23,6 +24,16 @@ CARE = "Customer care"
 MANAGER = "Car-park manager"
 
 ALL_ROLES = [ADMINISTRATOR, WORKFLOW_ADMIN, SUPERVISOR, AGENT, FINANCE, CARE, MANAGER]
+# The stored group names are keys (BPMN files, alert rules and tasks name them); people read these labels.
+ROLE_LABELS = {
+    ADMINISTRATOR: pgettext_lazy("role", "Administrator"),
+    WORKFLOW_ADMIN: pgettext_lazy("role", "Workflow admin"),
+    SUPERVISOR: pgettext_lazy("role", "Supervisor"),
+    AGENT: pgettext_lazy("role", "Back-office agent"),
+    FINANCE: pgettext_lazy("role", "Finance"),
+    CARE: pgettext_lazy("role", "Customer care"),
+    MANAGER: pgettext_lazy("role", "Car-park manager"),
+}
 # Roles whose members must log in with a second factor (TOTP).
 TWO_FACTOR_ROLES = {ADMINISTRATOR, WORKFLOW_ADMIN, SUPERVISOR}
 RESPONSIBLE_PERMISSION = "carparks.responsible_carpark"
@@ -92,6 +103,23 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "workflows.change_task",
     ],
 }
+
+
+def role_label(name: Any) -> str:
+    """The role's name in the reader's language; a group the portal does not know keeps its own name."""
+    if not name:
+        return ""
+    return str(ROLE_LABELS.get(str(name), name))
+
+
+def role_labels(names: Iterable[Any]) -> str:
+    """Several roles' labels, comma separated (for messages that list roles)."""
+    return ", ".join(role_label(name) for name in names)
+
+
+def role_choices() -> list[tuple[str, Any]]:
+    """(stored name, translated label) of each portal role, for form fields."""
+    return [(role, ROLE_LABELS[role]) for role in ALL_ROLES]
 
 
 def user_roles(user: Any) -> set[str]:

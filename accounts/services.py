@@ -12,9 +12,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, Group
 from django.db import models, transaction
+from django.utils.translation import gettext as _
 
 from accounts.models import AuditEntry, Preference
-from accounts.roles import ALL_ROLES, RESPONSIBLE_PERMISSION
+from accounts.roles import ALL_ROLES, RESPONSIBLE_PERMISSION, role_labels
 
 User = get_user_model()
 
@@ -172,14 +173,16 @@ def user_set_roles(*, actor: Any, user: AbstractUser, roles: Iterable[str]) -> N
     wanted = sorted(set(roles))
     unknown = set(wanted) - set(ALL_ROLES)
     if unknown:
-        raise ValueError(f"Unknown role(s): {', '.join(sorted(unknown))}")
+        raise ValueError(_("Unknown role(s): %(roles)s") % {"roles": ", ".join(sorted(unknown))})
     old = user_roles_of(user)
     if old == wanted:
         return
     groups = {group.name: group for group in Group.objects.filter(name__in=ALL_ROLES)}
     missing = set(wanted) - set(groups)
     if missing:
-        raise ValueError(f"Role group(s) missing, run migrations: {', '.join(sorted(missing))}")
+        raise ValueError(
+            _("Role group(s) missing, run migrations: %(roles)s") % {"roles": role_labels(sorted(missing))}
+        )
     user.groups.remove(*[groups[name] for name in old if name not in wanted])
     user.groups.add(*[groups[name] for name in wanted if name not in old])
     for attribute in ("_portal_roles", "_portal_carparks", "_perm_cache", "_group_perm_cache"):

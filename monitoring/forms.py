@@ -9,6 +9,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.roles import role_label
 from monitoring.models import AlertRule, StatementSubscription
 from parkinghq.widgets import LocalDateInput
 from workflows.models import WorkflowDefinition
@@ -78,6 +79,12 @@ class AlertRuleForm(forms.ModelForm):
         model = AlertRule
         fields = ["name", "kind", "role", "threshold", "notify_role", "send_email", "is_active"]
         help_texts = {"threshold": _("N, X % or the z-score, depending on the kind (see the list of kinds below).")}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("role", "notify_role"):  # the stored group name, shown as the role's translated label
+            field = self.fields[name]
+            field.choices = [(value, role_label(value) if value else label) for value, label in field.choices]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

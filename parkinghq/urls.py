@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 
 from parkinghq import admin_audit, health, outbox, views
 
@@ -13,6 +14,12 @@ urlpatterns = [
     path("", views.home, name="portal-home"),
     path("health", health.health, name="health"),
     path("favicon.ico", views.favicon, name="favicon"),
+    # The German texts of the portal's JavaScript (djangojs catalogues); public, as the login page loads it too.
+    path(
+        "jsi18n/",
+        JavaScriptCatalog.as_view(packages=["workflows", "monitoring", "billing", "carparks", "connect"]),
+        name="javascript-catalog",
+    ),
     # Development only (404 elsewhere): the emails the portal sent, kept in var/mail/.
     path("outbox/", outbox.outbox_list, name="outbox"),
     path("outbox/<str:name>/", outbox.outbox_message, name="outbox-message"),

@@ -16,7 +16,7 @@ from django.urls.resolvers import RoutePattern
 OUR_APPS = {"parkinghq", "accounts", "workflows", "carparks", "billing", "connect", "monitoring", "notifications"}
 # Pages every visitor may reach, or that are not portal pages at all.
 PUBLIC = re.compile(
-    r"^/(accounts/(login|logout|password-reset|reset|locked)|health|favicon\.ico|api/|static/|media/|django-admin/|__"
+    r"^/(accounts/(login|logout|password-reset|reset|locked)|health|favicon\.ico|jsi18n/|api/|static/|media/|django-admin/|__"
     r"|billing/card/|billing/stripe/webhook/)"
 )
 DUMMIES = ["1", "x", str(uuid.UUID(int=1)), "2026-01-01", "x/y"]

@@ -288,3 +288,54 @@ def test_every_marked_frame_and_account_string_has_an_entry(missing: dict[str, l
 def test_every_marked_string_has_an_entry(missing: dict[str, list[str]]) -> None:
     problems = [problem for part_problems in missing.values() for problem in part_problems]
     assert not problems, f"{len(problems)} missing entries:\n" + "\n".join(problems)
+
+
+# --- (d) the JavaScript catalogues (djangojs, served at /jsi18n/) -----------------------------
+
+
+def js_catalogue_paths() -> dict[str, Path]:
+    """The German djangojs catalogue of each app whose static JavaScript marks texts with gettext()."""
+    return {
+        app: ROOT / app / "locale" / "de" / "LC_MESSAGES" / "djangojs.po"
+        for app in APPS
+        if any(
+            re.search(r"\b(?:n?gettext|interpolate)\(", path.read_text(encoding="utf-8"))
+            for path in (ROOT / app / "static").rglob("*.js")
+        )
+    }
+
+
+def test_every_german_javascript_catalogue_is_complete() -> None:
+    paths = js_catalogue_paths()
+    assert "workflows" in paths  # the editor and the process diagram
+    problems = []
+    for path in paths.values():
+        problems += catalogue_problems(path) if path.is_file() else [f"{path.relative_to(ROOT)} is missing"]
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
+
+
+def test_every_marked_javascript_string_has_an_entry(tmp_path: Path) -> None:
+    problems = []
+    env = os.environ | {"DJANGO_SETTINGS_MODULE": "parkinghq.settings.test"}
+    for app, original in js_catalogue_paths().items():
+        copy = tmp_path / app
+        shutil.copytree(ROOT / app / "static", copy / "static", ignore=_COPY_IGNORE)
+        target = copy / "locale" / "de" / "LC_MESSAGES" / "djangojs.po"
+        target.parent.mkdir(parents=True)
+        if original.is_file():
+            shutil.copyfile(original, target)
+        command = ["makemessages", "-d", "djangojs", "-l", "de", "--no-obsolete", "--no-location"]
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *command],
+            cwd=copy,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        problems += [
+            f"{original.relative_to(ROOT)}: no entry for {msgid!r}"
+            for context, msgid in sorted(_msgids(target) - _msgids(original), key=lambda item: (item[0] or "", item[1]))
+        ]
+    assert not problems, f"{len(problems)} missing entries:\n" + "\n".join(problems)

@@ -21,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.roles import role_required
+from accounts.roles import role_label, role_required
 from parkinghq.http import is_safe_redirect
 from workflows import basket_selectors as sel
 from workflows.basket_forms import AbsenceForm, BasketFilterForm, DelegateForm, EscalateForm, TaskInputsForm
@@ -337,7 +337,8 @@ def task_escalate_view(request: HttpRequest, pk: int) -> HttpResponse:
         return _render_task(request, _task_for(request, pk), inputs_form=inputs_form, escalate_form=form, status=409)
     messages.success(
         request,
-        _("“%(task)s” was escalated to %(role)s with everything you entered.") % {"task": task.name, "role": new.role},
+        _("“%(task)s” was escalated to %(role)s with everything you entered.")
+        % {"task": task.name, "role": role_label(new.role)},
     )
     return redirect("workflows:basket")
 

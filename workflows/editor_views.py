@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.roles import ADMINISTRATOR, ALL_ROLES, SUPERVISOR, WORKFLOW_ADMIN, has_role, role_required
+from accounts.roles import ADMINISTRATOR, ALL_ROLES, SUPERVISOR, WORKFLOW_ADMIN, has_role, role_label, role_required
 from parkinghq.posted import has_nul
 from workflows import authoring
 from workflows.bpmn import MAX_BYTES, BpmnError, bpmn_to_definition, definition_to_bpmn
@@ -176,9 +176,10 @@ def _editor_config(
         "check_url": url("editor-check"),
         "expression_url": reverse("workflows:expression-validate"),
         "roles": list(ALL_ROLES),
+        "role_labels": {role: role_label(role) for role in ALL_ROLES},
         "always_starters": [ADMINISTRATOR, WORKFLOW_ADMIN],
         "events": catalogue_for_editor(),
-        "start_rule": "A condition beats none, then the higher priority wins.",
+        "start_rule": gettext("A condition beats none, then the higher priority wins."),
         "start_rule_full": str(START_RULE),
         "system_tasks": [
             {"name": t.name, "description": t.description, "reads": list(t.reads), "writes": list(t.writes)}

@@ -15,7 +15,9 @@ from typing import Any
 
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
+from django.utils.translation import gettext
 
+from accounts.roles import role_label
 from workflows.bpmn.writer import humanize
 from workflows.models import Process, ProcessEvent, Task, Timer
 
@@ -67,13 +69,19 @@ def _person(user: Any) -> str:
 def _timer(timer: Timer) -> dict[str, Any]:
     sid, kind, when = timer.step_id, timer.kind, _when(timer.due_at)
     if kind == Timer.Kind.ESCALATION:
-        elements, label = [f"{sid}__due", sid], f"escalates to {timer.data.get('to', 'the next role')} {when}"
+        target = timer.data.get("to")
+        elements = [f"{sid}__due", sid]
+        label = (
+            gettext("escalates to %(role)s %(when)s") % {"role": role_label(target), "when": when}
+            if target
+            else gettext("escalates to the next role %(when)s") % {"when": when}
+        )
     elif kind in (Timer.Kind.TASK_TIMEOUT, Timer.Kind.MESSAGE_TIMEOUT):
-        elements, label = [f"{sid}__timeout", sid], f"times out {when}"
+        elements, label = [f"{sid}__timeout", sid], gettext("times out %(when)s") % {"when": when}
     elif kind == Timer.Kind.RETRY:
-        elements, label = [sid], f"next attempt {when}"
+        elements, label = [sid], gettext("next attempt %(when)s") % {"when": when}
     else:
-        elements, label = [sid], f"due {when}"
+        elements, label = [sid], gettext("due %(when)s") % {"when": when}
     return {
         "step": sid,
         "kind": kind,
@@ -125,7 +133,7 @@ def diagram_data(
         open_tasks = [
             {
                 "name": task.name,
-                "role": task.role,
+                "role": role_label(task.role),
                 "assignee": _person(task.assignee),
                 "state": task.get_state_display(),
             }
@@ -148,9 +156,13 @@ def diagram_data(
                 "id": sid,
                 "name": step_label(names, sid),
                 "state": process.state,
-                "label": (f"Ended: {process.result}" if process.result else "Ended here")
+                "label": (
+                    (gettext("Ended: %(result)s") % {"result": process.result})
+                    if process.result
+                    else gettext("Ended here")
+                )
                 if process.state == Process.State.COMPLETED
-                else "Cancelled here",
+                else gettext("Cancelled here"),
             }
     incident = None
     if process.incident_open:

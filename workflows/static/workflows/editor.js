@@ -11,6 +11,9 @@
   if (!configElement) { return; }
   var config = JSON.parse(configElement.textContent);
   var readOnly = config.mode !== 'edit';
+  // Texts come from the djangojs catalogue (base.html loads /jsi18n/ first); fmt fills %(name)s placeholders.
+  function fmt(text, values) { return interpolate(text, values, true); }
+  function roleLabel(role) { return (config.role_labels || {})[role] || role; }
 
   // ---- palette, context pad and replace menu limited to what the engine runs ---------------
   function RunnableOnly(palette, contextPad, popupMenu, create, elementFactory, autoPlace, translate) {
@@ -34,12 +37,12 @@
             'create.start-event', 'create.end-event', 'create.exclusive-gateway'].forEach(function (id) {
             if (entries[id]) { keep[id] = entries[id]; }
           });
-          keep['create.user-task'] = shapeAction({ type: 'bpmn:UserTask' }, 'Create user task', 'bpmn-icon-user-task', 'activity');
-          keep['create.service-task'] = shapeAction({ type: 'bpmn:ServiceTask' }, 'Create system task', 'bpmn-icon-service-task', 'activity');
-          keep['create.call-activity'] = shapeAction({ type: 'bpmn:CallActivity' }, 'Create call of another workflow', 'bpmn-icon-call-activity', 'activity');
-          keep['create.timer-catch'] = shapeAction(TIMER, 'Create timer wait', 'bpmn-icon-intermediate-event-catch-timer', 'event');
-          keep['create.message-catch'] = shapeAction(MESSAGE, 'Create message wait', 'bpmn-icon-intermediate-event-catch-message', 'event');
-          keep['create.event-gateway'] = shapeAction({ type: 'bpmn:EventBasedGateway' }, 'Create wait with timeout (event-based gateway)', 'bpmn-icon-gateway-eventbased', 'gateway');
+          keep['create.user-task'] = shapeAction({ type: 'bpmn:UserTask' }, gettext('Create user task'), 'bpmn-icon-user-task', 'activity');
+          keep['create.service-task'] = shapeAction({ type: 'bpmn:ServiceTask' }, gettext('Create system task'), 'bpmn-icon-service-task', 'activity');
+          keep['create.call-activity'] = shapeAction({ type: 'bpmn:CallActivity' }, gettext('Create call of another workflow'), 'bpmn-icon-call-activity', 'activity');
+          keep['create.timer-catch'] = shapeAction(TIMER, gettext('Create timer wait'), 'bpmn-icon-intermediate-event-catch-timer', 'event');
+          keep['create.message-catch'] = shapeAction(MESSAGE, gettext('Create message wait'), 'bpmn-icon-intermediate-event-catch-message', 'event');
+          keep['create.event-gateway'] = shapeAction({ type: 'bpmn:EventBasedGateway' }, gettext('Create wait with timeout (event-based gateway)'), 'bpmn-icon-gateway-eventbased', 'gateway');
           return keep;
         };
       }
@@ -54,9 +57,9 @@
           });
           var type = element.type;
           if (type !== 'bpmn:EndEvent' && type !== 'bpmn:SequenceFlow' && type !== 'label' && entries['append.end-event']) {
-            keep['append.user-task'] = appendAction({ type: 'bpmn:UserTask' }, 'Append user task', 'bpmn-icon-user-task');
-            keep['append.service-task'] = appendAction({ type: 'bpmn:ServiceTask' }, 'Append system task', 'bpmn-icon-service-task');
-            keep['append.timer-catch'] = appendAction(TIMER, 'Append timer wait', 'bpmn-icon-intermediate-event-catch-timer');
+            keep['append.user-task'] = appendAction({ type: 'bpmn:UserTask' }, gettext('Append user task'), 'bpmn-icon-user-task');
+            keep['append.service-task'] = appendAction({ type: 'bpmn:ServiceTask' }, gettext('Append system task'), 'bpmn-icon-service-task');
+            keep['append.timer-catch'] = appendAction(TIMER, gettext('Append timer wait'), 'bpmn-icon-intermediate-event-catch-timer');
           }
           return keep;
         };
@@ -219,7 +222,7 @@
     el.disabled = readOnly;
     var blank = document.createElement('option');
     blank.value = '';
-    blank.textContent = '— choose —';
+    blank.textContent = gettext('— choose —');
     el.appendChild(blank);
     choices.forEach(function (choice) {
       var option = document.createElement('option');
@@ -230,7 +233,7 @@
     if (value && !choices.some(function (c) { return c.value === value; })) {
       var unknown = document.createElement('option');
       unknown.value = value;
-      unknown.textContent = value + ' (unknown)';
+      unknown.textContent = fmt(gettext('%(value)s (unknown)'), { value: value });
       el.appendChild(unknown);
     }
     el.value = value || '';
@@ -259,48 +262,48 @@
     heading(labelOf(element) + ' · ' + (obj.name || obj.id));
     idField(element);
     if (!is(element, 'bpmn:SequenceFlow')) {
-      field('Name', input(obj.name, function (v) { update(element, { name: v || undefined }); }, { name: 'name' }));
+      field(gettext('Name'), input(obj.name, function (v) { update(element, { name: v || undefined }); }, { name: 'name' }));
     }
     if (is(element, 'bpmn:UserTask')) { return renderUserTask(element); }
     if (is(element, 'bpmn:ServiceTask')) { return renderServiceTask(element); }
     if (is(element, 'bpmn:SequenceFlow')) { return renderFlow(element); }
     if (is(element, 'bpmn:StartEvent')) { return renderStart(element); }
     if (is(element, 'bpmn:EndEvent')) {
-      field('Result', input(obj.get('phq:result'), function (v) { update(element, { 'phq:result': v || undefined }); }, { name: 'result' }),
-        'Recorded on the process when it ends here, e.g. approved.');
+      field(gettext('Result'), input(obj.get('phq:result'), function (v) { update(element, { 'phq:result': v || undefined }); }, { name: 'result' }),
+        gettext('Recorded on the process when it ends here, e.g. approved.'));
       return;
     }
     if (is(element, 'bpmn:CallActivity')) {
       var defs = (config.definitions || []).map(function (k) { return { value: k, label: k }; });
-      field('Workflow to run', select(obj.calledElement, defs, function (v) { update(element, { calledElement: v || undefined }); }, 'calledElement'));
+      field(gettext('Workflow to run'), select(obj.calledElement, defs, function (v) { update(element, { calledElement: v || undefined }); }, 'calledElement'));
       return;
     }
     if (is(element, 'bpmn:IntermediateCatchEvent') || is(element, 'bpmn:BoundaryEvent')) { return renderCatch(element); }
     if (isOutcomeGateway(element)) {
-      note('The outcomes of \u201c' + (bo(element.incoming[0].source).name || element.incoming[0].source.id) +
-        '\u201d: select a flow to name the outcome it stands for.');
+      note(fmt(gettext('The outcomes of \u201c%(task)s\u201d: select a flow to name the outcome it stands for.'),
+        { task: bo(element.incoming[0].source).name || element.incoming[0].source.id }));
       return;
     }
     if (is(element, 'bpmn:ExclusiveGateway')) {
-      note('Set a condition on each outgoing flow and mark one flow as the default (select the flow).');
+      note(gettext('Set a condition on each outgoing flow and mark one flow as the default (select the flow).'));
       return;
     }
     if (is(element, 'bpmn:EventBasedGateway')) {
-      note('Waits for whichever comes first: the message or the timer that follow it.');
+      note(gettext('Waits for whichever comes first: the message or the timer that follow it.'));
     }
   }
 
   // The element's id (the step id the engine and the history use): unique, an XML name, at most 100 characters.
   var NCNAME = /^[\p{L}_][\p{L}\p{N}_.\-]*$/u;
   function idProblem(element, value) {
-    if (!value) { return 'Give the element an id.'; }
-    if (value.length > 100) { return 'Use at most 100 characters (this id has ' + value.length + ').'; }
+    if (!value) { return gettext('Give the element an id.'); }
+    if (value.length > 100) { return fmt(gettext('Use at most 100 characters (this id has %(count)s).'), { count: value.length }); }
     if (!NCNAME.test(value)) {
-      return 'Start with a letter or _, then use letters, digits, _, - or . (no spaces or colons).';
+      return gettext('Start with a letter or _, then use letters, digits, _, - or . (no spaces or colons).');
     }
     var other = svc('elementRegistry').get(value);
     var taken = (other && other !== element) || (value !== bo(element).id && (definitions().rootElements || []).some(function (e) { return e.id === value; }));
-    if (taken) { return 'Another element has the id \u201c' + value + '\u201d: ids are unique in the diagram.'; }
+    if (taken) { return fmt(gettext('Another element has the id \u201c%(id)s\u201d: ids are unique in the diagram.'), { id: value }); }
     return '';
   }
   function idField(element) {
@@ -317,41 +320,41 @@
     }, { name: 'element-id' });
     control.maxLength = 100;
     control.setAttribute('aria-describedby', feedback.id);
-    field('ID', control, 'Used by the engine and in the history; letters, digits, _, - or ., unique.');
+    field(gettext('ID'), control, gettext('Used by the engine and in the history; letters, digits, _, - or ., unique.'));
     control.parentNode.insertBefore(feedback, control.nextSibling);
   }
 
   function labelOf(element) {
     var map = {
-      'bpmn:UserTask': 'User task', 'bpmn:ServiceTask': 'System task', 'bpmn:ExclusiveGateway': 'Decision',
-      'bpmn:StartEvent': 'Start', 'bpmn:EndEvent': 'End', 'bpmn:SequenceFlow': 'Flow', 'bpmn:CallActivity': 'Call',
-      'bpmn:IntermediateCatchEvent': 'Wait', 'bpmn:BoundaryEvent': 'Timer on task', 'bpmn:EventBasedGateway': 'Wait with timeout'
+      'bpmn:UserTask': gettext('User task'), 'bpmn:ServiceTask': gettext('System task'), 'bpmn:ExclusiveGateway': gettext('Decision'),
+      'bpmn:StartEvent': gettext('Start'), 'bpmn:EndEvent': gettext('End'), 'bpmn:SequenceFlow': gettext('Flow'), 'bpmn:CallActivity': gettext('Call'),
+      'bpmn:IntermediateCatchEvent': gettext('Wait'), 'bpmn:BoundaryEvent': gettext('Timer on task'), 'bpmn:EventBasedGateway': gettext('Wait with timeout')
     };
     return map[element.type] || element.type.replace('bpmn:', '');
   }
 
   function renderProcess() {
     var proc = processBo();
-    heading('Workflow');
+    heading(gettext('Workflow'));
     if (!proc) { return; }
     var rootElement = svc('canvas').getRootElement();
     function updateProc(props) {
       svc('modeling').updateModdleProperties(rootElement, proc, props);
     }
-    field('Name', input(proc.name, function (v) { updateProc({ name: v }); }, { name: 'process-name' })).maxLength = 200;
-    field('Category', input(proc.get('phq:category'), function (v) { updateProc({ 'phq:category': v || undefined }); }, { name: 'category' })).maxLength = 100;
+    field(gettext('Name'), input(proc.name, function (v) { updateProc({ name: v }); }, { name: 'process-name' })).maxLength = 200;
+    field(gettext('Category'), input(proc.get('phq:category'), function (v) { updateProc({ 'phq:category': v || undefined }); }, { name: 'category' })).maxLength = 100;
     var desc = input(documentation(proc), function (v) {
       updateProc({ documentation: v ? [svc('moddle').create('bpmn:Documentation', { text: v })] : [] });
     }, { multiline: true, name: 'description' });
-    field('Description', desc);
-    note('Select an element to edit it. Only the elements the engine runs are in the palette.');
+    field(gettext('Description'), desc);
+    note(gettext('Select an element to edit it. Only the elements the engine runs are in the palette.'));
   }
 
   function renderUserTask(element) {
     var obj = bo(element);
-    var roles = (config.roles || []).map(function (r) { return { value: r, label: r }; });
-    field('Role', select(obj.get('phq:role'), roles, function (v) { update(element, { 'phq:role': v || undefined }); }, 'role'),
-      'Everyone with this role (responsible for the car park, if scoped) sees the task in their basket.');
+    var roles = (config.roles || []).map(function (r) { return { value: r, label: roleLabel(r) }; });
+    field(gettext('Role'), select(obj.get('phq:role'), roles, function (v) { update(element, { 'phq:role': v || undefined }); }, 'role'),
+      gettext('Everyone with this role (responsible for the car park, if scoped) sees the task in their basket.'));
     var scope = document.createElement('input');
     scope.type = 'checkbox';
     scope.className = 'form-check-input ms-2';
@@ -359,15 +362,15 @@
     scope.checked = obj.get('phq:scope') === 'carpark';
     scope.disabled = readOnly;
     scope.addEventListener('change', function () { update(element, { 'phq:scope': scope.checked ? 'carpark' : undefined }); });
-    field('Only for the car park\u2019s responsible staff', scope);
-    field('Instructions', input(documentation(obj), function (v) { setDocumentation(element, v); }, { multiline: true, name: 'instructions' }));
+    field(gettext('Only for the car park\u2019s responsible staff'), scope);
+    field(gettext('Instructions'), input(documentation(obj), function (v) { setDocumentation(element, v); }, { multiline: true, name: 'instructions' }));
     var boundary = dueBoundary(element);
     var dueValue = obj.get('phq:dueIn') || '';
     if (boundary) {
       var timer = eventDefinition(boundary, 'bpmn:TimerEventDefinition');
       dueValue = (timer.timeDuration && timer.timeDuration.body) || dueValue;
     }
-    field('Due in', input(dueValue, function (v) {
+    field(gettext('Due in'), input(dueValue, function (v) {
       var b = dueBoundary(element);
       if (b) {
         if (!v) { svc('modeling').removeElements([b]); return; }
@@ -376,7 +379,7 @@
       } else {
         update(element, { 'phq:dueIn': v || undefined });
       }
-    }, { placeholder: 'P2D', name: 'due_in' }), 'ISO 8601 duration: P2D = two days, PT4H = four hours.');
+    }, { placeholder: 'P2D', name: 'due_in' }), gettext('ISO 8601 duration: P2D = two days, PT4H = four hours.'));
     var closing = timeoutBoundary(element);
     var closeAfter = closing ? ((eventDefinition(closing, 'bpmn:TimerEventDefinition').timeDuration || {}).body || '') : '';
     var closeTo = closing ? closing.outgoing[0].target.id : '';
@@ -384,16 +387,16 @@
       return e !== element && !e.labelTarget && (is(e, 'bpmn:Task') || is(e, 'bpmn:EndEvent') || is(e, 'bpmn:Gateway') ||
         is(e, 'bpmn:IntermediateCatchEvent') || is(e, 'bpmn:CallActivity'));
     }).map(function (e) { return { value: e.id, label: (bo(e).name || e.id) + ' (' + e.id + ')' }; });
-    field('Close if not done after', input(closeAfter, function (v) {
+    field(gettext('Close if not done after'), input(closeAfter, function (v) {
       closeAfter = v;
       setTimeout_(element, closeAfter, closeTo);
-    }, { placeholder: 'P3D', name: 'close_after' }), 'ISO 8601 duration. Empty: the task stays open until someone does it.');
-    field('…then continue at', select(closeTo, targets, function (v) {
+    }, { placeholder: 'P3D', name: 'close_after' }), gettext('ISO 8601 duration. Empty: the task stays open until someone does it.'));
+    field(gettext('…then continue at'), select(closeTo, targets, function (v) {
       closeTo = v;
       setTimeout_(element, closeAfter, closeTo);
-    }, 'close_to'), 'The open task is cancelled and the process takes this path (an interrupting timer on the task).');
+    }, 'close_to'), gettext('The open task is cancelled and the process takes this path (an interrupting timer on the task).'));
     var chain = extensionValues(obj, 'phq:Escalation').map(function (e) { return e.after + ' ' + e.to; }).join('\n');
-    field('Escalation chain', input(chain, function (v) {
+    field(gettext('Escalation chain'), input(chain, function (v) {
       var moddle = svc('moddle');
       var values = v.split('\n').map(function (line) { return line.trim(); }).filter(Boolean).map(function (line) {
         var space = line.indexOf(' ');
@@ -401,9 +404,9 @@
       });
       setExtensionValues(element, 'phq:Escalation', values);
     }, { multiline: true, placeholder: 'PT0S Supervisor\nP1D Administrator', name: 'escalation' }),
-    'One line per level: how long after the due time, then the role it goes to.');
-    inputsField(element, 'Inputs', 'inputs');
-    note('Name the outcomes on the outgoing flows (select a flow). One unnamed flow means the outcome \u201cdone\u201d.');
+    gettext('One line per level: how long after the due time, then the role it goes to.'));
+    inputsField(element, gettext('Inputs'), 'inputs');
+    note(gettext('Name the outcomes on the outgoing flows (select a flow). One unnamed flow means the outcome \u201cdone\u201d.'));
   }
 
   // The fields a person fills in: a user task's inputs, or the start form of a workflow started by hand.
@@ -429,7 +432,7 @@
       });
       setExtensionValues(element, 'phq:Input', values);
     }, { multiline: true, rows: 4, placeholder: 'note | Note | text | optional\nkind | Kind | choice | required | private, company', name: name }),
-    'One line per field: name | label | type (text, number, date, choice, bool, file) | required or optional | choices.');
+    gettext('One line per field: name | label | type (text, number, date, choice, bool, file) | required or optional | choices.'));
   }
 
   function renderServiceTask(element) {
@@ -439,15 +442,15 @@
     var describe = document.createElement('div');
     function showDescription(name) {
       var task = (config.system_tasks || []).filter(function (t) { return t.name === name; })[0];
-      describe.textContent = task ? task.description + (task.writes.length ? ' Writes: ' + task.writes.join(', ') + '.' : '') : '';
+      describe.textContent = task ? task.description + (task.writes.length ? ' ' + fmt(gettext('Writes: %(fields)s.'), { fields: task.writes.join(', ') }) : '') : '';
     }
-    field('System task', select(chosen, tasks, function (v) { update(element, { 'phq:task': v || undefined }); showDescription(v); }, 'task'));
+    field(gettext('System task'), select(chosen, tasks, function (v) { update(element, { 'phq:task': v || undefined }); showDescription(v); }, 'task'));
     describe.className = 'form-text mb-2';
     form.appendChild(describe);
     showDescription(chosen);
-    field('Attempts', input(obj.get('phq:retries'), function (v) { update(element, { 'phq:retries': v || undefined }); }, { placeholder: '3', name: 'retries' }));
-    field('Wait between attempts', input(obj.get('phq:retryBackoff'), function (v) { update(element, { 'phq:retryBackoff': v || undefined }); }, { placeholder: 'PT30S', name: 'backoff' }));
-    field('Time limit per attempt', input(obj.get('phq:timeout'), function (v) { update(element, { 'phq:timeout': v || undefined }); }, { placeholder: 'PT5M', name: 'timeout' }));
+    field(gettext('Attempts'), input(obj.get('phq:retries'), function (v) { update(element, { 'phq:retries': v || undefined }); }, { placeholder: '3', name: 'retries' }));
+    field(gettext('Wait between attempts'), input(obj.get('phq:retryBackoff'), function (v) { update(element, { 'phq:retryBackoff': v || undefined }); }, { placeholder: 'PT30S', name: 'backoff' }));
+    field(gettext('Time limit per attempt'), input(obj.get('phq:timeout'), function (v) { update(element, { 'phq:timeout': v || undefined }); }, { placeholder: 'PT5M', name: 'timeout' }));
   }
 
   function renderCatch(element) {
@@ -455,28 +458,28 @@
     var timer = eventDefinition(element, 'bpmn:TimerEventDefinition');
     if (message) {
       var current = message.messageRef ? message.messageRef.name : '';
-      field('Message', input(current, function (v) {
+      field(gettext('Message'), input(current, function (v) {
         if (!v) { return; }
         svc('modeling').updateModdleProperties(element, message, { messageRef: messageNamed(v) });
-      }, { placeholder: 'deposit.paid', name: 'message' }), 'The process waits here until this message arrives for its business object.');
+      }, { placeholder: 'deposit.paid', name: 'message' }), gettext('The process waits here until this message arrives for its business object.'));
     } else if (timer) {
       var duration = timer.timeDuration ? timer.timeDuration.body : '';
-      field('Wait for', input(duration, function (v) {
+      field(gettext('Wait for'), input(duration, function (v) {
         svc('modeling').updateModdleProperties(element, timer, { timeDuration: v ? formal(v) : undefined, timeDate: undefined });
         if (is(element, 'bpmn:IntermediateCatchEvent')) { update(element, { 'phq:untilVariable': undefined }); }
-      }, { placeholder: 'P1D', name: 'duration' }), 'ISO 8601 duration.');
+      }, { placeholder: 'P1D', name: 'duration' }), gettext('ISO 8601 duration.'));
       if (is(element, 'bpmn:IntermediateCatchEvent')) {
-        field('…or until the date in variable', input(bo(element).get('phq:untilVariable'), function (v) {
+        field(gettext('…or until the date in variable'), input(bo(element).get('phq:untilVariable'), function (v) {
           update(element, { 'phq:untilVariable': v || undefined });
         }, { placeholder: 'offer_expires_at', name: 'until_variable' }));
       } else if ((element.outgoing || []).length) {
         note(bo(element).cancelActivity === false
-          ? 'A non-interrupting timer cannot start a path: make it interrupting, or remove its outgoing flow.'
-          : 'Interrupting: when this time has passed and the task is not done, its open tasks are cancelled and the process follows this timer\u2019s flow.');
+          ? gettext('A non-interrupting timer cannot start a path: make it interrupting, or remove its outgoing flow.')
+          : gettext('Interrupting: when this time has passed and the task is not done, its open tasks are cancelled and the process follows this timer\u2019s flow.'));
       } else {
-        field('Escalate to role', select(bo(element).get('phq:escalateTo'), (config.roles || []).map(function (r) { return { value: r, label: r }; }),
+        field(gettext('Escalate to role'), select(bo(element).get('phq:escalateTo'), (config.roles || []).map(function (r) { return { value: r, label: roleLabel(r) }; }),
           function (v) { update(element, { 'phq:escalateTo': v || undefined }); }, 'escalate_to'),
-        'Empty: this timer is the task\u2019s due time. A role: the task escalates to it after this time.');
+        gettext('Empty: this timer is the task\u2019s due time. A role: the task escalates to it after this time.'));
       }
     }
   }
@@ -525,24 +528,24 @@
       parent.appendChild(o);
       return o;
     }
-    option(chooser, '', 'By hand (Start process page)');
+    option(chooser, '', gettext('By hand (Start process page)'));
     var group = document.createElement('optgroup');
-    group.label = 'A business event';
+    group.label = gettext('A business event');
     (config.events || []).slice().sort(function (a, b) { return a.title.localeCompare(b.title); }).forEach(function (e) {
       option(group, e.name, e.title);
     });
     chooser.appendChild(group);
     if (current === '') {
-      option(chooser, '?', '— choose the event —').disabled = true;
+      option(chooser, '?', gettext('— choose the event —')).disabled = true;
     } else if (current && !catalogueEvent(current)) {
-      option(chooser, current, current + ' (not in the event catalogue)');
+      option(chooser, current, fmt(gettext('%(name)s (not in the event catalogue)'), { name: current }));
     }
     chooser.value = current === null ? '' : (current || '?');
     chooser.addEventListener('change', function () {
       startsOn(element, chooser.value);
       renderForm(element);
     });
-    field('Starts on', chooser, 'A business event starts a process for each matching event; by hand, someone starts it from the portal.');
+    field(gettext('Starts on'), chooser, gettext('A business event starts a process for each matching event; by hand, someone starts it from the portal.'));
     if (current === null) { return renderStartByHand(element); }
     renderStartOnEvent(element, current);
   }
@@ -554,10 +557,10 @@
       var about = document.createElement('p');
       about.className = 'small mb-1';
       about.id = 'start-event-description';
-      about.textContent = event.description.replace(/``/g, '') + ' Message name: ' + event.name + ' (version ' + event.version + ').';
+      about.textContent = event.description.replace(/``/g, '') + ' ' + fmt(gettext('Message name: %(name)s (version %(version)s).'), { name: event.name, version: event.version });
       form.appendChild(about);
     } else if (name) {
-      note('\u201c' + name + '\u201d is not in the event catalogue: choose one of its events.');
+      note(fmt(gettext('\u201c%(name)s\u201d is not in the event catalogue: choose one of its events.'), { name: name }));
     }
     var feedback = document.createElement('div');
     var condition = input(obj.get('phq:condition'), function (v) {
@@ -567,7 +570,9 @@
       clearTimeout(conditionTimer);
       conditionTimer = setTimeout(function () { checkCondition(condition, feedback, name); }, 300);
     });
-    field('Condition (optional)', condition, 'CEL on the payload as event.<field>. Empty: every ' + (name || 'such') + ' event.');
+    field(gettext('Condition (optional)'), condition, name
+      ? fmt(gettext('CEL on the payload as event.<field>. Empty: every %(name)s event.'), { name: name })
+      : gettext('CEL on the payload as event.<field>. Empty: every such event.'));
     feedback.className = 'small mb-2';
     feedback.id = 'condition-feedback';
     form.appendChild(feedback);
@@ -579,7 +584,7 @@
     priority.step = '1';
     priority.min = '-100';
     priority.max = '100';
-    field('Priority', priority, config.start_rule || '');
+    field(gettext('Priority'), priority, config.start_rule || '');
     if (config.start_rule_full) { priority.title = config.start_rule_full; }
     if (event) { form.appendChild(payloadTable(event)); }
   }
@@ -591,10 +596,10 @@
     table.id = 'start-event-fields';
     var caption = document.createElement('caption');
     caption.className = 'caption-top py-0';
-    caption.textContent = 'Payload fields the condition may use as event.<field>';
+    caption.textContent = gettext('Payload fields the condition may use as event.<field>');
     table.appendChild(caption);
     var head = table.createTHead().insertRow();
-    ['Field', 'Type', 'Description'].forEach(function (text) {
+    [gettext('Field'), gettext('Type'), gettext('Description')].forEach(function (text) {
       var th = document.createElement('th');
       th.scope = 'col';
       th.textContent = text;
@@ -607,15 +612,15 @@
       var name = document.createElement('code');
       name.textContent = f.name;
       row.insertCell().appendChild(name);
-      row.insertCell().textContent = f.type.split('/').join(' or ') + (f.required ? ', required' : '');
-      row.insertCell().textContent = f.description + (f.values && f.values.length ? ' One of: ' + f.values.join(', ') + '.' : '');
+      row.insertCell().textContent = f.type.split('/').join(' ' + gettext('or') + ' ') + (f.required ? ', ' + gettext('required') : '');
+      row.insertCell().textContent = f.description + (f.values && f.values.length ? ' ' + fmt(gettext('One of: %(values)s.'), { values: f.values.join(', ') }) : '');
     });
     return table;
   }
 
   function renderStartByHand(element) {
     var obj = bo(element);
-    inputsField(element, 'Start form fields', 'start_inputs');
+    inputsField(element, gettext('Start form fields'), 'start_inputs');
     var always = config.always_starters || [];
     var roles = config.roles || [];
     var chosen = (obj.get('phq:starters') || '').split(',').map(function (s) { return s.trim(); }).filter(Boolean);
@@ -625,7 +630,7 @@
     set.id = 'starters';
     var legend = document.createElement('legend');
     legend.className = 'form-label small fw-semibold mb-0';
-    legend.textContent = 'Who may start it';
+    legend.textContent = gettext('Who may start it');
     set.appendChild(legend);
     var boxes = [];
     roles.forEach(function (role, index) {
@@ -643,7 +648,7 @@
       var label = document.createElement('label');
       label.className = 'form-check-label small';
       label.htmlFor = box.id;
-      label.textContent = role + (isAlways ? ' (always)' : '');
+      label.textContent = roleLabel(role) + (isAlways ? ' ' + gettext('(always)') : '');
       wrap.appendChild(box);
       wrap.appendChild(label);
       set.appendChild(wrap);
@@ -657,8 +662,8 @@
     });
     var help = document.createElement('div');
     help.className = 'form-text';
-    help.textContent = (always.join(' and ') || 'Administrators') + ' may always start it.' +
-      (kept.length ? ' Also allowed (unknown here): ' + kept.join(', ') + '.' : '');
+    help.textContent = fmt(gettext('%(roles)s may always start it.'), { roles: always.map(roleLabel).join(' ' + gettext('and') + ' ') || gettext('Administrators') }) +
+      (kept.length ? ' ' + fmt(gettext('Also allowed (unknown here): %(roles)s.'), { roles: kept.join(', ') }) : '');
     set.appendChild(help);
     form.appendChild(set);
   }
@@ -687,16 +692,16 @@
     var source = element.source;
     if (source && isOutcomeGateway(source) && bo(source).default !== obj) {
       var task = source.incoming[0].source;
-      field('Outcome', input(outcomeOf(element) || obj.name || '', function (v) {
+      field(gettext('Outcome'), input(outcomeOf(element) || obj.name || '', function (v) {
         update(element, {
           conditionExpression: v ? formal('outcome == ' + JSON.stringify(v)) : undefined, name: v || undefined, 'phq:outcome': v || undefined
         });
       }, { placeholder: 'approve', name: 'outcome' }),
-      'The button the employee presses in \u201c' + (bo(task).name || task.id) + '\u201d to take this path.');
+      fmt(gettext('The button the employee presses in \u201c%(task)s\u201d to take this path.'), { task: bo(task).name || task.id }));
     } else if (source && is(source, 'bpmn:UserTask')) {
-      field('Outcome', input(obj.get('phq:outcome') || obj.name, function (v) {
+      field(gettext('Outcome'), input(obj.get('phq:outcome') || obj.name, function (v) {
         update(element, { 'phq:outcome': v || undefined, name: v || undefined });
-      }, { placeholder: 'approve', name: 'outcome' }), 'The button the employee presses to take this path.');
+      }, { placeholder: 'approve', name: 'outcome' }), gettext('The button the employee presses to take this path.'));
     } else if (source && is(source, 'bpmn:ExclusiveGateway')) {
       var isDefault = bo(source).default === obj;
       var box = document.createElement('input');
@@ -710,7 +715,7 @@
         if (box.checked) { update(element, { conditionExpression: undefined }); }
         renderForm(element);
       });
-      field('Default flow (taken when no condition holds)', box);
+      field(gettext('Default flow (taken when no condition holds)'), box);
       if (!isDefault) {
         var feedback = document.createElement('div');
         var condition = input(obj.conditionExpression ? obj.conditionExpression.body : '', function (v) {
@@ -720,14 +725,14 @@
           clearTimeout(conditionTimer);
           conditionTimer = setTimeout(function () { checkCondition(condition, feedback); }, 300);
         });
-        field('Condition (CEL)', condition);
+        field(gettext('Condition (CEL)'), condition);
         feedback.className = 'small mb-2';
         feedback.id = 'condition-feedback';
         form.appendChild(feedback);
         if (condition.value) { checkCondition(condition, feedback); }
       }
     } else {
-      note('A plain flow.');
+      note(gettext('A plain flow.'));
     }
   }
 
@@ -749,7 +754,7 @@
       control.classList.toggle('is-invalid', !answer.ok);
       control.classList.toggle('is-valid', answer.ok);
       feedback.className = 'small mb-2 ' + (answer.ok ? 'text-success' : 'text-danger');
-      feedback.textContent = answer.ok ? 'Valid condition.' : answer.error;
+      feedback.textContent = answer.ok ? gettext('Valid condition.') : answer.error;
     });
   }
 
@@ -766,7 +771,7 @@
       headers: { 'Content-Type': 'application/json', 'X-CSRFToken': csrfToken(), 'Accept': 'application/json' },
       body: JSON.stringify(body)
     }).then(function (response) {
-      return response.json().catch(function () { return { ok: false, errors: [{ message: 'The server answered ' + response.status + '.' }] }; });
+      return response.json().catch(function () { return { ok: false, errors: [{ message: fmt(gettext('The server answered %(status)s.'), { status: response.status }) }] }; });
     });
   }
 
@@ -784,8 +789,8 @@
     var errors = problems.filter(function (p) { return severityOf(p) === 'error'; }).length;
     var warnings = problems.length - errors;
     var parts = [];
-    if (errors) { parts.push(errors + (errors === 1 ? ' error' : ' errors')); }
-    if (warnings) { parts.push(warnings + (warnings === 1 ? ' warning' : ' warnings')); }
+    if (errors) { parts.push(fmt(ngettext('%(count)s error', '%(count)s errors', errors), { count: errors })); }
+    if (warnings) { parts.push(fmt(ngettext('%(count)s warning', '%(count)s warnings', warnings), { count: warnings })); }
     return { errors: errors, warnings: warnings, text: parts.join(', ') };
   }
   function reveal(element) {
@@ -806,7 +811,7 @@
       var who = problem.element_name || problem.element_id;
       var kind = document.createElement('span');
       kind.className = 'visually-hidden';
-      kind.textContent = severity === 'error' ? 'Error: ' : 'Warning: ';
+      kind.textContent = (severity === 'error' ? gettext('Error:') : gettext('Warning:')) + ' ';
       li.appendChild(kind);
       li.appendChild(document.createTextNode((who ? who + ': ' : '') + problem.message));
       problemList.appendChild(li);
@@ -814,7 +819,7 @@
       li.dataset.elementId = problem.element_id;
       li.tabIndex = 0;
       li.setAttribute('role', 'button');
-      li.title = 'Show ' + (who || 'the element') + ' in the diagram';
+      li.title = who ? fmt(gettext('Show %(element)s in the diagram'), { element: who }) : gettext('Show the element in the diagram');
       li.addEventListener('click', function () { reveal(element); });
       li.addEventListener('keydown', function (event) {
         if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); reveal(element); }
@@ -834,7 +839,7 @@
     });
     var counts = countText(lastProblems);
     if (lintBox) {
-      lintBox.textContent = lastProblems.length ? counts.text + ' (errors stop publishing)' : 'No problems found.';
+      lintBox.textContent = lastProblems.length ? fmt(gettext('%(problems)s (errors stop publishing)'), { problems: counts.text }) : gettext('No problems found.');
     }
   }
   var lastProblems = [];
@@ -878,13 +883,13 @@
       var counts = countText(answer.problems || answer.errors || []);
       var text = answer.message;
       if (kind === 'autosave' && answer.saved) {
-        text = 'Autosaved ' + stamp() + ' (draft v' + answer.version + ')' +
-          (counts.errors ? ' \u2014 ' + counts.errors + (counts.errors === 1 ? ' problem' : ' problems') + ' to fix before publishing' : '');
+        text = fmt(gettext('Autosaved %(time)s (draft v%(version)s)'), { time: stamp(), version: answer.version }) +
+          (counts.errors ? ' \u2014 ' + fmt(ngettext('%(count)s problem to fix before publishing', '%(count)s problems to fix before publishing', counts.errors), { count: counts.errors }) : '');
       }
       var tone = answer.saved || answer.ok ? (counts.errors ? 'warning' : 'success') : 'danger';
       if (kind === 'validate') { tone = counts.errors ? 'warning' : 'success'; }
       if (answer.refused || (kind === 'publish' && !answer.ok)) { tone = 'danger'; }
-      setStatus(tone, text || (answer.ok ? 'Done.' : 'Please fix the problems listed below the diagram.'));
+      setStatus(tone, text || (answer.ok ? gettext('Done.') : gettext('Please fix the problems listed below the diagram.')));
       if (answer.ok && answer.redirect) {
         savedAt = changes;
         markDirty();
@@ -893,7 +898,7 @@
       return answer;
     }).catch(function (error) {
       saving = false;
-      setStatus('danger', 'The server could not be reached: ' + error.message + ' Your changes are still here; try again.');
+      setStatus('danger', fmt(gettext('The server could not be reached: %(error)s Your changes are still here; try again.'), { error: error.message }));
     });
   }
 
@@ -963,18 +968,18 @@
           }
           return modeler.importXML(answer.xml || text).then(function () {
             svc('canvas').zoom('fit-viewport', 'auto');
-            setStatus('info', 'Opened ' + file.name + '. Save the draft to keep it.');
+            setStatus('info', fmt(gettext('Opened %(file)s. Save the draft to keep it.'), { file: file.name }));
             showProblems([]);
           });
         });
-      }).catch(function (error) { setStatus('danger', 'Could not open the file: ' + error.message); });
+      }).catch(function (error) { setStatus('danger', fmt(gettext('Could not open the file: %(error)s'), { error: error.message })); });
     });
   }
 
   modeler.importXML(config.xml).then(function (result) {
     svc('canvas').zoom('fit-viewport', 'auto');
     if (result.warnings && result.warnings.length) {
-      setStatus('warning', result.warnings.length + ' parts of the diagram could not be shown.');
+      setStatus('warning', fmt(ngettext('%(count)s part of the diagram could not be shown.', '%(count)s parts of the diagram could not be shown.', result.warnings.length), { count: result.warnings.length }));
     }
     var eventBus = svc('eventBus');
     eventBus.on('selection.changed', function (event) {
@@ -992,12 +997,13 @@
     if (problems.length) { showProblems(problems); }
     if (!readOnly && config.draft) {
       var counts = countText(problems);
-      setStatus(counts.errors ? 'warning' : 'info', 'Draft v' + config.draft + ' saved' +
-        (problems.length ? ' with ' + counts.text : ': valid, can be published') + '.');
+      setStatus(counts.errors ? 'warning' : 'info', problems.length
+        ? fmt(gettext('Draft v%(version)s saved with %(problems)s.'), { version: config.draft, problems: counts.text })
+        : fmt(gettext('Draft v%(version)s saved: valid, can be published.'), { version: config.draft }));
     }
     markDirty();
     document.body.dataset.editorReady = 'true';
   }).catch(function (error) {
-    setStatus('danger', 'The diagram could not be opened: ' + error.message);
+    setStatus('danger', fmt(gettext('The diagram could not be opened: %(error)s'), { error: error.message }));
   });
 })();

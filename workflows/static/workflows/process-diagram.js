@@ -10,9 +10,11 @@
   var source = document.getElementById('process-diagram-data');
   if (!container || !source) { return; }
   var data = JSON.parse(source.textContent);
+  // Texts come from the djangojs catalogue (base.html loads /jsi18n/ first); fmt fills %(name)s placeholders.
+  function fmt(text, values) { return interpolate(text, values, true); }
   function say(text) { if (status) { status.textContent = text; } }
   function done(ok) { container.dataset.ready = ok ? 'true' : 'failed'; }
-  if (typeof BpmnJS === 'undefined') { say('The diagram viewer could not be loaded; the history below has every step.'); done(false); return; }
+  if (typeof BpmnJS === 'undefined') { say(gettext('The diagram viewer could not be loaded; the history below has every step.')); done(false); return; }
 
   var viewer = new BpmnJS({ container: container, moddleExtensions: { phq: window.PHQ_MODDLE } });
   window.phqProcessViewer = viewer;
@@ -102,9 +104,11 @@
       var current = data.current;
       canvas.addMarker(current.id, 'phq-current');
       var lines = current.tasks.map(function (task) {
-        return task.assignee ? task.state + ' by ' + task.assignee : 'Open for ' + task.role;
+        return task.assignee
+          ? fmt(gettext('%(state)s by %(person)s'), { state: task.state, person: task.assignee })
+          : fmt(gettext('Open for %(role)s'), { role: task.role });
       });
-      if (current.waiting_for) { lines.push('Waits for ' + current.waiting_for); }
+      if (current.waiting_for) { lines.push(fmt(gettext('Waits for %(message)s'), { message: current.waiting_for })); }
       if (lines.length) {
         var who = node('div', 'phq-badge phq-who');
         lines.forEach(function (line) { who.appendChild(node('div', '', line)); });
@@ -120,7 +124,7 @@
       canvas.addMarker(incident.id, 'phq-incident');
       var box = node('div', 'phq-incident-box');
       box.setAttribute('role', 'alert');
-      box.appendChild(node('strong', '', 'Incident' + (incident.at ? ' since ' + incident.at : '')));
+      box.appendChild(node('strong', '', incident.at ? fmt(gettext('Incident since %(time)s'), { time: incident.at }) : gettext('Incident')));
       var error = incident.error.length > 300 ? incident.error.slice(0, 300) + '…' : incident.error;
       var text = node('div', 'phq-incident-error', error);
       text.title = incident.error;
@@ -150,7 +154,7 @@
     var element = viewer.get('elementRegistry').get(stepId);
     if (focused) { canvas.removeMarker(focused, 'phq-focus'); }
     focused = null;
-    if (!element) { say('“' + nameOf(stepId) + '” is not on this version’s diagram.'); return; }
+    if (!element) { say(fmt(gettext('“%(step)s” is not on this version’s diagram.'), { step: nameOf(stepId) })); return; }
     canvas.addMarker(stepId, 'phq-focus');
     focused = stepId;
     canvas.scrollToElement(element, { top: 120, right: 120, bottom: 120, left: 120 });
@@ -192,11 +196,11 @@
         var target = element.waypoints ? (element.source || element) : element;
         filterHistory(stepOf(target.id));
       });
-      say('Drag to move, scroll to zoom. Click a step to see its history; click a step in the history to find it here.');
+      say(gettext('Drag to move, scroll to zoom. Click a step to see its history; click a step in the history to find it here.'));
       done(true);
     })
     .catch(function (err) {
-      say('The diagram could not be drawn (' + err.message + '); the history below has every step.');
+      say(fmt(gettext('The diagram could not be drawn (%(error)s); the history below has every step.'), { error: err.message }));
       done(false);
     });
 })();

@@ -1,0 +1,211 @@
+"""The last English-only texts read in German by a German user: role names (stored as English group names,
+shown as translated labels), service errors, and the JavaScript of the workflow editor and the process diagram
+(the djangojs catalogue at /jsi18n/). An English user keeps reading English."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import reverse
+from django.utils import translation
+
+from accounts import roles
+from accounts.services import user_set_roles
+from conftest import verify_two_factor
+from workflows.authoring import draft_save_bpmn
+from workflows.bpmn import definition_to_bpmn
+from workflows.models import Timer
+from workflows.process_diagram import _timer
+from workflows.tests.basket_support import CarParkFactory, install, person, start_review
+
+pytestmark = pytest.mark.django_db
+
+GERMAN = {"HTTP_ACCEPT_LANGUAGE": "de"}
+ENGLISH = {"HTTP_ACCEPT_LANGUAGE": "en"}
+
+
+@pytest.fixture
+def groups() -> None:
+    for name in roles.ALL_ROLES:
+        Group.objects.get_or_create(name=name)
+
+
+def _badges(html: str) -> list[str]:
+    return re.findall(r'<span class="badge text-bg-secondary me-1">([^<]*)</span>', html)
+
+
+# --- role names -------------------------------------------------------------------------------
+
+
+def test_every_role_has_a_german_label_and_unknown_groups_keep_their_name() -> None:
+    with translation.override("de"):
+        labels = {role: roles.role_label(role) for role in roles.ALL_ROLES}
+        assert labels[roles.AGENT] == "Sachbearbeitung"
+        assert labels[roles.MANAGER] == "Parkhausleitung"
+        assert labels[roles.CARE] == "Kundenservice"
+        assert labels[roles.FINANCE] == "Finanzen"
+        assert roles.role_label("Night shift") == "Night shift"  # a group an administrator added
+    with translation.override("en"):
+        assert [roles.role_label(role) for role in roles.ALL_ROLES] == roles.ALL_ROLES
+
+
+def test_the_user_list_and_the_profile_show_role_labels_in_the_readers_language(client, login, make_user, groups):
+    admin = login(client, make_user("boss", roles.ADMINISTRATOR))
+    make_user("agent1", roles.AGENT, roles.CARE)
+
+    german = client.get(reverse("accounts:user-list"), **GERMAN).content.decode()
+    assert "Sachbearbeitung" in _badges(german) and "Kundenservice" in _badges(german)
+    assert "Back-office agent" not in _badges(german) and "Customer care" not in _badges(german)
+    # the filter's options read German too, while their values stay the stored names
+    assert '<option value="Back-office agent">Sachbearbeitung</option>' in german
+    assert (
+        'value="Back-office agent"'
+        in client.get(reverse("accounts:user-edit", args=[admin.pk]), **GERMAN).content.decode()
+    )
+
+    english = client.get(reverse("accounts:user-list"), **ENGLISH).content.decode()
+    assert "Back-office agent" in _badges(english)
+
+    profile = client.get(reverse("accounts:profile"), **GERMAN).content.decode()
+    assert _badges(profile) == ["Administrator"]  # the German label of Administrator is the same word
+
+
+def test_a_task_page_names_its_role_in_german(client, login, groups):
+    install()
+    north = CarParkFactory(name="Parkhaus Nord")
+    agent = login(client, person("agent1", roles.AGENT, carparks=[north]))
+    task = start_review(north)
+    assert task.role == roles.AGENT and agent
+
+    page = client.get(reverse("workflows:task-detail", args=[task.pk]), **GERMAN).content.decode()
+    assert "· Sachbearbeitung" in page
+    assert "mit der Rolle „Sachbearbeitung“" in page
+    assert "Back-office agent" not in page.replace('value="Back-office agent"', "")
+
+    listing = client.get(reverse("workflows:basket"), **GERMAN).content.decode()
+    assert '<div class="small text-muted">Sachbearbeitung</div>' in listing
+
+
+def test_the_process_diagrams_timer_label_names_the_role_in_german(groups):
+    timer = Timer(step_id="review", kind=Timer.Kind.ESCALATION, data={"to": roles.SUPERVISOR})
+    from django.utils import timezone
+
+    timer.due_at = timezone.now()
+    with translation.override("de"):
+        assert _timer(timer)["label"].startswith("eskaliert an Supervisor ")
+    timer.data = {"to": roles.MANAGER}
+    with translation.override("de"):
+        assert _timer(timer)["label"].startswith("eskaliert an Parkhausleitung ")
+    with translation.override("en"):
+        assert _timer(timer)["label"].startswith(f"escalates to {roles.MANAGER} ")
+
+
+# --- service errors ---------------------------------------------------------------------------
+
+
+def test_a_service_error_reads_german_for_a_german_user(make_user, groups):
+    user = make_user("someone")
+    with translation.override("de"), pytest.raises(ValueError) as refused:
+        user_set_roles(actor=None, user=user, roles=["Night shift"])
+    assert str(refused.value) == "Unbekannte Rolle(n): Night shift"
+    assert list(user.groups.all()) == []  # nothing changed
+    with translation.override("en"), pytest.raises(ValueError, match=r"^Unknown role\(s\): Night shift$"):
+        user_set_roles(actor=None, user=user, roles=["Night shift"])
+
+
+# --- JavaScript -------------------------------------------------------------------------------
+
+
+def test_the_javascript_catalogue_is_public_and_german_for_a_german_reader():
+    german = Client().get(reverse("javascript-catalog"), **GERMAN)
+    assert german.status_code == 200
+    text = german.content.decode()
+    assert "Entwurf v%(version)s gespeichert mit %(problems)s." in text
+    assert "Zeitlimit je Versuch" in text
+    assert "Entwurf v" not in Client().get(reverse("javascript-catalog"), **ENGLISH).content.decode()
+
+
+def test_every_page_loads_the_javascript_catalogue_before_its_scripts(client, login, make_user, groups):
+    login(client, make_user("boss", roles.ADMINISTRATOR))
+    html = client.get(reverse("portal-home")).content.decode()
+    catalogue = html.index(f'<script src="{reverse("javascript-catalog")}"></script>')
+    assert catalogue < html.index("bootstrap.bundle.min.js")
+
+
+def _permit(with_default: bool) -> dict:
+    decide = {
+        "id": "decide",
+        "type": "decision",
+        "name": "Large amount?",
+        "branches": [{"when": "amount > 100", "next": "done"}],
+    }
+    if with_default:
+        decide["default"] = "done"
+    else:
+        decide["branches"].append({"when": "amount <= 100", "next": "done"})
+    return {
+        "key": "parking-permit",
+        "name": "Parking permit",
+        "variables": ["amount"],
+        "steps": [
+            {"id": "start", "type": "start", "next": "review"},
+            {"id": "review", "type": "user", "name": "Review permit", "role": roles.AGENT, "next": "decide"},
+            decide,
+            {"id": "done", "type": "end", "result": "granted"},
+        ],
+    }
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_editor_speaks_german_to_a_german_user(live_server, browser, make_user, groups):
+    admin = make_user("wfadmin", roles.WORKFLOW_ADMIN)
+    draft = draft_save_bpmn(xml=definition_to_bpmn(_permit(with_default=False)), user=admin).version
+    client = Client()
+    client.force_login(admin)
+    verify_two_factor(client, admin)
+    cookie = {"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}
+
+    for locale, status, role_option, help_text in (
+        (
+            "de-DE",
+            f"Entwurf v{draft.number} gespeichert mit 1 Fehler, 1 Warnung.",
+            "Sachbearbeitung",
+            "Alle mit dieser Rolle (bei Einschränkung: zuständig für das Parkhaus)",
+        ),
+        (
+            "en-GB",
+            f"Draft v{draft.number} saved with 1 error, 1 warning.",
+            "Back-office agent",
+            "Everyone with this role (responsible for the car park, if scoped)",
+        ),
+    ):
+        context = browser.new_context(locale=locale, viewport={"width": 1400, "height": 900})
+        context.add_cookies([cookie])
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
+        try:
+            page.goto(f"{live_server.url}{reverse('workflows:editor', kwargs={'key': 'parking-permit'})}")
+            page.wait_for_selector("body[data-editor-ready=true]")
+            assert page.locator("#editor-status").inner_text() == status
+            lint = page.locator("#editor-lint").inner_text()
+            assert lint == (
+                "1 Fehler, 1 Warnung (Fehler verhindern das Veröffentlichen)"
+                if locale == "de-DE"
+                else "1 error, 1 warning (errors stop publishing)"
+            ), lint
+            # the role picker of a user task: stored names as values, translated labels as text
+            page.evaluate(
+                "() => window.phqModeler.get('selection').select("
+                "window.phqModeler.get('elementRegistry').get('review'))"
+            )
+            option = page.locator("select[name=role] option[value='Back-office agent']")
+            assert option.inner_text() == role_option
+            assert help_text in page.locator("body").inner_text()  # the task's help text
+            assert not errors, errors
+        finally:
+            context.close()
