@@ -7,6 +7,9 @@
   answers per key and replays them; :meth:`StripeProxy.forget_keys` is the 24 hours passing.
 - **Endpoints localstripe does not serve** (``/v1/balance_transactions``): canned JSON written from
   Stripe's API reference, set with :meth:`StripeProxy.serve`.
+- **Answers localstripe gives differently**: :meth:`StripeProxy.rewrite` changes the JSON answer of a
+  request as Stripe would give it (e.g. a SEPA debit that localstripe settles at once is ``processing``
+  at Stripe for days); the request itself still runs in localstripe.
 
 Every request is recorded (method, path, headers, form body) for assertions.
 """
@@ -18,6 +21,7 @@ import http.client
 import json
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -47,6 +51,7 @@ class StripeProxy:
     _drops: list[_Drop] = field(default_factory=list)
     _answers: dict[str, tuple[int, list[tuple[str, str]], bytes]] = field(default_factory=dict)
     _canned: dict[str, object] = field(default_factory=dict)
+    _rewrites: list[tuple[str, str, Callable[[dict, dict], dict]]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> str:
@@ -87,6 +92,7 @@ class StripeProxy:
                     response = connection.getresponse()
                     answer = (response.status, response.getheaders(), response.read())
                     connection.close()
+                    answer = proxy._rewritten(seen, answer)
                     # Stripe keeps the first answer, a failure too, unless the request never ran.
                     if key and answer[0] not in (400, 409):
                         with proxy._lock:
@@ -141,6 +147,22 @@ class StripeProxy:
     def serve(self, path: str, payload: object) -> None:
         with self._lock:
             self._canned[path] = payload
+
+    def rewrite(self, method: str, path: str, change: Callable[[dict, dict], dict]) -> None:
+        """Pass every successful JSON answer to ``method path`` through ``change(answer, request form)``."""
+        with self._lock:
+            self._rewrites.append((method, path, change))
+
+    def _rewritten(self, seen: Seen, answer: tuple[int, list[tuple[str, str]], bytes]) -> tuple:
+        status, headers, body = answer
+        with self._lock:
+            changes = [change for m, p, change in self._rewrites if m == seen.method and p == seen.path]
+        if not changes or status != 200:
+            return answer
+        data = json.loads(body)
+        for change in changes:
+            data = change(data, seen.form)
+        return status, headers, json.dumps(data).encode()
 
     def seen(self, method: str, path: str) -> list[Seen]:
         with self._lock:
