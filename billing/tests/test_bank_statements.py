@@ -188,6 +188,19 @@ def test_an_over_payment_becomes_the_customers_credit_balance_and_a_paid_invoice
     assert bank_statements.customer_credit_balance(invoice.customer) == Decimal("51.00")
 
 
+def test_the_customer_page_shows_the_credit_balance_and_its_rows(client, finance_user):
+    invoice = invoice_for("Olga Petrova")
+    statement = Statement(entries=[Credit("150.00", "Olga Petrova", invoice.display_number)])
+    statement_import(data=statement.xml(), file_name="over.xml", user=None)
+    client.force_login(finance_user)
+
+    page = client.get(reverse("carparks:customer-detail", args=[invoice.customer_id]))
+
+    assert page.status_code == 200
+    assert b'id="credit-balance">\xe2\x82\xac31.00' in page.content
+    assert f"Over-payment of invoice {invoice.display_number}".encode() in page.content
+
+
 def test_the_same_statement_twice_is_refused_and_books_nothing(finance_user):
     invoice = invoice_for("Karl Lang")
     statement = Statement(entries=[Credit("60.00", "Karl Lang", invoice.display_number)])
