@@ -14,6 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from billing import services
@@ -28,6 +29,7 @@ def load(stdout: Any) -> None:
         return
     today = timezone.localdate()
     last_month, _ = previous_month(today)
+    mandates = _sepa_mandates()
     runs = [
         services.invoicing_run_execute(run=services.invoicing_run_create(period_start=month), deliver=False)
         for month in (last_month, today)
@@ -41,10 +43,42 @@ def load(stdout: Any) -> None:
     preview = _run_in_preview(today)
     stdout.write(
         f"billing.demo: {sum(r.invoices_created for r in runs)} invoices issued, {paid} marked paid, "
-        f"{refunded} partly refunded "
+        f"{refunded} partly refunded, {mandates} SEPA mandates "
         f"({Invoice.objects.count()} in total); {dunnings} open dunnings; "
         f"a run for {preview.period_start:%m/%Y} waits in preview"
     )
+
+
+def _sepa_mandates() -> int:
+    """A SEPA Direct Debit account with an accepted mandate for each demo customer paying by direct debit
+    (stored as the mandate page would store it, without calling Stripe: the demo charges nobody)."""
+    from billing.models import PaymentMethod
+    from billing.payment_options import PaymentOption
+    from carparks.models import Customer
+
+    without = Customer.objects.filter(payment_option=PaymentOption.SEPA_DEBIT).exclude(
+        payment_methods__kind=PaymentMethod.Kind.SEPA_DEBIT
+    )
+    now = timezone.now()
+    methods = [
+        PaymentMethod(
+            customer=customer,
+            kind=PaymentMethod.Kind.SEPA_DEBIT,
+            stripe_customer_id=f"cus_demo_{customer.pk}",
+            stripe_payment_method_id=f"pm_demo_sepa_{customer.pk}",
+            last4=f"{3000 + customer.pk % 1000:04d}",
+            bank_code="37040044",
+            country="DE",
+            mandate_reference=f"PHQ-DEMO-{customer.pk:06d}",
+            mandate_text=f"By signing this mandate form, you authorise {settings.BILLING_OPERATOR['name']} to send "
+            "instructions to your bank to debit your account in accordance with those instructions.",
+            mandate_accepted_at=now - timedelta(days=40),
+            mandate_acceptance={"type": "offline", "ip_address": "", "user_agent": ""},
+        )
+        for customer in without
+    ]
+    PaymentMethod.objects.bulk_create(methods)
+    return len(methods)
 
 
 def _partial_refund(period_start: Any) -> int:
@@ -75,7 +109,7 @@ def _open_dunnings(today: Any) -> int:
         return Payment.objects.filter(idempotency_key__startswith=DEMO_DECLINE).count()
     with_card = PaymentMethod.objects.filter(detached_at__isnull=True).values("customer_id")
     invoices = list(
-        Invoice.objects.filter(period_start=today.replace(day=1), state=Invoice.State.ISSUED)
+        Invoice.objects.filter(period_start=today.replace(day=1), state=Invoice.State.ISSUED, payment_option="card")
         .exclude(customer_id__in=with_card)
         .order_by("pk")[:2]
     )

@@ -72,6 +72,7 @@ def load(stdout: Any) -> None:
         customers = _customers(rng)
         _customer_billing_and_review(customers)
         contracts = _contracts(rng, products, customers)
+        _payment_options(products, customers)
         cases = _cases(rng, customers, contracts)
         _responsibilities(carparks)
         token = _api_client()
@@ -190,6 +191,24 @@ def _customers(rng: random.Random) -> list[Customer]:
                 )
             )
     return Customer.objects.bulk_create(customers)
+
+
+def _payment_options(products: list[Product], customers: list[Customer]) -> None:
+    """Season and commuter tickets also offer bank transfer on invoice (companies pay that way), the others card
+    and SEPA Direct Debit; companies whose products all offer it pay by bank transfer, every fourth private
+    customer by SEPA Direct Debit (billing.demo gives them a mandate)."""
+    from billing.payment_options import PaymentOption
+
+    everything = [option.value for option in PaymentOption]
+    by_transfer = [p.pk for p in products if p.name in ("Season ticket 24/7", "Commuter weekdays")]
+    Product.objects.filter(pk__in=by_transfer).update(payment_options=everything)
+    companies = [c.pk for c in customers if c.kind == Customer.Kind.CORPORATE]
+    held_elsewhere = Contract.objects.filter(customer_id__in=companies).exclude(product_id__in=by_transfer)
+    Customer.objects.filter(pk__in=companies).exclude(pk__in=held_elsewhere.values("customer_id")).update(
+        payment_option=PaymentOption.BANK_TRANSFER
+    )
+    private = [c.pk for c in customers if c.kind == Customer.Kind.PRIVATE]
+    Customer.objects.filter(pk__in=private[::4]).update(payment_option=PaymentOption.SEPA_DEBIT)
 
 
 def _customer_billing_and_review(customers: list[Customer]) -> int:
@@ -442,6 +461,7 @@ def _corporate_places(carpark: CarPark, customers: list[Customer]) -> int:
         audience=Product.Audience.CORPORATE,
         vehicles_per_place=2,
         notice_period_days=90,
+        payment_options=["card", "sepa_debit", "bank_transfer"],
     )
     plates = [f"M-QJ {n}" for n in range(1, 7)]  # Q and J are in no other demo plate
     contract = services.contract_apply(
