@@ -98,20 +98,31 @@ class _Reader:
 
     def __init__(self, ns: str) -> None:
         self.prefix = "{" + ns + "}"
-        self._paths: dict[str, str] = {}
+        self._paths: dict[str, tuple[str, ...]] = {}
 
-    def _q(self, path: str) -> str:
+    def _q(self, path: str) -> tuple[str, ...]:
         qualified = self._paths.get(path)
         if qualified is None:
-            qualified = "/".join(self.prefix + part for part in path.split("/"))
-            self._paths[path] = qualified
+            qualified = self._paths[path] = tuple(self.prefix + part for part in path.split("/"))
         return qualified
 
     def find(self, el: Element | None, path: str) -> Element | None:
-        return None if el is None else el.find(self._q(path))
+        # Child by child: a single qualified tag takes ElementTree's fast path, a path would not.
+        for tag in self._q(path):
+            if el is None:
+                return None
+            el = el.find(tag)
+        return el
 
     def findall(self, el: Element | None, path: str) -> list[Element]:
-        return [] if el is None else el.findall(self._q(path))
+        if el is None:
+            return []
+        *parents, last = self._q(path)
+        for tag in parents:
+            el = el.find(tag)
+            if el is None:
+                return []
+        return el.findall(last)
 
     def text(self, el: Element | None, path: str) -> str:
         found = self.find(el, path)
