@@ -119,6 +119,8 @@ POLICY: dict[str, set[str]] = {
     "/connect/carparks/<pk>/cpms/refresh/": {A, S, M},
     "/monitoring/": {A, W, S, F, M},
     "/monitoring/analytics/event-log/": {A, W, S, F, M},  # the XES download; names people for A, W, S only
+    "/connect/<pk>/progress/": {A, S},  # the live progress of syncs: the roles that start them
+    "/connect/runs/<pk>/progress/": {A, S},
     "/monitoring/alerts/": {A, W, S, F},
     "/monitoring/alerts/evaluate/": {A, W},
     "/monitoring/alerts/rules/": {A, W},
@@ -128,6 +130,7 @@ POLICY: dict[str, set[str]] = {
     "/workflows/definitions/": {A, W, S},
     "/workflows/events/": {A, W, S},
     "/workflows/events/<pk>/": {A, W},
+    "/monitoring/statements/builds/": {A, W, S, F},  # a build's page and its progress poll
     "/workflows/events/replay-all/": {A, W},
     "/workflows/definitions/<key>/edit/": {A, W},
     "/workflows/definitions/<key>/migrate/": {A, W},
@@ -278,6 +281,8 @@ OBJECTS: dict[str, Obj] = {
     "monitoring:rule-edit": Obj(_global("rule")),
     "monitoring:rule-delete": Obj(_global("rule")),
     "monitoring:heatmap": Obj(_pk("version", "version_id", of_carpark=False)),
+    "connect:run-progress": Obj(_pk("sync_run")),  # see-all roles only
+    "connect:connection-progress": Obj(_pk("connection")),  # see-all roles only
     "monitoring:heatmap-data": Obj(_pk("version", "version_id", of_carpark=False)),
     "monitoring:heatmap-xml": Obj(_pk("version", "version_id", of_carpark=False)),
     "monitoring:statement-detail": Obj(_global("statement")),
@@ -289,6 +294,8 @@ OBJECTS: dict[str, Obj] = {
     "workflows:version-compare": Obj(_definition),
     "workflows:editor": Obj(_definition),
     "workflows:editor-check": Obj(_definition),
+    "monitoring:statement-build-detail": Obj(_global("statement_build")),
+    "monitoring:statement-build-progress": Obj(_global("statement_build")),
     "workflows:draft-discard": Obj(_definition),
     "workflows:editor-publish": Obj(_definition),
     "workflows:editor-save": Obj(_definition),
@@ -478,7 +485,7 @@ def _seed() -> SimpleNamespace:
     from billing import exports
     from billing import services as billing
     from billing.models import AccountingExport, BankEntry, BankStatement, BillingException, Invoice
-    from monitoring.models import AlertEvent, AlertRule
+    from monitoring.models import AlertEvent, AlertRule, StatementBuild
     from monitoring.statements import statement_build
     from notifications.models import Notification
     from workflows import authoring
@@ -562,6 +569,9 @@ def _absence(user: Any, substitute: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def world(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+        statement_build=StatementBuild.objects.create(
+            frequency="weekly", period_start=date(2026, 11, 2), period_end=date(2026, 11, 8), statement=statement
+        ),
     """The dataset, seeded once for the module inside a transaction that is rolled back at its end
     (each test runs in a savepoint within it, as pytest-django's ``django_db`` tests always do)."""
     tmp = tmp_path_factory.mktemp("sweep")
