@@ -26,6 +26,7 @@ from accounts import roles
 from accounts.middleware import preferred_language
 from monitoring import anomalies
 from monitoring.aggregation import summed
+from monitoring.alert_messages import alert_message
 from monitoring.models import AlertEvent, AlertRule
 from monitoring.selectors import _model, percent
 from parkinghq.emails import send_email
@@ -49,11 +50,10 @@ def _overdue_tasks(rule: AlertRule, now: Any) -> list[Condition]:
     limit = int(rule.threshold)
     if count <= limit:
         return []
-    who = f"the role {rule.role}" if rule.role else "all roles"
     return [
         Condition(
             key=f"role:{rule.role or '*'}",
-            message=f"{count} tasks of {who} are overdue (alert above {limit}).",
+            message=alert_message("overdue_tasks", count=count, role=rule.role, limit=limit),
             value=count,
         )
     ]
@@ -65,15 +65,14 @@ def _incidents(rule: AlertRule, now: Any) -> list[Condition]:
     limit = int(rule.threshold)
     if count <= limit:
         return []
-    steps = ", ".join(
-        f"{r['definition__name']} at {r['incident_step']} ({r['n']})"
+    steps = [
+        [r["definition__name"], r["incident_step"], r["n"]]
         for r in open_incidents.values("definition__name", "incident_step").annotate(n=Count("id")).order_by("-n")[:3]
-    )
+    ]
     return [
         Condition(
             key="incidents",
-            message=f"{count} process{'es' if count != 1 else ''} with an open incident "
-            f"(alert above {limit}): {steps}.",
+            message=alert_message("incidents", count=count, limit=limit, steps=steps),
             value=count,
         )
     ]
@@ -93,19 +92,21 @@ def _cpms_sync_failed(rule: AlertRule, now: Any) -> list[Condition]:
         last = last.order_by("-started_at", "-id").first()
         if last is None or not (last.status == "failed" or (last.status == "partly" and last.incident)):
             continue
-        when = timezone.localtime(last.finished_at or last.started_at)
-        what = f"The {last.get_kind_display().lower()} sync with {last.connection.name}"
+        when = (last.finished_at or last.started_at).isoformat()
+        facts = {"kind": last.kind, "connection": last.connection.name, "when": when}
         if last.status == "partly":
             details = last.details if isinstance(last.details, dict) else {}
             refused = details.get("refused_total", len(last.refused or []))
-            message = (
-                f"{what} refused {refused} record{'s' if refused != 1 else ''} of the feed at {when:%d %b %H:%M} "
-                f"({details.get('refused_percent', '?')} %, alert above "
-                f"{last.connection.refused_alert_percent} %)."
+            message = alert_message(
+                "cpms_sync_refused",
+                **facts,
+                refused=refused,
+                percent=details.get("refused_percent", "?"),
+                limit=str(last.connection.refused_alert_percent),
             )
         else:
-            error = (last.errors or ["no error message"])[-1]
-            message = f"{what} failed at {when:%d %b %H:%M}: {error}"
+            error = (last.errors or [""])[-1]
+            message = alert_message("cpms_sync_failed", **facts, error=error if isinstance(error, str) else str(error))
         conditions.append(Condition(key=f"connection:{connection_id}:{kind}", message=message, value=1))
     return conditions
 
@@ -128,8 +129,13 @@ def _card_failure_rate(rule: AlertRule, now: Any) -> list[Condition]:
     return [
         Condition(
             key=f"day:{today.isoformat()}",
-            message=f"{counts['failed']} of {finished} card payments failed today ({rate:g} %, alert above "
-            f"{float(rule.threshold):g} %).",
+            message=alert_message(
+                "card_failure_rate",
+                failed=counts["failed"],
+                finished=finished,
+                rate=float(rate),
+                limit=float(rule.threshold),
+            ),
             value=rate,
         )
     ]
@@ -152,7 +158,7 @@ def _no_invoicing_run(rule: AlertRule, now: Any) -> list[Condition]:
     return [
         Condition(
             key=f"month:{today:%Y-%m}",
-            message=f"No invoicing run has finished in {today:%B %Y} yet (expected by day {int(rule.threshold)}).",
+            message=alert_message("no_invoicing_run", month=f"{today:%Y-%m}", day=int(rule.threshold)),
             value=0,
         )
     ]
@@ -189,17 +195,26 @@ def _anomalies(field: str) -> Callable[[AlertRule, Any], list[Condition]]:
                 continue
             if field == "started":
                 found = anomalies.detect(value, baseline, threshold=threshold, min_spread=1.0)
-                what, unit = f"The number of started “{definition.name}” processes", ""
             else:
                 seconds = [v / 1000 for v in baseline]
                 found = anomalies.detect(value / 1000, seconds, threshold=threshold, min_spread=1.0)
-                what, unit = f"The average step duration of “{definition.name}”", "s"
             if found is None:
                 continue
             conditions.append(
                 Condition(
                     key=f"{field}:{definition.key}:{day.isoformat()}",
-                    message=anomalies.explain(found, what=what, when=f"{day:%a %d %b %Y}", unit=unit),
+                    message=alert_message(
+                        "anomaly",
+                        field=field,
+                        workflow=definition.name,
+                        day=day.isoformat(),
+                        value=found.value,
+                        median=found.median,
+                        spread=found.spread,
+                        days=anomalies.BASELINE_DAYS,
+                        z=found.z,
+                        threshold=found.threshold,
+                    ),
                     value=round(found.z, 2),
                 )
             )
@@ -234,7 +249,7 @@ def _in_app(users: list[Any], event: AlertEvent) -> None:
         users=users,
         kind=Notification.Kind.INFO,
         title=lambda: (gettext("Alert: %(name)s") % {"name": event.rule.name})[:200],
-        body=event.message,
+        body=lambda: event.text,  # each person's notification in their own language
         url=reverse("monitoring:alerts"),
     )
 

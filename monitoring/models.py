@@ -192,7 +192,14 @@ class AlertEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.rule.name}: {self.message}"
+        return f"{self.rule.name}: {self.text}"
+
+    @property
+    def text(self) -> str:
+        """The alert's sentence in the active language (``message`` stores its code and facts)."""
+        from monitoring.alert_messages import alert_text
+
+        return alert_text(self.message)
 
     @property
     def is_open(self) -> bool:

@@ -209,3 +209,65 @@ def test_the_editor_speaks_german_to_a_german_user(live_server, browser, make_us
             assert not errors, errors
         finally:
             context.close()
+
+
+# --- stored texts: alert sentences ----------------------------------------------------------
+
+
+def test_a_stored_alert_reads_german_for_a_german_user_and_english_for_another(client, login, make_user, groups):
+    from monitoring.alert_messages import alert_message
+    from monitoring.models import AlertEvent, AlertRule
+
+    rule = AlertRule.objects.create(
+        name="Overdue", kind=AlertRule.Kind.OVERDUE_TASKS, role=roles.AGENT, notify_role=roles.SUPERVISOR
+    )
+    AlertEvent.objects.create(
+        rule=rule, key="role:agent", message=alert_message("overdue_tasks", count=3, role=roles.AGENT, limit=2)
+    )
+    sync = AlertRule.objects.create(name="CPMS", kind=AlertRule.Kind.CPMS_SYNC_FAILED)
+    AlertEvent.objects.create(
+        rule=sync,
+        key="connection:1:occupancy",
+        message=alert_message(
+            "cpms_sync_failed", kind="occupancy", connection="Simulator", when="2026-03-02T01:06:00+00:00", error="503"
+        ),
+    )
+    AlertEvent.objects.create(rule=sync, key="old", message="An alert stored before, in plain English.")
+    login(client, make_user("boss", roles.ADMINISTRATOR))
+
+    german = client.get(reverse("monitoring:alerts"), **GERMAN).content.decode()
+    assert "3 Aufgaben der Rolle Sachbearbeitung sind überfällig (Alarm ab mehr als 2)." in german
+    assert "Die Synchronisierung „Belegung“ mit Simulator ist am 02 Mär 02:06 fehlgeschlagen: 503" in german
+    assert "An alert stored before, in plain English." in german  # an older row stays readable
+    assert "tasks of the role" not in german and "{&quot;code" not in german
+
+    english = client.get(reverse("monitoring:alerts"), **ENGLISH).content.decode()
+    assert "3 tasks of the role Back-office agent are overdue (alert above 2)." in english
+    assert "The occupancy sync with Simulator failed at 02 Mar 02:06: 503" in english
+    home = client.get(reverse("monitoring:dashboard"), **GERMAN).content.decode()
+    assert "Overdue: 3 Aufgaben der Rolle Sachbearbeitung sind überfällig" in home
+
+
+def test_an_alert_reaches_each_person_in_their_own_language(make_user, groups, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    from accounts.models import Preference
+    from monitoring.alerts import alerts_evaluate
+    from monitoring.models import AlertRule
+    from notifications.models import Notification
+
+    german = make_user("erika", roles.SUPERVISOR, email="erika@example.com")
+    Preference.objects.update_or_create(user=german, defaults={"language": "de"})
+    make_user("admin", roles.ADMINISTRATOR, email="admin@example.com")
+    AlertRule.objects.create(
+        name="No run", kind=AlertRule.Kind.NO_INVOICING_RUN, threshold=0, notify_role=roles.SUPERVISOR, send_email=True
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alerts_evaluate()["opened"] == 1
+
+    bodies = {message.to[0]: message.body for message in mail.outbox}
+    assert "Rechnungslauf" in bodies["erika@example.com"] and "invoicing run" not in bodies["erika@example.com"]
+    assert "No invoicing run has finished in" in bodies["admin@example.com"]
+    notes = {n.user.username: n.body for n in Notification.objects.select_related("user")}
+    assert notes["erika"].startswith("Im ") and "Rechnungslauf" in notes["erika"]
+    assert notes["admin"].startswith("No invoicing run has finished in")

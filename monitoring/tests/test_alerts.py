@@ -41,7 +41,7 @@ def test_an_overdue_rule_fires_once_notifies_does_not_repeat_and_clears(
         assert alerts_evaluate() == {"opened": 1, "held": 0, "cleared": 0}
     event = AlertEvent.objects.get()
     assert event.is_open and event.value == 2
-    assert "2 tasks of the role Back-office agent are overdue" in event.message
+    assert "2 tasks of the role Back-office agent are overdue" in event.text
     assert len(mail.outbox) == 1
     assert sorted(mail.outbox[0].to) == ["admin@example.com", "supervisor@example.com"]
     assert "Agents' overdue tasks" in mail.outbox[0].subject
@@ -90,7 +90,7 @@ def test_the_incident_rule_fires_above_zero(story, carparks, staff, django_captu
     Process.objects.filter(pk=process.pk).update(incident_open=True, incident_step="review")
     with django_capture_on_commit_callbacks(execute=True):
         assert alerts_evaluate()["opened"] == 1
-    assert "1 process with an open incident" in AlertEvent.objects.get().message
+    assert "1 process with an open incident" in AlertEvent.objects.get().text
     Process.objects.filter(pk=process.pk).update(incident_open=False)
     with django_capture_on_commit_callbacks(execute=True):
         assert alerts_evaluate()["cleared"] == 1
@@ -133,8 +133,8 @@ def test_the_volume_rule_explains_a_spike_in_started_processes(story, carparks, 
     with time_machine.travel(at("2026-03-02", 7), tick=False), django_capture_on_commit_callbacks(execute=True):
         assert alerts_evaluate()["opened"] == 1
     event = AlertEvent.objects.get(rule=rule)
-    assert event.message.startswith("The number of started “Monitoring review” processes on Sun 01 Mar 2026 was 12")
-    assert "above the usual 2" in event.message
+    assert event.text.startswith("The number of started “Monitoring review” processes on Sun 01 Mar 2026 was 12")
+    assert "above the usual 2" in event.text
 
 
 def test_a_failed_cpms_sync_alerts_until_a_later_sync_succeeds(carparks, staff, django_capture_on_commit_callbacks):
@@ -155,7 +155,7 @@ def test_a_failed_cpms_sync_alerts_until_a_later_sync_succeeds(carparks, staff, 
         with django_capture_on_commit_callbacks(execute=True):
             assert alerts_evaluate()["opened"] == 1
     event = AlertEvent.objects.get()
-    assert event.message == "The occupancy sync with Simulator failed at 02 Mar 02:06: the CPMS answered 503"
+    assert event.text == "The occupancy sync with Simulator failed at 02 Mar 02:06: the CPMS answered 503"
     assert mail.outbox[0].to == ["admin@example.com"]
     SyncRun.objects.create(connection=connection, kind="occupancy", status="succeeded", started_at=at("2026-03-02", 3))
     with django_capture_on_commit_callbacks(execute=True):
@@ -183,7 +183,7 @@ def test_card_failures_above_the_rate_today_alert_finance(carparks, staff, djang
             )
         with django_capture_on_commit_callbacks(execute=True):
             assert alerts_evaluate()["opened"] == 1
-    assert AlertEvent.objects.get().message == "2 of 4 card payments failed today (50 %, alert above 25 %)."
+    assert AlertEvent.objects.get().text == "2 of 4 card payments failed today (50 %, alert above 25 %)."
     assert sorted(mail.outbox[0].to) == ["admin@example.com", "finance@example.com"]
     # The next day has no failures yet: the condition of yesterday clears.
     with time_machine.travel(at("2026-03-03", 10), tick=False), django_capture_on_commit_callbacks(execute=True):
@@ -198,6 +198,6 @@ def test_no_invoicing_run_by_the_chosen_day_alerts(staff, django_capture_on_comm
         assert alerts_evaluate()["opened"] == 0  # not expected before the 3rd
     with time_machine.travel(at("2026-03-04", 10), tick=False), django_capture_on_commit_callbacks(execute=True):
         assert alerts_evaluate()["opened"] == 1
-        assert "No invoicing run has finished in March 2026" in AlertEvent.objects.get().message
+        assert "No invoicing run has finished in March 2026" in AlertEvent.objects.get().text
         InvoicingRun.objects.create(period_start=date(2026, 3, 1), period_end=date(2026, 3, 31), state="done")
         assert alerts_evaluate()["cleared"] == 1
