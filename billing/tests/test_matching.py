@@ -6,6 +6,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from stdnum import iso11649
 
 from billing.camt import CamtEntry, camt_parse
 from billing.matching import Match, OpenInvoice, match_entries, name_key
@@ -125,6 +126,17 @@ def test_a_longer_number_is_not_the_invoice_itself():
 )
 def test_the_rf_creditor_reference(structured, text):
     assert one(credit(text, remittance_structured=structured), INVOICES) == (2, "creditor_reference")
+
+
+@pytest.mark.parametrize("where", ["structured", "text"])
+def test_the_rf_reference_made_of_the_invoice_number_as_printed_in_groups_of_four(where):
+    # Invoices for bank transfer carry RF + check digits + series and number, printed "RF.. INV2 0260 0013 4".
+    reference = rf_reference("INV2026000134")
+    invoices = [inv(1, 133), inv(2, 134, payment_reference=reference)]
+    printed = iso11649.format(reference)
+    assert " " in printed
+    entry = credit(remittance_structured=printed) if where == "structured" else credit(f"Zahlung {printed} Danke")
+    assert one(entry, invoices) == (2, "creditor_reference")
 
 
 def test_an_rf_reference_with_wrong_check_digits_is_not_taken():
