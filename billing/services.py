@@ -1282,9 +1282,11 @@ def _dunning_start_locked(invoice: Invoice, payment: Payment | None, user: Any) 
         "customer_id": invoice.customer_id,
         "amount": str(invoice.gross_total),
         "failure": payment.failure_message if payment else "",
+        # Always said, so the workflows bound by method (card, SEPA, transfer) can tell: the failed payment's
+        # method, else (dunning started by hand) how the invoice is collected.
+        "method": (payment.method if payment is not None else "") or invoice.payment_option or PaymentOption.CARD,
     }
     if payment is not None:
-        payload["method"] = payment.method or PaymentOption.CARD.value
         payload["payment_id"] = payment.pk
         payload["failure_code"] = payment.failure_code
     event = event_emit(

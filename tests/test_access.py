@@ -17,7 +17,7 @@ OUR_APPS = {"parkinghq", "accounts", "workflows", "carparks", "billing", "connec
 # Pages every visitor may reach, or that are not portal pages at all.
 PUBLIC = re.compile(
     r"^/(accounts/(login|logout|password-reset|reset|locked)|health|favicon\.ico|jsi18n/|api/|static/|media/|django-admin/|__"
-    r"|billing/card/|billing/stripe/webhook/)"
+    r"|billing/card/|billing/sepa/|billing/stripe/webhook/)"
 )
 DUMMIES = ["1", "x", str(uuid.UUID(int=1)), "2026-01-01", "x/y"]
 

@@ -82,6 +82,10 @@ POLICY: dict[str, set[str]] = {
     "/billing/bank-entries/<pk>/": {A, F, S},
     "/billing/bank-entries/<pk>/match/": {A, F},
     "/billing/bank-entries/<pk>/ignore/": {A, F},
+    # a customer's payment option and paper SEPA mandate: Finance, Customer care, Supervisors (billing/sepa_views.py)
+    "/billing/customers/<pk>/payment-option/": {A, S, F, C},
+    "/billing/customers/<pk>/sepa-mandate/": {A, S, F, C},
+    "/billing/mandates/<pk>/": VIEWERS,  # a saved mandate's text, for whoever sees the customer
     "/carparks/": VIEWERS,
     "/carparks/cases/": {A, S, G, C},
     "/carparks/new/": {A, M},  # add a car park
@@ -235,6 +239,9 @@ OBJECTS: dict[str, Obj] = {
     "billing:bankentry-detail": Obj(_global("bank_entry")),
     "billing:bankentry-match": Obj(_global("bank_entry")),
     "billing:bankentry-ignore": Obj(_global("bank_entry")),
+    "billing:payment-option-change": Obj(_pk("customer"), CARPARKS_SEE_ALL),
+    "billing:sepa-mandate-offline": Obj(_pk("customer"), CARPARKS_SEE_ALL),
+    "billing:sepa-mandate-detail": Obj(_pk("sepa_method"), CARPARKS_SEE_ALL),
     # car parks, products, customers, contracts, cases
     "carparks:carpark-detail": Obj(_pk("carpark"), CARPARKS_SEE_ALL),
     "carparks:carpark-edit": Obj(_pk("carpark"), EDIT_SEE_ALL),
@@ -473,9 +480,17 @@ def _carpark_objects(label: str) -> SimpleNamespace:
         started_at=process.started_at,
     )  # fmt: skip
     assert task.scope_carpark_id == carpark.pk and process.scope_carpark_id == carpark.pk
+    from billing.models import PaymentMethod
+
+    sepa_method = PaymentMethod.objects.create(
+        customer=customer, kind="sepa_debit", stripe_customer_id=f"cus_sweep_{label}",
+        stripe_payment_method_id=f"pm_sweep_{label}", last4="3000", country="DE",
+        mandate_reference=f"PHQ-SWEEP-{label}", mandate_text="Mandate", mandate_accepted_at=timezone.now(),
+    )  # fmt: skip
     return SimpleNamespace(
         carpark=carpark, product=product, price=price, customer=customer, company=company, contract=contract,
         active=active, process=process, task=task, case=case, connection=connection, sync_run=sync_run,
+        sepa_method=sepa_method,
     )  # fmt: skip
 
 
