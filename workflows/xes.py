@@ -222,31 +222,15 @@ def _stream(
             break
         last = page[-1]["pk"]
         history: dict[int, list[tuple]] = {p["pk"]: [] for p in page}
-        columns = ("process_id", "kind", "step_id", "at", "actor__username", "task__role")
-        rows = (
-            ProcessEvent.objects.filter(process_id__in=list(history), kind__in=KINDS)
-            .order_by("process_id", "at", "id")
-            .values_list(*columns)
+        # The live history and the archive's (manage.py history_archive) in one ordered query.
+        columns = ("process_id", "kind", "step_id", "at", "actor__username", "task__role", "id")
+        live = ProcessEvent.objects.filter(process_id__in=list(history), kind__in=KINDS).values_list(*columns)
+        archived = ProcessEventArchive.objects.filter(process_id__in=list(history), kind__in=KINDS).values_list(
+            *columns
         )
-        for process_id, *row in rows.iterator(chunk_size=5000):
+        rows = live.order_by().union(archived.order_by(), all=True).order_by("process_id", "at", "id")
+        for process_id, *row, _event_id in rows.iterator(chunk_size=5000):
             history[process_id].append(tuple(row))
-        # Processes whose history was archived (manage.py history_archive): their events from there,
-        # merged in time order ("at", then the id both tables share).
-        archived: dict[int, list[tuple]] = {}
-        for process_id, *row in (
-            ProcessEventArchive.objects.filter(process_id__in=list(history), kind__in=KINDS)
-            .order_by("process_id", "at", "id")
-            .values_list(*columns, "id")
-            .iterator(chunk_size=5000)
-        ):
-            archived.setdefault(process_id, []).append(tuple(row))
-        for process_id, older in archived.items():
-            if history[process_id]:  # partly archived (a run in progress): order both by time and id
-                live = ProcessEvent.objects.filter(process_id=process_id, kind__in=KINDS).values_list(
-                    *columns[1:], "id"
-                )
-                older = sorted([*older, *live], key=lambda r: (r[2], r[-1]))
-            history[process_id] = [row[:-1] for row in older]
         missing = {p["content_type_id"] for p in page if p["content_type_id"]} - set(labels)
         if missing:
             labels.update(_object_labels(missing))
