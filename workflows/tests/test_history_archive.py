@@ -263,8 +263,11 @@ def test_locked_rows_are_skipped_not_waited_for_and_moved_by_the_next_run(world)
     """The engine holds a running process's row and an event row of a finished one is locked by
     another transaction: the archive waits for neither (a lock timeout would fail it) and leaves
     the locked event for the next run."""
-    locked_event = ProcessEvent.objects.filter(process=world["old"][0]).order_by("id").first()
+    split = world["old"][0]
+    locked_event = ProcessEvent.objects.filter(process=split).order_by("id")[3]
     total = ProcessEvent.objects.filter(process__in=world["old"]).count()
+    history = [e.pk for e in services.process_history(split)]
+    log = b"".join(xes_stream("archive-claim", at("2026-03-01", 0), at("2026-03-11", 0)))
     holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -290,6 +293,9 @@ def test_locked_rows_are_skipped_not_waited_for_and_moved_by_the_next_run(world)
     assert not errors
     assert first.events == total - 1
     assert ProcessEvent.objects.filter(process__in=world["old"]).get().pk == locked_event.pk
+    # Its process's history is split between the tables until the next run, and reads in order.
+    assert [e.pk for e in services.process_history(split)] == history
+    assert b"".join(xes_stream("archive-claim", at("2026-03-01", 0), at("2026-03-11", 0))) == log
 
     second = history_archive(before=BEFORE, batch_size=4)
     assert second.events == 1 and ProcessEventArchive.objects.count() == total
