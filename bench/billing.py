@@ -278,27 +278,35 @@ def seed_open_invoices(invoices) -> None:  # noqa: ANN001
     )
 
 
-def bench_statement_import(data: bytes) -> tuple[float, object, int] | None:
-    """The whole import (parse, store, match against the open invoices in the database, book), if the
-    portal has it; the queued credits' tasks start after the commit on workers and are not timed."""
+def bench_statement_import(data: bytes) -> tuple[float, object] | None:
+    """The whole import (parse, store, match against the open invoices in the database, book, and the
+    after-commit hand-over of follow-up tasks), if the portal has it.
+
+    The tasks go to an in-memory broker of this process: none reaches a real worker, which would look
+    for the throw-away database's invoices in its own."""
     try:
         from billing import bank_statements
     except ImportError:
         return None
     if not hasattr(bank_statements, "statement_import"):
         return None
-    handed_over: list[int] = []
-    original = getattr(bank_statements, "bank_credits_unmatched_dispatch", None)
-    if original is not None:
-        bank_statements.bank_credits_unmatched_dispatch = lambda *, entry_ids: handed_over.extend(entry_ids)
+    from parkinghq.celery import app
+
+    def fresh_pools() -> None:  # what Celery does after a fork: the next task opens a new connection
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    broker = app.conf.broker_url
+    app.conf.broker_url = "memory://"
+    fresh_pools()
     try:
         started = time.perf_counter()
         statement = bank_statements.statement_import(data=data, file_name="bench-camt053.xml")
         elapsed = time.perf_counter() - started
     finally:
-        if original is not None:
-            bank_statements.bank_credits_unmatched_dispatch = original
-    return elapsed, statement, len(handed_over)
+        app.conf.broker_url = broker
+        fresh_pools()
+    return elapsed, statement
 
 
 def matching_main(*, record_figures: bool = True) -> None:
@@ -349,11 +357,12 @@ def matching_main(*, record_figures: bool = True) -> None:
     if imported is None:
         rows.append("| (c) whole import on PostgreSQL | not measured: `statement_import` not in this version |")
     else:
-        seconds, stored, handed = imported
+        seconds, stored = imported
         verdict_c = "meets" if seconds <= MATCHING_TARGET_SECONDS else "MISSES"
         rows.append(
             f"| (c) whole import on PostgreSQL (`statement_import`: parse, store {stored.entries_count:,} entries, "
-            f"read the open invoices, match, book {stored.matched_count:,}, queue {stored.queued_count:,}) | "
+            f"read the open invoices, match, book {stored.matched_count:,}, queue {stored.queued_count:,}, hand the "
+            "follow-up tasks to the broker) | "
             f"**{seconds:.2f} s** (target ≤ {MATCHING_TARGET_SECONDS:.0f} s: {verdict_c}) |"
         )
     rows += [
