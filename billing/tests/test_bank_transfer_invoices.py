@@ -198,3 +198,13 @@ def test_an_overdue_transfer_starts_the_reminder_workflow_once():
 def test_the_overdue_check_is_in_the_beat_schedule(settings):
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "billing.tasks.bank_transfers_overdue_daily" in tasks
+
+
+def test_the_invoice_page_shows_the_option_and_the_transfer_reference(client, finance_user):
+    from django.urls import reverse
+
+    (invoice,) = _issued(CorporateFactory(payment_option="bank_transfer"))
+    client.force_login(finance_user)
+    page = client.get(reverse("billing:invoice-detail", args=[invoice.pk])).content.decode()
+    assert "Payment option: Bank transfer on invoice" in page
+    assert f"Transfer reference: <code>{invoice.payment_reference}</code>" in page
