@@ -202,7 +202,7 @@ def scenario_200(*, year: int = 2026, first_number: int = 101) -> Scenario:
             OpenInvoice(
                 id=i + 1,
                 number=f"INV{year}-{number:06d}",
-                payment_reference=rf_reference(f"{year}{number:06d}"),
+                payment_reference=rf_reference(f"INV{year}{number:06d}"),  # as invoices carry it
                 amount_open=_AMOUNTS[i % len(_AMOUNTS)],
                 currency="EUR",
                 customer_name=name,
