@@ -1330,7 +1330,10 @@ def invoice_record_transfer(*, invoice: Invoice, reference: str, user: Any = Non
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if not invoice.is_payable:
-            raise BillingError(f"Invoice {invoice.display_number} is {invoice.get_state_display().lower()}.")
+            raise BillingError(
+                gettext("Invoice %(number)s is %(state)s.")
+                % {"number": invoice.display_number, "state": _state_in_prose(invoice)}
+            )
         if selectors.live_charge(invoice) is not None:
             raise BillingError(gettext("A card payment for this invoice is in progress or done."))
         attempt = invoice.payments.filter(kind=Payment.Kind.CHARGE).count() + 1

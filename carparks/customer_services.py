@@ -24,6 +24,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q, Value
 from django.db.models.functions import Replace, Upper
+from django.utils.translation import gettext as _
 
 from carparks.models import Customer, Vehicle
 from carparks.services import CarparkError, customer_create
@@ -194,7 +195,9 @@ def customer_update(*, customer: Customer, user: Any = None, **fields: Any) -> C
     with transaction.atomic():
         locked = Customer.objects.select_for_update().get(pk=customer.pk)
         if locked.merged_into_id:
-            raise CarparkError(f"{locked.name} was merged into another customer; edit that one instead.")
+            raise CarparkError(
+                _("%(name)s was merged into another customer; edit that one instead.") % {"name": locked.name}
+            )
         kind = fields.get("kind", locked.kind)
         number = fields.get("company_number", locked.company_number)
         if kind == Customer.Kind.CORPORATE and not (number or "").strip():
@@ -253,7 +256,7 @@ def customer_duplicate_dismiss(*, customer: Customer, user: Any = None) -> Custo
         locked = Customer.objects.select_for_update().get(pk=customer.pk)
         other = locked.possible_duplicate_of
         if other is None:
-            raise CarparkError(f"{locked.name} is not marked as a possible duplicate.")
+            raise CarparkError(_("%(name)s is not marked as a possible duplicate.") % {"name": locked.name})
         locked.possible_duplicate_of = None
         locked.save(update_fields=["possible_duplicate_of"])
         audit_record(

@@ -37,6 +37,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone, translation
 from django.utils.text import slugify
+from django.utils.translation import gettext, gettext_noop, ngettext
 from django.utils.translation import gettext as _
 from django_fsm import can_proceed, has_transition_perm
 
@@ -160,7 +161,11 @@ def plate_validate(plate: str, *, field: str = "plate", country: str = "") -> st
             )
         known = PLATE_FORMATS.get(country)
         if known is not None and not known[0].match(normalised):
-            raise CarparkError(f"{shown!r} is not a plate of {country}: {known[1]}.", field=field)
+            raise CarparkError(
+                _("%(plate)s is not a plate of %(country)s: %(hint)s.")
+                % {"plate": repr(shown), "country": country, "hint": known[1]},
+                field=field,
+            )
     return normalised
 
 
@@ -177,7 +182,9 @@ def plates_parse(text: str, *, field: str = "vehicles", default_country: str = "
         try:
             normalised = plate_validate(plate, field=field, country=country.strip())
         except CarparkError as exc:
-            raise CarparkError(f"Line {number}: {exc}", field=field) from None
+            raise CarparkError(
+                gettext("Line %(number)s: %(error)s") % {"number": number, "error": exc}, field=field
+            ) from None
         stated = (country.strip() or default_country).upper()
         if (normalised, stated) in seen:
             raise CarparkError(
@@ -201,7 +208,7 @@ class PlateInput:
 def _vehicle_for(customer: Customer, item: PlateInput | dict | str | Vehicle, *, field: str = "vehicles") -> Vehicle:
     if isinstance(item, Vehicle):
         if item.customer_id != customer.pk:
-            raise CarparkError(f"Vehicle {item} belongs to another customer.", field=field)
+            raise CarparkError(_("Vehicle %(vehicle)s belongs to another customer.") % {"vehicle": item}, field=field)
         return item
     if isinstance(item, str):
         item = PlateInput(plate=item)
@@ -278,17 +285,23 @@ def _lock_contract(contract_id: int) -> Contract:
 
 
 TRANSITION_LABELS = {
-    "waitlist": "waitlisted",
-    "offer": "offered a place",
-    "accept_offer": "accepted",
-    "approve": "approved",
-    "reject": "rejected",
-    "activate": "activated",
-    "suspend": "suspended",
-    "reactivate": "reactivated",
-    "terminate": "terminated",
-    "cancel": "cancelled",
+    "waitlist": gettext_noop("waitlisted"),
+    "offer": gettext_noop("offered a place"),
+    "accept_offer": gettext_noop("accepted"),
+    "approve": gettext_noop("approved"),
+    "reject": gettext_noop("rejected"),
+    "activate": gettext_noop("activated"),
+    "suspend": gettext_noop("suspended"),
+    "reactivate": gettext_noop("reactivated"),
+    "terminate": gettext_noop("terminated"),
+    "cancel": gettext_noop("cancelled"),
 }
+
+
+def _state_in_prose(obj: Any) -> str:
+    """A contract's or case's state inside a sentence: lower case in English, as labelled in German."""
+    label = str(obj.get_state_display())
+    return label if (translation.get_language() or "en").startswith("de") else label.lower()
 
 
 def _transition(
@@ -304,7 +317,14 @@ def _transition(
     label = TRANSITION_LABELS.get(name, name)
     kind = "Contract" if isinstance(obj, Contract) else "Case"
     if not can_proceed(method, check_conditions=False):
-        raise TransitionError(f"{kind} {obj.pk} is {obj.get_state_display().lower()} and cannot be {label}.")
+        raise TransitionError(
+            (
+                _("Contract %(number)s is %(state)s and cannot be %(done)s.")
+                if kind == "Contract"
+                else _("Case %(number)s is %(state)s and cannot be %(done)s.")
+            )
+            % {"number": obj.pk, "state": _state_in_prose(obj), "done": _(label)}
+        )
     # The permission alone (django-fsm's has_transition_perm also checks the conditions): someone who may
     # take the step but not now is told why below, not that they may not.
     if user is not None and not method._django_fsm.has_transition_perm(obj, obj.state, user):
@@ -606,7 +626,7 @@ def _plates_listed_once(items: Sequence[Vehicle], *, field: str = "vehicles") ->
     for vehicle in items:
         key = (vehicle.plate, vehicle.country)
         if key in seen:
-            raise CarparkError(f"Plate {vehicle.plate} is listed twice.", field=field)
+            raise CarparkError(_("Plate %(plate)s is listed twice.") % {"plate": vehicle.plate}, field=field)
         seen.add(key)
 
 
@@ -646,7 +666,7 @@ def contract_apply(
     with transaction.atomic():
         product = _lock_product(product.pk)
         if not product.is_active or not product.carpark.is_active:
-            raise CarparkError(f"{product} is not sold at the moment.", field="product")
+            raise CarparkError(_("%(product)s is not sold at the moment.") % {"product": product}, field="product")
         if product.audience not in (Product.Audience.ANY, customer.kind):
             raise CarparkError(
                 f"{product.name} is sold to {product.get_audience_display().lower()} only.", field="product"
@@ -738,7 +758,7 @@ def contract_approve(*, contract: Contract, user: Any = None, note: str = "") ->
         contract = _lock_contract(contract.pk)
         if _places_taken(contract.product_id, exclude_id=contract.pk) + contract.places > contract.product.quota:
             # Cannot happen through these services (an applied contract holds its place); guards hand edits.
-            raise CarparkError(f"{contract.product} is sold out.", field="product")
+            raise CarparkError(_("%(product)s is sold out.") % {"product": contract.product}, field="product")
         contract.monthly_price = contract.product.monthly_price
         _transition(contract, "approve", user=user, note=note or "Approved.", update_fields=["monthly_price"])
         _email("contract_approved", contract.customer, {"contract": contract})
@@ -923,8 +943,8 @@ def contract_request_termination(
         contract = _lock_contract(contract.pk)
         if contract.state not in (Contract.State.APPROVED, Contract.State.ACTIVE, Contract.State.SUSPENDED):
             raise TransitionError(
-                f"Contract {contract.pk} is {contract.get_state_display().lower()}; "
-                "only running contracts can be terminated."
+                _("Contract %(number)s is %(state)s; only running contracts can be terminated.")
+                % {"number": contract.pk, "state": _state_in_prose(contract)}
             )
         if user is not None and not has_transition_perm(contract.terminate, user):
             raise PermissionDenied(f"You may not terminate contract {contract.pk}.")
@@ -991,12 +1011,17 @@ def contract_change_plate(
     with transaction.atomic():
         contract = _lock_contract(contract.pk)
         if contract.is_final:
-            raise TransitionError(f"Contract {contract.pk} is {contract.get_state_display().lower()}.")
+            raise TransitionError(
+                _("Contract %(number)s is %(state)s.") % {"number": contract.pk, "state": _state_in_prose(contract)}
+            )
         if user is not None and not has_transition_perm(contract.terminate, user) and contract.state != "applied":
             raise PermissionDenied(f"You may not change contract {contract.pk}.")
         current = contract.vehicles.filter(plate=old).first()
         if current is None:
-            raise CarparkError(f"Plate {old} is not on contract {contract.pk}.", field="old_plate")
+            raise CarparkError(
+                _("Plate %(plate)s is not on contract %(number)s.") % {"plate": old, "number": contract.pk},
+                field="old_plate",
+            )
         if new == old and current.country == country.upper():
             raise CarparkError("The new plate is the same as the old one.", field="new_plate")
         vehicle = _vehicle_for(contract.customer, PlateInput(plate=new, country=country), field="new_plate")
@@ -1066,7 +1091,9 @@ def contract_add_vehicles(
     with transaction.atomic():
         contract = _lock_contract(contract.pk)
         if contract.is_final:
-            raise TransitionError(f"Contract {contract.pk} is {contract.get_state_display().lower()}.")
+            raise TransitionError(
+                _("Contract %(number)s is %(state)s.") % {"number": contract.pk, "state": _state_in_prose(contract)}
+            )
         added = [_vehicle_for(contract.customer, item) for item in vehicles]
         if not added:
             raise CarparkError("Enter at least one plate.", field="plates")
@@ -1132,7 +1159,9 @@ def contract_change_request_approve(
         if request.state != ContractChangeRequest.State.PENDING:
             return request
         if contract.is_final:
-            raise TransitionError(f"Contract {contract.pk} is {contract.get_state_display().lower()}.")
+            raise TransitionError(
+                _("Contract %(number)s is %(state)s.") % {"number": contract.pk, "state": _state_in_prose(contract)}
+            )
         places = max(contract.places, request.places_requested)
         if contract.holds_place and _places_taken(product.pk, exclude_id=contract.pk) + places > product.quota:
             free = max(product.quota - _places_taken(product.pk, exclude_id=contract.pk), 0)
@@ -1200,7 +1229,9 @@ def contract_stage_change(
     with transaction.atomic():
         contract = _lock_contract(contract.pk)
         if contract.state not in (Contract.State.APPROVED, Contract.State.ACTIVE, Contract.State.SUSPENDED):
-            raise TransitionError(f"Contract {contract.pk} is {contract.get_state_display().lower()}.")
+            raise TransitionError(
+                _("Contract %(number)s is %(state)s.") % {"number": contract.pk, "state": _state_in_prose(contract)}
+            )
         if user is not None and not has_transition_perm(contract.terminate, user):
             raise PermissionDenied(f"You may not change contract {contract.pk}.")
         if next_product is not None and (not next_product.is_active or next_product.pk == contract.product_id):
@@ -1297,7 +1328,9 @@ def credential_issue_card(
             if done is not None:
                 return done
         if contract.state not in (Contract.State.APPROVED, Contract.State.ACTIVE):
-            raise TransitionError(f"Contract {contract.pk} is {contract.get_state_display().lower()}.")
+            raise TransitionError(
+                _("Contract %(number)s is %(state)s.") % {"number": contract.pk, "state": _state_in_prose(contract)}
+            )
         today = timezone.localdate()
         if replace:
             _deactivate_credentials(
@@ -1316,7 +1349,9 @@ def credential_issue_card(
                     issue_key=issue_key,
                 )
         except IntegrityError:
-            raise CarparkError(f"Card {identifier} is already in use at this car park.", field="identifier") from None
+            raise CarparkError(
+                _("Card %(card)s is already in use at this car park.") % {"card": identifier}, field="identifier"
+            ) from None
         _contract_note(contract, f"RFID card {identifier} issued.", user)
         transaction.on_commit(lambda: signals.credentials_changed.send(sender=Contract, contract=contract))
     return card
@@ -1378,8 +1413,15 @@ def product_set_quota(*, product: Product, quota: int, user: Any = None) -> Prod
         product = _lock_product(product.pk)
         held = _places_taken(product.pk)
         if quota < held:
-            places = "1 place is" if held == 1 else f"{held} places are"
-            raise CarparkError(f"{places} held; the quota cannot be below {held}.", field="quota")
+            raise CarparkError(
+                ngettext(
+                    "%(count)s place is held; the quota cannot be below %(count)s.",
+                    "%(count)s places are held; the quota cannot be below %(count)s.",
+                    held,
+                )
+                % {"count": held},
+                field="quota",
+            )
         product.quota = quota
         product.save(update_fields=["quota"])
         waitlist_advance(product=product)
@@ -1396,7 +1438,7 @@ def contract_offer_accept(*, contract: Contract, user: Any = None) -> Contract:
             and contract.offer_expires_at
             and contract.offer_expires_at <= (timezone.now())
         ):
-            raise TransitionError(f"The offer for contract {contract.pk} has expired.")
+            raise TransitionError(_("The offer for contract %(number)s has expired.") % {"number": contract.pk})
         contract.waitlist_position = None
         contract.offer_expires_at = None
         _transition(

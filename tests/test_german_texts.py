@@ -271,3 +271,22 @@ def test_an_alert_reaches_each_person_in_their_own_language(make_user, groups, d
     notes = {n.user.username: n.body for n in Notification.objects.select_related("user")}
     assert notes["erika"].startswith("Im ") and "Rechnungslauf" in notes["erika"]
     assert notes["admin"].startswith("No invoicing run has finished in")
+
+
+def test_a_contract_refusal_reads_german_for_a_german_user(groups):
+    from carparks.models import Contract
+    from carparks.services import TransitionError, contract_activate
+    from workflows.tests.basket_support import contract_in
+
+    contract = contract_in(CarParkFactory(name="Parkhaus Süd"))
+    state = contract.state
+    with translation.override("de"):
+        label = str(Contract.State(state).label)  # "Beantragt"
+        with pytest.raises(TransitionError) as refused:
+            contract_activate(contract=contract)
+    assert str(refused.value) == f"Vertrag {contract.pk} ist im Status „{label}“ und kann nicht aktiviert werden."
+    assert Contract.objects.get(pk=contract.pk).state == state  # nothing changed
+    with translation.override("en"), pytest.raises(TransitionError) as refused:
+        contract_activate(contract=contract)
+    english = str(Contract.State(state).label).lower()
+    assert str(refused.value) == f"Contract {contract.pk} is {english} and cannot be activated."

@@ -35,6 +35,7 @@ from datetime import time as day_start
 from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from workflows.models import Process, ProcessEvent, ProcessEventArchive
 
@@ -122,7 +123,10 @@ def history_archive(
     if batch_size < 1:
         raise ValueError("The batch size must be at least 1.")
     if before > timezone.localdate():
-        raise ValueError(f"The date {before.isoformat()} is in the future; archive only what has finished.")
+        raise ValueError(
+            gettext("The date %(date)s is in the future; archive only what has finished.")
+            % {"date": before.isoformat()}
+        )
     cutoff = cutoff_for(before)
     result = ArchiveResult(before=before, cutoff=cutoff, dry_run=dry_run)
     move = _move_postgresql if connection.vendor == "postgresql" else _move_orm

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from workflows.bpmn import (
     BPMN,
@@ -363,9 +364,15 @@ def draft_discard(*, definition: WorkflowDefinition, user: Any = None) -> Discar
         locked = WorkflowDefinition.objects.select_for_update().get(pk=definition.pk)
         draft = current_draft(locked)
         if draft is None:
-            raise WorkflowError(f"{locked.name} has no draft to discard: it may have been published meanwhile.")
+            raise WorkflowError(
+                gettext("%(name)s has no draft to discard: it may have been published meanwhile.")
+                % {"name": locked.name}
+            )
         if draft.processes.exists():
-            raise WorkflowError(f"Draft v{draft.number} of {locked.name} has processes and cannot be discarded.")
+            raise WorkflowError(
+                gettext("Draft v%(number)s of %(name)s has processes and cannot be discarded.")
+                % {"number": draft.number, "name": locked.name}
+            )
         number, steps = draft.number, len(draft.spec.get("steps", []))
         audit(user, "workflow.draft_discarded", draft, old={"number": number, "steps": steps})
         draft.delete()

@@ -157,7 +157,7 @@ def absence_create(*, user: Any, substitute: Any, starts_on: date, ends_on: date
     if ends_on < starts_on:
         raise WorkflowError("The absence must end on or after its first day.")
     if not substitute.is_active:
-        raise WorkflowError(f"{substitute} cannot stand in: the account is inactive.")
+        raise WorkflowError(gettext("%(person)s cannot stand in: the account is inactive.") % {"person": substitute})
     return Absence.objects.create(user=user, substitute=substitute, starts_on=starts_on, ends_on=ends_on, note=note)
 
 

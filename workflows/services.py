@@ -159,7 +159,10 @@ def version_publish(*, version: WorkflowVersion, user: Any = None) -> WorkflowVe
     with transaction.atomic():
         version = WorkflowVersion.objects.select_for_update().get(pk=version.pk)
         if version.state != WorkflowVersion.State.DRAFT:
-            raise WorkflowError(f"Version {version.number} is {version.state}; only a draft can be published.")
+            raise WorkflowError(
+                gettext("Version %(number)s is %(state)s; only a draft can be published.")
+                % {"number": version.number, "state": version.get_state_display().lower()}
+            )
         _publish(version, user)
     return version
 

@@ -22,6 +22,7 @@ from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import fromstring
+from django.utils.translation import gettext
 
 from ._common import (
     BPMN,
@@ -136,7 +137,10 @@ def parse_xml(data: bytes | str) -> Element:
         raise BpmnError("The file refers to an external resource (external entity); such files are refused.") from None
     except ParseError as exc:
         line, column = getattr(exc, "position", (0, 0))
-        raise BpmnError(f"The file is not well-formed XML (line {line}, column {column}): {exc}") from None
+        raise BpmnError(
+            gettext("The file is not well-formed XML (line %(line)s, column %(column)s): %(error)s")
+            % {"line": line, "column": column, "error": exc}
+        ) from None
 
 
 _BOMS = (
