@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from billing import exports, services
 from billing.models import CreditNote, Invoice, InvoicingRun, PaymentMethod
+from billing.payment_options import PaymentOption
 from carparks.models import Customer
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ def invoice_deliver(self, invoice_id: int) -> str:  # noqa: ANN001
         logger.exception("sending invoice %s failed", invoice_id)
         if self.request.retries < self.max_retries:
             raise self.retry(exc=exc) from exc
+    if invoice.payment_option == PaymentOption.BANK_TRANSFER:
+        return services.AWAITS_TRANSFER  # the customer transfers the money: nothing to charge
     if PaymentMethod.objects.filter(customer_id=invoice.customer_id, detached_at__isnull=True).exists():
         try:
             return services.invoice_charge(invoice=invoice).status

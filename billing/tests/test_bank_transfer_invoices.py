@@ -208,3 +208,14 @@ def test_the_invoice_page_shows_the_option_and_the_transfer_reference(client, fi
     page = client.get(reverse("billing:invoice-detail", args=[invoice.pk])).content.decode()
     assert "Payment option: Bank transfer on invoice" in page
     assert f"Transfer reference: <code>{invoice.payment_reference}</code>" in page
+
+
+def test_delivering_a_transfer_invoice_emails_it_and_charges_nothing(settings):
+    from billing import tasks
+
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens: any call to the provider would fail
+    customer = CustomerFactory(payment_option="bank_transfer", language="en")
+    _card(customer)
+    (invoice,) = _issued(customer)
+    assert tasks.invoice_deliver(invoice.pk) == "awaits_transfer"
+    assert len(mail.outbox) == 1 and not Payment.objects.filter(invoice=invoice).exists()
