@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django_fsm import FSMField, transition
 
@@ -69,7 +70,10 @@ class InvoicingRun(models.Model):
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"Invoicing run {self.period_start:%Y-%m} ({self.state})"
+        return gettext("Invoicing run %(month)s (%(state)s)") % {
+            "month": f"{self.period_start:%Y-%m}",
+            "state": self.get_state_display(),
+        }
 
     @property
     def percent(self) -> int:
@@ -342,7 +346,7 @@ class PaymentMethod(models.Model):
     def __str__(self) -> str:
         if self.kind == self.Kind.SEPA_DEBIT:
             return f"SEPA {self.country} •••• {self.last4}"
-        return f"{self.brand or 'card'} •••• {self.last4}"
+        return f"{self.brand or gettext('card')} •••• {self.last4}"
 
     @property
     def is_chargeable(self) -> bool:
@@ -414,7 +418,7 @@ class Payment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.amount} {self.currency} ({self.status})"
+        return f"{self.get_kind_display()} {self.amount} {self.currency} ({self.get_status_display()})"
 
     @property
     def signed_amount(self) -> Decimal:
@@ -456,7 +460,7 @@ class Dispute(models.Model):
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"Dispute {self.stripe_dispute_id} ({self.status})"
+        return gettext("Dispute %(id)s (%(status)s)") % {"id": self.stripe_dispute_id, "status": self.status}
 
 
 class AccountingExport(models.Model):

@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django_fsm import FSMField, transition
 
@@ -141,8 +142,10 @@ class ProductPrice(models.Model):
         ]
 
     def __str__(self) -> str:
-        until = f" until {self.valid_until:%Y-%m-%d}" if self.valid_until else ""
-        return f"{self.monthly_price} from {self.valid_from:%Y-%m-%d}{until}"
+        values = {"price": self.monthly_price, "start": f"{self.valid_from:%Y-%m-%d}"}
+        if self.valid_until:
+            return gettext("%(price)s from %(start)s until %(end)s") % {**values, "end": f"{self.valid_until:%Y-%m-%d}"}
+        return gettext("%(price)s from %(start)s") % values
 
 
 class Customer(models.Model):
@@ -284,7 +287,7 @@ class Contract(models.Model):
         indexes = [models.Index(fields=["product", "state"])]
 
     def __str__(self) -> str:
-        return f"Contract {self.pk} – {self.customer}"
+        return gettext("Contract %(number)s – %(customer)s") % {"number": self.pk, "customer": self.customer}
 
     @property
     def carpark(self) -> CarPark:
@@ -551,7 +554,7 @@ class Case(models.Model):
         ordering = ["sla_due_at", "pk"]
 
     def __str__(self) -> str:
-        return f"Case {self.pk}: {self.subject}"
+        return gettext("Case %(number)s: %(subject)s") % {"number": self.pk, "subject": self.subject}
 
     @property
     def workflow_carpark_id(self) -> int | None:
@@ -688,7 +691,10 @@ class ContractChangeRequest(models.Model):
         ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"Change request {self.pk} on contract {self.contract_id}"
+        return gettext("Change request %(number)s on contract %(contract)s") % {
+            "number": self.pk,
+            "contract": self.contract_id,
+        }
 
     @property
     def plate_list(self) -> str:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from carparks.models import CarPark
@@ -265,7 +266,11 @@ class SyncRun(models.Model):
         indexes = [models.Index(fields=["connection", "kind", "-started_at"])]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} of {self.connection} at {self.started_at:%Y-%m-%d %H:%M}"
+        return gettext("%(kind)s of %(connection)s at %(when)s") % {
+            "kind": self.get_kind_display(),
+            "connection": self.connection,
+            "when": f"{self.started_at:%Y-%m-%d %H:%M}",
+        }
 
     @property
     def duration(self) -> timedelta | None:

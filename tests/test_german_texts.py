@@ -290,3 +290,13 @@ def test_a_contract_refusal_reads_german_for_a_german_user(groups):
         contract_activate(contract=contract)
     english = str(Contract.State(state).label).lower()
     assert str(refused.value) == f"Contract {contract.pk} is {english} and cannot be activated."
+
+
+def test_a_contracts_name_reads_german_for_a_german_user(groups):
+    from workflows.tests.basket_support import contract_in
+
+    contract = contract_in(CarParkFactory(name="Parkhaus West"), customer_name="Nora Nord")
+    with translation.override("de"):
+        assert str(contract) == f"Vertrag {contract.pk} – Nora Nord"
+    with translation.override("en"):
+        assert str(contract) == f"Contract {contract.pk} – Nora Nord"

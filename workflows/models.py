@@ -15,6 +15,7 @@ from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin as _ConcurrentTransitionMixin
 from django_fsm import FSMField, transition
@@ -84,7 +85,7 @@ class WorkflowVersion(ConcurrentTransitionMixin, models.Model):
         constraints = [models.UniqueConstraint(fields=["definition", "number"], name="workflow_version_unique_number")]
 
     def __str__(self) -> str:
-        return f"{self.definition.key} v{self.number} ({self.state})"
+        return f"{self.definition.key} v{self.number} ({self.get_state_display()})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         loaded_state = getattr(self, "_loaded_state", None)
@@ -443,7 +444,11 @@ class Timer(models.Model):
         indexes = [models.Index(fields=["state", "due_at"], name="wf_timer_state_due")]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} timer #{self.pk} due {self.due_at:%Y-%m-%d %H:%M}"
+        return gettext("%(kind)s timer #%(number)s due %(when)s") % {
+            "kind": self.get_kind_display(),
+            "number": self.pk,
+            "when": f"{self.due_at:%Y-%m-%d %H:%M}",
+        }
 
 
 class SystemJob(models.Model):
@@ -501,7 +506,12 @@ class Absence(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} away {self.starts_on}–{self.ends_on}, substitute {self.substitute}"
+        return gettext("%(person)s away %(start)s–%(end)s, substitute %(substitute)s") % {
+            "person": self.user,
+            "start": self.starts_on,
+            "end": self.ends_on,
+            "substitute": self.substitute,
+        }
 
     def covers(self, day: date) -> bool:
         return self.starts_on <= day <= self.ends_on
