@@ -20,7 +20,15 @@ from django.utils.translation import gettext
 from accounts import roles
 from monitoring.aggregation import day_bounds, summed
 from workflows.compiler import step_label, step_names
-from workflows.models import Process, ProcessEvent, Task, Timer, WorkflowDefinition, WorkflowVersion
+from workflows.models import (
+    Process,
+    ProcessEvent,
+    ProcessEventArchive,
+    Task,
+    Timer,
+    WorkflowDefinition,
+    WorkflowVersion,
+)
 
 Kind = ProcessEvent.Kind
 LIVE_STATUSES = ("running", "waiting", "overdue", "escalated", "incident")
@@ -386,7 +394,10 @@ def step_percentiles(
         sql = (
             "SELECT e.step_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY e.duration_ms), "
             "percentile_cont(0.9) WITHIN GROUP (ORDER BY e.duration_ms), max(e.duration_ms) "
-            "FROM workflows_processevent e JOIN workflows_process p ON p.id = e.process_id "
+            # The live history and its archive (history_archive); the conditions reach both tables' indexes.
+            "FROM (SELECT process_id, kind, at, step_id, duration_ms FROM workflows_processevent UNION ALL "
+            "SELECT process_id, kind, at, step_id, duration_ms FROM workflows_processeventarchive) e "
+            "JOIN workflows_process p ON p.id = e.process_id "
             "WHERE e.kind = %s AND e.at >= %s AND e.at < %s AND e.duration_ms IS NOT NULL "
             "AND p.version_id = ANY(%s)"
         )
@@ -402,12 +413,17 @@ def step_percentiles(
                 for step, p50, p90, mx in cursor.fetchall()
             }
     values: dict[str, list[int]] = defaultdict(list)
-    events = ProcessEvent.objects.filter(
-        kind=Kind.STEP_LEFT, at__gte=start, at__lt=end, duration_ms__isnull=False, process__version_id__in=version_ids
-    )
-    for step, ms, carpark in events.values_list("step_id", "duration_ms", "process__scope_carpark_id"):
-        if carpark_ids is None or (carpark or 0) in carpark_ids:
-            values[step].append(ms)
+    for model in (ProcessEvent, ProcessEventArchive):
+        events = model.objects.filter(
+            kind=Kind.STEP_LEFT,
+            at__gte=start,
+            at__lt=end,
+            duration_ms__isnull=False,
+            process__version_id__in=version_ids,
+        )
+        for step, ms, carpark in events.values_list("step_id", "duration_ms", "process__scope_carpark_id"):
+            if carpark_ids is None or (carpark or 0) in carpark_ids:
+                values[step].append(ms)
     return {step: {"p50": _pct(v, 0.5), "p90": _pct(v, 0.9), "max": float(max(v))} for step, v in values.items()}
 
 
@@ -485,14 +501,21 @@ def process_summary(
     if carpark_ids is not None:
         done = done.filter(scope_carpark_id__in=carpark_ids)
     durations = [(e - s).total_seconds() * 1000 for s, e in done.values_list("started_at", "ended_at")[:100_000]]
-    rework = ProcessEvent.objects.filter(
-        kind=Kind.STEP_ENTERED, at__gte=start, at__lt=end, process__version_id__in=version_ids
-    )
-    if carpark_ids is not None:
-        rework = rework.filter(process__scope_carpark_id__in=carpark_ids)
-    reworked = (
-        rework.values("process_id", "step_id").annotate(n=Count("id")).filter(n__gt=1).values("process_id").distinct()
-    )
+    reworked: set[int] = set()
+    for model in (ProcessEvent, ProcessEventArchive):  # the live history and its archive (history_archive)
+        rework = model.objects.filter(
+            kind=Kind.STEP_ENTERED, at__gte=start, at__lt=end, process__version_id__in=version_ids
+        )
+        if carpark_ids is not None:
+            rework = rework.filter(process__scope_carpark_id__in=carpark_ids)
+        reworked.update(
+            rework.order_by()
+            .values("process_id", "step_id")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+            .values_list("process_id", flat=True)
+            .distinct()
+        )
     return {
         "started": f.get("started", 0),
         "completed": f.get("completed", 0),
@@ -502,7 +525,7 @@ def process_summary(
         "escalation_rate": percent(f.get("escalations", 0), f.get("tasks_created", 0)),
         "incidents": f.get("incidents", 0),
         "reentered": f.get("reentered", 0),
-        "reworked_processes": reworked.count(),
+        "reworked_processes": len(reworked),
         "sla_percent": percent(f.get("sla_met", 0), f.get("sla_due", 0)),
         "avg_process_ms": sum(durations) / len(durations) if durations else None,
         "p50_process_ms": _pct(durations, 0.5) if durations else None,

@@ -6,6 +6,7 @@ car parks the user may see, and renders what the selectors return.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -13,7 +14,8 @@ from urllib.parse import urlencode
 from csp.decorators import csp_update
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Exists, F, OuterRef, QuerySet, Sum
+from django.db import models
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
@@ -34,7 +36,7 @@ from monitoring.statements import SUBSCRIBER_ROLES
 from parkinghq.http import safe_next
 from workflows import xes
 from workflows.compiler import step_label, step_names
-from workflows.models import ProcessEvent, Task, WorkflowDefinition, WorkflowVersion
+from workflows.models import ProcessEvent, ProcessEventArchive, Task, WorkflowDefinition, WorkflowVersion
 from workflows.step_names import StepNames
 
 VIEW_ROLES = (roles.ADMINISTRATOR, roles.SUPERVISOR, roles.WORKFLOW_ADMIN, roles.FINANCE, roles.MANAGER)
@@ -194,9 +196,30 @@ def drill_processes(request: HttpRequest, scope: Scope) -> tuple[QuerySet, list[
         qs = scope.processes()
         start, _unused = day_bounds(scope.day_from)
         _unused, end = day_bounds(scope.day_to)
-        in_period = ProcessEvent.objects.filter(process_id=OuterRef("pk"), at__gte=start, at__lt=end)
-        if step is not None:
-            in_period = in_period.filter(step_id=step)
+
+        def in_period(model: type[models.Model], *, any_step: bool = False) -> QuerySet:
+            events = model.objects.filter(process_id=OuterRef("pk"), at__gte=start, at__lt=end)
+            return events if step is None or any_step else events.filter(step_id=step)
+
+        def in_history(events: Callable[[type[models.Model]], QuerySet]) -> Q:
+            """Processes with such an event in the live history or its archive (``history_archive``)."""
+            return Exists(events(ProcessEvent)) | Exists(events(ProcessEventArchive))
+
+        def reentered(model: type[models.Model]) -> QuerySet:
+            earlier = model.objects.filter(
+                process_id=OuterRef("process_id"),
+                kind=Kind.STEP_ENTERED,
+                step_id=OuterRef("step_id"),
+                id__lt=OuterRef("id"),
+            )
+            return in_period(model).filter(kind=Kind.STEP_ENTERED).filter(Exists(earlier))
+
+        def task_done(model: type[models.Model]) -> QuerySet:
+            done = in_period(model).filter(kind=Kind.TASK_COMPLETED, task__due_at__isnull=False)
+            if status == "sla_met":
+                return done.filter(at__lte=F("task__due_at"))
+            return done.filter(at__gt=F("task__due_at"))
+
         kinds = {
             "started": Kind.PROCESS_STARTED,
             "completed": Kind.PROCESS_COMPLETED,
@@ -207,29 +230,13 @@ def drill_processes(request: HttpRequest, scope: Scope) -> tuple[QuerySet, list[
             "tasks_completed": Kind.TASK_COMPLETED,
         }
         if status in ("started", "completed", "cancelled"):
-            qs = qs.filter(
-                Exists(
-                    ProcessEvent.objects.filter(
-                        process_id=OuterRef("pk"), at__gte=start, at__lt=end, kind=kinds[status]
-                    )
-                )
-            )
+            qs = qs.filter(in_history(lambda model: in_period(model, any_step=True).filter(kind=kinds[status])))
         elif status in kinds:
-            qs = qs.filter(Exists(in_period.filter(kind=kinds[status])))
+            qs = qs.filter(in_history(lambda model: in_period(model).filter(kind=kinds[status])))
         elif status == "rework":
-            earlier = ProcessEvent.objects.filter(
-                process_id=OuterRef("process_id"),
-                kind=Kind.STEP_ENTERED,
-                step_id=OuterRef("step_id"),
-                id__lt=OuterRef("id"),
-            )
-            qs = qs.filter(Exists(in_period.filter(kind=Kind.STEP_ENTERED).filter(Exists(earlier))))
+            qs = qs.filter(in_history(reentered))
         elif status in ("sla_met", "sla_missed"):
-            done = in_period.filter(kind=Kind.TASK_COMPLETED, task__due_at__isnull=False)
-            done = (
-                done.filter(at__lte=F("task__due_at")) if status == "sla_met" else done.filter(at__gt=F("task__due_at"))
-            )
-            qs = qs.filter(Exists(done))
+            qs = qs.filter(in_history(task_done))
         elif status == "basket":
             active = Task.objects.filter(process_id=OuterRef("pk"), state__in=Task.ACTIVE_STATES)
             if request.GET.get("role"):

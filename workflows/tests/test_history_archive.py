@@ -22,9 +22,10 @@ from django.urls import reverse
 from accounts import roles
 from monitoring.aggregation import aggregate_day, compute_rows, day_bounds, summed
 from monitoring.models import DailyStepStat
+from monitoring.selectors import process_summary, step_percentiles
 from workflows import services
 from workflows.archive import history_archive
-from workflows.models import Process, ProcessEvent, ProcessEventArchive, Task
+from workflows.models import Process, ProcessEvent, ProcessEventArchive, Task, WorkflowVersion
 from workflows.testing import install_definition
 from workflows.xes import xes_stream
 
@@ -178,6 +179,37 @@ def test_the_monitoring_figures_are_the_same_after_archiving(world):
     assert summed(group, date(2026, 3, 1), date(2026, 3, 11)) == live  # stored days and live days
     aggregate_day(date(2026, 3, 2))  # the beat aggregating the day again (late events)
     assert sorted(DailyStepStat.objects.values_list(*[f.name for f in DailyStepStat._meta.fields][1:])) == stored
+
+
+@pytest.mark.django_db
+def test_the_monitoring_pages_percentiles_rework_and_drill_down_read_the_archive(world, client, login, make_user):
+    versions = list(WorkflowVersion.objects.filter(definition__key="archive-claim"))
+    day_from, day_to = date(2026, 3, 1), date(2026, 3, 11)
+    login(client, make_user("boss", roles.SUPERVISOR))
+    url = reverse("monitoring:processes")
+    statuses = ("started", "completed", "cancelled", "entered", "rework", "tasks_completed", "sla_met", "sla_missed")
+
+    def figures() -> dict:
+        drill = {}
+        for status in statuses:
+            page = client.get(
+                url, {"period": "custom", "day_from": "2026-03-01", "day_to": "2026-03-11", "status": status}
+            )
+            assert page.status_code == 200
+            drill[status] = sorted(p.pk for p in page.context["page"].paginator.object_list)
+        return {
+            "percentiles": step_percentiles({v.pk for v in versions}, day_from, day_to),
+            "summary": process_summary(versions, day_from, day_to),
+            "drill": drill,
+        }
+
+    before = figures()
+    assert before["summary"]["reworked_processes"] == 2 and len(before["drill"]["rework"]) == 2
+    assert before["percentiles"]["review"]["max"] > 0 and len(before["drill"]["completed"]) == 10
+
+    history_archive(before=BEFORE)
+
+    assert figures() == before
 
 
 @pytest.mark.django_db
