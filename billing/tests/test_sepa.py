@@ -453,3 +453,42 @@ def test_a_card_decline_still_starts_the_card_failed_payment_workflow(client, st
 
     assert processes(invoice, "failed-payment").count() == 1
     assert not processes(invoice, "returned-direct-debit").exists()
+
+
+# --- the API -------------------------------------------------------------------------------------
+
+
+@pytestmark_db
+def test_the_api_reads_and_changes_the_payment_option_through_the_same_service(django_capture_on_commit_callbacks):
+    from carparks.models import ApiClient
+    from carparks.tests.test_api import client_with
+
+    api = client_with(ApiClient.Scope.CONTRACTS_READ, ApiClient.Scope.CONTRACTS_WRITE)
+    customer = CustomerFactory(language="en", api_client=api.api_client)
+    contract = ContractFactory(customer=customer)
+    url = f"/api/v1/customers/{customer.pk}/payment-option/"
+
+    read = api.get(url)
+    assert read.status_code == 200
+    assert read.json() == {
+        "customer": customer.pk,
+        "payment_option": "card",
+        "options_offered": ["card", "sepa_debit"],
+        "sepa_mandate": None,
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        switched = api.put(url, {"payment_option": "sepa_debit"}, format="json")
+    assert switched.status_code == 200
+    assert (switched.json()["outcome"], switched.json()["payment_option"]) == ("mandate_requested", "card")
+    assert [m.subject for m in mail.outbox] == ["Set up SEPA Direct Debit for your season parking"]
+
+    refused = api.put(url, {"payment_option": "bank_transfer"}, format="json")  # the product does not offer it
+    assert refused.status_code == 400 and "do not offer" in refused.json()["payment_option"][0]
+    assert api.put(url, {"payment_option": "cash"}, format="json").status_code == 400
+    customer.refresh_from_db()
+    assert customer.payment_option == "card" and contract.product.payment_options == ["card", "sepa_debit"]
+
+    other = client_with(ApiClient.Scope.CONTRACTS_READ, ApiClient.Scope.CONTRACTS_WRITE, ApiClient.Scope.CASES_WRITE)
+    assert other.get(url).status_code == 404  # not its customer
+    reader = client_with(ApiClient.Scope.CONTRACTS_READ)
+    assert reader.put(url, {"payment_option": "card"}, format="json").status_code == 403

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from carparks.api import views
+from carparks.api import payment_views, views
 
 app_name = "api"
 urlpatterns = [
@@ -13,6 +13,11 @@ urlpatterns = [
     path("contracts/<int:pk>/plate/", views.ContractPlateChange.as_view(), name="contract-plate"),
     path("contracts/<int:pk>/termination/", views.ContractTermination.as_view(), name="contract-termination-request"),
     path("contracts/<int:pk>/accept-offer/", views.ContractOfferAccept.as_view(), name="contract-accept-offer"),
+    path(
+        "customers/<int:pk>/payment-option/",
+        payment_views.CustomerPaymentOption.as_view(),
+        name="customer-payment-option",
+    ),
     path("cases/", views.CaseCreate.as_view(), name="case-create"),
     path("cases/<int:pk>/", views.CaseDetail.as_view(), name="case-detail"),
     path("processes/", views.ProcessList.as_view(), name="process-list"),
