@@ -492,3 +492,39 @@ def test_the_api_reads_and_changes_the_payment_option_through_the_same_service(d
     assert other.get(url).status_code == 404  # not its customer
     reader = client_with(ApiClient.Scope.CONTRACTS_READ)
     assert reader.put(url, {"payment_option": "card"}, format="json").status_code == 403
+
+
+@pytestmark_db
+def test_finance_has_a_returned_debit_collected_by_transfer_and_it_is_sent_again_with_the_transfer_details(
+    client, stripe_settings, finance_user
+):
+    from workflows.services import task_complete
+    from workflows.testing import run_pending_system_steps
+
+    from carparks.models import Product
+
+    settings = stripe_settings
+    customer, method = sepa_customer(client, FAILING_IBAN)
+    Product.objects.filter(contracts__customer=customer).update(payment_options=PaymentOption.values)
+    invoice = issue(customer)
+    services.invoice_charge(invoice=invoice)
+    payment = Payment.objects.get(invoice=invoice)
+    deliver(
+        client, settings, event_of("payment_intent.payment_failed", settled_intent(payment.stripe_payment_intent_id))
+    )
+    run_pending_system_steps()  # the customer is told
+    process = processes(invoice, "returned-direct-debit").get()
+    mail.outbox.clear()
+
+    task_complete(task=process.tasks.get(), user=finance_user, outcome="transfer", inputs={})
+    run_pending_system_steps()
+
+    customer.refresh_from_db()
+    invoice.refresh_from_db()
+    assert customer.payment_option == PaymentOption.BANK_TRANSFER
+    assert invoice.payment_option == PaymentOption.BANK_TRANSFER and invoice.payment_reference.startswith("RF")
+    assert invoice.state == Invoice.State.OPEN and invoice.gross_total == Decimal("119.00")
+    assert [m.subject for m in mail.outbox] == [f"Your invoice {invoice.display_number} for season parking March 2026"]
+    assert settings.BILLING_OPERATOR["iban"][-4:] in mail.outbox[0].body.replace(" ", "")
+    process.refresh_from_db()
+    assert process.current_step == "wait_transfer"
