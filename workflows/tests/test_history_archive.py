@@ -128,6 +128,25 @@ def test_finished_processes_move_in_batches_exactly_once(world):
     assert snapshot(ProcessEventArchive, old) == before
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_dies_between_batches_leaves_every_event_in_exactly_one_table(world):
+    old = ids(world["old"])
+    before = snapshot(ProcessEvent, old)
+
+    def die(batch) -> None:  # type: ignore[no-untyped-def]
+        if batch.number == 3:
+            raise KeyboardInterrupt  # the operator's Ctrl-C, or the container stopped
+
+    with pytest.raises(KeyboardInterrupt):
+        history_archive(before=BEFORE, batch_size=4, progress=die)
+
+    live, archived = snapshot(ProcessEvent, old), snapshot(ProcessEventArchive, old)
+    assert len(archived) == 12 and not set(live) & set(archived)
+    assert {**live, **archived} == before
+    assert history_archive(before=BEFORE, batch_size=4).events == len(before) - 12
+    assert snapshot(ProcessEventArchive, old) == before and snapshot(ProcessEvent, old) == {}
+
+
 @pytest.mark.django_db
 def test_a_running_process_and_one_finished_after_the_date_keep_their_history(world):
     kept = ids([world["running"], world["recent"]])
