@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.text import slugify
 from django.utils.translation import gettext
 
@@ -38,6 +38,7 @@ from .adapters import (
 from .models import CarParkLink, CpmsConnection, CpmsGroup, ProductRightMapping, SyncRun
 from .normalise import comparison_keys
 from .signals import sync_incident
+from .sync_messages import sync_message
 
 logger = logging.getLogger(__name__)
 
@@ -203,31 +204,43 @@ def _abandoned_runs_close(connection: CpmsConnection, kind: str, *, now: Any, ke
         connection=connection, kind=kind, status=SyncRun.Status.RUNNING, started_at__lt=now - ABANDONED_AFTER
     ).exclude(pk=keep)
     for run in stale:
-        sync_run_failed(
-            run=run,
-            error=f"Abandoned: still running {ABANDONED_AFTER} after it started (the worker stopped); "
-            "the next run replaces it.",
-            final=True,
-        )
+        text, entry = sync_message("abandoned", after=str(ABANDONED_AFTER))
+        sync_run_failed(run=run, error=text, final=True, error_entry=entry)
 
 
-def sync_run_failed(*, run: SyncRun, error: Exception | str, final: bool) -> SyncRun:
-    """Record a failed attempt; the last one (or one not worth retrying) becomes an incident."""
+def sync_run_failed(
+    *, run: SyncRun, error: Exception | str, final: bool, error_entry: dict[str, Any] | None = None
+) -> SyncRun:
+    """Record a failed attempt; the last one (or one not worth retrying) becomes an incident.
+
+    ``error_entry`` is the code and facts of an ``error`` the portal wrote itself (connect.sync_messages),
+    so the run page shows it in the reader's language.
+    """
     message = str(error) or error.__class__.__name__
     retryable = getattr(error, "retryable", False)
     final = final or not retryable
-    run.errors = [*run.errors, f"Attempt {run.attempts}: {message}"][-50:]
+    text, entry = sync_message("attempt", attempt=run.attempts, error=error_entry or message)
+    run.errors = [*run.errors, text][-50:]
+    _texts_keep(run, {text: entry})
     run.status = SyncRun.Status.FAILED if final else SyncRun.Status.RETRYING
     run.incident = final
     if final:
         run.finished_at = timezone.now()
-    run.save(update_fields=["errors", "status", "incident", "finished_at"])
+    run.save(update_fields=["errors", "details", "status", "incident", "finished_at"])
     _connection_status(run.connection, ok=False, message=message)
     if final:
         logger.error("CPMS %s of %s failed for good: %s", run.kind, run.connection, message)
         _connection_failing_emit(run, message)
         transaction.on_commit(lambda: sync_incident.send(sender=SyncRun, run=run))
     return run
+
+
+def _texts_keep(run: SyncRun, texts: dict[str, Any]) -> None:
+    """Remember the code and facts of the portal's own sentences in ``run.errors`` (``details[\"texts\"]``)."""
+    details = dict(run.details) if isinstance(run.details, dict) else {}
+    kept = {**(details.get("texts") or {}), **texts}
+    details["texts"] = {text: entry for text, entry in kept.items() if text in run.errors}
+    run.details = details
 
 
 def _connection_failing_emit(run: SyncRun, message: str) -> None:
@@ -293,7 +306,8 @@ def _run_succeeded(
     if not refused:
         run.status, run.incident = SyncRun.Status.SUCCEEDED, False
         run.save()
-        _connection_status(run.connection, ok=True, message=f"{run.get_kind_display()} succeeded")
+        with translation.override("en"):  # stored in English; connect.sync_messages.status_text translates it
+            _connection_status(run.connection, ok=True, message=f"{run.get_kind_display()} succeeded")
         return run
     limit = run.connection.refused_alert_percent
     share = 100 * len(refused) / max(records_total, len(refused))
@@ -601,7 +615,9 @@ def _apply_static(
     errors = []
     if gone:
         details["missing_from_feed"] = gone[:200]
-        errors.append(f"{len(gone)} linked car park(s) are no longer in the feed: {', '.join(gone[:10])}")
+        text, entry = sync_message("missing_from_feed", count=len(gone), ids=", ".join(gone[:10]))
+        errors.append(text)
+        details["texts"] = {text: entry}
     return {
         "created": created,
         "updated": updated,
@@ -1285,7 +1301,7 @@ def _differences_emit(run: SyncRun, differences: list[dict[str, Any]]) -> None:
     for difference in differences:
         carpark = carparks[difference["carpark_id"]]
         if _review_running(carpark):
-            problems.append(f"Review for {carpark} not started: one is already open.")
+            problems.append(sync_message("review_open", carpark=str(carpark)))
             continue
         event = event_emit(
             name=RECONCILIATION_DIFFERS,
@@ -1304,9 +1320,10 @@ def _differences_emit(run: SyncRun, differences: list[dict[str, Any]]) -> None:
         if event.state == BusinessEvent.State.STARTED:
             started.append(event.process_id)
         elif event.state == BusinessEvent.State.UNMATCHED:
-            problems.append(f"Review for {carpark} not started: no published workflow starts on {event.name}.")
+            problems.append(sync_message("review_unmatched", carpark=str(carpark), event=event.name))
         else:
-            problems.append(f"Review for {carpark} not started: {event.error}")
+            problems.append(sync_message("review_failed", carpark=str(carpark), error=event.error))
     run.details = {**run.details, "review_processes": started}
-    run.errors = [*run.errors, *problems]
+    run.errors = [*run.errors, *(text for text, _entry in problems)]
+    _texts_keep(run, dict(problems))
     run.save(update_fields=["details", "errors"])

@@ -91,6 +91,10 @@ def _cpms_sync_refused(p: dict[str, Any]) -> str:
 
 def _cpms_sync_failed(p: dict[str, Any]) -> str:
     error = p.get("error") or gettext("no error message")
+    if p.get("error_entry"):  # the sync run's message of the portal's own, in the reader's language
+        from connect.sync_messages import sync_text
+
+        error = sync_text(error, {error: p["error_entry"]})
     return gettext("The %(kind)s sync with %(connection)s failed at %(when)s: %(error)s") % {
         "kind": _sync_kind(p["kind"]),
         "connection": p["connection"],

@@ -105,8 +105,10 @@ def _cpms_sync_failed(rule: AlertRule, now: Any) -> list[Condition]:
                 limit=str(last.connection.refused_alert_percent),
             )
         else:
-            error = (last.errors or [""])[-1]
-            message = alert_message("cpms_sync_failed", **facts, error=error if isinstance(error, str) else str(error))
+            error = str((last.errors or [""])[-1])
+            texts = last.details.get("texts") if isinstance(last.details, dict) else None
+            entry = texts.get(error) if isinstance(texts, dict) else None  # a sentence of the portal's own
+            message = alert_message("cpms_sync_failed", **facts, error=error, error_entry=entry)
         conditions.append(Condition(key=f"connection:{connection_id}:{kind}", message=message, value=1))
     return conditions
 

@@ -5,12 +5,13 @@ shown as translated labels), service errors, and the JavaScript of the workflow 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 
 from accounts import roles
 from accounts.services import user_set_roles
@@ -300,3 +301,51 @@ def test_a_contracts_name_reads_german_for_a_german_user(groups):
         assert str(contract) == f"Vertrag {contract.pk} – Nora Nord"
     with translation.override("en"):
         assert str(contract) == f"Contract {contract.pk} – Nora Nord"
+
+
+# --- stored texts: sync run messages ---------------------------------------------------------
+
+
+def test_a_sync_runs_messages_read_german_for_a_german_user_and_english_for_another(client, login, make_user, groups):
+    from connect.models import CpmsConnection, SyncRun
+    from connect.services import _abandoned_runs_close, sync_run_failed
+
+    connection = CpmsConnection.objects.create(name="Simulator", code="sim", base_url="http://127.0.0.1:1/")
+    failed = SyncRun.objects.create(
+        connection=connection, kind="occupancy", status="running", attempts=1, started_at=timezone.now()
+    )
+    sync_run_failed(run=failed, error="the CPMS answered 503", final=True)
+    stale = SyncRun.objects.create(
+        connection=connection, kind="static", status="running", started_at=timezone.now() - timedelta(days=2)
+    )
+    _abandoned_runs_close(connection, "static", now=timezone.now(), keep=None)
+    old = SyncRun.objects.create(
+        connection=connection, kind="push", status="failed", errors=["An old message."], started_at=timezone.now()
+    )
+    stale.refresh_from_db()
+    assert failed.errors == ["Attempt 1: the CPMS answered 503"]  # stored in English, as before
+    assert stale.errors[-1].startswith("Attempt 0: Abandoned: still running")
+    login(client, make_user("boss", roles.ADMINISTRATOR))
+
+    def page(run: SyncRun, headers: dict) -> str:
+        return client.get(reverse("connect:run-detail", args=[run.pk]), **headers).content.decode()
+
+    assert "Versuch 1: the CPMS answered 503" in page(failed, GERMAN)  # the CPMS's own words stay
+    assert "Versuch 0: Aufgegeben: lief " in page(stale, GERMAN)
+    assert "An old message." in page(old, GERMAN)
+    assert "Attempt 1: the CPMS answered 503" in page(failed, ENGLISH)
+    assert "Attempt 0: Abandoned: still running" in page(stale, ENGLISH)
+
+    from monitoring.alerts import alerts_evaluate
+    from monitoring.models import AlertEvent, AlertRule
+
+    AlertRule.objects.create(name="CPMS", kind=AlertRule.Kind.CPMS_SYNC_FAILED, notify_role=roles.ADMINISTRATOR)
+    alerts_evaluate()
+    with translation.override("de"):
+        alert = AlertEvent.objects.get(key__endswith=":occupancy").text
+    assert alert.startswith("Die Synchronisierung „Belegung“ mit Simulator ist am "), alert
+    assert alert.endswith("fehlgeschlagen: Versuch 1: the CPMS answered 503"), alert
+
+    CpmsConnection.objects.filter(pk=connection.pk).update(status_message="Occupancy succeeded")
+    detail = client.get(reverse("connect:connection-detail", args=[connection.pk]), **GERMAN).content.decode()
+    assert "Belegung erfolgreich" in detail

@@ -11,6 +11,23 @@ from django.utils.translation import gettext as _
 
 register = template.Library()
 
+
+@register.filter
+def sync_text(text: Any, texts: Any = None) -> str:
+    """``{{ error|sync_text:run }}``: a message of the sync run in the reader's language."""
+    from connect.sync_messages import sync_text as text_of
+
+    return text_of(text, texts)
+
+
+@register.filter
+def status_text(message: Any) -> str:
+    """``{{ connection.status_message|status_text }}``: the connection's last status in the reader's language."""
+    from connect.sync_messages import status_text as text_of
+
+    return text_of(str(message or ""))
+
+
 FORECAST_SHOWN = 4
 
 

@@ -531,6 +531,6 @@ def test_a_partly_run_counts_as_the_last_sync_and_alerts_only_above_the_threshol
         alerts_evaluate()
 
     assert (above.status, above.incident) == ("partly", True)
-    assert AlertEvent.objects.get().message.startswith(
+    assert AlertEvent.objects.get().text.startswith(
         "The car-park data sync with Record feed refused 1 record of the feed at"
     )
