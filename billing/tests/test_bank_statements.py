@@ -463,3 +463,43 @@ def test_ten_thousand_credits_against_a_hundred_thousand_open_invoices_import_wi
     # The goal is 10 s on an idle machine (parsing and matching take about half of it); the bound here also
     # holds on a busy test machine and still fails a booking that goes back to a query per credit (40 s).
     assert took <= 20, f"the import took {took:.1f} s"
+
+
+def test_the_200_credit_statement_books_the_right_invoices_queues_the_rest_and_books_nothing_twice():
+    """H5's statement written from the ISO 20022 schema (exact and RF references, typos, two part payments,
+    amount and name, one unknown), imported against real invoices of those numbers, amounts and names."""
+    from billing.tests.camt_factory import scenario_200
+    from carparks.models import Customer
+
+    scenario = scenario_200()
+    by_id: dict[int, Invoice] = {}
+    for item in scenario.invoices:
+        series, number = item.number.rsplit("-", 1)
+        by_id[item.id] = Invoice.objects.create(
+            customer=Customer.objects.create(name=item.customer_name, email=f"c{item.id}@example.com"),
+            period_start=date(2026, 12, 1),
+            period_end=date(2026, 12, 31),
+            state=Invoice.State.ISSUED,
+            series=series,
+            number=int(number),
+            issue_date=date(2026, 12, 1),
+            gross_total=item.amount_open,
+            payment_reference=item.payment_reference,
+        )
+    data = scenario.data()
+
+    imported = statement_import(data=data, file_name="december.xml", user=None)
+
+    entries = list(imported.entries.order_by("position"))
+    assert len(entries) == len(scenario.expected) == 200
+    got = [(entry.invoice_id, entry.rule) for entry in entries]
+    want = [(by_id[i].pk if i else None, rule) for i, rule in scenario.expected]
+    assert got == want
+    part_paid = by_id[scenario.expected[scenario.groups["partial"][0]][0]]
+    part_paid.refresh_from_db()
+    assert part_paid.state == Invoice.State.PAID and part_paid.payments.count() == 2
+    assert imported.queued_count == sum(1 for i, _ in scenario.expected if i is None)
+    before = ledger()
+    with pytest.raises(StatementRefused):
+        statement_import(data=data, file_name="december-again.xml", user=None)
+    assert ledger() == before
