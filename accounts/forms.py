@@ -124,7 +124,9 @@ class UserCreateForm(UserForm):
 
 
 class AuditFilterForm(forms.Form):
-    q = forms.CharField(label=_("Search"), required=False, help_text=_("Who or what was changed."))
+    audit_search = forms.CharField(
+        label=_("Search the audit log"), required=False, help_text=_("Who or what was changed.")
+    )
     action = forms.ChoiceField(label=_("Action"), required=False)
     actor = forms.CharField(label=_("Changed by"), required=False)
     date_from = forms.DateField(
@@ -143,7 +145,7 @@ class AuditFilterForm(forms.Form):
 
 
 class UserFilterForm(forms.Form):
-    q = forms.CharField(label=_("Search"), required=False, help_text=_("Username, name or email."))
+    user_search = forms.CharField(label=_("Search users"), required=False, help_text=_("Username, name or email."))
     role = forms.ChoiceField(
         label=_("Role"),
         required=False,

@@ -36,6 +36,7 @@ from accounts.two_factor import (
     second_step_url,
 )
 from parkinghq.http import safe_next
+from parkinghq.list_search import search_data
 
 User = get_user_model()
 
@@ -220,8 +221,9 @@ def _carparks_of(user: Any) -> list[Any]:
 
 @role_required(ADMINISTRATOR)
 def user_list(request: HttpRequest) -> HttpResponse:
-    form = UserFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
+    form = UserFilterForm(search_data(request.GET, "user_search"))
+    filters = dict(form.cleaned_data) if form.is_valid() else {}
+    filters["q"] = filters.pop("user_search", "")
     users = selectors.user_list(**{k: v for k, v in filters.items() if v})
     page = Paginator(users, 25).get_page(request.GET.get("page"))
     return render(request, "accounts/user_list.html", {"form": form, "page": page, "users": page.object_list})
@@ -352,8 +354,9 @@ def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ADMINISTRATOR)
 def audit_log(request: HttpRequest) -> HttpResponse:
-    form = AuditFilterForm(request.GET or None)
-    filters = form.cleaned_data if form.is_valid() else {}
+    form = AuditFilterForm(search_data(request.GET, "audit_search"))
+    filters = dict(form.cleaned_data) if form.is_valid() else {}
+    filters["q"] = filters.pop("audit_search", "")
     entries = selectors.audit_entries(**{k: v for k, v in filters.items() if v})
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     return render(request, "accounts/audit_list.html", {"form": form, "page": page, "entries": page.object_list})

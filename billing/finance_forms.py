@@ -70,7 +70,8 @@ SORT_CHOICES = [
 
 
 class DunningFilterForm(forms.Form):
-    q = forms.CharField(label=_("Customer"), required=False, max_length=200)
+    # Not "q": that is the top bar's global search on the same page.
+    dunning_search = forms.CharField(label=_("Search dunnings by customer"), required=False, max_length=200)
     level = forms.ChoiceField(label=_("Level"), required=False)
     age = forms.ChoiceField(
         label=_("Age"),
@@ -86,8 +87,8 @@ class DunningFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["level"].choices = [("", _("Any level")), *levels]
 
-    def clean_q(self) -> str:
-        return _clean_text(self.cleaned_data.get("q", ""))
+    def clean_dunning_search(self) -> str:
+        return _clean_text(self.cleaned_data.get("dunning_search", ""))
 
     def filters(self) -> selectors.DunningFilters:
         """The valid filters (a field with an error is left out and shows its error)."""
@@ -96,6 +97,6 @@ class DunningFilterForm(forms.Form):
             level=data.get("level") or "",
             age=data.get("age") or "",
             amount_min=data.get("amount_min"),
-            q=data.get("q") or "",
+            q=data.get("dunning_search") or "",
             sort=data.get("sort") or "-age",
         )

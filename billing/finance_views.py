@@ -24,6 +24,7 @@ from billing import selectors, services
 from billing.finance_forms import DunningFilterForm, RunConfirmForm, RunPeriodForm
 from billing.models import InvoicingRun
 from parkinghq.csv_cells import csv_writer
+from parkinghq.list_search import search_data
 
 PAGE_SIZE = 25
 EXPORT_BATCH = 500
@@ -141,7 +142,7 @@ def run_refresh(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _dunning_filtered(request: HttpRequest) -> tuple[DunningFilterForm, Any]:
     base = selectors.open_dunnings()
-    form = DunningFilterForm(request.GET or None, levels=selectors.dunning_levels(base))
+    form = DunningFilterForm(search_data(request.GET, "dunning_search"), levels=selectors.dunning_levels(base))
     if form.is_bound:
         form.is_valid()  # errors show at their fields; the valid filters still apply
     filters = form.filters() if form.is_bound else selectors.DunningFilters()
@@ -154,7 +155,7 @@ def dunning_list(request: HttpRequest) -> HttpResponse:
     form, dunnings = _dunning_filtered(request)
     page = Paginator(dunnings, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = selectors.dunning_rows(list(page.object_list))
-    filtered = any(request.GET.get(key) for key in ("q", "level", "age", "amount_min"))
+    filtered = any(request.GET.get(key) for key in ("dunning_search", "q", "level", "age", "amount_min"))
     query = request.GET.copy()
     query.pop("page", None)
     return render(

@@ -32,6 +32,7 @@ from billing.models import (
 )
 from billing.stripe_api import stripe_js_url
 from carparks.models import Customer
+from parkinghq.list_search import search_term
 from parkinghq.posted import posted_text
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def invoice_list(request: HttpRequest) -> HttpResponse:
     state = request.GET.get("state", "")
     if state in Invoice.State.values:
         invoices = invoices.filter(state=state)
-    query = request.GET.get("q", "").strip()
+    query = search_term(request.GET, "invoice_search")
     if query:
         invoices = invoices.filter(Q(customer__name__icontains=query) | Q(customer__email__icontains=query))
         if "-" in query and query.rsplit("-", 1)[1].isdigit():

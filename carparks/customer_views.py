@@ -26,6 +26,7 @@ from carparks.access import cases_for_user, contracts_for_user, customers_for_us
 from carparks.customer_forms import CustomerCreateForm, CustomerForm, CustomerMergeForm
 from carparks.forms import CustomerFilterForm
 from carparks.models import Contract, Credential, Customer
+from parkinghq.list_search import search_data
 
 VIEW_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE, FINANCE, MANAGER)
 CUSTOMER_EDIT_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE)
@@ -39,11 +40,11 @@ def _form_error(form: Any, exc: services.CarparkError) -> None:
 
 @role_required(*VIEW_ROLES)
 def customer_list(request: HttpRequest) -> HttpResponse:
-    form = CustomerFilterForm(request.GET or None)
+    form = CustomerFilterForm(search_data(request.GET, "customer_search"))
     qs = customers_for_user(request.user)
     if form.is_valid():
-        if form.cleaned_data["q"]:
-            q = form.cleaned_data["q"]
+        if form.cleaned_data["customer_search"]:
+            q = form.cleaned_data["customer_search"]
             qs = qs.filter(Q(name__icontains=q) | Q(email__icontains=q) | Q(company_number__iexact=q))
         if form.cleaned_data["kind"]:
             qs = qs.filter(kind=form.cleaned_data["kind"])

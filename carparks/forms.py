@@ -11,7 +11,10 @@ from parkinghq.widgets import LocalDateInput
 
 
 class CustomerFilterForm(forms.Form):
-    q = forms.CharField(label=_("Search"), required=False, help_text=_("Name, email or company number."))
+    # Not "q": that is the top bar's global search on the same page.
+    customer_search = forms.CharField(
+        label=_("Search customers"), required=False, help_text=_("Name, email or company number.")
+    )
     kind = forms.ChoiceField(label=_("Kind"), required=False, choices=[("", _("All")), *Customer.Kind.choices])
 
 

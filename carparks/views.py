@@ -50,6 +50,7 @@ from carparks.forms import (
     VehiclesAddForm,
 )
 from carparks.models import Case, Contract, Product
+from parkinghq.list_search import search_term
 
 VIEW_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE, FINANCE, MANAGER)
 CASE_ROLES = (ADMINISTRATOR, SUPERVISOR, AGENT, CARE)
@@ -109,7 +110,7 @@ def _contract_change(
 @role_required(*VIEW_ROLES)
 def carpark_list(request: HttpRequest) -> HttpResponse:
     qs = selectors.carparks_with_stats(request.user).order_by("name")
-    q = request.GET.get("q", "").strip()
+    q = search_term(request.GET, "carpark_search")
     if q:
         qs = qs.filter(Q(name__icontains=q) | Q(city__icontains=q) | Q(code__icontains=q))
     page = _page(request, qs)

@@ -21,6 +21,7 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import ADMINISTRATOR, ALL_ROLES, SUPERVISOR, WORKFLOW_ADMIN, has_role, role_label, role_required
+from parkinghq.list_search import search_term
 from parkinghq.posted import has_nul
 from workflows import authoring
 from workflows.bpmn import MAX_BYTES, BpmnError, bpmn_to_definition, definition_to_bpmn
@@ -63,7 +64,7 @@ def _problem(message: str) -> dict[str, str]:
 @role_required(*READERS)
 @require_GET
 def definition_list(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()
+    query = search_term(request.GET, "workflow_search")
     definitions = WorkflowDefinition.objects.annotate(
         published_number=Max("versions__number", filter=Q(versions__state=WorkflowVersion.State.PUBLISHED)),
         latest_number=Max("versions__number"),

@@ -25,6 +25,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_role, responsible_carpark_ids, role_required
+from parkinghq.list_search import search_data
 from parkinghq.posted import posted_text
 from workflows import services
 from workflows.errors import WorkflowError
@@ -77,7 +78,7 @@ def _date_hint() -> str:
 @role_required()
 @require_GET
 def process_list(request: HttpRequest) -> HttpResponse:
-    params = request.GET
+    params = search_data(request.GET, "process_search") or request.GET  # a bookmarked ?q= still searches
     processes = visible_processes(request.user).select_related("definition", "version")
     errors: list[str] = []
     if key := params.get("workflow", "").strip():
@@ -102,7 +103,7 @@ def process_list(request: HttpRequest) -> HttpResponse:
                 errors.append(_("“%(value)s” is not a date (use %(format)s).") % {"value": raw, "format": _date_hint()})
             else:
                 processes = processes.filter(**{"started_at__lte" if end else "started_at__gte": moment})
-    if query := params.get("q", "").strip():
+    if query := params.get("process_search", "").strip():
         match = Q(title__icontains=query) | Q(definition__name__icontains=query)
         if query.lstrip("#").isdigit():
             number = int(query.lstrip("#"))
@@ -117,7 +118,7 @@ def process_list(request: HttpRequest) -> HttpResponse:
     for process in page.object_list:
         process.carpark_name = names.get(process.scope_carpark_id) if process.scope_carpark_id else None
         process.current_step_name = labels.of_process(process)
-    filters = request.GET.copy()
+    filters = params.copy()
     filters.pop("page", None)
     return render(
         request,
@@ -135,7 +136,8 @@ def process_list(request: HttpRequest) -> HttpResponse:
                 key=lambda c: c[1],
             ),
             "any_filter": any(
-                params.get(k) for k in ("workflow", "state", "step", "carpark", "started_from", "started_to", "q")
+                params.get(k)
+                for k in ("workflow", "state", "step", "carpark", "started_from", "started_to", "process_search")
             ),
         },
     )
