@@ -10,16 +10,17 @@ whose label differs from it and that cannot be prose: the values made of words j
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
-from io import StringIO
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
+import lxml.html
 import pytest
 from django.apps import apps
-from django.core.management import call_command
-from django.db import transaction
 from django.urls import reverse
+
+from accounts.demo import DEMO_USERS
+from tests.test_navigation import menu_links, tab_pages
 
 LITERALS = ('{"', "{'", "[{", "{&quot;", "[&#x27;")
 
@@ -76,19 +77,6 @@ def raw_enum_values() -> dict[str, str]:
                 if "_" in value and re.fullmatch(r"[a-z][a-z0-9_]+", value):
                     found.setdefault(value, f"{model._meta.label}.{field.name}")
     return found
-
-
-@pytest.fixture(scope="module")
-def demo(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
-    with django_db_blocker.unblock():
-        atomic = transaction.atomic()
-        atomic.__enter__()
-        try:
-            call_command("demo_load", stdout=StringIO())
-            yield
-        finally:
-            transaction.set_rollback(True)
-            atomic.__exit__(None, None, None)
 
 
 def _agent_pages(agent: Any) -> list[str]:
@@ -165,3 +153,129 @@ def test_the_basket_has_one_field_per_name(demo, client, login, django_user_mode
 def test_the_visible_text_leaves_out_attributes_and_scripts():
     html = '<div title="{&quot;a&quot;: 1}" data-x="in_progress">Shown</div><script>var x = {"a": 1}</script>'
     assert visible_text(html).strip() == "Shown"
+
+
+# --- Table cells, badges and definition values show labels, never a raw choice value --------------
+
+APPS = {"accounts", "carparks", "billing", "connect", "workflows", "monitoring", "notifications"}
+# Where a page shows one value of a field: table cells, definition values, badges and status marks.
+VALUE_CELLS = (
+    "//td | //dd | //*[contains(concat(' ', normalize-space(@class), ' '), ' badge ')]"
+    " | //*[contains(concat(' ', normalize-space(@class), ' '), ' status ')]"
+    " | //*[starts-with(@id, 'task-state') or contains(@id, '-state')]"
+)
+
+
+def raw_choice_values() -> dict[str, str]:
+    """value → "app.Model.field" for every choice value that differs from its label (case-sensitive: "open"
+    is not "Open (payment failed)") and that is no label of any choice either."""
+    values: dict[str, str] = {}
+    labels: set[str] = set()
+    for model in apps.get_models():
+        if model.__module__.split(".")[0] not in APPS:
+            continue
+        for field in model._meta.get_fields():
+            for value, label in getattr(field, "flatchoices", None) or []:
+                labels.add(str(label))
+                if isinstance(value, str) and value and str(label) != value:
+                    values.setdefault(value, f"{model._meta.label}.{field.name}")
+    return {value: where for value, where in values.items() if value not in labels}
+
+
+# The workflow's own words stay as written: a process variable's stored value, a task's outcome.
+WORKFLOW_DATA = "ancestor-or-self::*[@data-variable or contains(concat(' ', @class, ' '), ' task-outcome ')]"
+
+
+def raw_cells(html: str, values: dict[str, str]) -> dict[str, str]:
+    """text → where, for each cell (td, dd, .badge, .status) whose whole text is a raw choice value."""
+    if not html.strip():
+        return {}
+    document = lxml.html.fromstring(html)
+    found = {}
+    for cell in document.xpath(VALUE_CELLS):
+        text = " ".join(cell.text_content().split())
+        if text in values and not cell.xpath(WORKFLOW_DATA):
+            found[text] = f"<{cell.tag} class={cell.get('class')!r}>{text}</{cell.tag}> ({values[text]})"
+    return found
+
+
+def raw_values_in_cells(html: str, values: dict[str, str], german_html: str | None = None) -> list[str]:
+    """The raw choice values shown in value cells. With the same page in German, a word that is German
+    there ("overdue" → "überfällig") was a translated word that happens to spell a value, not the value."""
+    found = raw_cells(html, values)
+    if german_html is not None and found:
+        still = raw_cells(german_html, values)
+        found = {text: where for text, where in found.items() if text in still}
+    return sorted(found.values())
+
+
+def first_detail_links(html: str, page_url: str, limit: int = 3) -> list[str]:
+    """The first link of the first rows of each table of a list page (the details a person opens)."""
+    document = lxml.html.fromstring(html)
+    links = []
+    for table in document.xpath("//table"):
+        for row in table.xpath(".//tbody/tr")[:limit]:
+            anchors = row.xpath(".//a[@href]")
+            if anchors:
+                href = anchors[0].get("href")
+                if href and not href.startswith(("#", "mailto:", "javascript:")):
+                    links.append(urljoin(page_url, href))
+    return links
+
+
+def role_pages(client: Any) -> list[str]:
+    """The menu's pages, their tabs, and the first details each of those lists links to."""
+    urls = ["/", *[href for href, _active in menu_links(client.get("/").content.decode())]]
+    pages = tab_pages(client, urls)
+    listed = sorted(set(pages) | {tab for tabs in pages.values() for tab in tabs})
+    details: list[str] = []
+    for url in listed:
+        response = client.get(url)
+        if response.status_code == 200 and "html" in response.get("Content-Type", ""):
+            details += first_detail_links(response.content.decode(), url)
+    downloads = (".pdf", ".xml", ".csv", "/pdf/", "/xml/", "/export/", "/download/")
+    details = [url for url in dict.fromkeys(details) if not urlsplit(url).path.endswith(downloads)]
+    return listed + [url for url in details if url not in listed]
+
+
+ROLE_USERS = [(username, role) for username, _first, _last, role in DEMO_USERS]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("username", "role"), ROLE_USERS, ids=[role for _u, role in ROLE_USERS])
+def test_no_cell_or_badge_shows_a_raw_choice_value(demo, client, login, django_user_model, username, role):
+    login(client, django_user_model.objects.get(username=username))
+    values = raw_choice_values()
+    assert {"open", "paid", "draft", "in_progress"} <= set(values)  # the one-word values are looked for too
+    problems = []
+    checked = 0
+    for url in role_pages(client):
+        response = client.get(url)
+        if response.status_code != 200 or "html" not in response.get("Content-Type", ""):
+            continue
+        checked += 1
+        html = response.content.decode()
+        if raw_cells(html, values):
+            german = client.get(url, HTTP_ACCEPT_LANGUAGE="de").content.decode()
+            problems += [f"{url}: {cell}" for cell in raw_values_in_cells(html, values, german)]
+    assert checked >= 5, f"{role}: only {checked} pages"
+    assert problems == [], f"{role}:\n" + "\n".join(problems)
+
+
+def test_the_cell_checker_tells_a_raw_value_from_its_label():
+    values = {"open": "billing.Invoice.state", "in_progress": "carparks.Case.state"}
+    html = (
+        "<table><tr><td>open</td><td>Open (payment failed)</td><td>Reopen</td></tr></table>"
+        '<dl><dd> in_progress </dd></dl><span class="badge text-bg-danger">open</span>'
+        "<p>open</p>"  # prose is not a value cell
+    )
+    found = raw_values_in_cells(html, values)
+    assert len(found) == 2 and "in_progress" in found[0] and "open" in found[1]
+    assert raw_values_in_cells('<span class="badge">Open</span><td>Paid</td>', values) == []
+    # the German page shows "offen": the English "open" was a translated word
+    assert raw_values_in_cells("<td>open</td>", values, "<td>offen</td>") == []
+    assert raw_values_in_cells("<td>open</td>", values, "<td>open</td>") != []
+    # a process variable's stored value and a task's outcome are the workflow's own words
+    assert (
+        raw_values_in_cells('<tr data-variable="x"><td>open</td></tr><td class="task-outcome">open</td>', values) == []
+    )
