@@ -498,10 +498,9 @@ def test_the_api_reads_and_changes_the_payment_option_through_the_same_service(d
 def test_finance_has_a_returned_debit_collected_by_transfer_and_it_is_sent_again_with_the_transfer_details(
     client, stripe_settings, finance_user
 ):
+    from carparks.models import Product
     from workflows.services import task_complete
     from workflows.testing import run_pending_system_steps
-
-    from carparks.models import Product
 
     settings = stripe_settings
     customer, method = sepa_customer(client, FAILING_IBAN)
@@ -528,3 +527,25 @@ def test_finance_has_a_returned_debit_collected_by_transfer_and_it_is_sent_again
     assert settings.BILLING_OPERATOR["iban"][-4:] in mail.outbox[0].body.replace(" ", "")
     process.refresh_from_db()
     assert process.current_step == "wait_transfer"
+
+
+@pytestmark_db
+def test_a_debit_whose_answer_was_lost_is_found_again_and_not_sent_twice(client, stripe_like_stripe):
+    settings, proxy = stripe_like_stripe
+    customer, method = sepa_customer(client)
+    invoice = issue(customer)
+    proxy.drop("POST", "/v1/payment_intents", times=3)  # Stripe debits; no answer arrives, nor to 2 retries
+
+    with pytest.raises(services.ChargeOutcomeUnknown):
+        services.invoice_charge(invoice=invoice)
+    assert Payment.objects.get(invoice=invoice).status == Payment.Status.PENDING
+
+    proxy.forget_keys()  # even after Stripe's 24-hour key window
+    result = services.invoice_charge(invoice=invoice)  # the retry finds the debit through its metadata
+
+    assert result.status in ("processing", "succeeded")
+    assert Payment.objects.filter(invoice=invoice).count() == 1
+    sent = [r for r in proxy.seen("POST", "/v1/payment_intents") if not r.replayed]
+    assert len(sent) == 1  # one debit reached Stripe; the client's retries got the stored answer
+    charges = list(stripe_client().v1.charges.list(params={"customer": customer.stripe_customer_id, "limit": 100}))
+    assert len(charges) == 1
