@@ -179,6 +179,8 @@ def history_archive(
 def process_events(process: Process) -> list:
     """A process's whole history, live and archived, oldest first (with actor and task loaded)."""
     live = list(process.events.select_related("actor", "task").order_by("at", "id"))
+    if not process.is_finished:  # only finished processes are ever archived
+        return live
     archived = list(
         ProcessEventArchive.objects.filter(process=process).select_related("actor", "task").order_by("at", "id")
     )
