@@ -19,9 +19,9 @@ makes the live table's reads grow. Tasks, timers and system jobs stay: one to a 
 process, read by process or through indexes on their active states only (the basket's partial
 indexes, pending timers, queued jobs), so finished rows cost storage but no time.
 
-Readers that show an archived process's history read both tables: ``process_events`` (the process
-page), the XES export, and monitoring's ``compute_rows`` (so re-aggregating a day gives the same
-figures after archiving).
+Readers of the history read both tables: ``process_events`` (the process and task pages,
+``process_show``), the XES export, and monitoring — ``compute_rows`` (re-aggregating a day gives the
+same figures after archiving), step-duration percentiles, the rework count and the drill-down lists.
 """
 
 from __future__ import annotations
