@@ -203,6 +203,7 @@ def _start_workers(count: int, env: dict, logs: Path) -> list[subprocess.Popen]:
         log = logs / f"worker-{i}.log"
         while " ready." not in log.read_text():
             if worker.poll() is not None or time.monotonic() > deadline:
+                _stop(workers)
                 raise RuntimeError(f"worker {i} did not start:\n{log.read_text()[-2000:]}")
             time.sleep(0.2)
     return workers
@@ -234,7 +235,7 @@ def run_config(workers_n: int, drivers_n: int, processes: int, first: int, ctx: 
     share = [processes // drivers_n + (1 if i < processes % drivers_n else 0) for i in range(drivers_n)]
     drivers, start = [], first
     for i, count in enumerate(share):
-        drivers.append(mp.Process(target=_driver, args=(i, count, start, go, queue)))
+        drivers.append(mp.Process(target=_driver, args=(i, count, start, go, queue), daemon=True))
         start += count
     for d in drivers:
         d.start()
