@@ -5,7 +5,7 @@
   verified with a TOTP device, so the two-factor middleware lets them through.
 - ``browser`` / ``page``: headless Chromium through Playwright (mark such tests ``@pytest.mark.browser``
   and use ``live_server``); ``browser_login(page, live_server, "agent", "demo")`` logs in through the real
-  login page.
+  login page by the fields' names, in any language (``parkinghq.browser_login.log_in``).
 """
 
 from __future__ import annotations
@@ -155,12 +155,10 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def browser_login(page: Any, live_server: Any, username: str, password: str) -> None:
-    """Log in through the real login page."""
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    with page.expect_navigation():
-        page.get_by_role("button", name="Log in").click()
+    """Log in through the real login page, by the fields' names (so in any language)."""
+    from parkinghq.browser_login import log_in
+
+    log_in(page, live_server.url, username, password)
 
 
 @pytest.fixture(name="browser_login")

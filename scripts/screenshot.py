@@ -11,9 +11,13 @@ from __future__ import annotations
 import argparse
 import base64
 import sys
+from pathlib import Path
 
 from django_otp.oath import totp
 from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from parkinghq.browser_login import log_in  # noqa: E402  (the repository's root is on the path now)
 
 ARGS = [
     "--no-sandbox",
@@ -43,11 +47,7 @@ def main() -> int:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         context = browser.new_context(viewport={"width": args.width, "height": args.height}, locale=args.locale)
         page = context.new_page()
-        page.goto(f"{args.base}/accounts/login/")
-        # Fields by name, not label: the labels are in the browser's language.
-        page.locator("input[name=username]").fill(args.user)
-        page.locator("input[name=password]").fill(args.password)
-        page.locator("form:has(input[name=password]) button[type=submit]").click()
+        log_in(page, args.base, args.user, args.password)  # by the fields' names: labels are in German
         page.wait_for_load_state()
         if "/two-factor/enrol/" in page.url:
             secret = page.get_by_test_id("otp-secret").inner_text().replace(" ", "")

@@ -31,16 +31,7 @@ def german_page(browser: Any) -> Iterator[Any]:
         context.close()
 
 
-def _log_in(page: Any, live_server: Any, username: str, password: str) -> None:
-    # By the fields' names: the login page's labels are German too.
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.locator("input[name=username]").fill(username)
-    page.locator("input[name=password]").fill(password)
-    with page.expect_navigation():
-        page.locator("form button[type=submit]").first.click()
-
-
-def test_a_german_agent_claims_and_completes_a_task_in_german(live_server, german_page):
+def test_a_german_agent_claims_and_completes_a_task_in_german(live_server, german_page, browser_login):
     page = german_page
     install()
     north = CarParkFactory(name="Parkhaus Nord")
@@ -49,7 +40,7 @@ def test_a_german_agent_claims_and_completes_a_task_in_german(live_server, germa
     agent.save()
     task = start_review(north, customer_name="Nora Nord")
 
-    _log_in(page, live_server, "agent1", "secret-pass-1")
+    browser_login(page, live_server, "agent1", "secret-pass-1")  # by the fields' names: the labels are German
     page.goto(f"{live_server.url}/basket/")
     expect(page.locator("h1")).to_contain_text("Aufgabenkorb")
     tabs = page.locator(".nav-tabs")
