@@ -1868,6 +1868,11 @@ def _on_dispute_closed(obj: dict[str, Any]) -> str:
             BillingException.objects.filter(dedupe_key=f"dispute:{dispute.stripe_dispute_id}"),
             resolution=f"Dispute {status} at Stripe.",
         )
+    elif status == "lost" and dispute.payment.method == PaymentOption.SEPA_DEBIT:
+        # A returned debit is always "lost": the invoice is open again and its workflow already runs.
+        _invoice_event(
+            invoice, invoice.state, note=f"Dispute {dispute.stripe_dispute_id} closed (debit returned)"
+        ).save()
     elif status == "lost":
         _invoice_event(invoice, invoice.state, note=f"Dispute {dispute.stripe_dispute_id} lost").save()
         billing_exception_raise(

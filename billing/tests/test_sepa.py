@@ -435,6 +435,10 @@ def test_a_chargeback_reopens_the_invoice_books_it_once_and_starts_the_returned_
     assert "insufficient_funds" in mail.outbox[0].body
     process = processes(invoice, "returned-direct-debit").get()
     assert process.tasks.get().name == "Returned direct debit: contact the customer"
+    # Stripe closes the dispute as lost (every returned debit is): no second Finance task, nothing booked again.
+    deliver(client, settings, recorded("charge.dispute.closed.sepa_debit", payment, customer))
+    assert not invoice.billingexception_set.filter(kind="dispute").exists()
+    assert Payment.objects.filter(invoice=invoice, kind=Payment.Kind.CHARGEBACK).count() == 1
     # A charge job now (the workflow's retry) sends no second debit on a charged-back invoice.
     assert services.invoice_charge(invoice=invoice).status == "charged_back"
     assert Payment.objects.filter(invoice=invoice, kind=Payment.Kind.CHARGE).count() == 1
