@@ -349,3 +349,21 @@ def test_a_sync_runs_messages_read_german_for_a_german_user_and_english_for_anot
     CpmsConnection.objects.filter(pk=connection.pk).update(status_message="Occupancy succeeded")
     detail = client.get(reverse("connect:connection-detail", args=[connection.pk]), **GERMAN).content.decode()
     assert "Belegung erfolgreich" in detail
+
+
+def test_the_editors_role_problems_read_german_and_name_the_roles_both_ways(groups):
+    from workflows.compiler import role_problems
+
+    spec = _permit(with_default=True)
+    spec["steps"][1]["role"] = "Night shift"
+    with translation.override("de"):
+        [problem] = role_problems(spec)
+    text = str(problem.message)
+    assert text.startswith("die Rolle „Night shift“ gibt es nicht, ihre Aufgaben gingen also an niemanden (Rollen: ")
+    assert "Back-office agent (Sachbearbeitung)" in text  # the name a file uses, and its label
+    with translation.override("en"):
+        [problem] = role_problems(spec)
+    assert str(problem.message).startswith(
+        "role “Night shift” does not exist, so its tasks would go to nobody (roles: "
+    )
+    assert "Back-office agent," in str(problem.message)

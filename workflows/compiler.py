@@ -229,7 +229,9 @@ def role_problems(spec: dict[str, Any], roles: list[str] | None = None) -> list[
     start's ``starters``. Such tasks would go to nobody, so publishing refuses them (a draft may keep them)."""
     if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list):
         return []
-    from accounts.roles import ALL_ROLES
+    from django.utils.translation import gettext
+
+    from accounts.roles import ALL_ROLES, role_label
 
     fetched: list[list[str]] = [roles] if roles is not None else []
 
@@ -247,8 +249,10 @@ def role_problems(spec: dict[str, Any], roles: list[str] | None = None) -> list[
     problems: list[StepProblem] = []
 
     def unknown(sid: str, message: str) -> None:
-        listed = ", ".join(all_roles())
-        problems.append(StepProblem(sid, names.get(sid) or step_label(sid), f"{message} (roles: {listed})"))
+        # The names a file must use, with each portal role's label in the reader's language beside it.
+        listed = ", ".join(name if role_label(name) == name else f"{name} ({role_label(name)})" for name in all_roles())
+        text = gettext("%(problem)s (roles: %(roles)s)") % {"problem": message, "roles": listed}
+        problems.append(StepProblem(sid, names.get(sid) or step_label(sid), text))
 
     for raw in spec["steps"]:
         if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
@@ -257,18 +261,28 @@ def role_problems(spec: dict[str, Any], roles: list[str] | None = None) -> list[
         if raw.get("type") == "user":
             role = raw.get("role")
             if isinstance(role, str) and role.strip() and role not in known:
-                unknown(sid, f"role “{role}” does not exist, so its tasks would go to nobody")
+                unknown(
+                    sid, gettext("role “%(role)s” does not exist, so its tasks would go to nobody") % {"role": role}
+                )
             for level, item in enumerate(raw.get("escalation") or [], start=1):
                 target = item.get("to") if isinstance(item, dict) else None
                 if isinstance(target, str) and target and target not in known:
-                    unknown(sid, f"escalation level {level} goes to “{target}”, which is not a role")
+                    unknown(
+                        sid,
+                        gettext("escalation level %(level)s goes to “%(role)s”, which is not a role")
+                        % {"level": level, "role": target},
+                    )
         elif raw.get("type") == "start" and not raw.get("event"):
             starters = raw.get("starters") or []
             if isinstance(starters, str):
                 starters = [s.strip() for s in starters.split(",") if s.strip()]
             for starter in starters if isinstance(starters, list) else []:
                 if isinstance(starter, str) and starter not in known:
-                    unknown(sid, f"starter “{starter}” is not a role, so nobody with it could start the workflow")
+                    unknown(
+                        sid,
+                        gettext("starter “%(role)s” is not a role, so nobody with it could start the workflow")
+                        % {"role": starter},
+                    )
     return problems
 
 
