@@ -9,6 +9,7 @@ from django.dispatch import receiver
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
+from accounts.roles import role_label
 from notifications.models import Notification
 from notifications.services import notification_send
 from workflows.signals import task_assigned, task_escalated, task_timed_out
@@ -58,7 +59,7 @@ def on_task_escalated(sender: Any, task: Any, previous: Any, reason: str = "", *
         why = _("it is overdue") if overdue else f"“{reason}”"
         return _("“%(task)s” was escalated to %(role)s (level %(level)s): %(why)s.") % {
             "task": task.name,
-            "role": task.role,
+            "role": role_label(task.role),
             "level": task.escalation_level,
             "why": why,
         }
@@ -66,7 +67,7 @@ def on_task_escalated(sender: Any, task: Any, previous: Any, reason: str = "", *
     notification_send(
         users=recipients.values(),
         kind=Notification.Kind.ESCALATION,
-        title=lambda: _("Escalated to %(role)s: %(task)s") % {"role": task.role, "task": task.name},
+        title=lambda: _("Escalated to %(role)s: %(task)s") % {"role": role_label(task.role), "task": task.name},
         body=body,
         url=_task_url(task),
         email_context=_context(task, previous=previous, reason=reason, overdue=overdue),
@@ -74,7 +75,8 @@ def on_task_escalated(sender: Any, task: Any, previous: Any, reason: str = "", *
     if overdue and previous is not None and previous.assignee_id:
         _tell_overdue(
             previous.assignee, task, lambda: _("Overdue: %(task)s") % {"task": task.name},
-            lambda: _("“%(task)s” passed its due time and went to %(role)s.") % {"task": task.name, "role": task.role},
+            lambda: _("“%(task)s” passed its due time and went to %(role)s.")
+            % {"task": task.name, "role": role_label(task.role)},
             previous=previous,
         )  # fmt: skip
 

@@ -367,3 +367,25 @@ def test_the_editors_role_problems_read_german_and_name_the_roles_both_ways(grou
         "role “Night shift” does not exist, so its tasks would go to nobody (roles: "
     )
     assert "Back-office agent," in str(problem.message)
+
+
+def test_an_escalation_notification_names_the_role_in_each_readers_language(groups, django_capture_on_commit_callbacks):
+    from accounts.models import Preference
+    from notifications.models import Notification
+    from workflows.models import Task
+    from workflows.signals import task_escalated
+
+    install()
+    north = CarParkFactory(name="Parkhaus Nord")
+    german = person("leiterin", roles.MANAGER, carparks=[north])
+    Preference.objects.update_or_create(user=german, defaults={"language": "de"})
+    person("manager", roles.MANAGER, carparks=[north])
+    task = start_review(north)
+    Task.objects.filter(pk=task.pk).update(role=roles.MANAGER)
+    task.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        task_escalated.send(sender=Task, task=task, previous=None, reason="by hand")
+
+    titles = {n.user.username: n.title for n in Notification.objects.select_related("user")}
+    assert titles["leiterin"].startswith("Eskaliert an Parkhausleitung"), titles
+    assert titles["manager"].startswith(f"Escalated to {roles.MANAGER}"), titles
