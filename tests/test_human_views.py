@@ -5,6 +5,10 @@ a customer, a car park and the search page. In each page's *visible* text (no at
 styles) there is no dict/list literal (``{"``, ``{'``, ``[{``) and no enum value of any model's choices
 whose label differs from it and that cannot be prose: the values made of words joined by ``_``
 (``in_progress``, ``Replace_card`` …, in any letter case); a one-word value such as "open" reads as English.
+
+For every demo role the value cells of its pages (td, dd, badges, status marks) are read as well: there a
+cell whose whole text is a raw choice value ("open", "paid", "draft") is the value printed instead of its
+label, unless the German page shows a German word in its place (translated prose that spells a value).
 """
 
 from __future__ import annotations

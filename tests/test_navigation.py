@@ -4,6 +4,9 @@ For each demo user the home page's menu is read; every link it shows answers 200
 menu item (its own), and every menu entry it hides refuses the user (403, 404 or the login page) — so the
 menu hides nothing that would have worked. The one exception is an entry hidden by its own further test
 (``Entry.visible``: "Start process" when nothing may be started): its page then offers nothing.
+
+The tab bars follow the same rule: from each menu page (one tab further), every tab shown answers 200 and
+every tab an administrator sees that the role does not see refuses the role.
 """
 
 from __future__ import annotations
