@@ -21,6 +21,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 
 from billing.payment_options import PaymentOption, default_product_options
 from carparks.models import CarPark, Product, ProductPrice
@@ -28,6 +29,21 @@ from carparks.services import CarparkError, _lock_product, product_set_quota
 
 MAX_PRICE = Decimal("99999999.99")
 NAME_MAX = 200
+# The fields an error names, in the reader's language (the services pass the English key).
+FIELD_LABELS = {
+    "name": pgettext_lazy("product field", "name"),
+    "audience": pgettext_lazy("product field", "audience"),
+    "validity": pgettext_lazy("product field", "validity"),
+    "vehicle class": pgettext_lazy("product field", "vehicle class"),
+    "deposit": pgettext_lazy("product field", "deposit"),
+    "VAT rate": pgettext_lazy("product field", "VAT rate"),
+    "monthly price": pgettext_lazy("product field", "monthly price"),
+    "CPMS reference": pgettext_lazy("product field", "CPMS reference"),
+}
+
+
+def _label(label: str) -> str:
+    return str(FIELD_LABELS.get(label, label))
 
 
 @dataclass(frozen=True)
@@ -48,11 +64,15 @@ def _audit(user: Any, action: str, target: Any, old: Any = None, new: Any = None
 def _text(value: Any, *, field: str, label: str, max_length: int, required: bool = False) -> str:
     text = str(value or "").strip()
     if "\x00" in text:
-        raise CarparkError(f"The {label} cannot contain a null character.", field=field)
+        raise CarparkError(_("The %(field)s cannot contain a null character.") % {"field": _label(label)}, field=field)
     if len(text) > max_length:
-        raise CarparkError(f"The {label} has at most {max_length} characters (it has {len(text)}).", field=field)
+        raise CarparkError(
+            _("The %(field)s has at most %(max)s characters (it has %(length)s).")
+            % {"field": _label(label), "max": max_length, "length": len(text)},
+            field=field,
+        )
     if required and not text:
-        raise CarparkError(f"Give the {label}.", field=field)
+        raise CarparkError(_("Give the %(field)s.") % {"field": _label(label)}, field=field)
     return text
 
 
@@ -60,17 +80,23 @@ def _amount(value: Any, *, field: str, label: str) -> Decimal:
     try:
         amount = Decimal(str(value))
     except (InvalidOperation, ValueError, TypeError):
-        raise CarparkError(f"The {label} must be an amount such as 89.00.", field=field) from None
+        raise CarparkError(
+            _("The %(field)s must be an amount such as 89.00.") % {"field": _label(label)}, field=field
+        ) from None
     if not amount.is_finite() or amount < 0 or amount > MAX_PRICE:
-        raise CarparkError(f"The {label} lies between 0.00 and {MAX_PRICE}.", field=field)
+        raise CarparkError(
+            _("The %(field)s lies between 0.00 and %(max)s.") % {"field": _label(label), "max": MAX_PRICE}, field=field
+        )
     if amount != amount.quantize(Decimal("0.01")):
-        raise CarparkError(f"The {label} has at most two decimal places.", field=field)
+        raise CarparkError(_("The %(field)s has at most two decimal places.") % {"field": _label(label)}, field=field)
     return amount.quantize(Decimal("0.01"))
 
 
 def _choice(value: str, choices: Any, *, field: str, label: str) -> str:
     if value not in choices.values:
-        raise CarparkError(f"{value!r} is not a {label}.", field=field)
+        raise CarparkError(
+            _("%(value)s is not a %(field)s.") % {"value": repr(value), "field": _label(label)}, field=field
+        )
     return value
 
 
@@ -178,7 +204,11 @@ def product_create(
     with transaction.atomic():
         carpark = CarPark.objects.select_for_update().get(pk=carpark.pk)
         if Product.objects.filter(carpark=carpark, name__iexact=values["name"]).exists():
-            raise CarparkError(f"{carpark.name} already has a product called {values['name']!r}.", field="name")
+            raise CarparkError(
+                _("%(carpark)s already has a product called %(name)s.")
+                % {"carpark": carpark.name, "name": repr(values["name"])},
+                field="name",
+            )
         product = Product.objects.create(carpark=carpark, monthly_price=price, quota=int(quota), **values)
         ProductPrice.objects.create(
             product=product, monthly_price=price, valid_from=timezone.localdate(), created_by=_user(user)
@@ -203,7 +233,10 @@ def product_update(*, product: Product, user: Any = None, quota: int | None = No
         product = _lock_product(product.pk)
         renamed = "name" in checked and checked["name"].lower() != product.name.lower()
         if renamed and Product.objects.filter(carpark_id=product.carpark_id, name__iexact=checked["name"]).exists():
-            raise CarparkError(f"This car park already has a product called {checked['name']!r}.", field="name")
+            raise CarparkError(
+                _("This car park already has a product called %(name)s.") % {"name": repr(checked["name"])},
+                field="name",
+            )
         old = {key: getattr(product, key) for key in checked}
         changed = {key: value for key, value in checked.items() if old[key] != value}
         if changed:

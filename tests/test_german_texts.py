@@ -389,3 +389,16 @@ def test_an_escalation_notification_names_the_role_in_each_readers_language(grou
     titles = {n.user.username: n.title for n in Notification.objects.select_related("user")}
     assert titles["leiterin"].startswith("Eskaliert an Parkhausleitung"), titles
     assert titles["manager"].startswith(f"Escalated to {roles.MANAGER}"), titles
+
+
+def test_a_product_error_names_the_field_in_german(groups):
+    from carparks.product_services import product_create
+    from carparks.services import CarparkError
+
+    carpark = CarParkFactory(name="Parkhaus Ost")
+    with translation.override("de"), pytest.raises(CarparkError) as refused:
+        product_create(carpark=carpark, name="Dauerparker", monthly_price="12.345", quota=10)
+    assert str(refused.value) == "„Monatspreis“ hat höchstens zwei Nachkommastellen."
+    with translation.override("en"), pytest.raises(CarparkError) as refused:
+        product_create(carpark=carpark, name="Dauerparker", monthly_price="12.345", quota=10)
+    assert str(refused.value) == "The monthly price has at most two decimal places."
