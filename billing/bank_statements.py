@@ -131,6 +131,7 @@ def statement_import(*, data: bytes, file_name: str, user: Any = None) -> BankSt
         raise _already(same)
 
     credits = [entry for entry in parsed.entries if entry.is_credit]
+    booked_before = _booked_before(account, credits)
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -183,6 +184,15 @@ def statement_import(*, data: bytes, file_name: str, user: Any = None) -> BankSt
             for entry in parsed.entries
         ]
         by_position = {row.position: row for row in rows}
+        # A credit the bank reported before (a camt.054 notification, then the day's camt.053) is recorded
+        # for the statement's completeness and booked no second time.
+        for entry in credits:
+            earlier = booked_before.get(_credit_key(entry))
+            if earlier is not None:
+                row = by_position[entry.position]
+                row.status = BankEntry.Status.IGNORED
+                row.note = f"Reported before in {earlier}: booked there, not again"[:500]
+        credits = [entry for entry in credits if _credit_key(entry) not in booked_before]
         matches = match_entries(credits, open_invoices()) if credits else []
         plan = [(by_position[m.position], m.invoice_id, m.rule) for m in matches if m.invoice_id is not None]
 
@@ -204,6 +214,34 @@ def statement_import(*, data: bytes, file_name: str, user: Any = None) -> BankSt
         statement.save(update_fields=["matched_count", "queued_count"])
         transaction.on_commit(lambda: bank_credits_unmatched_dispatch(entry_ids=queued))
     return statement
+
+
+def _credit_key(entry: Any) -> tuple[str, str, Decimal] | None:
+    """What identifies one credit across the bank's files: its servicer reference, end-to-end id and amount."""
+    reference = (entry.account_servicer_reference or "")[:35]
+    if not reference:
+        return None
+    return (reference, (entry.end_to_end_id or "")[:35], Decimal(entry.amount))
+
+
+def _booked_before(account: str, credits: Sequence[Any]) -> dict[Any, str]:
+    """The credits of this file that an earlier file of the account holds already, with that file's name."""
+    keys = {key for key in map(_credit_key, credits) if key is not None}
+    references = sorted({key[0] for key in keys})
+    found: dict[Any, str] = {}
+    for offset in range(0, len(references), 5000):
+        rows = BankEntry.objects.filter(
+            statement__account_iban=account,
+            is_credit=True,
+            account_servicer_reference__in=references[offset : offset + 5000],
+        ).values_list(
+            "account_servicer_reference", "end_to_end_id", "amount", "statement__kind", "statement__statement_id"
+        )
+        for reference, end_to_end, amount, kind, statement_id in rows:
+            key = (reference, end_to_end, Decimal(amount))
+            if key in keys:
+                found.setdefault(key, f"{BankStatement.Kind(kind).label} {statement_id}")
+    return found
 
 
 def open_invoices() -> list[OpenInvoice]:

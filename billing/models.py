@@ -669,6 +669,10 @@ class BankEntry(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["statement", "position"], name="bankentry_unique_position"),
         ]
+        indexes = [
+            # A credit reported in two files (camt.054, then camt.053) is found by the bank's reference.
+            models.Index(fields=["account_servicer_reference"], name="bankentry_servicer_ref"),
+        ]
 
     def __str__(self) -> str:
         sign = "" if self.is_credit else "-"

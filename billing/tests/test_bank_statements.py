@@ -503,3 +503,37 @@ def test_the_200_credit_statement_books_the_right_invoices_queues_the_rest_and_b
     with pytest.raises(StatementRefused):
         statement_import(data=data, file_name="december-again.xml", user=None)
     assert ledger() == before
+
+
+def _as_camt054(statement: Statement) -> bytes:
+    """The same entries as a camt.054.001.02 credit notification (Document/BkToCstmrDbtCdtNtfctn/Ntfctn)."""
+    xml = statement.xml().decode()
+    xml = xml.replace("camt.053.001.02", "camt.054.001.02").replace("BkToCstmrStmt>", "BkToCstmrDbtCdtNtfctn>")
+    return xml.replace("<Stmt>", "<Ntfctn>").replace("</Stmt>", "</Ntfctn>").encode()
+
+
+def test_a_credit_notified_by_camt054_is_not_booked_again_by_the_days_camt053(finance_user):
+    invoice = invoice_for("Karl Lang")
+    other = invoice_for("Eva Berg", price="50.00")
+    notified = Statement(statement_id="NTFCTN-0304", entries=[Credit("60.00", "Karl Lang", invoice.display_number)])
+    first = statement_import(data=_as_camt054(notified), file_name="ntfctn.xml", user=finance_user)
+    assert first.kind == BankStatement.Kind.CAMT054
+    before = ledger()
+
+    # The day's statement repeats that credit (same bank reference, end-to-end id, amount) and adds one.
+    day = Statement(
+        entries=[
+            Credit("60.00", "Karl Lang", invoice.display_number),
+            Credit("50.00", "Eva Berg", other.display_number),
+        ]
+    )
+    statement = statement_import(data=day.xml(), file_name="stmt.xml", user=finance_user)
+
+    repeated, new = statement.entries.order_by("position")
+    assert repeated.status == BankEntry.Status.IGNORED and "NTFCTN-0304" in repeated.note
+    assert not repeated.payments.exists()
+    assert new.status == BankEntry.Status.MATCHED
+    assert fresh(invoice).amount_paid == Decimal("60.00")  # once, from the notification
+    assert fresh(other).state == Invoice.State.PAID
+    assert Payment.objects.count() == before[2] + 1  # one ledger row, for the new credit only
+    assert CustomerCredit.objects.count() == before[3]  # the repeat is no over-payment either
