@@ -569,6 +569,9 @@ def _seed() -> SimpleNamespace:
         rule=rule,
         alert=AlertEvent.objects.create(rule=rule, key="incidents", message="1 process with an open incident"),
         statement=statement,
+        statement_build=StatementBuild.objects.create(
+            frequency="weekly", period_start=date(2026, 11, 2), period_end=date(2026, 11, 8), statement=statement
+        ),
         version=WorkflowVersion.objects.get(definition__key="season-contract", state=WorkflowVersion.State.PUBLISHED),
         by_hand=by_hand,
         library_slug=authoring.library_items()[0].slug,
@@ -584,9 +587,6 @@ def _absence(user: Any, substitute: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def world(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-        statement_build=StatementBuild.objects.create(
-            frequency="weekly", period_start=date(2026, 11, 2), period_end=date(2026, 11, 8), statement=statement
-        ),
     """The dataset, seeded once for the module inside a transaction that is rolled back at its end
     (each test runs in a savepoint within it, as pytest-django's ``django_db`` tests always do)."""
     tmp = tmp_path_factory.mktemp("sweep")
