@@ -17,6 +17,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from workflows.durations import parse_duration
 from workflows.errors import DefinitionInvalid, ExpressionError, StepProblem
 from workflows.expressions import Expression, compile_expression, is_identifier
@@ -37,7 +39,7 @@ def _path_timeout(sid: str, timeout: Any, errors: Problems) -> dict[str, str] | 
     if not timeout:
         return None
     if not isinstance(timeout, dict) or not timeout.get("after") or not timeout.get("next"):
-        errors.step(sid, "timeout needs 'after' (a duration) and 'next'")
+        errors.step(sid, _("timeout needs 'after' (a duration) and 'next'"))
         return None
     return {"after": _duration(sid, "timeout.after", timeout["after"], errors) or "", "next": timeout["next"]}
 
@@ -139,50 +141,62 @@ def compile_spec(spec: dict[str, Any], *, check_registry: bool = True) -> dict[s
     from workflows.registry import is_registered
 
     if not isinstance(spec, dict):
-        raise DefinitionInvalid(["the definition must be a JSON object"])
+        raise DefinitionInvalid([_("the definition must be a JSON object")])
     errors = Problems(step_names(spec))
     key = spec.get("key")
     if not isinstance(key, str) or not key.strip():
-        errors.append("the definition needs a 'key'")
+        errors.append(_("the definition needs a 'key'"))
     elif len(key) > 100 or not all(c.isalnum() or c in "-_." for c in key):
-        errors.append(f"key {key!r}: use letters, digits, '-', '_' or '.' (at most 100 characters)")
+        errors.append(
+            _("key %(key)s: use letters, digits, '-', '_' or '.' (at most 100 characters)") % {"key": repr(key)}
+        )
     raw_steps = spec.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
-        raise errors.invalid("the definition needs a non-empty list of 'steps'")
+        raise errors.invalid(_("the definition needs a non-empty list of 'steps'"))
 
     known = known_variables(spec)
     steps: OrderedDict[str, dict[str, Any]] = OrderedDict()
     for index, raw in enumerate(raw_steps):
         if not isinstance(raw, dict):
-            errors.append(f"step #{index + 1}: must be an object")
+            errors.append(_("step #%(number)s: must be an object") % {"number": index + 1})
             continue
         sid = raw.get("id")
         if not isinstance(sid, str) or not sid.strip():
-            label = f"“{raw['name']}” (step #{index + 1})" if isinstance(raw.get("name"), str) else f"step #{index + 1}"
-            errors.append(f"{label}: needs an 'id'")
+            if isinstance(raw.get("name"), str):
+                label = _("“%(name)s” (step #%(number)s)") % {"name": raw["name"], "number": index + 1}
+            else:
+                label = _("step #%(number)s") % {"number": index + 1}
+            errors.append(_("%(step)s: needs an 'id'") % {"step": label})
             continue
         if len(sid) > 100:
-            errors.step(sid, "the id is longer than 100 characters")
+            errors.step(sid, _("the id is longer than 100 characters"))
             continue
         if sid in steps:
-            errors.step(sid, "the id is used by two steps")
+            errors.step(sid, _("the id is used by two steps"))
             continue
         kind = raw.get("type")
         if kind not in STEP_TYPES:
-            errors.step(sid, f"unknown type {kind!r} (use one of {', '.join(STEP_TYPES)})")
+            errors.step(
+                sid,
+                _("unknown type %(type)s (use one of %(types)s)")
+                % {"type": repr(kind), "types": ", ".join(STEP_TYPES)},
+            )
             continue
         steps[sid] = _normalise(sid, kind, raw, known, errors, check_registry, is_registered)
 
     starts = [sid for sid, s in steps.items() if s["type"] == "start"]
     if len(starts) != 1:
-        found = f" (found {', '.join(errors.named(s) for s in starts)})" if starts else ""
-        errors.append(f"the definition needs exactly one start step{found}")
+        if starts:
+            found = ", ".join(errors.named(s) for s in starts)
+            errors.append(_("the definition needs exactly one start step (found %(steps)s)") % {"steps": found})
+        else:
+            errors.append(_("the definition needs exactly one start step"))
     if not any(s["type"] == "end" for s in steps.values()):
-        errors.append("the definition needs at least one end step")
+        errors.append(_("the definition needs at least one end step"))
     for sid, step in steps.items():
         for target in _targets(step):
             if target not in steps:
-                errors.step(sid, f"leads to unknown step '{target}'")
+                errors.step(sid, _("leads to unknown step '%(step)s'") % {"step": target})
     if errors:
         raise errors.invalid()
 
@@ -190,16 +204,16 @@ def compile_spec(spec: dict[str, Any], *, check_registry: bool = True) -> dict[s
     reachable = _reach(steps, [start], forward=True)
     for sid in steps:
         if sid not in reachable:
-            errors.step(sid, "cannot be reached from the start")
+            errors.step(sid, _("cannot be reached from the start"))
     ends = [sid for sid, s in steps.items() if s["type"] == "end"]
     reaches_end = _reach(steps, ends, forward=False)
     for sid in steps:
         if sid in reachable and sid not in reaches_end:
-            errors.step(sid, "no end can be reached from it")
+            errors.step(sid, _("no end can be reached from it"))
     cycle = _cycle_without_wait(steps)
     if cycle:
         loop = " → ".join(errors.named(s) for s in [*cycle, cycle[0]])
-        errors.step(cycle[0], f"is part of a loop without a user task or wait ({loop})")
+        errors.step(cycle[0], _("is part of a loop without a user task or wait (%(loop)s)") % {"loop": loop})
     if errors:
         raise errors.invalid()
     declared = spec.get("variables") or []
@@ -307,7 +321,7 @@ def _duration(sid: str, label: str, value: Any, errors: Problems) -> str | None:
     try:
         parse_duration(value)
     except ValueError as exc:
-        errors.step(sid, f"{label}: {exc}")
+        errors.step(sid, _("%(field)s: %(problem)s") % {"field": label, "problem": exc})
         return None
     return value
 
@@ -319,31 +333,36 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
     if kind in ("start", "system", "call", "wait"):
         nxt = raw.get("next")
         if not nxt or not isinstance(nxt, str):
-            errors.step(sid, "needs 'next'")
+            errors.step(sid, _("needs 'next'"))
         step["next"] = nxt
     if kind == "start":
         _normalise_start(sid, raw, step, errors)
     if kind == "user":
         role = raw.get("role")
         if not isinstance(role, str) or not role.strip():
-            errors.step(sid, "a user task needs a 'role'")
+            errors.step(sid, _("a user task needs a 'role'"))
         step["role"] = role or ""
         scope = raw.get("scope") or None
         if scope not in SCOPES:
-            errors.step(sid, f"scope must be 'carpark' or empty, not {scope!r}")
+            errors.step(sid, _("scope must be 'carpark' or empty, not %(scope)s") % {"scope": repr(scope)})
         step["scope"] = scope
         step["instructions"] = str(raw.get("instructions") or "")
         step["due_in"] = _duration(sid, "due_in", raw.get("due_in"), errors)
         priority = raw.get("priority") or "normal"
         if priority not in PRIORITIES:
-            errors.step(sid, f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+            errors.step(
+                sid,
+                _("priority must be one of %(priorities)s, not %(priority)s")
+                % {"priorities": ", ".join(PRIORITIES), "priority": repr(priority)},
+            )
         step["priority"] = PRIORITIES.get(priority, 2)
         chain = []
         for level, item in enumerate(raw.get("escalation") or [], start=1):
             if not isinstance(item, dict) or not item.get("to"):
-                errors.step(sid, f"escalation level {level} needs 'to' (a role)")
+                errors.step(sid, _("escalation level %(level)s needs 'to' (a role)") % {"level": level})
                 continue
-            after = _duration(sid, f"escalation level {level} 'after'", item.get("after") or "PT0S", errors)
+            label = _("escalation level %(level)s 'after'") % {"level": level}
+            after = _duration(sid, label, item.get("after") or "PT0S", errors)
             chain.append({"after": after or "PT0S", "to": item["to"]})
         step["escalation"] = chain
         step["inputs"] = _inputs(sid, raw, errors)
@@ -354,19 +373,19 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
             if raw.get("next"):
                 outcomes = {"done": raw["next"]}
             else:
-                errors.step(sid, "a user task needs 'outcomes' (outcome → next step)")
+                errors.step(sid, _("a user task needs 'outcomes' (outcome → next step)"))
                 outcomes = {}
         for outcome, target in outcomes.items():
             if not isinstance(target, str) or not target:
-                errors.step(sid, f"outcome '{outcome}' needs a next step")
+                errors.step(sid, _("outcome '%(outcome)s' needs a next step") % {"outcome": outcome})
         step["outcomes"] = dict(outcomes)
         step["timeout"] = _path_timeout(sid, raw.get("timeout"), errors)
     elif kind == "system":
         task = raw.get("task")
         if not isinstance(task, str) or not task:
-            errors.step(sid, "a system task needs 'task' (a registered name)")
+            errors.step(sid, _("a system task needs 'task' (a registered name)"))
         elif check_registry and not is_registered(task):
-            errors.step(sid, f"system task '{task}' is not registered")
+            errors.step(sid, _("system task '%(task)s' is not registered") % {"task": task})
         step["task"] = task or ""
         retry = {**DEFAULT_RETRY, **(raw.get("retry") or {})}
         try:
@@ -374,7 +393,7 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
             if not 1 <= retry["max_attempts"] <= 100:
                 raise ValueError
         except (TypeError, ValueError):
-            errors.step(sid, "retry.max_attempts must be a whole number from 1 to 100")
+            errors.step(sid, _("retry.max_attempts must be a whole number from 1 to 100"))
             retry["max_attempts"] = 1
         retry["backoff"] = _duration(sid, "retry.backoff", retry.get("backoff"), errors) or "PT0S"
         step["retry"] = {"max_attempts": retry["max_attempts"], "backoff": retry["backoff"]}
@@ -383,44 +402,47 @@ def _normalise(sid, kind, raw, known, errors, check_registry, is_registered) -> 
         branches = []
         for number, branch in enumerate(raw.get("branches") or [], start=1):
             if not isinstance(branch, dict) or not branch.get("next"):
-                errors.step(sid, f"branch {number} needs 'when' and 'next'")
+                errors.step(sid, _("branch %(number)s needs 'when' and 'next'") % {"number": number})
                 continue
             try:
                 compile_expression(branch.get("when", ""), known)
             except ExpressionError as exc:
-                errors.step(sid, f"branch {number}: {exc}")
+                errors.step(sid, _("branch %(number)s: %(problem)s") % {"number": number, "problem": exc})
             branches.append({"when": branch.get("when", ""), "next": branch["next"]})
         step["branches"] = branches
         if not raw.get("default"):
-            errors.step(sid, "a decision needs a 'default' branch")
+            errors.step(sid, _("a decision needs a 'default' branch"))
         step["default"] = raw.get("default")
     elif kind == "wait":
         modes = [m for m in ("duration", "until_variable", "message") if raw.get(m)]
         if len(modes) != 1:
-            errors.step(sid, "a wait needs exactly one of 'duration', 'until_variable' or 'message'")
+            errors.step(sid, _("a wait needs exactly one of 'duration', 'until_variable' or 'message'"))
         step["duration"] = _duration(sid, "duration", raw.get("duration"), errors)
         until = raw.get("until_variable")
         if until and (not is_identifier(until) or until not in known):
             errors.step(
                 sid,
-                f"until_variable '{until}' is not a known variable "
-                '(declare process variables in the definition\'s "variables" list)',
+                _(
+                    "until_variable '%(name)s' is not a known variable "
+                    '(declare process variables in the definition\'s "variables" list)'
+                )
+                % {"name": until},
             )
         step["until_variable"] = until or None
         step["message"] = raw.get("message") or None
         payload = raw.get("payload")
         if payload is not None:
             if not isinstance(payload, list) or not all(is_identifier(str(p)) for p in payload):
-                errors.step(sid, "payload must be a list of variable names")
+                errors.step(sid, _("payload must be a list of variable names"))
                 payload = []
             step["payload"] = [str(p) for p in payload]
         if raw.get("timeout") and not step["message"]:
-            errors.step(sid, "only a wait for a message can have a timeout")
+            errors.step(sid, _("only a wait for a message can have a timeout"))
         step["timeout"] = _path_timeout(sid, raw.get("timeout"), errors)
     elif kind == "call":
         definition = raw.get("definition")
         if not isinstance(definition, str) or not definition:
-            errors.step(sid, "a call needs 'definition' (the key of another workflow)")
+            errors.step(sid, _("a call needs 'definition' (the key of another workflow)"))
         step["definition"] = definition or ""
     elif kind == "end":
         step["result"] = str(raw.get("result") or "")
@@ -438,7 +460,7 @@ def _normalise_start(sid: str, raw: dict[str, Any], step: dict[str, Any], errors
 
     event = raw.get("event") or ""
     if not isinstance(event, str):
-        errors.step(sid, "'event' must be the name of a business event")
+        errors.step(sid, _("'event' must be the name of a business event"))
         event = ""
     step["event"] = event
     step["condition"] = ""
@@ -446,20 +468,27 @@ def _normalise_start(sid: str, raw: dict[str, Any], step: dict[str, Any], errors
     if event:
         event_type = CATALOGUE.get(event)
         if event_type is None:
-            errors.step(sid, f"'{event}' is not a business event (use one of {', '.join(sorted(CATALOGUE))})")
+            errors.step(
+                sid,
+                _("'%(event)s' is not a business event (use one of %(events)s)")
+                % {"event": event, "events": ", ".join(sorted(CATALOGUE))},
+            )
         condition = str(raw.get("condition") or "").strip()
         if condition:
             try:
                 compile_expression(condition, {"event"})
             except ExpressionError as exc:
-                errors.step(sid, f"start condition: {exc}")
+                errors.step(sid, _("start condition: %(problem)s") % {"problem": exc})
             if event_type is not None:
                 fields = set(event_type.properties)
                 for name in sorted(set(_EVENT_FIELD.findall(condition)) - fields):
                     errors.step(
                         sid,
-                        f"start condition uses event.{name}, which '{event}' does not have "
-                        f"(its fields: {', '.join(sorted(fields))})",
+                        _(
+                            "start condition uses event.%(field)s, which '%(event)s' does not have "
+                            "(its fields: %(fields)s)"
+                        )
+                        % {"field": name, "event": event, "fields": ", ".join(sorted(fields))},
                     )
         step["condition"] = condition
         try:
@@ -467,19 +496,19 @@ def _normalise_start(sid: str, raw: dict[str, Any], step: dict[str, Any], errors
         except (TypeError, ValueError):
             priority = None
         if priority is None or not START_PRIORITY_RANGE[0] <= priority <= START_PRIORITY_RANGE[1]:
-            errors.step(sid, "priority must be a whole number from -100 to 100")
+            errors.step(sid, _("priority must be a whole number from -100 to 100"))
             priority = 0
         step["priority"] = priority
         if raw.get("inputs"):
-            errors.step(sid, "a workflow started by an event has no start form; remove its fields")
+            errors.step(sid, _("a workflow started by an event has no start form; remove its fields"))
     elif raw.get("condition"):
-        errors.step(sid, "a start condition needs an event to test")
+        errors.step(sid, _("a start condition needs an event to test"))
     step["inputs"] = [] if event else _inputs(sid, raw, errors)
     starters = raw.get("starters") or []
     if isinstance(starters, str):
         starters = [s.strip() for s in starters.split(",") if s.strip()]
     if not isinstance(starters, list) or not all(isinstance(s, str) for s in starters):
-        errors.step(sid, "'starters' must be a list of role names")
+        errors.step(sid, _("'starters' must be a list of role names"))
         starters = []
     step["starters"] = [] if event else list(starters)
 
@@ -490,15 +519,15 @@ def _inputs(sid: str, raw: dict[str, Any], errors: Problems) -> list[dict[str, A
     seen: set[str] = set()
     for item in raw.get("inputs") or []:
         if not isinstance(item, dict) or not is_identifier(item.get("name", "")):
-            errors.step(sid, "every input needs a 'name' made of letters, digits and '_'")
+            errors.step(sid, _("every input needs a 'name' made of letters, digits and '_'"))
             continue
         name = item["name"]
         if name in seen:
-            errors.step(sid, f"input '{name}' is listed twice")
+            errors.step(sid, _("input '%(name)s' is listed twice") % {"name": name})
         seen.add(name)
         itype = item.get("type", "text")
         if itype not in INPUT_TYPES:
-            errors.step(sid, f"input '{name}' has unknown type {itype!r}")
+            errors.step(sid, _("input '%(name)s' has unknown type %(type)s") % {"name": name, "type": repr(itype)})
         field_spec = {
             "name": name,
             "label": item.get("label") or name.replace("_", " ").capitalize(),
@@ -508,7 +537,7 @@ def _inputs(sid: str, raw: dict[str, Any], errors: Problems) -> list[dict[str, A
         if itype == "choice":
             choices = item.get("choices")
             if not isinstance(choices, list) or not choices:
-                errors.step(sid, f"choice input '{name}' needs a list of 'choices'")
+                errors.step(sid, _("choice input '%(name)s' needs a list of 'choices'") % {"name": name})
             field_spec["choices"] = [str(c) for c in choices or []]
         if item.get("help"):
             field_spec["help"] = str(item["help"])

@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
+from django.utils.translation import gettext as _
 
 _PATTERN = re.compile(
     r"^P(?!$)(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -16,15 +17,20 @@ _PATTERN = re.compile(
 def parse_duration(text: str) -> relativedelta:
     """Parse an ISO 8601 duration; raises ValueError with a readable message."""
     if not isinstance(text, str):
-        raise ValueError(f"{text!r} is not an ISO 8601 duration (expected a string like 'P2D' or 'PT30M')")
+        raise ValueError(
+            _("%(value)s is not an ISO 8601 duration (expected a string like 'P2D' or 'PT30M')") % {"value": repr(text)}
+        )
     match = _PATTERN.match(text.strip().upper())
     if not match:
-        raise ValueError(f"{text!r} is not an ISO 8601 duration (expected something like 'P2D' or 'PT30M')")
+        raise ValueError(
+            _("%(value)s is not an ISO 8601 duration (expected something like 'P2D' or 'PT30M')")
+            % {"value": repr(text)}
+        )
     parts = {k: v for k, v in match.groupdict().items() if v is not None}
     seconds = float(parts.pop("seconds", 0) or 0)
     values = {k: int(v) for k, v in parts.items()}
     if any(v > 100_000 for v in values.values()) or seconds > 10**9:
-        raise ValueError(f"duration {text!r} is too long")
+        raise ValueError(_("duration %(value)s is too long") % {"value": repr(text)})
     return relativedelta(**values, seconds=int(seconds), microseconds=int(round((seconds % 1) * 1_000_000)))
 
 

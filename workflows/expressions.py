@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import cel
+from django.utils.translation import gettext as _
 
 from workflows.errors import ExpressionError
 
@@ -65,42 +66,48 @@ def _depth(source: str) -> int:
 def compile_expression(source: str, known: Iterable[str] | None = None) -> Expression:
     """Compile and check a condition. Raises ExpressionError with a readable message."""
     if not isinstance(source, str) or not source.strip():
-        raise ExpressionError("the condition is empty")
+        raise ExpressionError(_("the condition is empty"))
     if len(source) > MAX_LENGTH:
-        raise ExpressionError(f"the condition is longer than {MAX_LENGTH} characters")
+        raise ExpressionError(_("the condition is longer than %(limit)s characters") % {"limit": MAX_LENGTH})
     bare = _STRING_LITERAL.sub('""', source)
     if _depth(bare) > MAX_DEPTH:
-        raise ExpressionError(f"the condition nests deeper than {MAX_DEPTH} brackets")
+        raise ExpressionError(_("the condition nests deeper than %(limit)s brackets") % {"limit": MAX_DEPTH})
     if "__" in bare:
-        raise ExpressionError("names with double underscores are not allowed in conditions")
+        raise ExpressionError(_("names with double underscores are not allowed in conditions"))
     if macro := _MACROS.search(bare):
-        raise ExpressionError(f"'{macro.group(1)}(…)' loops are not allowed in conditions")
+        raise ExpressionError(_("'%(macro)s(…)' loops are not allowed in conditions") % {"macro": macro.group(1)})
     try:
         program = cel.compile(source)
         names = tuple(program.variables())
         functions = set(program.functions())
     except Exception as exc:  # the Rust parser raises ValueError with a caret diagram
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ExpressionError(f"the condition {source!r} does not parse: {first}") from None
+        raise ExpressionError(
+            _("the condition %(condition)s does not parse: %(problem)s") % {"condition": repr(source), "problem": first}
+        ) from None
     unknown_functions = sorted(functions - ALLOWED_FUNCTIONS)
     if unknown_functions:
         raise ExpressionError(
-            f"the condition {source!r} calls functions that are not allowed: {', '.join(unknown_functions)}"
+            _("the condition %(condition)s calls functions that are not allowed: %(functions)s")
+            % {"condition": repr(source), "functions": ", ".join(unknown_functions)}
         )
     if known is not None:
         allowed = set(known) | BUILTIN_VARIABLES
         unknown = sorted(set(names) - allowed)
         if unknown:
             raise ExpressionError(
-                f"the condition {source!r} uses unknown variables: {', '.join(unknown)} "
-                '(declare process variables in the definition\'s "variables" list)'
+                _(
+                    "the condition %(condition)s uses unknown variables: %(names)s "
+                    '(declare process variables in the definition\'s "variables" list)'
+                )
+                % {"condition": repr(source), "names": ", ".join(unknown)}
             )
     return Expression(source=source, program=program, names=names)
 
 
 def _bounded(name: str, value: Any) -> Any:
     if isinstance(value, str | bytes | list | tuple | dict) and len(value) > MAX_VALUE_SIZE:
-        raise ExpressionError(f"variable {name!r} is too large to be used in a condition")
+        raise ExpressionError(_("variable %(name)s is too large to be used in a condition") % {"name": repr(name)})
     if isinstance(value, dict):
         return {str(k): _bounded(name, v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -108,7 +115,7 @@ def _bounded(name: str, value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
-        raise ExpressionError(f"variable {name!r} is too large a number")
+        raise ExpressionError(_("variable %(name)s is too large a number") % {"name": repr(name)})
     return value
 
 
@@ -123,9 +130,14 @@ def evaluate(expression: Expression, variables: dict[str, Any], *, now: datetime
     try:
         result = expression.program.execute(context)
     except Exception as exc:
-        raise ExpressionError(f"the condition {expression.source!r} failed: {exc}") from None
+        raise ExpressionError(
+            _("the condition %(condition)s failed: %(problem)s")
+            % {"condition": repr(expression.source), "problem": exc}
+        ) from None
     if isinstance(result, str | bytes | list) and len(result) > MAX_RESULT_SIZE:
-        raise ExpressionError(f"the condition {expression.source!r} produced a value that is too large")
+        raise ExpressionError(
+            _("the condition %(condition)s produced a value that is too large") % {"condition": repr(expression.source)}
+        )
     return result
 
 
