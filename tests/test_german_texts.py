@@ -4,6 +4,7 @@ shown as translated labels), service errors, and the JavaScript of the workflow 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from accounts.services import user_set_roles
 from conftest import verify_two_factor
 from workflows.authoring import draft_save_bpmn
 from workflows.bpmn import definition_to_bpmn
+from workflows.errors import DefinitionInvalid
 from workflows.models import Timer
 from workflows.process_diagram import _timer
 from workflows.tests.basket_support import CarParkFactory, install, person, start_review
@@ -402,3 +404,60 @@ def test_a_product_error_names_the_field_in_german(groups):
     with translation.override("en"), pytest.raises(CarparkError) as refused:
         product_create(carpark=carpark, name="Dauerparker", monthly_price="12.345", quota=10)
     assert str(refused.value) == "The monthly price has at most two decimal places."
+
+
+# --- workflow compiler, conditions and durations ---------------------------------------------------
+
+
+def _editor_post(client, name: str, spec: dict, headers: dict) -> dict:
+    url = reverse(f"workflows:{name}", kwargs={"key": spec["key"]})
+    return client.post(url, {"xml": definition_to_bpmn(spec)}, "application/json", **headers).json()
+
+
+def test_a_publish_refusal_reads_german_then_english_for_the_next_user(client, login, make_user, groups):
+    from workflows.compiler import compile_spec
+    from workflows.services import definition_install
+
+    definition_install(spec=_permit(with_default=True))
+    broken = _permit(with_default=True)
+    broken["steps"].insert(3, {"id": "orphan", "type": "user", "name": "Orphan", "role": roles.AGENT, "next": "done"})
+    login(client, make_user("wfadmin", roles.WORKFLOW_ADMIN))
+
+    # the same definition, compiled twice in a row: German first, English next (nothing pins a language)
+    german = _editor_post(client, "editor-publish", broken, GERMAN)
+    assert not german["ok"]
+    assert any(e["message"] == "ist vom Start aus nicht erreichbar" for e in german["errors"]), german["errors"]
+    english = _editor_post(client, "editor-publish", broken, ENGLISH)
+    assert any(e["message"] == "cannot be reached from the start" for e in english["errors"]), english["errors"]
+    assert "ist vom Start" not in json.dumps(english)
+
+    no_default = _permit(with_default=True)
+    del no_default["steps"][2]["default"]
+    with translation.override("de"), pytest.raises(DefinitionInvalid) as refused:
+        compile_spec(no_default)
+    assert "eine Entscheidung braucht einen 'default'-Zweig" in [p.message for p in refused.value.problems]
+    with translation.override("en"), pytest.raises(DefinitionInvalid) as refused:
+        compile_spec(no_default)
+    assert "a decision needs a 'default' branch" in [p.message for p in refused.value.problems]
+
+
+def test_a_condition_and_a_duration_error_read_german(client, login, make_user, groups):
+    from workflows.durations import parse_duration
+    from workflows.errors import ExpressionError
+    from workflows.expressions import compile_expression
+
+    login(client, make_user("wfadmin", roles.WORKFLOW_ADMIN))
+    url = reverse("workflows:expression-validate")
+    xml = definition_to_bpmn(_permit(with_default=True))
+    german = client.post(url, {"expression": "amout > 3", "xml": xml}, "application/json", **GERMAN).json()
+    assert not german["ok"]
+    assert german["error"].startswith("die Bedingung 'amout > 3' verwendet unbekannte Variablen: amout"), german
+    english = client.post(url, {"expression": "amout > 3", "xml": xml}, "application/json", **ENGLISH).json()
+    assert english["error"].startswith("the condition 'amout > 3' uses unknown variables: amout"), english
+
+    with translation.override("de"), pytest.raises(ExpressionError) as refused:
+        compile_expression("   ")
+    assert str(refused.value) == "die Bedingung ist leer"
+    with translation.override("de"), pytest.raises(ValueError) as refused:
+        parse_duration("2 days")
+    assert str(refused.value).startswith("'2 days' ist keine ISO-8601-Dauer")
