@@ -461,3 +461,20 @@ def test_a_condition_and_a_duration_error_read_german(client, login, make_user, 
     with translation.override("de"), pytest.raises(ValueError) as refused:
         parse_duration("2 days")
     assert str(refused.value).startswith("'2 days' ist keine ISO-8601-Dauer")
+
+
+def test_the_bpmn_readers_refusal_reads_german_then_english(client, login, make_user, groups):
+    from pathlib import Path
+
+    from workflows.services import definition_install
+
+    definition_install(spec=_permit(with_default=True))
+    login(client, make_user("wfadmin", roles.WORKFLOW_ADMIN))
+    parallel = (Path(__file__).parent.parent / "workflows/tests/bpmn_files/parallel.bpmn").read_text()
+    url = reverse("workflows:editor-check", kwargs={"key": "parking-permit"})
+    german = client.post(url, {"xml": parallel}, "application/json", **GERMAN).json()
+    messages = [e["message"] for e in german["errors"] if e["element_id"] == "Gateway_split"]
+    assert messages and messages[0].startswith("Paralleles Gateway wird nicht unterstützt: diese Engine"), german
+    english = client.post(url, {"xml": parallel}, "application/json", **ENGLISH).json()
+    messages = [e["message"] for e in english["errors"] if e["element_id"] == "Gateway_split"]
+    assert messages[0].startswith("parallel gateway is not supported: this engine runs one step at a time"), english

@@ -22,7 +22,7 @@ from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import fromstring
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 
 from ._common import (
     BPMN,
@@ -77,20 +77,20 @@ _ARTIFACTS = {
     "category",
 }
 _LABELS = {
-    "parallelGateway": "parallel gateway",
-    "inclusiveGateway": "inclusive gateway",
-    "complexGateway": "complex gateway",
-    "scriptTask": "script task",
-    "businessRuleTask": "business rule task",
-    "sendTask": "send task",
-    "receiveTask": "receive task",
-    "manualTask": "manual task",
-    "task": "task without a type",
-    "subProcess": "embedded sub-process",
-    "adHocSubProcess": "ad-hoc sub-process",
-    "transaction": "transaction",
-    "intermediateThrowEvent": "intermediate throw event",
-    "callChoreography": "choreography",
+    "parallelGateway": gettext_lazy("parallel gateway"),
+    "inclusiveGateway": gettext_lazy("inclusive gateway"),
+    "complexGateway": gettext_lazy("complex gateway"),
+    "scriptTask": gettext_lazy("script task"),
+    "businessRuleTask": gettext_lazy("business rule task"),
+    "sendTask": gettext_lazy("send task"),
+    "receiveTask": gettext_lazy("receive task"),
+    "manualTask": gettext_lazy("manual task"),
+    "task": gettext_lazy("task without a type"),
+    "subProcess": gettext_lazy("embedded sub-process"),
+    "adHocSubProcess": gettext_lazy("ad-hoc sub-process"),
+    "transaction": gettext_lazy("transaction"),
+    "intermediateThrowEvent": gettext_lazy("intermediate throw event"),
+    "callChoreography": gettext_lazy("choreography"),
 }
 
 
@@ -279,15 +279,22 @@ class _Reader:
                 label = _LABELS.get(local, local)
                 self.refuse(
                     child,
-                    f"{label} is not supported: this engine runs one step at a time "
-                    "(start, user task, service task, exclusive gateway, timer/message catch, "
-                    "call activity, end)",
+                    gettext(
+                        "%(element)s is not supported: this engine runs one step at a time "
+                        "(start, user task, service task, exclusive gateway, timer/message catch, "
+                        "call activity, end)"
+                    )
+                    % {"element": label},
                 )
         for flow in flows:
             if flow.get("sourceRef") not in nodes or flow.get("targetRef") not in nodes:
                 missing = [r for r in (flow.get("sourceRef"), flow.get("targetRef")) if r not in nodes]
                 if not self.problems:  # otherwise it points at an element already refused
-                    self.refuse(flow, f"sequence flow refers to unknown element(s) {', '.join(map(str, missing))}")
+                    self.refuse(
+                        flow,
+                        gettext("sequence flow refers to unknown element(s) %(elements)s")
+                        % {"elements": ", ".join(map(str, missing))},
+                    )
         if self.problems:
             return {}
         self.nodes = nodes
@@ -327,7 +334,7 @@ class _Reader:
         if len(starts) != 1:
             self.refuse(
                 starts[1] if len(starts) > 1 else None,
-                f"a workflow has exactly one start event; this process has {len(starts)}",
+                gettext("a workflow has exactly one start event; this process has %(count)s") % {"count": len(starts)},
             )
         outcome_gateway_ids = {gateway.get("id", "") for gateway, _ in self.outcome_gateways.values()}
         for nid, node in nodes.items():
@@ -348,7 +355,11 @@ class _Reader:
             length, limit = len(spec.get(field) or ""), DEFINITION_LIMITS[field]
             if length > limit:
                 self.refuse(
-                    process, f"the process {label} has {length} characters; a workflow {field} has at most {limit}"
+                    process,
+                    gettext(
+                        "the process %(label)s has %(length)s characters; a workflow %(field)s has at most %(limit)s"
+                    )
+                    % {"label": label, "length": length, "field": field, "limit": limit},
                 )
         description = _text(process.find(q(BPMN, "documentation")))
         if description:
@@ -377,8 +388,10 @@ class _Reader:
             if node.find(q(BPMN, tag)) is not None:
                 self.refuse(
                     node,
-                    "multi-instance and loop markers are not supported (a step runs once per visit; "
-                    "loop with a gateway, or process a list inside a system task)",
+                    gettext(
+                        "multi-instance and loop markers are not supported (a step runs once per visit; "
+                        "loop with a gateway, or process a list inside a system task)"
+                    ),
                 )
 
     def _is_merge(self, node: Element) -> bool:
@@ -392,7 +405,11 @@ class _Reader:
         try:
             return expression_to_cel(_text(condition), language)
         except ExpressionError as exc:
-            self.refuse(flow, f"the condition {_text(condition)!r} cannot be read: {exc}")
+            self.refuse(
+                flow,
+                gettext("the condition %(condition)s cannot be read: %(problem)s")
+                % {"condition": repr(_text(condition)), "problem": exc},
+            )
             return None
 
     def _outcome_gateway(self, task: Element) -> tuple[Element, list[tuple[Element, str]]] | None:
@@ -450,12 +467,17 @@ class _Reader:
         if len(out) != 1:
             self.refuse(
                 node,
-                f"a {what} needs exactly one outgoing sequence flow (it has {len(out)}); "
-                "branch with an exclusive gateway",
+                gettext(
+                    "a %(element)s needs exactly one outgoing sequence flow (it has %(count)s); "
+                    "branch with an exclusive gateway"
+                )
+                % {"element": gettext(what), "count": len(out)},
             )
             return
         if out[0].find(q(BPMN, "conditionExpression")) is not None:
-            self.refuse(out[0], "a condition on a flow that does not leave an exclusive gateway is not supported")
+            self.refuse(
+                out[0], gettext("a condition on a flow that does not leave an exclusive gateway is not supported")
+            )
         step["next"] = self._target(out[0])
 
     def _extras(self, node: Element) -> dict[str, Any]:
@@ -466,7 +488,7 @@ class _Reader:
                 try:
                     extras[ext.get("name", "")] = json.loads(ext.text or "null")
                 except ValueError:
-                    self.refuse(node, f"phq:extra {ext.get('name')!r} is not valid JSON")
+                    self.refuse(node, gettext("phq:extra %(name)s is not valid JSON") % {"name": repr(ext.get("name"))})
         return extras
 
     # -- steps -------------------------------------------------------------------------------
@@ -477,8 +499,11 @@ class _Reader:
         if kinds not in ([], ["message"]):
             self.refuse(
                 node,
-                f"a {kinds[0]} start event is not supported; a workflow starts on a business event "
-                "(message start event) or by hand (none start event)",
+                gettext(
+                    "a %(kind)s start event is not supported; a workflow starts on a business event "
+                    "(message start event) or by hand (none start event)"
+                )
+                % {"kind": kinds[0]},
             )
             return None
         step = self._base(node, "start")
@@ -490,7 +515,7 @@ class _Reader:
                 try:
                     step["priority"] = int(node.get(q(PHQ, "priority"), "0"))
                 except ValueError:
-                    self.refuse(node, "phq:priority must be a whole number")
+                    self.refuse(node, gettext("phq:priority must be a whole number"))
         else:
             inputs = self._inputs(node)
             if inputs:
@@ -504,13 +529,17 @@ class _Reader:
 
     def _step_endEvent(self, node: Element) -> dict[str, Any] | None:
         if self._event_definitions(node):
-            self.refuse(node, f"a {self._event_definitions(node)[0]} end event is not supported; use a none end event")
+            self.refuse(
+                node,
+                gettext("a %(kind)s end event is not supported; use a none end event")
+                % {"kind": self._event_definitions(node)[0]},
+            )
             return None
         step = self._base(node, "end")
         if node.get(q(PHQ, "result")):
             step["result"] = node.get(q(PHQ, "result"))
         if self.outgoing.get(node.get("id", "")):
-            self.refuse(node, "an end event cannot have outgoing flows")
+            self.refuse(node, gettext("an end event cannot have outgoing flows"))
         step.update(self._extras(node))
         return step
 
@@ -559,7 +588,11 @@ class _Reader:
             if target_role:
                 escalation.append({"after": after, "to": target_role})
             elif due and due != after:
-                self.refuse(boundary, f"the task already has a due time ({due}); a second due timer is ambiguous")
+                self.refuse(
+                    boundary,
+                    gettext("the task already has a due time (%(due)s); a second due timer is ambiguous")
+                    % {"due": due},
+                )
             else:
                 due = after
         if due:
@@ -572,15 +605,23 @@ class _Reader:
 
         out = self.outgoing.get(nid, [])
         if not out:
-            self.refuse(node, "a user task needs at least one outgoing sequence flow")
+            self.refuse(node, gettext("a user task needs at least one outgoing sequence flow"))
         elif nid in self.outcome_gateways:  # task → exclusive gateway with one flow per outcome
             outcomes = {}
             for flow, name in self.outcome_gateways[nid][1]:
                 written = flow.get(q(PHQ, "outcome"))
                 if written and written != name:
-                    self.refuse(flow, f"the flow's phq:outcome {written!r} differs from the outcome {name!r} it tests")
+                    self.refuse(
+                        flow,
+                        gettext("the flow's phq:outcome %(written)s differs from the outcome %(name)s it tests")
+                        % {"written": repr(written), "name": repr(name)},
+                    )
                 elif name in outcomes:
-                    self.refuse(flow, f"outcome {name!r} appears twice on the flows after {nid!r}")
+                    self.refuse(
+                        flow,
+                        gettext("outcome %(name)s appears twice on the flows after %(step)s")
+                        % {"name": repr(name), "step": repr(nid)},
+                    )
                 else:
                     outcomes[name] = self._target(flow)
             step["outcomes"] = outcomes
@@ -593,15 +634,24 @@ class _Reader:
                 if not name:
                     self.refuse(
                         flow,
-                        f"user task {nid!r} has several outgoing flows: name each one with the "
-                        "outcome the employee chooses (phq:outcome or the flow's name)",
+                        gettext(
+                            "user task %(step)s has several outgoing flows: name each one with the "
+                            "outcome the employee chooses (phq:outcome or the flow's name)"
+                        )
+                        % {"step": repr(nid)},
                     )
                 elif name in outcomes:
-                    self.refuse(flow, f"outcome {name!r} appears twice on the flows leaving {nid!r}")
+                    self.refuse(
+                        flow,
+                        gettext("outcome %(name)s appears twice on the flows leaving %(step)s")
+                        % {"name": repr(name), "step": repr(nid)},
+                    )
                 else:
                     outcomes[name] = self._target(flow)
                 if flow.find(q(BPMN, "conditionExpression")) is not None:
-                    self.refuse(flow, "conditions belong on the flows leaving an exclusive gateway, not a user task")
+                    self.refuse(
+                        flow, gettext("conditions belong on the flows leaving an exclusive gateway, not a user task")
+                    )
             step["outcomes"] = outcomes
         step.update(self._extras(node))
         return step
@@ -622,7 +672,11 @@ class _Reader:
         match = re.search(r"(P(?:\d+[YMWD])*(?:T(?:\d+[HMS])+)?)", text)
         if match and match.group(1) != "P" and is_duration(match.group(1)):
             return match.group(1)
-        self.refuse(node, f"{what} {value!r} is not an ISO 8601 duration such as P2D or PT4H")
+        self.refuse(
+            node,
+            gettext("%(field)s %(value)s is not an ISO 8601 duration such as P2D or PT4H")
+            % {"field": gettext(what), "value": repr(value)},
+        )
         return ""
 
     def _boundary_duration(self, boundary: Element) -> str | None:
@@ -631,7 +685,7 @@ class _Reader:
             return None
         duration = timer.find(q(BPMN, "timeDuration"))
         if duration is None:
-            self.refuse(boundary, "a timer on a user task needs a duration (timeDuration), e.g. P2D")
+            self.refuse(boundary, gettext("a timer on a user task needs a duration (timeDuration), e.g. P2D"))
             return None
         return self._duration_of(boundary, strip_expression(_text(duration)), "timer duration")
 
@@ -639,31 +693,33 @@ class _Reader:
         attached = self.nodes.get(boundary.get("attachedToRef", ""))
         definitions = self._event_definitions(boundary)
         if attached is None or _local(attached)[1] != "userTask":
-            self.refuse(boundary, "boundary events are supported on user tasks only")
+            self.refuse(boundary, gettext("boundary events are supported on user tasks only"))
         elif definitions != ["timer"]:
             self.refuse(
                 boundary,
-                f"a {definitions[0] if definitions else 'none'} boundary event is not supported; "
-                "only timers (due time, escalation) on user tasks",
+                gettext("a %(kind)s boundary event is not supported; only timers (due time, escalation) on user tasks")
+                % {"kind": definitions[0] if definitions else "none"},
             )
         elif self.outgoing.get(boundary.get("id", "")):
             paths = self.outgoing[boundary.get("id", "")]
             if boundary.get("cancelActivity", "true") == "false":
                 self.refuse(
                     boundary,
-                    "a non-interrupting timer on a user task marks its due time or escalation and cannot "
-                    "start a path of its own; make it interrupting (the task is cancelled and the process "
-                    "follows the timer) or remove its outgoing flow",
+                    gettext(
+                        "a non-interrupting timer on a user task marks its due time or escalation and cannot "
+                        "start a path of its own; make it interrupting (the task is cancelled and the process "
+                        "follows the timer) or remove its outgoing flow"
+                    ),
                 )
             elif boundary.get(q(PHQ, "escalateTo")):
-                self.refuse(boundary, "a timer that escalates the task cannot also start a path of its own")
+                self.refuse(boundary, gettext("a timer that escalates the task cannot also start a path of its own"))
             elif len(paths) != 1:
-                self.refuse(boundary, "an interrupting timer on a user task needs exactly one outgoing flow")
+                self.refuse(boundary, gettext("an interrupting timer on a user task needs exactly one outgoing flow"))
             elif (
                 sum(1 for b in self.boundaries.get(attached.get("id", ""), []) if self.outgoing.get(b.get("id", "")))
                 > 1
             ):
-                self.refuse(boundary, "a user task can have one interrupting timer")
+                self.refuse(boundary, gettext("a user task can have one interrupting timer"))
 
     def _outcome_name(self, flow: Element) -> str:
         name = flow.get(q(PHQ, "outcome")) or ""
@@ -696,7 +752,9 @@ class _Reader:
             kind = types.get(field.get("type", "string"))
             if kind is None:
                 self.refuse(
-                    node, f"form field {field.get('id')!r} has type {field.get('type')!r}, which has no input type here"
+                    node,
+                    gettext("form field %(field)s has type %(type)s, which has no input type here")
+                    % {"field": repr(field.get("id")), "type": repr(field.get("type"))},
                 )
                 continue
             required = any(c.get("name") == "required" for c in field.iter(q(CAMUNDA, "constraint")))
@@ -724,8 +782,10 @@ class _Reader:
         if not task:
             self.refuse(
                 node,
-                "the service task names no system task: set phq:task, or in Camunda Modeler an external "
-                "topic, a delegate expression ${name} or a Zeebe job type",
+                gettext(
+                    "the service task names no system task: set phq:task, or in Camunda Modeler an external "
+                    "topic, a delegate expression ${name} or a Zeebe job type"
+                ),
             )
             return None
         step["task"] = task
@@ -756,7 +816,7 @@ class _Reader:
         if not called and zeebe is not None:
             called = strip_expression(zeebe.get("processId", ""))
         if not called:
-            self.refuse(node, "the call activity names no process to call (calledElement)")
+            self.refuse(node, gettext("the call activity names no process to call (calledElement)"))
             return None
         step["definition"] = called
         self._single_next(node, step, "call activity")
@@ -777,15 +837,17 @@ class _Reader:
             if condition is None or not _text(condition):
                 self.refuse(
                     flow,
-                    f"the flow from decision {nid!r} to {flow.get('targetRef')!r} has no condition and "
-                    "is not the default flow",
+                    gettext(
+                        "the flow from decision %(step)s to %(target)s has no condition and is not the default flow"
+                    )
+                    % {"step": repr(nid), "target": repr(flow.get("targetRef"))},
                 )
                 continue
             when = self._condition(flow)
             if when is not None:
                 branches.append({"when": when, "next": self._target(flow)})
         if not self.outgoing.get(nid):
-            self.refuse(node, "a decision needs outgoing sequence flows")
+            self.refuse(node, gettext("a decision needs outgoing sequence flows"))
         step["branches"] = branches
         if default is not None:
             step["default"] = default
@@ -807,15 +869,19 @@ class _Reader:
             else:
                 self.refuse(
                     node,
-                    "an event-based gateway must lead to one message catch event and one timer catch "
-                    "event (a wait with a timeout)",
+                    gettext(
+                        "an event-based gateway must lead to one message catch event and one timer catch "
+                        "event (a wait with a timeout)"
+                    ),
                 )
                 return None
         if message is None or timer is None or len(self.outgoing.get(nid, [])) != 2:
             self.refuse(
                 node,
-                "an event-based gateway must lead to exactly one message catch event and one timer "
-                "catch event (a wait with a timeout)",
+                gettext(
+                    "an event-based gateway must lead to exactly one message catch event and one timer "
+                    "catch event (a wait with a timeout)"
+                ),
             )
             return None
         step["message"] = self._message_name(message)
@@ -825,7 +891,7 @@ class _Reader:
         if len(out) == 1:
             timeout_target["next"] = self._target(out[0])
         else:
-            self.refuse(timer, "the timeout timer needs exactly one outgoing flow")
+            self.refuse(timer, gettext("the timeout timer needs exactly one outgoing flow"))
         step["timeout"] = {"after": after or "", **timeout_target}
         self._single_next(message, step, "message catch event")
         step.update(self._extras(node))
@@ -839,7 +905,7 @@ class _Reader:
         ref = definition.get("messageRef", "") if definition is not None else ""
         name = self.messages.get(ref, "") if ref else ""
         if not name:
-            self.refuse(event, "the message event names no message (messageRef to a <message name=…>)")
+            self.refuse(event, gettext("the message event names no message (messageRef to a <message name=…>)"))
         return strip_expression(name)
 
     def _step_intermediateCatchEvent(self, node: Element) -> dict[str, Any] | None:
@@ -863,14 +929,20 @@ class _Reader:
             else:
                 self.refuse(
                     node,
-                    "a timer catch event waits a duration (timeDuration, e.g. P1D) or until the date in "
-                    "a process variable (timeDate naming it: terminate_at in CEL, ${terminate_at} in JUEL, "
-                    "=terminate_at in FEEL); fixed dates and cycles are not supported",
+                    gettext(
+                        "a timer catch event waits a duration (timeDuration, e.g. P1D) or until the date in "
+                        "a process variable (timeDate naming it: terminate_at in CEL, ${terminate_at} in JUEL, "
+                        "=terminate_at in FEEL); fixed dates and cycles are not supported"
+                    ),
                 )
                 return None
         else:
             label = kinds[0] if kinds else "none"
-            self.refuse(node, f"a {label} intermediate catch event is not supported; catch a timer or a message")
+            self.refuse(
+                node,
+                gettext("a %(kind)s intermediate catch event is not supported; catch a timer or a message")
+                % {"kind": label},
+            )
             return None
         self._single_next(node, step, "catch event")
         step.update(self._extras(node))
@@ -883,7 +955,10 @@ class _Reader:
         try:
             cel = expression_to_cel(text, date.get("language") or self.language)
         except ExpressionError as exc:
-            self.refuse(node, f"the timer date {text!r} cannot be read: {exc}")
+            self.refuse(
+                node,
+                gettext("the timer date %(value)s cannot be read: %(problem)s") % {"value": repr(text), "problem": exc},
+            )
             return ""
         return cel if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cel) else None
 
