@@ -148,7 +148,7 @@ def _unread_errors(process: Any, found: list[dict[str, str]]) -> list[dict[str, 
         if _local_name(node) == "userTask" and not (node.get(f"{{{PHQ}}}role") or "").strip():
             element_id = node.get("id", "")
             if not any(p["element_id"] == element_id and "role" in p["message"] for p in found):
-                message = "a user task needs a role: choose who does it"
+                message = gettext("a user task needs a role: choose who does it")
                 errors.append({"element_id": element_id, "element_name": node.get("name", ""), "message": message})
     return errors
 
@@ -172,9 +172,9 @@ def _lint(process: Any) -> list[dict[str, str]]:
     for node in process:
         kind = _local_name(node)
         if kind in {"userTask", "serviceTask", "callActivity"} and not (node.get("name") or "").strip():
-            warn(node, "the task has no name: people see its id instead")
+            warn(node, gettext("the task has no name: people see its id instead"))
         if kind == "userTask" and not node.get(f"{{{PHQ}}}dueIn") and node.get("id") not in due_timers:
-            warn(node, "the user task has no due time: it never becomes overdue or escalates")
+            warn(node, gettext("the user task has no due time: it never becomes overdue or escalates"))
     return warnings
 
 
@@ -205,7 +205,9 @@ def draft_save(*, spec: dict[str, Any], bpmn_xml: str = "", user: Any = None, co
     """
     key = str(spec.get("key") or "").strip()
     if not key:
-        return SaveResult(None, [{"element_id": "", "element_name": "", "message": "the workflow needs a key"}])
+        return SaveResult(
+            None, [{"element_id": "", "element_name": "", "message": gettext("the workflow needs a key")}]
+        )
     too_long = _over_long_fields(spec)
     if too_long:  # the definition's columns cannot hold them: nothing is written
         return SaveResult(None, too_long)
@@ -259,7 +261,11 @@ def _over_long_fields(spec: dict[str, Any]) -> list[dict[str, str]]:
         value = spec.get(name)
         limit = WorkflowDefinition._meta.get_field(name).max_length
         if isinstance(value, str) and len(value) > limit:
-            message = f"the workflow {name} has {len(value)} characters; at most {limit}"
+            message = gettext("the workflow %(field)s has %(length)s characters; at most %(limit)s") % {
+                "field": name,
+                "length": len(value),
+                "limit": limit,
+            }
             problems.append({"element_id": "", "element_name": "", "message": message})
     return problems
 

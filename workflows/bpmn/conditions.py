@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import re
 
+from django.utils.translation import gettext
+
 _TOKEN = re.compile(
     r"""
     (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
@@ -122,17 +124,24 @@ def _unmapped(text: str, words: set[str], allowed_calls: set[str], language: str
         previous = tokens[index - 1][1] if index else ""
         if kind != "word":
             if token == "." and following == ".":
-                raise ExpressionError(f"the {language} range '..' has no CEL form here")
+                raise ExpressionError(
+                    gettext("the %(language)s range '..' has no CEL form here") % {"language": language}
+                )
             continue
         if following == "(" and token not in allowed_calls:
-            what = "method" if previous == "." else "function"
             owner = tokens[index - 2][1] + "." if previous == "." and index >= 2 else ""
             raise ExpressionError(
-                f"the {language} {what} call {owner}{token}(…) has no CEL form here; "
-                "write the condition in CEL over process variables (e.g. deposit > 0 && approved)"
+                gettext(
+                    "the %(language)s call %(call)s(…) has no CEL form here; "
+                    "write the condition in CEL over process variables (e.g. deposit > 0 && approved)"
+                )
+                % {"language": language, "call": owner + token}
             )
         if token in words and previous != ".":
-            raise ExpressionError(f"the {language} operator '{token}' has no CEL form here; write the condition in CEL")
+            raise ExpressionError(
+                gettext("the %(language)s operator '%(operator)s' has no CEL form here; write the condition in CEL")
+                % {"language": language, "operator": token}
+            )
 
 
 def expression_to_cel(expression: str, language: str = "") -> str:
@@ -146,13 +155,16 @@ def expression_to_cel(expression: str, language: str = "") -> str:
     text = (expression or "").strip()
     declared = dialect(language)
     if declared not in {"", "cel", "feel", "juel"}:
-        raise ExpressionError(f"expressions in {declared!r} are not run here; write the condition in CEL")
+        raise ExpressionError(
+            gettext("expressions in %(language)s are not run here; write the condition in CEL")
+            % {"language": repr(declared)}
+        )
     if text.startswith("="):
         kind = "feel"
     elif re.fullmatch(r"[$#]\{.*\}", text, re.DOTALL):
         kind = "juel"
     elif "${" in text or "#{" in text:
-        raise ExpressionError("text and JUEL expressions (${…}) are mixed; write one CEL condition")
+        raise ExpressionError(gettext("text and JUEL expressions (${…}) are mixed; write one CEL condition"))
     elif declared in {"", "cel", "juel"}:
         kind = "cel"  # a JUEL text outside ${…} is a literal, which reads the same in CEL
     else:  # declared FEEL without the leading "="
