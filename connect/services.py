@@ -324,13 +324,11 @@ def _run_succeeded(
 
 
 def _partly_message(run: SyncRun, share: float, limit: int) -> str:
-    refused = run.details["refused_total"]
-    records = "record" if refused == 1 else "records"
-    alert = "alerts on any refusal" if limit == 0 else f"alert above {limit} %"
-    return (
-        f"{run.get_kind_display()} partly succeeded: {refused} {records} of the feed refused "
-        f"({share:.1f} %, {alert}); see the sync run for each id and reason."
-    )
+    """Stored in English; connect.sync_messages.status_text shows it in the reader's language."""
+    from connect.sync_messages import partly_text
+
+    with translation.override("en"):
+        return partly_text(kind=run.kind, count=run.details["refused_total"], share=share, limit=limit)
 
 
 def _partly_alert(run: SyncRun) -> None:

@@ -9,10 +9,11 @@ words) is shown as stored. The connection's last status ("Occupancy succeeded") 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from django.utils import translation
-from django.utils.translation import gettext, gettext_noop
+from django.utils import formats, translation
+from django.utils.translation import gettext, gettext_noop, ngettext
 
 MESSAGES = {
     "attempt": gettext_noop("Attempt %(attempt)s: %(error)s"),
@@ -69,11 +70,41 @@ def sync_text(text: Any, texts: Any = None) -> str:
         return sentence
 
 
+_PARTLY = re.compile(
+    r"^(?P<kind>.+) partly succeeded: (?P<count>\d+) records? of the feed refused "
+    r"\((?P<share>\d+(?:\.\d+)?) %, (?:alerts on any refusal|alert above (?P<limit>\d+) %)\); "
+    r"see the sync run for each id and reason\.$"
+)
+
+
+def partly_text(*, kind: str, count: int, share: float, limit: int) -> str:
+    """A partly succeeded run in the active language (stored in English, see :func:`status_text`)."""
+    refused = ngettext("%(count)s record of the feed refused", "%(count)s records of the feed refused", count) % {
+        "count": count
+    }
+    alert = gettext("alert above %(limit)s %%") % {"limit": limit} if limit else gettext("alerts on any refusal")
+    return gettext(
+        "%(kind)s partly succeeded: %(refused)s (%(share)s %%, %(alert)s); see the sync run for each id and reason."
+    ) % {"kind": _kind(kind), "refused": refused, "share": formats.number_format(share, 1), "alert": alert}
+
+
 def status_text(message: str) -> str:
-    """A connection's last status in the active language: "<kind> succeeded" is the portal's own."""
+    """A connection's last status in the active language: "<kind> succeeded" and "<kind> partly
+    succeeded: …" are the portal's own."""
     from connect.models import SyncRun
 
     with translation.override("en"):
-        own = {str(MESSAGES["succeeded"]) % {"kind": str(label)}: value for value, label in SyncRun.Kind.choices}
+        labels = {str(label): value for value, label in SyncRun.Kind.choices}
+        own = {str(MESSAGES["succeeded"]) % {"kind": label}: value for label, value in labels.items()}
     kind = own.get(message)
-    return _render("succeeded", {"kind": kind}) if kind else message
+    if kind:
+        return _render("succeeded", {"kind": kind})
+    partly = _PARTLY.match(message or "")
+    if partly and partly["kind"] in labels:
+        return partly_text(
+            kind=labels[partly["kind"]],
+            count=int(partly["count"]),
+            share=float(partly["share"]),
+            limit=int(partly["limit"] or 0),
+        )
+    return message

@@ -478,3 +478,25 @@ def test_the_bpmn_readers_refusal_reads_german_then_english(client, login, make_
     english = client.post(url, {"xml": parallel}, "application/json", **ENGLISH).json()
     messages = [e["message"] for e in english["errors"] if e["element_id"] == "Gateway_split"]
     assert messages[0].startswith("parallel gateway is not supported: this engine runs one step at a time"), english
+
+
+def test_a_partly_succeeded_connection_status_reads_german_and_is_stored_in_english():
+    from connect.sync_messages import partly_text, status_text
+
+    with translation.override("en"):
+        stored = partly_text(kind="occupancy", count=3, share=12.5, limit=10)
+        assert stored == (
+            "Occupancy partly succeeded: 3 records of the feed refused (12.5 %, alert above 10 %); "
+            "see the sync run for each id and reason."
+        )
+        assert status_text(stored) == stored
+    with translation.override("de"):
+        assert status_text(stored) == (
+            "Belegung teilweise erfolgreich: 3 Datensätze des Feeds abgelehnt (12,5 %, Alarm ab mehr als 10 %); "
+            "jede ID und den Grund zeigt der Synchronisierungslauf."
+        )
+        one = status_text(
+            "Occupancy partly succeeded: 1 record of the feed refused (0.4 %, alerts on any refusal); "
+            "see the sync run for each id and reason."
+        )
+        assert one.startswith("Belegung teilweise erfolgreich: 1 Datensatz des Feeds abgelehnt (0,4 %, Alarm bei jeder")
