@@ -500,3 +500,14 @@ def test_a_partly_succeeded_connection_status_reads_german_and_is_stored_in_engl
             "see the sync run for each id and reason."
         )
         assert one.startswith("Belegung teilweise erfolgreich: 1 Datensatz des Feeds abgelehnt (0,4 %, Alarm bei jeder")
+
+
+def test_a_payment_provider_refusal_reads_german_for_a_german_user():
+    from billing import providers
+
+    with translation.override("de"), pytest.raises(providers.ProviderError) as refused:
+        providers.provider_for("bank_transfer")
+    assert str(refused.value) == "Überweisung auf Rechnung wird nicht über einen Zahlungsdienstleister eingezogen."
+    with translation.override("en"), pytest.raises(providers.ProviderError) as refused:
+        providers.provider_for("bank_transfer")
+    assert str(refused.value) == "Bank transfer on invoice is not collected by a payment provider."

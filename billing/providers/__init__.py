@@ -18,6 +18,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from django.conf import settings
+from django.utils.translation import gettext
 
 from billing.payment_options import PROVIDER_COLLECTED, PaymentOption
 
@@ -122,11 +123,16 @@ def provider_for(option: str) -> PaymentProvider:
     """The provider that collects ``option`` (settings.BILLING_PROVIDERS); a bank transfer has none."""
     if option not in PROVIDER_COLLECTED:
         label = PaymentOption(option).label if option in PaymentOption.values else repr(option)
-        raise ProviderError(f"{label} is not collected by a payment provider.")
+        raise ProviderError(gettext("%(option)s is not collected by a payment provider.") % {"option": label})
     name = _configured().get(option)
     if not name:
-        raise ProviderError(f"No payment provider is configured for {option} (settings.BILLING_PROVIDERS).")
+        raise ProviderError(
+            gettext("No payment provider is configured for %(option)s (settings.BILLING_PROVIDERS).")
+            % {"option": option}
+        )
     provider = _load(name)
     if option not in provider.options:
-        raise ProviderError(f"Payment provider {name} cannot collect {option}.")
+        raise ProviderError(
+            gettext("Payment provider %(provider)s cannot collect %(option)s.") % {"provider": name, "option": option}
+        )
     return provider
