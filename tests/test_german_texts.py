@@ -511,3 +511,15 @@ def test_a_payment_provider_refusal_reads_german_for_a_german_user():
     with translation.override("en"), pytest.raises(providers.ProviderError) as refused:
         providers.provider_for("bank_transfer")
     assert str(refused.value) == "Bank transfer on invoice is not collected by a payment provider."
+
+
+def test_a_refused_bpmn_file_is_explained_in_german():
+    from workflows.bpmn import bpmn_to_definition
+    from workflows.bpmn._common import BpmnError
+
+    with translation.override("de"), pytest.raises(BpmnError) as refused:
+        bpmn_to_definition(b'<?xml version="1.0"?><root xmlns="urn:x"/>')
+    assert str(refused.value).startswith("Das ist keine BPMN-2.0-Datei: das Wurzelelement ist <root>")
+    with translation.override("de"), pytest.raises(BpmnError) as refused:
+        bpmn_to_definition(b"   ")
+    assert str(refused.value) == "Die Datei ist leer."

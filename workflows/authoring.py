@@ -302,7 +302,7 @@ def draft_save_drawing(*, xml: str | bytes, key: str | None = None, user: Any = 
     text = xml_text(xml)
     spec = check.spec if check.spec is not None else _unread_spec(parse_xml(xml), key)
     if not spec.get("key"):
-        raise BpmnError("The process has no id; pass a key for it.")
+        raise BpmnError(gettext("The process has no id; pass a key for it."))
     saved = draft_save(spec=spec, bpmn_xml=text, user=user, comment=comment)
     if saved.version is not None or check.spec is None:
         saved.problems = check.problems  # the reader's reasons name the element, e.g. an over-long process name

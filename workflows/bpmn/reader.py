@@ -108,33 +108,41 @@ def parse_xml(data: bytes | str) -> Element:
     raw = data.encode("utf-8") if isinstance(data, str) else data
     if len(raw) > MAX_BYTES:
         raise BpmnError(
-            f"The file is {len(raw) / 1024 / 1024:.1f} MB; "
-            f"BPMN files up to {MAX_BYTES // 1024 // 1024} MB are accepted."
+            gettext("The file is %(size)s MB; BPMN files up to %(limit)s MB are accepted.")
+            % {"size": f"{len(raw) / 1024 / 1024:.1f}", "limit": MAX_BYTES // 1024 // 1024}
         )
     if not raw.strip():
-        raise BpmnError("The file is empty.")
+        raise BpmnError(gettext("The file is empty."))
     try:
         source = data.removeprefix("\ufeff") if isinstance(data, str) else raw
         return fromstring(source, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DTDForbidden:
         head = xml_text(raw[:65536], errors="replace")
         if re.search(r"<!ENTITY\s+(%\s*)?[\w.:-]+\s+(SYSTEM|PUBLIC)\b", head):
-            reason = "it declares an external entity (a reference to a file or URL outside the document)"
+            reason = gettext("it declares an external entity (a reference to a file or URL outside the document)")
         elif "<!ENTITY" in head:
-            reason = "it declares XML entities, the makings of an entity-expansion (\u201cbillion laughs\u201d) attack"
+            reason = gettext("it declares XML entities, the makings of an entity-expansion (“billion laughs”) attack")
         else:
-            reason = "it has a document type declaration"
+            reason = gettext("it has a document type declaration")
         raise BpmnError(
-            f"The file is refused: {reason}. BPMN files never need a DTD (<!DOCTYPE …>), so entity expansion, "
-            "external entities and DTDs are not accepted."
+            gettext(
+                "The file is refused: %(reason)s. BPMN files never need a DTD (<!DOCTYPE …>), so entity expansion, "
+                "external entities and DTDs are not accepted."
+            )
+            % {"reason": reason}
         ) from None
     except EntitiesForbidden as exc:
         raise BpmnError(
-            f"The file declares the XML entity {exc.name!r}. Entity declarations are refused "
-            "(they enable entity-expansion and external-entity attacks)."
+            gettext(
+                "The file declares the XML entity %(name)s. Entity declarations are refused "
+                "(they enable entity-expansion and external-entity attacks)."
+            )
+            % {"name": repr(exc.name)}
         ) from None
     except ExternalReferenceForbidden:
-        raise BpmnError("The file refers to an external resource (external entity); such files are refused.") from None
+        raise BpmnError(
+            gettext("The file refers to an external resource (external entity); such files are refused.")
+        ) from None
     except ParseError as exc:
         line, column = getattr(exc, "position", (0, 0))
         raise BpmnError(
@@ -171,7 +179,8 @@ def xml_text(data: bytes | str, *, errors: str = "strict") -> str:
             data = data.decode(codec, errors)
         except (LookupError, UnicodeDecodeError) as exc:
             raise BpmnError(
-                f"The file cannot be read as {codec}: {exc}. Save it as UTF-8 and import it again."
+                gettext("The file cannot be read as %(codec)s: %(error)s. Save it as UTF-8 and import it again.")
+                % {"codec": codec, "error": exc}
             ) from None
     text = data.removeprefix("\ufeff")
     return _DECLARED.sub(lambda m: f"{m.group(1)}{m.group(2)}UTF-8{m.group(2)}", text, count=1)
@@ -220,8 +229,11 @@ class _Reader:
         ns, local = _local(self.root)
         if (ns, local) != (BPMN, "definitions"):
             raise BpmnError(
-                f"This is not a BPMN 2.0 file: the root element is <{local}> in namespace {ns or 'none'!r}; "
-                f"expected <definitions> in {BPMN}."
+                gettext(
+                    "This is not a BPMN 2.0 file: the root element is <%(element)s> in namespace %(namespace)s; "
+                    "expected <definitions> in %(bpmn)s."
+                )
+                % {"element": local, "namespace": repr(ns or "none"), "bpmn": BPMN}
             )
         process = self._choose_process()
         # CEL for our files; FEEL (Camunda 8), JUEL (Camunda 7) or the XPath default for others. An expression's
@@ -232,14 +244,14 @@ class _Reader:
         }
         spec = self._read_process(process)
         if self.problems:
-            raise BpmnError("The file cannot be imported", self.problems)
+            raise BpmnError(gettext("The file cannot be imported"), self.problems)
         self._read_diagram(process.get("id", ""))
         return BpmnImport(spec=spec, layout=self.layout, warnings=self.warnings)
 
     def _choose_process(self) -> Element:
         processes = self.root.findall(q(BPMN, "process"))
         if not processes:
-            raise BpmnError("The file contains no <process>.")
+            raise BpmnError(gettext("The file contains no <process>."))
         if len(processes) == 1:
             return processes[0]
         executable = [p for p in processes if _bool(p.get("isExecutable"))]
@@ -247,15 +259,18 @@ class _Reader:
             return executable[0]
         names = ", ".join(p.get("id", "?") for p in processes)
         raise BpmnError(
-            f"The file contains several processes ({names}); a workflow is one process. "
-            "Mark exactly one as executable or split the file."
+            gettext(
+                "The file contains several processes (%(names)s); a workflow is one process. "
+                "Mark exactly one as executable or split the file."
+            )
+            % {"names": names}
         )
 
     # -- the process -------------------------------------------------------------------------
     def _read_process(self, process: Element) -> dict[str, Any]:
         key = self.key_override or process.get("id", "")
         if not key:
-            raise BpmnError("The process has no id; pass a key for it.")
+            raise BpmnError(gettext("The process has no id; pass a key for it."))
         self.lane_of: dict[str, str] = {}
         for lane in process.iter(q(BPMN, "lane")):
             for ref in lane.findall(q(BPMN, "flowNodeRef")):
