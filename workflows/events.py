@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from django.utils.translation import gettext
 from jsonschema import Draft202012Validator
 
 from workflows.errors import WorkflowError
@@ -353,7 +354,9 @@ def event_type(name: str) -> EventType:
         return CATALOGUE[name]
     except KeyError:
         known = ", ".join(sorted(CATALOGUE))
-        raise UnknownEvent(f"'{name}' is not a business event (known: {known}).") from None
+        raise UnknownEvent(
+            gettext("'%(event)s' is not a business event (known: %(events)s).") % {"event": name, "events": known}
+        ) from None
 
 
 @cache
