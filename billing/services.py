@@ -1383,9 +1383,11 @@ def refund_issue(*, invoice: Invoice, amount: Decimal, reason: str, user: Any = 
     """
     reason = (reason or "").replace("\x00", "").strip()
     if not reason:
-        raise RefundError("Give a reason for the refund (printed on the credit note).", field="reason")
+        raise RefundError(gettext("Give a reason for the refund (printed on the credit note)."), field="reason")
     if len(reason) > REFUND_REASON_MAX:
-        raise RefundError(f"Keep the reason to {REFUND_REASON_MAX:,} characters.", field="reason")
+        raise RefundError(
+            gettext("Keep the reason to %(limit)s characters.") % {"limit": f"{REFUND_REASON_MAX:,}"}, field="reason"
+        )
     try:
         amount = Decimal(amount)
     except (ArithmeticError, TypeError, ValueError):

@@ -89,7 +89,9 @@ class CustomerForm(forms.Form):
         lines = [line.strip() for line in self.cleaned_data["cost_centres"].splitlines() if line.strip()]
         too_long = [line for line in lines if len(line) > 50]
         if too_long:
-            raise forms.ValidationError(f"A cost centre has at most 50 characters ({too_long[0][:20]}… is longer).")
+            raise forms.ValidationError(
+                _("A cost centre has at most 50 characters (%(start)s… is longer).") % {"start": too_long[0][:20]}
+            )
         return list(dict.fromkeys(lines))
 
     def clean_company_number(self) -> str:

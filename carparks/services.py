@@ -479,7 +479,9 @@ def carpark_create(
     with transaction.atomic():
         code = code.strip() or _carpark_code(name)
         if CarPark.objects.filter(code=code).exists():
-            raise CarparkError(f"The code {code!r} is already used by another car park.", field="code")
+            raise CarparkError(
+                gettext("The code %(code)s is already used by another car park.") % {"code": repr(code)}, field="code"
+            )
         carpark = CarPark.objects.create(
             name=name,
             code=code,
