@@ -289,7 +289,10 @@ class _Reader:
                 self._check_loop(child)
             elif local in _ARTIFACTS:
                 if local in {"textAnnotation", "group", "dataObject", "dataObjectReference", "dataStoreReference"}:
-                    self.warnings.append(f"{local} {child.get('id', '')} is not part of the workflow and was left out.")
+                    self.warnings.append(
+                        gettext("%(element)s %(id)s is not part of the workflow and was left out.")
+                        % {"element": local, "id": child.get("id", "")}
+                    )
             else:
                 label = _LABELS.get(local, local)
                 self.refuse(
@@ -676,7 +679,8 @@ class _Reader:
         names = [g.strip().strip("\"'") for g in text.split(",") if g.strip()]
         if len(names) > 1:
             self.warnings.append(
-                f"{node.get('id')}: several candidate groups ({', '.join(names)}); the first, {names[0]!r}, is used."
+                gettext("%(id)s: several candidate groups (%(groups)s); the first, %(first)s, is used.")
+                % {"id": node.get("id"), "groups": ", ".join(names), "first": repr(names[0])}
             )
         return names[0] if names else ""
 
