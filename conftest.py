@@ -144,6 +144,19 @@ def _language_reset() -> Iterator[None]:
 
 
 @pytest.fixture
+def role_groups() -> None:
+    """The role groups, for a transactional test that loads the demo: a browser test before it may have
+    flushed the database, and with it the groups a data migration created."""
+    from django.contrib.auth.models import Group
+
+    from accounts.roles import ALL_ROLES, role_permissions_sync
+
+    for name in ALL_ROLES:
+        Group.objects.get_or_create(name=name)
+    role_permissions_sync()
+
+
+@pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(15_000)

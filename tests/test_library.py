@@ -37,6 +37,7 @@ REQUIRED = {
     "contract-termination-final-invoice",
     "dunning-failed-payment",
     "returned-direct-debit",
+    "bank-credit-matching",
     "carpark-onboarding",
     "complaint-refund",
     "access-card-replacement",

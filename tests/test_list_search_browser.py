@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.browser]
 
 @pytest.mark.django_db(transaction=True)
 def test_in_the_browser_the_lists_box_filters_and_the_top_bar_searches(
-    live_server, page, browser_login, django_user_model
+    live_server, page, browser_login, django_user_model, role_groups
 ):
     call_command("demo_load", stdout=StringIO())
     agent = django_user_model.objects.get(username="agent")

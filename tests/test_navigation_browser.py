@@ -5,20 +5,14 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 
 from accounts.demo import DEMO_PASSWORD
-from accounts.roles import ALL_ROLES, role_permissions_sync
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_an_agent_and_finance_click_every_menu_link(page, live_server, browser_login):
-    # A browser test before this one may have flushed the database: the role groups (a data migration) too.
-    for name in ALL_ROLES:
-        Group.objects.get_or_create(name=name)
-    role_permissions_sync()
+def test_an_agent_and_finance_click_every_menu_link(page, live_server, browser_login, role_groups):
     call_command("demo_load", stdout=StringIO())
     seen: dict[str, list[str]] = {}
     for username in ("agent", "finance"):

@@ -314,6 +314,7 @@ SPECTACULAR_SETTINGS = {
         "ContractStateEnum": "carparks.models.Contract.State",
         "CaseStateEnum": "carparks.models.Case.State",
         "CustomerLanguageEnum": "carparks.api.serializers.CUSTOMER_LANGUAGES",
+        "PaymentOptionEnum": "billing.payment_options.PaymentOption",
     },
 }
 # Requests per API client (carparks.api.throttling).
