@@ -163,19 +163,22 @@ def mandate_data(acceptance: dict) -> dict:
     }
 
 
-def _method_save(
+def _mandate_store(
     *,
     customer: Customer,
-    intent: Any,
-    remote: Any,
-    stripe_id: str,
+    iban: str,
+    holder: str,
     reference: str,
     text: str,
     accepted_at: datetime,
     acceptance: dict,
 ) -> PaymentMethod:
+    """Confirm the mandate's SetupIntent at the provider, then save the account as the default method."""
     from billing.services import _exceptions_resolve
 
+    intent, remote, stripe_id = _setup_intent_confirm(
+        customer=customer, iban=iban, holder=holder, reference=reference, acceptance=acceptance
+    )
     sepa = remote.sepa_debit
     mandate = getattr(intent, "mandate", None)
     mandate_id = mandate if isinstance(mandate, str) else getattr(mandate, "id", "") or ""
@@ -230,14 +233,10 @@ def sepa_mandate_accept(
         "accepted_at": int(accepted_at.timestamp()),
         "account_holder": holder,
     }
-    intent, remote, stripe_id = _setup_intent_confirm(
-        customer=customer, iban=iban, holder=holder, reference=reference, acceptance=acceptance
-    )
-    method = _method_save(
+    method = _mandate_store(
         customer=customer,
-        intent=intent,
-        remote=remote,
-        stripe_id=stripe_id,
+        iban=iban,
+        holder=holder,
         reference=reference,
         text=text,
         accepted_at=accepted_at,
@@ -271,14 +270,10 @@ def sepa_mandate_record_offline(
         "recorded_by": user.get_username() if user is not None else "",
         "account_holder": holder,
     }
-    intent, remote, stripe_id = _setup_intent_confirm(
-        customer=customer, iban=iban, holder=holder, reference=reference, acceptance=acceptance
-    )
-    method = _method_save(
+    method = _mandate_store(
         customer=customer,
-        intent=intent,
-        remote=remote,
-        stripe_id=stripe_id,
+        iban=iban,
+        holder=holder,
         reference=reference,
         text=text,
         accepted_at=accepted_at,
