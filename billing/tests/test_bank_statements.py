@@ -419,7 +419,8 @@ def test_two_bookings_of_one_credit_at_the_same_moment_book_it_once(django_captu
 
 @pytest.mark.slow
 def test_ten_thousand_credits_against_a_hundred_thousand_open_invoices_import_within_ten_seconds():
-    import time
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
     from carparks.models import Customer
 
@@ -455,16 +456,15 @@ def test_ten_thousand_credits_against_a_hundred_thousand_open_invoices_import_wi
             entries.append(Credit(f"{100 + n % 50}.00", f"Kunde {n // 50:06d}", f"INV2026-{n + 1:06d}"))
     data = Statement("BIG-1", entries=entries).xml()
 
-    started = time.monotonic()
-    imported = statement_import(data=data, file_name="big.xml", user=None)
-    took = time.monotonic() - started
+    with CaptureQueriesContext(connection) as queries:
+        imported = statement_import(data=data, file_name="big.xml", user=None)
 
     assert (imported.credits_count, imported.matched_count, imported.queued_count) == (10_000, 9_000, 1_000)
     assert Invoice.objects.filter(state=Invoice.State.PAID).count() == 9_000
     assert Payment.objects.filter(bank_entry__isnull=False).count() == 9_000
-    # The goal is 10 s on an idle machine (parsing and matching take about half of it); the bound here also
-    # holds on a busy test machine and still fails a booking that goes back to a query per credit (40 s).
-    assert took <= 20, f"the import took {took:.1f} s"
+    # The time (10 s goal) is measured by bench/billing.py; here the import's statements stay a handful per
+    # thousand credits, so a booking that goes back to a query per credit (10,000 and more) fails.
+    assert len(queries) <= 200, f"{len(queries)} statements for 10,000 credits"
 
 
 def test_the_200_credit_statement_books_the_right_invoices_queues_the_rest_and_books_nothing_twice():
