@@ -16,7 +16,7 @@ from django.utils import timezone, translation
 
 from accounts import roles
 from accounts.services import user_set_roles
-from conftest import verify_two_factor
+from tests.browser import editor_open
 from workflows.authoring import draft_save_bpmn
 from workflows.bpmn import definition_to_bpmn
 from workflows.errors import DefinitionInvalid
@@ -174,10 +174,6 @@ def _permit(with_default: bool) -> dict:
 def test_the_editor_speaks_german_to_a_german_user(live_server, browser, make_user, groups):
     admin = make_user("wfadmin", roles.WORKFLOW_ADMIN)
     draft = draft_save_bpmn(xml=definition_to_bpmn(_permit(with_default=False)), user=admin).version
-    client = Client()
-    client.force_login(admin)
-    verify_two_factor(client, admin)
-    cookie = {"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}
 
     for locale, status, role_option, help_text in (
         (
@@ -194,13 +190,9 @@ def test_the_editor_speaks_german_to_a_german_user(live_server, browser, make_us
         ),
     ):
         context = browser.new_context(locale=locale, viewport={"width": 1400, "height": 900})
-        context.add_cookies([cookie])
         page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
         try:
-            page.goto(f"{live_server.url}{reverse('workflows:editor', kwargs={'key': 'parking-permit'})}")
-            page.wait_for_selector("body[data-editor-ready=true]")
+            errors = editor_open(page, live_server, admin, "parking-permit")
             assert page.locator("#editor-status").inner_text() == status
             lint = page.locator("#editor-lint").inner_text()
             assert lint == (

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group
-from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
 from accounts import roles
-from conftest import verify_two_factor
+from tests.browser import editor_open, session_cookie
 from workflows.authoring import draft_save_bpmn
 from workflows.bpmn import definition_to_bpmn
 from workflows.models import Task, WorkflowDefinition, WorkflowVersion
@@ -44,13 +43,6 @@ def permit_spec(*, with_default: bool) -> dict:
     }
 
 
-def session_cookie(user, live_server) -> dict:
-    client = Client()
-    client.force_login(user)
-    verify_two_factor(client, user)
-    return {"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}
-
-
 def test_it_edits_validates_publishes_and_runs_a_new_version(live_server, page, make_user):
     for name in roles.ALL_ROLES:
         Group.objects.get_or_create(name=name)
@@ -61,11 +53,7 @@ def test_it_edits_validates_publishes_and_runs_a_new_version(live_server, page, 
     draft = draft_save_bpmn(xml=definition_to_bpmn(permit_spec(with_default=False)), user=admin).version
     assert draft.number == 2 and draft.state == WorkflowVersion.State.DRAFT
 
-    page.context.add_cookies([session_cookie(admin, live_server)])
-    problems_in_console: list[str] = []
-    page.on("pageerror", lambda error: problems_in_console.append(str(error)))
-    page.goto(f"{live_server.url}{reverse('workflows:editor', kwargs={'key': 'parking-permit'})}")
-    page.wait_for_selector("body[data-editor-ready=true]")
+    problems_in_console = editor_open(page, live_server, admin, "parking-permit")
     # the draft's problem is listed on opening and its gateway is marked
     assert page.locator(".djs-element.phq-error[data-element-id=decide]").count() == 1
 
@@ -151,12 +139,7 @@ def open_editor(live_server, page, make_user, spec: dict) -> list[str]:
     for name in roles.ALL_ROLES:
         Group.objects.get_or_create(name=name)
     definition_install(spec=spec)
-    page.context.add_cookies([session_cookie(make_user("wfadmin", roles.WORKFLOW_ADMIN), live_server)])
-    problems_in_console: list[str] = []
-    page.on("pageerror", lambda error: problems_in_console.append(str(error)))
-    page.goto(f"{live_server.url}{reverse('workflows:editor', kwargs={'key': spec['key']})}")
-    page.wait_for_selector("body[data-editor-ready=true]")
-    return problems_in_console
+    return editor_open(page, live_server, make_user("wfadmin", roles.WORKFLOW_ADMIN), spec["key"])
 
 
 def test_an_interrupting_timer_on_a_user_task_is_shown_as_a_path_not_as_the_due_time(live_server, page, make_user):
