@@ -9,10 +9,14 @@ executed by the very code the Celery worker runs (workflows.engine.execute_job, 
 the broker message would carry), full history on.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/phq_engine .venv/bin/python bench/engine.py \
-        [--processes 2000] [--workers 2] [--json FILE] [--record]
+        [--processes 2000] [--workers 2] [--json FILE] [--record] [--peer]
 
 It works in a throw-away database ``<name>_bench`` next to DATABASE_URL's (created, migrated and
 dropped). SQL statements are counted with ``connection.execute_wrapper`` in every worker.
+
+``--peer`` then runs the same shape on django-viewflow 2.4.0 with one driver process
+(bench/peer_viewflow/run.py, in its own venv ``var/peer-venv``, made on first use) and adds its figures
+and the ratio of processes/s; compare with ``--workers 1``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -146,6 +152,28 @@ def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[
     )
 
 
+PEER_VENV = ROOT / "var" / "peer-venv"
+
+
+def run_peer(processes: int, url: str | None = None) -> dict:
+    """The viewflow peer's figures for ``processes`` processes (bench/peer_viewflow/run.py, one driver process).
+    Its venv holds our pinned Django and psycopg and django-viewflow 2.4.0 (AGPL: never a dependency of ours)."""
+    python, installed = PEER_VENV / "bin" / "python", PEER_VENV / "requirements.txt"
+    pins = dict(re.findall(r"^(Django|psycopg)==(\S+)$", (ROOT / "constraints.txt").read_text(), re.M))
+    requirements = [f"django=={pins['Django']}", "django-viewflow==2.4.0", f"psycopg[binary]=={pins['psycopg']}"]
+    if not installed.exists() or installed.read_text().split() != requirements:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], check=True)
+        installed.write_text("\n".join(requirements) + "\n")
+    env = {**os.environ, "DATABASE_URL": url or os.environ["DATABASE_URL"]}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    command = [str(python), str(ROOT / "bench" / "peer_viewflow" / "run.py"), "--processes", str(processes)]
+    speed_before = python_speed_ms()
+    out = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return {**json.loads(out), "python_loop_ms_before_after": [speed_before, python_speed_ms()]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=2000)
@@ -153,6 +181,7 @@ def main() -> int:
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--record", action="store_true", help="write the figures into docs/benchmarks.md")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--peer", action="store_true", help="then run the viewflow 2.4 peer (one driver process)")
     args = parser.parse_args()
 
     url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parkinghq")
@@ -228,6 +257,9 @@ def main() -> int:
         "load_average_before": load_before,
         "load_average_after": list(os.getloadavg()),
     }
+    if args.peer:
+        figures["peer"] = run_peer(args.processes, url)
+        figures["ratio"] = round(figures["processes_per_s"] / figures["peer"]["processes_per_s"], 2)
     print(json.dumps(figures, indent=2))
     if completed != args.processes:
         print(f"only {completed} of {args.processes} processes completed", file=sys.stderr)
@@ -242,6 +274,14 @@ def main() -> int:
         loop_before, loop_after = figures["python_loop_ms_before_after"]
         ok_rate = "met" if figures["processes_per_s"] >= 150 else "**missed**"
         ok_sql = "met" if figures["sql_per_process"] <= 25 else "**missed**"
+        peer, peer_rows = figures.get("peer"), ""
+        if peer:
+            peer_rows = (
+                f"\n| peer django-viewflow 2.4.0, 1 driver process: processes/s | {peer['processes_per_s']} | |"
+                f"\n| peer: SQL statements per process | {peer['sql_per_process']} | |"
+                f"\n| peer: driver CPU per process | {peer['driver_cpu_ms_per_process']} ms | |"
+                f"\n| engine ({workers} driver processes) ÷ peer, processes/s | {figures['ratio']} | |"
+            )
         record(
             "engine",
             f"""
@@ -254,7 +294,7 @@ confirm payment setup (user) → end. Every user action is what its view does: a
 
 | figure | value | target |
 | --- | --- | --- |
-| processes/s | {figures["processes_per_s"]} | ≥ 150 ({ok_rate}) |
+| processes/s | {figures["processes_per_s"]} | ≥ 150 ({ok_rate}) |{peer_rows}
 | tasks/s | {figures["tasks_per_s"]} | |
 | SQL statements per process (views' task loads and history included) | {figures["sql_per_process"]} | ≤ 25 ({ok_sql}) |
 | rows stored per process (process, tasks, events, jobs, timers) | {figures["rows_per_process"]} | |
