@@ -3,13 +3,10 @@ count of contracts billed and the time left change before the run ends, and the 
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -19,24 +16,11 @@ from billing.models import InvoicingRun
 from billing.proration import month_period
 from billing.tests.factories import ContractFactory
 from carparks.tests.factories import CustomerFactory, ProductFactory
+from tests.browser import progress_watch
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CONTRACTS = 240  # the run's size is what makes it take seconds: one customer per chunk, as a large run has
-
-
-def _run_in_background(run: InvoicingRun, errors: list[BaseException]) -> threading.Thread:
-    def work() -> None:
-        try:
-            services.invoicing_run_execute(run=run, chunk_size=1, deliver=False)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_an_invoicing_run_shows_its_progress_while_it_runs(page, live_server, make_user, browser_login):
@@ -52,19 +36,13 @@ def test_an_invoicing_run_shows_its_progress_while_it_runs(page, live_server, ma
     bar = page.locator(f"#run-bar-{run.pk}")
     expect(bar).to_have_attribute("value", "0")
 
-    errors: list[BaseException] = []
-    thread = _run_in_background(run, errors)
-    seen: list[tuple[int, str]] = []
-    deadline = time.monotonic() + 60
-    while thread.is_alive() and time.monotonic() < deadline:
-        done = int(bar.get_attribute("value") or 0)
-        eta = page.locator("[data-progress=eta]")
-        text = eta.inner_text() if eta.count() else ""
-        if thread.is_alive() and (not seen or seen[-1][0] != done):
-            seen.append((done, text))
-        page.wait_for_timeout(250)
-    thread.join(timeout=60)
-    assert not errors, errors
+    seen = progress_watch(
+        page,
+        lambda: services.invoicing_run_execute(run=run, chunk_size=1, deliver=False),
+        bar=f"#run-bar-{run.pk}",
+        label="[data-progress=eta]",
+        every_ms=250,
+    )
 
     # Before the run ended the page showed contracts billed part-way, more than once, with the time left.
     partway = [(done, text) for done, text in seen if 0 < done < CONTRACTS]

@@ -5,19 +5,16 @@ left changing before the run ends; once finished it shows the result and stops p
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-from django.db import connection as db_connection
-from django.test import Client
 from playwright.sync_api import expect
 
 from accounts import roles
-from conftest import verify_two_factor
 from connect import services, tasks
 from connect.models import CpmsConnection, SyncRun
 from connect.simulator import start_simulator
+from tests.browser import progress_watch, session_cookie
 
 from .conftest import Sim
 
@@ -35,35 +32,13 @@ def slow_cpms():
         running.stop()
 
 
-def _worker(connection_id: int, errors: list[BaseException]) -> threading.Thread:
-    """What a Celery worker does with the queued job."""
-
-    def work() -> None:
-        try:
-            tasks.reconcile_task.apply(args=[connection_id], throw=True)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-        finally:
-            db_connection.close()
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_a_supervisor_watches_a_reconciliation_progress(page, live_server, make_user, slow_cpms):
     cpms = CpmsConnection(name="Slow CPMS", code="slow", kind=CpmsConnection.Kind.APDS, base_url=slow_cpms.url)
     cpms.timeout_seconds = 5.0
     cpms.set_secret("any-token")
     cpms.save()
     services.sync_static(connection=cpms)
-    supervisor = make_user("sue", roles.SUPERVISOR)
-    client = Client()
-    client.force_login(supervisor)
-    verify_two_factor(client, supervisor)
-    page.context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-    )
+    page.context.add_cookies([session_cookie(make_user("sue", roles.SUPERVISOR), live_server)])
     failed: list[str] = []
     page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
     page.on("pageerror", lambda error: failed.append(str(error)))
@@ -76,21 +51,12 @@ def test_a_supervisor_watches_a_reconciliation_progress(page, live_server, make_
     assert time.monotonic() - started < 5 and not SyncRun.objects.filter(kind="reconcile").exists()
 
     slow_cpms.faults("slow", delay=0.4)
-    errors: list[BaseException] = []
-    thread = _worker(cpms.pk, errors)
-    bar = page.locator("progress[id^=sync-bar-]")
-    seen: list[tuple[int, str]] = []
-    deadline = time.monotonic() + 60
-    while thread.is_alive() and time.monotonic() < deadline:
-        if bar.count():
-            done = int(bar.get_attribute("value") or 0)
-            eta = page.locator("[data-progress=eta]")
-            text = eta.inner_text() if eta.count() else ""
-            if thread.is_alive() and (not seen or seen[-1][0] != done):
-                seen.append((done, text))
-        page.wait_for_timeout(200)
-    thread.join(timeout=60)
-    assert not errors, errors
+    seen = progress_watch(
+        page,
+        lambda: tasks.reconcile_task.apply(args=[cpms.pk], throw=True),  # what a Celery worker does with the job
+        bar="progress[id^=sync-bar-]",
+        label="[data-progress=eta]",
+    )
 
     # Before the run ended the page showed records done part-way, more than once, with the time left.
     partway = [(done, text) for done, text in seen if 0 < done < CARPARKS]

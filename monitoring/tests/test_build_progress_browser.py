@@ -5,16 +5,15 @@ statement and stops polling."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-from django.db import connection
 from playwright.sync_api import expect
 
 from accounts import roles
 from monitoring import builds, statements
 from monitoring.models import Statement, StatementBuild
+from tests.browser import progress_watch
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,31 +42,14 @@ def test_finance_watches_a_statement_build(page, live_server, make_user, browser
     total = statements.statement_build_steps(build.period_start, build.period_end)
     assert total >= 28 + len(statements.FIXED_STEPS)  # every day of last month is added up
 
-    errors: list[BaseException] = []
-
-    def work() -> None:  # what the Celery worker does with the queued build
-        try:
-            builds.statement_build_run(build=build)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
+    seen = progress_watch(
+        page,
+        lambda: builds.statement_build_run(build=build),  # what the Celery worker does with the queued build
+        bar=f"#build-bar-{build.pk}",
+        label="[data-build=step]",
+        timeout=90,
+    )
     bar = page.locator(f"#build-bar-{build.pk}")
-    seen: list[tuple[int, str]] = []
-    deadline = time.monotonic() + 90
-    while thread.is_alive() and time.monotonic() < deadline:
-        if bar.count():
-            done = int(bar.get_attribute("value") or 0)
-            step = page.locator("[data-build=step]")
-            label = step.inner_text() if step.count() else ""
-            if thread.is_alive() and (not seen or seen[-1][0] != done):
-                seen.append((done, label))
-        page.wait_for_timeout(200)
-    thread.join(timeout=60)
-    assert not errors, errors
 
     partway = [(done, label) for done, label in seen if 0 < done < total]
     assert len(partway) >= 2, seen
