@@ -3,7 +3,8 @@
 ``camt053_write(bookings, ...)`` writes a statement that is valid against the ISO 20022 schema
 (``billing/tests/schemas/camt/``; ``test_camt.py`` checks it): version .001.02 (``Dbtr/Nm``,
 ``AmtDtls/TxAmt``, ``Sts`` as a code) or .001.08 (``Dbtr/Pty/Nm``, ``TxDtls/Amt``, ``Sts/Cd``), one entry
-per booking, each with one transaction.
+per booking, each with one transaction. ``camt054_write(bookings, ...)`` writes the same entries as a
+camt.054 debit/credit notification (no balances), equally schema-valid.
 
 ``scenario_200()`` is the statement of the issue's "done" check: 220 open invoices and 200 credits —
 exact references in the ways people write them, RF creditor references, references with typing errors,
@@ -48,6 +49,8 @@ class Booking:
     end_to_end_id: str = ""
     reversal: bool = False
     booking_date: date | None = None
+    #: The entry's currency, when it is not the statement's (a bank may book a payment in another currency).
+    currency: str = ""
 
 
 def rf_reference(body: str) -> str:
@@ -67,6 +70,7 @@ def _party(tag: str, name: str, version: str) -> str:
 
 
 def _entry(index: int, b: Booking, version: str, booked_on: date, currency: str) -> str:
+    currency = b.currency or currency
     indicator = "CRDT" if b.is_credit else "DBIT"
     amount = f"{b.amount:.2f}"
     day = (b.booking_date or booked_on).isoformat()
@@ -152,6 +156,34 @@ def camt053_write(
     )
     body = "\n".join(_entry(i, b, version, booked_on, currency) for i, b in enumerate(bookings, start=1))
     return (head + "\n" + body + "\n</Stmt></BkToCstmrStmt></Document>\n").encode("utf-8")
+
+
+def camt054_write(
+    bookings: Sequence[Booking],
+    *,
+    version: str = "02",
+    iban: str = OPERATOR_IBAN,
+    currency: str = "EUR",
+    statement_id: str = "NTFCTN-2026-12-01",
+    message_id: str = "MSG-NTFCTN-2026-12-01",
+    booked_on: date = date(2026, 12, 1),
+    created_at: datetime = datetime(2026, 12, 1, 18, 0, 0),
+) -> bytes:
+    """A camt.054.001.``version`` debit/credit notification (UTF-8 bytes) with one entry per booking, written
+    as ``camt053_write`` writes them; ``statement_id`` is the notification's ``Id``."""
+    if version not in ("02", "08"):
+        raise ValueError("version is '02' or '08'")
+    stamp = created_at.isoformat(timespec="seconds")
+    head = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.{version}">'
+        f"<BkToCstmrDbtCdtNtfctn><GrpHdr><MsgId>{_x(message_id)}</MsgId><CreDtTm>{stamp}</CreDtTm></GrpHdr>"
+        f"<Ntfctn><Id>{_x(statement_id)}</Id><CreDtTm>{stamp}</CreDtTm>"
+        f"<FrToDt><FrDtTm>{booked_on.isoformat()}T00:00:00</FrDtTm><ToDtTm>{booked_on.isoformat()}T23:59:59</ToDtTm></FrToDt>"
+        f"<Acct><Id><IBAN>{_x(iban)}</IBAN></Id><Ccy>{_x(currency)}</Ccy></Acct>"
+    )
+    body = "\n".join(_entry(i, b, version, booked_on, currency) for i, b in enumerate(bookings, start=1))
+    return (head + "\n" + body + "\n</Ntfctn></BkToCstmrDbtCdtNtfctn></Document>\n").encode("utf-8")
 
 
 # --- the 200-credit statement ----------------------------------------------------------------------

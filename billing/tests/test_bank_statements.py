@@ -4,10 +4,9 @@ files with nothing booked, the matching queue in the Finance basket, and one boo
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from datetime import date
+from collections.abc import Callable
+from datetime import date, datetime
 from decimal import Decimal
-from xml.sax.saxutils import escape
 
 import pytest
 from django.db import close_old_connections
@@ -16,68 +15,50 @@ from django.urls import reverse
 from billing import bank_statements, services
 from billing.bank_statements import EntryRefused, StatementRefused, statement_import
 from billing.models import BankEntry, BankStatement, CustomerCredit, Invoice, InvoiceEvent, Payment
+from billing.tests.camt_factory import OPERATOR_IBAN, Booking, camt053_write, camt054_write
 from billing.tests.factories import ContractFactory
 from carparks.tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
 
-OPERATOR_IBAN = "DE02120300000000202051"
 OTHER_IBAN = "DE89370400440532013000"
+PAYER_IBAN = "DE75512108001245126199"
 
 
-@dataclass
-class Credit:
-    amount: str
-    name: str = ""
-    reference: str = ""
-    structured: str = ""
-    iban: str = "DE75512108001245126199"
-    credit: bool = True
-    currency: str = "EUR"
+def credit(amount: str, name: str = "", reference: str = "", *, currency: str = "") -> Booking:
+    """A credit from ``name``'s account with ``reference`` as its remittance line (``currency``: when not the
+    statement's)."""
+    return Booking(
+        amount=Decimal(amount),
+        name=name,
+        iban=PAYER_IBAN,
+        remittance=[reference] if reference else [],
+        currency=currency,
+    )
 
 
-@dataclass
-class Statement:
-    """A camt.053.001.02 file as ISO 20022's schema describes it (Document/BkToCstmrStmt/Stmt/Ntry)."""
+def debit(amount: str, name: str, reference: str) -> Booking:
+    return Booking(amount=Decimal(amount), is_credit=False, name=name, remittance=[reference])
 
-    statement_id: str = "STMT-2026-03-04"
-    account: str = OPERATOR_IBAN
-    currency: str = "EUR"
-    entries: list[Credit] = field(default_factory=list)
-    namespace: str = "urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"
 
-    def xml(self) -> bytes:
-        entries = "".join(self._entry(n, e) for n, e in enumerate(self.entries, start=1))
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<Document xmlns="{self.namespace}"><BkToCstmrStmt>'
-            f"<GrpHdr><MsgId>MSG-{escape(self.statement_id)}</MsgId><CreDtTm>2026-03-05T06:00:00</CreDtTm></GrpHdr>"
-            f"<Stmt><Id>{escape(self.statement_id)}</Id><CreDtTm>2026-03-05T06:00:00</CreDtTm>"
-            "<FrToDt><FrDtTm>2026-03-04T00:00:00</FrDtTm><ToDtTm>2026-03-04T23:59:59</ToDtTm></FrToDt>"
-            f"<Acct><Id><IBAN>{self.account}</IBAN></Id><Ccy>{self.currency}</Ccy></Acct>"
-            f"{entries}</Stmt></BkToCstmrStmt></Document>"
-        ).encode()
-
-    @staticmethod
-    def _entry(n: int, e: Credit) -> str:
-        party = (
-            f"<RltdPties><Dbtr><Nm>{escape(e.name)}</Nm></Dbtr><DbtrAcct><Id><IBAN>{e.iban}</IBAN></Id></DbtrAcct>"
-            "</RltdPties>"
-            if e.credit
-            else f"<RltdPties><Cdtr><Nm>{escape(e.name)}</Nm></Cdtr></RltdPties>"
-        )
-        remittance = ""
-        if e.reference:
-            remittance += f"<Ustrd>{escape(e.reference)}</Ustrd>"
-        if e.structured:
-            remittance += f"<Strd><CdtrRefInf><Ref>{escape(e.structured)}</Ref></CdtrRefInf></Strd>"
-        return (
-            f'<Ntry><Amt Ccy="{e.currency}">{e.amount}</Amt><CdtDbtInd>{"CRDT" if e.credit else "DBIT"}</CdtDbtInd>'
-            "<Sts>BOOK</Sts><BookgDt><Dt>2026-03-04</Dt></BookgDt><ValDt><Dt>2026-03-04</Dt></ValDt>"
-            f"<AcctSvcrRef>BANK-{n}</AcctSvcrRef><BkTxCd/><NtryDtls><TxDtls><Refs><EndToEndId>E2E-{n}</EndToEndId>"
-            f'</Refs><AmtDtls><TxAmt><Amt Ccy="{e.currency}">{e.amount}</Amt></TxAmt></AmtDtls>{party}'
-            f"{'<RmtInf>' + remittance + '</RmtInf>' if remittance else ''}</TxDtls></NtryDtls></Ntry>"
-        )
+def statement(
+    *entries: Booking,
+    statement_id: str = "STMT-2026-03-04",
+    iban: str = OPERATOR_IBAN,
+    currency: str = "EUR",
+    write: Callable[..., bytes] = camt053_write,
+) -> bytes:
+    """The camt.053.001.02 statement of 4 March 2026 (``billing.tests.camt_factory``), one entry per booking;
+    ``write=camt054_write`` for the same entries as a camt.054 credit notification."""
+    return write(
+        entries,
+        statement_id=statement_id,
+        message_id=f"MSG-{statement_id}",
+        iban=iban,
+        currency=currency,
+        booked_on=date(2026, 3, 4),
+        created_at=datetime(2026, 3, 5, 6, 0, 0),
+    )
 
 
 def invoice_for(name: str, price: str = "119.00") -> Invoice:
@@ -107,16 +88,14 @@ def test_an_import_books_each_credit_to_the_invoice_it_names_and_queues_the_rest
     exact = invoice_for("Anna Berger")
     by_name = invoice_for("Carla Diaz GmbH", "89.50")
     untouched = invoice_for("Emil Faber")
-    statement = Statement(
-        entries=[
-            Credit("119.00", "ANNA BERGER", f"Rechnung {exact.display_number.lower().replace('-', '')} Maerz"),
-            Credit("89.50", "Carla Diaz GmbH", "Parken Maerz"),
-            Credit("42.00", "Someone Else", "Spende"),
-            Credit("15.00", "Stadtwerke", "Strom", credit=False),
-        ]
+    data = statement(
+        credit("119.00", "ANNA BERGER", f"Rechnung {exact.display_number.lower().replace('-', '')} Maerz"),
+        credit("89.50", "Carla Diaz GmbH", "Parken Maerz"),
+        credit("42.00", "Someone Else", "Spende"),
+        debit("15.00", "Stadtwerke", "Strom"),
     )
 
-    imported = statement_import(data=statement.xml(), file_name="march.xml", user=finance_user)
+    imported = statement_import(data=data, file_name="march.xml", user=finance_user)
 
     assert (imported.entries_count, imported.credits_count, imported.matched_count, imported.queued_count) == (
         4,
@@ -149,8 +128,8 @@ def test_an_import_books_each_credit_to_the_invoice_it_names_and_queues_the_rest
 
 def test_two_partial_payments_pay_the_invoice_when_the_second_lands():
     invoice = invoice_for("Greta Hansen")
-    first = Statement("S-1", entries=[Credit("50.00", "Greta Hansen", invoice.display_number)])
-    statement_import(data=first.xml(), file_name="1.xml", user=None)
+    first = statement(credit("50.00", "Greta Hansen", invoice.display_number), statement_id="S-1")
+    statement_import(data=first, file_name="1.xml", user=None)
 
     invoice = fresh(invoice)
     entry = BankEntry.objects.get(statement__statement_id="S-1")
@@ -158,8 +137,8 @@ def test_two_partial_payments_pay_the_invoice_when_the_second_lands():
     assert invoice.state == Invoice.State.ISSUED
     assert (invoice.amount_paid, invoice.amount_open) == (Decimal("50.00"), Decimal("69.00"))
 
-    second = Statement("S-2", entries=[Credit("69.00", "Greta Hansen", f"Rest {invoice.display_number}")])
-    statement_import(data=second.xml(), file_name="2.xml", user=None)
+    second = statement(credit("69.00", "Greta Hansen", f"Rest {invoice.display_number}"), statement_id="S-2")
+    statement_import(data=second, file_name="2.xml", user=None)
 
     invoice = fresh(invoice)
     assert invoice.state == Invoice.State.PAID and invoice.amount_open == 0
@@ -170,13 +149,11 @@ def test_two_partial_payments_pay_the_invoice_when_the_second_lands():
 
 def test_an_over_payment_becomes_the_customers_credit_balance_and_a_paid_invoice_takes_none():
     invoice = invoice_for("Ida Jansen")
-    statement = Statement(
-        entries=[
-            Credit("150.00", "Ida Jansen", invoice.display_number),
-            Credit("20.00", "Ida Jansen", f"nochmal {invoice.display_number}"),
-        ]
+    data = statement(
+        credit("150.00", "Ida Jansen", invoice.display_number),
+        credit("20.00", "Ida Jansen", f"nochmal {invoice.display_number}"),
     )
-    statement_import(data=statement.xml(), file_name="over.xml", user=None)
+    statement_import(data=data, file_name="over.xml", user=None)
 
     invoice = fresh(invoice)
     assert invoice.state == Invoice.State.PAID and invoice.amount_paid == Decimal("119.00")
@@ -190,8 +167,8 @@ def test_an_over_payment_becomes_the_customers_credit_balance_and_a_paid_invoice
 
 def test_the_customer_page_shows_the_credit_balance_and_its_rows(client, finance_user):
     invoice = invoice_for("Olga Petrova")
-    statement = Statement(entries=[Credit("150.00", "Olga Petrova", invoice.display_number)])
-    statement_import(data=statement.xml(), file_name="over.xml", user=None)
+    data = statement(credit("150.00", "Olga Petrova", invoice.display_number))
+    statement_import(data=data, file_name="over.xml", user=None)
     client.force_login(finance_user)
 
     page = client.get(reverse("carparks:customer-detail", args=[invoice.customer_id]))
@@ -203,16 +180,16 @@ def test_the_customer_page_shows_the_credit_balance_and_its_rows(client, finance
 
 def test_the_same_statement_twice_is_refused_and_books_nothing(finance_user):
     invoice = invoice_for("Karl Lang")
-    statement = Statement(entries=[Credit("60.00", "Karl Lang", invoice.display_number)])
-    statement_import(data=statement.xml(), file_name="a.xml", user=finance_user)
+    data = statement(credit("60.00", "Karl Lang", invoice.display_number))
+    statement_import(data=data, file_name="a.xml", user=finance_user)
     before = ledger()
 
     with pytest.raises(StatementRefused, match=r"imported already \(file a\.xml, on .* by fin\)"):
-        statement_import(data=statement.xml(), file_name="a-again.xml", user=finance_user)
+        statement_import(data=data, file_name="a-again.xml", user=finance_user)
     # The same statement of the bank in other bytes (re-downloaded, another creation time) is the same.
-    again = Statement(entries=[Credit("60.00", "Karl Lang", invoice.display_number), Credit("1.00", "X")])
+    again = statement(credit("60.00", "Karl Lang", invoice.display_number), credit("1.00", "X"))
     with pytest.raises(StatementRefused, match="imported already"):
-        statement_import(data=again.xml(), file_name="b.xml", user=finance_user)
+        statement_import(data=again, file_name="b.xml", user=finance_user)
 
     assert ledger() == before
     assert fresh(invoice).amount_paid == Decimal("60.00")
@@ -222,11 +199,11 @@ def test_the_same_statement_twice_is_refused_and_books_nothing(finance_user):
     ("data", "message"),
     [
         (b"Kontoauszug als Text", "not readable XML"),
-        (Statement().xml()[:-40], "not readable XML"),
-        (Statement(namespace="urn:iso:std:iso:20022:tech:xsd:pain.001.001.03").xml(), "not a camt.053 or camt.054"),
-        (Statement(account=OTHER_IBAN, entries=[Credit("5.00", "A")]).xml(), "not one of the operator's accounts"),
-        (Statement(currency="USD", entries=[Credit("5.00", "A", currency="USD")]).xml(), "amounts in USD"),
-        (Statement(entries=[Credit("5.00", "A", currency="CHF")]).xml(), "amounts in CHF"),
+        (statement()[:-40], "not readable XML"),
+        (statement().replace(b"camt.053.001.02", b"pain.001.001.03"), "not a camt.053 or camt.054"),
+        (statement(credit("5.00", "A"), iban=OTHER_IBAN), "not one of the operator's accounts"),
+        (statement(credit("5.00", "A"), currency="USD"), "amounts in USD"),
+        (statement(credit("5.00", "A", currency="CHF")), "amounts in CHF"),
         (
             b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "boom">]>'
             b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02">&e;</Document>',
@@ -257,7 +234,7 @@ def test_the_upload_page_imports_and_refuses_the_same_file_again(client, finance
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     invoice = invoice_for("Nora Otto")
-    data = Statement(entries=[Credit("119.00", "Nora Otto", invoice.display_number)]).xml()
+    data = statement(credit("119.00", "Nora Otto", invoice.display_number))
     client.force_login(finance_user)
     url = reverse("billing:bank-statement-upload")
 
@@ -276,9 +253,9 @@ def test_the_upload_page_imports_and_refuses_the_same_file_again(client, finance
 
 
 def _queued_statement(django_capture_on_commit_callbacks, name="Unknown Payer GmbH", reference="Miete Stellplatz"):
-    statement = Statement(entries=[Credit("119.00", name, reference)])
+    data = statement(credit("119.00", name, reference))
     with django_capture_on_commit_callbacks(execute=True):
-        imported = statement_import(data=statement.xml(), file_name="q.xml", user=None)
+        imported = statement_import(data=data, file_name="q.xml", user=None)
     return imported.entries.get()
 
 
@@ -388,8 +365,8 @@ def _run_engine() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_two_bookings_of_one_credit_at_the_same_moment_book_it_once(django_capture_on_commit_callbacks):
     invoice = invoice_for("Sven Tal")
-    statement = Statement(entries=[Credit("119.00", "Nobody", "no reference")])
-    imported = statement_import(data=statement.xml(), file_name="race.xml", user=None)
+    data = statement(credit("119.00", "Nobody", "no reference"))
+    imported = statement_import(data=data, file_name="race.xml", user=None)
     entry = imported.entries.get()
     barrier = threading.Barrier(2)
     outcomes: list[str] = []
@@ -448,13 +425,13 @@ def test_ten_thousand_credits_against_a_hundred_thousand_open_invoices_import_wi
     entries = []
     for n in range(10_000):
         if n % 10 == 9:  # a thousand nobody can place
-            entries.append(Credit("12.34", f"Fremd {n}", "Spende"))
+            entries.append(credit("12.34", f"Fremd {n}", "Spende"))
         elif n % 10 == 8:  # a thousand by amount and name
             number = 50_001 + n
-            entries.append(Credit(f"{100 + (number - 1) % 50}.00", f"Kunde {(number - 1) // 50:06d}", "Parken"))
+            entries.append(credit(f"{100 + (number - 1) % 50}.00", f"Kunde {(number - 1) // 50:06d}", "Parken"))
         else:
-            entries.append(Credit(f"{100 + n % 50}.00", f"Kunde {n // 50:06d}", f"INV2026-{n + 1:06d}"))
-    data = Statement("BIG-1", entries=entries).xml()
+            entries.append(credit(f"{100 + n % 50}.00", f"Kunde {n // 50:06d}", f"INV2026-{n + 1:06d}"))
+    data = statement(*entries, statement_id="BIG-1")
 
     with CaptureQueriesContext(connection) as queries:
         imported = statement_import(data=data, file_name="big.xml", user=None)
@@ -507,31 +484,24 @@ def test_the_200_credit_statement_books_the_right_invoices_queues_the_rest_and_b
     assert ledger() == before
 
 
-def _as_camt054(statement: Statement) -> bytes:
-    """The same entries as a camt.054.001.02 credit notification (Document/BkToCstmrDbtCdtNtfctn/Ntfctn)."""
-    xml = statement.xml().decode()
-    xml = xml.replace("camt.053.001.02", "camt.054.001.02").replace("BkToCstmrStmt>", "BkToCstmrDbtCdtNtfctn>")
-    return xml.replace("<Stmt>", "<Ntfctn>").replace("</Stmt>", "</Ntfctn>").encode()
-
-
 def test_a_credit_notified_by_camt054_is_not_booked_again_by_the_days_camt053(finance_user):
     invoice = invoice_for("Karl Lang")
     other = invoice_for("Eva Berg", price="50.00")
-    notified = Statement(statement_id="NTFCTN-0304", entries=[Credit("60.00", "Karl Lang", invoice.display_number)])
-    first = statement_import(data=_as_camt054(notified), file_name="ntfctn.xml", user=finance_user)
+    notified = statement(
+        credit("60.00", "Karl Lang", invoice.display_number), statement_id="NTFCTN-0304", write=camt054_write
+    )
+    first = statement_import(data=notified, file_name="ntfctn.xml", user=finance_user)
     assert first.kind == BankStatement.Kind.CAMT054
     before = ledger()
 
     # The day's statement repeats that credit (same bank reference, end-to-end id, amount) and adds one.
-    day = Statement(
-        entries=[
-            Credit("60.00", "Karl Lang", invoice.display_number),
-            Credit("50.00", "Eva Berg", other.display_number),
-        ]
+    day = statement(
+        credit("60.00", "Karl Lang", invoice.display_number),
+        credit("50.00", "Eva Berg", other.display_number),
     )
-    statement = statement_import(data=day.xml(), file_name="stmt.xml", user=finance_user)
+    imported = statement_import(data=day, file_name="stmt.xml", user=finance_user)
 
-    repeated, new = statement.entries.order_by("position")
+    repeated, new = imported.entries.order_by("position")
     assert repeated.status == BankEntry.Status.IGNORED and "NTFCTN-0304" in repeated.note
     assert not repeated.payments.exists()
     assert new.status == BankEntry.Status.MATCHED

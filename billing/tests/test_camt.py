@@ -12,7 +12,7 @@ from lxml import etree
 
 from billing import camt
 from billing.camt import CamtError, camt_parse
-from billing.tests.camt_factory import Booking, camt053_write, rf_reference, scenario_200
+from billing.tests.camt_factory import Booking, camt053_write, camt054_write, rf_reference, scenario_200
 
 HERE = Path(__file__).resolve().parent
 SCHEMAS = HERE / "schemas" / "camt"
@@ -77,6 +77,23 @@ def test_factory_writes_schema_valid_statements(version):
     assert statement.entries[0].debtor_name == "Müller GmbH"
     assert statement.entries[2].debtor_name == "Bank"
     assert statement.entries[2].ultimate_debtor_name == "Gebühren"
+
+
+@pytest.mark.parametrize("version", ["02", "08"])
+def test_factory_writes_schema_valid_notifications_and_entries_in_another_currency(version):
+    bookings = [
+        Booking(amount=Decimal("60.00"), remittance=["INV2026-000133"], name="Karl Lang", iban="AT611904300234573201"),
+        Booking(amount=Decimal("5.00"), currency="CHF", name="Zürcher AG"),
+    ]
+    for write, kind in ((camt054_write, "054"), (camt053_write, "053")):
+        data = write(bookings, version=version, statement_id="N-1")
+        assert_valid(data, f"camt.{kind}.001.{version}")
+        statement = camt_parse(data)
+        assert (statement.kind, statement.statement_id, statement.currency) == (f"camt{kind}", "N-1", "EUR")
+        assert [(e.amount, e.currency, e.debtor_name) for e in statement.entries] == [
+            (Decimal("60.00"), "EUR", "Karl Lang"),
+            (Decimal("5.00"), "CHF", "Zürcher AG"),
+        ]
 
 
 def test_the_200_credit_statement_is_schema_valid():
