@@ -37,7 +37,7 @@ from xml.etree.ElementTree import Element, ParseError
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 
 #: Larger files are refused before parsing (a day's statement of a busy account is well under 5 MB).
 MAX_FILE_BYTES = 20 * 1024 * 1024
@@ -48,6 +48,12 @@ _NAMESPACE = re.compile(r"^urn:iso:std:iso:20022:tech:xsd:camt\.(053|054)\.001\.
 _ROOTS = {"053": ("BkToCstmrStmt", "Stmt"), "054": ("BkToCstmrDbtCdtNtfctn", "Ntfctn")}
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _CENT = Decimal("0.01")
+# The dates a refusal may name: marked for translation here, translated only when a date is refused
+# (``_date_error``), so reading a file of 10,000 entries looks no message up.
+_CREATION_TIME = gettext_noop("creation time")
+_STATEMENT_PERIOD = gettext_noop("statement period")
+_BOOKING_DATE = gettext_noop("booking date")
+_VALUE_DATE = gettext_noop("value date")
 
 
 class CamtError(ValueError):
@@ -224,9 +230,9 @@ def camt_parse(data: bytes) -> CamtStatement:
         statement_id=statement_id,
         account_iban=account_iban,
         currency=currency.upper(),
-        created_on=_datetime(created_text, gettext("creation time")),
-        from_date=_date(from_text, gettext("statement period")),
-        to_date=_date(to_text, gettext("statement period")),
+        created_on=_datetime(created_text, _CREATION_TIME),
+        from_date=_date(from_text, _STATEMENT_PERIOD),
+        to_date=_date(to_text, _STATEMENT_PERIOD),
         entries=entries,
         version=f"camt.{message}.001.{version}",
         entries_not_booked=not_booked,
@@ -242,8 +248,8 @@ def _entry_transactions(r: _Reader, ntry: Element, index: int) -> list[CamtEntry
         )
     is_credit = indicator == "CRDT"
     is_reversal = r.text(ntry, "RvslInd").lower() in ("true", "1")
-    booking_date = _date(r.first_text(ntry, "BookgDt/Dt", "BookgDt/DtTm"), gettext("booking date"), index)
-    value_date = _date(r.first_text(ntry, "ValDt/Dt", "ValDt/DtTm"), gettext("value date"), index)
+    booking_date = _date(r.first_text(ntry, "BookgDt/Dt", "BookgDt/DtTm"), _BOOKING_DATE, index)
+    value_date = _date(r.first_text(ntry, "ValDt/Dt", "ValDt/DtTm"), _VALUE_DATE, index)
     entry_reference = r.text(ntry, "AcctSvcrRef")
     transactions = [tx for details in r.findall(ntry, "NtryDtls") for tx in r.findall(details, "TxDtls")]
     if len(transactions) > MAX_TRANSACTIONS_PER_ENTRY:
@@ -384,6 +390,8 @@ def _parse_datetime(text: str) -> datetime:
 
 
 def _date_error(text: str, what: str, index: int | None) -> CamtError:
+    """The refusal of a date; ``what`` names it untranslated (one of the ``gettext_noop`` names above)."""
+    what = gettext(what)
     if index is None:
         return CamtError(gettext("The %(what)s is not a date: %(value)s.") % {"what": what, "value": text[:40]})
     return CamtError(

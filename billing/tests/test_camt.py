@@ -360,3 +360,25 @@ def test_the_reason_is_in_the_readers_language():
     with translation.override("de"):
         message = refused(statement(entry(), stmt_count=2))
     assert "Kontoauszüge" in message
+
+
+def test_reading_translates_no_message_until_something_is_refused(monkeypatch):
+    """A day's statement may hold 10,000 credits: reading one looks up no translation per entry (nor at all);
+    a message is translated when a file is refused, in the reader's language, as before."""
+    looked_up: list[str] = []
+    translate = camt.gettext
+    monkeypatch.setattr(camt, "gettext", lambda message: looked_up.append(message) or translate(message))
+    data = camt053_write([Booking(amount=Decimal("1.00"), name=f"Payer {n}") for n in range(50)])
+    assert len(camt_parse(data).entries) == 50
+    assert looked_up == []
+
+    bad_booking = data.replace(b"<BookgDt><Dt>2026-12-01</Dt>", b"<BookgDt><Dt>2026-12-41</Dt>", 1)
+    bad_creation = data.replace(
+        b"<CreDtTm>2026-12-02T06:00:00</CreDtTm><FrToDt>", b"<CreDtTm>02.12.2026</CreDtTm><FrToDt>"
+    )
+    with translation.override("de"):
+        assert refused(bad_booking) == "Buchung 1: Die Angabe „Buchungsdatum“ ist kein gültiges Datum: 2026-12-41."
+        assert refused(bad_creation) == "Die Angabe „Erstellungszeitpunkt“ ist kein gültiges Datum: 02.12.2026."
+    with translation.override("en"):
+        assert refused(bad_booking) == "Entry 1: the booking date is not a date: 2026-12-41."
+        assert refused(bad_creation) == "The creation time is not a date: 02.12.2026."
