@@ -64,6 +64,16 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+# The engine's hot paths write their statements by hand on PostgreSQL (one round trip where the
+# ORM needs several); everywhere else, and with HAND_WRITTEN off, they use the ORM. The tests run
+# the same processes both ways and compare the rows (workflows/tests/test_engine_sql.py).
+HAND_WRITTEN = True
+
+
+def hand_written(connection: Any) -> bool:
+    return HAND_WRITTEN and connection.vendor == "postgresql"
+
+
 class Run:
     """The writes of one transaction that advances processes."""
 
@@ -111,22 +121,40 @@ class Run:
         statement as the history rows)."""
         connection = connections[DEFAULT_DB_ALIAS]
 
-        if connection.vendor != "postgresql":
+        if not hand_written(connection):
             model.objects.filter(pk=pk).update(**values)
             return
         self.updates.append(update_sql(model, pk, values))
 
     # -- writing ----------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write everything collected. On PostgreSQL the row UPDATEs (processes, a job) run as
-        data-modifying CTEs of the single history INSERT: one statement and round trip fewer each."""
+        """Write everything collected.
+
+        On PostgreSQL all of it is one statement (:func:`one_statement`): new rows, the row UPDATEs
+        (processes, a job) and the history rows as data-modifying CTEs of each other. Outside a
+        transaction that statement commits by itself, with no BEGIN and COMMIT round trips. What
+        it cannot write at once (several new processes, as a call activity makes) goes row kind by
+        row kind, inside a transaction."""
         connection = connections[DEFAULT_DB_ALIAS]
 
+        if not (hand_written(connection) and ONE_STATEMENT and one_statement(self, connection)):
+            with transaction.atomic(savepoint=False):
+                self._flush_by_kind(connection)
+        for process, fields in self.dirty.values():
+            if "state" in fields:
+                process._update_initial_state()
+        after, dispatch = list(self.after), list(self.dispatch)
+        if after or dispatch:
+            transaction.on_commit(lambda: _after_commit(after, dispatch))
+        self.events, self.tasks, self.timers, self.jobs, self.new_processes = [], [], [], [], []
+        self.dirty, self.after, self.dispatch, self.updates = {}, [], [], []
+
+    def _flush_by_kind(self, connection: Any) -> None:
         for process in self.new_processes:  # one by one: a sub-process refers to its parent
             insert_rows([process])
         updates = self.updates
         dirty = list(self.dirty.values())
-        if connection.vendor == "postgresql" and len({p.pk for p, _ in dirty}) == len(dirty):
+        if hand_written(connection) and len({p.pk for p, _ in dirty}) == len(dirty):
             # (a statement must not update one row twice: two copies of a process go one by one)
             updates += [process_update_sql(process, fields) for process, fields in dirty]
         else:
@@ -146,14 +174,6 @@ class Run:
             with connection.cursor() as cursor:
                 for sql, params in updates:
                     cursor.execute(sql, params)
-        for process, fields in self.dirty.values():
-            if "state" in fields:
-                process._update_initial_state()
-        after, dispatch = list(self.after), list(self.dispatch)
-        if after or dispatch:
-            transaction.on_commit(lambda: _after_commit(after, dispatch))
-        self.events, self.tasks, self.timers, self.jobs, self.new_processes = [], [], [], [], []
-        self.dirty, self.after, self.dispatch, self.updates = {}, [], [], []
 
 
 class PendingEvent(NamedTuple):
@@ -179,7 +199,7 @@ def insert_events(events: list[PendingEvent], updates: list[tuple[str, list[Any]
     ``updates`` (single-row UPDATEs of distinct rows) run as data-modifying CTEs of it."""
     connection = connections[DEFAULT_DB_ALIAS]
 
-    if connection.vendor != "postgresql":
+    if not hand_written(connection):
         for sql, params in updates or []:
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
@@ -262,7 +282,7 @@ def insert_rows(objs: list[Any]) -> None:
     connection = connections[DEFAULT_DB_ALIAS]
 
     model = type(objs[0])
-    if connection.vendor != "postgresql":
+    if not hand_written(connection):
         model.objects.bulk_create(objs)
         return
     fields = _INSERT_FIELDS.get(model)
@@ -290,6 +310,157 @@ def insert_rows(objs: list[Any]) -> None:
         obj.pk = pk
         obj._state.adding = False
         obj._state.db = connection.alias
+
+
+# The switch exists for the tests that compare one_statement's rows with the ORM's (bulk_create).
+ONE_STATEMENT = True
+
+
+def one_statement(run: Run, connection: Any) -> bool:
+    """Write a run's new rows, row UPDATEs and history rows with ONE statement (PostgreSQL).
+
+    Each new process, task, job and timer is a data-modifying CTE ``INSERT … RETURNING "id"``; a row
+    that refers to another new row of the run takes its id by ``(SELECT "id" FROM <cte>)``, so
+    nothing waits for an id to come back. The UPDATEs and the history INSERT are CTEs too; the
+    statement returns the new ids. Foreign keys are checked at commit, after every CTE ran.
+    Returns False, having written nothing, for what it does not cover (more than one new process,
+    one process updated twice): the caller then writes row kind by row kind."""
+    if len(run.new_processes) > 1:
+        return False
+    dirty = list(run.dirty.values())
+    if len({p.pk for p, _ in dirty}) != len(dirty):
+        return False
+    if not (run.new_processes or run.tasks or run.jobs or run.timers):
+        if not run.events and len(run.updates) + len(dirty) > 1:
+            return False  # UPDATEs without history rows go one by one
+        run._flush_by_kind(connection)  # one statement: the history INSERT with its UPDATEs, or one UPDATE
+        return True
+    names: dict[int, str] = {}  # id() of a new row → its CTE
+    ctes: list[str] = []
+    params: list[Any] = []
+    new_rows: list[tuple[Any, str]] = []
+    groups = (("p", run.new_processes), ("t", run.tasks), ("j", run.jobs), ("m", run.timers))
+    for prefix, objs in groups:
+        for index, obj in enumerate(objs):
+            name = f"n{prefix}{index}"
+            values = _new_row_values(obj, names, params, connection)
+            if values is None:
+                return False
+            model = type(obj)
+            columns = ", ".join(f'"{f.column}"' for f in _insert_fields(model))
+            ctes.append(
+                f'{name} AS (INSERT INTO "{model._meta.db_table}" ({columns}) VALUES ({values}) RETURNING "id")'  # noqa: S608 (names from model meta)
+            )
+            names[id(obj)] = name
+            new_rows.append((obj, name))
+    updates = run.updates + [process_update_sql(process, fields) for process, fields in dirty]
+    update_params = [value for _, values in updates for value in values]
+    ctes = [f"u{i} AS ({sql})" for i, (sql, _) in enumerate(updates)] + ctes
+    params = update_params + params
+    if run.events:
+        ctes.append(_events_cte(run.events, names, params, connection))
+    sql = f"WITH {', '.join(ctes)} SELECT " + ", ".join(_id_of(name) for _, name in new_rows)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = cursor.fetchone()
+    for (obj, _), pk in zip(new_rows, ids, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = connection.alias
+    for obj, _ in new_rows:  # foreign keys to rows that had no id yet
+        for field in _insert_fields(type(obj)):
+            if field.is_relation and getattr(obj, field.attname) is None:
+                related = obj._state.fields_cache.get(field.name)
+                if related is not None:
+                    setattr(obj, field.attname, related.pk)
+    for job in run.jobs:
+        job.idempotency_key = f"{job.process_id}:{job.step_id}:{job.step_seq}"
+    return True
+
+
+def _id_of(cte: str) -> str:
+    return f'(SELECT "id" FROM {cte})'  # noqa: S608 (CTE names made by one_statement)
+
+
+def _insert_fields(model: type) -> list[Any]:
+    fields = _INSERT_FIELDS.get(model)
+    if fields is None:
+        fields = _INSERT_FIELDS[model] = [f for f in model._meta.concrete_fields if not f.primary_key]
+    return fields
+
+
+def _new_row_values(obj: Any, names: dict[int, str], params: list[Any], connection: Any) -> str | None:
+    """The VALUES list of a new row for :func:`one_statement`, adding its parameters to ``params``;
+    None if it refers to a new row that is not written before it in the statement."""
+    values = []
+    for field in _insert_fields(type(obj)):
+        if field.is_relation and getattr(obj, field.attname) is None:
+            related = obj._state.fields_cache.get(field.name)
+            if related is not None:
+                if related.pk is None:
+                    name = names.get(id(related))
+                    if name is None:
+                        return None
+                    values.append(_id_of(name))
+                    continue
+                setattr(obj, field.attname, related.pk)
+        if isinstance(obj, SystemJob) and field.attname == "idempotency_key":
+            process = obj._state.fields_cache.get("process")
+            if obj.process_id is None and process is not None:  # the job of a process started in this run
+                values.append(f"{_id_of(names[id(process)])}::text || %s")
+                params.append(f":{obj.step_id}:{obj.step_seq}")
+                continue
+            obj.idempotency_key = f"{obj.process_id}:{obj.step_id}:{obj.step_seq}"
+        values.append("%s")
+        params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+    return ", ".join(values)
+
+
+def _events_cte(events: list[PendingEvent], names: dict[int, str], params: list[Any], connection: Any) -> str:
+    """The history INSERT as a CTE of :func:`one_statement`: one array per column, as in
+    :func:`insert_events`; an event of a new process or task holds NULL or -(k + 1) in place of
+    the id and takes the new row's id from its CTE."""
+    new_tasks: list[str] = []
+    task_ids: list[int | None] = []
+    process_ids: list[int | None] = []
+    for e in events:
+        if isinstance(e.process, int):
+            process_ids.append(e.process)
+        else:
+            process_ids.append(e.process.pk)  # None: the run's new process
+        task = e.task
+        if task is None:
+            task_ids.append(None)
+        elif task.pk is not None:
+            task_ids.append(task.pk)
+        else:
+            new_tasks.append(names[id(task)])
+            task_ids.append(-len(new_tasks))
+    params.extend(
+        (
+            process_ids,
+            [e.kind for e in events],
+            [e.step_id for e in events],
+            task_ids,
+            [e.actor_id for e in events],
+            [e.at for e in events],
+            [e.duration_ms for e in events],
+            [json.dumps(e.data, cls=DjangoJSONEncoder) for e in events],
+        )
+    )
+    new_process = [name for name in names.values() if name.startswith("np")]
+    process = f"COALESCE(x.p, {_id_of(new_process[0])})" if new_process else "x.p"
+    if new_tasks:
+        ids = ", ".join(_id_of(name) for name in new_tasks)
+        task = f"CASE WHEN x.t < 0 THEN (ARRAY[{ids}])[-x.t] ELSE x.t END"
+    else:
+        task = "x.t"
+    return (
+        f'ev AS (INSERT INTO "{ProcessEvent._meta.db_table}" '  # noqa: S608 (table name from model meta)
+        '("process_id", "kind", "step_id", "task_id", "actor_id", "at", "duration_ms", "data") '
+        f"SELECT {process}, x.kind, x.step_id, {task}, x.actor, x.at, x.duration, x.data "
+        f"FROM unnest({_event_arrays(connection)}) AS x(p, kind, step_id, t, actor, at, duration, data))"
+    )
 
 
 def _after_commit(after: list[tuple[Signal, type, dict[str, Any]]], dispatch: list[SystemJob]) -> None:
@@ -329,7 +500,7 @@ def published_version(key: str) -> WorkflowVersion:
     """The latest published version of ``key`` (only its id, definition, number and state loaded)."""
     connection = connections[DEFAULT_DB_ALIAS]
 
-    if connection.vendor == "postgresql":
+    if hand_written(connection):
         with connection.cursor() as cursor:
             cursor.execute(
                 f'SELECT v."id", v."definition_id", v."number", v."state" FROM "{WorkflowVersion._meta.db_table}" v '  # noqa: S608
@@ -392,7 +563,7 @@ def lock_process(process_id: int) -> Process:
     """Load a process with a row lock (SELECT … FOR UPDATE) for the rest of the transaction."""
     connection = connections[DEFAULT_DB_ALIAS]
 
-    if connection.vendor != "postgresql":
+    if not hand_written(connection):
         return Process.objects.select_for_update().get(pk=process_id)
     processes = rows_of(Process)
     with connection.cursor() as cursor:
@@ -434,7 +605,7 @@ def load_task(task_id: int) -> Task | None:
     load the task with ``select_related`` instead."""
     connection = connections[DEFAULT_DB_ALIAS]
 
-    if connection.vendor != "postgresql":
+    if not hand_written(connection):
         return Task.objects.filter(pk=task_id).select_related("process").first()
     tasks = rows_of(Task)
     with connection.cursor() as cursor:
@@ -447,6 +618,39 @@ def load_task(task_id: int) -> Task | None:
     if row is None:
         return None
     return task_with_process(row, connection)
+
+
+def claim_task(task_id: int, user_id: int, condition: str, params: list[Any], now: datetime) -> Task | None:
+    """open → claimed for ``user_id`` if the task matches ``condition`` (an SQL condition on the
+    task's columns with its ``params``: the user's right, see services.work_condition), with its
+    history row, returning the task (as :func:`load_task`); None if nothing was claimed. One
+    statement on PostgreSQL."""
+    connection = connections[DEFAULT_DB_ALIAS]
+
+    sql = (
+        f'WITH claimed AS (UPDATE "{Task._meta.db_table}" SET "state" = %s, "assignee_id" = %s, "claimed_at" = %s '  # noqa: S608 (names from model meta and work_condition)
+        f'WHERE "id" = %s AND "state" = %s AND {condition} RETURNING {rows_of(Task).columns()}), '
+        f'event AS (INSERT INTO "{ProcessEvent._meta.db_table}" '
+        f'("process_id", "kind", "step_id", "task_id", "actor_id", "at", "duration_ms", "data") '
+        f'SELECT "process_id", %s, "step_id", "id", %s, %s, NULL, \'{{}}\'::jsonb FROM claimed) '
+        f'SELECT claimed.*, p."version_id", p."state" FROM claimed JOIN "{Process._meta.db_table}" p '
+        f'ON p."id" = claimed."process_id"'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [Task.State.CLAIMED, user_id, now, task_id, Task.State.OPEN, *params, Kind.TASK_CLAIMED, user_id, now],
+        )
+        row = cursor.fetchone()
+    return task_with_process(row, connection) if row is not None else None
+
+
+def execute_update(update: tuple[str, list[Any]]) -> int:
+    """Run an UPDATE made by :func:`update_sql`; the number of rows it changed."""
+    sql, params = update
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def task_with_process(row: Any, connection: Any) -> Task:
@@ -470,7 +674,7 @@ def save_process(process: Process, fields: set[str]) -> None:
     """Write the changed fields of a locked process with one UPDATE."""
     connection = connections[DEFAULT_DB_ALIAS]
 
-    if connection.vendor != "postgresql":
+    if not hand_written(connection):
         process.updated_at = timezone.now()
         process.save(update_fields=sorted(fields | {"updated_at"}))
         return
@@ -828,7 +1032,7 @@ def take_job(job_id: int, now: datetime) -> SystemJob | None:
     """
     connection = connections[DEFAULT_DB_ALIAS]
 
-    if connection.vendor != "postgresql":
+    if not hand_written(connection):
         taken = SystemJob.objects.filter(pk=job_id, state=SystemJob.State.QUEUED, run_after__lte=now).update(
             state=SystemJob.State.RUNNING, attempts=F("attempts") + 1, started_at=now
         )

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from accounts.roles import ADMINISTRATOR, SUPERVISOR, WORKFLOW_ADMIN, has_role, responsible_carpark_ids, user_roles
-from workflows import signals
+from workflows import engine, signals
 from workflows.compiler import compile_spec, graph_for_version, publish_check
 from workflows.durations import add_duration
 from workflows.engine import (
@@ -35,11 +35,9 @@ from workflows.engine import (
     lock_process_and_update,
     new_process,
     published_version,
-    rows_of,
     set_variables,
     signal_after_commit,
     step_timer,
-    task_with_process,
     update_sql,
 )
 from workflows.errors import (
@@ -179,10 +177,11 @@ def process_start(
     version = published_version(definition_key)
     graph = graph_for_version(version.pk)
     run = Run(actor=started_by if getattr(started_by, "pk", None) else None)
-    with transaction.atomic():
-        process = new_process(run, version, business_object=business_object, variables=variables, started_by=run.actor)
-        enter(run, process, graph, graph.start)
-        run.flush()
+    # Entering the first steps only collects rows; the flush writes them atomically (on PostgreSQL
+    # as one statement that commits by itself, without BEGIN and COMMIT round trips).
+    process = new_process(run, version, business_object=business_object, variables=variables, started_by=run.actor)
+    enter(run, process, graph, graph.start)
+    run.flush()
     return process
 
 
@@ -519,35 +518,19 @@ def task_claim_by_id(*, task_id: int, user: Any) -> Task:
     user's right (:func:`work_condition`), claims, writes the history row and returns the task.
     Raises Task.DoesNotExist, TaskPermissionDenied or TaskNotAvailable."""
     connection = connections[DEFAULT_DB_ALIAS]
-    if connection.vendor != "postgresql":
+    if not engine.hand_written(connection):
         task = load_task(task_id)
         if task is None:
             raise Task.DoesNotExist(f"task #{task_id} does not exist")
         return task_claim(task=task, user=user)
     condition, params = work_condition(user)
-    now = timezone.now()
-    sql = (
-        f'WITH claimed AS (UPDATE "{Task._meta.db_table}" SET "state" = %s, "assignee_id" = %s, "claimed_at" = %s '  # noqa: S608 (names from model meta and work_condition)
-        f'WHERE "id" = %s AND "state" = %s AND {condition} RETURNING {rows_of(Task).columns()}), '
-        f'event AS (INSERT INTO "{ProcessEvent._meta.db_table}" '
-        f'("process_id", "kind", "step_id", "task_id", "actor_id", "at", "duration_ms", "data") '
-        f'SELECT "process_id", %s, "step_id", "id", %s, %s, NULL, \'{{}}\'::jsonb FROM claimed) '
-        f'SELECT claimed.*, p."version_id", p."state" FROM claimed JOIN "{Process._meta.db_table}" p '
-        f'ON p."id" = claimed."process_id"'
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [Task.State.CLAIMED, user.pk, now, task_id, Task.State.OPEN, *params, Kind.TASK_CLAIMED, user.pk, now],
-        )
-        row = cursor.fetchone()
-    if row is None:  # say why: no such task, no right to it, or not open any more
+    task = engine.claim_task(task_id, user.pk, condition, params, timezone.now())
+    if task is None:  # say why: no such task, no right to it, or not open any more
         task = load_task(task_id)
         if task is None:
             raise Task.DoesNotExist(f"task #{task_id} does not exist")
         _check_can_work(user, task)
         raise _not_available(task, "claimed")
-    task = task_with_process(row, connection)
     signal_after_commit(signals.task_assigned, Task, task=task, user=user, by=user)
     return task
 
@@ -556,7 +539,7 @@ def task_claim(*, task: Task, user: Any) -> Task:
     """Claim a loaded task: on PostgreSQL the one statement of :func:`task_claim_by_id` (it needs no
     transaction of its own; inside a caller's it joins that one, and the signal waits for its commit)."""
     _check_can_work(user, task)
-    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+    if engine.hand_written(connections[DEFAULT_DB_ALIAS]):
         try:
             now = task_claim_by_id(task_id=task.pk, user=user).claimed_at
         except Task.DoesNotExist as exc:
@@ -685,7 +668,7 @@ def task_complete(
     with transaction.atomic():
         now = timezone.now()
         process, updated = None, False
-        if graph is not None and connection.vendor == "postgresql":
+        if graph is not None and engine.hand_written(connection):
             # The usual case: the process's version is known, so outcome and inputs are checked
             # first and one statement locks the process and completes the task.
             step, cleaned = _completion(task, graph, outcome, inputs)
@@ -699,10 +682,7 @@ def task_complete(
             graph = graph_for_version(process.version_id)
             step, cleaned = _completion(task, graph, outcome, inputs)
             _running(process)
-            sql, params = _completion_update(task, user, now, outcome, cleaned, comment)
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                updated = cursor.rowcount > 0
+            updated = engine.execute_update(_completion_update(task, user, now, outcome, cleaned, comment)) > 0
         _running(process)
         if not updated:
             raise _not_available(task, "completed")
