@@ -370,6 +370,9 @@ class Payment(models.Model):
         PROCESSING = "processing", _("Processing (direct debit under way)")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
+        #: A charge whose money the customer's bank took back after it succeeded (a returned direct debit): kept
+        #: in the ledger, but no longer the invoice's live charge, so the reopened invoice can be collected again.
+        RETURNED = "returned", _("Returned (taken back by the bank)")
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CHARGE)
@@ -404,7 +407,8 @@ class Payment(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         constraints = [
-            # The ledger's guard against charging twice: at most one live charge per invoice.
+            # The ledger's guard against charging twice: at most one live charge per invoice. A returned
+            # charge (Status.RETURNED) and a failed one are not live: the invoice may be collected again.
             models.UniqueConstraint(
                 fields=["invoice"],
                 condition=Q(kind="charge", status__in=["pending", "processing", "succeeded"], bank_entry__isnull=True),

@@ -85,7 +85,7 @@ def _row_for(kind: str, stripe_id: str) -> Payment | None:
 def _booked(row: Payment) -> bool:
     """Whether the ledger says money moved at Stripe for this row."""
     if row.kind == Payment.Kind.CHARGE:
-        return row.status == Payment.Status.SUCCEEDED
+        return row.status in services.PAID_CHARGE_STATUSES  # a returned charge's money did arrive first
     if row.kind == Payment.Kind.REFUND:
         return row.status in (Payment.Status.PENDING, Payment.Status.SUCCEEDED)
     return row.status == Payment.Status.SUCCEEDED
@@ -128,7 +128,7 @@ def differences(*, day: date, transactions: list[dict[str, Any]]) -> list[Differ
         Payment.objects.select_related("invoice")
         .filter(created_at__gte=start, created_at__lt=end)
         .filter(
-            Q(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED) & ~Q(stripe_charge_id="")
+            Q(kind=Payment.Kind.CHARGE, status__in=services.PAID_CHARGE_STATUSES) & ~Q(stripe_charge_id="")
             | Q(kind=Payment.Kind.REFUND, status__in=[Payment.Status.PENDING, Payment.Status.SUCCEEDED])
             & ~Q(stripe_refund_id="")
         )

@@ -325,11 +325,15 @@ def prenotification(invoice: Invoice) -> dict[str, Any] | None:
 
 def sepa_chargeback(*, invoice: Invoice, dispute: Dispute) -> None:
     """A direct debit came back after it succeeded (Stripe reports it as a dispute, up to eight weeks later;
-    it cannot be contested): the invoice is open again, the money taken back is booked once, and
+    it cannot be contested): the charge is returned (no longer the invoice's live charge, so the invoice can
+    be debited again), the invoice is open again, the money taken back is booked once, and
     ``payment.failed`` (method sepa_debit) starts the returned-debit workflow. Caller holds the invoice lock."""
     from billing.services import _invoice_event
 
     charge = dispute.payment
+    if charge.status == Payment.Status.SUCCEEDED:
+        charge.status = Payment.Status.RETURNED
+        charge.save(update_fields=["status", "updated_at"])
     _, booked = Payment.objects.get_or_create(
         # The key _dispute_funds uses for the same withdrawal: whichever sees it first books it, once.
         idempotency_key=f"stripe-dispute-{dispute.stripe_dispute_id}-withdrawn",

@@ -993,6 +993,10 @@ class ChargeResult:
 #: The charge status of an invoice paid by bank transfer: nothing is charged, the money comes by transfer.
 AWAITS_TRANSFER = "awaits_transfer"
 
+#: Charges whose money reached the provider: succeeded, or succeeded and later taken back by the customer's
+#: bank (returned; only succeeded ones are the invoice's live charge).
+PAID_CHARGE_STATUSES = (Payment.Status.SUCCEEDED, Payment.Status.RETURNED)
+
 
 class ChargeOutcomeUnknown(BillingError):
     """Stripe was asked to charge but its answer never arrived: it may have charged.
@@ -1070,11 +1074,10 @@ def _charge_attempt(*, invoice: Invoice, user: Any) -> ChargeResult | tuple[Paym
     """
     with transaction.atomic():
         invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
+        # A charged-back debit is ``returned``, not live: its reopened invoice is debited again below.
         live = selectors.live_charge(invoice)
         if live is not None and live.status == Payment.Status.SUCCEEDED:
-            # An open invoice whose charge succeeded was charged back (a returned direct debit): the
-            # ledger holds one live charge per invoice, so it is not collected again by the provider.
-            return ChargeResult(live, "charged_back" if invoice.state == Invoice.State.OPEN else "succeeded")
+            return ChargeResult(live, "succeeded")
         if live is not None and live.status == Payment.Status.PROCESSING:
             return ChargeResult(live, "processing")  # a direct debit under way: never a second one
         if live is not None:
@@ -1646,7 +1649,8 @@ def _on_intent_succeeded(obj: dict[str, Any]) -> str:
         return _unmatched_payment(obj, "names no invoice of ours")
     if payment is None:
         return _intent_record(invoice, obj)
-    if payment.status == Payment.Status.SUCCEEDED:
+    if payment.status in PAID_CHARGE_STATUSES:
+        # Succeeded, or succeeded and since taken back (returned): a late copy never makes it live again.
         return "already recorded"
     payment.status = Payment.Status.SUCCEEDED
     payment.stripe_payment_intent_id = obj.get("id", "")
@@ -1756,7 +1760,8 @@ def _dispute_for(obj: dict[str, Any]) -> tuple[Dispute | None, str]:
     """The dispute row of a Stripe Dispute object, created on first sight (invoice locked)."""
     dispute_id = _stripe_id(obj.get("id"))
     intent_id, charge_id = _stripe_id(obj.get("payment_intent")), _stripe_id(obj.get("charge"))
-    charges = Payment.objects.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED)
+    # A returned debit's later dispute events (funds_withdrawn, closed) name the charge it returned.
+    charges = Payment.objects.filter(kind=Payment.Kind.CHARGE, status__in=PAID_CHARGE_STATUSES)
     charge = (intent_id and charges.filter(stripe_payment_intent_id=intent_id).first()) or (
         charge_id and charges.filter(stripe_charge_id=charge_id).first()
     )
@@ -1937,7 +1942,7 @@ def _refund_reconcile(refund: dict[str, Any]) -> str:
     intent_id, charge_id = _stripe_id(refund.get("payment_intent")), _stripe_id(refund.get("charge"))
     if not refund_id or not (intent_id or charge_id):
         return "refund without charge"
-    charges = Payment.objects.filter(kind=Payment.Kind.CHARGE, status=Payment.Status.SUCCEEDED)
+    charges = Payment.objects.filter(kind=Payment.Kind.CHARGE, status__in=PAID_CHARGE_STATUSES)
     charge = (intent_id and charges.filter(stripe_payment_intent_id=intent_id).first()) or (
         charge_id and charges.filter(stripe_charge_id=charge_id).first()
     )

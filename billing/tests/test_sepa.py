@@ -8,7 +8,7 @@ import itertools
 import json
 import re
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import payment_setup, sepa, services
+from billing import payment_setup, selectors, sepa, services
 from billing.iban import IbanField, iban_normalise
 from billing.models import Invoice, InvoiceEvent, Payment, PaymentMethod
 from billing.payment_options import PaymentOption
@@ -439,9 +439,224 @@ def test_a_chargeback_reopens_the_invoice_books_it_once_and_starts_the_returned_
     deliver(client, settings, recorded("charge.dispute.closed.sepa_debit", payment, customer))
     assert not invoice.billingexception_set.filter(kind="dispute").exists()
     assert Payment.objects.filter(invoice=invoice, kind=Payment.Kind.CHARGEBACK).count() == 1
-    # A charge job now (the workflow's retry) sends no second debit on a charged-back invoice.
-    assert services.invoice_charge(invoice=invoice).status == "charged_back"
-    assert Payment.objects.filter(invoice=invoice, kind=Payment.Kind.CHARGE).count() == 1
+    # The charge is returned: kept in the ledger, no longer the invoice's live charge, nothing to refund.
+    payment.refresh_from_db()
+    assert payment.status == Payment.Status.RETURNED
+    assert selectors.live_charge(invoice) is None and selectors.invoice_refundable(invoice) == Decimal("0.00")
+    # The nightly reconciliation still expects its charge at Stripe, and the dispute's withdrawal.
+    from billing import reconciliation
+
+    created = int(payment.created_at.timestamp())
+    charge = {"id": "txn_c", "type": "charge", "source": payment.stripe_charge_id, "amount": 11900}
+    withdrawal = {"id": "txn_d", "type": "adjustment", "reporting_category": "dispute", "amount": -11900}
+    withdrawal["source"] = "du_sepa_returned_1"
+    day = payment.created_at.astimezone(UTC).date()
+    both = [{**txn, "currency": "eur", "created": created} for txn in (charge, withdrawal)]
+    assert reconciliation.differences(day=day, transactions=both) == []
+    (missing,) = reconciliation.differences(day=day, transactions=both[1:])
+    assert payment.stripe_charge_id in missing.message and "no balance transaction" in missing.message
+
+
+def charge_back(client, settings, payment: Payment, customer) -> None:
+    """The customer's bank takes a succeeded debit back: Stripe's dispute events (recorded payloads)."""
+    assert deliver(client, settings, recorded("charge.dispute.created.sepa_debit", payment, customer)).startswith(
+        "dispute recorded"
+    )
+    deliver(client, settings, recorded("charge.dispute.funds_withdrawn.sepa_debit", payment, customer))
+
+
+@pytestmark_db
+def test_a_charged_back_debit_is_returned_and_the_workflows_retry_debits_the_invoice_again(
+    client, stripe_like_stripe, finance_user, django_capture_on_commit_callbacks
+):
+    from billing import tasks
+    from workflows import engine
+    from workflows.models import SystemJob, Timer
+    from workflows.services import task_complete
+    from workflows.testing import fire_due_timers, run_pending_system_steps
+
+    settings, proxy = stripe_like_stripe
+    customer, method = sepa_customer(client)
+    invoice = issue(customer)
+    assert services.invoice_charge(invoice=invoice).status == "processing"
+    first = Payment.objects.get(invoice=invoice)
+    first_intent = settled_intent(first.stripe_payment_intent_id)
+    with django_capture_on_commit_callbacks(execute=False):
+        deliver(client, settings, event_of("payment_intent.succeeded", first_intent))
+    invoice.refresh_from_db()
+    assert invoice.state == Invoice.State.PAID
+
+    # Weeks later the bank takes the money back; Stripe's events come twice, one also as a second event.
+    created = recorded("charge.dispute.created.sepa_debit", first, customer)
+    assert deliver(client, settings, created).startswith("dispute recorded")
+    assert deliver(client, settings, created) == "duplicate"
+    assert deliver(client, settings, recorded("charge.dispute.created.sepa_debit", first, customer)).startswith(
+        "dispute known"
+    )
+    deliver(client, settings, recorded("charge.dispute.funds_withdrawn.sepa_debit", first, customer))
+    # A late copy of the old debit's success does not make it live again.
+    assert deliver(client, settings, event_of("payment_intent.succeeded", first_intent)) == "already recorded"
+
+    first.refresh_from_db()
+    invoice.refresh_from_db()
+    assert first.status == Payment.Status.RETURNED
+    assert invoice.state == Invoice.State.OPEN and invoice.amount_paid == Decimal("0.00")
+    assert selectors.live_charge(invoice) is None
+
+    # The returned-debit workflow tells the customer; Finance chooses to debit once more.
+    run_pending_system_steps()
+    process = processes(invoice, "returned-direct-debit").get()
+    task_complete(task=process.tasks.get(), user=finance_user, outcome="retry", inputs={})
+    run_pending_system_steps()
+    process.refresh_from_db()
+    assert process.current_step == "wait_retry"
+    assert Payment.objects.filter(invoice=invoice, kind=Payment.Kind.CHARGE).count() == 1  # not before five days
+
+    # Five days later the retry debits again by the normal path: a new attempt, processing at the bank.
+    wait = Timer.objects.get(process=process, step_id="wait_retry", state=Timer.State.PENDING)
+    assert wait.due_at - timezone.now() > timedelta(days=4, hours=23)
+    Timer.objects.filter(pk=wait.pk).update(due_at=timezone.now())
+    assert fire_due_timers() == 1
+    run_pending_system_steps()
+    process.refresh_from_db()
+    assert process.current_step == "wait_debit" and process.variables["charge_status"] == "processing"
+    second = Payment.objects.get(invoice=invoice, kind=Payment.Kind.CHARGE, status=Payment.Status.PROCESSING)
+    assert (second.attempt, second.method, second.payment_method_id) == (2, "sepa_debit", method.pk)
+    assert second.stripe_payment_intent_id not in ("", first.stripe_payment_intent_id)
+    assert len(proxy.seen("POST", "/v1/payment_intents")) == 2
+
+    # The retry job run again, and another charge job meanwhile: no second debit.
+    retry_job = SystemJob.objects.get(process=process, step_id="retry_debit")
+    assert engine.execute_job(retry_job.pk) in ("skipped", "stale")
+    assert services.invoice_charge(invoice=invoice).status == "processing"
+    assert Payment.objects.filter(invoice=invoice, kind=Payment.Kind.CHARGE).count() == 2
+
+    # Days later the bank pays (delivered twice): the invoice is paid and the workflow ends paid.
+    second_intent = settled_intent(second.stripe_payment_intent_id)
+    with django_capture_on_commit_callbacks(execute=False):
+        assert deliver(client, settings, event_of("payment_intent.succeeded", second_intent)) == (
+            f"invoice {invoice.display_number} paid"
+        )
+        assert deliver(client, settings, event_of("payment_intent.succeeded", second_intent)) == "already recorded"
+    tasks.payment_received(invoice.pk)
+    run_pending_system_steps()
+
+    invoice.refresh_from_db()
+    process.refresh_from_db()
+    assert invoice.state == Invoice.State.PAID and invoice.amount_paid == invoice.gross_total
+    assert (process.state, process.current_step) == ("completed", "paid")
+    ledger = sorted(Payment.objects.filter(invoice=invoice).values_list("kind", "status", "amount"))
+    assert ledger == [
+        ("charge", "returned", Decimal("119.00")),
+        ("charge", "succeeded", Decimal("119.00")),
+        ("chargeback", "succeeded", Decimal("119.00")),
+    ]
+    charges = list(stripe_client().v1.charges.list(params={"customer": customer.stripe_customer_id, "limit": 100}))
+    assert sorted(c.payment_intent for c in charges) == sorted(
+        [first.stripe_payment_intent_id, second.stripe_payment_intent_id]
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_charge_jobs_after_a_chargeback_debit_once_more(client, stripe_settings):
+    import threading
+
+    from django.db import close_old_connections, connection
+
+    settings = stripe_settings
+    customer, method = sepa_customer(client)
+    invoice = issue(customer)
+    services.invoice_charge(invoice=invoice)
+    first = Payment.objects.get(invoice=invoice)
+    settled_intent(first.stripe_payment_intent_id)
+    first.refresh_from_db()
+    assert first.status == Payment.Status.SUCCEEDED  # localstripe settles a good IBAN's debit at once
+    charge_back(client, settings, first, customer)
+    barrier = threading.Barrier(3)
+    results = []
+
+    def job():
+        try:
+            barrier.wait()
+            results.append(services.invoice_charge(invoice=invoice, start_dunning=False).status)
+        finally:
+            close_old_connections()
+            connection.close()
+
+    threads = [threading.Thread(target=job) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert results == ["succeeded"] * 3
+    charges = Payment.objects.filter(invoice=invoice, kind=Payment.Kind.CHARGE).order_by("pk")
+    assert [(c.attempt, c.status) for c in charges] == [(1, "returned"), (2, "succeeded")]
+    customer.refresh_from_db()
+    assert len(list(stripe_client().v1.charges.list(params={"customer": customer.stripe_customer_id}))) == 2
+    invoice.refresh_from_db()
+    assert invoice.state == Invoice.State.PAID
+
+
+@pytestmark_db
+def test_the_ledger_holds_one_live_charge_per_invoice_besides_its_returned_ones():
+    from django.db import IntegrityError, transaction
+
+    invoice = Invoice.objects.create(
+        customer=CustomerFactory(), period_start=date(2026, 3, 1), period_end=date(2026, 3, 31), state="open",
+        series="TEST", number=1, issue_date=date(2026, 3, 3), gross_total=Decimal("119.00"),
+    )  # fmt: skip
+
+    def charge(attempt: int, status: str) -> Payment:
+        return Payment.objects.create(
+            invoice=invoice, amount=Decimal("119.00"), attempt=attempt, status=status,
+            idempotency_key=f"invoice-{invoice.pk}-charge-{attempt}",
+        )  # fmt: skip
+
+    charge(1, Payment.Status.RETURNED)
+    charge(2, Payment.Status.RETURNED)
+    live = charge(3, Payment.Status.PROCESSING)
+    for status in (Payment.Status.PENDING, Payment.Status.PROCESSING, Payment.Status.SUCCEEDED):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            charge(4, status)
+    assert selectors.live_charge(invoice) == live
+
+
+@pytestmark_db
+def test_debits_charged_back_before_the_returned_status_become_returned_and_can_be_debited_again():
+    """The migration that introduced ``returned``: a SEPA charge with a dispute (every one is a returned debit)
+    becomes returned; a disputed card payment is left as it is; going back restores them."""
+    import importlib
+
+    from django.apps import apps
+
+    from billing.models import Dispute
+
+    migration = importlib.import_module("billing.migrations.0008_payment_status_returned")
+    customer = CustomerFactory()
+    rows = {}
+    for number, method in enumerate(("sepa_debit", "card", "sepa_debit"), start=1):
+        invoice = Invoice.objects.create(
+            customer=customer, period_start=date(2026, 3, 1), period_end=date(2026, 3, 31), series="TEST",
+            number=number, issue_date=date(2026, 3, 3), gross_total=Decimal("119.00"),
+            state="disputed" if method == "card" else "open",
+        )  # fmt: skip
+        rows[number] = Payment.objects.create(
+            invoice=invoice, amount=Decimal("119.00"), status="succeeded", method=method,
+            idempotency_key=f"invoice-{invoice.pk}-charge-1",
+        )  # fmt: skip
+        if number < 3:  # the third debit was never disputed
+            Dispute.objects.create(
+                stripe_dispute_id=f"du_{number}", invoice=invoice, payment=rows[number], amount=Decimal("119.00"),
+                status="lost",
+            )  # fmt: skip
+
+    migration.charged_back_debits_returned(apps, None)
+
+    assert [Payment.objects.get(pk=rows[n].pk).status for n in (1, 2, 3)] == ["returned", "succeeded", "succeeded"]
+    assert selectors.live_charge(rows[1].invoice) is None
+    migration.returned_debits_succeeded(apps, None)
+    assert Payment.objects.get(pk=rows[1].pk).status == "succeeded"
 
 
 @pytestmark_db
