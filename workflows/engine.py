@@ -11,9 +11,10 @@ import functools
 import json
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
+from uuid import UUID
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -330,10 +331,7 @@ def one_statement(run: Run, connection: Any) -> bool:
     dirty = list(run.dirty.values())
     if len({p.pk for p, _ in dirty}) != len(dirty):
         return False
-    if not (run.new_processes or run.tasks or run.jobs or run.timers):
-        if not run.events and len(run.updates) + len(dirty) > 1:
-            return False  # UPDATEs without history rows go one by one
-        run._flush_by_kind(connection)  # one statement: the history INSERT with its UPDATEs, or one UPDATE
+    if not (run.new_processes or run.tasks or run.jobs or run.timers or run.events or run.updates or dirty):
         return True
     names: dict[int, str] = {}  # id() of a new row → its CTE
     ctes: list[str] = []
@@ -346,10 +344,11 @@ def one_statement(run: Run, connection: Any) -> bool:
             values = _new_row_values(obj, names, params, connection)
             if values is None:
                 return False
-            model = type(obj)
-            columns = ", ".join(f'"{f.column}"' for f in _insert_fields(model))
+            table = type(obj)._meta.db_table
+            columns = ", ".join(f'"{f.column}"' for f in _insert_fields(type(obj)))
             ctes.append(
-                f'{name} AS (INSERT INTO "{model._meta.db_table}" ({columns}) VALUES ({values}) RETURNING "id")'  # noqa: S608 (names from model meta)
+                f'{name} AS (INSERT INTO "{table}" ({columns}) SELECT {values} '  # noqa: S608 (names from model meta)
+                f'FROM json_populate_record(NULL::"{table}", %s::json) r RETURNING "id")'
             )
             names[id(obj)] = name
             new_rows.append((obj, name))
@@ -359,10 +358,10 @@ def one_statement(run: Run, connection: Any) -> bool:
     params = update_params + params
     if run.events:
         ctes.append(_events_cte(run.events, names, params, connection))
-    sql = f"WITH {', '.join(ctes)} SELECT " + ", ".join(_id_of(name) for _, name in new_rows)
+    sql = f"WITH {', '.join(ctes)} SELECT " + (", ".join(_id_of(name) for _, name in new_rows) or "1")
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        ids = cursor.fetchone()
+        ids = cursor.fetchone() if new_rows else ()
     for (obj, _), pk in zip(new_rows, ids, strict=True):
         obj.pk = pk
         obj._state.adding = False
@@ -390,10 +389,13 @@ def _insert_fields(model: type) -> list[Any]:
 
 
 def _new_row_values(obj: Any, names: dict[int, str], params: list[Any], connection: Any) -> str | None:
-    """The VALUES list of a new row for :func:`one_statement`, adding its parameters to ``params``;
-    None if it refers to a new row that is not written before it in the statement."""
-    values = []
-    for field in _insert_fields(type(obj)):
+    """The SELECT list of a new row for :func:`one_statement`: the row goes as ONE parameter, a JSON
+    object read by ``json_populate_record`` as ``r`` (one value to send instead of one per column,
+    and a statement text that stays the same, so psycopg converts it once and PostgreSQL plans it
+    once). A reference to a new row written before it takes that row's id from its CTE. None if it
+    refers to a new row that is not written before it in the statement."""
+    select, row = [], {}
+    for field, column, auto in _row_plan(type(obj)):
         if field.is_relation and getattr(obj, field.attname) is None:
             related = obj._state.fields_cache.get(field.name)
             if related is not None:
@@ -401,53 +403,68 @@ def _new_row_values(obj: Any, names: dict[int, str], params: list[Any], connecti
                     name = names.get(id(related))
                     if name is None:
                         return None
-                    values.append(_id_of(name))
+                    select.append(_id_of(name))
                     continue
                 setattr(obj, field.attname, related.pk)
-        if isinstance(obj, SystemJob) and field.attname == "idempotency_key":
+        if field.attname == "idempotency_key" and isinstance(obj, SystemJob):
             process = obj._state.fields_cache.get("process")
             if obj.process_id is None and process is not None:  # the job of a process started in this run
-                values.append(f"{_id_of(names[id(process)])}::text || %s")
-                params.append(f":{obj.step_id}:{obj.step_seq}")
+                row[field.column] = f":{obj.step_id}:{obj.step_seq}"
+                select.append(f"{_id_of(names[id(process)])}::text || {column}")
                 continue
             obj.idempotency_key = f"{obj.process_id}:{obj.step_id}:{obj.step_seq}"
-        values.append("%s")
-        params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
-    return ", ".join(values)
+        # JSON columns hold the value itself, None (SQL NULL) included, as the field stores it
+        row[field.column] = field.pre_save(obj, True) if auto else getattr(obj, field.attname)
+        select.append(column)
+    params.append(json.dumps(row, default=_json_scalar))
+    return ", ".join(select)
+
+
+@functools.cache
+def _row_plan(model: type) -> list[tuple[Any, str, bool]]:
+    """Per inserted field: the field, its column as ``r."<column>"`` and whether its value comes from
+    ``pre_save`` (auto_now and auto_now_add dates)."""
+    return [
+        (f, f'r."{f.column}"', bool(getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)))
+        for f in _insert_fields(model)
+    ]
+
+
+def _json_scalar(value: Any) -> str:
+    if isinstance(value, datetime | date | Decimal | UUID):
+        return value.isoformat() if isinstance(value, datetime | date) else str(value)
+    raise TypeError(f"{type(value).__name__} cannot be written by one_statement")
+
+
+_EVENT_RECORD = ""
 
 
 def _events_cte(events: list[PendingEvent], names: dict[int, str], params: list[Any], connection: Any) -> str:
-    """The history INSERT as a CTE of :func:`one_statement`: one array per column, as in
-    :func:`insert_events`; an event of a new process or task holds NULL or -(k + 1) in place of
-    the id and takes the new row's id from its CTE."""
+    """The history INSERT as a CTE of :func:`one_statement`: all rows as ONE parameter, a JSON array
+    read by ``json_to_recordset``; an event of the run's new process or of a new task holds NULL or
+    -(k + 1) in place of the id and takes the new row's id from its CTE."""
+    global _EVENT_RECORD
+    if not _EVENT_RECORD:
+        fields = [ProcessEvent._meta.get_field(n) for n in ("process", "task", "actor", "at", "duration_ms")]
+        p, t, a, at, d = (f.rel_db_type(connection) if f.is_relation else f.db_type(connection) for f in fields)
+        _EVENT_RECORD = f"p {p}, k text, s text, t {t}, a {a}, at {at}, d {d}, data jsonb"
     new_tasks: list[str] = []
-    task_ids: list[int | None] = []
-    process_ids: list[int | None] = []
+    rows = []
     for e in events:
-        if isinstance(e.process, int):
-            process_ids.append(e.process)
-        else:
-            process_ids.append(e.process.pk)  # None: the run's new process
+        process = e.process if isinstance(e.process, int) else e.process.pk  # None: the run's new process
         task = e.task
         if task is None:
-            task_ids.append(None)
+            task_id = None
         elif task.pk is not None:
-            task_ids.append(task.pk)
+            task_id = task.pk
         else:
             new_tasks.append(names[id(task)])
-            task_ids.append(-len(new_tasks))
-    params.extend(
-        (
-            process_ids,
-            [e.kind for e in events],
-            [e.step_id for e in events],
-            task_ids,
-            [e.actor_id for e in events],
-            [e.at for e in events],
-            [e.duration_ms for e in events],
-            [json.dumps(e.data, cls=DjangoJSONEncoder) for e in events],
-        )
-    )
+            task_id = -len(new_tasks)
+        rows.append(
+            {"p": process, "k": e.kind, "s": e.step_id, "t": task_id, "a": e.actor_id, "at": e.at.isoformat(),
+             "d": e.duration_ms, "data": e.data}
+        )  # fmt: skip
+    params.append(json.dumps(rows, cls=DjangoJSONEncoder))
     new_process = [name for name in names.values() if name.startswith("np")]
     process = f"COALESCE(x.p, {_id_of(new_process[0])})" if new_process else "x.p"
     if new_tasks:
@@ -458,8 +475,8 @@ def _events_cte(events: list[PendingEvent], names: dict[int, str], params: list[
     return (
         f'ev AS (INSERT INTO "{ProcessEvent._meta.db_table}" '  # noqa: S608 (table name from model meta)
         '("process_id", "kind", "step_id", "task_id", "actor_id", "at", "duration_ms", "data") '
-        f"SELECT {process}, x.kind, x.step_id, {task}, x.actor, x.at, x.duration, x.data "
-        f"FROM unnest({_event_arrays(connection)}) AS x(p, kind, step_id, t, actor, at, duration, data))"
+        f"SELECT {process}, x.k, x.s, {task}, x.a, x.at, x.d, x.data "
+        f"FROM json_to_recordset(%s::json) AS x({_EVENT_RECORD}))"
     )
 
 
