@@ -94,6 +94,10 @@ def _setup_django() -> None:
         return {"credential_id": f"C-{ctx.variables.get('contract_id')}"}
 
 
+PHASES = ("start", "claim", "complete", "system step", "timers")
+TIMER_SWEEP_EVERY = 20  # processes between two sweeps for due timers (the beat's tick)
+
+
 def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[no-untyped-def]
     _setup_django()
     from django.contrib.auth import get_user_model
@@ -110,44 +114,88 @@ def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[
     signals.task_created.connect(lambda sender, task, **kw: created.append(task.pk), weak=False)
     engine.dispatch_jobs = lambda jobs: dispatched.extend(job.pk for job in jobs)  # the broker
 
-    statements = 0
+    # Per phase: driver CPU (time.process_time) and wall time; inside every phase, the wall time and
+    # driver CPU spent in database calls (statements and commits: the round trips, PostgreSQL's work
+    # and psycopg's own Python).
+    phases = {name: [0.0, 0.0] for name in PHASES}
+    in_db = [0, 0.0, 0.0]  # statements, wall, cpu
+    clock, cpu_clock = time.perf_counter, time.process_time
 
     def counter(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        nonlocal statements
-        statements += 1
-        return execute(sql, params, many, context)
+        in_db[0] += 1
+        wall, cpu = clock(), cpu_clock()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            in_db[1] += clock() - wall
+            in_db[2] += cpu_clock() - cpu
+
+    commit = connection.commit
+
+    def timed_commit() -> None:  # Atomic.__exit__ calls connection.commit()
+        wall, cpu = clock(), cpu_clock()
+        try:
+            commit()
+        finally:
+            in_db[1] += clock() - wall
+            in_db[2] += cpu_clock() - cpu
+
+    connection.commit = timed_commit
+
+    def phase(name: str, action, *args, **kwargs):  # type: ignore[no-untyped-def]
+        wall, cpu = clock(), cpu_clock()
+        result = action(*args, **kwargs)
+        totals = phases[name]
+        totals[0] += cpu_clock() - cpu
+        totals[1] += clock() - wall
+        return result
 
     def user_task(outcome: str, inputs: dict | None = None) -> None:
         task_id = created.pop()
-        services.task_claim_by_id(task_id=task_id, user=user)  # the claim view (checks the right in SQL)
-        task = services.task_load(task_id)  # the complete view loads the task
-        services.task_complete(task=task, user=user, outcome=outcome, inputs=inputs)
+        phase("claim", services.task_claim_by_id, task_id=task_id, user=user)  # the claim view (right checked in SQL)
+
+        def complete() -> None:  # the complete view: loads the task, completes it
+            services.task_complete(task=services.task_load(task_id), user=user, outcome=outcome, inputs=inputs)
+
+        phase("complete", complete)
 
     tasks_done = 0
+    wait = connection.cursor  # connect before the clock starts
+    wait().close()
+    began = time.time()
     cpu = time.process_time()
     started = time.perf_counter()
     with connection.execute_wrapper(counter):
         for n in range(first, first + count):
-            services.process_start(definition_key="bench-season", variables={"deposit": n % 3 * 50, "contract_id": n})
+            variables = {"deposit": n % 3 * 50, "contract_id": n}
+            phase("start", services.process_start, definition_key="bench-season", variables=variables)
             if n % 10 == 0:
                 user_task("reject", {"deposit_ok": False})
                 tasks_done += 1
-                continue
-            user_task("approve", {"deposit_ok": True, "note": "ok"})
-            engine.execute_job(dispatched.pop())  # what run_system_step does in the worker
-            user_task("done")
-            tasks_done += 2
+            else:
+                user_task("approve", {"deposit_ok": True, "note": "ok"})
+                phase("system step", engine.execute_job, dispatched.pop())  # what run_system_step does in the worker
+                user_task("done")
+                tasks_done += 2
+            if n % TIMER_SWEEP_EVERY == 0:
+                phase("timers", engine.fire_due_timers)  # the beat's sweep
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
+    ended = time.time()
     connection.close()
     queue.put(
         {
             "worker": index,
             "processes": count,
             "tasks": tasks_done,
-            "statements": statements,
+            "statements": in_db[0],
             "seconds": elapsed,
+            "began": began,
+            "ended": ended,
             "cpu_seconds": cpu,
+            "db_seconds": in_db[1],
+            "db_cpu_seconds": in_db[2],
+            "phases": phases,
         }
     )
 
@@ -172,6 +220,32 @@ def run_peer(processes: int, url: str | None = None) -> dict:
     speed_before = python_speed_ms()
     out = subprocess.run(command, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
     return {**json.loads(out), "python_loop_ms_before_after": [speed_before, python_speed_ms()]}
+
+
+def _commits(admin_url: str, name: str) -> int:
+    """Transactions PostgreSQL committed in database ``name`` (pg_stat_database), read afresh."""
+    import psycopg
+
+    with psycopg.connect(admin_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [name]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _breakdown(results: list[dict], processes: int) -> dict:
+    """Per process, in ms: each phase's driver CPU and wall time, and the database calls inside them
+    (wall; the driver's CPU in them is psycopg's Python; the rest is waiting for PostgreSQL)."""
+    per = 1000 / processes
+    out: dict = {}
+    for name in PHASES:
+        cpu = sum(r["phases"][name][0] for r in results)
+        wall = sum(r["phases"][name][1] for r in results)
+        out[name] = {"cpu": round(cpu * per, 3), "wall": round(wall * per, 3)}
+    db_wall = sum(r["db_seconds"] for r in results)
+    db_cpu = sum(r["db_cpu_seconds"] for r in results)
+    out["database calls"] = {"wall": round(db_wall * per, 3), "driver cpu": round(db_cpu * per, 3)}
+    out["waiting for PostgreSQL"] = round((db_wall - db_cpu) * per, 3)
+    return out
 
 
 def main() -> int:
@@ -212,12 +286,12 @@ def main() -> int:
         agent = get_user_model().objects.create_user("bench-agent", first_name="Bench")
         agent.groups.add(Group.objects.get_or_create(name="Back-office agent")[0])
         connections.close_all()
+        commits_before = _commits(admin_url, bench_name)
 
         workers = max(1, args.workers)
         share = [args.processes // workers + (1 if i < args.processes % workers else 0) for i in range(workers)]
         queue = multiprocessing.get_context("fork").Queue()
         procs, first = [], 0
-        wall = time.perf_counter()
         for i, count in enumerate(share):
             proc = multiprocessing.get_context("fork").Process(target=_worker, args=(i, count, first, queue))
             proc.start()
@@ -226,7 +300,9 @@ def main() -> int:
         results = [queue.get() for _ in procs]
         for proc in procs:
             proc.join()
-        wall = time.perf_counter() - wall
+        # processes/s counts the driving loops only (first start to last end), as the peer's does
+        wall = max(r["ended"] for r in results) - min(r["began"] for r in results)
+        commits = _commits(admin_url, bench_name) - commits_before
 
         completed = Process.objects.filter(state="completed").count()
         rows = sum(m.objects.count() for m in (Process, Task, ProcessEvent, SystemJob, Timer))
@@ -253,6 +329,8 @@ def main() -> int:
         "rows_per_process": round(rows / args.processes, 2),
         "events_per_process": round(events / args.processes, 2),
         "driver_cpu_ms_per_process": round(sum(r["cpu_seconds"] for r in results) * 1000 / args.processes, 2),
+        "per_process_ms": _breakdown(results, args.processes),
+        "commits_per_process": round(commits / args.processes, 2),
         "python_loop_ms_before_after": [speed_before, python_speed_ms()],
         "load_average_before": load_before,
         "load_average_after": list(os.getloadavg()),
