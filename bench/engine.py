@@ -130,17 +130,23 @@ def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[
             in_db[1] += clock() - wall
             in_db[2] += cpu_clock() - cpu
 
-    commit = connection.commit
+    import psycopg
 
-    def timed_commit() -> None:  # Atomic.__exit__ calls connection.commit()
-        wall, cpu = clock(), cpu_clock()
-        try:
-            commit()
-        finally:
-            in_db[1] += clock() - wall
-            in_db[2] += cpu_clock() - cpu
+    def timed(method):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            wall, cpu = clock(), cpu_clock()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                in_db[1] += clock() - wall
+                in_db[2] += cpu_clock() - cpu
 
-    connection.commit = timed_commit
+        return call
+
+    # commits: Django's at the end of an atomic block, and the pipeline's closing Sync that carries
+    # a flush's statement and COMMIT in one round trip (workflows.engine.one_statement)
+    psycopg.Connection.commit = timed(psycopg.Connection.commit)
+    psycopg.Pipeline.__exit__ = timed(psycopg.Pipeline.__exit__)
 
     def phase(name: str, action, *args, **kwargs):  # type: ignore[no-untyped-def]
         wall, cpu = clock(), cpu_clock()

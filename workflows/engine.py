@@ -128,17 +128,20 @@ class Run:
         self.updates.append(update_sql(model, pk, values))
 
     # -- writing ----------------------------------------------------------------------------
-    def flush(self) -> None:
+    def flush(self, *, last: bool = False) -> None:
         """Write everything collected.
 
         On PostgreSQL all of it is one statement (:func:`one_statement`): new rows, the row UPDATEs
         (processes, a job) and the history rows as data-modifying CTEs of each other. Outside a
         transaction that statement commits by itself, with no BEGIN and COMMIT round trips. What
         it cannot write at once (several new processes, as a call activity makes) goes row kind by
-        row kind, inside a transaction."""
+        row kind, inside a transaction.
+
+        ``last``: nothing follows in the caller's transaction. If that is the outermost one, the
+        statement and its COMMIT then go to PostgreSQL together (one round trip)."""
         connection = connections[DEFAULT_DB_ALIAS]
 
-        if not (hand_written(connection) and ONE_STATEMENT and one_statement(self, connection)):
+        if not (hand_written(connection) and ONE_STATEMENT and one_statement(self, connection, last=last)):
             with transaction.atomic(savepoint=False):
                 self._flush_by_kind(connection)
         for process, fields in self.dirty.values():
@@ -317,7 +320,7 @@ def insert_rows(objs: list[Any]) -> None:
 ONE_STATEMENT = True
 
 
-def one_statement(run: Run, connection: Any) -> bool:
+def one_statement(run: Run, connection: Any, *, last: bool = False) -> bool:
     """Write a run's new rows, row UPDATEs and history rows with ONE statement (PostgreSQL).
 
     Each new process, task, job and timer is a data-modifying CTE ``INSERT … RETURNING "id"``; a row
@@ -360,7 +363,16 @@ def one_statement(run: Run, connection: Any) -> bool:
         ctes.append(_events_cte(run.events, names, params, connection))
     sql = f"WITH {', '.join(ctes)} SELECT " + (", ".join(_id_of(name) for _, name in new_rows) or "1")
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        if last and _outermost(connection):
+            # The statement and COMMIT in one round trip: both queued in psycopg's pipeline mode,
+            # sent with its closing Sync. Django's commit at the end of the atomic block then finds
+            # the transaction committed and only runs the on_commit callbacks; a failed COMMIT
+            # raises here, and the block rolls back.
+            with connection.wrap_database_errors, connection.connection.pipeline():
+                cursor.execute(sql, params)
+                connection.connection.execute("COMMIT")
+        else:
+            cursor.execute(sql, params)
         ids = cursor.fetchone() if new_rows else ()
     for (obj, _), pk in zip(new_rows, ids, strict=True):
         obj.pk = pk
@@ -375,6 +387,16 @@ def one_statement(run: Run, connection: Any) -> bool:
     for job in run.jobs:
         job.idempotency_key = f"{job.process_id}:{job.step_id}:{job.step_seq}"
     return True
+
+
+def _outermost(connection: Any) -> bool:
+    """Inside one atomic block only, which has not failed: its transaction ends when it exits."""
+    return (
+        connection.in_atomic_block
+        and len(connection.atomic_blocks) == 1
+        and not connection.savepoint_ids
+        and not connection.needs_rollback
+    )
 
 
 def _id_of(cte: str) -> str:
@@ -1178,7 +1200,7 @@ def execute_job(job_id: int) -> str:
                 where = f"“{step_label(job.step_id, step.get('name'))}” ({job.step_id}, {job.task_name})"
                 open_incident(run, process, f"System step {where} failed {tries}: {error}")
                 outcome = "failed"
-        run.flush()
+        run.flush(last=True)
     return outcome
 
 

@@ -698,7 +698,7 @@ def task_complete(
         leave_step(run, process, data={"outcome": outcome})
         enter(run, process, graph, step["outcomes"][outcome])
         run.signal(signals.task_completed, Task, task=task)
-        run.flush()
+        run.flush(last=True)
     return task
 
 

@@ -217,3 +217,56 @@ def test_the_hand_written_reads_load_what_the_orm_loads(season_spec, agent):
     orm_task = Task.objects.select_related("process").get(pk=task.pk)
     assert fields(loaded) == fields(orm_task)
     assert (loaded.process.version_id, loaded.process.state) == (orm_task.process.version_id, orm_task.process.state)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_test_transaction_the_last_statement_and_its_commit_go_together_and_write_the_same_rows(
+    monkeypatch, season_spec, installed, agent, supervisor, admin_user
+):
+    """In production a completion's transaction is the outermost one, so its flush sends the statement
+    and COMMIT in one round trip (in the tests above, the test's own transaction prevents that)."""
+    install_definition(season_spec)
+    users = (agent, supervisor, admin_user)
+    pipelined = []
+    execute = type(connection.connection).execute
+
+    def counting_execute(self, query, *args, **kwargs):  # the COMMIT the flush queues in the pipeline
+        pipelined.append(query == "COMMIT" and self._pipeline is not None)
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(type(connection.connection), "execute", counting_execute)
+    orm, _ = run_story(monkeypatch, hand_written=False, one_statement=False, users=users)
+    assert not any(pipelined)
+    one, _ = run_story(monkeypatch, hand_written=True, one_statement=True, users=users)
+    assert sum(pipelined) >= 12  # every completion and system step of the story
+    for name in orm:
+        assert one[name] == orm[name], name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_commit_that_fails_in_the_pipeline_raises_and_leaves_the_task_and_process_as_they_were(
+    season_spec, agent, django_user_model
+):
+    """The foreign keys are checked at COMMIT: completing as a user deleted meanwhile fails there."""
+    install_definition(season_spec)
+    process = services.process_start(definition_key="test-season", variables={"deposit": 5})
+    task = open_task(process)
+    ghost = django_user_model.objects.create_user("ghost")
+    ghost.groups.set(agent.groups.all())
+    assert services.can_work_on(ghost, task)  # its roles are read now, as a request would have
+    django_user_model.objects.filter(pk=ghost.pk).delete()  # the object in memory stays logged in
+    events = ProcessEvent.objects.filter(process=process).count()
+
+    from django.db import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        services.task_complete(
+            task=services.task_load(task.pk), user=ghost, outcome="reject", inputs={"deposit_ok": False}
+        )
+    task.refresh_from_db()
+    process.refresh_from_db()
+    assert (task.state, process.state, process.current_step) == (Task.State.OPEN, Process.State.RUNNING, "review")
+    assert ProcessEvent.objects.filter(process=process).count() == events
+    services.task_complete(task=services.task_load(task.pk), user=agent, outcome="reject", inputs={"deposit_ok": False})
+    process.refresh_from_db()
+    assert process.state == Process.State.COMPLETED  # the connection works on
