@@ -19,10 +19,10 @@ node_modules/.installed: package.json package-lock.json
 	@touch $@
 
 ## German and English: the .po files are in the repository, the compiled .mo files are built here.
-PO_FILES := $(shell find . -path ./.venv -prune -o -path ./node_modules -prune -o -name '*.po' -print)
+PO_FILES := $(shell find . -path ./.venv -prune -o -path ./node_modules -prune -o -path ./var -prune -o -name '*.po' -print)
 var/.messages-compiled: $(VENV)/.installed $(PO_FILES)
 	@mkdir -p var
-	$(PY) manage.py compilemessages --ignore=.venv --ignore=node_modules -v 0
+	$(PY) manage.py compilemessages --ignore=.venv --ignore=node_modules --ignore=var -v 0
 	@touch $@
 
 setup: $(VENV)/.installed node_modules/.installed var/.messages-compiled
