@@ -30,6 +30,7 @@ from billing.models import (
     InvoicingRun,
     Payment,
 )
+from billing.payment_options import PaymentOption
 from billing.stripe_api import stripe_js_url
 from carparks.models import Customer
 from parkinghq.list_search import search_term
@@ -147,15 +148,61 @@ def invoice_charge(request: HttpRequest, pk: int) -> HttpResponse:
             _("Stripe did not answer as expected: %(error)s. Try again later.") % {"error": exc.user_message or exc},
         )
         return redirect("billing:invoice-detail", pk=pk)
-    text = {
+    except services.ChargeOutcomeUnknown:
+        messages.warning(
+            request,
+            _(
+                "Stripe's answer to the charge was lost; the attempt is kept as pending. Try again later: the same "
+                "charge is asked for again, never a second one."
+            ),
+        )
+        return redirect("billing:invoice-detail", pk=pk)
+    level, text = _charge_message(invoice, result.status)
+    getattr(messages, level)(request, text)
+    return redirect("billing:invoice-detail", pk=pk)
+
+
+def _charge_message(invoice: Invoice, status: str) -> tuple[str, str]:
+    """Finance's message for every result of ``services.invoice_charge``; an unknown one is never an error."""
+    texts = {
         "succeeded": ("success", _("The card was charged; the invoice is paid.")),
         "failed": ("error", _("The card was declined. The failed-payment process has started.")),
         "pending": ("info", _("The payment is processing; Stripe will tell us the outcome.")),
+        "processing": (
+            "info",
+            _(
+                "The SEPA direct debit is under way: the bank answers within a few business days, and the invoice "
+                "is marked paid once it confirms. No second debit is sent meanwhile."
+            ),
+        ),
+        "returned": (
+            "warning",
+            _("The direct debit was returned by the customer's bank; the invoice is open again."),
+        ),
         "no_payment_method": ("warning", _("The customer has no saved card. Send them the card link.")),
         "not_payable": ("warning", _("This invoice cannot be charged in its current state.")),
-    }[result.status]
-    getattr(messages, text[0])(request, text[1])
-    return redirect("billing:invoice-detail", pk=pk)
+        services.AWAITS_TRANSFER: (
+            "info",
+            _(
+                "This invoice is paid by bank transfer: nothing is charged. It is marked paid when the "
+                "customer's transfer arrives."
+            ),
+        ),
+    }
+    if invoice.payment_option == PaymentOption.SEPA_DEBIT:
+        texts |= {
+            "succeeded": ("success", _("The direct debit was collected; the invoice is paid.")),
+            "failed": (
+                "error",
+                _("The direct debit failed; the invoice is open. The returned-debit process has started."),
+            ),
+            "no_payment_method": (
+                "warning",
+                _("The customer has no SEPA account with an accepted mandate; nothing was debited."),
+            ),
+        }
+    fallback = ("info", _("The charge ended with “%(status)s”; see the payments below.") % {"status": status})
+    return texts.get(status, fallback)
 
 
 @role_required(FINANCE)
