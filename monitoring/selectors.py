@@ -250,6 +250,11 @@ def _model(label: str) -> Any:
         return None
 
 
+#: Charges whose money was not collected: declined or failed, and direct debits the customer's bank took back
+#: after they succeeded (``returned``): both count as failed in every billing figure.
+FAILED_CHARGE_STATUSES = ("failed", "returned")
+
+
 def billing_figures(day_from: date, day_to: date) -> dict[str, Any]:
     """Invoices issued and card payments in the period; ``available`` is False without billing data."""
     invoice, payment = _model("billing.Invoice"), _model("billing.Payment")
@@ -262,7 +267,7 @@ def billing_figures(day_from: date, day_to: date) -> dict[str, Any]:
     charges = payment.objects.filter(kind="charge", created_at__gte=start, created_at__lt=end)
     pay = charges.aggregate(
         succeeded=Count("id", filter=Q(status="succeeded")),
-        failed=Count("id", filter=Q(status="failed")),
+        failed=Count("id", filter=Q(status__in=FAILED_CHARGE_STATUSES)),
         pending=Count("id", filter=Q(status="pending")),
         amount=Sum("amount", filter=Q(status="succeeded")),
     )
@@ -293,7 +298,8 @@ def _billing_by_method(payment: Any, start: Any, end: Any) -> list[dict[str, Any
     """Collected amounts and failures per payment option (card, SEPA Direct Debit, bank transfer).
 
     A charge booked from the bank (a statement entry, or by hand: no provider PaymentIntent) is a bank
-    transfer; a bank transfer "fails" when it is overdue (its ``payment.failed`` event of the period).
+    transfer; a bank transfer "fails" when it is overdue (its ``payment.failed`` event of the period), a
+    direct debit also when the bank returned it (``returned``).
     """
     from django.db.models import Case, CharField, Value, When
 
@@ -311,7 +317,7 @@ def _billing_by_method(payment: Any, start: Any, end: Any) -> list[dict[str, Any
         .values("how")
         .annotate(
             succeeded=Count("id", filter=Q(status="succeeded")),
-            failed=Count("id", filter=Q(status="failed")),
+            failed=Count("id", filter=Q(status__in=FAILED_CHARGE_STATUSES)),
             processing=Count("id", filter=Q(status__in=["pending", "processing"])),
             amount=Sum("amount", filter=Q(status="succeeded")),
         )
