@@ -128,7 +128,7 @@ class Run:
         self.updates.append(update_sql(model, pk, values))
 
     # -- writing ----------------------------------------------------------------------------
-    def flush(self, *, last: bool = False) -> None:
+    def flush(self, *, last: bool = False, guard: tuple[Process, tuple[str, list[Any]]] | None = None) -> bool:
         """Write everything collected.
 
         On PostgreSQL all of it is one statement (:func:`one_statement`): new rows, the row UPDATEs
@@ -138,10 +138,25 @@ class Run:
         row kind, inside a transaction.
 
         ``last``: nothing follows in the caller's transaction. If that is the outermost one, the
-        statement and its COMMIT then go to PostgreSQL together (one round trip)."""
+        statement and its COMMIT then go to PostgreSQL together (one round trip).
+
+        ``guard``: (process, action). Write only if the process's row is still the version it was
+        read in (no lock was taken) and ``action`` (a one-row UPDATE ending in its WHERE clause: a
+        task's completion, a job's success) changes its row, all in one statement outside any
+        transaction. Returns False, having written nothing, if not; the caller then takes the
+        locked way."""
         connection = connections[DEFAULT_DB_ALIAS]
 
-        if not (hand_written(connection) and ONE_STATEMENT and one_statement(self, connection, last=last)):
+        if guard is not None:
+            if not (
+                hand_written(connection)
+                and ONE_STATEMENT
+                and not connection.in_atomic_block
+                and getattr(guard[0], "_row_version", None) is not None
+                and one_statement(self, connection, guard=guard)
+            ):
+                return False
+        elif not (hand_written(connection) and ONE_STATEMENT and one_statement(self, connection, last=last)):
             with transaction.atomic(savepoint=False):
                 self._flush_by_kind(connection)
         for process, fields in self.dirty.values():
@@ -152,6 +167,7 @@ class Run:
             transaction.on_commit(lambda: _after_commit(after, dispatch))
         self.events, self.tasks, self.timers, self.jobs, self.new_processes = [], [], [], [], []
         self.dirty, self.after, self.dispatch, self.updates = {}, [], [], []
+        return True
 
     def _flush_by_kind(self, connection: Any) -> None:
         for process in self.new_processes:  # one by one: a sub-process refers to its parent
@@ -320,7 +336,9 @@ def insert_rows(objs: list[Any]) -> None:
 ONE_STATEMENT = True
 
 
-def one_statement(run: Run, connection: Any, *, last: bool = False) -> bool:
+def one_statement(
+    run: Run, connection: Any, *, last: bool = False, guard: tuple[Process, tuple[str, list[Any]]] | None = None
+) -> bool:
     """Write a run's new rows, row UPDATEs and history rows with ONE statement (PostgreSQL).
 
     Each new process, task, job and timer is a data-modifying CTE ``INSERT … RETURNING "id"``; a row
@@ -328,14 +346,19 @@ def one_statement(run: Run, connection: Any, *, last: bool = False) -> bool:
     nothing waits for an id to come back. The UPDATEs and the history INSERT are CTEs too; the
     statement returns the new ids. Foreign keys are checked at commit, after every CTE ran.
     Returns False, having written nothing, for what it does not cover (more than one new process,
-    one process updated twice): the caller then writes row kind by row kind."""
+    one process updated twice): the caller then writes row kind by row kind.
+
+    With ``guard`` (see :meth:`Run.flush`) the first CTE locks the process row only if it is still
+    the version read (``xmin``), the second runs the guard's UPDATE only then, and every other CTE
+    writes only if that UPDATE did: False if it did not, with nothing written."""
     if len(run.new_processes) > 1:
         return False
     dirty = list(run.dirty.values())
     if len({p.pk for p, _ in dirty}) != len(dirty):
         return False
-    if not (run.new_processes or run.tasks or run.jobs or run.timers or run.events or run.updates or dirty):
+    if not (run.new_processes or run.tasks or run.jobs or run.timers or run.events or run.updates or dirty or guard):
         return True
+    only_if = " WHERE EXISTS (SELECT 1 FROM g)" if guard else ""
     names: dict[int, str] = {}  # id() of a new row → its CTE
     ctes: list[str] = []
     params: list[Any] = []
@@ -351,17 +374,28 @@ def one_statement(run: Run, connection: Any, *, last: bool = False) -> bool:
             columns = ", ".join(f'"{f.column}"' for f in _insert_fields(type(obj)))
             ctes.append(
                 f'{name} AS (INSERT INTO "{table}" ({columns}) SELECT {values} '  # noqa: S608 (names from model meta)
-                f'FROM json_populate_record(NULL::"{table}", %s::json) r RETURNING "id")'
+                f'FROM json_populate_record(NULL::"{table}", %s::json) r{only_if} RETURNING "id")'
             )
             names[id(obj)] = name
             new_rows.append((obj, name))
     updates = run.updates + [process_update_sql(process, fields) for process, fields in dirty]
     update_params = [value for _, values in updates for value in values]
-    ctes = [f"u{i} AS ({sql})" for i, (sql, _) in enumerate(updates)] + ctes
+    also = " AND EXISTS (SELECT 1 FROM g)" if guard else ""
+    ctes = [f"u{i} AS ({sql}{also})" for i, (sql, _) in enumerate(updates)] + ctes  # noqa: S608 (by update_sql)
     params = update_params + params
+    results = [_id_of(name) for _, name in new_rows]
+    if guard:
+        process, (action, action_params) = guard
+        ctes = [
+            f'lp AS (SELECT 1 FROM "{Process._meta.db_table}" WHERE "id" = %s AND "xmin"::text = %s FOR UPDATE)',  # noqa: S608
+            f"g AS ({action} AND EXISTS (SELECT 1 FROM lp) RETURNING 1)",  # noqa: S608 (made by update_sql)
+            *ctes,
+        ]
+        params = [process.pk, process._row_version, *action_params, *params]
+        results.insert(0, "(SELECT count(*) FROM g)")
     if run.events:
-        ctes.append(_events_cte(run.events, names, params, connection))
-    sql = f"WITH {', '.join(ctes)} SELECT " + (", ".join(_id_of(name) for _, name in new_rows) or "1")
+        ctes.append(_events_cte(run.events, names, params, connection, only_if))
+    sql = f"WITH {', '.join(ctes)} SELECT " + (", ".join(results) or "1")
     with connection.cursor() as cursor:
         if last and _outermost(connection):
             # The statement and COMMIT in one round trip: both queued in psycopg's pipeline mode,
@@ -373,7 +407,11 @@ def one_statement(run: Run, connection: Any, *, last: bool = False) -> bool:
                 connection.connection.execute("COMMIT")
         else:
             cursor.execute(sql, params)
-        ids = cursor.fetchone() if new_rows else ()
+        ids = cursor.fetchone() if results else ()
+    if guard:
+        if not ids[0]:
+            return False  # the process changed, or the action's row was not as required: nothing written
+        ids = ids[1:]
     for (obj, _), pk in zip(new_rows, ids, strict=True):
         obj.pk = pk
         obj._state.adding = False
@@ -461,7 +499,9 @@ def _json_scalar(value: Any) -> str:
 _EVENT_RECORD = ""
 
 
-def _events_cte(events: list[PendingEvent], names: dict[int, str], params: list[Any], connection: Any) -> str:
+def _events_cte(
+    events: list[PendingEvent], names: dict[int, str], params: list[Any], connection: Any, only_if: str = ""
+) -> str:
     """The history INSERT as a CTE of :func:`one_statement`: all rows as ONE parameter, a JSON array
     read by ``json_to_recordset``; an event of the run's new process or of a new task holds NULL or
     -(k + 1) in place of the id and takes the new row's id from its CTE."""
@@ -498,7 +538,7 @@ def _events_cte(events: list[PendingEvent], names: dict[int, str], params: list[
         f'ev AS (INSERT INTO "{ProcessEvent._meta.db_table}" '  # noqa: S608 (table name from model meta)
         '("process_id", "kind", "step_id", "task_id", "actor_id", "at", "duration_ms", "data") '
         f"SELECT {process}, x.k, x.s, {task}, x.a, x.at, x.d, x.data "
-        f"FROM json_to_recordset(%s::json) AS x({_EVENT_RECORD}))"
+        f"FROM json_to_recordset(%s::json) AS x({_EVENT_RECORD}){only_if})"
     )
 
 
@@ -639,24 +679,28 @@ def lock_process_and_update(process_id: int, update: tuple[str, list[Any]], *, v
 
 
 def load_task(task_id: int) -> Task | None:
-    """A task for an action (claim, complete): all its fields and its process's id, version and
-    state, in one statement. ``task.process`` holds only those three; pages that show the process
-    load the task with ``select_related`` instead."""
+    """A task for an action (claim, complete) with its process, in one statement. On PostgreSQL the
+    process carries the version of its row as read (``_row_version``, PostgreSQL's ``xmin``), so
+    a completion can be written without locking first if the row is still that version (see
+    :func:`one_statement`'s ``guard``)."""
     connection = connections[DEFAULT_DB_ALIAS]
 
     if not hand_written(connection):
         return Task.objects.filter(pk=task_id).select_related("process").first()
-    tasks = rows_of(Task)
+    tasks, processes = rows_of(Task), rows_of(Process)
     with connection.cursor() as cursor:
         cursor.execute(
-            f'SELECT {tasks.columns("t")}, p."version_id", p."state" FROM "{Task._meta.db_table}" t '  # noqa: S608 (names from model meta)
+            f'SELECT {tasks.columns("t")}, {processes.columns("p")}, p."xmin"::text FROM "{Task._meta.db_table}" t '  # noqa: S608 (names from model meta)
             f'JOIN "{Process._meta.db_table}" p ON p."id" = t."process_id" WHERE t."id" = %s',
             [task_id],
         )
         row = cursor.fetchone()
     if row is None:
         return None
-    return task_with_process(row, connection)
+    task = tasks.build(row[: tasks.width], connection)
+    task.process = processes.build(row[tasks.width : -1], connection)
+    task.process._row_version = row[-1]
+    return task
 
 
 def claim_task(task_id: int, user_id: int, condition: str, params: list[Any], now: datetime) -> Task | None:
@@ -1077,7 +1121,7 @@ def take_job(job_id: int, now: datetime) -> SystemJob | None:
         )
         return SystemJob.objects.select_related("process").get(pk=job_id) if taken else None
     jobs, processes = rows_of(SystemJob), rows_of(Process)
-    columns = f"{jobs.columns('j')}, {processes.columns('p')}"
+    columns = f'{jobs.columns("j")}, {processes.columns("p")}, p."xmin"::text'
     job_table, process_table = SystemJob._meta.db_table, Process._meta.db_table
     sql = (
         f'WITH j AS (UPDATE "{job_table}" SET "state" = %s, "attempts" = "attempts" + 1, "started_at" = %s '  # noqa: S608 (table names from model meta)
@@ -1090,7 +1134,8 @@ def take_job(job_id: int, now: datetime) -> SystemJob | None:
     if row is None:
         return None
     job = jobs.build(row[: jobs.width], connection)
-    job.process = processes.build(row[jobs.width :], connection)
+    job.process = processes.build(row[jobs.width : -1], connection)
+    job.process._row_version = row[-1]  # as in load_task: a success may be written without a lock
     return job
 
 
@@ -1137,6 +1182,8 @@ def execute_job(job_id: int) -> str:
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     elapsed_ms = int((time.monotonic() - started) * 1000)
+    if error is None and _succeed_unlocked(job, process, result, elapsed_ms):
+        return "succeeded"
 
     with transaction.atomic():
         process = lock_process(process.pk)
@@ -1151,20 +1198,8 @@ def execute_job(job_id: int) -> str:
         step = graph.step(job.step_id)
         attempt_data: dict[str, Any] = {"task": job.task_name, "attempt": job.attempts, "ok": error is None}
         if error is None:
-            run.update(
-                SystemJob,
-                job_id,
-                {
-                    "state": SystemJob.State.SUCCEEDED,
-                    "finished_at": run.now,
-                    "result": jsonable(result),
-                    "last_error": "",
-                },
-            )
-            run.event(process, Kind.SYSTEM_ATTEMPT, job.step_id, data=attempt_data, duration_ms=elapsed_ms)
-            set_variables(run, process, result or {}, source=job.task_name)
-            leave_step(run, process)
-            enter(run, process, graph, step["next"])
+            run.updates.append(_job_success_sql(job, result, run.now))
+            _job_succeeded(run, job, process, graph, result, elapsed_ms)
             outcome = "succeeded"
         else:
             attempt_data["error"] = error[:2000]
@@ -1202,6 +1237,50 @@ def execute_job(job_id: int) -> str:
                 outcome = "failed"
         run.flush(last=True)
     return outcome
+
+
+def _job_success_sql(
+    job: SystemJob, result: dict[str, Any] | None, now: datetime, *, if_running: bool = False
+) -> tuple[str, list[Any]]:
+    """→ succeeded, with the result; ``if_running``: only a job still running."""
+    values = {"state": SystemJob.State.SUCCEEDED, "finished_at": now, "result": jsonable(result), "last_error": ""}
+    sql, params = update_sql(SystemJob, job.pk, values)
+    return (sql + ' AND "state" = %s', [*params, SystemJob.State.RUNNING]) if if_running else (sql, params)
+
+
+def _job_succeeded(
+    run: Run, job: SystemJob, process: Process, graph: CompiledGraph, result: dict[str, Any] | None, elapsed_ms: int
+) -> None:
+    """The attempt's history and the process moved on past the step, collected in ``run``."""
+    data = {"task": job.task_name, "attempt": job.attempts, "ok": True}
+    run.event(process, Kind.SYSTEM_ATTEMPT, job.step_id, data=data, duration_ms=elapsed_ms)
+    set_variables(run, process, result or {}, source=job.task_name)
+    leave_step(run, process)
+    enter(run, process, graph, graph.step(job.step_id)["next"])
+
+
+def _succeed_unlocked(job: SystemJob, process: Process, result: dict[str, Any] | None, elapsed_ms: int) -> bool:
+    """A job's success written without a lock and a transaction (as services' unlocked completion):
+    the process as take_job read it moves on in memory, and one statement writes it all only if
+    the process row is still that version and the job still running. False, with nothing
+    written, otherwise or where the move needed the database; execute_job then takes the locked way."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if getattr(process, "_row_version", None) is None or connection.in_atomic_block or not hand_written(connection):
+        return False
+    read_as, reads = process.__dict__.copy(), []
+
+    def counting(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        reads.append(sql)
+        return execute(sql, params, many, context)
+
+    run = Run()
+    with connection.execute_wrapper(counting):
+        _job_succeeded(run, job, process, graph_for_version(process.version_id), result, elapsed_ms)
+    if not reads and run.flush(guard=(process, _job_success_sql(job, result, run.now, if_running=True))):
+        return True
+    process.__dict__.clear()
+    process.__dict__.update(read_as)
+    return False
 
 
 # -- timers ------------------------------------------------------------------------------------

@@ -665,6 +665,8 @@ def task_complete(
     connection = connections[DEFAULT_DB_ALIAS]
     _check_can_work(user, task)
     graph = graph_for_version(task.process.version_id) if "process" in task._state.fields_cache else None
+    if graph is not None and _complete_unlocked(task, graph, user, outcome, inputs, comment):
+        return task
     with transaction.atomic():
         now = timezone.now()
         process, updated = None, False
@@ -686,20 +688,70 @@ def task_complete(
         _running(process)
         if not updated:
             raise _not_available(task, "completed")
-        task.__dict__["state"] = Task.State.COMPLETED
-        task.assignee = task.completed_by = user
-        task.completed_at, task.outcome, task.inputs, task.comment = now, outcome, cleaned, comment
-        run = Run(actor=user, now=now)
-        duration = int((now - task.created_at).total_seconds() * 1000) if task.created_at else None
-        run.event(
-            process, Kind.TASK_COMPLETED, task.step_id, task=task, data={"outcome": outcome}, duration_ms=duration
-        )
-        set_variables(run, process, {**cleaned, "outcome": outcome}, source=f"task {task.step_id}")
-        leave_step(run, process, data={"outcome": outcome})
-        enter(run, process, graph, step["outcomes"][outcome])
-        run.signal(signals.task_completed, Task, task=task)
-        run.flush(last=True)
+        _completed(task, user, now, outcome, cleaned, comment)
+        _completion_run(task, process, graph, step, user, now, outcome, cleaned).flush(last=True)
     return task
+
+
+def _complete_unlocked(
+    task: Task, graph: Any, user: Any, outcome: str, inputs: dict[str, Any] | None, comment: str
+) -> bool:
+    """The usual completion without a lock and a transaction of its own (PostgreSQL, outside a
+    caller's transaction): the process as the task's load read it moves on in memory, and one
+    statement writes it all only if the process row is still that version and the task still
+    open or held by the user (:meth:`Run.flush`'s guard). False, with nothing written, where that
+    does not hold or the move needed the database (a call activity, a parent to resume): the
+    caller then takes the locked way, which also says why a completion is refused."""
+    process = task.process
+    connection = connections[DEFAULT_DB_ALIAS]
+    if (
+        getattr(process, "_row_version", None) is None
+        or connection.in_atomic_block
+        or process.state != Process.State.RUNNING
+        or process.version_id != graph.version_id
+    ):
+        return False
+    step, cleaned = _completion(task, graph, outcome, inputs)
+    now = timezone.now()
+    before, read_as = {name: task.__dict__.get(name) for name in _COMPLETION_FIELDS}, process.__dict__.copy()
+    read: list[str] = []
+
+    def reads(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        read.append(sql)
+        return execute(sql, params, many, context)
+
+    _completed(task, user, now, outcome, cleaned, comment)
+    with connection.execute_wrapper(reads):
+        run = _completion_run(task, process, graph, step, user, now, outcome, cleaned)
+    if not read and run.flush(guard=(process, _completion_update(task, user, now, outcome, cleaned, comment))):
+        return True
+    task.__dict__.update(before)  # as it was: the locked way starts from the database
+    process.__dict__.clear()
+    process.__dict__.update(read_as)
+    return False
+
+
+_COMPLETION_FIELDS = ("state", "assignee_id", "completed_by_id", "completed_at", "outcome", "inputs", "comment")
+
+
+def _completed(task: Task, user: Any, now: Any, outcome: str, cleaned: dict[str, Any], comment: str) -> None:
+    task.__dict__["state"] = Task.State.COMPLETED
+    task.assignee = task.completed_by = user
+    task.completed_at, task.outcome, task.inputs, task.comment = now, outcome, cleaned, comment
+
+
+def _completion_run(
+    task: Task, process: Process, graph: Any, step: dict, user: Any, now: Any, outcome: str, cleaned: dict[str, Any]
+) -> Run:
+    """The completed task's history and the process moved on to its next wait, collected in a Run."""
+    run = Run(actor=user, now=now)
+    duration = int((now - task.created_at).total_seconds() * 1000) if task.created_at else None
+    run.event(process, Kind.TASK_COMPLETED, task.step_id, task=task, data={"outcome": outcome}, duration_ms=duration)
+    set_variables(run, process, {**cleaned, "outcome": outcome}, source=f"task {task.step_id}")
+    leave_step(run, process, data={"outcome": outcome})
+    enter(run, process, graph, step["outcomes"][outcome])
+    run.signal(signals.task_completed, Task, task=task)
+    return run
 
 
 def _completion(task: Task, graph: Any, outcome: str, inputs: dict[str, Any] | None) -> tuple[dict, dict]:

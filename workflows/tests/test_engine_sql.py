@@ -220,11 +220,12 @@ def test_the_hand_written_reads_load_what_the_orm_loads(season_spec, agent):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_outside_a_test_transaction_the_last_statement_and_its_commit_go_together_and_write_the_same_rows(
+def test_outside_a_test_transaction_completions_go_unlocked_and_steps_commit_with_their_statement_writing_the_same_rows(
     monkeypatch, season_spec, installed, agent, supervisor, admin_user
 ):
-    """In production a completion's transaction is the outermost one, so its flush sends the statement
-    and COMMIT in one round trip (in the tests above, the test's own transaction prevents that)."""
+    """In production nothing wraps an action in a transaction: a completion or a system step's
+    success is then one statement that checks the process row is as read, and the locked way's flush
+    sends its statement and COMMIT in one round trip (the test transaction above prevents both)."""
     install_definition(season_spec)
     users = (agent, supervisor, admin_user)
     pipelined = []
@@ -235,10 +236,15 @@ def test_outside_a_test_transaction_the_last_statement_and_its_commit_go_togethe
         return execute(self, query, *args, **kwargs)
 
     monkeypatch.setattr(type(connection.connection), "execute", counting_execute)
-    orm, _ = run_story(monkeypatch, hand_written=False, one_statement=False, users=users)
+    orm, orm_sql = run_story(monkeypatch, hand_written=False, one_statement=False, users=users)
     assert not any(pipelined)
-    one, _ = run_story(monkeypatch, hand_written=True, one_statement=True, users=users)
-    assert sum(pipelined) >= 12  # every completion and system step of the story
+    one, one_sql = run_story(monkeypatch, hand_written=True, one_statement=True, users=users)
+    assert sum(pipelined) == 3  # the failed attempts of the flaky step and the incident's retry: locked
+    unlocked = [sql for sql in one_sql if sql.startswith("WITH lp AS (SELECT 1")]
+    # every completion but the child's, whose end resumes its parent (read and locked: the locked way),
+    # and every successful system step
+    assert len([sql for sql in unlocked if '"workflows_task" SET' in sql]) == 7
+    assert len([sql for sql in unlocked if '"workflows_systemjob" SET' in sql]) == 3
     for name in orm:
         assert one[name] == orm[name], name
 
@@ -270,3 +276,40 @@ def test_a_commit_that_fails_in_the_pipeline_raises_and_leaves_the_task_and_proc
     services.task_complete(task=services.task_load(task.pk), user=agent, outcome="reject", inputs={"deposit_ok": False})
     process.refresh_from_db()
     assert process.state == Process.State.COMPLETED  # the connection works on
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_completion_whose_process_changed_after_the_load_writes_nothing_unlocked_and_completes_locked(
+    season_spec, agent
+):
+    install_definition(season_spec)
+    process = services.process_start(definition_key="test-season", variables={"deposit": 5})
+    task = services.task_load(open_task(process).pk)
+    Process.objects.filter(pk=process.pk).update(variables={"deposit": 0, "note_from": "elsewhere"})
+    with CaptureQueriesContext(connection) as queries:
+        services.task_complete(task=task, user=agent, outcome="approve", inputs={"deposit_ok": True})
+    sql = [q["sql"] for q in queries.captured_queries if "workflows_" in q["sql"]]
+    assert sql[0].startswith("WITH lp AS (SELECT 1") and "FOR UPDATE" in sql[1]  # tried unlocked, then locked
+    process.refresh_from_db()
+    assert process.variables["note_from"] == "elsewhere"  # the change made meanwhile is kept
+    assert process.current_step == "activate" and process.variables["deposit_ok"] is True
+    assert ProcessEvent.objects.filter(process=process, kind=ProcessEvent.Kind.TASK_COMPLETED).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_claimed_by_someone_else_after_the_load_is_refused_and_nothing_is_written(season_spec, agent, make_user):
+    install_definition(season_spec)
+    other = make_user("other", roles.AGENT)
+    process = services.process_start(definition_key="test-season", variables={"deposit": 5})
+    task = services.task_load(open_task(process).pk)
+    services.task_claim_by_id(task_id=task.pk, user=other)
+    events = ProcessEvent.objects.filter(process=process).count()
+
+    from workflows.errors import TaskNotAvailable
+
+    with pytest.raises(TaskNotAvailable, match="Other"):
+        services.task_complete(task=task, user=agent, outcome="approve", inputs={"deposit_ok": True})
+    assert task.state == Task.State.OPEN and task.outcome == ""  # the object is as loaded
+    process.refresh_from_db()
+    assert process.current_step == "review"
+    assert ProcessEvent.objects.filter(process=process).count() == events
