@@ -78,7 +78,7 @@ def fill(target: int, version, agent, others: list[int]) -> dict[str, float]:  #
         cursor.execute("SELECT coalesce(max(id), 0) FROM workflows_task")
         base_t = cursor.fetchone()[0]
         # Process i ended (i * 7919 mod 400 days) minutes ago and took 40 minutes.
-        ended = "now() - make_interval(mins => ((i * 7919) % (400 * 1440)))"
+        ended = "now() - make_interval(mins => ((i::bigint * 7919) % (400 * 1440))::int)"  # bigint: i reaches 10⁶
         started = time.perf_counter()
         insert_series(
             cursor,
