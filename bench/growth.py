@@ -143,7 +143,7 @@ def fill(target: int, version, agent, others: list[int]) -> dict[str, float]:  #
                 "step_id": f"({steps})[1 + {j}]",
                 "task_id": f"CASE WHEN {j} BETWEEN 2 AND 4 THEN {base_t} + {p} ELSE NULL END",
                 "actor_id": f"CASE WHEN {j} IN (3, 4) THEN ({others_sql})[1 + {p} % 20] ELSE NULL END",
-                "at": f"now() - make_interval(mins => (({p} * 7919) % (400 * 1440))) "
+                "at": f"now() - make_interval(mins => (({p}::bigint * 7919) % (400 * 1440))::int) "
                 f"- interval '40 minutes' + make_interval(mins => 4 * {j})",
                 "duration_ms": f"CASE WHEN {j} IN (4, 5, 8) THEN 600000 ELSE NULL END",
                 "data": "'{}'::jsonb",
