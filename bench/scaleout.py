@@ -320,6 +320,9 @@ def main() -> int:
         conn.execute(f'CREATE DATABASE "{bench_name}"')
     os.environ["DATABASE_URL"] = bench_url
     os.environ["WORKFLOWS_DISPATCH"] = "true"  # the drivers hand system steps to the broker
+    # The workers keep their connections, as in docker-compose.yml (DATABASE_POOL): without it every
+    # Celery task opens a new PostgreSQL connection, and that, not the engine, is what the curve shows.
+    os.environ["DATABASE_POOL"] = "true"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "parkinghq.settings.test", "PYTHONPATH": str(ROOT)}
     logs = ROOT / "var" / "bench-scaleout"
     logs.mkdir(parents=True, exist_ok=True)
@@ -354,7 +357,8 @@ def main() -> int:
     lines = [
         f"`bench/scaleout.py --configs {args.configs} --processes {args.processes}`: W Celery workers "
         "(`--pool=solo -c 1` each) run the system steps and the timer ticks, D driver processes start the "
-        "processes and do the user action; one PostgreSQL, Redis as the broker; a timer tick every "
+        "processes and do the user action; one PostgreSQL, Redis as the broker; every process keeps its "
+        "connections (`DATABASE_POOL=true`, as docker-compose.yml runs them); a timer tick every "
         f"{args.tick_every} s. Shape: start → review (user) → "
         "activate (system) → cool off (wait 1 s, timer) → notify (system) → end.",
         "",
