@@ -3,6 +3,7 @@ count of contracts billed and the time left change before the run ends, and the 
 
 from __future__ import annotations
 
+import time
 from datetime import date
 from decimal import Decimal
 
@@ -20,10 +21,12 @@ from tests.browser import progress_watch
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CONTRACTS = 240  # the run's size is what makes it take seconds: one customer per chunk, as a large run has
+CONTRACTS = 240  # one customer per chunk, as a large run has
+CHUNK_SECONDS = 0.03  # each chunk also takes this long, so the run lasts several of the page's 2 s polls
+# (without it a fast machine billed the 240 contracts between two polls)
 
 
-def test_an_invoicing_run_shows_its_progress_while_it_runs(page, live_server, make_user, browser_login):
+def test_an_invoicing_run_shows_its_progress_while_it_runs(page, live_server, make_user, browser_login, monkeypatch):
     make_user("finn", roles.FINANCE, password="s3cret-pass")
     product = ProductFactory()
     for customer in CustomerFactory.create_batch(CONTRACTS):
@@ -36,6 +39,13 @@ def test_an_invoicing_run_shows_its_progress_while_it_runs(page, live_server, ma
     bar = page.locator(f"#run-bar-{run.pk}")
     expect(bar).to_have_attribute("value", "0")
 
+    invoice_chunk = services._invoice_chunk
+
+    def slow_chunk(*args, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(CHUNK_SECONDS)
+        return invoice_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_invoice_chunk", slow_chunk)
     seen = progress_watch(
         page,
         lambda: services.invoicing_run_execute(run=run, chunk_size=1, deliver=False),

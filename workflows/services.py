@@ -726,6 +726,8 @@ def _complete_unlocked(
     if not read and run.flush(guard=(process, _completion_update(task, user, now, outcome, cleaned, comment))):
         return True
     task.__dict__.update(before)  # as it was: the locked way starts from the database
+    for name in ("assignee", "completed_by"):
+        task._state.fields_cache.pop(name, None)
     process.__dict__.clear()
     process.__dict__.update(read_as)
     return False

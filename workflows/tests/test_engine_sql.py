@@ -309,7 +309,7 @@ def test_a_task_claimed_by_someone_else_after_the_load_is_refused_and_nothing_is
 
     with pytest.raises(TaskNotAvailable, match="Other"):
         services.task_complete(task=task, user=agent, outcome="approve", inputs={"deposit_ok": True})
-    assert task.state == Task.State.OPEN and task.outcome == ""  # the object is as loaded
+    assert (task.state, task.outcome, task.assignee) == (Task.State.OPEN, "", None)  # the object is as loaded
     process.refresh_from_db()
     assert process.current_step == "review"
     assert ProcessEvent.objects.filter(process=process).count() == events
