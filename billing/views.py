@@ -30,7 +30,8 @@ from billing.models import (
     InvoicingRun,
     Payment,
 )
-from billing.payment_options import PaymentOption
+from billing.payment_options import PROVIDER_COLLECTED, PaymentOption
+from billing.payment_setup import chargeable_method
 from billing.stripe_api import stripe_js_url
 from carparks.models import Customer
 from parkinghq.list_search import search_term
@@ -104,6 +105,12 @@ def _invoice_page(request: HttpRequest, invoice: Invoice, refund_form: RefundFor
             "credit_note": next((note for note in credit_notes if not note.is_partial), None),
             "exceptions": invoice.billingexception_set.all(),
             "payment_method": selectors.default_payment_method(invoice.customer_id),
+            # what the Charge button would charge: a live method of the invoice's own payment option
+            "chargeable": (
+                chargeable_method(invoice.customer_id, invoice.payment_option)
+                if invoice.payment_option in PROVIDER_COLLECTED
+                else None
+            ),
             "card_link": services.card_setup_link(customer=invoice.customer),
             "processes": selectors.processes_about(invoice),
         },

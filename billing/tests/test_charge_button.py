@@ -4,6 +4,8 @@ the page does not know, or a lost answer from Stripe, is a neutral message too, 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
@@ -115,3 +117,47 @@ def test_a_sepa_invoice_is_spoken_of_as_a_direct_debit_not_a_card():
     for status in ("succeeded", "failed", "no_payment_method"):
         assert "card" not in views._charge_message(sepa, status)[1]
         assert "card" in views._charge_message(card, status)[1]
+
+
+def button(client, invoice: Invoice) -> str:
+    """The invoice page's charge control (the button, or the note that replaces it)."""
+    html = client.get(reverse("billing:invoice-detail", args=[invoice.pk])).content.decode()
+    found = re.search(r"<(?:button|span)[^>]*data-charge=[^>]*>.*?</(?:button|span)>", html, re.S)
+    assert found, "no charge control on the page"
+    return found[0]
+
+
+def test_the_page_offers_to_debit_a_sepa_invoice_not_to_charge_a_card(client, stripe_like_stripe, finance_user):  # noqa: F811
+    customer, _method = sepa_customer(client)
+    invoice = issue(customer)
+    client.force_login(finance_user)
+
+    control = button(client, invoice)
+    assert 'data-charge="sepa_debit"' in control and "Debit the account now" in control
+    assert "disabled" not in control  # the accepted mandate is what it debits
+
+
+def test_a_bank_transfer_invoice_has_no_charge_button_even_with_a_card_on_file(client, finance_user):
+    customer = CustomerFactory(payment_option=PaymentOption.BANK_TRANSFER)
+    _card(customer)
+    (invoice,) = _issued(customer)
+    client.force_login(finance_user)
+
+    control = button(client, invoice)
+    assert control.startswith("<span") and "Paid by bank transfer: nothing to charge" in control
+
+
+def test_a_card_invoice_without_a_card_has_the_card_button_disabled_even_with_a_sepa_mandate(
+    client,
+    stripe_like_stripe,  # noqa: F811
+    finance_user,
+):
+    customer, _method = sepa_customer(client)
+    customer.payment_option = PaymentOption.CARD
+    customer.save(update_fields=["payment_option"])
+    invoice = issue(customer)
+    assert invoice.payment_option == PaymentOption.CARD
+    client.force_login(finance_user)
+
+    control = button(client, invoice)
+    assert 'data-charge="card"' in control and "disabled" in control and "No saved card" in control
