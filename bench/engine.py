@@ -121,15 +121,6 @@ def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[
     in_db = [0, 0.0, 0.0]  # statements, wall, cpu
     clock, cpu_clock = time.perf_counter, time.process_time
 
-    def counter(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        in_db[0] += 1
-        wall, cpu = clock(), cpu_clock()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            in_db[1] += clock() - wall
-            in_db[2] += cpu_clock() - cpu
-
     import psycopg
 
     def timed(method):  # type: ignore[no-untyped-def]
@@ -142,6 +133,10 @@ def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[
                 in_db[2] += cpu_clock() - cpu
 
         return call
+
+    def counter(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        in_db[0] += 1
+        return timed(execute)(sql, params, many, context)
 
     # commits: Django's at the end of an atomic block, and the pipeline's closing Sync that carries
     # a flush's statement and COMMIT in one round trip (workflows.engine.one_statement)
@@ -166,8 +161,7 @@ def _worker(index: int, count: int, first: int, queue) -> None:  # type: ignore[
         phase("complete", complete)
 
     tasks_done = 0
-    wait = connection.cursor  # connect before the clock starts
-    wait().close()
+    connection.ensure_connection()  # connect before the clock starts
     began = time.time()
     cpu = time.process_time()
     started = time.perf_counter()

@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -143,18 +144,11 @@ class Run:
         ``guard``: (process, action). Write only if the process's row is still the version it was
         read in (no lock was taken) and ``action`` (a one-row UPDATE ending in its WHERE clause: a
         task's completion, a job's success) changes its row, all in one statement outside any
-        transaction. Returns False, having written nothing, if not; the caller then takes the
-        locked way."""
+        transaction (see :func:`advance_unlocked`). Returns False, having written nothing, if not."""
         connection = connections[DEFAULT_DB_ALIAS]
 
-        if guard is not None:
-            if not (
-                hand_written(connection)
-                and ONE_STATEMENT
-                and not connection.in_atomic_block
-                and getattr(guard[0], "_row_version", None) is not None
-                and one_statement(self, connection, guard=guard)
-            ):
+        if guard is not None:  # advance_unlocked checked that this can be one statement here
+            if not one_statement(self, connection, guard=guard):
                 return False
         elif not (hand_written(connection) and ONE_STATEMENT and one_statement(self, connection, last=last)):
             with transaction.atomic(savepoint=False):
@@ -305,9 +299,7 @@ def insert_rows(objs: list[Any]) -> None:
     if not hand_written(connection):
         model.objects.bulk_create(objs)
         return
-    fields = _INSERT_FIELDS.get(model)
-    if fields is None:
-        fields = _INSERT_FIELDS[model] = [f for f in model._meta.concrete_fields if not f.primary_key]
+    fields = _insert_fields(model)
     params: list[Any] = []
     for obj in objs:
         for field in fields:
@@ -1182,8 +1174,19 @@ def execute_job(job_id: int) -> str:
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     elapsed_ms = int((time.monotonic() - started) * 1000)
-    if error is None and _succeed_unlocked(job, process, result, elapsed_ms):
-        return "succeeded"
+    if error is None:
+
+        def succeeded() -> Run:
+            run = Run()
+            _job_succeeded(run, job, process, graph_for_version(process.version_id), result, elapsed_ms)
+            return run
+
+        def only_if_running(run: Run) -> tuple[str, list[Any]]:
+            sql, params = update_sql(SystemJob, job.pk, _job_success(result, run.now))
+            return sql + ' AND "state" = %s', [*params, SystemJob.State.RUNNING]
+
+        if advance_unlocked(process, succeeded, only_if_running):
+            return "succeeded"
 
     with transaction.atomic():
         process = lock_process(process.pk)
@@ -1198,7 +1201,7 @@ def execute_job(job_id: int) -> str:
         step = graph.step(job.step_id)
         attempt_data: dict[str, Any] = {"task": job.task_name, "attempt": job.attempts, "ok": error is None}
         if error is None:
-            run.updates.append(_job_success_sql(job, result, run.now))
+            run.update(SystemJob, job_id, _job_success(result, run.now))
             _job_succeeded(run, job, process, graph, result, elapsed_ms)
             outcome = "succeeded"
         else:
@@ -1239,13 +1242,8 @@ def execute_job(job_id: int) -> str:
     return outcome
 
 
-def _job_success_sql(
-    job: SystemJob, result: dict[str, Any] | None, now: datetime, *, if_running: bool = False
-) -> tuple[str, list[Any]]:
-    """→ succeeded, with the result; ``if_running``: only a job still running."""
-    values = {"state": SystemJob.State.SUCCEEDED, "finished_at": now, "result": jsonable(result), "last_error": ""}
-    sql, params = update_sql(SystemJob, job.pk, values)
-    return (sql + ' AND "state" = %s', [*params, SystemJob.State.RUNNING]) if if_running else (sql, params)
+def _job_success(result: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
+    return {"state": SystemJob.State.SUCCEEDED, "finished_at": now, "result": jsonable(result), "last_error": ""}
 
 
 def _job_succeeded(
@@ -1259,13 +1257,22 @@ def _job_succeeded(
     enter(run, process, graph, graph.step(job.step_id)["next"])
 
 
-def _succeed_unlocked(job: SystemJob, process: Process, result: dict[str, Any] | None, elapsed_ms: int) -> bool:
-    """A job's success written without a lock and a transaction (as services' unlocked completion):
-    the process as take_job read it moves on in memory, and one statement writes it all only if
-    the process row is still that version and the job still running. False, with nothing
-    written, otherwise or where the move needed the database; execute_job then takes the locked way."""
+def advance_unlocked(
+    process: Process, build: Callable[[], Run], action: Callable[[Run], tuple[str, list[Any]]]
+) -> bool:
+    """Move ``process`` on without a lock or a transaction of its own (PostgreSQL, outside a caller's
+    transaction): ``build`` collects the move in a Run from the process as it was read (its row
+    version, ``xmin``, read with it), and one statement writes it only if the row is still that
+    version and ``action(run)`` (a one-row UPDATE ending in its WHERE clause: the task's completion,
+    the job's success) changes its row (:meth:`Run.flush`'s guard). False, with nothing written
+    and the process as read, where that does not hold or the move read the database (a call
+    activity, a parent to resume): the caller then takes the locked way."""
     connection = connections[DEFAULT_DB_ALIAS]
-    if getattr(process, "_row_version", None) is None or connection.in_atomic_block or not hand_written(connection):
+    if (
+        getattr(process, "_row_version", None) is None
+        or connection.in_atomic_block
+        or not (hand_written(connection) and ONE_STATEMENT)
+    ):
         return False
     read_as, reads = process.__dict__.copy(), []
 
@@ -1273,10 +1280,9 @@ def _succeed_unlocked(job: SystemJob, process: Process, result: dict[str, Any] |
         reads.append(sql)
         return execute(sql, params, many, context)
 
-    run = Run()
     with connection.execute_wrapper(counting):
-        _job_succeeded(run, job, process, graph_for_version(process.version_id), result, elapsed_ms)
-    if not reads and run.flush(guard=(process, _job_success_sql(job, result, run.now, if_running=True))):
+        run = build()
+    if not reads and run.flush(guard=(process, action(run))):
         return True
     process.__dict__.clear()
     process.__dict__.update(read_as)

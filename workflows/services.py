@@ -671,8 +671,8 @@ def task_complete(
         now = timezone.now()
         process, updated = None, False
         if graph is not None and engine.hand_written(connection):
-            # The usual case: the process's version is known, so outcome and inputs are checked
-            # first and one statement locks the process and completes the task.
+            # The process's version is known, so outcome and inputs are checked first and one
+            # statement locks the process and completes the task.
             step, cleaned = _completion(task, graph, outcome, inputs)
             process, updated = lock_process_and_update(
                 task.process_id,
@@ -696,40 +696,26 @@ def task_complete(
 def _complete_unlocked(
     task: Task, graph: Any, user: Any, outcome: str, inputs: dict[str, Any] | None, comment: str
 ) -> bool:
-    """The usual completion without a lock and a transaction of its own (PostgreSQL, outside a
-    caller's transaction): the process as the task's load read it moves on in memory, and one
-    statement writes it all only if the process row is still that version and the task still
-    open or held by the user (:meth:`Run.flush`'s guard). False, with nothing written, where that
-    does not hold or the move needed the database (a call activity, a parent to resume): the
-    caller then takes the locked way, which also says why a completion is refused."""
+    """The usual completion, without a lock and a transaction of its own (engine.advance_unlocked):
+    the process as the task's load read it moves on, written only if its row is still that version
+    and the task still open or held by the user. False, with nothing written and the task as
+    loaded, otherwise: the caller then takes the locked way, which also says why it is refused."""
     process = task.process
-    connection = connections[DEFAULT_DB_ALIAS]
-    if (
-        getattr(process, "_row_version", None) is None
-        or connection.in_atomic_block
-        or process.state != Process.State.RUNNING
-        or process.version_id != graph.version_id
-    ):
+    if process.state != Process.State.RUNNING or process.version_id != graph.version_id:
         return False
     step, cleaned = _completion(task, graph, outcome, inputs)
     now = timezone.now()
-    before, read_as = {name: task.__dict__.get(name) for name in _COMPLETION_FIELDS}, process.__dict__.copy()
-    read: list[str] = []
-
-    def reads(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        read.append(sql)
-        return execute(sql, params, many, context)
-
+    before = {name: task.__dict__.get(name) for name in _COMPLETION_FIELDS}
     _completed(task, user, now, outcome, cleaned, comment)
-    with connection.execute_wrapper(reads):
-        run = _completion_run(task, process, graph, step, user, now, outcome, cleaned)
-    if not read and run.flush(guard=(process, _completion_update(task, user, now, outcome, cleaned, comment))):
+    if engine.advance_unlocked(
+        process,
+        lambda: _completion_run(task, process, graph, step, user, now, outcome, cleaned),
+        lambda run: _completion_update(task, user, now, outcome, cleaned, comment),
+    ):
         return True
     task.__dict__.update(before)  # as it was: the locked way starts from the database
     for name in ("assignee", "completed_by"):
         task._state.fields_cache.pop(name, None)
-    process.__dict__.clear()
-    process.__dict__.update(read_as)
     return False
 
 
